@@ -1,0 +1,166 @@
+"""Run ``gunicorn wsgi:app`` as a subprocess on a free loopback port and talk HTTP to it."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from urllib.parse import urlencode, urlsplit
+
+from webhook_kit.signature import compute_signature
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "e2e-test-token"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Reply:
+    status: int
+    body: bytes
+    headers: dict[str, str]
+
+    @property
+    def text(self) -> str:
+        return self.body.decode()
+
+
+class Gunicorn:
+    """A gunicorn process serving wsgi:app; stops (and reaps its workers) on exit."""
+
+    def __init__(self, env: Mapping[str, str], *, workers: int = 1, extra: Iterable[str] = ()):
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **os.environ,
+            "TWILIO_AUTH_TOKEN": TOKEN,
+            "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")]),
+            **env,
+        }
+        self.args = [
+            sys.executable, "-m", "gunicorn", "wsgi:app",
+            "--bind", f"127.0.0.1:{self.port}",
+            "--workers", str(workers),
+            "--chdir", str(ROOT),
+            "--config", str(ROOT / "gunicorn.conf.py"),
+            "--access-logfile", "/dev/null",
+            "--log-level", "warning",
+            *extra,
+        ]  # fmt: skip
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log = tempfile.TemporaryFile()
+        self._output = ""
+
+    def __enter__(self) -> Gunicorn:
+        self.process = subprocess.Popen(
+            self.args, env=self.env, stdout=subprocess.DEVNULL, stderr=self._log
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited early:\n{self.stderr()}")
+            try:
+                if self.get("/healthz").status == 200:
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("gunicorn did not answer /healthz within 30 s")
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if not self._log.closed and self.process is not None and self.process.poll() is not None:
+            self._output = self.stderr_so_far()
+            self._log.close()
+
+    def worker_pids(self) -> list[int]:
+        assert self.process is not None
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        return [int(pid) for pid in children.read_text().split()]
+
+    def stderr(self) -> str:
+        """Everything gunicorn wrote to stderr; stops the server first."""
+        self.stop()
+        return self._output
+
+    def stderr_so_far(self) -> str:
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace")
+
+    # -- HTTP -----------------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes = b"",
+        headers: Mapping[str, str] | None = None,
+    ) -> Reply:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=20)
+        try:
+            connection.request(method, path, body=body, headers=dict(headers or {}))
+            response = connection.getresponse()
+            return Reply(response.status, response.read(), dict(response.getheaders()))
+        finally:
+            connection.close()
+
+    def get(self, path: str) -> Reply:
+        return self.request("GET", path)
+
+    def post_signed(
+        self,
+        path: str,
+        fields: Mapping[str, str] | Iterable[tuple[str, str]],
+        *,
+        signed_url: str | None = None,
+        token: str = TOKEN,
+        headers: Mapping[str, str] | None = None,
+    ) -> Reply:
+        """POST a form signed the way Twilio signs it for ``signed_url`` (default: this server)."""
+        pairs = list(fields.items() if isinstance(fields, Mapping) else fields)
+        url = signed_url or self.base + path
+        signature = compute_signature(url, pairs, token)
+        request_path = path if signed_url is None else _path_of(signed_url)
+        return self.request(
+            "POST",
+            request_path,
+            urlencode(pairs).encode(),
+            {
+                "Content-Type": "application/x-www-form-urlencoded",
+                "X-Twilio-Signature": signature,
+                **(headers or {}),
+            },
+        )
+
+
+def _path_of(url: str) -> str:
+    parts = urlsplit(url)
+    return parts.path + (f"?{parts.query}" if parts.query else "")

@@ -1,0 +1,256 @@
+"""End to end: real HTTP to ``gunicorn wsgi:app`` started as a subprocess on loopback."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from server import ROOT, TOKEN, Gunicorn
+
+from webhook_kit import MessageStatus
+from webhook_kit.stores import open_store
+from webhook_kit.testing import inbound_sms, new_sid, status_callback
+from webhook_kit.twiml import parse
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gunicorn]:
+    db = tmp_path_factory.mktemp("e2e") / "kit.db"
+    with Gunicorn({"WEBHOOK_KIT_STORE": f"sqlite:///{db}"}, workers=2) as running:
+        running.db = db  # type: ignore[attr-defined]
+        yield running
+
+
+def test_healthz(server: Gunicorn) -> None:
+    reply = server.get("/healthz")
+    assert reply.status == 200 and reply.text == "ok\n"
+
+
+def test_signed_inbound_gets_twiml(server: Gunicorn) -> None:
+    reply = server.post_signed("/twilio/messages", inbound_sms("hello there"))
+    assert reply.status == 200
+    assert reply.headers["Content-Type"].startswith("text/xml")
+    assert reply.body.startswith(b'<?xml version="1.0" encoding="UTF-8"?><Response>')
+    assert [str(m.body) for m in parse(reply.body).messages] == ["Echo: hello there"]
+
+
+def test_unicode_round_trip(server: Gunicorn) -> None:
+    reply = server.post_signed("/twilio/messages", inbound_sms("héllo 👋 <&>"))
+    assert [str(m.body) for m in parse(reply.body).messages] == ["Echo: héllo 👋 <&>"]
+
+
+def test_retry_gets_the_same_answer(server: Gunicorn) -> None:
+    fields = inbound_sms("once")
+    first = server.post_signed("/twilio/messages", fields)
+    second = server.post_signed("/twilio/messages", fields)
+    assert first.status == second.status == 200 and first.body == second.body
+
+
+def test_status_callback_gets_empty_response(server: Gunicorn) -> None:
+    reply = server.post_signed("/twilio/status", status_callback(status="sent"))
+    assert reply.status == 200
+    assert reply.headers["Content-Type"].startswith("text/xml")
+    assert parse(reply.body).verbs == ()
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "headers", "status"),
+    [
+        ("/twilio/messages", b"MessageSid=SM1", {"Content-Type": "text/plain"}, 400),
+        ("/twilio/messages", b"\xff\xfe", {}, 400),
+        ("/twilio/messages", b"Body=%FF", {}, 400),
+        ("/twilio/messages", b"From=%2B1&To=%2B2", {}, 400),
+        ("/twilio/messages", b"MessageSid=SM1&To=%2B2", {}, 400),
+        ("/twilio/messages", b"MessageSid=SM1&From=%2B1", {}, 400),
+        ("/twilio/status", b"MessageStatus=sent", {}, 400),
+        ("/twilio/status", b"MessageSid=SM1", {}, 400),
+        ("/twilio/messages", b"x" * (64 * 1024 + 1), {}, 413),
+        ("/twilio/messages", b"{not json", {"Content-Type": "application/json"}, 400),
+    ],
+)
+def test_bad_input_gets_a_one_line_4xx(
+    server: Gunicorn, path: str, body: bytes, headers: dict[str, str], status: int
+) -> None:
+    from urllib.parse import parse_qsl
+
+    from webhook_kit.signature import compute_signature
+
+    all_headers = {"Content-Type": "application/x-www-form-urlencoded", **headers}
+    try:
+        pairs = parse_qsl(body.decode(), keep_blank_values=True, errors="strict")
+    except UnicodeDecodeError:
+        pairs = []
+    all_headers["X-Twilio-Signature"] = compute_signature(server.base + path, pairs, TOKEN)
+    reply = server.request("POST", path, body, all_headers)
+    assert reply.status == status
+    assert reply.headers["Content-Type"].startswith("text/plain")
+    assert reply.text.count("\n") == 1 and "Traceback" not in reply.text
+
+
+def test_missing_and_wrong_signatures_are_403(server: Gunicorn) -> None:
+    from urllib.parse import urlencode
+
+    body = urlencode(inbound_sms()).encode()
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    missing = server.request("POST", "/twilio/messages", body, headers)
+    wrong = server.request(
+        "POST", "/twilio/messages", body, {**headers, "X-Twilio-Signature": "AAAA"}
+    )
+    assert missing.status == wrong.status == 403
+    assert missing.text == "missing X-Twilio-Signature header: request not from Twilio\n"
+    assert wrong.text == "invalid signature: request not from Twilio\n"
+
+
+def test_every_order_of_callbacks_ends_delivered(server: Gunicorn) -> None:
+    store = open_store(f"sqlite:///{server.db}")  # type: ignore[attr-defined]
+    statuses = ["queued", "sent", "delivered", "sent"]  # the second "sent" is a duplicate
+    for order in set(itertools.permutations(statuses)):
+        sid = new_sid()
+        for status in order:
+            reply = server.post_signed("/twilio/status", status_callback(sid, status))
+            assert reply.status == 200
+        record = store.get_message(sid)
+        assert record is not None, order
+        assert record.status is MessageStatus.DELIVERED, order
+        assert sorted(e.status.value for e in record.history) == ["delivered", "queued", "sent"]
+    store.close()
+
+
+# -- signatures behind proxies ------------------------------------------------------------
+
+PUBLIC = "https://public.example.com/twilio/messages?x=a%20b"
+FORWARDED = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "public.example.com"}
+
+
+@pytest.mark.parametrize(("hops", "status"), [("1", 200), ("0", 403)])
+def test_proxy_hops(hops: str, status: int) -> None:
+    with Gunicorn({"WEBHOOK_KIT_STORE": "memory://", "WEBHOOK_KIT_PROXY_HOPS": hops}) as server:
+        reply = server.post_signed(
+            "/twilio/messages", inbound_sms("via proxy"), signed_url=PUBLIC, headers=FORWARDED
+        )
+        assert reply.status == status
+        if status == 403:
+            assert "WEBHOOK_KIT_PROXY_HOPS" in server.stderr()
+
+
+def test_public_url_without_forwarded_headers() -> None:
+    env = {"WEBHOOK_KIT_STORE": "memory://", "WEBHOOK_KIT_PUBLIC_URL": "https://public.example.com"}
+    with Gunicorn(env) as server:
+        reply = server.post_signed("/twilio/messages", inbound_sms("direct"), signed_url=PUBLIC)
+        assert reply.status == 200
+        assert [str(m.body) for m in parse(reply.body).messages] == ["Echo: direct"]
+
+
+# -- start-up ------------------------------------------------------------------------------
+
+
+def test_refuses_to_start_without_a_token() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "TWILIO_AUTH_TOKEN"}
+    result = subprocess.run(
+        [sys.executable, "-c", "import wsgi"],
+        check=False,
+        cwd=ROOT,
+        env={**env, "WEBHOOK_KIT_STORE": "memory://"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "set TWILIO_AUTH_TOKEN" in result.stderr
+
+
+def test_validation_off_must_be_explicit_and_is_loud() -> None:
+    with Gunicorn(
+        {"TWILIO_AUTH_TOKEN": "", "WEBHOOK_KIT_VALIDATE": "off", "WEBHOOK_KIT_STORE": "memory://"}
+    ) as server:
+        reply = server.request(
+            "POST",
+            "/twilio/messages",
+            b"MessageSid=SM1&From=%2B1&To=%2B2&Body=unsigned",
+            {"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert reply.status == 200
+        assert "NOT verified" in server.stderr()
+
+
+# -- delivery guarantees across processes and hosts ----------------------------------------
+
+
+def test_two_hosts_sharing_redis_run_each_handler_once(redis_url: str) -> None:
+    import redis
+
+    prefix = redis_url.rpartition("prefix=")[2]
+    env = {
+        "WEBHOOK_KIT_STORE": redis_url,
+        "WEBHOOK_KIT_HANDLERS": "apps.counting_bot",
+        "COUNTER_PREFIX": prefix,
+        "COUNTER_DELAY": "0.01",
+    }
+    with Gunicorn(env, workers=2) as host_a, Gunicorn(env, workers=2) as host_b:
+        messages = [inbound_sms(f"message {i}") for i in range(100)]
+
+        def deliver(fields: dict[str, str], host: Gunicorn) -> tuple[int, bytes]:
+            reply = host.post_signed("/twilio/messages", fields)
+            return reply.status, reply.body
+
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            futures = [
+                (fields, pool.submit(deliver, fields, host))
+                for fields in messages
+                for host in (host_a, host_b)
+            ]
+            answers: dict[str, list[tuple[int, bytes]]] = {}
+            for fields, future in futures:
+                answers.setdefault(fields["MessageSid"], []).append(future.result())
+    runs = redis.Redis(host="127.0.0.1", port=6379).hgetall(f"{prefix}:runs")
+    counts = {sid.decode(): int(n) for sid, n in runs.items()}
+    assert len(counts) == 100 and set(counts.values()) == {1}
+    assert sum(counts.values()) == 100
+    for sid, pair in answers.items():
+        ok = [body for status, body in pair if status == 200]
+        assert ok and all(body == ok[0] for body in ok), sid  # the loser replays the answer
+        assert all(status in (200, 409) for status, _ in pair)
+
+
+def test_killed_worker_loses_no_acknowledged_callback(tmp_path: Path) -> None:
+    db = tmp_path / "crash.db"
+    acknowledged: list[str] = []
+    stop = threading.Event()
+    with Gunicorn({"WEBHOOK_KIT_STORE": f"sqlite:///{db}"}, workers=2) as server:
+
+        def stream() -> None:
+            while not stop.is_set():
+                sid = new_sid()
+                try:
+                    reply = server.post_signed("/twilio/status", status_callback(sid, "sent"))
+                except OSError:
+                    continue  # the connection died with the worker: not acknowledged
+                if reply.status == 200:
+                    acknowledged.append(sid)
+
+        senders = [threading.Thread(target=stream) for _ in range(4)]
+        for sender in senders:
+            sender.start()
+        time.sleep(1.0)
+        victim = server.worker_pids()[0]
+        os.kill(victim, signal.SIGKILL)
+        time.sleep(1.5)  # gunicorn replaces the worker; the stream goes on
+        stop.set()
+        for sender in senders:
+            sender.join(timeout=30)
+        assert victim not in server.worker_pids()
+    store = open_store(f"sqlite:///{db}")
+    missing = [sid for sid in acknowledged if store.get_message(sid) is None]
+    assert len(acknowledged) > 100
+    assert missing == []

@@ -1,0 +1,318 @@
+"""One behavioural suite for every store: memory, SQLite and a real Redis."""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from webhook_kit import ConfigurationError, MessageStatus, StoreError
+from webhook_kit.ledger import StatusEntry
+from webhook_kit.stores import Outcome, Store, open_store
+from webhook_kit.stores.sqlite import SQLiteStore
+
+StoreFactory = Callable[..., Store]
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+def kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def make_store(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[StoreFactory]:
+    opened: list[Store] = []
+    url = {
+        "memory": "memory://",
+        "sqlite": f"sqlite:///{tmp_path}/kit.db",
+        "redis": request.getfixturevalue("redis_url") if kind == "redis" else "",
+    }[kind]
+
+    def make(**options: float) -> Store:
+        store = open_store(url, **options)
+        opened.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture
+def store(make_store: StoreFactory) -> Store:
+    return make_store()
+
+
+def entry(sid: str, status: str, *, key: str | None = None, at: float | None = None,
+          error_code: int | None = None, event_type: str | None = None) -> StatusEntry:  # fmt: skip
+    value = MessageStatus(status)
+    return StatusEntry(
+        sid,
+        key or f"status:{sid}:{status}:{event_type or ''}",
+        value.value,
+        value.rank,
+        value.is_final,
+        error_code,
+        event_type,
+        time.time() if at is None else at,
+        f"MessageSid={sid}&MessageStatus={status}",
+    )
+
+
+class TestClaims:
+    def test_first_claim_wins_then_busy(self, store: Store) -> None:
+        first = store.claim("k", 30)
+        assert first.outcome is Outcome.CLAIMED and first.owner
+        assert store.claim("k", 30).outcome is Outcome.BUSY
+
+    def test_completed_claim_replays_its_answer(self, store: Store) -> None:
+        claim = store.claim("k", 30)
+        answer = b"<Response><Message>\xc3\xa9</Message></Response>"
+        store.complete("k", claim.owner, answer)
+        again = store.claim("k", 30)
+        assert again.outcome is Outcome.DONE and again.answer == answer
+
+    def test_empty_answer_round_trips(self, store: Store) -> None:
+        claim = store.claim("k", 30)
+        store.complete("k", claim.owner, b"")
+        assert store.claim("k", 30).answer == b""
+
+    def test_release_lets_a_retry_claim(self, store: Store) -> None:
+        claim = store.claim("k", 30)
+        store.release("k", claim.owner)
+        assert store.claim("k", 30).outcome is Outcome.CLAIMED
+
+    def test_only_the_owner_completes_or_releases(self, store: Store) -> None:
+        claim = store.claim("k", 30)
+        store.release("k", "someone-else")
+        store.complete("k", "someone-else", b"x")
+        assert store.claim("k", 30).outcome is Outcome.BUSY
+        store.complete("k", claim.owner, b"y")
+        assert store.claim("k", 30).answer == b"y"
+
+    def test_keys_are_independent(self, store: Store) -> None:
+        assert store.claim("a", 30).outcome is Outcome.CLAIMED
+        assert store.claim("b", 30).outcome is Outcome.CLAIMED
+
+    def test_an_abandoned_claim_can_be_taken_over_after_its_lease(self, store: Store) -> None:
+        stale = store.claim("k", 0.2)
+        time.sleep(0.3)
+        fresh = store.claim("k", 30)
+        assert fresh.outcome is Outcome.CLAIMED and fresh.owner != stale.owner
+        store.complete("k", stale.owner, b"late")  # the crashed owner cannot finish it now
+        assert store.claim("k", 30).outcome is Outcome.BUSY
+
+    def test_finished_keys_expire_after_the_retention(self, make_store: StoreFactory) -> None:
+        store = make_store(retention=0.3)
+        store.complete("k", store.claim("k", 30).owner, b"x")
+        assert store.claim("k", 30).outcome is Outcome.DONE
+        time.sleep(0.4)
+        assert store.claim("k", 30).outcome is Outcome.CLAIMED
+
+    def test_concurrent_threads_claim_once(self, store: Store) -> None:
+        barrier = threading.Barrier(8)
+        outcomes: list[Outcome] = []
+
+        def race() -> None:
+            barrier.wait()
+            outcomes.append(store.claim("race", 30).outcome)
+
+        threads = [threading.Thread(target=race) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert outcomes.count(Outcome.CLAIMED) == 1
+
+
+def _claim_in_process(url: str, keys: list[str], barrier: object, results: object) -> None:
+    store = open_store(url)
+    barrier.wait()  # type: ignore[attr-defined]
+    won = [key for key in keys if store.claim(key, 30).outcome is Outcome.CLAIMED]
+    results.put(won)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_concurrent_processes_win_each_claim_exactly_once(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url = (
+        f"sqlite:///{tmp_path}/shared.db"
+        if backend == "sqlite"
+        else request.getfixturevalue("redis_url")
+    )
+    if backend == "sqlite":
+        open_store(url).close()  # create the schema before the race
+    context = multiprocessing.get_context("spawn")
+    workers = 6
+    keys = [f"key-{i}" for i in range(60)]
+    barrier = context.Barrier(workers)
+    results = context.Queue()
+    processes = [
+        context.Process(target=_claim_in_process, args=(url, keys, barrier, results))
+        for _ in range(workers)
+    ]
+    for process in processes:
+        process.start()
+    won = [key for _ in processes for key in results.get(timeout=60)]
+    for process in processes:
+        process.join(timeout=30)
+        assert process.exitcode == 0
+    assert sorted(won) == sorted(keys)  # every key claimed, none twice
+
+
+class TestLedger:
+    def test_unknown_message(self, store: Store) -> None:
+        assert store.get_message("SMnothing") is None
+
+    @pytest.mark.parametrize(
+        "order", list(itertools.permutations(["queued", "sent", "delivered", "sent"]))
+    )
+    def test_every_order_ends_delivered_with_full_history(
+        self, store: Store, order: tuple[str, ...]
+    ) -> None:
+        sid = "SM" + "".join(order)
+        recorded = []
+        for index, status in enumerate(order):
+            recorded.append(store.record_status(entry(sid, status, at=1000.0 + index)).recorded)
+        assert recorded.count(True) == 3  # the repeated "sent" is a duplicate
+        record = store.get_message(sid)
+        assert record is not None
+        assert record.status is MessageStatus.DELIVERED and record.is_final
+        assert sorted(event.status.value for event in record.history) == [
+            "delivered", "queued", "sent",
+        ]  # fmt: skip
+        assert [event.received_at.timestamp() for event in record.history] == sorted(
+            event.received_at.timestamp() for event in record.history
+        )
+
+    def test_a_late_sent_never_replaces_delivered(self, store: Store) -> None:
+        store.record_status(entry("SM1", "delivered", at=10))
+        applied = store.record_status(entry("SM1", "sent", at=11))
+        assert applied.recorded and applied.status is MessageStatus.DELIVERED
+        record = store.get_message("SM1")
+        assert record is not None and record.status is MessageStatus.DELIVERED
+        assert [event.status for event in record.history] == [
+            MessageStatus.DELIVERED,
+            MessageStatus.SENT,
+        ]
+
+    def test_read_follows_delivered(self, store: Store) -> None:
+        store.record_status(entry("SM1", "delivered", at=10))
+        applied = store.record_status(entry("SM1", "read", at=11, event_type="READ"))
+        assert applied.status is MessageStatus.READ and applied.final
+        record = store.get_message("SM1")
+        assert record is not None and record.history[-1].event_type == "READ"
+        assert record.final_at is not None and record.final_at.timestamp() == 10
+
+    def test_first_terminal_state_stays(self, store: Store) -> None:
+        store.record_status(entry("SM1", "undelivered", at=10, error_code=30003))
+        store.record_status(entry("SM1", "delivered", at=11))
+        record = store.get_message("SM1")
+        assert record is not None and record.status is MessageStatus.UNDELIVERED
+        assert record.error_code == 30003 and record.error is not None
+        assert record.error.title == "Unreachable destination handset"
+
+    def test_duplicate_is_not_recorded_twice(self, store: Store) -> None:
+        assert store.record_status(entry("SM1", "sent")).recorded
+        duplicate = store.record_status(entry("SM1", "sent"))
+        assert not duplicate.recorded and duplicate.status is MessageStatus.SENT
+        record = store.get_message("SM1")
+        assert record is not None and len(record.history) == 1
+
+    def test_unknown_status_is_kept_but_never_overrides(self, store: Store) -> None:
+        store.record_status(entry("SM1", "warp_speed", at=1))
+        record = store.get_message("SM1")
+        assert record is not None and record.status == "warp_speed"
+        store.record_status(entry("SM1", "queued", at=2))
+        store.record_status(entry("SM1", "hyperdrive", at=3))
+        record = store.get_message("SM1")
+        assert record is not None and record.status is MessageStatus.QUEUED
+        assert [event.status.value for event in record.history] == [
+            "warp_speed", "queued", "hyperdrive",
+        ]  # fmt: skip
+
+    def test_callbacks_for_an_unseen_message_are_kept(self, store: Store) -> None:
+        applied = store.record_status(entry("SMnever-sent-by-us", "failed", error_code=30008))
+        assert applied.recorded and applied.final
+        assert store.get_message("SMnever-sent-by-us") is not None
+
+    def test_history_keeps_every_field(self, store: Store) -> None:
+        store.record_status(entry("SM1", "sent"))
+        record = store.get_message("SM1")
+        assert record is not None
+        assert record.history[0].raw["MessageStatus"] == "sent"
+        assert record.history[0].key == "status:SM1:sent:"
+
+    def test_concurrent_callbacks_for_one_message(self, store: Store) -> None:
+        statuses = ["queued", "sending", "sent", "delivered", "read"] * 4
+        barrier = threading.Barrier(len(statuses))
+
+        def send(status: str) -> None:
+            barrier.wait()
+            store.record_status(entry("SMrace", status))
+
+        threads = [threading.Thread(target=send, args=(status,)) for status in statuses]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        record = store.get_message("SMrace")
+        assert record is not None and record.status is MessageStatus.READ
+        assert len(record.history) == 5
+
+
+class TestRetention:
+    def test_ledger_records_expire(self, kind: str, make_store: StoreFactory) -> None:
+        if kind == "redis":
+            store = make_store(ledger_retention=0.3)
+            store.record_status(entry("SMold", "sent"))
+            time.sleep(0.4)
+        else:
+            store = make_store(ledger_retention=10)
+            store.record_status(entry("SMold", "sent", at=time.time() - 100))
+            _force_purge(store)
+            store.claim("trigger-purge", 1)
+        assert store.get_message("SMold") is None
+
+
+def _force_purge(store: Store) -> None:
+    # memory and SQLite purge lazily at most once a minute; make the next call purge.
+    store._next_purge = 0.0  # type: ignore[attr-defined]
+
+
+def test_sqlite_is_in_wal_mode(tmp_path: Path) -> None:
+    store = SQLiteStore(str(tmp_path / "wal.db"))
+    store.claim("k", 1)
+    mode = store._connection().execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+
+
+def test_sqlite_synchronous_option(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path}/full.db?synchronous=full")
+    assert isinstance(store, SQLiteStore)
+    assert store._connection().execute("PRAGMA synchronous").fetchone()[0] == 2
+    with pytest.raises(ConfigurationError, match="synchronous"):
+        open_store(f"sqlite:///{tmp_path}/x.db?synchronous=off")
+
+
+def test_sqlite_failure_is_a_store_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="SQLite store"):
+        SQLiteStore(str(tmp_path / "missing-dir" / "kit.db"))
+
+
+def test_redis_down_is_a_store_error() -> None:
+    store = open_store("redis://127.0.0.1:1/0")
+    with pytest.raises(StoreError, match="Redis store"):
+        store.claim("k", 1)
+
+
+@pytest.mark.parametrize("url", ["postgres://x", "sqlite://", "sqlite:///", "nothing"])
+def test_bad_store_urls(url: str) -> None:
+    with pytest.raises(ConfigurationError):
+        open_store(url)

@@ -1,0 +1,38 @@
+"""webhook_kit: Twilio Programmable Messaging webhooks in Flask.
+
+Verified, typed, exactly-once webhooks with lxml TwiML replies and a delivery ledger.
+"""
+
+from .errors import BadRequestError as BadRequestError
+from .errors import BodyTooLongError as BodyTooLongError
+from .errors import ConfigurationError as ConfigurationError
+from .errors import InvalidCallbackURLError as InvalidCallbackURLError
+from .errors import InvalidMethodError as InvalidMethodError
+from .errors import RedirectNotLastError as RedirectNotLastError
+from .errors import ReplyTypeError as ReplyTypeError
+from .errors import SignatureError as SignatureError
+from .errors import StoreError as StoreError
+from .errors import TooManyMediaError as TooManyMediaError
+from .errors import TwiMLError as TwiMLError
+from .errors import TwiMLParseError as TwiMLParseError
+from .errors import WebhookKitError as WebhookKitError
+from .events import Channel as Channel
+from .events import FallbackRequest as FallbackRequest
+from .events import InboundMessage as InboundMessage
+from .events import Location as Location
+from .events import Media as Media
+from .events import OptOutType as OptOutType
+from .events import Place as Place
+from .events import Referral as Referral
+from .events import RepliedMessage as RepliedMessage
+from .events import StatusCallback as StatusCallback
+from .kit import WebhookKit as WebhookKit
+from .ledger import Ledger as Ledger
+from .ledger import LedgerEvent as LedgerEvent
+from .ledger import MessageRecord as MessageRecord
+from .signature import compute_signature as compute_signature
+from .status import DeliveryError as DeliveryError
+from .status import MessageStatus as MessageStatus
+from .twiml import Message as Message
+from .twiml import MessagingResponse as MessagingResponse
+from .twiml import Redirect as Redirect

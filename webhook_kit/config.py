@@ -1,0 +1,114 @@
+"""Configuration keys, their defaults, and the checked settings built from them.
+
+Every key starts with ``WEBHOOK_KIT_`` and is set with ``app.config.setdefault``, so
+``app.config`` shows the values in effect. Bad values fail at start-up with a message that
+names the key, never on the first webhook.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+from .errors import ConfigurationError
+
+ValidateMode = Literal["enforce", "log-only", "off"]
+N = TypeVar("N", int, float)
+_MODES: tuple[ValidateMode, ...] = ("enforce", "log-only", "off")
+
+#: key -> (default, what it is for); the README's configuration table mirrors this.
+DEFAULTS: dict[str, tuple[Any, str]] = {
+    "WEBHOOK_KIT_AUTH_TOKEN": (
+        None,
+        "Twilio auth token(s); a list or comma-separated string allows rotation. "
+        "Defaults to the TWILIO_AUTH_TOKEN environment variable.",
+    ),
+    "WEBHOOK_KIT_VALIDATE": ("enforce", "enforce | log-only | off"),
+    "WEBHOOK_KIT_PUBLIC_URL": (None, "public base URL Twilio calls, e.g. https://example.com"),
+    "WEBHOOK_KIT_PROXY_HOPS": (0, "number of trusted proxies in front of the app"),
+    "WEBHOOK_KIT_STORE": ("sqlite:///webhook_kit.db", "memory://, sqlite:///path or redis://"),
+    "WEBHOOK_KIT_RETENTION": (24 * 3600, "seconds a finished idempotency key is remembered"),
+    "WEBHOOK_KIT_LEDGER_RETENTION": (
+        7 * 24 * 3600,
+        "seconds a message's ledger record is kept after its last callback",
+    ),
+    "WEBHOOK_KIT_MAX_BODY": (64 * 1024, "largest accepted request body in bytes (else 413)"),
+    "WEBHOOK_KIT_CLAIM_WAIT": (2.0, "seconds a duplicate waits for the first delivery"),
+    "WEBHOOK_KIT_CLAIM_LEASE": (30.0, "seconds before an unfinished claim may be taken over"),
+    "WEBHOOK_KIT_MAX_SEGMENTS": (3, "log a warning when a reply costs more SMS segments"),
+    "WEBHOOK_KIT_ERROR_REPLY": (None, "text sent when a handler fails (default: no reply, 500)"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    auth_tokens: tuple[str, ...]
+    validate: ValidateMode
+    public_url: str | None
+    proxy_hops: int
+    store: str
+    retention: float
+    ledger_retention: float
+    max_body: int
+    claim_wait: float
+    claim_lease: float
+    max_segments: int
+    error_reply: str | None
+
+    @classmethod
+    def from_config(
+        cls, config: MutableMapping[str, Any], environ: Mapping[str, str] = os.environ
+    ) -> Settings:
+        """Fill in defaults with ``setdefault`` and check every value."""
+        for key, (default, _) in DEFAULTS.items():
+            config.setdefault(key, default)
+        if config["WEBHOOK_KIT_AUTH_TOKEN"] is None:
+            config["WEBHOOK_KIT_AUTH_TOKEN"] = environ.get("TWILIO_AUTH_TOKEN") or None
+        validate = str(config["WEBHOOK_KIT_VALIDATE"]).strip().lower()
+        if validate not in _MODES:
+            raise ConfigurationError(
+                f"WEBHOOK_KIT_VALIDATE={config['WEBHOOK_KIT_VALIDATE']!r}: use enforce, "
+                "log-only or off"
+            )
+        public_url = config["WEBHOOK_KIT_PUBLIC_URL"] or None
+        if public_url is not None and not str(public_url).startswith(("http://", "https://")):
+            raise ConfigurationError(
+                f"WEBHOOK_KIT_PUBLIC_URL={public_url!r} must start with http:// or https://"
+            )
+        return cls(
+            auth_tokens=_tokens(config["WEBHOOK_KIT_AUTH_TOKEN"]),
+            validate=validate,
+            public_url=public_url,
+            proxy_hops=_number(config, "WEBHOOK_KIT_PROXY_HOPS", int, minimum=0),
+            store=str(config["WEBHOOK_KIT_STORE"]),
+            retention=_number(config, "WEBHOOK_KIT_RETENTION", float, minimum=1),
+            ledger_retention=_number(config, "WEBHOOK_KIT_LEDGER_RETENTION", float, minimum=1),
+            max_body=_number(config, "WEBHOOK_KIT_MAX_BODY", int, minimum=1),
+            claim_wait=_number(config, "WEBHOOK_KIT_CLAIM_WAIT", float, minimum=0),
+            claim_lease=_number(config, "WEBHOOK_KIT_CLAIM_LEASE", float, minimum=1),
+            max_segments=_number(config, "WEBHOOK_KIT_MAX_SEGMENTS", int, minimum=1),
+            error_reply=config["WEBHOOK_KIT_ERROR_REPLY"] or None,
+        )
+
+
+def _tokens(value: object) -> tuple[str, ...]:
+    if not value:
+        return ()
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        raise ConfigurationError(
+            "WEBHOOK_KIT_AUTH_TOKEN must be a string (comma-separated for rotation) or a list"
+        )
+    return tuple(token.strip() for token in items if str(token).strip())
+
+
+def _number(config: Mapping[str, Any], key: str, kind: type[N], *, minimum: float) -> N:
+    try:
+        value = kind(config[key])
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"{key}={config[key]!r} must be a number") from None
+    if value < minimum:
+        raise ConfigurationError(f"{key}={value!r} must be at least {minimum:g}")
+    return value

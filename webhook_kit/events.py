@@ -1,0 +1,399 @@
+"""Typed, immutable events built from Twilio's form fields.
+
+Twilio adds parameters without notice, so an event keeps every field it received in
+``raw`` (a read-only multi-dict) and types the ones it knows. Only the fields that identify
+a request are required; anything else that is missing or malformed reads as ``None``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Self
+
+from werkzeug.datastructures import ImmutableMultiDict
+
+from .errors import BadRequestError
+from .status import DeliveryError, MessageStatus
+
+Fields = ImmutableMultiDict[str, str]
+
+
+class _OpenEnum(StrEnum):
+    """A string enum that keeps values it does not know instead of rejecting them."""
+
+    @classmethod
+    def _missing_(cls, value: object) -> Self | None:
+        if not isinstance(value, str) or not value:
+            return None
+        member = str.__new__(cls, value)
+        member._name_ = value.upper()
+        member._value_ = value
+        return member
+
+
+class Channel(_OpenEnum):
+    """The channel a message travelled on, derived from its address prefix."""
+
+    SMS = "sms"
+    MMS = "mms"
+    WHATSAPP = "whatsapp"
+    MESSENGER = "messenger"
+    RCS = "rcs"
+
+
+class OptOutType(_OpenEnum):
+    """What Advanced Opt-Out matched; Twilio has already answered such a message."""
+
+    STOP = "STOP"
+    START = "START"
+    HELP = "HELP"
+
+
+@dataclass(frozen=True, slots=True)
+class Media:
+    """One attachment: ``MediaUrl{N}`` with its ``MediaContentType{N}``."""
+
+    url: str
+    content_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """What Twilio could look up about one end's number; every part may be missing."""
+
+    city: str | None
+    state: str | None
+    zip: str | None
+    country: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """A location shared on WhatsApp."""
+
+    latitude: float | None
+    longitude: float | None
+    address: str | None
+    label: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Referral:
+    """The Click-to-WhatsApp advertisement a conversation started from."""
+
+    body: str | None
+    headline: str | None
+    source_id: str | None
+    source_type: str | None
+    source_url: str | None
+    media_id: str | None
+    media_content_type: str | None
+    media_url: str | None
+    num_media: int | None
+    ctwa_clid: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RepliedMessage:
+    """The earlier message a WhatsApp user replied to."""
+
+    sid: str | None
+    sender: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """A message someone sent to one of your numbers or senders.
+
+    Grouped extras (``from_place``, ``location``, ``referral``, ...) are computed from
+    ``raw`` when read, which keeps building the event cheap on every request.
+    """
+
+    raw: Fields
+    message_sid: str
+    from_: str
+    to: str
+    body: str
+    account_sid: str | None
+    messaging_service_sid: str | None
+    num_segments: int | None
+    media: tuple[Media, ...]
+    channel: Channel
+    opt_out_type: OptOutType | None
+    #: The regex match of the ``pattern`` route that picked the handler, else None.
+    match: re.Match[str] | None = None
+
+    @property
+    def num_media(self) -> int:
+        return len(self.media)
+
+    @property
+    def sms_status(self) -> str | None:
+        return self.raw.get("SmsStatus")
+
+    @property
+    def api_version(self) -> str | None:
+        return self.raw.get("ApiVersion")
+
+    @property
+    def from_place(self) -> Place:
+        return _place(self.raw, "From")
+
+    @property
+    def to_place(self) -> Place:
+        return _place(self.raw, "To")
+
+    @property
+    def profile_name(self) -> str | None:
+        return self.raw.get("ProfileName")
+
+    @property
+    def wa_id(self) -> str | None:
+        return self.raw.get("WaId")
+
+    @property
+    def forwarded(self) -> bool:
+        return self.raw.get("Forwarded") == "true"
+
+    @property
+    def frequently_forwarded(self) -> bool:
+        return self.raw.get("FrequentlyForwarded") == "true"
+
+    @property
+    def button_text(self) -> str | None:
+        return self.raw.get("ButtonText")
+
+    @property
+    def button_payload(self) -> str | None:
+        return self.raw.get("ButtonPayload")
+
+    @property
+    def message_type(self) -> str | None:
+        return self.raw.get("MessageType")
+
+    @property
+    def location(self) -> Location | None:
+        raw = self.raw
+        if not any(name in raw for name in ("Latitude", "Longitude", "Address", "Label")):
+            return None
+        return Location(
+            _float(raw.get("Latitude")),
+            _float(raw.get("Longitude")),
+            raw.get("Address"),
+            raw.get("Label"),
+        )
+
+    @property
+    def referral(self) -> Referral | None:
+        raw = self.raw
+        if not any(name.startswith("Referral") for name in raw):
+            return None
+        return Referral(
+            raw.get("ReferralBody"),
+            raw.get("ReferralHeadline"),
+            raw.get("ReferralSourceId"),
+            raw.get("ReferralSourceType"),
+            raw.get("ReferralSourceUrl"),
+            raw.get("ReferralMediaId"),
+            raw.get("ReferralMediaContentType"),
+            raw.get("ReferralMediaUrl"),
+            _int(raw.get("ReferralNumMedia")),
+            raw.get("ReferralCtwaClid"),
+        )
+
+    @property
+    def replied_to(self) -> RepliedMessage | None:
+        sid = self.raw.get("OriginalRepliedMessageSid")
+        sender = self.raw.get("OriginalRepliedMessageSender")
+        if sid is None and sender is None:
+            return None
+        return RepliedMessage(sid, sender)
+
+
+@dataclass(frozen=True, slots=True)
+class FallbackRequest(InboundMessage):
+    """An inbound message sent to the fallback URL because the primary URL failed."""
+
+    error_code: int | None = None
+    error_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StatusCallback:
+    """A delivery status update for a message you sent."""
+
+    raw: Fields
+    message_sid: str
+    status: MessageStatus
+    account_sid: str | None
+    from_: str | None
+    to: str | None
+    error: DeliveryError | None
+    #: ``EventType``: ``READ`` for read receipts on channels that send them.
+    event_type: str | None
+    channel: Channel | None
+
+    @property
+    def messaging_service_sid(self) -> str | None:
+        return self.raw.get("MessagingServiceSid")
+
+    @property
+    def raw_dlr_done_date(self) -> datetime | None:
+        """The carrier's Done Date (``YYMMDDhhmm``); it carries no time zone, so none is set."""
+        return _dlr_date(self.raw.get("RawDlrDoneDate"))
+
+    @property
+    def channel_install_sid(self) -> str | None:
+        return self.raw.get("ChannelInstallSid")
+
+    @property
+    def channel_status_message(self) -> str | None:
+        return self.raw.get("ChannelStatusMessage")
+
+    @property
+    def channel_prefix(self) -> str | None:
+        return self.raw.get("ChannelPrefix")
+
+    @property
+    def api_version(self) -> str | None:
+        return self.raw.get("ApiVersion")
+
+
+Event = InboundMessage | StatusCallback
+
+
+def parse_inbound(pairs: Sequence[tuple[str, str]]) -> InboundMessage:
+    """Build an :class:`InboundMessage`; ``BadRequestError`` if an identifying field is missing."""
+    raw = Fields(pairs)
+    return InboundMessage(*_inbound_fields(raw))
+
+
+def parse_fallback(pairs: Sequence[tuple[str, str]]) -> FallbackRequest:
+    """Build a :class:`FallbackRequest` (the inbound fields plus ``ErrorCode``/``ErrorUrl``)."""
+    raw = Fields(pairs)
+    return FallbackRequest(
+        *_inbound_fields(raw),
+        error_code=_int(raw.get("ErrorCode")),
+        error_url=raw.get("ErrorUrl"),
+    )
+
+
+def parse_status(pairs: Sequence[tuple[str, str]]) -> StatusCallback:
+    """Build a :class:`StatusCallback`; ``BadRequestError`` without MessageSid/MessageStatus."""
+    raw = Fields(pairs)
+    sid = raw.get("MessageSid") or raw.get("SmsSid")
+    status = raw.get("MessageStatus") or raw.get("SmsStatus")
+    if not sid or not status:
+        missing = "MessageSid" if not sid else "MessageStatus"
+        raise BadRequestError(f"missing {missing}: not a Twilio status callback")
+    code = _int(raw.get("ErrorCode"))
+    from_, to = raw.get("From"), raw.get("To")
+    prefix = raw.get("ChannelPrefix")
+    return StatusCallback(
+        raw,
+        sid,
+        MessageStatus(status),
+        raw.get("AccountSid"),
+        from_,
+        to,
+        DeliveryError(code, raw.get("ErrorMessage")) if code else None,
+        raw.get("EventType"),
+        Channel(prefix.lower()) if prefix else _channel(from_ or to or "", 0),
+    )
+
+
+def _inbound_fields(
+    raw: Fields,
+) -> tuple[
+    Fields,
+    str,
+    str,
+    str,
+    str,
+    str | None,
+    str | None,
+    int | None,
+    tuple[Media, ...],
+    Channel,
+    OptOutType | None,
+]:
+    sid = raw.get("MessageSid") or raw.get("SmsMessageSid") or raw.get("SmsSid")
+    from_ = raw.get("From")
+    to = raw.get("To")
+    if not sid or not from_ or not to:
+        missing = "MessageSid" if not sid else "From" if not from_ else "To"
+        raise BadRequestError(f"missing {missing}: not a Twilio message webhook")
+    media = _media(raw)
+    opt_out = raw.get("OptOutType")
+    return (
+        raw,
+        sid,
+        from_,
+        to,
+        raw.get("Body", ""),
+        raw.get("AccountSid"),
+        raw.get("MessagingServiceSid"),
+        _int(raw.get("NumSegments")),
+        media,
+        _channel(from_, len(media)),
+        OptOutType(opt_out.upper()) if opt_out else None,
+    )
+
+
+def _media(raw: Fields) -> tuple[Media, ...]:
+    # Trust the MediaUrl{N} fields over NumMedia: they are what the handler can fetch.
+    if "MediaUrl0" not in raw:
+        return ()
+    items = []
+    index = 0
+    while (url := raw.get(f"MediaUrl{index}")) is not None:
+        items.append(Media(url, raw.get(f"MediaContentType{index}", "")))
+        index += 1
+    return tuple(items)
+
+
+def _channel(address: str, num_media: int) -> Channel:
+    prefix, colon, _ = address.partition(":")
+    if colon and prefix and not prefix.startswith("+"):
+        return Channel(prefix.lower())
+    return Channel.MMS if num_media else Channel.SMS
+
+
+def _place(raw: Fields, end: str) -> Place:
+    return Place(
+        raw.get(f"{end}City"),
+        raw.get(f"{end}State"),
+        raw.get(f"{end}Zip"),
+        raw.get(f"{end}Country"),
+    )
+
+
+def _int(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+def _float(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def _dlr_date(value: str | None) -> datetime | None:
+    if value is None or len(value) != 10 or not value.isdigit():
+        return None
+    try:
+        return datetime.strptime(value, "%y%m%d%H%M")
+    except ValueError:
+        return None

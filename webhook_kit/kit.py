@@ -1,0 +1,248 @@
+"""The Flask extension: handler registry, configuration and blueprint."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+from weakref import WeakKeyDictionary
+
+from flask import Blueprint, Flask, current_app
+
+from .config import Settings
+from .errors import ConfigurationError, ReplyTypeError
+from .events import Channel, InboundMessage, OptOutType, StatusCallback
+from .ledger import Ledger, MessageRecord
+from .routing import (
+    MessageRouter,
+    OneOrMany,
+    Predicate,
+    Reply,
+    StatusRoute,
+    message_route,
+    status_route,
+)
+from .status import MessageStatus
+from .stores import Store, open_store
+from .twiml import MessagingResponse
+from .views import Pipeline
+
+log = logging.getLogger("webhook_kit")
+
+MessageHandlerT = TypeVar("MessageHandlerT", bound=Callable[..., Reply])
+StatusHandlerT = TypeVar("StatusHandlerT", bound=Callable[[StatusCallback], None])
+FinalHandlerT = TypeVar("FinalHandlerT", bound=Callable[[MessageRecord], None])
+ErrorHandlerT = TypeVar(
+    "ErrorHandlerT", bound=Callable[[Exception, InboundMessage | StatusCallback], Reply]
+)
+TokenLoaderT = TypeVar("TokenLoaderT", bound=Callable[[str], str | Sequence[str] | None])
+
+
+class WebhookKit:
+    """Receive Twilio messaging webhooks in a Flask app.
+
+    Register handlers with the decorators, then call :meth:`init_app` (or pass the app
+    here). The app gets ``POST /twilio/messages`` (GET too), ``POST /twilio/status`` and
+    ``POST /twilio/fallback``; configuration comes from ``WEBHOOK_KIT_*`` keys in
+    ``app.config`` (see :data:`webhook_kit.config.DEFAULTS`).
+
+    :param app: an app to initialise now.
+    :param url_prefix: where the webhook routes are mounted.
+    :param store: a store instance, overriding ``WEBHOOK_KIT_STORE``.
+    """
+
+    def __init__(
+        self, app: Flask | None = None, *, url_prefix: str = "/twilio", store: Store | None = None
+    ) -> None:
+        self.url_prefix = url_prefix
+        self._store = store
+        self._message_router = MessageRouter()
+        self._fallback_router = MessageRouter()
+        self._status_routes: list[StatusRoute] = []
+        self._final_handlers: list[Callable[[MessageRecord], None]] = []
+        self._error_handlers: list[Callable[[Exception, Any], Reply]] = []
+        self._token_loader: Callable[[str], str | Sequence[str] | None] | None = None
+        self._pipelines: WeakKeyDictionary[Flask, Pipeline] = WeakKeyDictionary()
+        if app is not None:
+            self.init_app(app)
+
+    # -- registration ----------------------------------------------------------------------
+
+    def on_message(
+        self,
+        *,
+        keyword: OneOrMany | None = None,
+        pattern: str | re.Pattern[str] | None = None,
+        from_: OneOrMany | None = None,
+        to: OneOrMany | None = None,
+        channel: Channel | OneOrMany | None = None,
+        has_media: bool | None = None,
+        opt_out: bool | OptOutType | OneOrMany | None = None,
+        when: Predicate | None = None,
+    ) -> Callable[[MessageHandlerT], MessageHandlerT]:
+        """Register a handler for inbound messages that pass every given filter.
+
+        :param keyword: the first word of the body, case-insensitive (one or several).
+        :param pattern: a regex searched in the body; groups are in ``message.match``.
+        :param from_: sender address(es), e.g. ``"+15551234567"``, ``"whatsapp:+1555..."``.
+        :param to: recipient address(es): which of your numbers received it.
+        :param channel: ``"sms"``, ``"mms"``, ``"whatsapp"``, ``"messenger"``, ``"rcs"``...
+        :param has_media: True for messages with attachments, False for those without.
+        :param opt_out: True, or ``"STOP"``/``"START"``/``"HELP"``: messages Twilio's
+            Advanced Opt-Out already answered; only such routes receive them.
+        :param when: any predicate on the message.
+
+        Routes are tried in registration order, the one without filters last; the first
+        that accepts a message gets it. The handler returns a ``str`` (one reply), a list
+        of ``str``, a :class:`MessagingResponse`, or None (no reply).
+        """
+
+        def register(handler: MessageHandlerT) -> MessageHandlerT:
+            self._message_router.add(
+                message_route(
+                    handler,
+                    keyword=keyword,
+                    pattern=pattern,
+                    from_=from_,
+                    to=to,
+                    channel=channel,
+                    has_media=has_media,
+                    opt_out=opt_out,
+                    when=when,
+                )
+            )
+            return handler
+
+        return register
+
+    def on_fallback(
+        self,
+        *,
+        keyword: OneOrMany | None = None,
+        pattern: str | re.Pattern[str] | None = None,
+        when: Predicate | None = None,
+    ) -> Callable[[MessageHandlerT], MessageHandlerT]:
+        """Register a handler for the fallback URL (Twilio calls it when the primary failed).
+
+        It receives a :class:`FallbackRequest`: the message plus ``error_code`` and
+        ``error_url``. Without a fallback handler the fallback URL answers with no reply.
+        """
+
+        def register(handler: MessageHandlerT) -> MessageHandlerT:
+            self._fallback_router.add(
+                message_route(handler, keyword=keyword, pattern=pattern, when=when)
+            )
+            return handler
+
+        return register
+
+    def on_status(
+        self, *statuses: MessageStatus | str
+    ) -> Callable[[StatusHandlerT], StatusHandlerT]:
+        """Register a handler for status callbacks with one of ``statuses`` (none: all).
+
+        Every matching handler runs, after the callback is safely in the ledger. Status
+        handlers cannot reply: Twilio ignores what a status callback answers.
+        """
+
+        def register(handler: StatusHandlerT) -> StatusHandlerT:
+            self._status_routes.append(status_route(handler, statuses))
+            return handler
+
+        return register
+
+    def on_final(self, handler: FinalHandlerT) -> FinalHandlerT:
+        """Register a hook that runs once when a message reaches a final status.
+
+        It receives the message's :class:`MessageRecord`. Once means once per message,
+        across retries, duplicates and hosts; if it raises, the callback is answered 500
+        and the hook runs again on Twilio's retry.
+        """
+        self._final_handlers.append(handler)
+        return handler
+
+    def on_error(self, handler: ErrorHandlerT) -> ErrorHandlerT:
+        """Register a hook for handler failures: ``handler(error, event)``.
+
+        For an inbound message it may return a reply to send instead of the default
+        (``WEBHOOK_KIT_ERROR_REPLY``, else an empty answer with status 500 so that Twilio
+        tries the fallback URL).
+        """
+        self._error_handlers.append(handler)
+        return handler
+
+    def auth_token_loader(self, loader: TokenLoaderT) -> TokenLoaderT:
+        """Register ``loader(account_sid) -> token(s) | None`` for apps serving subaccounts."""
+        self._token_loader = loader
+        return loader
+
+    # -- Flask integration -------------------------------------------------------------------
+
+    def init_app(self, app: Flask, *, url_prefix: str | None = None) -> None:
+        """Read the configuration, open the store and mount the webhook routes on ``app``."""
+        if "webhook_kit" in app.extensions:
+            raise ConfigurationError(
+                "this app already has a WebhookKit; call init_app once per app"
+            )
+        settings = Settings.from_config(app.config)
+        if settings.validate == "off":
+            log.warning(
+                "WEBHOOK_KIT_VALIDATE=off: X-Twilio-Signature is NOT verified; anyone who "
+                "can reach this app can post webhooks to it"
+            )
+        elif not settings.auth_tokens and self._token_loader is None:
+            raise ConfigurationError(
+                "no Twilio auth token: set TWILIO_AUTH_TOKEN (or app.config"
+                "['WEBHOOK_KIT_AUTH_TOKEN']), or register @kit.auth_token_loader before "
+                "init_app; WEBHOOK_KIT_VALIDATE=off disables verification explicitly"
+            )
+        store = self._store or open_store(
+            settings.store, retention=settings.retention, ledger_retention=settings.ledger_retention
+        )
+        pipeline = Pipeline(self, settings, store)
+        self._pipelines[app] = pipeline
+        app.extensions["webhook_kit"] = self
+
+        blueprint = Blueprint("webhook_kit", __name__)
+        blueprint.add_url_rule("/messages", "messages", pipeline.messages, methods=["GET", "POST"])
+        blueprint.add_url_rule("/fallback", "fallback", pipeline.fallback, methods=["GET", "POST"])
+        blueprint.add_url_rule("/status", "status", pipeline.status, methods=["POST"])
+        csrf = app.extensions.get("csrf")
+        if csrf is not None and hasattr(csrf, "exempt"):  # Flask-WTF would reject Twilio
+            csrf.exempt(blueprint)
+        app.register_blueprint(blueprint, url_prefix=url_prefix or self.url_prefix)
+
+    def reply(self) -> MessagingResponse:
+        """A new TwiML response to build a reply with."""
+        return MessagingResponse()
+
+    @property
+    def ledger(self) -> Ledger:
+        """The delivery ledger of the current app (needs an app context)."""
+        return Ledger(self.pipeline().store)
+
+    def pipeline(self, app: Flask | None = None) -> Pipeline:
+        """The request path, settings and store of ``app`` (default: the current app)."""
+        target = app if app is not None else current_app._get_current_object()  # type: ignore[attr-defined]
+        try:
+            return self._pipelines[target]
+        except KeyError:
+            raise ConfigurationError(
+                "this app was not initialised with this WebhookKit: call kit.init_app(app)"
+            ) from None
+
+    # -- dispatch helpers used by the pipeline ------------------------------------------------
+
+    def _run_status_handlers(self, update: StatusCallback) -> None:
+        for route in self._status_routes:
+            if route.accepts(update):
+                result = route.handler(update)
+                if result is not None:
+                    raise ReplyTypeError(
+                        f"status handler {route.handler.__qualname__} returned "
+                        f"{type(result).__name__}; status callbacks cannot reply, return None"
+                    )
+
+    def _load_tokens(self, account_sid: str) -> str | Sequence[str] | None:
+        return self._token_loader(account_sid) if self._token_loader is not None else None

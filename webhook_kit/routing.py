@@ -1,0 +1,214 @@
+"""Which handler gets a message, and how its return value becomes TwiML.
+
+Message routes are tried in registration order, routes with filters before the one without
+(the default), and the first that accepts the message wins. Status routes all run.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, TypeAlias
+
+from .errors import ConfigurationError, ReplyTypeError
+from .events import Channel, InboundMessage, OptOutType, StatusCallback
+from .status import MessageStatus
+from .twiml import MessagingResponse
+
+Reply: TypeAlias = str | MessagingResponse | Sequence[str] | None
+MessageHandler: TypeAlias = Callable[[InboundMessage], Reply]
+StatusHandler: TypeAlias = Callable[[StatusCallback], object]
+Predicate: TypeAlias = Callable[[InboundMessage], bool]
+OneOrMany: TypeAlias = str | Iterable[str]
+
+_PUNCTUATION = ".,!?;:'\"()[]{}"
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRoute:
+    """A handler and the filters a message must pass to reach it (all of them)."""
+
+    handler: Callable[..., Reply]
+    keywords: frozenset[str] | None = None
+    pattern: re.Pattern[str] | None = None
+    senders: frozenset[str] | None = None
+    recipients: frozenset[str] | None = None
+    channels: frozenset[str] | None = None
+    has_media: bool | None = None
+    opt_out: frozenset[str] | None = None
+    predicate: Predicate | None = None
+
+    @property
+    def is_default(self) -> bool:
+        return (
+            self.keywords is None
+            and self.pattern is None
+            and self.senders is None
+            and self.recipients is None
+            and self.channels is None
+            and self.has_media is None
+            and self.opt_out is None
+            and self.predicate is None
+        )
+
+    def accept(self, message: InboundMessage, first_word: str) -> InboundMessage | None:
+        """The message to hand to the handler (with ``match`` set), or None to skip."""
+        if self.keywords is not None and first_word not in self.keywords:
+            return None
+        if self.senders is not None and message.from_ not in self.senders:
+            return None
+        if self.recipients is not None and message.to not in self.recipients:
+            return None
+        if self.channels is not None and message.channel not in self.channels:
+            return None
+        if self.has_media is not None and bool(message.media) is not self.has_media:
+            return None
+        if self.opt_out is not None and (
+            message.opt_out_type is None or message.opt_out_type not in self.opt_out
+        ):
+            return None
+        if self.pattern is not None:
+            match = self.pattern.search(message.body)
+            if match is None:
+                return None
+            message = replace(message, match=match)
+        if self.predicate is not None and not self.predicate(message):
+            return None
+        return message
+
+
+def message_route(
+    handler: Callable[..., Reply],
+    *,
+    keyword: OneOrMany | None = None,
+    pattern: str | re.Pattern[str] | None = None,
+    from_: OneOrMany | None = None,
+    to: OneOrMany | None = None,
+    channel: Channel | OneOrMany | None = None,
+    has_media: bool | None = None,
+    opt_out: bool | OptOutType | OneOrMany | None = None,
+    when: Predicate | None = None,
+) -> MessageRoute:
+    """Validate and normalise the filters of ``on_message`` once, at registration."""
+    keywords = _many(keyword)
+    if keywords is not None:
+        bad = [word for word in keywords if not word or word.split() != [word]]
+        if bad:
+            raise ConfigurationError(
+                f"keyword filters are single words, got {bad!r}; use pattern= for phrases"
+            )
+        keywords = frozenset(word.casefold() for word in keywords)
+    if opt_out is True:
+        opt_out_types: frozenset[str] | None = frozenset(OptOutType)
+    elif opt_out is False or opt_out is None:
+        opt_out_types = None
+    else:
+        opt_out_types = frozenset(value.upper() for value in _many(opt_out) or ())
+    return MessageRoute(
+        handler,
+        keywords=keywords,
+        pattern=re.compile(pattern) if isinstance(pattern, str) else pattern,
+        senders=_many(from_),
+        recipients=_many(to),
+        channels=None if channel is None else frozenset(c.lower() for c in _many(channel) or ()),
+        has_media=has_media,
+        opt_out=opt_out_types,
+        predicate=when,
+    )
+
+
+class MessageRouter:
+    """First-match dispatch over message routes."""
+
+    __slots__ = ("_default", "_routes")
+
+    def __init__(self) -> None:
+        self._routes: list[MessageRoute] = []
+        self._default: MessageRoute | None = None
+
+    def add(self, route: MessageRoute) -> None:
+        if not route.is_default:
+            self._routes.append(route)
+            return
+        if self._default is not None:
+            raise ConfigurationError(
+                f"{_name(route.handler)} and {_name(self._default.handler)} are both default "
+                "handlers (no filter); only one can be reached, so give one a filter"
+            )
+        self._default = route
+
+    def select(self, message: InboundMessage) -> tuple[MessageRoute, InboundMessage] | None:
+        """The route that gets the message and the message it gets, or None.
+
+        A message Twilio's Advanced Opt-Out has already answered (``OptOutType`` set) only
+        reaches routes that ask for it with ``opt_out=``, so nobody replies twice.
+        """
+        word = _first_word(message.body)
+        opted_out = message.opt_out_type is not None
+        for route in self._routes:
+            if opted_out and route.opt_out is None:
+                continue
+            accepted = route.accept(message, word)
+            if accepted is not None:
+                return route, accepted
+        if self._default is not None and not opted_out:
+            return self._default, message
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class StatusRoute:
+    handler: StatusHandler
+    statuses: frozenset[MessageStatus] | None
+
+    def accepts(self, update: StatusCallback) -> bool:
+        return self.statuses is None or update.status in self.statuses
+
+
+def as_twiml(result: object, handler: Callable[..., Any]) -> MessagingResponse:
+    """Turn what a message handler returned into a TwiML response."""
+    if result is None:
+        return MessagingResponse()
+    if isinstance(result, MessagingResponse):
+        return result
+    if isinstance(result, str):
+        response = MessagingResponse()
+        response.message(result)
+        return response
+    if isinstance(result, list | tuple) and all(isinstance(item, str) for item in result):
+        response = MessagingResponse()
+        for text in result:
+            response.message(text)
+        return response
+    raise ReplyTypeError(
+        f"handler {_name(handler)} returned {type(result).__name__}; return a str, a list of "
+        "str, a MessagingResponse (kit.reply()), or None for no reply"
+    )
+
+
+def _first_word(body: str) -> str:
+    words = body.split(None, 1)
+    return words[0].strip(_PUNCTUATION).casefold() if words else ""
+
+
+def _many(value: str | Iterable[str] | None) -> frozenset[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return frozenset((value,))
+    values = frozenset(value)
+    if not values:
+        raise ConfigurationError("a filter was given an empty collection; it could never match")
+    return values
+
+
+def _name(handler: Callable[..., Any]) -> str:
+    return getattr(handler, "__qualname__", None) or repr(handler)
+
+
+def status_route(handler: StatusHandler, statuses: Collection[MessageStatus | str]) -> StatusRoute:
+    """Normalise ``on_status`` arguments; no statuses means every status."""
+    return StatusRoute(
+        handler, frozenset(MessageStatus(status) for status in statuses) if statuses else None
+    )

@@ -1,0 +1,259 @@
+"""X-Twilio-Signature: compute it, verify it, and rebuild the URL Twilio signed.
+
+Twilio signs ``HMAC-SHA1(auth_token, url + name1 + value1 + name2 + value2 ...)``, with the
+POST parameters sorted by name and then value (code-point order, repeated identical pairs
+counted once), and sends it base64-encoded. Verification fails in real deployments mostly
+because the URL the app sees is not the one Twilio requested; :func:`request_url` rebuilds
+that one from a configured public URL, or from proxy headers trusted for exactly the
+configured number of hops, and always from the *raw* path and query string.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, cast
+from urllib.parse import parse_qsl, quote, urlsplit
+
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+Params = Mapping[str, str] | Mapping[str, Sequence[str]] | Iterable[tuple[str, str]]
+
+_DEFAULT_PORTS = {"http": "80", "https": "443"}
+
+
+def compute_signature(url: str, params: Params | None, token: str) -> str:
+    """Return the ``X-Twilio-Signature`` Twilio would send for this URL, form and token.
+
+    ``params`` may be a dict, a werkzeug ``MultiDict`` (every value of a repeated key
+    counts) or a sequence of ``(name, value)`` pairs. Pass ``None`` for JSON bodies, whose
+    URL carries ``bodySHA256`` instead (see :func:`body_sha256`).
+    """
+    return _sign(_payload(url, _pairs(params)), token.encode())
+
+
+def body_sha256(body: bytes) -> str:
+    """The ``bodySHA256`` query value Twilio adds to the URL of a JSON request."""
+    return hashlib.sha256(body).hexdigest()
+
+
+def url_variants(url: str) -> Iterator[str]:
+    """The URL as given, then with its port removed or the default one added, then quote swaps.
+
+    Twilio keeps an explicit port when signing SMS webhooks but drops it for other HTTPS
+    callbacks, and proxies differ on escaping ``'`` in a query, so the SDKs accept each of
+    these spellings (all still need the token). Lazy: a match on the first computes no others.
+    """
+    yield url
+    parts = urlsplit(url)
+    spellings = [url]
+    default = _DEFAULT_PORTS.get(parts.scheme.lower())
+    if default is not None and parts.netloc:
+        rest = url[len(parts.scheme) + 3 + len(parts.netloc) :]
+        host, colon, port = parts.netloc.rpartition(":")
+        if colon and port.isdigit() and not host.endswith(":"):
+            spellings.append(f"{parts.scheme}://{host}{rest}")
+        else:
+            spellings.append(f"{parts.scheme}://{parts.netloc}:{default}{rest}")
+        yield spellings[1]
+    if "'" in parts.query or "%27" in parts.query:
+        for spelling in spellings:
+            head, _, query = spelling.partition("?")
+            swapped = query.replace("%27", "'") if "%27" in query else query.replace("'", "%27")
+            yield f"{head}?{swapped}"
+
+
+class Verifier:
+    """Checks signatures against one or more auth tokens.
+
+    Several tokens allow rotation (primary and secondary); ``token_loader`` maps an
+    ``AccountSid`` to that account's tokens for apps serving subaccounts. The common case,
+    a correct signature for the URL as rebuilt, costs one HMAC.
+    """
+
+    __slots__ = ("_keys", "_token_loader")
+
+    def __init__(
+        self,
+        tokens: Sequence[str],
+        token_loader: Callable[[str], str | Sequence[str] | None] | None = None,
+    ) -> None:
+        self._keys = tuple(token.encode() for token in tokens if token)
+        self._token_loader = token_loader
+
+    def verify(
+        self,
+        url: str,
+        params: Iterable[tuple[str, str]],
+        signature: str | None,
+        *,
+        json_body: bytes | None = None,
+        account_sid: str | None = None,
+    ) -> bool:
+        """True if ``signature`` matches for any configured token and URL spelling.
+
+        For a JSON request pass the raw body as ``json_body``: the URL must then carry a
+        matching ``bodySHA256`` and is signed without parameters. Never raises.
+        """
+        if not signature:
+            return False
+        expected = signature.encode("ascii", "replace")
+        if json_body is not None:
+            if not _body_hash_matches(url, json_body):
+                return False
+            params = ()
+        keys = self._keys_for(account_sid)
+        suffix = _joined(params)
+        for candidate in url_variants(url):
+            payload = (candidate + suffix).encode()
+            for key in keys:
+                if hmac.compare_digest(_sign_bytes(payload, key), expected):
+                    return True
+        return False
+
+    def _keys_for(self, account_sid: str | None) -> tuple[bytes, ...]:
+        if self._token_loader is None or not account_sid:
+            return self._keys
+        loaded = self._token_loader(account_sid)
+        if not loaded:
+            return self._keys
+        tokens = [loaded] if isinstance(loaded, str) else list(loaded)
+        return tuple(token.encode() for token in tokens if token) + self._keys
+
+
+class URLBuilder:
+    """Rebuilds the URL Twilio requested from a WSGI environ.
+
+    In order: the configured public base URL joined with the raw path; else the scheme and
+    host as werkzeug's ``ProxyFix`` corrects them trusting exactly ``proxy_hops`` proxies
+    (0: the ``X-Forwarded-*`` headers are ignored, as anyone can send them); then the
+    path and query exactly as received, never werkzeug's decoded ``request.url``.
+    """
+
+    __slots__ = ("_base", "_proxy_fix")
+
+    def __init__(self, public_url: str | None = None, proxy_hops: int = 0) -> None:
+        self._base = _public_base(public_url) if public_url else None
+        self._proxy_fix = (
+            ProxyFix(
+                cast(Any, _echo_environ),
+                x_for=0,
+                x_proto=proxy_hops,
+                x_host=proxy_hops,
+                x_port=proxy_hops,
+                x_prefix=0,
+            )
+            if proxy_hops > 0 and self._base is None
+            else None
+        )
+
+    def __call__(self, environ: Mapping[str, Any]) -> str:
+        target = _raw_target(environ)
+        if self._base is not None:
+            return self._base + target
+        if self._proxy_fix is not None:
+            environ = self._forwarded(environ)
+        scheme = environ.get("wsgi.url_scheme", "http")
+        host = environ.get("HTTP_HOST")
+        if not host:
+            host = environ.get("SERVER_NAME", "localhost")
+            port = environ.get("SERVER_PORT")
+            if port and port != _DEFAULT_PORTS.get(scheme):
+                host = f"{host}:{port}"
+        return f"{scheme}://{host}{target}"
+
+    def _forwarded(self, environ: Mapping[str, Any]) -> Mapping[str, Any]:
+        # ProxyFix rewrites the environ it is given: hand it a copy of what it reads.
+        copy = {key: value for key, value in environ.items() if key in _PROXY_FIX_KEYS}
+        assert self._proxy_fix is not None
+        return cast(Mapping[str, Any], self._proxy_fix(copy, cast(Any, None)))
+
+
+def _echo_environ(environ: dict[str, Any], start_response: object) -> dict[str, Any]:
+    return environ
+
+
+_PROXY_FIX_KEYS = frozenset(
+    {
+        "wsgi.url_scheme",
+        "HTTP_HOST",
+        "SERVER_NAME",
+        "SERVER_PORT",
+        "REMOTE_ADDR",
+        "SCRIPT_NAME",
+        "HTTP_X_FORWARDED_PROTO",
+        "HTTP_X_FORWARDED_HOST",
+        "HTTP_X_FORWARDED_PORT",
+    }
+)
+
+
+def _public_base(public_url: str) -> str:
+    # Fragments (#rc=..., Twilio's connection overrides) are never part of the signed URL.
+    base = public_url.split("#", 1)[0].rstrip("/")
+    if "://" not in base:
+        raise ValueError(f"public URL must start with http:// or https://, got {public_url!r}")
+    return base
+
+
+def _raw_target(environ: Mapping[str, Any]) -> str:
+    """Path and query string as the client sent them, percent-escapes intact."""
+    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    if raw:
+        if raw[0] != "/":  # absolute-form request target: drop scheme://host
+            scheme_end = raw.find("://")
+            slash = raw.find("/", scheme_end + 3) if scheme_end >= 0 else -1
+            raw = raw[slash:] if slash >= 0 else "/"
+        return cast(str, raw).split("#", 1)[0]
+    path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+    # WSGI gives the decoded path as latin-1; re-escape it the way clients send it.
+    target = quote(path.encode("latin-1").decode("utf-8", "replace"), safe="/:@!$&'()*+,;=-._~")
+    query = environ.get("QUERY_STRING")
+    return f"{target}?{query}" if query else target
+
+
+def _pairs(params: Params | None) -> Iterable[tuple[str, str]]:
+    if params is None:
+        return ()
+    getlist = getattr(params, "getlist", None)
+    if getlist is not None:  # werkzeug MultiDict, Django QueryDict: every value counts
+        names = cast(Iterable[str], params)
+        return [(name, value) for name in names for value in getlist(name)]
+    if isinstance(params, Mapping):
+        return _flatten(params)
+    return params
+
+
+def _flatten(mapping: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+    for name, value in mapping.items():
+        if isinstance(value, str):
+            yield name, value
+        else:
+            for item in value:
+                yield name, item
+
+
+def _joined(params: Iterable[tuple[str, str]]) -> str:
+    return "".join([name + value for name, value in sorted(set(params))])
+
+
+def _payload(url: str, params: Iterable[tuple[str, str]]) -> bytes:
+    return (url + _joined(params)).encode()
+
+
+def _sign(payload: bytes, key: bytes) -> str:
+    return _sign_bytes(payload, key).decode("ascii")
+
+
+def _sign_bytes(payload: bytes, key: bytes) -> bytes:
+    return base64.b64encode(hmac.digest(key, payload, "sha1"))
+
+
+def _body_hash_matches(url: str, body: bytes) -> bool:
+    query = url.partition("?")[2]
+    claimed = [value for name, value in parse_qsl(query) if name == "bodySHA256"]
+    return len(claimed) == 1 and hmac.compare_digest(
+        body_sha256(body).encode(), claimed[0].encode("ascii", "replace")
+    )

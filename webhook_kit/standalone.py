@@ -1,0 +1,76 @@
+"""The standalone app behind ``gunicorn wsgi:app``, configured from the environment.
+
+Users who only need webhooks run this instead of writing a Flask app: it imports the module
+named by ``WEBHOOK_KIT_HANDLERS``, takes the ``WebhookKit`` named ``kit`` from it, and mounts
+it with ``/healthz`` for load balancers.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+from .config import DEFAULTS
+from .errors import ConfigurationError
+from .kit import WebhookKit
+
+DEFAULT_HANDLERS = "examples.echo_bot"
+
+
+def create_app(
+    environ: Mapping[str, str] = os.environ, config: Mapping[str, Any] | None = None
+) -> Flask:
+    """Build the app from environment variables (the keys of ``webhook_kit.config.DEFAULTS``).
+
+    ``TWILIO_AUTH_TOKEN`` is required unless ``WEBHOOK_KIT_VALIDATE=off`` is set explicitly.
+    ``config`` overrides the environment (the pytest plugin uses it).
+    """
+    kit = load_kit(environ.get("WEBHOOK_KIT_HANDLERS") or DEFAULT_HANDLERS)
+    app = Flask("webhook_kit")
+    for key in DEFAULTS:
+        if environ.get(key):
+            app.config[key] = environ[key]
+    if environ.get("TWILIO_AUTH_TOKEN") and "WEBHOOK_KIT_AUTH_TOKEN" not in app.config:
+        app.config["WEBHOOK_KIT_AUTH_TOKEN"] = environ["TWILIO_AUTH_TOKEN"]
+    app.config.update(config or {})
+    _log_to_stderr()
+    kit.init_app(app, url_prefix=environ.get("WEBHOOK_KIT_URL_PREFIX") or None)
+    app.add_url_rule("/healthz", "healthz", _healthz)
+    return app
+
+
+def load_kit(module_name: str) -> WebhookKit:
+    """Import ``module_name`` and return its ``kit``."""
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ConfigurationError(
+            f"WEBHOOK_KIT_HANDLERS={module_name!r} could not be imported ({error}); name a "
+            "module on the Python path that defines kit = WebhookKit()"
+        ) from error
+    kit = getattr(module, "kit", None)
+    if not isinstance(kit, WebhookKit):
+        raise ConfigurationError(
+            f"module {module_name!r} has no WebhookKit named 'kit'; define kit = WebhookKit() "
+            "and register handlers on it"
+        )
+    return kit
+
+
+def _healthz() -> tuple[str, int, dict[str, str]]:
+    return "ok\n", 200, {"Content-Type": "text/plain; charset=utf-8"}
+
+
+def _log_to_stderr() -> None:
+    logger = logging.getLogger("webhook_kit")
+    if logger.handlers or logging.getLogger().handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)

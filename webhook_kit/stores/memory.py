@@ -1,0 +1,136 @@
+"""A store in process memory: for tests and single-process development servers."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..ledger import Applied, LedgerEvent, MessageRecord, StatusEntry, timestamp
+from ..status import MessageStatus
+from . import DEFAULT_LEDGER_RETENTION, DEFAULT_RETENTION, Claim, Outcome
+
+_PURGE_EVERY = 60.0
+
+
+@dataclass(slots=True)
+class _Claim:
+    owner: str
+    done: bool
+    answer: bytes
+    expires: float
+
+
+@dataclass(slots=True)
+class _Message:
+    status: str | None = None
+    rank: int = -2
+    error_code: int | None = None
+    updated: float = 0.0
+    final_at: float | None = None
+    history: list[StatusEntry] = field(default_factory=list)
+    keys: set[str] = field(default_factory=set)
+
+
+class MemoryStore:
+    """Thread-safe, bounded by the retention periods; not shared between processes."""
+
+    def __init__(
+        self,
+        *,
+        retention: float = DEFAULT_RETENTION,
+        ledger_retention: float = DEFAULT_LEDGER_RETENTION,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._retention = retention
+        self._ledger_retention = ledger_retention
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._claims: dict[str, _Claim] = {}
+        self._messages: dict[str, _Message] = {}
+        self._next_purge = clock() + _PURGE_EVERY
+
+    def claim(self, key: str, lease: float) -> Claim:
+        now = self._clock()
+        with self._lock:
+            self._maybe_purge(now)
+            current = self._claims.get(key)
+            if current is None or current.expires < now:
+                owner = os.urandom(9).hex()
+                self._claims[key] = _Claim(owner, False, b"", now + lease)
+                return Claim(Outcome.CLAIMED, owner)
+            if current.done:
+                return Claim(Outcome.DONE, answer=current.answer)
+            return Claim(Outcome.BUSY)
+
+    def complete(self, key: str, owner: str, answer: bytes) -> None:
+        with self._lock:
+            current = self._claims.get(key)
+            if current is not None and current.owner == owner:
+                current.done = True
+                current.answer = answer
+                current.expires = self._clock() + self._retention
+
+    def release(self, key: str, owner: str) -> None:
+        with self._lock:
+            current = self._claims.get(key)
+            if current is not None and current.owner == owner:
+                del self._claims[key]
+
+    def record_status(self, entry: StatusEntry) -> Applied:
+        with self._lock:
+            self._maybe_purge(entry.received_at)
+            message = self._messages.setdefault(entry.message_sid, _Message())
+            if entry.key in message.keys:
+                return Applied(False, _status(message.status))
+            message.keys.add(entry.key)
+            message.history.append(entry)
+            message.updated = entry.received_at
+            if entry.rank > message.rank:
+                message.status, message.rank = entry.status, entry.rank
+                message.error_code = entry.error_code
+            if entry.final and message.final_at is None:
+                message.final_at = entry.received_at
+            return Applied(True, _status(message.status))
+
+    def get_message(self, message_sid: str) -> MessageRecord | None:
+        with self._lock:
+            message = self._messages.get(message_sid)
+            if message is None:
+                return None
+            return MessageRecord(
+                message_sid,
+                _status(message.status),
+                message.error_code,
+                timestamp(message.updated),
+                timestamp(message.final_at) if message.final_at is not None else None,
+                tuple(_event(entry) for entry in message.history),
+            )
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    def _maybe_purge(self, now: float) -> None:
+        if now < self._next_purge:
+            return
+        self._next_purge = now + _PURGE_EVERY
+        self._claims = {key: c for key, c in self._claims.items() if c.expires >= now}
+        horizon = now - self._ledger_retention
+        self._messages = {sid: m for sid, m in self._messages.items() if m.updated >= horizon}
+
+
+def _status(value: str | None) -> MessageStatus | None:
+    return MessageStatus(value) if value is not None else None
+
+
+def _event(entry: StatusEntry) -> LedgerEvent:
+    return LedgerEvent(
+        MessageStatus(entry.status),
+        timestamp(entry.received_at),
+        entry.error_code,
+        entry.event_type,
+        entry.key,
+        entry.form,
+    )

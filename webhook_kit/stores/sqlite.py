@@ -1,0 +1,243 @@
+"""The embedded default store: one SQLite file in WAL mode.
+
+WAL lets every gunicorn worker on the host read while one writes, and each write is a
+single short transaction, so claims are atomic across processes. ``synchronous=normal``
+(the default) survives a killed process: a committed transaction is in the WAL file
+before the 200 goes out. ``synchronous=full`` also survives power loss, at the cost of an
+fsync per write.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from ..errors import ConfigurationError, StoreError
+from ..ledger import Applied, LedgerEvent, MessageRecord, StatusEntry, timestamp
+from ..status import MessageStatus
+from . import DEFAULT_LEDGER_RETENTION, DEFAULT_RETENTION, Claim, Outcome
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS wk_claims (
+    key TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    done INTEGER NOT NULL,
+    answer BLOB,
+    expires REAL NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS wk_claims_expires ON wk_claims (expires);
+CREATE TABLE IF NOT EXISTS wk_messages (
+    sid TEXT PRIMARY KEY,
+    status TEXT,
+    rank INTEGER NOT NULL,
+    error_code INTEGER,
+    updated REAL NOT NULL,
+    final_at REAL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS wk_messages_updated ON wk_messages (updated);
+CREATE TABLE IF NOT EXISTS wk_events (
+    seq INTEGER PRIMARY KEY,
+    key TEXT NOT NULL UNIQUE,
+    sid TEXT NOT NULL,
+    status TEXT NOT NULL,
+    error_code INTEGER,
+    event_type TEXT,
+    received REAL NOT NULL,
+    form TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS wk_events_sid ON wk_events (sid, seq);
+"""
+
+# A new key, or one whose claim lapsed (a crashed worker's lease, or a finished key past
+# its retention), is taken in one atomic statement; rowcount tells who won.
+_CLAIM = """
+INSERT INTO wk_claims (key, owner, done, answer, expires) VALUES (?1, ?2, 0, NULL, ?3)
+ON CONFLICT (key) DO UPDATE SET owner = ?2, done = 0, answer = NULL, expires = ?3
+WHERE wk_claims.expires < ?4
+"""
+_INSERT_EVENT = """
+INSERT INTO wk_events (key, sid, status, error_code, event_type, received, form)
+VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING
+"""
+# Every expression in SET reads the old row, so the status only moves to a higher rank.
+_APPLY = """
+INSERT INTO wk_messages (sid, status, rank, error_code, updated, final_at)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+ON CONFLICT (sid) DO UPDATE SET
+    status = CASE WHEN ?3 > rank THEN ?2 ELSE status END,
+    error_code = CASE WHEN ?3 > rank THEN ?4 ELSE error_code END,
+    rank = max(rank, ?3),
+    updated = max(updated, ?5),
+    final_at = coalesce(final_at, ?6)
+"""
+_PURGE_EVERY = 60.0
+
+
+class SQLiteStore:
+    """Safe for many threads and worker processes on one host."""
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        synchronous: str = "normal",
+        retention: float = DEFAULT_RETENTION,
+        ledger_retention: float = DEFAULT_LEDGER_RETENTION,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if synchronous.lower() not in {"normal", "full"}:
+            raise ConfigurationError(
+                f"sqlite synchronous={synchronous!r} is not supported: use normal or full"
+            )
+        self.path = path
+        self._synchronous = synchronous.upper()
+        self._retention = retention
+        self._ledger_retention = ledger_retention
+        self._clock = clock
+        self._local = threading.local()
+        self._next_purge = 0.0
+        with self._errors():
+            self._connection()  # fail at start-up, not on the first webhook
+
+    def claim(self, key: str, lease: float) -> Claim:
+        now = self._clock()
+        owner = os.urandom(9).hex()
+        with self._errors():
+            if now >= self._next_purge:
+                self._purge(now)
+            db = self._connection()
+            if db.execute(_CLAIM, (key, owner, now + lease, now)).rowcount == 1:
+                return Claim(Outcome.CLAIMED, owner)
+            row = db.execute("SELECT done, answer FROM wk_claims WHERE key = ?", (key,)).fetchone()
+        if row is not None and row[0]:
+            return Claim(Outcome.DONE, answer=bytes(row[1] or b""))
+        return Claim(Outcome.BUSY)
+
+    def complete(self, key: str, owner: str, answer: bytes) -> None:
+        with self._errors():
+            self._connection().execute(
+                "UPDATE wk_claims SET done = 1, answer = ?, expires = ?"
+                " WHERE key = ? AND owner = ?",
+                (answer, self._clock() + self._retention, key, owner),
+            )
+
+    def release(self, key: str, owner: str) -> None:
+        with self._errors():
+            self._connection().execute(
+                "DELETE FROM wk_claims WHERE key = ? AND owner = ?", (key, owner)
+            )
+
+    def record_status(self, entry: StatusEntry) -> Applied:
+        with self._errors(), self._transaction() as db:
+            recorded = (
+                db.execute(
+                    _INSERT_EVENT,
+                    (
+                        entry.key,
+                        entry.message_sid,
+                        entry.status,
+                        entry.error_code,
+                        entry.event_type,
+                        entry.received_at,
+                        entry.form,
+                    ),
+                ).rowcount
+                == 1
+            )
+            if recorded:
+                db.execute(
+                    _APPLY,
+                    (
+                        entry.message_sid,
+                        entry.status,
+                        entry.rank,
+                        entry.error_code,
+                        entry.received_at,
+                        entry.received_at if entry.final else None,
+                    ),
+                )
+            row = db.execute(
+                "SELECT status FROM wk_messages WHERE sid = ?", (entry.message_sid,)
+            ).fetchone()
+        return Applied(recorded, MessageStatus(row[0]) if row and row[0] else None)
+
+    def get_message(self, message_sid: str) -> MessageRecord | None:
+        with self._errors(), self._transaction() as db:
+            row = db.execute(
+                "SELECT status, error_code, updated, final_at FROM wk_messages WHERE sid = ?",
+                (message_sid,),
+            ).fetchone()
+            if row is None:
+                return None
+            events = db.execute(
+                "SELECT status, received, error_code, event_type, key, form FROM wk_events"
+                " WHERE sid = ? ORDER BY seq",
+                (message_sid,),
+            ).fetchall()
+        status, error_code, updated, final_at = row
+        return MessageRecord(
+            message_sid,
+            MessageStatus(status) if status else None,
+            error_code,
+            timestamp(updated),
+            timestamp(final_at) if final_at is not None else None,
+            tuple(
+                LedgerEvent(MessageStatus(s), timestamp(r), code, kind, key, form)
+                for s, r, code, kind, key, form in events
+            ),
+        )
+
+    def close(self) -> None:
+        connection = getattr(self._local, "connection", None)
+        if connection is not None:
+            connection.close()
+            self._local.connection = None
+
+    def _connection(self) -> sqlite3.Connection:
+        local = self._local
+        connection: sqlite3.Connection | None = getattr(local, "connection", None)
+        # A connection must not cross a fork: gunicorn workers each open their own.
+        if connection is not None and local.pid == os.getpid():
+            return connection
+        connection = sqlite3.connect(
+            self.path, timeout=10.0, isolation_level=None, check_same_thread=True
+        )
+        connection.execute("PRAGMA journal_mode = WAL")
+        connection.execute(f"PRAGMA synchronous = {self._synchronous}")
+        connection.executescript(_SCHEMA)
+        local.connection, local.pid = connection, os.getpid()
+        return connection
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        db = self._connection()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as error:
+            raise StoreError(f"SQLite store {self.path!r} failed: {error}") from error
+
+    def _purge(self, now: float) -> None:
+        self._next_purge = now + _PURGE_EVERY
+        horizon = now - self._ledger_retention
+        with self._transaction() as db:
+            db.execute("DELETE FROM wk_claims WHERE expires < ?", (now,))
+            db.execute(
+                "DELETE FROM wk_events WHERE sid IN"
+                " (SELECT sid FROM wk_messages WHERE updated < ?)",
+                (horizon,),
+            )
+            db.execute("DELETE FROM wk_messages WHERE updated < ?", (horizon,))

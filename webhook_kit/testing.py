@@ -1,0 +1,352 @@
+"""Test your bot without Twilio: realistic payloads and a client that signs like Twilio.
+
+>>> client = app.test_client()          # app.test_client_class = TwilioTestClient
+>>> reply = client.send_message("hi")
+>>> reply.messages[0].body
+'Echo: hi'
+
+The client signs every request with the app's own auth token over the URL the app will
+rebuild, so tests exercise signature verification instead of switching it off.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.test import EnvironBuilder, TestResponse
+
+from .errors import ConfigurationError, TwiMLParseError
+from .kit import WebhookKit
+from .signature import compute_signature
+from .twiml import Message, MessagingResponse, parse
+
+Fields = dict[str, str]
+FieldValue = str | int | None
+
+ACCOUNT_SID = "AC" + "0" * 30 + "01"
+MESSAGING_SERVICE_SID = "MG" + "0" * 30 + "01"
+#: A fictional customer (US 555-01xx numbers are reserved for fiction).
+CUSTOMER = "+14155550100"
+#: Twilio's test number that "passes all validation".
+TWILIO_NUMBER = "+15005550006"
+
+
+def new_sid(prefix: str = "SM") -> str:
+    """A random SID of Twilio's shape: two letters and 32 hex digits."""
+    return prefix + os.urandom(16).hex()
+
+
+def inbound_sms(
+    body: str = "Hello", *, from_: str = CUSTOMER, to: str = TWILIO_NUMBER, **fields: FieldValue
+) -> Fields:
+    """The 20 fields Twilio posts for an inbound SMS; keyword arguments override any field.
+
+    Pass Twilio's names (``ToCity="Paris"``); ``None`` removes a field.
+    """
+    sid = new_sid("SM")
+    base: Fields = {
+        "ToCountry": "US",
+        "ToState": "CA",
+        "SmsMessageSid": sid,
+        "NumMedia": "0",
+        "ToCity": "SAUSALITO",
+        "FromZip": "94103",
+        "SmsSid": sid,
+        "FromState": "CA",
+        "SmsStatus": "received",
+        "FromCity": "SAN FRANCISCO",
+        "Body": body,
+        "FromCountry": "US",
+        "To": to,
+        "MessagingServiceSid": MESSAGING_SERVICE_SID,
+        "ToZip": "94965",
+        "NumSegments": "1",
+        "MessageSid": sid,
+        "AccountSid": ACCOUNT_SID,
+        "From": from_,
+        "ApiVersion": "2010-04-01",
+    }
+    return _override(base, fields)
+
+
+def inbound_mms(
+    count: int = 1,
+    body: str = "",
+    *,
+    content_type: str = "image/jpeg",
+    **fields: FieldValue,
+) -> Fields:
+    """An MMS with ``count`` attachments (``MediaUrl0``... zero-based, as Twilio sends)."""
+    sid = new_sid("MM")
+    message = inbound_sms(body, MessageSid=sid, SmsMessageSid=sid, SmsSid=sid)
+    message["NumMedia"] = str(count)
+    for index in range(count):
+        message[f"MediaContentType{index}"] = content_type
+        message[f"MediaUrl{index}"] = (
+            f"https://api.twilio.com/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/{sid}"
+            f"/Media/{new_sid('ME')}"
+        )
+    return _override(message, fields)
+
+
+def whatsapp_message(
+    body: str = "Hello",
+    *,
+    from_: str = "whatsapp:" + CUSTOMER,
+    to: str = "whatsapp:" + TWILIO_NUMBER,
+    profile_name: str = "Ada Lovelace",
+    button: tuple[str, str] | None = None,
+    location: tuple[float, float, str, str] | None = None,
+    **fields: FieldValue,
+) -> Fields:
+    """A WhatsApp message; ``button=(text, payload)``, ``location=(lat, lon, address, label)``."""
+    message = inbound_sms(body, from_=from_, to=to)
+    for name in ("ToCity", "ToState", "ToZip", "FromCity", "FromState", "FromZip"):
+        del message[name]
+    message.update(ProfileName=profile_name, WaId=from_.rpartition("+")[2], MessageType="text")
+    if button is not None:
+        message.update(ButtonText=button[0], ButtonPayload=button[1], MessageType="button")
+    if location is not None:
+        latitude, longitude, address, label = location
+        message.update(
+            Latitude=repr(latitude),
+            Longitude=repr(longitude),
+            Address=address,
+            Label=label,
+            MessageType="location",
+        )
+    return _override(message, fields)
+
+
+def opt_out_message(keyword: str = "STOP", **fields: FieldValue) -> Fields:
+    """What Advanced Opt-Out forwards: the keyword and ``OptOutType`` (STOP, START or HELP)."""
+    kind = {"STOP": "STOP", "START": "START", "HELP": "HELP", "UNSTOP": "START"}.get(
+        keyword.upper(), "STOP"
+    )
+    return _override(inbound_sms(keyword, OptOutType=kind), fields)
+
+
+def status_callback(
+    message_sid: str | None = None,
+    status: str = "delivered",
+    *,
+    error_code: int | None = None,
+    from_: str = TWILIO_NUMBER,
+    to: str = CUSTOMER,
+    **fields: FieldValue,
+) -> Fields:
+    """A delivery status callback; ``RawDlrDoneDate`` is added for delivered/undelivered."""
+    sid = message_sid or new_sid("SM")
+    callback: Fields = {
+        "AccountSid": ACCOUNT_SID,
+        "From": from_,
+        "To": to,
+        "MessageSid": sid,
+        "SmsSid": sid,
+        "MessageStatus": status,
+        "SmsStatus": status,
+        "MessagingServiceSid": MESSAGING_SERVICE_SID,
+        "ApiVersion": "2010-04-01",
+    }
+    if status in {"delivered", "undelivered"}:
+        callback["RawDlrDoneDate"] = "2611231530"
+    if error_code is not None:
+        callback["ErrorCode"] = str(error_code)
+    return _override(callback, fields)
+
+
+def fallback_request(
+    body: str = "Hello",
+    *,
+    error_code: int = 11200,
+    error_url: str = "https://example.com/twilio/messages",
+    **fields: FieldValue,
+) -> Fields:
+    """What Twilio posts to the fallback URL: the message plus ``ErrorCode`` and ``ErrorUrl``."""
+    message = inbound_sms(body)
+    message.update(ErrorCode=str(error_code), ErrorUrl=error_url)
+    return _override(message, fields)
+
+
+def _override(base: Fields, fields: Mapping[str, FieldValue]) -> Fields:
+    for name, value in fields.items():
+        if value is None:
+            base.pop(name, None)
+        else:
+            base[name] = str(value)
+    return base
+
+
+@dataclass(frozen=True)
+class WebhookReply:
+    """The app's answer to one webhook, with its TwiML parsed."""
+
+    response: TestResponse
+    #: The parsed ``<Response>``, or None when the answer was not TwiML (a 4xx, say).
+    twiml: MessagingResponse | None
+
+    @property
+    def status_code(self) -> int:
+        return self.response.status_code
+
+    @property
+    def messages(self) -> tuple[Message, ...]:
+        return self.twiml.messages if self.twiml is not None else ()
+
+    @property
+    def texts(self) -> list[str]:
+        """The body of every ``<Message>``, in order."""
+        return [str(message.body) for message in self.messages]
+
+
+class TwilioTestClient(FlaskClient):
+    """A Flask test client that sends signed Twilio webhooks.
+
+    Use it as ``app.test_client_class = TwilioTestClient`` (the pytest plugin does).
+    Requests are signed with the first configured auth token, or ``auth_token=``.
+    """
+
+    def __init__(self, *args: Any, auth_token: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.auth_token = auth_token
+
+    def send_message(
+        self,
+        body: str = "Hello",
+        *,
+        from_: str = CUSTOMER,
+        to: str = TWILIO_NUMBER,
+        media: Sequence[str] = (),
+        fields: Mapping[str, FieldValue] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> WebhookReply:
+        """Post an inbound message from ``from_`` and return the parsed reply."""
+        payload = _override(inbound_sms(body, from_=from_, to=to), fields or {})
+        for index, url in enumerate(media):
+            payload[f"MediaUrl{index}"] = url
+            payload[f"MediaContentType{index}"] = "image/jpeg"
+        if media:
+            payload["NumMedia"] = str(len(media))
+        return self.send("messages", payload, headers=headers)
+
+    def send_status(
+        self,
+        message_sid: str,
+        status: str = "delivered",
+        *,
+        error_code: int | None = None,
+        fields: Mapping[str, FieldValue] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> WebhookReply:
+        """Post a status callback for ``message_sid``."""
+        payload = _override(
+            status_callback(message_sid, status, error_code=error_code), fields or {}
+        )
+        return self.send("status", payload, headers=headers)
+
+    def send(
+        self,
+        route: str,
+        payload: Mapping[str, str] | Iterable[tuple[str, str]],
+        *,
+        method: str = "POST",
+        headers: Mapping[str, str] | None = None,
+    ) -> WebhookReply:
+        """Sign and send any payload to one of the kit's routes (messages/status/fallback)."""
+        path = f"{self._kit_prefix()}/{route}"
+        return _reply(self.post_signed(path, payload, method=method, headers=headers))
+
+    def post_signed(
+        self,
+        path: str,
+        payload: Mapping[str, str] | Iterable[tuple[str, str]],
+        *,
+        method: str = "POST",
+        headers: Mapping[str, str] | None = None,
+    ) -> TestResponse:
+        """Send ``payload`` to ``path`` with the signature Twilio would compute."""
+        pairs = list(payload.items() if isinstance(payload, Mapping) else payload)
+        form = urlencode(pairs)
+        if method == "GET":
+            separator = "&" if "?" in path else "?"
+            builder = EnvironBuilder(
+                path=path + separator + form, method="GET", headers=list((headers or {}).items())
+            )
+            signed: list[tuple[str, str]] = []
+        else:
+            builder = EnvironBuilder(
+                path=path,
+                method=method,
+                data=form,
+                content_type="application/x-www-form-urlencoded",
+                headers=list((headers or {}).items()),
+            )
+            signed = pairs
+        try:
+            environ = builder.get_environ()
+            url = self._kit().pipeline(self._app()).url_of(environ)
+            builder.headers["X-Twilio-Signature"] = compute_signature(url, signed, self._token())
+            return self.open(builder)
+        finally:
+            builder.close()
+
+    def conversation(self, from_: str = CUSTOMER, to: str = TWILIO_NUMBER) -> Conversation:
+        """A conversation from one number: ``convo.send("hi")``, then ``convo.replies``."""
+        return Conversation(self, from_, to)
+
+    def _app(self) -> Flask:
+        return self.application
+
+    def _kit(self) -> WebhookKit:
+        kit = self._app().extensions.get("webhook_kit")
+        if not isinstance(kit, WebhookKit):
+            raise ConfigurationError("this app has no WebhookKit: call kit.init_app(app) first")
+        return kit
+
+    def _kit_prefix(self) -> str:
+        rule = next(self._app().url_map.iter_rules("webhook_kit.messages")).rule
+        return rule.rsplit("/", 1)[0]
+
+    def _token(self) -> str:
+        if self.auth_token:
+            return self.auth_token
+        tokens = self._kit().pipeline(self._app()).settings.auth_tokens
+        return tokens[0] if tokens else "validation-off"
+
+
+@dataclass
+class Conversation:
+    """Messages from one sender and the replies they got, in order."""
+
+    client: TwilioTestClient
+    from_: str
+    to: str
+    replies: list[WebhookReply] = field(default_factory=list)
+
+    def send(self, body: str, **kwargs: Any) -> WebhookReply:
+        reply = self.client.send_message(body, from_=self.from_, to=self.to, **kwargs)
+        self.replies.append(reply)
+        return reply
+
+    def send_all(self, bodies: Iterable[str]) -> list[str]:
+        """Send each body in turn; the texts of all replies, flattened in order."""
+        texts: list[str] = []
+        for body in bodies:
+            texts.extend(self.send(body).texts)
+        return texts
+
+
+def _reply(response: TestResponse) -> WebhookReply:
+    twiml: MessagingResponse | None = None
+    if response.mimetype in {"text/xml", "application/xml"}:
+        try:
+            twiml = parse(response.get_data())
+        except TwiMLParseError:
+            twiml = None
+    return WebhookReply(response, twiml)
