@@ -62,7 +62,7 @@ class Gunicorn:
             *extra,
         ]  # fmt: skip
         self.process: subprocess.Popen[bytes] | None = None
-        self._log = tempfile.TemporaryFile()
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
         self._output = ""
 
     def __enter__(self) -> Gunicorn:

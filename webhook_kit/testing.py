@@ -21,7 +21,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import EnvironBuilder, TestResponse
 
-from .errors import ConfigurationError, TwiMLParseError
+from .errors import ConfigurationError, TwiMLError
 from .kit import WebhookKit
 from .signature import compute_signature
 from .twiml import Message, MessagingResponse, parse
@@ -347,6 +347,6 @@ def _reply(response: TestResponse) -> WebhookReply:
     if response.mimetype in {"text/xml", "application/xml"}:
         try:
             twiml = parse(response.get_data())
-        except TwiMLParseError:
+        except TwiMLError:
             twiml = None
     return WebhookReply(response, twiml)
