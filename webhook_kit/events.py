@@ -11,31 +11,16 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
-from typing import Self
 
 from werkzeug.datastructures import ImmutableMultiDict
 
 from .errors import BadRequestError
-from .status import DeliveryError, MessageStatus
+from .status import DeliveryError, MessageStatus, OpenStrEnum
 
 Fields = ImmutableMultiDict[str, str]
 
 
-class _OpenEnum(StrEnum):
-    """A string enum that keeps values it does not know instead of rejecting them."""
-
-    @classmethod
-    def _missing_(cls, value: object) -> Self | None:
-        if not isinstance(value, str) or not value:
-            return None
-        member = str.__new__(cls, value)
-        member._name_ = value.upper()
-        member._value_ = value
-        return member
-
-
-class Channel(_OpenEnum):
+class Channel(OpenStrEnum):
     """The channel a message travelled on, derived from its address prefix."""
 
     SMS = "sms"
@@ -45,7 +30,7 @@ class Channel(_OpenEnum):
     RCS = "rcs"
 
 
-class OptOutType(_OpenEnum):
+class OptOutType(OpenStrEnum):
     """What Advanced Opt-Out matched; Twilio has already answered such a message."""
 
     STOP = "STOP"

@@ -9,14 +9,31 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Self
 
 
-class MessageStatus(StrEnum):
+class OpenStrEnum(StrEnum):
+    """A string enum that keeps values it does not know instead of rejecting them.
+
+    Twilio adds values without notice: an unknown one becomes a pseudo-member carrying the
+    value, typed as the enum but not added to it (so hostile input cannot grow it).
+    """
+
+    @classmethod
+    def _missing_(cls, value: object) -> Self | None:
+        if not isinstance(value, str) or not value:
+            return None
+        member = str.__new__(cls, value)
+        member._name_ = value.upper()
+        member._value_ = value
+        return member
+
+
+class MessageStatus(OpenStrEnum):
     """Every status of Twilio's Message resource.
 
-    Twilio adds values without notice: an unknown value becomes a pseudo-member that keeps
-    the value (``MessageStatus("new_thing").value == "new_thing"``) with rank ``-1``, so it
-    is recorded but never overrides a known status.
+    An unknown value is kept (``MessageStatus("new_thing").value == "new_thing"``) with rank
+    ``-1``, so it is recorded but never overrides a known status.
     """
 
     ACCEPTED = "accepted"
@@ -32,16 +49,6 @@ class MessageStatus(StrEnum):
     RECEIVED = "received"
     READ = "read"
     PARTIALLY_DELIVERED = "partially_delivered"
-
-    @classmethod
-    def _missing_(cls, value: object) -> MessageStatus | None:
-        if not isinstance(value, str) or not value:
-            return None
-        # A pseudo-member: typed as a MessageStatus, not added to the class (no unbounded growth).
-        member = str.__new__(cls, value)
-        member._name_ = value.upper()
-        member._value_ = value
-        return member
 
     @property
     def known(self) -> bool:

@@ -37,7 +37,7 @@ import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Final, TypeVar, cast
+from typing import ClassVar, Final, TypeVar, cast
 from urllib.parse import urlsplit
 
 from lxml import etree
@@ -263,32 +263,35 @@ class _Node:
         return f"<{type(self).__name__} {self.to_xml(xml_declaration=False)}>"
 
 
-class Body(_Node):
-    """``<Body>``: message text; Twilio joins all of a message's text into one body."""
+class _TextNoun(_Node):
+    """A noun whose whole content is one text."""
 
     __slots__ = ()
+    _tag: ClassVar[str]
 
     def __init__(self, text: str) -> None:
         text = _xml_text(text)
-        self._el = _Element("Body")
+        self._el = _Element(self._tag)
         if text:
             self._el.text = text
+
+
+class Body(_TextNoun):
+    """``<Body>``: message text; Twilio joins all of a message's text into one body."""
+
+    __slots__ = ()
+    _tag = "Body"
 
     @property
     def text(self) -> str:
         return self._el.text or ""
 
 
-class Media(_Node):
+class Media(_TextNoun):
     """``<Media>``: the URL of one attachment."""
 
     __slots__ = ()
-
-    def __init__(self, url: str) -> None:
-        url = _xml_text(url)
-        self._el = _Element("Media")
-        if url:
-            self._el.text = url
+    _tag = "Media"
 
     @property
     def url(self) -> str:

@@ -7,12 +7,14 @@ lets many hosts behave as one. All three pass one behavioural test suite.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 from urllib.parse import parse_qsl, urlsplit
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, StoreError
 from ..ledger import Applied, MessageRecord, StatusEntry
 
 
@@ -98,6 +100,15 @@ def open_store(
         f"unknown store URL {url!r}: use memory://, sqlite:///path/to/file.db or "
         "redis://host:port/db"
     )
+
+
+@contextmanager
+def store_errors(kind: type[Exception], store: str) -> Iterator[None]:
+    """Turn a backend's errors into :class:`StoreError`, which the request path answers 503."""
+    try:
+        yield
+    except kind as error:
+        raise StoreError(f"{store} failed: {error}") from error
 
 
 def _sqlite_path(path: str, url: str) -> str:

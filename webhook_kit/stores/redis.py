@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from ..errors import ConfigurationError, StoreError
+from ..errors import ConfigurationError
 from ..ledger import Applied, LedgerEvent, MessageRecord, StatusEntry, timestamp
 from ..status import MessageStatus
-from . import DEFAULT_LEDGER_RETENTION, DEFAULT_RETENTION, Claim, Outcome
+from . import DEFAULT_LEDGER_RETENTION, DEFAULT_RETENTION, Claim, Outcome, store_errors
 
 try:
     import redis
@@ -163,12 +163,8 @@ class RedisStore:
     def close(self) -> None:
         self._redis.close()
 
-    @contextmanager
-    def _errors(self) -> Iterator[None]:
-        try:
-            yield
-        except redis.RedisError as error:
-            raise StoreError(f"Redis store {self.url!r} failed: {error}") from error
+    def _errors(self) -> AbstractContextManager[None]:
+        return store_errors(redis.RedisError, f"Redis store {self.url!r}")
 
 
 def _event(raw: bytes) -> LedgerEvent:

@@ -14,12 +14,12 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
-from ..errors import ConfigurationError, StoreError
+from ..errors import ConfigurationError
 from ..ledger import Applied, LedgerEvent, MessageRecord, StatusEntry, timestamp
 from ..status import MessageStatus
-from . import DEFAULT_LEDGER_RETENTION, DEFAULT_RETENTION, Claim, Outcome
+from . import DEFAULT_LEDGER_RETENTION, DEFAULT_RETENTION, Claim, Outcome, store_errors
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS wk_claims (
@@ -223,12 +223,8 @@ class SQLiteStore:
             raise
         db.execute("COMMIT")
 
-    @contextmanager
-    def _errors(self) -> Iterator[None]:
-        try:
-            yield
-        except sqlite3.Error as error:
-            raise StoreError(f"SQLite store {self.path!r} failed: {error}") from error
+    def _errors(self) -> AbstractContextManager[None]:
+        return store_errors(sqlite3.Error, f"SQLite store {self.path!r}")
 
     def _purge(self, now: float) -> None:
         self._next_purge = now + _PURGE_EVERY

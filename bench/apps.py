@@ -1,0 +1,76 @@
+"""The apps webhook_kit is measured against, each served by ``gunicorn bench.apps:NAME``.
+
+They answer on webhook_kit's paths, so one signed request file fits every app, and answer
+``GET /healthz`` for the readiness probe. ``REPLY`` is, byte for byte, what webhook_kit's
+echo bot answers to the benchmark's message.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from flask import Flask, Response, abort, request
+from twilio.request_validator import RequestValidator
+from twilio.twiml.messaging_response import MessagingResponse
+
+MESSAGES = "/twilio/messages"
+STATUS = "/twilio/status"
+BODY = "Hello"
+TWIML_TYPE = "text/xml; charset=utf-8"
+REPLY = (
+    b'<?xml version="1.0" encoding="UTF-8"?><Response><Message>Echo: '
+    + BODY.encode()
+    + b"</Message></Response>"
+)
+EMPTY = b'<?xml version="1.0" encoding="UTF-8"?><Response/>'
+
+StartResponse = Callable[[str, list[tuple[str, str]]], Any]
+
+
+def raw(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    """The ceiling: plain WSGI answering the constant reply without reading the request."""
+    start_response("200 OK", [("Content-Type", TWIML_TYPE), ("Content-Length", str(len(REPLY)))])
+    return [REPLY]
+
+
+bare_flask = Flask("bench.bare_flask")
+
+
+@bare_flask.post(MESSAGES)
+def bare_message() -> Response:
+    """Parse the form as any Flask view does, answer the constant reply."""
+    request.form.get("Body")
+    return Response(REPLY, content_type=TWIML_TYPE)
+
+
+@bare_flask.post(STATUS)
+def bare_status() -> Response:
+    """Parse the form, answer an empty ``<Response/>``."""
+    request.form.get("MessageStatus")
+    return Response(EMPTY, content_type=TWIML_TYPE)
+
+
+twilio_flask = Flask("bench.twilio_flask")
+
+
+@twilio_flask.post(MESSAGES)
+def twilio_message() -> str:
+    """Twilio's documented Flask recipe: validate the signature, echo with MessagingResponse."""
+    validator = RequestValidator(os.environ.get("TWILIO_AUTH_TOKEN"))
+    if not validator.validate(
+        request.url, request.form, request.headers.get("X-Twilio-Signature", "")
+    ):
+        abort(403)
+    reply = MessagingResponse()
+    reply.message(f"Echo: {request.form['Body']}")
+    return str(reply)
+
+
+def _healthz() -> str:
+    return "ok\n"
+
+
+for _app in (bare_flask, twilio_flask):
+    _app.add_url_rule("/healthz", "healthz", _healthz)
