@@ -254,3 +254,38 @@ def test_killed_worker_loses_no_acknowledged_callback(tmp_path: Path) -> None:
     missing = [sid for sid in acknowledged if store.get_message(sid) is None]
     assert len(acknowledged) > 100
     assert missing == []
+
+
+def _chunked(server: Gunicorn, body: bytes, signature: str) -> tuple[int, bytes]:
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=20)
+    try:
+        chunks = (body[i : i + 100] for i in range(0, len(body), 100))
+        connection.request(
+            "POST",
+            "/twilio/messages",
+            body=chunks,
+            headers={
+                "Content-Type": "application/x-www-form-urlencoded",
+                "X-Twilio-Signature": signature,
+            },
+            encode_chunked=True,
+        )
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def test_chunked_bodies_are_read_and_limited(server: Gunicorn) -> None:
+    from urllib.parse import urlencode
+
+    from webhook_kit.signature import compute_signature
+
+    fields = inbound_sms("chunked")
+    signature = compute_signature(server.base + "/twilio/messages", fields, TOKEN)
+    status, body = _chunked(server, urlencode(fields).encode(), signature)
+    assert status == 200 and b"Echo: chunked" in body
+    status, body = _chunked(server, b"Body=" + b"x" * (70 * 1024), signature)
+    assert status == 413 and body.endswith(b"limit\n")
