@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask import Flask, Response, abort, request
-from twilio.request_validator import RequestValidator
-from twilio.twiml.messaging_response import MessagingResponse
+from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
+from twilio.twiml.messaging_response import MessagingResponse  # type: ignore[import-untyped]
 
 MESSAGES = "/twilio/messages"
 STATUS = "/twilio/status"

@@ -105,7 +105,7 @@ class TestSimulate:
             ["simulate", "message", "--url", f"{server.base}/twilio/messages", "--token", "bad"],
         )
         assert result.exit_code == 1
-        assert result.output == "403 FORBIDDEN\ninvalid signature: request not from Twilio\n"
+        assert result.output == "403 Forbidden\ninvalid signature: request not from Twilio\n"
 
     @pytest.mark.parametrize(
         ("args", "env", "message"),

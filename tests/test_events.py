@@ -21,7 +21,7 @@ from webhook_kit import (
     StatusCallback,
 )
 from webhook_kit.errors import BadRequestError
-from webhook_kit.events import parse_fallback, parse_inbound, parse_status
+from webhook_kit.events import Fields, parse_fallback, parse_inbound, parse_status
 from webhook_kit.testing import (
     ACCOUNT_SID,
     MESSAGING_SERVICE_SID,
@@ -35,7 +35,7 @@ from webhook_kit.testing import (
 
 
 def inbound(fields: dict[str, str]) -> InboundMessage:
-    return parse_inbound(list(fields.items()))
+    return parse_inbound(Fields(fields.items()))
 
 
 def test_core_fields_of_an_sms() -> None:
@@ -156,11 +156,27 @@ def test_opt_out_type(kind: str) -> None:
 
 def test_every_field_stays_in_raw_even_unknown_and_repeated() -> None:
     pairs = [*inbound_sms().items(), ("BrandNewParam", "x"), ("Tag", "a"), ("Tag", "b")]
-    message = parse_inbound(pairs)
+    message = parse_inbound(Fields(pairs))
     assert message.raw["BrandNewParam"] == "x"
     assert message.raw.getlist("Tag") == ["a", "b"]
+    assert message.raw["Tag"] == message.raw.get("Tag") == "a"
+    assert message.raw.items(multi=True) == tuple(pairs)
+    assert list(message.raw) == list(dict.fromkeys(name for name, _ in pairs))
     with pytest.raises(TypeError):
         message.raw["Body"] = "changed"  # type: ignore[index]
+
+
+def test_fields_read_like_a_multidict() -> None:
+    fields = Fields([("A", "1"), ("B", "2"), ("A", "3")])
+    assert fields["A"] == "1" and fields.get("A") == "1" and fields.get("Z") is None
+    assert fields.get("Z", "default") == "default"
+    assert fields.getlist("A") == ["1", "3"] and fields.getlist("Z") == []
+    assert len(fields) == 2 and "B" in fields and "Z" not in fields
+    assert dict(fields.items()) == fields.to_dict() == {"A": "1", "B": "2"}
+    assert fields == {"A": "1", "B": "2"}
+    assert repr(fields) == "Fields([('A', '1'), ('B', '2'), ('A', '3')])"
+    with pytest.raises(KeyError):
+        fields["Z"]
 
 
 def test_events_are_immutable() -> None:
@@ -199,7 +215,7 @@ def test_status_callback_fields() -> None:
         ChannelPrefix="whatsapp",
         EventType="READ",
     )
-    update = parse_status(list(fields.items()))
+    update = parse_status(Fields(fields.items()))
     assert isinstance(update, StatusCallback)
     assert update.message_sid == "SM" + "a" * 32
     assert update.status is MessageStatus.UNDELIVERED
@@ -216,19 +232,19 @@ def test_status_callback_fields() -> None:
 
 
 def test_status_without_error_has_none() -> None:
-    update = parse_status(list(status_callback(status="sent").items()))
+    update = parse_status(Fields(status_callback(status="sent").items()))
     assert update.error is None and update.raw_dlr_done_date is None
     assert update.channel is Channel.SMS
 
 
 @pytest.mark.parametrize("value", ["", "26112315", "2613011530", "abcdefghij"])
 def test_bad_dlr_dates_read_none(value: str) -> None:
-    update = parse_status(list(status_callback(RawDlrDoneDate=value).items()))
+    update = parse_status(Fields(status_callback(RawDlrDoneDate=value).items()))
     assert update.raw_dlr_done_date is None
 
 
 def test_unknown_status_is_kept() -> None:
-    update = parse_status(list(status_callback(status="quantum").items()))
+    update = parse_status(Fields(status_callback(status="quantum").items()))
     assert update.status == "quantum" and not update.status.known
 
 
@@ -237,11 +253,11 @@ def test_status_missing_identity_is_a_bad_request(missing: str) -> None:
     fields = status_callback(SmsSid=None, SmsStatus=None)
     del fields[missing]
     with pytest.raises(BadRequestError, match=missing):
-        parse_status(list(fields.items()))
+        parse_status(Fields(fields.items()))
 
 
 def test_fallback_request_is_an_inbound_message_with_the_error() -> None:
-    request = parse_fallback(list(fallback_request("hi", error_code=11205).items()))
+    request = parse_fallback(Fields(fallback_request("hi", error_code=11205).items()))
     assert isinstance(request, FallbackRequest) and isinstance(request, InboundMessage)
     assert request.body == "hi"
     assert request.error_code == 11205
@@ -253,7 +269,7 @@ names = st.text(st.characters(codec="utf-8"), min_size=1, max_size=20)
 
 @given(st.lists(st.tuples(names, st.text(max_size=50)), max_size=30))
 def test_unknown_fields_never_raise(extra: list[tuple[str, str]]) -> None:
-    message = parse_inbound([*inbound_sms().items(), *extra])
+    message = parse_inbound(Fields([*inbound_sms().items(), *extra]))
     for name, value in extra:
         assert value in message.raw.getlist(name)
     # every typed accessor copes with whatever arrived

@@ -579,7 +579,7 @@ def test_failing_error_handler_falls_back_to_500() -> None:
 
 
 class BrokenStore(MemoryStore):
-    def record_status(self, entry: StatusEntry) -> Applied:
+    def record_status(self, entry: StatusEntry, lease: float | None = None) -> Applied:
         raise StoreError("disk full")
 
     def claim(self, key: str, lease: float) -> Claim:
@@ -876,3 +876,112 @@ def test_csrf_extension_exempts_the_webhooks() -> None:
     app.extensions["csrf"] = FakeCSRF()
     echo_kit().init_app(app)
     assert len(exempted) == 1 and getattr(exempted[0], "name", "") == "webhook_kit"
+
+
+# -- direct dispatch (what the standalone app uses) -----------------------------------------
+
+
+def direct_app(kit: WebhookKit, **config: Any) -> Flask:
+    app = Flask(__name__)
+    app.config.update({"WEBHOOK_KIT_AUTH_TOKEN": TOKEN, "WEBHOOK_KIT_STORE": "memory://", **config})
+    app.test_client_class = TwilioTestClient
+    kit.init_app(app, direct=True)
+
+    @app.route("/other", methods=["GET", "POST"])
+    def other() -> str:
+        return "flask"
+
+    return app
+
+
+def test_direct_dispatch_answers_the_webhook_routes_before_flask() -> None:
+    kit = echo_kit()
+    app = direct_app(kit)
+    seen: list[str] = []
+    app.before_request(lambda: seen.append("flask") or None)
+    client = app.test_client()
+    assert isinstance(client, TwilioTestClient)
+    reply = client.send_message("hi")
+    assert reply.texts == ["Echo: hi"]
+    assert reply.response.headers["Content-Type"] == "text/xml; charset=utf-8"
+    assert reply.response.headers["Content-Length"] == str(len(reply.response.get_data()))
+    assert client.send_status(new_sid(), "delivered").status_code == 200
+    assert seen == []  # Flask's request cycle never ran
+    assert client.get("/other").get_data() == b"flask" and seen == ["flask"]
+
+
+def test_direct_dispatch_leaves_other_methods_to_flask() -> None:
+    client = direct_app(echo_kit()).test_client()
+    assert client.get("/twilio/status").status_code == 405
+    assert client.put("/twilio/messages").status_code == 405
+
+
+def test_direct_handlers_run_in_an_app_context() -> None:
+    from flask import current_app, has_request_context
+
+    kit = WebhookKit()
+    contexts: list[tuple[str, bool]] = []
+
+    @kit.on_message()
+    def handler(message: InboundMessage) -> str:
+        contexts.append((current_app.name, has_request_context()))
+        record = kit.ledger.get("SMnone")
+        return f"ledger says {record}"
+
+    app = direct_app(kit)
+    client = app.test_client()
+    assert isinstance(client, TwilioTestClient)
+    assert client.send_message("hi").texts == ["ledger says None"]
+    assert contexts == [(app.name, False)]
+
+
+def test_direct_bad_input_and_signatures() -> None:
+    client = direct_app(echo_kit()).test_client()
+    assert isinstance(client, TwilioTestClient)
+    code, text = raw_post(client, b"\xff", sign=True)
+    assert code == 400 and "UTF-8" in text
+    code, text = raw_post(client, b"MessageSid=SM1&From=a&To=b", sign=False)
+    assert code == 403
+
+
+def test_direct_internal_error_is_a_plain_500(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    kit = echo_kit()
+    app = direct_app(kit)
+    monkeypatch.setattr(kit.pipeline(app), "_read", lambda environ: 1 / 0)
+    client = app.test_client()
+    assert isinstance(client, TwilioTestClient)
+    with caplog.at_level(logging.ERROR, "webhook_kit"):
+        reply = client.send_message("hi")
+    assert reply.status_code == 500
+    assert reply.response.get_data() == b"internal error\n"
+    assert "ZeroDivisionError" in caplog.text
+
+
+def test_direct_status_without_handlers_is_one_store_step() -> None:
+    class CountingStore(MemoryStore):
+        calls: list[str] = []
+
+        def claim(self, key: str, lease: float) -> Claim:
+            self.calls.append("claim")
+            return super().claim(key, lease)
+
+        def record_status(self, entry: StatusEntry, lease: float | None = None) -> Applied:
+            self.calls.append(f"record lease={lease}")
+            return super().record_status(entry, lease)
+
+        def complete(self, key: str, owner: str, answer: bytes) -> None:
+            self.calls.append("complete")
+            super().complete(key, owner, answer)
+
+    store = CountingStore()
+    kit = WebhookKit(store=store)
+    kit.on_status(MessageStatus.FAILED)(lambda update: None)
+    client = direct_app(kit).test_client()
+    assert isinstance(client, TwilioTestClient)
+    client.send_status(new_sid(), "delivered")
+    assert store.calls == ["record lease=None"]
+    store.calls.clear()
+    client.send_status(new_sid(), "failed", error_code=30008)
+    assert store.calls == ["record lease=30.0", "complete"]

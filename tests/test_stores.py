@@ -219,9 +219,29 @@ class TestLedger:
         assert record.error.title == "Unreachable destination handset"
 
     def test_duplicate_is_not_recorded_twice(self, store: Store) -> None:
-        assert store.record_status(entry("SM1", "sent")).recorded
+        first = store.record_status(entry("SM1", "sent"))
+        assert first.recorded and first.claim.outcome is Outcome.DONE
         duplicate = store.record_status(entry("SM1", "sent"))
-        assert not duplicate.recorded and duplicate.status is MessageStatus.SENT
+        assert not duplicate.recorded and duplicate.claim.outcome is Outcome.DONE
+        assert duplicate.status is None  # lost the claim: nothing was read or written
+        record = store.get_message("SM1")
+        assert record is not None and len(record.history) == 1
+
+    def test_record_with_a_lease_leaves_the_claim_to_complete(self, store: Store) -> None:
+        applied = store.record_status(entry("SM1", "delivered"), 30)
+        assert applied.claim.outcome is Outcome.CLAIMED and applied.recorded and applied.final
+        busy = store.record_status(entry("SM1", "delivered"), 30)
+        assert busy.claim.outcome is Outcome.BUSY and not busy.recorded
+        store.complete("status:SM1:delivered:", applied.claim.owner, b"")
+        done = store.record_status(entry("SM1", "delivered"), 30)
+        assert done.claim.outcome is Outcome.DONE and not done.recorded
+
+    def test_released_record_claim_does_not_record_twice(self, store: Store) -> None:
+        applied = store.record_status(entry("SM1", "sent"), 30)
+        store.release("status:SM1:sent:", applied.claim.owner)
+        retry = store.record_status(entry("SM1", "sent"), 30)
+        assert retry.claim.outcome is Outcome.CLAIMED and not retry.recorded
+        assert retry.status is MessageStatus.SENT
         record = store.get_message("SM1")
         assert record is not None and len(record.history) == 1
 
@@ -316,3 +336,24 @@ def test_redis_down_is_a_store_error() -> None:
 def test_bad_store_urls(url: str) -> None:
     with pytest.raises(ConfigurationError):
         open_store(url)
+
+
+def test_sqlite_sweeps_expired_claims_a_batch_at_a_time(tmp_path: Path) -> None:
+    from webhook_kit.stores import sqlite as sqlite_module
+
+    now = [1000.0]
+    store = SQLiteStore(str(tmp_path / "sweep.db"), retention=10, clock=lambda: now[0])
+    total = sqlite_module._PURGE_BATCH * 2 + 7
+    db = store._connection()
+    db.executemany(
+        "INSERT INTO wk_claims (key, owner, done, answer, expires) VALUES (?, '', 1, NULL, ?)",
+        [(f"old-{i:06d}", 1010.0) for i in range(total)],
+    )
+    now[0] = 1015.0
+    store.complete("live", store.claim("live", 30).owner, b"kept")
+    now[0] = 1020.0  # the old keys have expired; "live" is retained until 1025
+    for _ in range(3):
+        store._purge(now[0])
+    assert db.execute("SELECT count(*) FROM wk_claims").fetchone()[0] == 1
+    assert store.claim("live", 30).answer == b"kept"
+    assert store.claim("old-000001", 30).outcome is Outcome.CLAIMED

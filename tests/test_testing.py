@@ -8,7 +8,7 @@ import pytest
 from flask import Flask
 
 from webhook_kit import ConfigurationError, InboundMessage, WebhookKit
-from webhook_kit.events import parse_inbound, parse_status
+from webhook_kit.events import Fields, parse_inbound, parse_status
 from webhook_kit.testing import (
     ACCOUNT_SID,
     TwilioTestClient,
@@ -46,7 +46,7 @@ class TestFactories:
 
     def test_mms_with_n_media(self) -> None:
         fields = inbound_mms(3, "look", content_type="image/png")
-        message = parse_inbound(list(fields.items()))
+        message = parse_inbound(Fields(fields.items()))
         assert message.message_sid.startswith("MM") and message.num_media == 3
         assert fields["NumMedia"] == "3"
         assert all(m.content_type == "image/png" and "/Media/ME" in m.url for m in message.media)
@@ -55,7 +55,7 @@ class TestFactories:
         fields = whatsapp_message(
             "hi", button=("Yes", "yes-1"), location=(1.5, -2.25, "1 Main St", "Home")
         )
-        message = parse_inbound(list(fields.items()))
+        message = parse_inbound(Fields(fields.items()))
         assert message.channel == "whatsapp" and message.profile_name == "Ada Lovelace"
         assert message.wa_id == "14155550100"
         assert (message.button_text, message.button_payload) == ("Yes", "yes-1")
@@ -72,7 +72,7 @@ class TestFactories:
 
     def test_status_callback(self) -> None:
         fields = status_callback("SM" + "0" * 32, "undelivered", error_code=30003)
-        update = parse_status(list(fields.items()))
+        update = parse_status(Fields(fields.items()))
         assert update.status == "undelivered" and update.error is not None
         assert update.error.code == 30003 and update.raw_dlr_done_date is not None
         sent = status_callback(status="sent")

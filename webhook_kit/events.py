@@ -8,16 +8,73 @@ a request are required; anything else that is missing or malformed reads as ``No
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import ItemsView, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-
-from werkzeug.datastructures import ImmutableMultiDict
+from typing import Literal, TypeVar, overload
 
 from .errors import BadRequestError
 from .status import DeliveryError, MessageStatus, OpenStrEnum
 
-Fields = ImmutableMultiDict[str, str]
+_T = TypeVar("_T")
+
+
+class Fields(Mapping[str, str]):
+    """Every field of a request, read-only, in the order received.
+
+    ``fields[name]`` and ``fields.get(name)`` give the first value, ``getlist(name)`` every
+    value, and ``items(multi=True)`` every pair, as werkzeug's ``MultiDict`` does. Built on
+    every request, so it only wraps the pairs and a dict of first values.
+    """
+
+    __slots__ = ("_first", "_pairs")
+
+    def __init__(self, pairs: Iterable[tuple[str, str]]) -> None:
+        self._pairs = tuple(pairs)
+        first = dict(self._pairs)  # keeps first-seen order, but the *last* value of a name
+        if len(first) != len(self._pairs):
+            for name, value in reversed(self._pairs):
+                first[name] = value
+        self._first = first
+
+    def __getitem__(self, name: str) -> str:
+        return self._first[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._first)
+
+    def __len__(self) -> int:
+        return len(self._first)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._first
+
+    @overload
+    def get(self, name: str, /) -> str | None: ...
+    @overload
+    def get(self, name: str, default: str, /) -> str: ...
+    @overload
+    def get(self, name: str, default: _T, /) -> str | _T: ...
+    def get(self, name: str, default: object = None, /) -> object:
+        return self._first.get(name, default)
+
+    def getlist(self, name: str) -> list[str]:
+        """Every value of ``name``, in order (empty if absent)."""
+        return [value for key, value in self._pairs if key == name]
+
+    @overload
+    def items(self, multi: Literal[False] = False) -> ItemsView[str, str]: ...
+    @overload
+    def items(self, multi: Literal[True]) -> tuple[tuple[str, str], ...]: ...
+    def items(self, multi: bool = False) -> ItemsView[str, str] | tuple[tuple[str, str], ...]:
+        """First values by name, or with ``multi=True`` every pair as received."""
+        return self._pairs if multi else self._first.items()
+
+    def to_dict(self) -> dict[str, str]:
+        return dict(self._first)
+
+    def __repr__(self) -> str:
+        return f"Fields({list(self._pairs)!r})"
 
 
 class Channel(OpenStrEnum):
@@ -251,15 +308,13 @@ class StatusCallback:
 Event = InboundMessage | StatusCallback
 
 
-def parse_inbound(pairs: Sequence[tuple[str, str]]) -> InboundMessage:
+def parse_inbound(raw: Fields) -> InboundMessage:
     """Build an :class:`InboundMessage`; ``BadRequestError`` if an identifying field is missing."""
-    raw = Fields(pairs)
     return InboundMessage(*_inbound_fields(raw))
 
 
-def parse_fallback(pairs: Sequence[tuple[str, str]]) -> FallbackRequest:
+def parse_fallback(raw: Fields) -> FallbackRequest:
     """Build a :class:`FallbackRequest` (the inbound fields plus ``ErrorCode``/``ErrorUrl``)."""
-    raw = Fields(pairs)
     return FallbackRequest(
         *_inbound_fields(raw),
         error_code=_int(raw.get("ErrorCode")),
@@ -267,9 +322,8 @@ def parse_fallback(pairs: Sequence[tuple[str, str]]) -> FallbackRequest:
     )
 
 
-def parse_status(pairs: Sequence[tuple[str, str]]) -> StatusCallback:
+def parse_status(raw: Fields) -> StatusCallback:
     """Build a :class:`StatusCallback`; ``BadRequestError`` without MessageSid/MessageStatus."""
-    raw = Fields(pairs)
     sid = raw.get("MessageSid") or raw.get("SmsSid")
     status = raw.get("MessageStatus") or raw.get("SmsStatus")
     if not sid or not status:

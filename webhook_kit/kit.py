@@ -11,7 +11,7 @@ from weakref import WeakKeyDictionary
 from flask import Blueprint, Flask, current_app
 
 from .config import Settings
-from .errors import ConfigurationError, ReplyTypeError
+from .errors import ConfigurationError
 from .events import Channel, InboundMessage, OptOutType, StatusCallback
 from .ledger import Ledger, MessageRecord
 from .routing import (
@@ -26,7 +26,7 @@ from .routing import (
 from .status import MessageStatus
 from .stores import Store, open_store
 from .twiml import MessagingResponse
-from .views import Pipeline
+from .views import DirectDispatch, Pipeline
 
 log = logging.getLogger("webhook_kit")
 
@@ -179,8 +179,16 @@ class WebhookKit:
 
     # -- Flask integration -------------------------------------------------------------------
 
-    def init_app(self, app: Flask, *, url_prefix: str | None = None) -> None:
-        """Read the configuration, open the store and mount the webhook routes on ``app``."""
+    def init_app(self, app: Flask, *, url_prefix: str | None = None, direct: bool = False) -> None:
+        """Read the configuration, open the store and mount the webhook routes on ``app``.
+
+        :param url_prefix: where the routes are mounted (default: the kit's ``url_prefix``).
+        :param direct: answer the webhook routes in front of Flask's request cycle, which
+            is about half the cost of a request. Handlers then run in an app context but
+            without ``flask.request``, and ``before_request``/``after_request`` hooks do not
+            see webhooks. The standalone app does this; wrap ``app.wsgi_app`` with other
+            middleware after ``init_app``.
+        """
         if "webhook_kit" in app.extensions:
             raise ConfigurationError(
                 "this app already has a WebhookKit; call init_app once per app"
@@ -204,14 +212,17 @@ class WebhookKit:
         self._pipelines[app] = pipeline
         app.extensions["webhook_kit"] = self
 
+        prefix = (url_prefix or self.url_prefix).rstrip("/")
         blueprint = Blueprint("webhook_kit", __name__)
-        blueprint.add_url_rule("/messages", "messages", pipeline.messages, methods=["GET", "POST"])
-        blueprint.add_url_rule("/fallback", "fallback", pipeline.fallback, methods=["GET", "POST"])
-        blueprint.add_url_rule("/status", "status", pipeline.status, methods=["POST"])
+        for name, (handle, methods) in pipeline.routes.items():
+            blueprint.add_url_rule(f"/{name}", name, Pipeline.view(handle), methods=sorted(methods))
         csrf = app.extensions.get("csrf")
         if csrf is not None and hasattr(csrf, "exempt"):  # Flask-WTF would reject Twilio
             csrf.exempt(blueprint)
-        app.register_blueprint(blueprint, url_prefix=url_prefix or self.url_prefix)
+        app.register_blueprint(blueprint, url_prefix=prefix)
+        if direct:
+            routes = {f"{prefix}/{name}": route for name, route in pipeline.routes.items()}
+            app.wsgi_app = DirectDispatch(app.wsgi_app, app, routes)  # type: ignore[method-assign]
 
     def reply(self) -> MessagingResponse:
         """A new TwiML response to build a reply with."""
@@ -231,18 +242,6 @@ class WebhookKit:
             raise ConfigurationError(
                 "this app was not initialised with this WebhookKit: call kit.init_app(app)"
             ) from None
-
-    # -- dispatch helpers used by the pipeline ------------------------------------------------
-
-    def _run_status_handlers(self, update: StatusCallback) -> None:
-        for route in self._status_routes:
-            if route.accepts(update):
-                result = route.handler(update)
-                if result is not None:
-                    raise ReplyTypeError(
-                        f"status handler {route.handler.__qualname__} returned "
-                        f"{type(result).__name__}; status callbacks cannot reply, return None"
-                    )
 
     def _load_tokens(self, account_sid: str) -> str | Sequence[str] | None:
         return self._token_loader(account_sid) if self._token_loader is not None else None

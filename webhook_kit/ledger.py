@@ -12,13 +12,12 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode
 
-from werkzeug.datastructures import ImmutableMultiDict
-
+from .events import Fields
 from .status import DeliveryError, MessageStatus
 
 if TYPE_CHECKING:
     from .events import StatusCallback
-    from .stores import Store
+    from .stores import Claim, Outcome, Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,18 +49,25 @@ class StatusEntry:
             update.error.code if update.error else None,
             update.event_type,
             received_at,
-            form if form is not None else urlencode(list(update.raw.items(multi=True))),
+            form if form is not None else urlencode(update.raw.items(multi=True)),
         )
 
 
 @dataclass(frozen=True, slots=True)
 class Applied:
-    """What recording one callback did."""
+    """What claiming and recording one callback did."""
 
-    #: False when this callback was already in the history (a retry or duplicate).
+    #: CLAIMED: won, and handlers may run (complete or release it); DONE: won and finished
+    #: in the same step, or lost to a finished claim; BUSY: lost to a claim still running.
+    claim: Claim
+    #: True when this call added the callback to the history.
     recorded: bool
-    #: The message's current status after applying it.
+    #: The message's current status after this call; None when the claim was lost.
     status: MessageStatus | None
+
+    @property
+    def outcome(self) -> Outcome:
+        return self.claim.outcome
 
     @property
     def final(self) -> bool:
@@ -80,9 +86,9 @@ class LedgerEvent:
     form: str
 
     @property
-    def raw(self) -> ImmutableMultiDict[str, str]:
+    def raw(self) -> Fields:
         """Every field of the callback as Twilio sent it."""
-        return ImmutableMultiDict(parse_qsl(self.form, keep_blank_values=True))
+        return Fields(parse_qsl(self.form, keep_blank_values=True))
 
 
 @dataclass(frozen=True, slots=True)

@@ -187,6 +187,16 @@ def as_twiml(result: object, handler: Callable[..., Any]) -> MessagingResponse:
     )
 
 
+def call_status_handler(route: StatusRoute, update: StatusCallback) -> None:
+    """Run one status handler; a reply from it is a mistake worth an error."""
+    result = route.handler(update)
+    if result is not None:
+        raise ReplyTypeError(
+            f"status handler {_name(route.handler)} returned {type(result).__name__}; "
+            "status callbacks cannot reply, return None"
+        )
+
+
 def _first_word(body: str) -> str:
     words = body.split(None, 1)
     return words[0].strip(_PUNCTUATION).casefold() if words else ""

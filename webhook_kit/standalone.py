@@ -2,7 +2,8 @@
 
 Users who only need webhooks run this instead of writing a Flask app: it imports the module
 named by ``WEBHOOK_KIT_HANDLERS``, takes the ``WebhookKit`` named ``kit`` from it, and mounts
-it with ``/healthz`` for load balancers.
+it with ``/healthz`` for load balancers. The webhook routes are answered directly from WSGI,
+in front of Flask's request cycle (see ``WebhookKit.init_app(direct=True)``).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def create_app(
         app.config["WEBHOOK_KIT_AUTH_TOKEN"] = environ["TWILIO_AUTH_TOKEN"]
     app.config.update(config or {})
     _log_to_stderr()
-    kit.init_app(app, url_prefix=environ.get("WEBHOOK_KIT_URL_PREFIX") or None)
+    kit.init_app(app, url_prefix=environ.get("WEBHOOK_KIT_URL_PREFIX") or None, direct=True)
     app.add_url_rule("/healthz", "healthz", _healthz)
     return app
 

@@ -1,8 +1,11 @@
 """The path of one webhook request: read, verify, parse, claim, record, dispatch, answer.
 
 Each step is a function of the module that owns it; this one only orders them and turns
-their errors into one-line 4xx/503 answers. Nothing before dispatch runs user code, and the
-body is read straight from the WSGI input: werkzeug's ``request.form`` would cost more
+their errors into one-line 4xx/503 answers. Nothing before dispatch runs user code. The
+pipeline works on the WSGI environ and returns an :class:`Answer`, so it runs the same
+behind Flask's request cycle (:meth:`Pipeline.view`, the blueprint) and in front of it
+(:class:`DirectDispatch`, which saves the cost of building a Flask request per webhook).
+The body is read straight from the WSGI input: werkzeug's ``request.form`` would cost more
 than verification, parsing and the TwiML reply together.
 """
 
@@ -12,11 +15,12 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
+from http import HTTPStatus
 from io import BytesIO
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 from urllib.parse import unquote, urlencode
 
-from flask import Response, request
+from flask import Flask, Response, request
 
 from .errors import (
     BadRequestError,
@@ -26,6 +30,7 @@ from .errors import (
     StoreError,
 )
 from .events import (
+    Fields,
     InboundMessage,
     StatusCallback,
     parse_fallback,
@@ -33,34 +38,58 @@ from .events import (
     parse_status,
 )
 from .ledger import StatusEntry
-from .routing import MessageRouter, as_twiml
+from .routing import MessageRouter, as_twiml, call_status_handler
 from .signature import URLBuilder, Verifier
 from .stores import Claim, Outcome, Store
 from .twiml import MessagingResponse
 
 if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
     from .config import Settings
     from .kit import WebhookKit
 
 log = logging.getLogger("webhook_kit")
 
 TWIML_TYPE = "text/xml; charset=utf-8"
+TEXT_TYPE = "text/plain; charset=utf-8"
 EMPTY_TWIML = MessagingResponse().to_bytes()
 _MAX_FIELDS = 1000
 _REJECTED = (BadRequestError, SignatureError, StoreError, InFlightError)
 
 
+class Answer(NamedTuple):
+    """What the pipeline answers: status code, body and content type."""
+
+    status: int
+    body: bytes
+    content_type: str = TWIML_TYPE
+
+
+_EMPTY = Answer(200, EMPTY_TWIML)
+_FAILED = Answer(500, EMPTY_TWIML)
+
+
 class Incoming(NamedTuple):
     """A request's fields, what its signature covers, and the form to keep in the ledger."""
 
-    pairs: list[tuple[str, str]]
+    fields: Fields
     signed: Iterable[tuple[str, str]]
     json_body: bytes | None
     form: str
 
 
+class _Settled(Protocol):
+    @property
+    def outcome(self) -> Outcome: ...
+
+
+_S = TypeVar("_S", bound=_Settled)
+Handle = Callable[[dict[str, Any]], Answer]
+
+
 class Pipeline:
-    """The request path for one app; the blueprint's views are its bound methods."""
+    """The request path for one app: one method per webhook route, environ in, answer out."""
 
     def __init__(self, kit: WebhookKit, settings: Settings, store: Store) -> None:
         self.kit = kit
@@ -74,87 +103,110 @@ class Pipeline:
             reply.message(settings.error_reply)
             self._error_reply = reply.to_bytes()
 
-    # -- views ---------------------------------------------------------------------------
+    @property
+    def routes(self) -> dict[str, tuple[Handle, frozenset[str]]]:
+        """Route name -> (handler, HTTP methods); Twilio may use GET for incoming messages."""
+        both = frozenset(("GET", "POST"))
+        return {
+            "messages": (self.messages, both),
+            "fallback": (self.fallback, both),
+            "status": (self.status, frozenset(("POST",))),
+        }
 
-    def messages(self) -> Response:
-        return self._inbound(parse_inbound, "message", self.kit._message_router)
+    @staticmethod
+    def view(handle: Handle) -> Callable[[], Response]:
+        """A Flask view running ``handle`` inside Flask's request cycle."""
 
-    def fallback(self) -> Response:
-        return self._inbound(parse_fallback, "fallback", self.kit._fallback_router)
+        def respond() -> Response:
+            answer = handle(request.environ)
+            return Response(answer.body, answer.status, content_type=answer.content_type)
 
-    def status(self) -> Response:
-        environ = request.environ
+        return respond
+
+    # -- routes --------------------------------------------------------------------------
+
+    def messages(self, environ: dict[str, Any]) -> Answer:
+        return self._inbound(environ, parse_inbound, "message", self.kit._message_router)
+
+    def fallback(self, environ: dict[str, Any]) -> Answer:
+        return self._inbound(environ, parse_fallback, "fallback", self.kit._fallback_router)
+
+    def status(self, environ: dict[str, Any]) -> Answer:
         try:
             incoming = self._read(environ)
             self._verify(environ, incoming)
-            update = parse_status(incoming.pairs)
+            update = parse_status(incoming.fields)
             natural = f"{update.message_sid}:{update.status.value}:{update.event_type or ''}"
             key = _idempotency_key(environ, "status", natural)
-            claim = self._claim(key)
-            if claim.outcome is Outcome.DONE:
-                return _twiml(EMPTY_TWIML)
+            routes = [route for route in self.kit._status_routes if route.accepts(update)]
+            # Only a final status can make a message final, so only then can hooks run.
+            hooks = self.kit._final_handlers if update.status.is_final else []
             entry = StatusEntry.from_callback(update, key, time.time(), incoming.form)
-            try:
-                applied = self.store.record_status(entry)
-            except StoreError:
-                self._release(key, claim)
-                raise
+            # Nothing to run after recording: claim and record finish in one store step.
+            lease = self.settings.claim_lease if routes or hooks else None
+            applied = self._settle(lambda: self.store.record_status(entry, lease))
         except _REJECTED as error:
-            return _reject(error)
+            return _reject(environ, error)
+        claim = applied.claim
+        if claim.outcome is not Outcome.CLAIMED:
+            return _EMPTY  # finished in the same step, or a retry of a finished callback
         try:
-            self.kit._run_status_handlers(update)
-            if applied.final and self.kit._final_handlers:
+            for route in routes:
+                call_status_handler(route, update)
+            if hooks and applied.final:
                 self._finalise(update.message_sid)
         except Exception as error:
             self._release(key, claim)
             return self._failed(error, update)
         self._complete(key, claim, b"")
-        return _twiml(EMPTY_TWIML)
+        return _EMPTY
 
     # -- steps ---------------------------------------------------------------------------
 
     def _inbound(
         self,
-        parse: Callable[[list[tuple[str, str]]], InboundMessage],
+        environ: dict[str, Any],
+        parse: Callable[[Fields], InboundMessage],
         kind: str,
         router: MessageRouter,
-    ) -> Response:
-        environ = request.environ
+    ) -> Answer:
         try:
             incoming = self._read(environ)
             self._verify(environ, incoming)
-            message = parse(incoming.pairs)
+            message = parse(incoming.fields)
             key = _idempotency_key(environ, kind, message.message_sid)
-            claim = self._claim(key)
+            lease = self.settings.claim_lease
+            claim = self._settle(lambda: self.store.claim(key, lease))
         except _REJECTED as error:
-            return _reject(error)
+            return _reject(environ, error)
         if claim.outcome is Outcome.DONE:
-            return _twiml(claim.answer)  # a retry gets the first answer, handler not rerun
+            return Answer(200, claim.answer)  # a retry gets the first answer, handler not rerun
         try:
             answer = self._answer(message, router)
         except Exception as error:
             self._release(key, claim)
             return self._failed(error, message)
         self._complete(key, claim, answer)
-        return _twiml(answer)
+        return Answer(200, answer)
 
     def _read(self, environ: dict[str, Any]) -> Incoming:
         if environ["REQUEST_METHOD"] in ("GET", "HEAD"):
             # Twilio appends GET parameters to the URL itself; nothing more is signed.
             query = environ.get("QUERY_STRING", "")
-            return Incoming(_parse_form(_latin1_to_utf8(query)), (), None, query)
+            return Incoming(Fields(_parse_form(_latin1_to_utf8(query))), (), None, query)
         body = _read_body(environ, self.settings.max_body)
-        media_type = environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower()
+        content_type = environ.get("CONTENT_TYPE", "")
+        media_type = content_type.partition(";")[0].strip().lower()
         if media_type == "application/x-www-form-urlencoded" or (not media_type and not body):
             try:
                 form = body.decode()
             except UnicodeDecodeError:
                 raise BadRequestError("request body is not valid UTF-8") from None
             pairs = _parse_form(form)
-            return Incoming(pairs, pairs, None, form)
+            return Incoming(Fields(pairs), pairs, None, form)
         if media_type == "application/json":
             pairs = _json_fields(body)
-            return Incoming(pairs, (), body, urlencode(pairs))
+            return Incoming(Fields(pairs), (), body, urlencode(pairs))
         raise BadRequestError(
             f"Content-Type {media_type or 'missing'!r} is not a Twilio webhook: "
             "expected application/x-www-form-urlencoded"
@@ -167,7 +219,7 @@ class Pipeline:
         url = self.url_of(environ)
         signature = environ.get("HTTP_X_TWILIO_SIGNATURE")
         account_sid = (
-            _first(incoming.pairs, "AccountSid") if self.kit._token_loader is not None else None
+            incoming.fields.get("AccountSid") if self.kit._token_loader is not None else None
         )
         if self.verifier.verify(
             url, incoming.signed, signature, json_body=incoming.json_body, account_sid=account_sid
@@ -181,20 +233,19 @@ class Pipeline:
         log.warning("rejected %s for %s%s", reason, url, hint)
         raise SignatureError(f"{reason}: request not from Twilio")
 
-    def _claim(self, key: str) -> Claim:
-        lease = self.settings.claim_lease
-        claim = self.store.claim(key, lease)
-        if claim.outcome is not Outcome.BUSY:
-            return claim
-        # Another worker is running this webhook: wait briefly for its answer.
+    def _settle(self, attempt: Callable[[], _S]) -> _S:
+        """Claim through ``attempt``; while another worker holds the key, wait briefly."""
+        result = attempt()
+        if result.outcome is not Outcome.BUSY:
+            return result
         deadline = time.monotonic() + self.settings.claim_wait
         delay = 0.005
         while time.monotonic() < deadline:
             time.sleep(delay)
             delay = min(delay * 2, 0.1)
-            claim = self.store.claim(key, lease)
-            if claim.outcome is not Outcome.BUSY:
-                return claim
+            result = attempt()
+            if result.outcome is not Outcome.BUSY:
+                return result
         raise InFlightError("an earlier delivery of this webhook is still being handled")
 
     def _answer(self, message: InboundMessage, router: MessageRouter) -> bytes:
@@ -229,7 +280,7 @@ class Pipeline:
             raise
         self._complete(key, claim, b"")
 
-    def _failed(self, error: Exception, event: InboundMessage | StatusCallback) -> Response:
+    def _failed(self, error: Exception, event: InboundMessage | StatusCallback) -> Answer:
         log.error(
             "handler failed for %s %s",
             type(event).__name__,
@@ -243,10 +294,10 @@ class Pipeline:
                 log.exception("error handler %r failed", handler)
                 continue
             if result is not None and isinstance(event, InboundMessage):
-                return _twiml(as_twiml(result, handler).to_bytes())
+                return Answer(200, as_twiml(result, handler).to_bytes())
         if self._error_reply is not None and isinstance(event, InboundMessage):
-            return _twiml(self._error_reply)
-        return _twiml(EMPTY_TWIML, 500)
+            return Answer(200, self._error_reply)
+        return _FAILED
 
     def _complete(self, key: str, claim: Claim, answer: bytes) -> None:
         try:
@@ -262,14 +313,61 @@ class Pipeline:
             log.exception("could not release %s; it frees itself when its lease ends", key)
 
 
-def _twiml(body: bytes, status: int = 200) -> Response:
-    return Response(body, status, content_type=TWIML_TYPE)
+class DirectDispatch:
+    """WSGI middleware that answers the kit's routes before Flask builds a request.
+
+    Everything else, and any method a route does not take, goes on to the Flask app. Handlers
+    run inside an app context (``current_app``, ``kit.ledger``, ``url_for`` work) but there
+    is no Flask request: they get everything from the typed event.
+    """
+
+    __slots__ = ("_app", "_next", "_routes")
+
+    def __init__(
+        self,
+        wsgi_app: WSGIApplication,
+        app: Flask,
+        routes: Mapping[str, tuple[Handle, frozenset[str]]],
+    ) -> None:
+        self._next = wsgi_app
+        self._app = app
+        self._routes = dict(routes)
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        route = self._routes.get(environ.get("PATH_INFO", ""))
+        if route is None or environ["REQUEST_METHOD"] not in route[1]:
+            return self._next(environ, start_response)
+        try:
+            with self._app.app_context():
+                answer = route[0](environ)
+        except Exception:  # a bug of ours: log it, never show it
+            log.exception("webhook_kit failed on %s", environ.get("PATH_INFO"))
+            answer = Answer(500, b"internal error\n", TEXT_TYPE)
+        start_response(
+            _status_line(answer.status),
+            [("Content-Type", answer.content_type), ("Content-Length", str(len(answer.body)))],
+        )
+        return [answer.body]
 
 
-def _reject(error: BadRequestError | SignatureError | StoreError | InFlightError) -> Response:
+_STATUS_LINES: dict[int, str] = {}
+
+
+def _status_line(code: int) -> str:
+    line = _STATUS_LINES.get(code)
+    if line is None:
+        line = _STATUS_LINES[code] = f"{code} {HTTPStatus(code).phrase}"
+    return line
+
+
+def _reject(
+    environ: Mapping[str, Any], error: BadRequestError | SignatureError | StoreError | InFlightError
+) -> Answer:
     if not isinstance(error, SignatureError):  # signature failures were logged with the URL
-        log.warning("rejected %s %s: %s", request.method, request.path, error)
-    return Response(f"{error}\n", error.status_code, content_type="text/plain; charset=utf-8")
+        log.warning(
+            "rejected %s %s: %s", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"), error
+        )
+    return Answer(error.status_code, f"{error}\n".encode(), TEXT_TYPE)
 
 
 def _read_body(environ: dict[str, Any], limit: int) -> bytes:
@@ -296,23 +394,19 @@ def _read_body(environ: dict[str, Any], limit: int) -> bytes:
 
 def _parse_form(form: str) -> list[tuple[str, str]]:
     """``application/x-www-form-urlencoded`` to pairs, strictly UTF-8, in order."""
-    pairs = []
-    for piece in form.split("&"):
-        if not piece:
-            continue
-        name, _, value = piece.partition("=")
-        try:
-            if "+" in name:
-                name = name.replace("+", " ")
-            if "%" in name:
-                name = unquote(name, errors="strict")
-            if "+" in value:
-                value = value.replace("+", " ")
-            if "%" in value:
-                value = unquote(value, errors="strict")
-        except UnicodeDecodeError:
-            raise BadRequestError("form field is not valid UTF-8 after percent-decoding") from None
-        pairs.append((name, value))
+    if "+" in form:  # a literal '+' is always sent as %2B, so every '+' is a space
+        form = form.replace("+", " ")
+    pairs: list[tuple[str, str]] = []
+    append = pairs.append
+    try:
+        for piece in form.split("&"):
+            name, _, value = piece.partition("=")
+            if "%" in piece:
+                append((unquote(name, errors="strict"), unquote(value, errors="strict")))
+            elif piece:
+                append((name, value))
+    except UnicodeDecodeError:
+        raise BadRequestError("form field is not valid UTF-8 after percent-decoding") from None
     if len(pairs) > _MAX_FIELDS:
         raise BadRequestError(f"more than {_MAX_FIELDS} form fields")
     return pairs
@@ -339,10 +433,6 @@ def _latin1_to_utf8(text: str) -> str:
         return text.encode("latin-1").decode()
     except UnicodeError:
         raise BadRequestError("query string is not valid UTF-8") from None
-
-
-def _first(pairs: list[tuple[str, str]], name: str) -> str | None:
-    return next((value for key, value in pairs if key == name), None)
 
 
 def _idempotency_key(environ: Mapping[str, Any], kind: str, natural: str) -> str:

@@ -7,10 +7,9 @@ lets many hosts behave as one. All three pass one behavioural test suite.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
+from types import TracebackType
 from typing import Protocol
 from urllib.parse import parse_qsl, urlsplit
 
@@ -50,8 +49,13 @@ class Store(Protocol):
     def release(self, key: str, owner: str) -> None:
         """Give up an owned claim so that a retry can run."""
 
-    def record_status(self, entry: StatusEntry) -> Applied:
-        """Add a callback to its message's history and move the status forward, durably."""
+    def record_status(self, entry: StatusEntry, lease: float | None = None) -> Applied:
+        """Claim ``entry.key`` and, if won, record the callback: one atomic, durable step.
+
+        With ``lease`` the claim stays pending for that long, for handlers to run before
+        :meth:`complete` or :meth:`release`; without, nothing runs after the record, so the
+        claim is finished in the same step. A lost claim records nothing.
+        """
 
     def get_message(self, message_sid: str) -> MessageRecord | None:
         """A message's ledger record, or None."""
@@ -102,13 +106,26 @@ def open_store(
     )
 
 
-@contextmanager
-def store_errors(kind: type[Exception], store: str) -> Iterator[None]:
-    """Turn a backend's errors into :class:`StoreError`, which the request path answers 503."""
-    try:
-        yield
-    except kind as error:
-        raise StoreError(f"{store} failed: {error}") from error
+class StoreErrors:
+    """A reusable ``with`` guard: a backend's errors become :class:`StoreError` (answered 503)."""
+
+    __slots__ = ("_kind", "_store")
+
+    def __init__(self, kind: type[Exception], store: str) -> None:
+        self._kind = kind
+        self._store = store
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if isinstance(error, self._kind):
+            raise StoreError(f"{self._store} failed: {error}") from error
 
 
 def _sqlite_path(path: str, url: str) -> str:

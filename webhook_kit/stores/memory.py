@@ -53,17 +53,23 @@ class MemoryStore:
         self._next_purge = clock() + _PURGE_EVERY
 
     def claim(self, key: str, lease: float) -> Claim:
-        now = self._clock()
         with self._lock:
-            self._maybe_purge(now)
-            current = self._claims.get(key)
-            if current is None or current.expires < now:
-                owner = os.urandom(9).hex()
-                self._claims[key] = _Claim(owner, False, b"", now + lease)
-                return Claim(Outcome.CLAIMED, owner)
-            if current.done:
-                return Claim(Outcome.DONE, answer=current.answer)
-            return Claim(Outcome.BUSY)
+            return self._claim(key, lease, self._clock())[0]
+
+    def _claim(self, key: str, lease: float | None, now: float) -> tuple[Claim, bool]:
+        """Take ``key`` (``lease=None``: finished at once) and say if it was won; hold the lock."""
+        self._maybe_purge(now)
+        current = self._claims.get(key)
+        if current is None or current.expires < now:
+            if lease is None:
+                self._claims[key] = _Claim("", True, b"", now + self._retention)
+                return Claim(Outcome.DONE), True
+            owner = os.urandom(9).hex()
+            self._claims[key] = _Claim(owner, False, b"", now + lease)
+            return Claim(Outcome.CLAIMED, owner), True
+        if current.done:
+            return Claim(Outcome.DONE, answer=current.answer), False
+        return Claim(Outcome.BUSY), False
 
     def complete(self, key: str, owner: str, answer: bytes) -> None:
         with self._lock:
@@ -79,12 +85,14 @@ class MemoryStore:
             if current is not None and current.owner == owner:
                 del self._claims[key]
 
-    def record_status(self, entry: StatusEntry) -> Applied:
+    def record_status(self, entry: StatusEntry, lease: float | None = None) -> Applied:
         with self._lock:
-            self._maybe_purge(entry.received_at)
+            claim, won = self._claim(entry.key, lease, self._clock())
+            if not won:
+                return Applied(claim, False, None)
             message = self._messages.setdefault(entry.message_sid, _Message())
             if entry.key in message.keys:
-                return Applied(False, _status(message.status))
+                return Applied(claim, False, _status(message.status))
             message.keys.add(entry.key)
             message.history.append(entry)
             message.updated = entry.received_at
@@ -93,7 +101,7 @@ class MemoryStore:
                 message.error_code = entry.error_code
             if entry.final and message.final_at is None:
                 message.final_at = entry.received_at
-            return Applied(True, _status(message.status))
+            return Applied(claim, True, _status(message.status))
 
     def get_message(self, message_sid: str) -> MessageRecord | None:
         with self._lock:

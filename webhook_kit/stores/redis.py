@@ -1,8 +1,8 @@
 """A store in Redis, so that many hosts behave as one.
 
 Claims are ``SET NX PX`` (the lease expires by itself if a worker dies); completing,
-releasing and recording a callback are Lua scripts, atomic on the server. A message's
-keys share a hash tag, so the scripts also run on Redis Cluster. Durability is Redis's own:
+releasing, and claiming-and-recording a callback are Lua scripts, atomic on the server and
+one round trip each. Durability is Redis's own:
 with ``appendonly yes`` and ``appendfsync always`` an acknowledged callback survives power
 loss, with ``everysec`` at most a second of them can be lost.
 """
@@ -12,14 +12,13 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import ConfigurationError
 from ..ledger import Applied, LedgerEvent, MessageRecord, StatusEntry, timestamp
 from ..status import MessageStatus
-from . import DEFAULT_LEDGER_RETENTION, DEFAULT_RETENTION, Claim, Outcome, store_errors
+from . import DEFAULT_LEDGER_RETENTION, DEFAULT_RETENTION, Claim, Outcome, StoreErrors
 
 try:
     import redis
@@ -42,27 +41,32 @@ if redis.call('GET', KEYS[1]) == 'P' .. ARGV[1] then
     redis.call('DEL', KEYS[1])
 end
 """
-# KEYS: event marker, message hash, history list.
-# ARGV: status, rank, final (0/1), error code ('' for none), received, history entry, ttl ms.
+# KEYS: claim, event marker, message hash, history list.
+# ARGV: claim value, claim ttl ms, status, rank, final (0/1), error code ('' for none),
+#       received, history entry, ledger ttl ms.
+# Returns {0, current claim value} when the claim is lost, else {1, recorded, status}.
 _RECORD = """
-local recorded = redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[7])
-if recorded then
-    redis.call('RPUSH', KEYS[3], ARGV[6])
-    local rank = tonumber(redis.call('HGET', KEYS[2], 'rank') or '-2')
-    if tonumber(ARGV[2]) > rank then
-        redis.call('HSET', KEYS[2], 'status', ARGV[1], 'rank', ARGV[2], 'error_code', ARGV[4])
-    end
-    local updated = tonumber(redis.call('HGET', KEYS[2], 'updated') or '0')
-    if tonumber(ARGV[5]) > updated then
-        redis.call('HSET', KEYS[2], 'updated', ARGV[5])
-    end
-    if ARGV[3] == '1' then
-        redis.call('HSETNX', KEYS[2], 'final_at', ARGV[5])
-    end
-    redis.call('PEXPIRE', KEYS[2], ARGV[7])
-    redis.call('PEXPIRE', KEYS[3], ARGV[7])
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+    return {0, redis.call('GET', KEYS[1]) or ''}
 end
-return {recorded and 1 or 0, redis.call('HGET', KEYS[2], 'status')}
+local recorded = redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[9])
+if recorded then
+    redis.call('RPUSH', KEYS[4], ARGV[8])
+    local rank = tonumber(redis.call('HGET', KEYS[3], 'rank') or '-2')
+    if tonumber(ARGV[4]) > rank then
+        redis.call('HSET', KEYS[3], 'status', ARGV[3], 'rank', ARGV[4], 'error_code', ARGV[6])
+    end
+    local updated = tonumber(redis.call('HGET', KEYS[3], 'updated') or '0')
+    if tonumber(ARGV[7]) > updated then
+        redis.call('HSET', KEYS[3], 'updated', ARGV[7])
+    end
+    if ARGV[5] == '1' then
+        redis.call('HSETNX', KEYS[3], 'final_at', ARGV[7])
+    end
+    redis.call('PEXPIRE', KEYS[3], ARGV[9])
+    redis.call('PEXPIRE', KEYS[4], ARGV[9])
+end
+return {1, recorded and 1 or 0, redis.call('HGET', KEYS[3], 'status') or ''}
 """
 
 
@@ -84,6 +88,7 @@ class RedisStore:
         self._ledger_ms = int(ledger_retention * 1000)
         self._clock = clock
         self._redis = redis.Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=2.0)
+        self._guard = StoreErrors(redis.RedisError, f"Redis store {url!r}")
         self._complete = self._redis.register_script(_COMPLETE)
         self._release = self._redis.register_script(_RELEASE)
         self._record = self._redis.register_script(_RECORD)
@@ -91,28 +96,31 @@ class RedisStore:
     def claim(self, key: str, lease: float) -> Claim:
         owner = os.urandom(9).hex()
         name = self._prefix + "claim:" + key
-        with self._errors():
+        with self._guard:
             for _ in range(2):  # a key can expire between SET and GET: look once more
                 if self._redis.set(name, _PENDING + owner.encode(), nx=True, px=int(lease * 1000)):
                     return Claim(Outcome.CLAIMED, owner)
                 value = cast(bytes | None, self._redis.get(name))
                 if value is not None:
-                    if value[:1] == _DONE:
-                        return Claim(Outcome.DONE, answer=value[1:])
-                    return Claim(Outcome.BUSY)
+                    return _lost(value)
         return Claim(Outcome.BUSY)
 
     def complete(self, key: str, owner: str, answer: bytes) -> None:
-        with self._errors():
+        with self._guard:
             self._complete(
                 keys=[self._prefix + "claim:" + key], args=[owner, answer, self._retention_ms]
             )
 
     def release(self, key: str, owner: str) -> None:
-        with self._errors():
+        with self._guard:
             self._release(keys=[self._prefix + "claim:" + key], args=[owner])
 
-    def record_status(self, entry: StatusEntry) -> Applied:
+    def record_status(self, entry: StatusEntry, lease: float | None = None) -> Applied:
+        owner = "" if lease is None else os.urandom(9).hex()
+        if lease is None:
+            claim_value, claim_ms = _DONE, self._retention_ms
+        else:
+            claim_value, claim_ms = _PENDING + owner.encode(), int(lease * 1000)
         tag = self._prefix + "{" + entry.message_sid + "}"
         history_entry = urlencode(
             {
@@ -124,10 +132,17 @@ class RedisStore:
                 "form": entry.form,
             }
         )
-        with self._errors():
-            recorded, status = self._record(
-                keys=[tag + ":event:" + entry.key, tag + ":message", tag + ":history"],
+        with self._guard:
+            result = self._record(
+                keys=[
+                    self._prefix + "claim:" + entry.key,
+                    tag + ":event:" + entry.key,
+                    tag + ":message",
+                    tag + ":history",
+                ],
                 args=[
+                    claim_value,
+                    claim_ms,
                     entry.status,
                     entry.rank,
                     1 if entry.final else 0,
@@ -137,11 +152,15 @@ class RedisStore:
                     self._ledger_ms,
                 ],
             )
-        return Applied(bool(recorded), MessageStatus(status.decode()) if status else None)
+        if not result[0]:
+            return Applied(_lost(result[1]), False, None)
+        claim = Claim(Outcome.DONE) if lease is None else Claim(Outcome.CLAIMED, owner)
+        status = result[2].decode()
+        return Applied(claim, bool(result[1]), MessageStatus(status) if status else None)
 
     def get_message(self, message_sid: str) -> MessageRecord | None:
         tag = self._prefix + "{" + message_sid + "}"
-        with self._errors():
+        with self._guard:
             pipe = self._redis.pipeline(transaction=True)
             pipe.hgetall(tag + ":message")
             pipe.lrange(tag + ":history", 0, -1)
@@ -163,8 +182,12 @@ class RedisStore:
     def close(self) -> None:
         self._redis.close()
 
-    def _errors(self) -> AbstractContextManager[None]:
-        return store_errors(redis.RedisError, f"Redis store {self.url!r}")
+
+def _lost(value: bytes) -> Claim:
+    """Why a claim was not won: a finished claim (with its answer), or one still running."""
+    if value[:1] == _DONE:
+        return Claim(Outcome.DONE, answer=value[1:])
+    return Claim(Outcome.BUSY)
 
 
 def _event(raw: bytes) -> LedgerEvent:

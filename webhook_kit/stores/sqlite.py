@@ -14,12 +14,12 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 
 from ..errors import ConfigurationError
 from ..ledger import Applied, LedgerEvent, MessageRecord, StatusEntry, timestamp
 from ..status import MessageStatus
-from . import DEFAULT_LEDGER_RETENTION, DEFAULT_RETENTION, Claim, Outcome, store_errors
+from . import DEFAULT_LEDGER_RETENTION, DEFAULT_RETENTION, Claim, Outcome, StoreErrors
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS wk_claims (
@@ -29,7 +29,6 @@ CREATE TABLE IF NOT EXISTS wk_claims (
     answer BLOB,
     expires REAL NOT NULL
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS wk_claims_expires ON wk_claims (expires);
 CREATE TABLE IF NOT EXISTS wk_messages (
     sid TEXT PRIMARY KEY,
     status TEXT,
@@ -55,9 +54,9 @@ CREATE INDEX IF NOT EXISTS wk_events_sid ON wk_events (sid, seq);
 # A new key, or one whose claim lapsed (a crashed worker's lease, or a finished key past
 # its retention), is taken in one atomic statement; rowcount tells who won.
 _CLAIM = """
-INSERT INTO wk_claims (key, owner, done, answer, expires) VALUES (?1, ?2, 0, NULL, ?3)
-ON CONFLICT (key) DO UPDATE SET owner = ?2, done = 0, answer = NULL, expires = ?3
-WHERE wk_claims.expires < ?4
+INSERT INTO wk_claims (key, owner, done, answer, expires) VALUES (?1, ?2, ?3, NULL, ?4)
+ON CONFLICT (key) DO UPDATE SET owner = ?2, done = ?3, answer = NULL, expires = ?4
+WHERE wk_claims.expires < ?5
 """
 _INSERT_EVENT = """
 INSERT INTO wk_events (key, sid, status, error_code, event_type, received, form)
@@ -74,7 +73,18 @@ ON CONFLICT (sid) DO UPDATE SET
     updated = max(updated, ?5),
     final_at = coalesce(final_at, ?6)
 """
-_PURGE_EVERY = 60.0
+# Claims are purged a batch of keys at a time, in key order, rather than through an index
+# on ``expires``: that index would cost every claim and complete a second B-tree write.
+_PURGE_EVERY = 10.0
+_PURGE_BATCH = 5000
+_EXPIRED_IN_BATCH = """
+DELETE FROM wk_claims WHERE key IN
+    (SELECT key FROM wk_claims WHERE key > ?1 ORDER BY key LIMIT ?2) AND expires < ?3
+"""
+_END_OF_BATCH = """
+SELECT max(key), count(*) FROM
+    (SELECT key FROM wk_claims WHERE key > ?1 ORDER BY key LIMIT ?2)
+"""
 
 
 class SQLiteStore:
@@ -100,25 +110,24 @@ class SQLiteStore:
         self._clock = clock
         self._local = threading.local()
         self._next_purge = 0.0
-        with self._errors():
+        self._purged_to = ""  # where the next batch of the claims sweep starts
+        self._guard = StoreErrors(sqlite3.Error, f"SQLite store {path!r}")
+        with self._guard:
             self._connection()  # fail at start-up, not on the first webhook
 
     def claim(self, key: str, lease: float) -> Claim:
         now = self._clock()
         owner = os.urandom(9).hex()
-        with self._errors():
+        with self._guard:
             if now >= self._next_purge:
                 self._purge(now)
             db = self._connection()
-            if db.execute(_CLAIM, (key, owner, now + lease, now)).rowcount == 1:
+            if db.execute(_CLAIM, (key, owner, 0, now + lease, now)).rowcount == 1:
                 return Claim(Outcome.CLAIMED, owner)
-            row = db.execute("SELECT done, answer FROM wk_claims WHERE key = ?", (key,)).fetchone()
-        if row is not None and row[0]:
-            return Claim(Outcome.DONE, answer=bytes(row[1] or b""))
-        return Claim(Outcome.BUSY)
+            return _lost(db, key)
 
     def complete(self, key: str, owner: str, answer: bytes) -> None:
-        with self._errors():
+        with self._guard:
             self._connection().execute(
                 "UPDATE wk_claims SET done = 1, answer = ?, expires = ?"
                 " WHERE key = ? AND owner = ?",
@@ -126,13 +135,19 @@ class SQLiteStore:
             )
 
     def release(self, key: str, owner: str) -> None:
-        with self._errors():
+        with self._guard:
             self._connection().execute(
                 "DELETE FROM wk_claims WHERE key = ? AND owner = ?", (key, owner)
             )
 
-    def record_status(self, entry: StatusEntry) -> Applied:
-        with self._errors(), self._transaction() as db:
+    def record_status(self, entry: StatusEntry, lease: float | None = None) -> Applied:
+        now = self._clock()
+        owner = "" if lease is None else os.urandom(9).hex()
+        expires = now + (self._retention if lease is None else lease)
+        done = 1 if lease is None else 0
+        with self._guard, self._transaction() as db:
+            if db.execute(_CLAIM, (entry.key, owner, done, expires, now)).rowcount != 1:
+                return Applied(_lost(db, entry.key), False, None)
             recorded = (
                 db.execute(
                     _INSERT_EVENT,
@@ -163,10 +178,11 @@ class SQLiteStore:
             row = db.execute(
                 "SELECT status FROM wk_messages WHERE sid = ?", (entry.message_sid,)
             ).fetchone()
-        return Applied(recorded, MessageStatus(row[0]) if row and row[0] else None)
+        claim = Claim(Outcome.DONE) if lease is None else Claim(Outcome.CLAIMED, owner)
+        return Applied(claim, recorded, MessageStatus(row[0]) if row and row[0] else None)
 
     def get_message(self, message_sid: str) -> MessageRecord | None:
-        with self._errors(), self._transaction() as db:
+        with self._guard, self._transaction() as db:
             row = db.execute(
                 "SELECT status, error_code, updated, final_at FROM wk_messages WHERE sid = ?",
                 (message_sid,),
@@ -223,17 +239,26 @@ class SQLiteStore:
             raise
         db.execute("COMMIT")
 
-    def _errors(self) -> AbstractContextManager[None]:
-        return store_errors(sqlite3.Error, f"SQLite store {self.path!r}")
-
     def _purge(self, now: float) -> None:
+        """Drop expired claims (the next batch of keys) and ledger records past retention."""
         self._next_purge = now + _PURGE_EVERY
         horizon = now - self._ledger_retention
         with self._transaction() as db:
-            db.execute("DELETE FROM wk_claims WHERE expires < ?", (now,))
+            start = self._purged_to
+            end, seen = db.execute(_END_OF_BATCH, (start, _PURGE_BATCH)).fetchone()
+            db.execute(_EXPIRED_IN_BATCH, (start, _PURGE_BATCH, now))
+            self._purged_to = end if seen == _PURGE_BATCH else ""  # wrap around at the end
             db.execute(
                 "DELETE FROM wk_events WHERE sid IN"
                 " (SELECT sid FROM wk_messages WHERE updated < ?)",
                 (horizon,),
             )
             db.execute("DELETE FROM wk_messages WHERE updated < ?", (horizon,))
+
+
+def _lost(db: sqlite3.Connection, key: str) -> Claim:
+    """Why a claim on ``key`` was not won: a finished claim (with its answer) or a live one."""
+    row = db.execute("SELECT done, answer FROM wk_claims WHERE key = ?", (key,)).fetchone()
+    if row is not None and row[0]:
+        return Claim(Outcome.DONE, answer=bytes(row[1] or b""))
+    return Claim(Outcome.BUSY)

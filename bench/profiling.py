@@ -1,0 +1,171 @@
+"""Where a request's time goes: ``python -m bench.profiling [--requests N] [--top N]``.
+
+Drives each app in-process through ``app.wsgi_app(environ, start_response)`` (no server, no
+HTTP), with a prebuilt environ per request: a fresh BytesIO body, a distinct MessageSid, a
+valid signature. Prints the time per request without a profiler, then cProfile's largest
+entries for webhook_kit's standalone app (memory store) and for bare Flask, in µs per request.
+cProfile's own cost inflates functions that are called often; compare within one table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import os
+import pstats
+import site
+import sys
+import sysconfig
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+if __package__ in (None, ""):  # python bench/profiling.py: import the package, not the folder
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+from flask import Flask, Response
+
+from bench.apps import MESSAGES, REPLY, TWIML_TYPE, bare_flask, raw, twilio_flask
+from bench.loadgen import FORM_TYPE, ROOT, TOKEN
+from webhook_kit.signature import compute_signature
+from webhook_kit.standalone import create_app
+from webhook_kit.testing import inbound_sms
+
+HOST = "127.0.0.1:8000"
+URL = f"http://{HOST}{MESSAGES}"
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.profiling", description=__doc__)
+    parser.add_argument("--requests", type=int, default=20_000, help="requests per pass")
+    parser.add_argument("--top", type=int, default=25, help="profile entries to show")
+    args = parser.parse_args(argv)
+    os.environ["TWILIO_AUTH_TOKEN"] = TOKEN  # the twilio recipe reads it per request
+    kit = create_app(
+        {
+            "TWILIO_AUTH_TOKEN": TOKEN,
+            "WEBHOOK_KIT_HANDLERS": "examples.echo_bot",
+            "WEBHOOK_KIT_STORE": "memory://",
+        }
+    )
+    flask_only = Flask("bench.flask_only")
+    flask_only.add_url_rule(MESSAGES, "constant", _constant, methods=["POST"])
+    apps: dict[str, WsgiApp] = {
+        "raw WSGI": raw,
+        "Flask, constant reply, no form": flask_only.wsgi_app,
+        "bare Flask, request.form": bare_flask.wsgi_app,
+        "webhook_kit, memory store": kit.wsgi_app,
+        "Flask + twilio-python": twilio_flask.wsgi_app,
+    }
+    count = args.requests
+    print(f"building {count * 4:,} signed requests...", flush=True)
+    bodies = _signed_bodies(count * 4)
+    # Each pass of an app gets its own slice: webhook_kit must never see a MessageSid twice.
+    print(f"\nin-process time per request, {count:,} requests, no profiler (best of 3):")
+    for name, app in apps.items():
+        best = min(_timed(app, bodies[count * i : count * (i + 1)]) for i in range(3))
+        print(f"  {name:32} {best * 1e6 / count:7.1f} µs  ({count / best:,.0f} req/s in-process)")
+    for name in ("webhook_kit, memory store", "bare Flask, request.form"):
+        profiler = cProfile.Profile()
+        profiler.enable()
+        _drive(apps[name], bodies[count * 3 :])
+        profiler.disable()
+        _print_profile(name, profiler, count, args.top)
+    return 0
+
+
+def _constant() -> Response:
+    """What Flask's request and response machinery costs on its own."""
+    return Response(REPLY, content_type=TWIML_TYPE)
+
+
+def _signed_bodies(count: int) -> list[tuple[bytes, str]]:
+    bodies = []
+    for _ in range(count):
+        pairs = list(inbound_sms().items())
+        bodies.append((urlencode(pairs).encode(), compute_signature(URL, pairs, TOKEN)))
+    return bodies
+
+
+def _environ(body: bytes, signature: str) -> dict[str, Any]:
+    """What gunicorn's sync worker passes for the benchmark's request."""
+    return {
+        "REQUEST_METHOD": "POST",
+        "SCRIPT_NAME": "",
+        "PATH_INFO": MESSAGES,
+        "QUERY_STRING": "",
+        "RAW_URI": MESSAGES,
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "8000",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+        "CONTENT_TYPE": FORM_TYPE,
+        "CONTENT_LENGTH": str(len(body)),
+        "HTTP_HOST": HOST,
+        "HTTP_X_TWILIO_SIGNATURE": signature,
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.url_scheme": "http",
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+        "wsgi.input_terminated": False,
+        "wsgi.version": (1, 0),
+    }
+
+
+def _drive(app: WsgiApp, bodies: list[tuple[bytes, str]]) -> None:
+    statuses: list[str] = []
+
+    def start_response(status: str, headers: list[tuple[str, str]], *exc: object) -> None:
+        statuses.append(status)
+
+    for body, signature in bodies:
+        result = app(_environ(body, signature), start_response)
+        b"".join(result)
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
+    failed = [status for status in statuses if not status.startswith("200")]
+    if failed:
+        raise SystemExit(f"{len(failed)} requests failed, first: {failed[0]}")
+
+
+def _timed(app: WsgiApp, bodies: list[tuple[bytes, str]]) -> float:
+    start = time.perf_counter()
+    _drive(app, bodies)
+    return time.perf_counter() - start
+
+
+def _print_profile(name: str, profiler: cProfile.Profile, count: int, top: int) -> None:
+    stats = pstats.Stats(profiler)
+    entries = stats.stats  # type: ignore[attr-defined]
+    rows = []
+    for (path, line, function), (_, calls, own, cumulative, _) in entries.items():
+        where = f"{_short(path)}:{line}({function})" if line else function
+        rows.append((cumulative, own, calls, where))
+    for title, key in (("cumulative", 0), ("own time", 1)):
+        print(f"\n{name}: top {top} by {title}, µs per request under cProfile")
+        print(f"  {'cumul':>7} {'own':>7} {'calls/req':>9}  function")
+        for row in sorted(rows, key=lambda row: row[key], reverse=True)[:top]:
+            cumulative, own, calls, where = row
+            print(
+                f"  {cumulative * 1e6 / count:7.2f} {own * 1e6 / count:7.2f}"
+                f" {calls / count:9.2f}  {where}"
+            )
+
+
+def _short(path: str) -> str:
+    """A module path without the site-packages, repository or standard library prefix."""
+    for prefix in (*site.getsitepackages(), str(ROOT), sysconfig.get_paths()["stdlib"]):
+        if path.startswith(prefix):
+            return path[len(prefix) :].lstrip("/")
+    return path
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,280 @@
+"""Medians, ratios and targets; the printed tables, the Markdown table and the JSON file."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+from collections.abc import Sequence
+from dataclasses import asdict
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any, Protocol
+
+from .loadgen import ROOT, Load
+from .micro import Micro
+
+RESULTS = ROOT / "bench" / "results" / "latest.json"
+
+# The apps the ratios and targets are about (keys of bench.run's app table).
+FLASK, TWILIO, KIT_MEMORY, KIT_SQLITE = "flask", "twilio", "kit_memory", "kit_sqlite"
+FLASK_STATUS, KIT_STATUS = "flask_status", "kit_status_sqlite"
+VERIFY, TWIML_ONE = "verify signature, 20 fields", "TwiML: one message, build + serialise"
+
+TIMES = "\u00d7"
+
+Results = dict[str, Any]
+
+
+class AppLike(Protocol):
+    @property
+    def key(self) -> str: ...
+    @property
+    def label(self) -> str: ...
+    @property
+    def scenario(self) -> str: ...
+
+
+def banner(settings: dict[str, Any]) -> str:
+    mode = "full mode"
+    if settings["quick"]:
+        mode = "QUICK mode: fewer and shorter rounds, fewer RSS callbacks"
+    return (
+        f"webhook_kit benchmarks, {mode}: {settings['rounds']} rounds x {settings['duration']} s "
+        f"per app, wrk -t{settings['threads']} -c{settings['connections']}, one gunicorn sync "
+        f"worker per app, {settings['rss_callbacks']:,} callbacks for RSS"
+    )
+
+
+def collect(
+    settings: dict[str, Any],
+    apps: Sequence[AppLike],
+    runs: dict[str, list[Load]],
+    micros: list[Micro],
+    rss: dict[str, float | int],
+    warnings: list[str],
+) -> Results:
+    """Everything the run measured, with medians, ratios and targets, ready for JSON."""
+    baselines = {"inbound": (FLASK, TWILIO), "status": (FLASK_STATUS, None)}
+    throughput = []
+    for app in apps:
+        loads = runs[app.key]
+        flask, twilio = baselines[app.scenario]
+        throughput.append(
+            {
+                "key": app.key,
+                "label": app.label,
+                "scenario": app.scenario,
+                "rate": statistics.median(load.rate for load in loads),
+                "rate_min": min(load.rate for load in loads),
+                "rate_max": max(load.rate for load in loads),
+                "p50_ms": statistics.median(load.p50_ms for load in loads),
+                "p99_ms": statistics.median(load.p99_ms for load in loads),
+                "vs_flask": _ratio(runs, app.key, flask),
+                "vs_twilio": _ratio(runs, app.key, twilio) if twilio else None,
+                "runs": [{**asdict(load), "rate": load.rate} for load in loads],
+            }
+        )
+    ratios = {
+        "webhook_kit_vs_flask": _ratio(runs, KIT_MEMORY, FLASK),
+        "webhook_kit_vs_twilio": _ratio(runs, KIT_MEMORY, TWILIO),
+        "status_vs_flask": _ratio(runs, KIT_STATUS, FLASK_STATUS),
+    }
+    by_name = {item.name: item for item in micros}
+    rss_label = f"RSS growth after {rss['callbacks']:,} status callbacks"
+    if settings["quick"]:
+        rss_label += " (quick: fewer than 100,000)"
+    targets = [
+        _target("webhook_kit memory store vs bare Flask", ratios["webhook_kit_vs_flask"], 1.2),
+        _target(
+            "webhook_kit memory store vs Flask + twilio-python",
+            ratios["webhook_kit_vs_twilio"],
+            1.6,
+        ),
+        _target("webhook_kit SQLite store vs bare Flask", _ratio(runs, KIT_SQLITE, FLASK), 1.0),
+        _target("status callbacks, SQLite ledger vs bare Flask", ratios["status_vs_flask"], 0.8),
+        _target("verify a 20-field signature", by_name[VERIFY].webhook_kit_us, 10.0, " µs"),
+        _target("one-message TwiML", by_name[TWIML_ONE].webhook_kit_us, 5.0, " µs"),
+        _target(rss_label, float(rss["growth_mb"]), 20.0, " MB"),
+    ]
+    return {
+        "machine": machine(),
+        "settings": settings,
+        "throughput": throughput,
+        "ratios": ratios,
+        "micro": [{**asdict(item), "speedup": item.speedup} for item in micros],
+        "rss": rss,
+        "targets": targets,
+        "warnings": warnings,
+    }
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    return {
+        "commit": _commit(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        **{name: version(name) for name in ("flask", "werkzeug", "gunicorn", "lxml", "twilio")},
+    }
+
+
+def _commit() -> str:
+    """The measured commit, with ``+dirty`` if webhook_kit/ has uncommitted changes."""
+    git = ["git", "-C", str(ROOT)]
+    head = subprocess.run(
+        [*git, "rev-parse", "--short", "HEAD"], check=False, capture_output=True, text=True
+    )
+    dirty = subprocess.run(
+        [*git, "status", "--porcelain", "--", "webhook_kit"],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    commit = head.stdout.strip() or "unknown"
+    return commit + "+dirty" if dirty.stdout.strip() else commit
+
+
+def emit(results: Results) -> None:
+    """Print the tables, targets and Markdown, write the JSON; the last line is for scripts."""
+    print()
+    print(_text_tables(results))
+    print()
+    print(_markdown(results))
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    print(f"\nfull results: {RESULTS.relative_to(ROOT)}; wall time {results['wall_seconds']} s")
+    ratios = results["ratios"]
+    print(
+        f"webhook_kit_vs_flask={ratios['webhook_kit_vs_flask']:.2f} "
+        f"webhook_kit_vs_twilio={ratios['webhook_kit_vs_twilio']:.2f} "
+        f"status_vs_flask={ratios['status_vs_flask']:.2f}"
+    )
+
+
+def _ratio(runs: dict[str, list[Load]], app: str, baseline: str) -> float:
+    """Median over rounds of the ratio of two apps' rates in the same round."""
+    pairs = zip(runs[app], runs[baseline], strict=True)
+    return statistics.median(mine.rate / theirs.rate for mine, theirs in pairs)
+
+
+def _target(name: str, value: float, limit: float, unit: str = "x") -> dict[str, Any]:
+    """A ratio (unit x) must reach ``limit``; a time or a size must stay within it."""
+    op = ">=" if unit == "x" else "<="
+    met = value >= limit if op == ">=" else value <= limit
+    return {"name": name, "value": value, "op": op, "limit": limit, "unit": unit, "pass": met}
+
+
+def _scenario_title(scenario: str, settings: dict[str, Any]) -> str:
+    what = {
+        "inbound": "Inbound SMS (20 fields, distinct MessageSid, signed)",
+        "status": "Status callback (distinct MessageSid, signed)",
+    }[scenario]
+    return (
+        f"{what}: wrk -t{settings['threads']} -c{settings['connections']}, "
+        f"{settings['rounds']} rounds x {settings['duration']} s, medians"
+    )
+
+
+def _times(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}x"
+
+
+def _text_tables(results: Results) -> str:
+    settings = results["settings"]
+    lines: list[str] = []
+    for scenario in ("inbound", "status"):
+        lines.append(_scenario_title(scenario, settings))
+        lines.append(
+            f"  {'app':30} {'req/s':>7} {'min-max':>11} {'p50 ms':>7} {'p99 ms':>7}"
+            f" {'x bare Flask':>13} {'x twilio-py':>12}"
+        )
+        for row in results["throughput"]:
+            if row["scenario"] == scenario:
+                spread = f"{row['rate_min']:.0f}-{row['rate_max']:.0f}"
+                lines.append(
+                    f"  {row['label']:30} {row['rate']:7.0f} {spread:>11} {row['p50_ms']:7.2f}"
+                    f" {row['p99_ms']:7.2f} {_times(row['vs_flask']):>13}"
+                    f" {_times(row['vs_twilio']):>12}"
+                )
+        lines.append("")
+    lines.append(
+        "Every request carries a distinct MessageSid and a valid signature; any non-2xx "
+        "answer, socket error or timeout fails the run."
+    )
+    lines.append("")
+    lines.append(
+        f"Micro benchmarks, best of {settings['micro_repeat']}, µs per call (empty-loop cost "
+        "subtracted)"
+    )
+    lines.append(f"  {'step':46} {'webhook_kit':>11} {'peer':>13} {'peer µs':>8} {'faster':>7}")
+    for item in results["micro"]:
+        peer_us = "-" if item["peer_us"] is None else f"{item['peer_us']:.2f}"
+        lines.append(
+            f"  {item['name']:46} {item['webhook_kit_us']:11.2f} {item['peer'] or '-':>13}"
+            f" {peer_us:>8} {_times(item['speedup'], 1):>7}"
+        )
+        lines.append(f"      {item['includes']}")
+    rss = results["rss"]
+    lines.append("")
+    lines.append(
+        f"Memory: webhook_kit worker, SQLite ledger, default retention: VmRSS {rss['before_mb']} MB"
+        f" -> {rss['after_mb']} MB after {rss['callbacks']:,} distinct status callbacks"
+        f" ({rss['growth_mb']:+} MB; {rss['rate']} callbacks/s)"
+    )
+    lines.append("")
+    lines.append("Targets (ratios from this run):")
+    for target in results["targets"]:
+        verdict = "PASS" if target["pass"] else "MISS"
+        lines.append(
+            f"  {verdict}  {target['name']}: {target['value']:.2f}{target['unit']}"
+            f" (target {target['op']} {target['limit']:g}{target['unit']})"
+        )
+    lines.extend(f"WARNING: {warning}" for warning in results["warnings"])
+    return "\n".join(lines)
+
+
+def _markdown(results: Results) -> str:
+    settings, host = results["settings"], results["machine"]
+    lines = [
+        f"| webhook | app | req/s | p50 | p99 | {TIMES} bare Flask"
+        f" | {TIMES} Flask + twilio-python |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in results["throughput"]:
+        lines.append(
+            f"| {row['scenario']} | {row['label']} | {row['rate']:.0f} | {row['p50_ms']:.2f} ms"
+            f" | {row['p99_ms']:.2f} ms | {_times(row['vs_flask'])} | {_times(row['vs_twilio'])} |"
+        )
+    lines += [
+        "",
+        "| step | webhook_kit | twilio-python / werkzeug | faster |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for item in results["micro"]:
+        peer = "-" if item["peer_us"] is None else f"{item['peer_us']:.1f} µs"
+        lines.append(
+            f"| {item['name']} | {item['webhook_kit_us']:.1f} µs | {peer}"
+            f" | {_times(item['speedup'], 1)} |"
+        )
+    rss = results["rss"]
+    lines += [
+        "",
+        f"Worker RSS, SQLite ledger: {rss['before_mb']} MB → {rss['after_mb']} MB after "
+        f"{rss['callbacks']:,} distinct status callbacks ({rss['growth_mb']:+} MB).",
+        "",
+        f"webhook_kit {host['commit']} on {host['cpu']}, {host['cores']} cores; "
+        f"Python {host['python']}, Flask {host['flask']}, "
+        f"Werkzeug {host['werkzeug']}, gunicorn {host['gunicorn']} (one sync worker per app), "
+        f"lxml {host['lxml']}, twilio {host['twilio']}; wrk -t{settings['threads']} "
+        f"-c{settings['connections']} on loopback, {settings['rounds']} alternating rounds x "
+        f"{settings['duration']} s, medians; ratios are medians of same-round ratios.",
+    ]
+    return "\n".join(lines)
