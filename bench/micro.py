@@ -14,7 +14,7 @@ from twilio.twiml.messaging_response import MessagingResponse as TwilioResponse 
 from werkzeug.formparser import parse_form_data
 
 from webhook_kit.encoding import segment_count
-from webhook_kit.events import parse_inbound
+from webhook_kit.events import Fields, parse_inbound
 from webhook_kit.signature import Verifier, compute_signature
 from webhook_kit.testing import inbound_sms
 from webhook_kit.twiml import MessagingResponse
@@ -63,7 +63,7 @@ def run(*, repeat: int, batch_seconds: float) -> list[Micro]:
 
     def kit_parse() -> object:
         env = environ()
-        return parse_inbound(_parse_form(env["wsgi.input"].read(len(body)).decode()))
+        return parse_inbound(Fields(_parse_form(env["wsgi.input"].read(len(body)).decode())))
 
     def kit_one() -> bytes:
         reply = MessagingResponse()
@@ -95,7 +95,7 @@ def run(*, repeat: int, batch_seconds: float) -> list[Micro]:
     _check(validator.validate(URL, form, signature), "twilio-python rejected the signature")
     _check(kit_one().decode() == twilio_one(), "the one-message replies differ")
     _check(kit_media().decode() == twilio_media(), "the media replies differ")
-    _check(parse_inbound(pairs).body == "Hello", "parse_inbound lost the body")
+    _check(parse_inbound(Fields(pairs)).body == "Hello", "parse_inbound lost the body")
 
     def pair(
         name: str,

@@ -5,6 +5,9 @@ single short transaction, so claims are atomic across processes. ``synchronous=n
 (the default) survives a killed process: a committed transaction is in the WAL file
 before the 200 goes out. ``synchronous=full`` also survives power loss, at the cost of an
 fsync per write.
+
+Every table is one B-tree (no secondary index): each index would be one more page written
+on every webhook. Expired rows are therefore swept a batch of primary keys at a time.
 """
 
 from __future__ import annotations
@@ -37,18 +40,16 @@ CREATE TABLE IF NOT EXISTS wk_messages (
     updated REAL NOT NULL,
     final_at REAL
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS wk_messages_updated ON wk_messages (updated);
 CREATE TABLE IF NOT EXISTS wk_events (
-    seq INTEGER PRIMARY KEY,
-    key TEXT NOT NULL UNIQUE,
     sid TEXT NOT NULL,
+    key TEXT NOT NULL,
     status TEXT NOT NULL,
     error_code INTEGER,
     event_type TEXT,
     received REAL NOT NULL,
-    form TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS wk_events_sid ON wk_events (sid, seq);
+    form TEXT NOT NULL,
+    PRIMARY KEY (sid, key)
+) WITHOUT ROWID;
 """
 
 # A new key, or one whose claim lapsed (a crashed worker's lease, or a finished key past
@@ -59,8 +60,8 @@ ON CONFLICT (key) DO UPDATE SET owner = ?2, done = ?3, answer = NULL, expires = 
 WHERE wk_claims.expires < ?5
 """
 _INSERT_EVENT = """
-INSERT INTO wk_events (key, sid, status, error_code, event_type, received, form)
-VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING
+INSERT INTO wk_events (sid, key, status, error_code, event_type, received, form)
+VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING
 """
 # Every expression in SET reads the old row, so the status only moves to a higher rank.
 _APPLY = """
@@ -72,19 +73,12 @@ ON CONFLICT (sid) DO UPDATE SET
     rank = max(rank, ?3),
     updated = max(updated, ?5),
     final_at = coalesce(final_at, ?6)
+RETURNING status
 """
-# Claims are purged a batch of keys at a time, in key order, rather than through an index
-# on ``expires``: that index would cost every claim and complete a second B-tree write.
 _PURGE_EVERY = 10.0
 _PURGE_BATCH = 5000
-_EXPIRED_IN_BATCH = """
-DELETE FROM wk_claims WHERE key IN
-    (SELECT key FROM wk_claims WHERE key > ?1 ORDER BY key LIMIT ?2) AND expires < ?3
-"""
-_END_OF_BATCH = """
-SELECT max(key), count(*) FROM
-    (SELECT key FROM wk_claims WHERE key > ?1 ORDER BY key LIMIT ?2)
-"""
+# A checkpoint syncs the WAL into the database; fewer, larger ones cost less per webhook.
+_CHECKPOINT_PAGES = 4000
 
 
 class SQLiteStore:
@@ -110,7 +104,7 @@ class SQLiteStore:
         self._clock = clock
         self._local = threading.local()
         self._next_purge = 0.0
-        self._purged_to = ""  # where the next batch of the claims sweep starts
+        self._sweeps = {"claims": "", "messages": ""}  # where each table's next sweep starts
         self._guard = StoreErrors(sqlite3.Error, f"SQLite store {path!r}")
         with self._guard:
             self._connection()  # fail at start-up, not on the first webhook
@@ -144,40 +138,27 @@ class SQLiteStore:
         now = self._clock()
         owner = "" if lease is None else os.urandom(9).hex()
         expires = now + (self._retention if lease is None else lease)
-        done = 1 if lease is None else 0
-        with self._guard, self._transaction() as db:
-            if db.execute(_CLAIM, (entry.key, owner, done, expires, now)).rowcount != 1:
-                return Applied(_lost(db, entry.key), False, None)
-            recorded = (
-                db.execute(
-                    _INSERT_EVENT,
-                    (
-                        entry.key,
-                        entry.message_sid,
-                        entry.status,
-                        entry.error_code,
-                        entry.event_type,
-                        entry.received_at,
-                        entry.form,
-                    ),
-                ).rowcount
-                == 1
-            )
-            if recorded:
-                db.execute(
-                    _APPLY,
-                    (
-                        entry.message_sid,
-                        entry.status,
-                        entry.rank,
-                        entry.error_code,
-                        entry.received_at,
-                        entry.received_at if entry.final else None,
-                    ),
+        sid = entry.message_sid
+        with self._guard:
+            if now >= self._next_purge:
+                self._purge(now)
+            with self._transaction() as db:
+                claimed = db.execute(_CLAIM, (entry.key, owner, lease is None, expires, now))
+                if claimed.rowcount != 1:
+                    return Applied(_lost(db, entry.key), False, None)
+                event = (sid, entry.key, entry.status, entry.error_code, entry.event_type)
+                recorded = (
+                    db.execute(_INSERT_EVENT, (*event, entry.received_at, entry.form)).rowcount
+                    == 1
                 )
-            row = db.execute(
-                "SELECT status FROM wk_messages WHERE sid = ?", (entry.message_sid,)
-            ).fetchone()
+                if recorded:
+                    final_at = entry.received_at if entry.final else None
+                    applied = (sid, entry.status, entry.rank, entry.error_code)
+                    row = db.execute(_APPLY, (*applied, entry.received_at, final_at)).fetchone()
+                else:
+                    row = db.execute(
+                        "SELECT status FROM wk_messages WHERE sid = ?", (sid,)
+                    ).fetchone()
         claim = Claim(Outcome.DONE) if lease is None else Claim(Outcome.CLAIMED, owner)
         return Applied(claim, recorded, MessageStatus(row[0]) if row and row[0] else None)
 
@@ -191,7 +172,7 @@ class SQLiteStore:
                 return None
             events = db.execute(
                 "SELECT status, received, error_code, event_type, key, form FROM wk_events"
-                " WHERE sid = ? ORDER BY seq",
+                " WHERE sid = ? ORDER BY received, key",
                 (message_sid,),
             ).fetchall()
         status, error_code, updated, final_at = row
@@ -224,6 +205,7 @@ class SQLiteStore:
         )
         connection.execute("PRAGMA journal_mode = WAL")
         connection.execute(f"PRAGMA synchronous = {self._synchronous}")
+        connection.execute(f"PRAGMA wal_autocheckpoint = {_CHECKPOINT_PAGES}")
         connection.executescript(_SCHEMA)
         local.connection, local.pid = connection, os.getpid()
         return connection
@@ -240,20 +222,26 @@ class SQLiteStore:
         db.execute("COMMIT")
 
     def _purge(self, now: float) -> None:
-        """Drop expired claims (the next batch of keys) and ledger records past retention."""
+        """Sweep the next batch of claims and of messages for rows past their retention."""
         self._next_purge = now + _PURGE_EVERY
-        horizon = now - self._ledger_retention
         with self._transaction() as db:
-            start = self._purged_to
-            end, seen = db.execute(_END_OF_BATCH, (start, _PURGE_BATCH)).fetchone()
-            db.execute(_EXPIRED_IN_BATCH, (start, _PURGE_BATCH, now))
-            self._purged_to = end if seen == _PURGE_BATCH else ""  # wrap around at the end
-            db.execute(
-                "DELETE FROM wk_events WHERE sid IN"
-                " (SELECT sid FROM wk_messages WHERE updated < ?)",
-                (horizon,),
-            )
-            db.execute("DELETE FROM wk_messages WHERE updated < ?", (horizon,))
+            expired = self._sweep(db, "claims", "key", "expires < ?", now)
+            db.executemany("DELETE FROM wk_claims WHERE key = ?", expired)
+            horizon = now - self._ledger_retention
+            expired = self._sweep(db, "messages", "sid", "updated < ?", horizon)
+            db.executemany("DELETE FROM wk_events WHERE sid = ?", expired)
+            db.executemany("DELETE FROM wk_messages WHERE sid = ?", expired)
+
+    def _sweep(
+        self, db: sqlite3.Connection, table: str, key: str, expired: str, limit: float
+    ) -> list[tuple[str]]:
+        """The expired keys among the next batch of ``table``, in key order, wrapping around."""
+        rows = db.execute(
+            f"SELECT {key}, {expired} FROM wk_{table} WHERE {key} > ? ORDER BY {key} LIMIT ?",
+            (limit, self._sweeps[table], _PURGE_BATCH),
+        ).fetchall()
+        self._sweeps[table] = rows[-1][0] if len(rows) == _PURGE_BATCH else ""
+        return [(row[0],) for row in rows if row[1]]
 
 
 def _lost(db: sqlite3.Connection, key: str) -> Claim:
