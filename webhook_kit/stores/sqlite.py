@@ -148,8 +148,7 @@ class SQLiteStore:
                     return Applied(_lost(db, entry.key), False, None)
                 event = (sid, entry.key, entry.status, entry.error_code, entry.event_type)
                 recorded = (
-                    db.execute(_INSERT_EVENT, (*event, entry.received_at, entry.form)).rowcount
-                    == 1
+                    db.execute(_INSERT_EVENT, (*event, entry.received_at, entry.form)).rowcount == 1
                 )
                 if recorded:
                     final_at = entry.received_at if entry.final else None
