@@ -122,8 +122,8 @@ def main(argv: list[str] | None = None) -> int:
 def _parse_args(argv: list[str] | None) -> Settings:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer, shorter rounds (< 60 s)")
-    parser.add_argument("--rounds", type=int, help="rounds per app (default 3, quick 2)")
-    parser.add_argument("--duration", type=int, help="seconds per wrk run (default 5, quick 1)")
+    parser.add_argument("--rounds", type=int, help="rounds per app (default 8, quick 2)")
+    parser.add_argument("--duration", type=int, help="seconds per wrk run (default 2, quick 1)")
     parser.add_argument("--connections", type=int, default=8, help="wrk -c (default 8)")
     parser.add_argument("--threads", type=int, default=1, help="wrk -t (default 1)")
     parser.add_argument(
@@ -133,8 +133,8 @@ def _parse_args(argv: list[str] | None) -> Settings:
     quick = bool(args.quick)
     return Settings(
         quick=quick,
-        rounds=args.rounds or (2 if quick else 3),
-        duration=args.duration or (1 if quick else 5),
+        rounds=args.rounds or (2 if quick else 8),
+        duration=args.duration or (1 if quick else 2),
         connections=args.connections,
         threads=args.threads,
         rss_callbacks=args.rss_callbacks or (5_000 if quick else 100_000),

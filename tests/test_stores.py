@@ -357,3 +357,22 @@ def test_sqlite_sweeps_expired_claims_a_batch_at_a_time(tmp_path: Path) -> None:
     assert db.execute("SELECT count(*) FROM wk_claims").fetchone()[0] == 1
     assert store.claim("live", 30).answer == b"kept"
     assert store.claim("old-000001", 30).outcome is Outcome.CLAIMED
+
+
+def test_owner_tokens_are_unique_across_forked_workers() -> None:
+    import os
+
+    from webhook_kit.stores import new_owner
+
+    parent = {new_owner() for _ in range(1000)}
+    assert len(parent) == 1000
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: a gunicorn worker would be forked like this
+        os.write(write, new_owner().encode())
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 100).decode()
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert child.split("-")[0] not in {token.split("-")[0] for token in parent}

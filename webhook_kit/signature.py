@@ -10,9 +10,9 @@ configured number of hops, and always from the *raw* path and query string.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
+from binascii import b2a_base64
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, cast
 from urllib.parse import parse_qsl, quote, urlsplit
@@ -73,14 +73,14 @@ class Verifier:
     a correct signature for the URL as rebuilt, costs one HMAC.
     """
 
-    __slots__ = ("_keys", "_token_loader")
+    __slots__ = ("_macs", "_token_loader")
 
     def __init__(
         self,
         tokens: Sequence[str],
         token_loader: Callable[[str], str | Sequence[str] | None] | None = None,
     ) -> None:
-        self._keys = tuple(token.encode() for token in tokens if token)
+        self._macs = _macs(tokens)
         self._token_loader = token_loader
 
     def verify(
@@ -104,23 +104,29 @@ class Verifier:
             if not _body_hash_matches(url, json_body):
                 return False
             params = ()
-        keys = self._keys_for(account_sid)
+        macs = self._macs_for(account_sid)
         suffix = _joined(params)
         for candidate in url_variants(url):
             payload = (candidate + suffix).encode()
-            for key in keys:
-                if hmac.compare_digest(_sign_bytes(payload, key), expected):
+            for mac in macs:
+                signer = mac.copy()
+                signer.update(payload)
+                if hmac.compare_digest(b2a_base64(signer.digest(), newline=False), expected):
                     return True
         return False
 
-    def _keys_for(self, account_sid: str | None) -> tuple[bytes, ...]:
+    def _macs_for(self, account_sid: str | None) -> tuple[hmac.HMAC, ...]:
         if self._token_loader is None or not account_sid:
-            return self._keys
+            return self._macs
         loaded = self._token_loader(account_sid)
         if not loaded:
-            return self._keys
-        tokens = [loaded] if isinstance(loaded, str) else list(loaded)
-        return tuple(token.encode() for token in tokens if token) + self._keys
+            return self._macs
+        return _macs([loaded] if isinstance(loaded, str) else loaded) + self._macs
+
+
+def _macs(tokens: Iterable[str]) -> tuple[hmac.HMAC, ...]:
+    """One keyed HMAC-SHA1 per token, copied per check: the key is set up once, not per call."""
+    return tuple(hmac.new(token.encode(), digestmod="sha1") for token in tokens if token)
 
 
 class URLBuilder:
@@ -244,11 +250,7 @@ def _payload(url: str, params: Iterable[tuple[str, str]]) -> bytes:
 
 
 def _sign(payload: bytes, key: bytes) -> str:
-    return _sign_bytes(payload, key).decode("ascii")
-
-
-def _sign_bytes(payload: bytes, key: bytes) -> bytes:
-    return base64.b64encode(hmac.digest(key, payload, "sha1"))
+    return b2a_base64(hmac.digest(key, payload, "sha1"), newline=False).decode("ascii")
 
 
 def _body_hash_matches(url: str, body: bytes) -> bool:

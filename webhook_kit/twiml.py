@@ -541,7 +541,7 @@ class MessagingResponse(_Node):
     @property
     def segments(self) -> int:
         """SMS segments all message bodies cost together."""
-        return sum(message.segments for message in self.messages)
+        return sum(verb.segments for verb in self._verbs if type(verb) is Message)
 
     def _add_message(self, attrib: dict[str, str] | None, body: str | None) -> Message:
         text = _body_text(body)

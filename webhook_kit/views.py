@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from http import HTTPStatus
 from io import BytesIO
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
-from urllib.parse import unquote, urlencode
+from urllib.parse import unquote_to_bytes, urlencode
 
 from flask import Flask, Response, request
 
@@ -401,8 +401,8 @@ def _parse_form(form: str) -> list[tuple[str, str]]:
     try:
         for piece in form.split("&"):
             name, _, value = piece.partition("=")
-            if "%" in piece:
-                append((unquote(name, errors="strict"), unquote(value, errors="strict")))
+            if "%" in piece:  # strict: invalid UTF-8 after decoding is an error, not U+FFFD
+                append((unquote_to_bytes(name).decode(), unquote_to_bytes(value).decode()))
             elif piece:
                 append((name, value))
     except UnicodeDecodeError:

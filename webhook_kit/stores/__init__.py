@@ -7,6 +7,8 @@ lets many hosts behave as one. All three pass one behavioural test suite.
 
 from __future__ import annotations
 
+import itertools
+import os
 from dataclasses import dataclass
 from enum import Enum
 from types import TracebackType
@@ -15,6 +17,25 @@ from urllib.parse import parse_qsl, urlsplit
 
 from ..errors import ConfigurationError, StoreError
 from ..ledger import Applied, MessageRecord, StatusEntry
+
+
+class _Owners:
+    """Claim owner tokens, unique across processes and hosts, without a syscall per claim."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """A new random prefix: called again in every forked process (gunicorn workers)."""
+        self._prefix = os.urandom(6).hex() + "-"
+        self._counter = itertools.count()
+
+    def __call__(self) -> str:
+        return f"{self._prefix}{next(self._counter)}"
+
+
+new_owner = _Owners()
+os.register_at_fork(after_in_child=new_owner.reset)
 
 
 class Outcome(Enum):

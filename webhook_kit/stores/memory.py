@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -10,7 +9,7 @@ from dataclasses import dataclass, field
 
 from ..ledger import Applied, LedgerEvent, MessageRecord, StatusEntry, timestamp
 from ..status import MessageStatus
-from . import DEFAULT_LEDGER_RETENTION, DEFAULT_RETENTION, Claim, Outcome
+from . import DEFAULT_LEDGER_RETENTION, DEFAULT_RETENTION, Claim, Outcome, new_owner
 
 _PURGE_EVERY = 60.0
 
@@ -64,7 +63,7 @@ class MemoryStore:
             if lease is None:
                 self._claims[key] = _Claim("", True, b"", now + self._retention)
                 return Claim(Outcome.DONE), True
-            owner = os.urandom(9).hex()
+            owner = new_owner()
             self._claims[key] = _Claim(owner, False, b"", now + lease)
             return Claim(Outcome.CLAIMED, owner), True
         if current.done:

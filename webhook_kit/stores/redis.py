@@ -9,7 +9,6 @@ loss, with ``everysec`` at most a second of them can be lost.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from typing import Any, cast
@@ -18,7 +17,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from ..errors import ConfigurationError
 from ..ledger import Applied, LedgerEvent, MessageRecord, StatusEntry, timestamp
 from ..status import MessageStatus
-from . import DEFAULT_LEDGER_RETENTION, DEFAULT_RETENTION, Claim, Outcome, StoreErrors
+from . import DEFAULT_LEDGER_RETENTION, DEFAULT_RETENTION, Claim, Outcome, StoreErrors, new_owner
 
 try:
     import redis
@@ -94,7 +93,7 @@ class RedisStore:
         self._record = self._redis.register_script(_RECORD)
 
     def claim(self, key: str, lease: float) -> Claim:
-        owner = os.urandom(9).hex()
+        owner = new_owner()
         name = self._prefix + "claim:" + key
         with self._guard:
             for _ in range(2):  # a key can expire between SET and GET: look once more
@@ -116,7 +115,7 @@ class RedisStore:
             self._release(keys=[self._prefix + "claim:" + key], args=[owner])
 
     def record_status(self, entry: StatusEntry, lease: float | None = None) -> Applied:
-        owner = "" if lease is None else os.urandom(9).hex()
+        owner = "" if lease is None else new_owner()
         if lease is None:
             claim_value, claim_ms = _DONE, self._retention_ms
         else:

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from ..errors import ConfigurationError
 from ..ledger import Applied, LedgerEvent, MessageRecord, StatusEntry, timestamp
 from ..status import MessageStatus
-from . import DEFAULT_LEDGER_RETENTION, DEFAULT_RETENTION, Claim, Outcome, StoreErrors
+from . import DEFAULT_LEDGER_RETENTION, DEFAULT_RETENTION, Claim, Outcome, StoreErrors, new_owner
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS wk_claims (
@@ -111,7 +111,7 @@ class SQLiteStore:
 
     def claim(self, key: str, lease: float) -> Claim:
         now = self._clock()
-        owner = os.urandom(9).hex()
+        owner = new_owner()
         with self._guard:
             if now >= self._next_purge:
                 self._purge(now)
@@ -136,7 +136,7 @@ class SQLiteStore:
 
     def record_status(self, entry: StatusEntry, lease: float | None = None) -> Applied:
         now = self._clock()
-        owner = "" if lease is None else os.urandom(9).hex()
+        owner = "" if lease is None else new_owner()
         expires = now + (self._retention if lease is None else lease)
         sid = entry.message_sid
         with self._guard:
