@@ -376,3 +376,8 @@ def test_owner_tokens_are_unique_across_forked_workers() -> None:
     os.close(read)
     os.waitpid(pid, 0)
     assert child.split("-")[0] not in {token.split("-")[0] for token in parent}
+
+
+def test_sqlite_new_files_use_small_pages(tmp_path: Path) -> None:
+    store = SQLiteStore(str(tmp_path / "pages.db"))
+    assert store._connection().execute("PRAGMA page_size").fetchone()[0] == 2048

@@ -78,7 +78,8 @@ RETURNING status
 _PURGE_EVERY = 10.0
 _PURGE_BATCH = 5000
 # A checkpoint syncs the WAL into the database; fewer, larger ones cost less per webhook.
-_CHECKPOINT_PAGES = 4000
+_CHECKPOINT_PAGES = 8000
+_PAGE_SIZE = 2048
 
 
 class SQLiteStore:
@@ -202,6 +203,8 @@ class SQLiteStore:
         connection = sqlite3.connect(
             self.path, timeout=10.0, isolation_level=None, check_same_thread=True
         )
+        # Smaller pages: each commit appends fewer bytes to the WAL. Only a new file takes it.
+        connection.execute(f"PRAGMA page_size = {_PAGE_SIZE}")
         connection.execute("PRAGMA journal_mode = WAL")
         connection.execute(f"PRAGMA synchronous = {self._synchronous}")
         connection.execute(f"PRAGMA wal_autocheckpoint = {_CHECKPOINT_PAGES}")
