@@ -102,16 +102,14 @@ class Pipeline:
             reply = MessagingResponse()
             reply.message(settings.error_reply)
             self._error_reply = reply.to_bytes()
-
-    @property
-    def routes(self) -> dict[str, tuple[Handle, frozenset[str]]]:
-        """Route name -> (handler, HTTP methods); Twilio may use GET for incoming messages."""
         both = frozenset(("GET", "POST"))
-        return {
+        #: Route name -> (handler, HTTP methods); Twilio may use GET for incoming messages.
+        self.routes: dict[str, tuple[Handle, frozenset[str]]] = {
             "messages": (self.messages, both),
             "fallback": (self.fallback, both),
             "status": (self.status, frozenset(("POST",))),
         }
+
 
     @staticmethod
     def view(handle: Handle) -> Callable[[], Response]:
