@@ -110,7 +110,6 @@ class Pipeline:
             "status": (self.status, frozenset(("POST",))),
         }
 
-
     @staticmethod
     def view(handle: Handle) -> Callable[[], Response]:
         """A Flask view running ``handle`` inside Flask's request cycle."""
