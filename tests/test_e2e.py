@@ -178,7 +178,7 @@ def test_validation_off_must_be_explicit_and_is_loud() -> None:
         reply = server.request(
             "POST",
             "/twilio/messages",
-            b"MessageSid=SM1&From=%2B1&To=%2B2&Body=unsigned",
+            b"MessageSid=SM" + b"1" * 32 + b"&From=%2B1&To=%2B2&Body=unsigned",
             {"Content-Type": "application/x-www-form-urlencoded"},
         )
         assert reply.status == 200

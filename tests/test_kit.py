@@ -38,6 +38,10 @@ from webhook_kit.testing import (
 
 TOKEN = "test-token"
 
+SID1 = "SM" + "1" * 32
+SID_FORM = f"MessageSid={SID1}".encode()
+SUBACCOUNT = "AC" + "5" * 32
+
 
 def make_app(kit: WebhookKit, **config: Any) -> Flask:
     app = Flask(__name__)
@@ -453,15 +457,15 @@ def test_duplicate_inbound_replays_the_first_answer() -> None:
     assert len(runs) == 1
 
 
-def test_idempotency_token_header_is_the_key() -> None:
+def test_idempotency_token_is_logged_never_the_key(caplog: pytest.LogCaptureFixture) -> None:
     kit, runs = counting_kit()
     client = client_for(kit)
     fields = inbound_sms("hi")
-    client.send("messages", fields, headers={"I-Twilio-Idempotency-Token": "tok-1"})
-    client.send("messages", fields, headers={"I-Twilio-Idempotency-Token": "tok-1"})
+    with caplog.at_level(logging.INFO, "webhook_kit"):
+        for token in ("tok-1", "tok-2", "tok-3"):
+            client.send("messages", fields, headers={"I-Twilio-Idempotency-Token": token})
     assert len(runs) == 1
-    client.send("messages", fields, headers={"I-Twilio-Idempotency-Token": "tok-2"})
-    assert len(runs) == 2
+    assert "idempotency token tok-2" in caplog.text and "tok-3" in caplog.text
 
 
 def test_a_failed_handler_releases_its_claim_so_a_retry_runs(
@@ -579,13 +583,15 @@ def test_failing_error_handler_falls_back_to_500() -> None:
 
 
 class BrokenStore(MemoryStore):
-    def record_status(self, entry: StatusEntry, lease: float | None = None) -> Applied:
+    def record_status(
+        self, entry: StatusEntry, lease: float | None = None, replace: str = ""
+    ) -> Applied:
         raise StoreError("disk full")
 
-    def claim(self, key: str, lease: float) -> Claim:
+    def claim(self, key: str, lease: float, replace: str = "") -> Claim:
         if key.startswith("message:"):
             raise StoreError("redis unreachable")
-        return super().claim(key, lease)
+        return super().claim(key, lease, replace)
 
 
 def test_store_failure_is_503_and_releases_the_claim() -> None:
@@ -632,13 +638,13 @@ def echo() -> TwilioTestClient:
 @pytest.mark.parametrize(
     ("body", "content_type", "status", "message"),
     [
-        (b"MessageSid=SM1", "text/plain", 400, "Content-Type 'text/plain'"),
-        (b"MessageSid=SM1", "multipart/form-data; boundary=x", 400, "multipart/form-data"),
+        (SID_FORM, "text/plain", 400, "Content-Type 'text/plain'"),
+        (SID_FORM, "multipart/form-data; boundary=x", 400, "multipart/form-data"),
         (b"\xff\xfe", "application/x-www-form-urlencoded", 400, "not valid UTF-8"),
         (b"Body=%FF%FE", "application/x-www-form-urlencoded", 400, "percent-decoding"),
         (b"From=%2B1&To=%2B2", "application/x-www-form-urlencoded", 400, "missing MessageSid"),
-        (b"MessageSid=SM1&To=%2B2", "application/x-www-form-urlencoded", 400, "missing From"),
-        (b"MessageSid=SM1&From=%2B1", "application/x-www-form-urlencoded", 400, "missing To"),
+        (SID_FORM + b"&To=%2B2", "application/x-www-form-urlencoded", 400, "missing From"),
+        (SID_FORM + b"&From=%2B1", "application/x-www-form-urlencoded", 400, "missing To"),
         (b"", "application/x-www-form-urlencoded", 400, "missing MessageSid"),
         (b"[1, 2]", "application/json", 400, "must be an object"),
         (b"{oops", "application/json", 400, "not valid JSON"),
@@ -654,7 +660,7 @@ def test_bad_bodies_are_a_clear_400(
 
 
 def test_status_without_its_fields_is_400(echo: TwilioTestClient) -> None:
-    code, text = raw_post(echo, b"MessageSid=SM1", path="/twilio/status")
+    code, text = raw_post(echo, SID_FORM, path="/twilio/status")
     assert code == 400 and "missing MessageStatus" in text
 
 
@@ -667,11 +673,11 @@ def test_oversized_body_is_413_with_a_configurable_limit() -> None:
 
 
 def test_unsigned_and_badly_signed_requests_are_403(echo: TwilioTestClient) -> None:
-    code, text = raw_post(echo, b"MessageSid=SM1&From=a&To=b", sign=False)
+    code, text = raw_post(echo, SID_FORM + b"&From=a&To=b", sign=False)
     assert code == 403 and text == "missing X-Twilio-Signature header: request not from Twilio\n"
     response = echo.post(
         "/twilio/messages",
-        data=b"MessageSid=SM1&From=a&To=b",
+        data=SID_FORM + b"&From=a&To=b",
         content_type="application/x-www-form-urlencoded",
         headers={"X-Twilio-Signature": compute_signature("http://localhost/", {}, TOKEN)},
     )
@@ -693,7 +699,7 @@ def test_log_only_mode_lets_bad_signatures_through_and_logs(
 ) -> None:
     client = client_for(echo_kit(), WEBHOOK_KIT_VALIDATE="log-only")
     with caplog.at_level(logging.WARNING, "webhook_kit"):
-        code, text = raw_post(client, b"MessageSid=SM1&From=a&To=b&Body=hi", sign=False)
+        code, text = raw_post(client, SID_FORM + b"&From=a&To=b&Body=hi", sign=False)
     assert code == 200 and "Echo: hi" in text
     assert "log-only: would reject missing X-Twilio-Signature" in caplog.text
 
@@ -702,14 +708,14 @@ def test_off_mode_skips_verification_loudly(caplog: pytest.LogCaptureFixture) ->
     with caplog.at_level(logging.WARNING, "webhook_kit"):
         client = client_for(echo_kit(), WEBHOOK_KIT_VALIDATE="off", WEBHOOK_KIT_AUTH_TOKEN=None)
     assert "NOT verified" in caplog.text
-    code, _ = raw_post(client, b"MessageSid=SM1&From=a&To=b", sign=False)
+    code, _ = raw_post(client, SID_FORM + b"&From=a&To=b", sign=False)
     assert code == 200
 
 
 def test_get_webhooks_are_signed_over_the_query(echo: TwilioTestClient) -> None:
     reply = echo.send("messages", inbound_sms("via GET"), method="GET")
     assert reply.status_code == 200 and reply.texts == ["Echo: via GET"]
-    response = echo.get("/twilio/messages?MessageSid=SM1&From=a&To=b")
+    response = echo.get(f"/twilio/messages?MessageSid={SID1}&From=a&To=b")
     assert response.status_code == 403
 
 
@@ -718,7 +724,7 @@ def test_json_bodies_verify_their_hash(echo: TwilioTestClient) -> None:
 
     from webhook_kit.signature import body_sha256
 
-    body = json.dumps({"MessageSid": "SM1", "From": "+1", "To": "+2", "Body": "json"}).encode()
+    body = json.dumps({"MessageSid": SID1, "From": "+1", "To": "+2", "Body": "json"}).encode()
     path = f"/twilio/messages?bodySHA256={body_sha256(body)}"
     signature = compute_signature(f"http://localhost{path}", None, TOKEN)
     response = echo.post(
@@ -748,11 +754,11 @@ def test_subaccount_tokens_come_from_the_loader() -> None:
 
     @kit.auth_token_loader
     def tokens(account_sid: str) -> str | None:
-        return "sub-token" if account_sid == "ACsub" else None
+        return "sub-token" if account_sid == SUBACCOUNT else None
 
     client = client_for(kit)
     client.auth_token = "sub-token"
-    assert client.send_message("hi", fields={"AccountSid": "ACsub"}).status_code == 200
+    assert client.send_message("hi", fields={"AccountSid": SUBACCOUNT}).status_code == 200
     assert client.send_message("hi").status_code == 403
 
 
@@ -940,7 +946,7 @@ def test_direct_bad_input_and_signatures() -> None:
     assert isinstance(client, TwilioTestClient)
     code, text = raw_post(client, b"\xff", sign=True)
     assert code == 400 and "UTF-8" in text
-    code, text = raw_post(client, b"MessageSid=SM1&From=a&To=b", sign=False)
+    code, text = raw_post(client, SID_FORM + b"&From=a&To=b", sign=False)
     assert code == 403
 
 
@@ -963,13 +969,15 @@ def test_direct_status_without_handlers_is_one_store_step() -> None:
     class CountingStore(MemoryStore):
         calls: list[str] = []
 
-        def claim(self, key: str, lease: float) -> Claim:
+        def claim(self, key: str, lease: float, replace: str = "") -> Claim:
             self.calls.append("claim")
-            return super().claim(key, lease)
+            return super().claim(key, lease, replace)
 
-        def record_status(self, entry: StatusEntry, lease: float | None = None) -> Applied:
+        def record_status(
+            self, entry: StatusEntry, lease: float | None = None, replace: str = ""
+        ) -> Applied:
             self.calls.append(f"record lease={lease}")
-            return super().record_status(entry, lease)
+            return super().record_status(entry, lease, replace)
 
         def complete(self, key: str, owner: str, answer: bytes) -> None:
             self.calls.append("complete")
@@ -984,4 +992,4 @@ def test_direct_status_without_handlers_is_one_store_step() -> None:
     assert store.calls == ["record lease=None"]
     store.calls.clear()
     client.send_status(new_sid(), "failed", error_code=30008)
-    assert store.calls == ["record lease=30.0", "complete"]
+    assert store.calls == ["record lease=15.0", "complete"]

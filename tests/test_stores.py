@@ -296,14 +296,8 @@ class TestRetention:
         else:
             store = make_store(ledger_retention=10)
             store.record_status(entry("SMold", "sent", at=time.time() - 100))
-            _force_purge(store)
-            store.claim("trigger-purge", 1)
+            store.maintain(full=True)
         assert store.get_message("SMold") is None
-
-
-def _force_purge(store: Store) -> None:
-    # memory and SQLite purge lazily at most once a minute; make the next call purge.
-    store._next_purge = 0.0  # type: ignore[attr-defined]
 
 
 def test_sqlite_is_in_wal_mode(tmp_path: Path) -> None:

@@ -206,7 +206,10 @@ class WebhookKit:
                 "init_app; WEBHOOK_KIT_VALIDATE=off disables verification explicitly"
             )
         store = self._store or open_store(
-            settings.store, retention=settings.retention, ledger_retention=settings.ledger_retention
+            settings.store,
+            retention=settings.retention,
+            ledger_retention=settings.ledger_retention,
+            timeout=settings.store_timeout,
         )
         pipeline = Pipeline(self, settings, store)
         self._pipelines[app] = pipeline

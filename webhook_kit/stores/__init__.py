@@ -7,8 +7,14 @@ lets many hosts behave as one. All three pass one behavioural test suite.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import logging
 import os
+import threading
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
 from types import TracebackType
@@ -18,20 +24,62 @@ from urllib.parse import parse_qsl, urlsplit
 from ..errors import ConfigurationError, StoreError
 from ..ledger import Applied, MessageRecord, StatusEntry
 
+log = logging.getLogger("webhook_kit")
+
+
+def _host_id() -> str:
+    """Who can check a process id: one boot of one machine, in one pid namespace.
+
+    Without ``/proc`` (not Linux) every process gets a random id, so owners are never
+    judged dead by pid and a stranded claim frees itself when its lease ends.
+    """
+    try:
+        with open("/proc/sys/kernel/random/boot_id", "rb") as boot:
+            seed = boot.read().strip() + str(os.stat("/proc/self/ns/pid").st_ino).encode()
+    except OSError:
+        seed = os.urandom(16)
+    return hashlib.blake2b(seed, digest_size=6).hexdigest()
+
+
+def _start_time(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot), or None if there is none."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rpartition(b")")[2].split()
+    except OSError:
+        return None
+    return fields[19].decode() if len(fields) > 19 else None
+
 
 class _Owners:
-    """Claim owner tokens, unique across processes and hosts, without a syscall per claim."""
+    """Claim owner tokens ``host.pid.started.n``: unique, and telling whether the owner lives.
+
+    The host id, pid and start time let any process on the same host see that the process
+    holding a claim is gone (killed by gunicorn's timeout, ``kill -9``, OOM), so the next
+    delivery takes the claim over at once instead of waiting out the lease.
+    """
 
     def __init__(self) -> None:
+        self.host = _host_id()
         self.reset()
 
     def reset(self) -> None:
-        """A new random prefix: called again in every forked process (gunicorn workers)."""
-        self._prefix = os.urandom(6).hex() + "-"
+        """A new prefix: called again in every forked process (gunicorn workers)."""
+        pid = os.getpid()
+        self._prefix = f"{self.host}.{pid}.{_start_time(pid) or os.urandom(4).hex()}."
         self._counter = itertools.count()
 
     def __call__(self) -> str:
         return f"{self._prefix}{next(self._counter)}"
+
+    def is_dead(self, owner: str) -> bool:
+        """True only if ``owner``'s process is known to be gone; False when in doubt."""
+        host, _, rest = owner.partition(".")
+        pid, _, rest = rest.partition(".")
+        started = rest.rpartition(".")[0]
+        if host != self.host or not pid.isdigit():
+            return False  # another host or namespace: only the lease can tell
+        return _start_time(int(pid)) != started
 
 
 new_owner = _Owners()
@@ -52,7 +100,7 @@ class Outcome(Enum):
 @dataclass(frozen=True, slots=True)
 class Claim:
     outcome: Outcome
-    #: The owner token to complete or release a CLAIMED key.
+    #: The owner token to complete or release a CLAIMED key; the holder of a BUSY one.
     owner: str = ""
     #: The stored answer of a DONE key.
     answer: bytes = b""
@@ -61,8 +109,14 @@ class Claim:
 class Store(Protocol):
     """The operations the request path needs; each one is atomic across processes."""
 
-    def claim(self, key: str, lease: float) -> Claim:
-        """Take ``key`` for ``lease`` seconds, unless a live or finished claim holds it."""
+    def claim(self, key: str, lease: float, replace: str = "") -> Claim:
+        """Take ``key`` for ``lease`` seconds, unless a live or finished claim holds it.
+
+        ``replace`` names the owner of an unfinished claim known to be dead: the key is
+        taken over from exactly that owner (and from no other). A claim that fails with
+        :class:`StoreError` may still reach the store later; the store releases it once it
+        answers again (see :meth:`maintain`).
+        """
 
     def complete(self, key: str, owner: str, answer: bytes) -> None:
         """Mark an owned claim finished and keep its answer for the retention period."""
@@ -70,16 +124,27 @@ class Store(Protocol):
     def release(self, key: str, owner: str) -> None:
         """Give up an owned claim so that a retry can run."""
 
-    def record_status(self, entry: StatusEntry, lease: float | None = None) -> Applied:
+    def record_status(
+        self, entry: StatusEntry, lease: float | None = None, replace: str = ""
+    ) -> Applied:
         """Claim ``entry.key`` and, if won, record the callback: one atomic, durable step.
 
         With ``lease`` the claim stays pending for that long, for handlers to run before
         :meth:`complete` or :meth:`release`; without, nothing runs after the record, so the
-        claim is finished in the same step. A lost claim records nothing.
+        claim is finished in the same step. A lost claim records nothing. ``replace`` is as
+        for :meth:`claim` (a callback already recorded is not recorded twice).
         """
 
     def get_message(self, message_sid: str) -> MessageRecord | None:
         """A message's ledger record, or None."""
+
+    def maintain(self, *, full: bool = False) -> None:
+        """Housekeeping, never run inside a request: release abandoned claims, then expire.
+
+        Called about twice a second by each process's housekeeping thread, which expires a
+        batch of old keys and records when one is due; ``full=True`` (``webhook-kit
+        maintenance``) expires everything due and compacts at once.
+        """
 
     def close(self) -> None:
         """Release connections; the store reopens them if used again."""
@@ -87,6 +152,7 @@ class Store(Protocol):
 
 DEFAULT_RETENTION = 24 * 3600.0
 DEFAULT_LEDGER_RETENTION = 7 * 24 * 3600.0
+DEFAULT_TIMEOUT = 2.0
 
 
 def open_store(
@@ -94,12 +160,14 @@ def open_store(
     *,
     retention: float = DEFAULT_RETENTION,
     ledger_retention: float = DEFAULT_LEDGER_RETENTION,
+    timeout: float = DEFAULT_TIMEOUT,
 ) -> Store:
     """Open the store a URL names.
 
     ``retention`` bounds how long finished idempotency keys are remembered and
     ``ledger_retention`` how long a message's record outlives its last callback, so memory
-    and disk stay bounded.
+    and disk stay bounded. ``timeout`` bounds every wait on the store (SQLite's write lock,
+    Redis's connect and reply), after which the request is answered ``503``.
     """
     scheme = urlsplit(url).scheme.lower()
     if scheme == "memory":
@@ -116,11 +184,14 @@ def open_store(
             synchronous=options.get("synchronous", "normal"),
             retention=retention,
             ledger_retention=ledger_retention,
+            timeout=timeout,
         )
     if scheme in {"redis", "rediss", "unix"}:
         from .redis import RedisStore
 
-        return RedisStore(url, retention=retention, ledger_retention=ledger_retention)
+        return RedisStore(
+            url, retention=retention, ledger_retention=ledger_retention, timeout=timeout
+        )
     raise ConfigurationError(
         f"unknown store URL {url!r}: use memory://, sqlite:///path/to/file.db or "
         "redis://host:port/db"
@@ -128,13 +199,20 @@ def open_store(
 
 
 class StoreErrors:
-    """A reusable ``with`` guard: a backend's errors become :class:`StoreError` (answered 503)."""
+    """A reusable ``with`` guard: a backend's errors become :class:`StoreError` (answered 503).
 
-    __slots__ = ("_kind", "_store")
+    ``on_error`` runs first, e.g. to drop a connection that may be stuck in a bad state, so
+    the next operation opens a fresh one and a store that recovers serves again at once.
+    """
 
-    def __init__(self, kind: type[Exception], store: str) -> None:
+    __slots__ = ("_kind", "_on_error", "_store")
+
+    def __init__(
+        self, kind: type[Exception], store: str, on_error: Callable[[], None] | None = None
+    ) -> None:
         self._kind = kind
         self._store = store
+        self._on_error = on_error
 
     def __enter__(self) -> None:
         return None
@@ -146,7 +224,91 @@ class StoreErrors:
         traceback: TracebackType | None,
     ) -> None:
         if isinstance(error, self._kind):
+            if self._on_error is not None:
+                self._on_error()
             raise StoreError(f"{self._store} failed: {error}") from error
+
+
+class Abandoned:
+    """Claims whose request gave up on a failing store, released once the store answers.
+
+    A claim sent to a store that then times out may still be applied later (a paused Redis
+    runs the queued command when it resumes): without this, its owner has answered 503 and
+    moved on, and every retry would find the key held until the lease ends.
+    """
+
+    __slots__ = ("_items", "_lock")
+
+    def __init__(self) -> None:
+        self._items: list[tuple[str, str]] = []
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def guarding(self, key: str, owner: str) -> Iterator[None]:
+        """Remember ``(key, owner)`` if the operation inside fails with :class:`StoreError`."""
+        try:
+            yield
+        except StoreError:
+            if owner:  # a claim finished in the same step ("") has nothing to release
+                with self._lock:
+                    self._items.append((key, owner))
+            raise
+
+    def release(self, release: Callable[[str, str], None]) -> None:
+        """Release every abandoned claim; those the store still refuses stay for next time."""
+        with self._lock:
+            items, self._items = self._items, []
+        for index, (key, owner) in enumerate(items):
+            try:
+                release(key, owner)
+            except StoreError:
+                with self._lock:
+                    self._items.extend(items[index:])
+                return
+
+
+class Housekeeping:
+    """One daemon thread per process calling :meth:`Store.maintain` on every watched store.
+
+    Started lazily by the first request a process serves, so each gunicorn worker (forked
+    after the app is loaded, or not) runs its own, and a fork never inherits a dead thread.
+    Stores are held weakly: a store nobody uses any more is dropped.
+    """
+
+    def __init__(self, interval: float = 0.5) -> None:
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._stores: weakref.WeakSet[Store] = weakref.WeakSet()
+        self._pid = 0
+        self._wake = threading.Event()
+
+    def watch(self, store: Store) -> None:
+        with self._lock:
+            self._stores.add(store)
+            if self._pid != os.getpid():
+                self._pid = os.getpid()
+                self._wake = threading.Event()
+                thread = threading.Thread(
+                    target=self._run, args=(self._wake,), name="webhook_kit-housekeeping"
+                )
+                thread.daemon = True
+                thread.start()
+
+    def _run(self, wake: threading.Event) -> None:
+        failing: set[int] = set()
+        while not wake.wait(self.interval):
+            for store in list(self._stores):
+                try:
+                    store.maintain()
+                except StoreError as error:  # the store is down: requests answer 503 meanwhile
+                    if id(store) not in failing:
+                        log.warning("housekeeping: %s", error)
+                    failing.add(id(store))
+                else:
+                    failing.discard(id(store))
+
+
+housekeeping = Housekeeping()
 
 
 def _sqlite_path(path: str, url: str) -> str:

@@ -1,8 +1,11 @@
 """A store in Redis, so that many hosts behave as one.
 
 Claims are ``SET NX PX`` (the lease expires by itself if a worker dies); completing,
-releasing, and claiming-and-recording a callback are Lua scripts, atomic on the server and
-one round trip each. Durability is Redis's own:
+releasing, taking over a dead owner's claim, and claiming-and-recording a callback are Lua
+scripts, atomic on the server and one round trip each. Every wait is bounded by the store's
+``timeout`` (connect and reply), and a timed-out command is not retried: a silent Redis costs
+a request one timeout, then 503. Keys and ledger records expire by Redis's own TTLs, so
+:meth:`RedisStore.maintain` only releases abandoned claims. Durability is Redis's own:
 with ``appendonly yes`` and ``appendfsync always`` an acknowledged callback survives power
 loss, with ``everysec`` at most a second of them can be lost.
 """
@@ -11,16 +14,27 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import ConfigurationError
 from ..ledger import Applied, LedgerEvent, MessageRecord, StatusEntry, timestamp
 from ..status import MessageStatus
-from . import DEFAULT_LEDGER_RETENTION, DEFAULT_RETENTION, Claim, Outcome, StoreErrors, new_owner
+from . import (
+    DEFAULT_LEDGER_RETENTION,
+    DEFAULT_RETENTION,
+    DEFAULT_TIMEOUT,
+    Abandoned,
+    Claim,
+    Outcome,
+    StoreErrors,
+    new_owner,
+)
 
 try:
     import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 except ImportError as error:  # pragma: no cover - exercised without the extra installed
     raise ConfigurationError(
         "the Redis store needs redis-py: pip install 'webhook_kit[redis]'"
@@ -40,13 +54,30 @@ if redis.call('GET', KEYS[1]) == 'P' .. ARGV[1] then
     redis.call('DEL', KEYS[1])
 end
 """
+# KEYS: claim. ARGV: claim value, claim ttl ms, dead owner ('' for none).
+# Takes the claim if free, or unfinished and held by the dead owner (nil); else its value.
+_CLAIM = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+    return false
+end
+local current = redis.call('GET', KEYS[1])
+if ARGV[3] ~= '' and current == 'P' .. ARGV[3] then
+    redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+    return false
+end
+return current
+"""
 # KEYS: claim, event marker, message hash, history list.
 # ARGV: claim value, claim ttl ms, status, rank, final (0/1), error code ('' for none),
-#       received, history entry, ledger ttl ms.
+#       received, history entry, ledger ttl ms, dead owner ('' for none).
 # Returns {0, current claim value} when the claim is lost, else {1, recorded, status}.
 _RECORD = """
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-    return {0, redis.call('GET', KEYS[1]) or ''}
+    local current = redis.call('GET', KEYS[1])
+    if ARGV[10] == '' or current ~= 'P' .. ARGV[10] then
+        return {0, current or ''}
+    end
+    redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 end
 local recorded = redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[9])
 if recorded then
@@ -78,6 +109,7 @@ class RedisStore:
         *,
         retention: float = DEFAULT_RETENTION,
         ledger_retention: float = DEFAULT_LEDGER_RETENTION,
+        timeout: float = DEFAULT_TIMEOUT,
         clock: Callable[[], float] = time.time,
     ) -> None:
         url, prefix = _split_prefix(url)
@@ -86,23 +118,29 @@ class RedisStore:
         self._retention_ms = int(retention * 1000)
         self._ledger_ms = int(ledger_retention * 1000)
         self._clock = clock
-        self._redis = redis.Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=2.0)
+        self._redis = redis.Redis.from_url(
+            url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            # Reconnect once at once if a pooled connection was closed (a Redis restart);
+            # never resend after a timeout, which would double the wait.
+            retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
+        )
+        self._abandoned = Abandoned()
         self._guard = StoreErrors(redis.RedisError, f"Redis store {url!r}")
+        self._claim = self._redis.register_script(_CLAIM)
         self._complete = self._redis.register_script(_COMPLETE)
         self._release = self._redis.register_script(_RELEASE)
         self._record = self._redis.register_script(_RECORD)
 
-    def claim(self, key: str, lease: float) -> Claim:
+    def claim(self, key: str, lease: float, replace: str = "") -> Claim:
         owner = new_owner()
         name = self._prefix + "claim:" + key
-        with self._guard:
-            for _ in range(2):  # a key can expire between SET and GET: look once more
-                if self._redis.set(name, _PENDING + owner.encode(), nx=True, px=int(lease * 1000)):
-                    return Claim(Outcome.CLAIMED, owner)
-                value = cast(bytes | None, self._redis.get(name))
-                if value is not None:
-                    return _lost(value)
-        return Claim(Outcome.BUSY)
+        with self._abandoned.guarding(key, owner), self._guard:
+            value = self._claim(
+                keys=[name], args=[_PENDING + owner.encode(), int(lease * 1000), replace]
+            )
+        return Claim(Outcome.CLAIMED, owner) if value is None else _lost(value)
 
     def complete(self, key: str, owner: str, answer: bytes) -> None:
         with self._guard:
@@ -114,7 +152,9 @@ class RedisStore:
         with self._guard:
             self._release(keys=[self._prefix + "claim:" + key], args=[owner])
 
-    def record_status(self, entry: StatusEntry, lease: float | None = None) -> Applied:
+    def record_status(
+        self, entry: StatusEntry, lease: float | None = None, replace: str = ""
+    ) -> Applied:
         owner = "" if lease is None else new_owner()
         if lease is None:
             claim_value, claim_ms = _DONE, self._retention_ms
@@ -131,7 +171,7 @@ class RedisStore:
                 "form": entry.form,
             }
         )
-        with self._guard:
+        with self._abandoned.guarding(entry.key, owner), self._guard:
             result = self._record(
                 keys=[
                     self._prefix + "claim:" + entry.key,
@@ -149,6 +189,7 @@ class RedisStore:
                     repr(entry.received_at),
                     history_entry,
                     self._ledger_ms,
+                    replace,
                 ],
             )
         if not result[0]:
@@ -178,6 +219,10 @@ class RedisStore:
             tuple(_event(raw) for raw in history),
         )
 
+    def maintain(self, *, full: bool = False) -> None:
+        """Release abandoned claims; Redis expires keys and records by itself."""
+        self._abandoned.release(self.release)
+
     def close(self) -> None:
         self._redis.close()
 
@@ -186,7 +231,7 @@ def _lost(value: bytes) -> Claim:
     """Why a claim was not won: a finished claim (with its answer), or one still running."""
     if value[:1] == _DONE:
         return Claim(Outcome.DONE, answer=value[1:])
-    return Claim(Outcome.BUSY)
+    return Claim(Outcome.BUSY, value[1:].decode())
 
 
 def _event(raw: bytes) -> LedgerEvent:
