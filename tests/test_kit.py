@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -485,6 +486,7 @@ def test_a_failed_handler_releases_its_claim_so_a_retry_runs(
         failed = client.send("messages", fields)
     assert failed.status_code == 500 and failed.texts == []
     assert fields["MessageSid"] in caplog.text and "database down" in caplog.text
+    assert "handler counting_kit.<locals>.handler failed" in caplog.text
     assert b"database down" not in failed.response.get_data()
     assert client.send("messages", fields).texts == ["ok"]
     assert len(runs) == 2
@@ -993,3 +995,83 @@ def test_direct_status_without_handlers_is_one_store_step() -> None:
     store.calls.clear()
     client.send_status(new_sid(), "failed", error_code=30008)
     assert store.calls == ["record lease=15.0", "complete"]
+
+
+# -- hostile input and faults (issue 17) -------------------------------------------------------
+
+
+def test_a_long_plain_text_reply_is_split_at_word_boundaries() -> None:
+    """The echo of a maximal (1,600-character) message with its prefix must still go out."""
+    body = " ".join(["word"] * 319) + " end"  # 1,599 characters
+    reply = client_for(echo_kit()).send_message(body)
+    assert reply.status_code == 200
+    assert all(len(text) <= 1600 for text in reply.texts) and len(reply.texts) == 2
+    assert " ".join(reply.texts) == f"Echo: {body}"
+
+
+def test_split_text_cuts_inside_a_word_only_when_it_must() -> None:
+    from webhook_kit.routing import split_text
+
+    assert split_text("abcdefghij", 4) == ["abcd", "efgh", "ij"]
+    assert split_text("ab cd ef", 5) == ["ab cd", "ef"]
+    assert split_text("a\n\nb", 2) == ["a", "b"]
+    assert split_text("short", 1600) == ["short"] and split_text("", 5) == [""]
+
+
+def test_a_store_failure_inside_a_handler_is_503_not_500() -> None:
+    kit = WebhookKit()
+
+    @kit.on_message()
+    def reads_the_ledger(message: InboundMessage) -> str:
+        raise StoreError("Redis store failed: connection refused")
+
+    reply = client_for(kit).send_message("hi")
+    assert reply.status_code == 503 and b"Redis store failed" in reply.response.get_data()
+
+
+def test_a_failing_filter_is_a_logged_500(caplog: pytest.LogCaptureFixture) -> None:
+    kit = WebhookKit()
+    kit.on_message(when=lambda message: 1 / 0 == 0)(lambda message: "never")
+    with caplog.at_level(logging.ERROR, "webhook_kit"):
+        reply = client_for(kit).send_message("hi")
+    assert reply.status_code == 500 and "a message filter (when=) failed" in caplog.text
+
+
+def test_a_re_split_replay_never_runs_the_handler_twice() -> None:
+    kit, runs = counting_kit()
+    client = client_for(kit)
+    fields = inbound_sms("once")
+    assert client.send("messages", fields).texts == ["run 1"]
+    resplit = dict(fields)
+    resplit["MessageSid"] += "MessagingServiceSid" + resplit.pop("MessagingServiceSid")
+    url = "http://localhost/twilio/messages"
+    assert compute_signature(url, resplit, TOKEN) == compute_signature(url, fields, TOKEN)
+    assert client.send("messages", resplit).status_code == 400
+    assert len(runs) == 1
+
+
+def test_a_claim_held_by_a_dead_process_is_taken_over_at_once(tmp_path: Path) -> None:
+    """A worker killed mid-handler (gunicorn's timeout, kill -9) strands nothing."""
+    import os
+
+    from webhook_kit.stores.sqlite import SQLiteStore
+
+    path = str(tmp_path / "kit.db")
+    fields = inbound_sms("hi")
+    pid = os.fork()
+    if pid == 0:  # the doomed worker: claims the message, then dies without a word
+        SQLiteStore(path).claim(f"message:{fields['MessageSid']}", 30)
+        os._exit(0)
+    os.waitpid(pid, 0)
+    runs: list[str] = []
+    kit = WebhookKit(store=SQLiteStore(path))
+
+    @kit.on_message()
+    def handler(message: InboundMessage) -> str:
+        runs.append(message.message_sid)
+        return "ran"
+
+    client = client_for(kit, WEBHOOK_KIT_CLAIM_WAIT=0)
+    assert client.send("messages", fields).texts == ["ran"]
+    assert client.send("messages", fields).texts == ["ran"]
+    assert runs == [fields["MessageSid"]]

@@ -375,3 +375,75 @@ def test_owner_tokens_are_unique_across_forked_workers() -> None:
 def test_sqlite_new_files_use_small_pages(tmp_path: Path) -> None:
     store = SQLiteStore(str(tmp_path / "pages.db"))
     assert store._connection().execute("PRAGMA page_size").fetchone()[0] == 2048
+
+
+class TestDeadOwners:
+    def test_busy_names_the_holder(self, store: Store) -> None:
+        first = store.claim("k", 30)
+        busy = store.claim("k", 30)
+        assert busy.outcome is Outcome.BUSY and busy.owner == first.owner
+
+    def test_replace_takes_over_only_from_the_named_owner(self, store: Store) -> None:
+        first = store.claim("k", 30)
+        assert store.claim("k", 30, replace="someone-else").outcome is Outcome.BUSY
+        taken = store.claim("k", 30, replace=first.owner)
+        assert taken.outcome is Outcome.CLAIMED and taken.owner != first.owner
+        store.complete("k", first.owner, b"late")  # the old owner cannot finish it any more
+        store.complete("k", taken.owner, b"mine")
+        assert store.claim("k", 30, replace=taken.owner).answer == b"mine"  # finished: kept
+
+    def test_record_takes_over_without_recording_twice(self, store: Store) -> None:
+        first = store.record_status(entry("SMdead", "failed"), 30)
+        again = store.record_status(entry("SMdead", "failed"), 30, first.claim.owner)
+        assert again.outcome is Outcome.CLAIMED and not again.recorded
+        assert again.final  # the hooks may run: the status is known
+        record = store.get_message("SMdead")
+        assert record is not None and len(record.history) == 1
+
+
+def test_an_owner_is_dead_once_its_process_is_gone() -> None:
+    import os
+
+    from webhook_kit.stores import new_owner
+
+    mine = new_owner()
+    assert not new_owner.is_dead(mine)
+    assert not new_owner.is_dead("otherhost.1.2.3")  # another host: only its lease can tell
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.write(write, new_owner().encode())
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 100).decode()
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert new_owner.is_dead(child)
+
+
+def test_new_idempotency_tokens_never_rerun_a_handler(make_store: StoreFactory) -> None:
+    """Twilio does not promise its token survives a retry: the key is the event itself."""
+    from test_kit import client_for
+
+    from webhook_kit import InboundMessage, StatusCallback, WebhookKit
+    from webhook_kit.testing import inbound_sms, status_callback
+
+    runs: list[str] = []
+    kit = WebhookKit(store=make_store())
+
+    @kit.on_message()
+    def reply(message: InboundMessage) -> str:
+        runs.append(message.message_sid)
+        return "ok"
+
+    @kit.on_status()
+    def track(update: StatusCallback) -> None:
+        runs.append(update.status)
+
+    client = client_for(kit)
+    message, callback = inbound_sms("hi"), status_callback(status="undelivered", error_code=30003)
+    for attempt in range(3):
+        headers = {"I-Twilio-Idempotency-Token": f"token-{attempt}"}
+        assert client.send("messages", message, headers=headers).texts == ["ok"]
+        assert client.send("status", callback, headers=headers).status_code == 200
+    assert runs == [message["MessageSid"], "undelivered"]

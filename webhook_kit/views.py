@@ -287,12 +287,12 @@ class Pipeline:
         deadline = time.monotonic() + self.settings.claim_wait
         delay = 0.005
         while (claim := claim_of(result)).outcome is Outcome.BUSY:
-            if time.monotonic() >= deadline:
-                raise InFlightError("an earlier delivery of this webhook is still being handled")
             if new_owner.is_dead(claim.owner):
                 log.warning("%s: its owner %s died; this delivery takes it over", key, claim.owner)
                 result = attempt(claim.owner)
-                continue
+                continue  # won, or lost to a live delivery that took it over first
+            if time.monotonic() >= deadline:
+                raise InFlightError("an earlier delivery of this webhook is still being handled")
             time.sleep(delay)
             delay = min(delay * 2, 0.1)
             result = attempt("")
