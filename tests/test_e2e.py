@@ -288,3 +288,13 @@ def test_chunked_bodies_are_read_and_limited(server: Gunicorn) -> None:
     assert status == 200 and b"Echo: chunked" in body
     status, body = _chunked(server, b"Body=" + b"x" * (70 * 1024), signature)
     assert status == 413 and body.endswith(b"limit\n")
+
+
+def test_the_default_echo_bot_answers_a_maximal_message(server: Gunicorn) -> None:
+    """1,600 characters echoed with their prefix are 1,606: two <Message> verbs, not a 500."""
+    body = ("lorem ipsum " * 134)[:1600]
+    reply = server.post_signed("/twilio/messages", inbound_sms(body))
+    assert reply.status == 200
+    texts = [str(message.body) for message in parse(reply.body).messages]
+    assert len(texts) == 2 and all(len(text) <= 1600 for text in texts)
+    assert " ".join(texts) == f"Echo: {body}".strip()

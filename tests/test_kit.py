@@ -603,8 +603,7 @@ def test_store_failure_is_503_and_releases_the_claim() -> None:
     client = client_for(kit)
     status = client.send_status(new_sid(), "sent")
     assert status.status_code == 503
-    assert status.response.get_data(as_text=True).startswith("SQLite") is False
-    assert "disk full" in status.response.get_data(as_text=True)
+    assert status.response.get_data() == b"store unavailable: try again later\n"
     assert not store._claims  # released: Twilio's retry can record it
     assert client.send_message("hi").status_code == 503
 
@@ -1026,7 +1025,7 @@ def test_a_store_failure_inside_a_handler_is_503_not_500() -> None:
         raise StoreError("Redis store failed: connection refused")
 
     reply = client_for(kit).send_message("hi")
-    assert reply.status_code == 503 and b"Redis store failed" in reply.response.get_data()
+    assert reply.status_code == 503 and b"store unavailable" in reply.response.get_data()
 
 
 def test_a_failing_filter_is_a_logged_500(caplog: pytest.LogCaptureFixture) -> None:

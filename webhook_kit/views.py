@@ -73,6 +73,7 @@ class Answer(NamedTuple):
 
 _EMPTY = Answer(200, EMPTY_TWIML)
 _FAILED = Answer(500, EMPTY_TWIML)
+_STORE_DOWN = Answer(503, b"store unavailable: try again later\n", TEXT_TYPE)
 
 
 class Incoming(NamedTuple):
@@ -362,15 +363,15 @@ class Pipeline:
     def _complete(self, key: str, claim: Claim, answer: bytes) -> None:
         try:
             self.store.complete(key, claim.owner, answer)
-        except StoreError:
+        except StoreError as error:
             # The answer still goes out; a retry inside the lease gets 409, after it reruns.
-            log.exception("could not store the answer for %s", key)
+            log.warning("could not store the answer for %s: %s", key, error)
 
     def _release(self, key: str, claim: Claim) -> None:
         try:
             self.store.release(key, claim.owner)
-        except StoreError:
-            log.exception("could not release %s; it frees itself when its lease ends", key)
+        except StoreError as error:
+            log.warning("could not release %s (released when the store answers): %s", key, error)
 
 
 class DirectDispatch:
@@ -427,6 +428,8 @@ def _reject(
         log.warning(
             "rejected %s %s: %s", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"), error
         )
+    if isinstance(error, StoreError):  # the details (hosts, paths) are for the log only
+        return _STORE_DOWN
     return Answer(error.status_code, f"{error}\n".encode(), TEXT_TYPE)
 
 

@@ -127,7 +127,7 @@ class RedisStore:
             retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
         )
         self._abandoned = Abandoned()
-        self._guard = StoreErrors(redis.RedisError, f"Redis store {url!r}")
+        self._guard = StoreErrors(redis.RedisError, f"Redis store {_redacted(url)!r}")
         self._claim = self._redis.register_script(_CLAIM)
         self._complete = self._redis.register_script(_COMPLETE)
         self._release = self._redis.register_script(_RELEASE)
@@ -244,6 +244,14 @@ def _event(raw: bytes) -> LedgerEvent:
         item["key"],
         item["form"],
     )
+
+
+def _redacted(url: str) -> str:
+    """The URL without its password, for messages that end up in logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")))
 
 
 def _split_prefix(url: str) -> tuple[str, str]:
