@@ -17,9 +17,11 @@ from urllib.parse import urlencode, urlsplit
 import click
 
 from . import testing
+from .config import DEFAULTS, Settings
 from .encoding import SegmentInfo, analyze, smart_encode
 from .errors import TwiMLError, WebhookKitError
 from .signature import compute_signature
+from .stores import open_store
 from .twiml import Message, MessagingResponse, Redirect, lint, parse
 
 DEFAULT_BASE = "http://127.0.0.1:8000/twilio"
@@ -57,6 +59,35 @@ def serve(
     except WebhookKitError as error:
         _fail(str(error))
     app.run(host=host, port=port)
+
+
+@main.command()
+@click.option("--store", help="Store URL (default: WEBHOOK_KIT_STORE, else the SQLite default).")
+def maintenance(*, store: str | None) -> None:
+    """Expire old idempotency keys and ledger records, compact the store, and exit.
+
+    Every server process already does this in a background thread; run this from cron for
+    a store no server is using, or to compact at a quiet hour. Retention periods come from
+    WEBHOOK_KIT_RETENTION and WEBHOOK_KIT_LEDGER_RETENTION, as for the server.
+    """
+    config = {key: os.environ[key] for key in DEFAULTS if os.environ.get(key)}
+    if store:
+        config["WEBHOOK_KIT_STORE"] = store
+    try:
+        settings = Settings.from_config(config)
+        opened = open_store(
+            settings.store,
+            retention=settings.retention,
+            ledger_retention=settings.ledger_retention,
+            timeout=settings.store_timeout,
+        )
+        try:
+            opened.maintain(full=True)
+        finally:
+            opened.close()
+    except WebhookKitError as error:
+        _fail(str(error))
+    click.echo(f"maintained {settings.store}")
 
 
 @main.group()

@@ -220,8 +220,14 @@ class RedisStore:
         )
 
     def maintain(self, *, full: bool = False) -> None:
-        """Release abandoned claims; Redis expires keys and records by itself."""
+        """Release abandoned claims; Redis expires keys and records by itself.
+
+        ``full`` (``webhook-kit maintenance``) also checks that the server answers.
+        """
         self._abandoned.release(self.release)
+        if full:
+            with self._guard:
+                self._redis.ping()
 
     def close(self) -> None:
         self._redis.close()
