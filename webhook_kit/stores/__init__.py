@@ -12,6 +12,7 @@ import itertools
 import logging
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -280,23 +281,21 @@ class Housekeeping:
         self._lock = threading.Lock()
         self._stores: weakref.WeakSet[Store] = weakref.WeakSet()
         self._pid = 0
-        self._wake = threading.Event()
 
     def watch(self, store: Store) -> None:
+        """Maintain ``store`` from now on, starting this process's thread if needed."""
         with self._lock:
             self._stores.add(store)
             if self._pid != os.getpid():
                 self._pid = os.getpid()
-                self._wake = threading.Event()
-                thread = threading.Thread(
-                    target=self._run, args=(self._wake,), name="webhook_kit-housekeeping"
-                )
+                thread = threading.Thread(target=self._run, name="webhook_kit-housekeeping")
                 thread.daemon = True
                 thread.start()
 
-    def _run(self, wake: threading.Event) -> None:
+    def _run(self) -> None:
         failing: set[int] = set()
-        while not wake.wait(self.interval):
+        while True:
+            time.sleep(self.interval)
             for store in list(self._stores):
                 try:
                     store.maintain()
@@ -307,8 +306,13 @@ class Housekeeping:
                 else:
                     failing.discard(id(store))
 
+    def after_fork(self) -> None:
+        """In a forked child: a fresh lock (the parent's may have been held mid-fork)."""
+        self._lock = threading.Lock()
+
 
 housekeeping = Housekeeping()
+os.register_at_fork(after_in_child=housekeeping.after_fork)
 
 
 def _sqlite_path(path: str, url: str) -> str:
