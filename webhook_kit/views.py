@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
     from .config import Settings
-    from .kit import WebhookKit
+    from .registry import Registry
 
 log = logging.getLogger("webhook_kit")
 
@@ -117,11 +117,11 @@ def _running(name: str) -> Iterator[None]:
 class Pipeline:
     """The request path for one app: one method per webhook route, environ in, answer out."""
 
-    def __init__(self, kit: WebhookKit, settings: Settings, store: Store) -> None:
-        self.kit = kit
+    def __init__(self, registry: Registry, settings: Settings, store: Store) -> None:
+        self.registry = registry
         self.settings = settings
         self.store = store
-        self.verifier = Verifier(settings.auth_tokens, kit._load_tokens)
+        self.verifier = Verifier(settings.auth_tokens, registry.load_tokens)
         self.url_of = URLBuilder(settings.public_url, settings.proxy_hops)
         self._housekeeping_pid = 0
         self._error_reply: bytes | None = None
@@ -150,10 +150,10 @@ class Pipeline:
     # -- routes --------------------------------------------------------------------------
 
     def messages(self, environ: dict[str, Any]) -> Answer:
-        return self._inbound(environ, parse_inbound, "message", self.kit._message_router)
+        return self._inbound(environ, parse_inbound, "message", self.registry.messages)
 
     def fallback(self, environ: dict[str, Any]) -> Answer:
-        return self._inbound(environ, parse_fallback, "fallback", self.kit._fallback_router)
+        return self._inbound(environ, parse_fallback, "fallback", self.registry.fallback)
 
     def status(self, environ: dict[str, Any]) -> Answer:
         try:
@@ -163,9 +163,9 @@ class Pipeline:
             error = update.error.code if update.error else ""
             key = f"status:{update.message_sid}:{update.status.value}:"
             key += f"{update.event_type or ''}:{error}"
-            routes = [route for route in self.kit._status_routes if route.accepts(update)]
+            routes = [route for route in self.registry.status if route.accepts(update)]
             # Only a final status can make a message final, so only then can hooks run.
-            hooks = self.kit._final_handlers if update.status.is_final else []
+            hooks = self.registry.final if update.status.is_final else []
             entry = StatusEntry.from_callback(update, key, time.time(), incoming.form)
             # Nothing to run after recording: claim and record finish in one store step.
             lease = self.settings.claim_lease if routes or hooks else None
@@ -262,7 +262,7 @@ class Pipeline:
         url = self.url_of(environ)
         signature = environ.get("HTTP_X_TWILIO_SIGNATURE")
         account_sid = (
-            incoming.fields.get("AccountSid") if self.kit._token_loader is not None else None
+            incoming.fields.get("AccountSid") if self.registry.token_loader is not None else None
         )
         if self.verifier.verify(
             url, incoming.signed, signature, json_body=incoming.json_body, account_sid=account_sid
@@ -329,7 +329,7 @@ class Pipeline:
         try:
             record = self.store.get_message(message_sid)
             if record is not None:
-                for hook in self.kit._final_handlers:
+                for hook in self.registry.final:
                     with _running(handler_name(hook)):
                         hook(record)
         except BaseException:
@@ -349,7 +349,7 @@ class Pipeline:
             environ.get("HTTP_I_TWILIO_IDEMPOTENCY_TOKEN", "-"),
             exc_info=error,
         )
-        for handler in self.kit._error_handlers:
+        for handler in self.registry.errors:
             try:
                 result = handler(error, event)
                 if result is not None and isinstance(event, InboundMessage):
