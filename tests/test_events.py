@@ -282,7 +282,7 @@ SID_FIELDS = ["MessageSid", "SmsSid", "SmsMessageSid", "AccountSid", "MessagingS
 @pytest.mark.parametrize("name", SID_FIELDS)
 @pytest.mark.parametrize("value", ["SM1", "SM" + "g" * 32, "sm" + "0" * 32, "SM" + "0" * 33])
 def test_a_sid_without_twilios_shape_is_a_bad_request(name: str, value: str) -> None:
-    with pytest.raises(BadRequestError, match=f"{name} .* is not a Twilio SID"):
+    with pytest.raises(BadRequestError, match=name):  # a bad shape, or aliases that differ
         inbound(inbound_sms(**{name: value}))
 
 
