@@ -1074,3 +1074,15 @@ def test_a_claim_held_by_a_dead_process_is_taken_over_at_once(tmp_path: Path) ->
     assert client.send("messages", fields).texts == ["ran"]
     assert client.send("messages", fields).texts == ["ran"]
     assert runs == [fields["MessageSid"]]
+
+
+def test_only_a_duplicate_status_callback_is_logged_as_one(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client = client_for(echo_kit())
+    callback = status_callback(status="sent")
+    with caplog.at_level(logging.INFO, "webhook_kit"):
+        client.send("status", callback, headers={"I-Twilio-Idempotency-Token": "first"})
+        assert "duplicate" not in caplog.text
+        client.send("status", callback, headers={"I-Twilio-Idempotency-Token": "second"})
+    assert "duplicate answered without the handler (idempotency token second)" in caplog.text

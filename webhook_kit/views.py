@@ -178,7 +178,8 @@ class Pipeline:
             return _reject(environ, rejected)
         claim = applied.claim
         if claim.outcome is not Outcome.CLAIMED:
-            _duplicate(environ, key, claim)
+            if not applied.recorded:
+                _duplicate(environ, key)
             return _EMPTY  # finished in the same step, or a retry of a finished callback
         try:
             for route in routes:
@@ -216,7 +217,7 @@ class Pipeline:
         except _REJECTED as error:
             return _reject(environ, error)
         if claim.outcome is Outcome.DONE:
-            _duplicate(environ, key, claim)
+            _duplicate(environ, key)
             return Answer(200, claim.answer)  # a retry gets the first answer, handler not rerun
         try:
             answer = self._answer(message, router)
@@ -433,9 +434,9 @@ def _reject(
     return Answer(error.status_code, f"{error}\n".encode(), TEXT_TYPE)
 
 
-def _duplicate(environ: Mapping[str, Any], key: str, claim: Claim) -> None:
+def _duplicate(environ: Mapping[str, Any], key: str) -> None:
     """Log a duplicate with Twilio's idempotency token: a diagnostic, never the key."""
-    if claim.outcome is Outcome.DONE and log.isEnabledFor(logging.INFO):
+    if log.isEnabledFor(logging.INFO):
         token = environ.get("HTTP_I_TWILIO_IDEMPOTENCY_TOKEN", "-")
         log.info("%s: duplicate answered without the handler (idempotency token %s)", key, token)
 

@@ -43,13 +43,15 @@ def _host_id() -> str:
 
 
 def _start_time(pid: int) -> str | None:
-    """When process ``pid`` started (clock ticks since boot), or None if there is none."""
+    """When process ``pid`` started (clock ticks since boot); None: no such process, "": unknown."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as stat:
             fields = stat.read().rpartition(b")")[2].split()
-    except OSError:
+    except FileNotFoundError:
         return None
-    return fields[19].decode() if len(fields) > 19 else None
+    except OSError:  # hidden or unreadable (hidepid): alive, as far as anyone can tell
+        return ""
+    return fields[19].decode() if len(fields) > 19 else ""
 
 
 class _Owners:
@@ -67,7 +69,7 @@ class _Owners:
     def reset(self) -> None:
         """A new prefix: called again in every forked process (gunicorn workers)."""
         pid = os.getpid()
-        self._prefix = f"{self.host}.{pid}.{_start_time(pid) or os.urandom(4).hex()}."
+        self._prefix = f"{self.host}.{pid}.{_start_time(pid) or '?'}."
         self._counter = itertools.count()
 
     def __call__(self) -> str:
@@ -80,7 +82,11 @@ class _Owners:
         started = rest.rpartition(".")[0]
         if host != self.host or not pid.isdigit():
             return False  # another host or namespace: only the lease can tell
-        return _start_time(int(pid)) != started
+        current = _start_time(int(pid))
+        if current is None:
+            return True  # no such process
+        # A different start time: the owner died and a new process got its pid.
+        return started != "?" and current not in ("", started)
 
 
 new_owner = _Owners()
