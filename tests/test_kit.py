@@ -22,9 +22,9 @@ from webhook_kit import (
     StoreError,
     WebhookKit,
 )
-from webhook_kit.ledger import Applied, StatusEntry
+from webhook_kit.ledger import StatusEntry
 from webhook_kit.signature import compute_signature
-from webhook_kit.stores import Claim
+from webhook_kit.stores import Applied, Claim
 from webhook_kit.stores.memory import MemoryStore
 from webhook_kit.testing import (
     TwilioTestClient,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import parse_qsl, urlencode
 
 from .events import Fields
@@ -17,7 +17,6 @@ from .status import DeliveryError, MessageStatus
 
 if TYPE_CHECKING:
     from .events import StatusCallback
-    from .stores import Claim, Outcome, Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,27 +50,6 @@ class StatusEntry:
             received_at,
             form if form is not None else urlencode(update.raw.items(multi=True)),
         )
-
-
-@dataclass(frozen=True, slots=True)
-class Applied:
-    """What claiming and recording one callback did."""
-
-    #: CLAIMED: won, and handlers may run (complete or release it); DONE: won and finished
-    #: in the same step, or lost to a finished claim; BUSY: lost to a claim still running.
-    claim: Claim
-    #: True when this call added the callback to the history.
-    recorded: bool
-    #: The message's current status after this call; None when the claim was lost.
-    status: MessageStatus | None
-
-    @property
-    def outcome(self) -> Outcome:
-        return self.claim.outcome
-
-    @property
-    def final(self) -> bool:
-        return self.status is not None and self.status.is_final
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,12 +94,18 @@ def timestamp(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
+class Records(Protocol):
+    """Where the ledger reads records from: any store (the ledger never imports the stores)."""
+
+    def get_message(self, message_sid: str) -> MessageRecord | None: ...
+
+
 class Ledger:
     """Read access to the delivery ledger of one app (``kit.ledger``)."""
 
     __slots__ = ("_store",)
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Records) -> None:
         self._store = store
 
     def get(self, message_sid: str) -> MessageRecord | None:

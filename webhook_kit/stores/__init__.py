@@ -23,7 +23,8 @@ from typing import Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 from ..errors import ConfigurationError, StoreError
-from ..ledger import Applied, MessageRecord, StatusEntry
+from ..ledger import MessageRecord, StatusEntry
+from ..status import MessageStatus
 
 log = logging.getLogger("webhook_kit")
 
@@ -111,6 +112,27 @@ class Claim:
     owner: str = ""
     #: The stored answer of a DONE key.
     answer: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What claiming and recording one callback did."""
+
+    #: CLAIMED: won, and handlers may run (complete or release it); DONE: won and finished
+    #: in the same step, or lost to a finished claim; BUSY: lost to a claim still running.
+    claim: Claim
+    #: True when this call added the callback to the history.
+    recorded: bool
+    #: The message's current status after this call; None when the claim was lost.
+    status: MessageStatus | None
+
+    @property
+    def outcome(self) -> Outcome:
+        return self.claim.outcome
+
+    @property
+    def final(self) -> bool:
+        return self.status is not None and self.status.is_final
 
 
 class Store(Protocol):

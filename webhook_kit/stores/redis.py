@@ -18,13 +18,14 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import ConfigurationError
-from ..ledger import Applied, LedgerEvent, MessageRecord, StatusEntry, timestamp
+from ..ledger import LedgerEvent, MessageRecord, StatusEntry, timestamp
 from ..status import MessageStatus
 from . import (
     DEFAULT_LEDGER_RETENTION,
     DEFAULT_RETENTION,
     DEFAULT_TIMEOUT,
     Abandoned,
+    Applied,
     Claim,
     Outcome,
     StoreErrors,

@@ -24,13 +24,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 
 from ..errors import ConfigurationError
-from ..ledger import Applied, LedgerEvent, MessageRecord, StatusEntry, timestamp
+from ..ledger import LedgerEvent, MessageRecord, StatusEntry, timestamp
 from ..status import MessageStatus
 from . import (
     DEFAULT_LEDGER_RETENTION,
     DEFAULT_RETENTION,
     DEFAULT_TIMEOUT,
     Abandoned,
+    Applied,
     Claim,
     Outcome,
     StoreErrors,
