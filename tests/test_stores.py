@@ -495,3 +495,18 @@ def test_postgres_down_is_a_fast_store_error() -> None:
 def test_postgres_bad_options(url: str) -> None:
     with pytest.raises(ConfigurationError, match="PostgreSQL"):
         open_store(url)
+
+
+def test_postgres_claims_commit_asynchronously_and_nothing_else(postgres_url: str) -> None:
+    from webhook_kit.stores.postgres import PostgresStore
+
+    store = PostgresStore(postgres_url + "&pool_size=1")
+    claim = store.claim("k", 30)
+    with store._connection() as db:  # the one pooled connection, back from that claim
+        assert db.execute("SHOW synchronous_commit").fetchone() == ("on",)
+        before = db.execute("SELECT pg_current_wal_insert_lsn()").fetchone()
+    store.complete("k", claim.owner, b"x")
+    with store._connection() as db:
+        flushed = db.execute("SELECT pg_current_wal_flush_lsn() >= %s", before).fetchone()
+    assert flushed == (True,)  # complete() waited for the WAL, the claim's included
+    store.close()

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Final
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from ..errors import ConfigurationError
 from ..ledger import Applied, LedgerEvent, MessageRecord, StatusEntry, timestamp
@@ -86,10 +86,11 @@ _RECONNECT_TIMEOUT: Final = 5.0
 _SWEEP_BATCH: Final = 5000
 
 # A new key, or one whose claim lapsed (a dead worker's lease, or a finished key past its
-# retention), is taken in one statement; a returned row says this call won it.
+# retention), is taken in one statement; a returned row says this call won it. ``{commit}``
+# may make the statement's own commit asynchronous (see PostgresStore.claim).
 _CLAIM = """
 INSERT INTO {schema}.wk_claims AS c (key, owner, done, answer, expires)
-VALUES (%(key)s, %(owner)s, %(done)s, NULL, %(expires)s)
+SELECT %(key)s, %(owner)s, %(done)s, NULL, %(expires)s {commit}
 ON CONFLICT (key) DO UPDATE
 SET owner = excluded.owner, done = excluded.done, answer = NULL, expires = excluded.expires
 WHERE c.expires < %(now)s
@@ -127,6 +128,8 @@ SELECT
         (SELECT status FROM {schema}.wk_messages WHERE sid = %(sid)s)
     )
 """
+# set_config(..., true) lasts until the end of the statement's own transaction, its commit.
+_ASYNC_COMMIT = "WHERE set_config('synchronous_commit', 'off', true) IS NOT NULL"
 _LOST = "SELECT done, answer FROM {schema}.wk_claims WHERE key = %s"
 _COMPLETE = """
 UPDATE {schema}.wk_claims SET done = true, answer = %s, expires = %s
@@ -182,8 +185,10 @@ class PostgresStore:
         self._ledger_retention = ledger_retention
         self._clock = clock
         quoted = f'"{schema}"'
-        self._claim_sql = _CLAIM.format(schema=quoted)
-        self._record_sql = _RECORD.format(claim=self._claim_sql, schema=quoted)
+        self._claim_sql = _CLAIM.format(schema=quoted, commit=_ASYNC_COMMIT)
+        self._record_sql = _RECORD.format(
+            claim=_CLAIM.format(schema=quoted, commit=""), schema=quoted
+        )
         self._lost_sql = _LOST.format(schema=quoted)
         self._complete_sql = _COMPLETE.format(schema=quoted)
         self._release_sql = _RELEASE.format(schema=quoted)
@@ -199,6 +204,12 @@ class PostgresStore:
         self._guard = StoreErrors(psycopg.Error, f"PostgreSQL store {_redacted(conninfo)!r}")
 
     def claim(self, key: str, lease: float) -> Claim:
+        """Take ``key``; its commit does not wait for the WAL to reach the disk.
+
+        Nothing is acknowledged on a claim alone: the 200 follows :meth:`complete`, whose
+        synchronous commit flushes the WAL, and so this claim, before it returns. That saves
+        one of the two disk flushes an inbound message would otherwise wait for.
+        """
         now = self._clock()
         owner = new_owner()
         params = {"key": key, "owner": owner, "done": False, "expires": now + lease, "now": now}
@@ -366,7 +377,8 @@ def _split_options(url: str) -> tuple[str, dict[str, str]]:
         rest.append(("connect_timeout", str(DEFAULT_CONNECT_TIMEOUT)))
     if "application_name" not in names:
         rest.append(("application_name", "webhook_kit"))
-    return urlunsplit(parts._replace(query=urlencode(rest))), ours
+    # libpq decodes %20 but not '+': quote spaces as %20 (options=-c%20name%3Dvalue).
+    return urlunsplit(parts._replace(query=urlencode(rest, quote_via=quote))), ours
 
 
 def _number(options: dict[str, str], name: str, default: float) -> float:
