@@ -81,8 +81,10 @@ DEFAULT_SCHEMA: Final = "webhook_kit"
 DEFAULT_POOL_SIZE: Final = 4
 DEFAULT_POOL_TIMEOUT: Final = 2.0
 DEFAULT_CONNECT_TIMEOUT: Final = 2
-# How long the pool retries one lost connection in the background before it waits for demand.
-_RECONNECT_TIMEOUT: Final = 5.0
+# How long the pool retries a lost connection in the background (1 s, then 1 s) before it
+# gives up and lets the next request start a new attempt at once: a database that is back is
+# used again within about a second.
+_RECONNECT_TIMEOUT: Final = 2.0
 _SWEEP_BATCH: Final = 5000
 
 # A new key, or one whose claim lapsed (a dead worker's lease, or a finished key past its
