@@ -120,10 +120,12 @@ def _xml_text(text: str) -> str:
 def _text(value: object, what: str) -> str:
     """``value`` as TwiML text: ``str`` only, where twilio-python would ``str()`` or drop it."""
     if not isinstance(value, str):
-        raise TwiMLTypeError(
-            f"{what} must be str, not {type(value).__name__}; convert it to str first"
-        )
+        raise _not_text(value, what)
     return _xml_text(value)
+
+
+def _not_text(value: object, what: str) -> TwiMLTypeError:
+    return TwiMLTypeError(f"{what} must be str, not {type(value).__name__}; convert it first")
 
 
 def _attribute_name(key: str) -> str:
@@ -206,7 +208,9 @@ def _attrib(named: dict[str, object], extra: dict[str, object]) -> dict[str, str
 def _body_text(body: str | None) -> str:
     if body is None:
         return ""
-    text = _text(body, "a message body")
+    if not isinstance(body, str):  # _text, inlined: this runs for every reply
+        raise _not_text(body, "a message body")
+    text = _xml_text(body)
     if len(text) > MAX_BODY_LENGTH:
         raise BodyTooLongError(_body_problem(len(text)))
     return text
