@@ -510,3 +510,34 @@ def test_postgres_claims_commit_asynchronously_and_nothing_else(postgres_url: st
         flushed = db.execute("SELECT pg_current_wal_flush_lsn() >= %s", before).fetchone()
     assert flushed == (True,)  # complete() waited for the WAL, the claim's included
     store.close()
+
+
+def test_postgres_store_used_before_a_fork_works_on_both_sides(postgres_url: str) -> None:
+    import os
+    import warnings
+
+    from webhook_kit.stores.postgres import PostgresStore
+
+    store = PostgresStore(postgres_url + "&pool_size=1")
+    assert store.claim("parent-before", 30).outcome is Outcome.CLAIMED
+    with store._connection() as db:
+        parent_backend = db.info.backend_pid
+    read, write = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the pool's threads: fork anyway
+        pid = os.fork()
+    if pid == 0:  # the child, as a gunicorn worker forked from a master that used the store
+        outcome = store.claim("child", 30).outcome
+        with store._connection() as db:
+            backend = db.info.backend_pid
+        os.write(write, f"{outcome.value} {backend}".encode())
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 100).decode().split()
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert child[0] == Outcome.CLAIMED.value
+    assert int(child[1]) != parent_backend  # the child opened a connection of its own
+    assert store.claim("child", 30).outcome is Outcome.BUSY  # the child's claim is shared
+    assert store.claim("parent-after", 30).outcome is Outcome.CLAIMED  # the parent's pool lives
+    store.close()

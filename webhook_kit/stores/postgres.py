@@ -201,8 +201,6 @@ class PostgresStore:
         self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
         self._pid = 0
         self._migrated = False
-        # Pools a forked child inherited: never closed there, their sockets are the parent's.
-        self._inherited: list[ConnectionPool[psycopg.Connection[Any]]] = []
         self._guard = StoreErrors(psycopg.Error, f"PostgreSQL store {_redacted(conninfo)!r}")
 
     def claim(self, key: str, lease: float) -> Claim:
@@ -298,12 +296,9 @@ class PostgresStore:
 
     def close(self) -> None:
         with self._lock:
-            if self._pool is not None:
-                if self._pid == os.getpid():
-                    self._pool.close()
-                else:
-                    self._inherited.append(self._pool)
-            self._pool = None
+            if self._pool is not None and self._pid == os.getpid():
+                self._pool.close()
+            self._pool = None  # a forked child drops its parent's: psycopg leaves it open
 
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[Any]]:
@@ -318,8 +313,10 @@ class PostgresStore:
 
     def _open(self) -> ConnectionPool[psycopg.Connection[Any]]:
         with self._lock:
-            if self._pool is not None and self._pid != os.getpid():
-                self._inherited.append(self._pool)  # a connection must not cross a fork
+            if self._pid != os.getpid():
+                # A connection must not cross a fork: a gunicorn worker forked from a master
+                # that used the store opens its own pool. psycopg closes a connection only in
+                # the process that opened it, so dropping the parent's pool is safe.
                 self._pool = None
             if self._pool is None:
                 self._pool = ConnectionPool(
