@@ -541,3 +541,25 @@ def test_postgres_store_used_before_a_fork_works_on_both_sides(postgres_url: str
     assert store.claim("child", 30).outcome is Outcome.BUSY  # the child's claim is shared
     assert store.claim("parent-after", 30).outcome is Outcome.CLAIMED  # the parent's pool lives
     store.close()
+
+
+def test_postgres_runs_in_a_schema_a_dba_created_for_it(postgres_url: str) -> None:
+    """An application role without the CREATE privilege on the database still migrates."""
+    import psycopg
+
+    from webhook_kit.stores.postgres import PostgresStore
+
+    admin_url, _, query = postgres_url.partition("?")
+    schema = query.removeprefix("schema=")
+    role = schema  # unique per test, like the schema the fixture drops
+    with psycopg.connect(admin_url, autocommit=True) as db:
+        db.execute(f'CREATE ROLE "{role}" LOGIN')
+        db.execute(f'CREATE SCHEMA "{schema}" AUTHORIZATION "{role}"')
+    try:
+        store = PostgresStore(postgres_url.replace("postgres@", f"{role}@", 1))
+        assert store.claim("k", 30).outcome is Outcome.CLAIMED
+        store.close()
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as db:
+            db.execute(f'DROP SCHEMA "{schema}" CASCADE')
+            db.execute(f'DROP ROLE "{role}"')

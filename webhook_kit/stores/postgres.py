@@ -335,15 +335,20 @@ class PostgresStore:
     def _migrate(self, db: psycopg.Connection[Any]) -> None:
         """Create the schema or bring it up to date, once per process, under an advisory lock."""
         quoted = f'"{self.schema}"'
+        version_table = f"{quoted}.wk_schema_version"
         with db.transaction():
             db.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"webhook_kit:{quoted}",))
-            db.execute(f"CREATE SCHEMA IF NOT EXISTS {quoted}")
-            db.execute(
-                f"CREATE TABLE IF NOT EXISTS {quoted}.wk_schema_version ("
-                " version integer PRIMARY KEY,"
-                " applied_at timestamptz NOT NULL DEFAULT now())"
-            )
-            row = db.execute(f"SELECT max(version) FROM {quoted}.wk_schema_version").fetchone()
+            # Look before creating: CREATE ... IF NOT EXISTS needs the CREATE privilege even
+            # when the object exists, and a DBA may have created the schema for a user without.
+            if _missing(db, "SELECT to_regnamespace(%s)", quoted):
+                db.execute(f"CREATE SCHEMA {quoted}")
+            if _missing(db, "SELECT to_regclass(%s)", version_table):
+                db.execute(
+                    f"CREATE TABLE {version_table} ("
+                    " version integer PRIMARY KEY,"
+                    " applied_at timestamptz NOT NULL DEFAULT now())"
+                )
+            row = db.execute(f"SELECT max(version) FROM {version_table}").fetchone()
             current = row[0] if row and row[0] is not None else 0
             if current > len(MIGRATIONS):
                 raise ConfigurationError(
@@ -352,9 +357,7 @@ class PostgresStore:
                 )
             for version in range(current + 1, len(MIGRATIONS) + 1):
                 db.execute(MIGRATIONS[version - 1].format(schema=quoted))
-                db.execute(
-                    f"INSERT INTO {quoted}.wk_schema_version (version) VALUES (%s)", (version,)
-                )
+                db.execute(f"INSERT INTO {version_table} (version) VALUES (%s)", (version,))
         self._migrated = True
 
     def _lost(self, db: psycopg.Connection[Any], key: str) -> Claim:
@@ -363,6 +366,11 @@ class PostgresStore:
         if row is not None and row[0]:
             return Claim(Outcome.DONE, answer=bytes(row[1] or b""))
         return Claim(Outcome.BUSY)
+
+
+def _missing(db: psycopg.Connection[Any], lookup: str, name: str) -> bool:
+    row = db.execute(lookup, (name,)).fetchone()
+    return row is None or row[0] is None
 
 
 def _split_options(url: str) -> tuple[str, dict[str, str]]:
