@@ -7,12 +7,12 @@ request, so each verb and noun holds its lxml element and serialising is one ``t
 (twilio-python rebuilds an ElementTree on every ``str()``, about 4x slower).
 
 Every refusal raises a :class:`~webhook_kit.errors.TwiMLError` subclass while the reply is built
-(twilio-python's ``TwiMLException``, or nothing at all): a child or argument of the wrong type
-(:class:`~webhook_kit.errors.TwiMLTypeError`, also a ``TypeError``), and the mistakes Twilio would
-only report at run time: more than 10 ``<Media>``, a body over 1600 characters, a ``method`` other
-than GET/POST, a verb after ``<Redirect>``, an underscore in the host of an absolute
-``action``/``statusCallback`` URL. :func:`parse` reads TwiML back into these objects and
-:func:`lint` lists everything wrong with a document.
+(where twilio-python raises ``TwiMLException``, a ``TypeError`` only on ``str()``, or nothing):
+a child or argument of the wrong type (:class:`~webhook_kit.errors.TwiMLTypeError`, also a
+``TypeError``), and the mistakes Twilio would only report at run time: more than 10 ``<Media>``,
+a body over 1600 characters, a ``method`` other than GET/POST, a verb after ``<Redirect>``, an
+underscore in the host of an absolute ``action``/``statusCallback`` URL. :func:`parse` reads
+TwiML back into these objects and :func:`lint` lists everything wrong with a document.
 
 Every deliberate difference from twilio-python is listed once, in the migration note of the
 README's TwiML section, and checked by a test in ``tests/test_twiml.py``.
@@ -220,8 +220,8 @@ def _not_a_verb(child: object) -> str:
     """Why ``child`` cannot go straight into ``<Response>``, and what to write instead."""
     if isinstance(child, str):
         return (
-            "text directly inside <Response> is not messaging TwiML (Twilio sends no message for "
-            "it); write response.message(text) instead"
+            "text directly inside <Response> is not messaging TwiML, message text goes inside a "
+            "<Message>; write response.message(text) instead"
         )
     if isinstance(child, Body | Media):
         adder = "body" if isinstance(child, Body) else "media"
