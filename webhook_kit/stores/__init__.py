@@ -2,7 +2,8 @@
 
 ``memory://`` keeps everything in the process (tests), ``sqlite:///path`` is the embedded
 default (one file, WAL, shared by every worker process on a host), and ``redis://host/db``
-lets many hosts behave as one. All three pass one behavioural test suite.
+or ``postgresql://user@host/db`` let many hosts behave as one. All of them pass one
+behavioural test suite.
 """
 
 from __future__ import annotations
@@ -221,9 +222,15 @@ def open_store(
         return RedisStore(
             url, retention=retention, ledger_retention=ledger_retention, timeout=timeout
         )
+    if scheme in {"postgresql", "postgres"}:
+        from .postgres import PostgresStore
+
+        return PostgresStore(
+            url, retention=retention, ledger_retention=ledger_retention, timeout=timeout
+        )
     raise ConfigurationError(
-        f"unknown store URL {url!r}: use memory://, sqlite:///path/to/file.db or "
-        "redis://host:port/db"
+        f"unknown store URL {url!r}: use memory://, sqlite:///path/to/file.db, "
+        "redis://host:port/db or postgresql://user@host/db"
     )
 
 
