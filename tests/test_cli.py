@@ -170,6 +170,21 @@ class TestMaintenance:
         assert open_store(url).get_message("SM" + "0" * 32) is None
         assert (tmp_path / "kit.db-wal").stat().st_size == 0  # checkpointed and truncated
 
+    def test_covers_postgresql(self, runner: CliRunner, postgres_url: str) -> None:
+        from webhook_kit.ledger import StatusEntry
+        from webhook_kit.stores import open_store
+
+        store = open_store(postgres_url)
+        old = StatusEntry("SM" + "0" * 32, "k", "sent", 2, False, None, None, 1000.0, "")
+        store.record_status(old)
+        store.close()
+        env = {"WEBHOOK_KIT_LEDGER_RETENTION": "3600"}
+        result = runner.invoke(main, ["maintenance", "--store", postgres_url], env=env)
+        assert result.exit_code == 0 and result.output == f"maintained {postgres_url}\n"
+        store = open_store(postgres_url)
+        assert store.get_message("SM" + "0" * 32) is None
+        store.close()
+
     def test_a_store_that_is_down_is_one_error_line(self, runner: CliRunner) -> None:
         result = runner.invoke(main, ["maintenance", "--store", "redis://127.0.0.1:1/0"])
         assert result.exit_code == 1

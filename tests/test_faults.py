@@ -1,4 +1,4 @@
-"""Faults against real Redis and SQLite behind gunicorn: nothing stranded, no restart needed.
+"""Faults against real Redis, SQLite and PostgreSQL behind gunicorn: nothing stranded.
 
 Each test starts what it breaks: its own redis-server on a free port (paused or killed, never
 the shared one), its own SQLite file, its own gunicorn. Handler runs are counted in the
@@ -117,13 +117,15 @@ def test_a_claim_left_by_a_request_that_gave_up_runs_once(counter: Counter) -> N
     assert counter.runs("runs", sid) == 1
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+@pytest.mark.parametrize("kind", ["sqlite", "redis", "postgres"])
 def test_a_worker_killed_holding_a_claim_strands_nothing(
     kind: str, counter: Counter, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     """kill -9 mid-handler: the next delivery sees the owner is gone and runs it at once."""
     store = (
-        f"sqlite:///{tmp_path}/kit.db" if kind == "sqlite" else request.getfixturevalue("redis_url")
+        f"sqlite:///{tmp_path}/kit.db"
+        if kind == "sqlite"
+        else request.getfixturevalue(f"{kind}_url")
     )
     fields = inbound_sms("doomed")
     sid = fields["MessageSid"]

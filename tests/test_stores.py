@@ -294,16 +294,12 @@ class TestRetention:
             store = make_store(ledger_retention=0.3)
             store.record_status(entry("SMold", "sent"))
             time.sleep(0.4)
-        elif kind == "postgres":
-            store = make_store(ledger_retention=10)
-            store.record_status(entry("SMold", "sent", at=time.time() - 100))
-            store.record_status(entry("SMnew", "sent"))
-            assert store.sweep() >= 1  # type: ignore[attr-defined]
-            assert store.get_message("SMnew") is not None
         else:
             store = make_store(ledger_retention=10)
             store.record_status(entry("SMold", "sent", at=time.time() - 100))
+            store.record_status(entry("SMnew", "sent"))
             store.maintain(full=True)
+            assert store.get_message("SMnew") is not None
         assert store.get_message("SMold") is None
 
 
@@ -553,7 +549,15 @@ def test_postgres_applies_a_new_migration_once(
     older.close()
 
 
-def test_postgres_sweep_deletes_only_what_has_expired(postgres_url: str) -> None:
+def _rows(store: Store) -> dict[str, int]:
+    with store._connection() as db:  # type: ignore[attr-defined]
+        return {
+            table: db.execute(f'SELECT count(*) FROM "{store.schema}".{table}').fetchone()[0]  # type: ignore[attr-defined]
+            for table in ("wk_claims", "wk_messages", "wk_events")
+        }
+
+
+def test_postgres_maintenance_deletes_only_what_has_expired(postgres_url: str) -> None:
     from webhook_kit.stores.postgres import PostgresStore
 
     now = [1000.0]
@@ -565,12 +569,51 @@ def test_postgres_sweep_deletes_only_what_has_expired(postgres_url: str) -> None
     store.complete("live", store.claim("live", 30).owner, b"kept")
     store.record_status(entry("SMlive", "sent", at=1020.0))
     now[0] = 1025.0
-    # Claims "old", "lapsed" and SMold's (expired at 1010 or before), and SMold's one event
-    # (last updated before 1025 - 20); "live" and SMlive's claim are kept until 1030.
-    assert store.sweep() == 4
+    assert _rows(store) == {"wk_claims": 5, "wk_messages": 2, "wk_events": 2}
+    store.maintain(full=True)
+    # Claims "old", "lapsed" and SMold's (expired at 1010 or before), and SMold's message and
+    # event (last updated before 1025 - 20) went; "live" and SMlive's claim stay until 1030.
+    assert _rows(store) == {"wk_claims": 2, "wk_messages": 1, "wk_events": 1}
     assert store.claim("live", 30).answer == b"kept"
     assert store.get_message("SMold") is None and store.get_message("SMlive") is not None
-    assert store.sweep() == 0
+    store.close()
+
+
+def test_postgres_housekeeping_expires_in_batches(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from webhook_kit.stores import postgres
+
+    monkeypatch.setattr(postgres, "_PURGE_BATCH", 3)
+    now = [1000.0]
+    store = postgres.PostgresStore(postgres_url, retention=10, clock=lambda: now[0])
+    for index in range(7):
+        store.complete(f"k{index}", store.claim(f"k{index}", 30).owner, b"")
+    now[0] = 1100.0
+    counts = []
+    for _ in range(4):  # a full batch is followed by another on the next round
+        store.maintain()
+        counts.append(_rows(store)["wk_claims"])
+    assert counts == [4, 1, 0, 0]
+    store.close()
+
+
+def test_postgres_statements_are_bounded_by_the_store_timeout(postgres_url: str) -> None:
+    """A database that hangs (here: a lock held elsewhere) is a 503 after ``timeout``."""
+    import psycopg
+
+    from webhook_kit.stores.postgres import PostgresStore
+
+    store = PostgresStore(postgres_url, timeout=0.3)
+    store.complete("k", store.claim("k", 30).owner, b"x")
+    with psycopg.connect(postgres_url.partition("?")[0]) as blocker:
+        blocker.execute(f'LOCK TABLE "{store.schema}".wk_claims IN ACCESS EXCLUSIVE MODE')
+        started = time.monotonic()
+        with pytest.raises(StoreError, match="statement timeout"):
+            store.claim("k2", 30)
+        assert time.monotonic() - started < 2
+    store.maintain()  # releases the abandoned claim (none was made) and checks the pool
+    assert store.claim("k2", 30).outcome is Outcome.CLAIMED
     store.close()
 
 

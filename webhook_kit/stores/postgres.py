@@ -10,14 +10,18 @@ sit in the same database as the application's data. The schema is created on fir
 versioned: :data:`MIGRATIONS` lists every step, ``wk_schema_version`` records which ran, and a
 process that finds steps missing runs them under an advisory lock.
 
-A database that is down makes requests fail fast: connecting gives up after
-``connect_timeout`` seconds and waiting for a pooled connection after ``pool_timeout``, both
-answered as :class:`~webhook_kit.errors.StoreError` (503). The pool reconnects in the
-background, so a database that comes back is used again without restarting a worker.
+A database that is down or hung makes requests fail fast: the store's ``timeout`` bounds
+connecting (``connect_timeout``), the wait for a pooled connection (``pool_timeout``) and every
+statement (``statement_timeout``), each answered as :class:`~webhook_kit.errors.StoreError`
+(503). The pool drops broken connections and reconnects in the background, so a database that
+comes back is used again without restarting a worker. Expired rows are deleted, and lost
+claims released, by :meth:`PostgresStore.maintain` on the housekeeping thread or in
+``webhook-kit maintenance``, never inside a request.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import threading
@@ -28,9 +32,19 @@ from typing import Any, Final
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from ..errors import ConfigurationError
-from ..ledger import Applied, LedgerEvent, MessageRecord, StatusEntry, timestamp
+from ..ledger import LedgerEvent, MessageRecord, StatusEntry, timestamp
 from ..status import MessageStatus
-from . import DEFAULT_LEDGER_RETENTION, DEFAULT_RETENTION, Claim, Outcome, StoreErrors, new_owner
+from . import (
+    DEFAULT_LEDGER_RETENTION,
+    DEFAULT_RETENTION,
+    DEFAULT_TIMEOUT,
+    Abandoned,
+    Applied,
+    Claim,
+    Outcome,
+    StoreErrors,
+    new_owner,
+)
 
 try:
     import psycopg
@@ -79,23 +93,25 @@ _SCHEMA_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _OUR_OPTIONS: Final = ("schema", "pool_size", "pool_timeout")
 DEFAULT_SCHEMA: Final = "webhook_kit"
 DEFAULT_POOL_SIZE: Final = 4
-DEFAULT_POOL_TIMEOUT: Final = 2.0
-DEFAULT_CONNECT_TIMEOUT: Final = 2
+# libpq (and psycopg) wait at least 2 s to connect, whatever connect_timeout asks for.
+_MIN_CONNECT_TIMEOUT: Final = 2
 # How long the pool retries a lost connection in the background (1 s, then 1 s) before it
 # gives up and lets the next request start a new attempt at once: a database that is back is
 # used again within about a second.
 _RECONNECT_TIMEOUT: Final = 2.0
-_SWEEP_BATCH: Final = 5000
+_PURGE_EVERY: Final = 10.0
+_PURGE_BATCH: Final = 5000
 
 # A new key, or one whose claim lapsed (a dead worker's lease, or a finished key past its
-# retention), is taken in one statement; a returned row says this call won it. ``{commit}``
-# may make the statement's own commit asynchronous (see PostgresStore.claim).
+# retention), or the unfinished claim of an owner known dead (``replace``), is taken in one
+# statement; a returned row says this call won it. ``{commit}`` may make the statement's own
+# commit asynchronous (see PostgresStore.claim).
 _CLAIM = """
 INSERT INTO {schema}.wk_claims AS c (key, owner, done, answer, expires)
 SELECT %(key)s, %(owner)s, %(done)s, NULL, %(expires)s {commit}
 ON CONFLICT (key) DO UPDATE
 SET owner = excluded.owner, done = excluded.done, answer = NULL, expires = excluded.expires
-WHERE c.expires < %(now)s
+WHERE c.expires < %(now)s OR (NOT c.done AND c.owner = %(replace)s AND %(replace)s <> '')
 RETURNING true
 """
 # The claim, the event and the monotonic update of the message in one statement. Every
@@ -132,12 +148,12 @@ SELECT
 """
 # set_config(..., true) lasts until the end of the statement's own transaction, its commit.
 _ASYNC_COMMIT = "WHERE set_config('synchronous_commit', 'off', true) IS NOT NULL"
-_LOST = "SELECT done, answer FROM {schema}.wk_claims WHERE key = %s"
+_LOST = "SELECT done, answer, owner FROM {schema}.wk_claims WHERE key = %s"
 _COMPLETE = """
 UPDATE {schema}.wk_claims SET done = true, answer = %s, expires = %s
 WHERE key = %s AND owner = %s
 """
-_RELEASE = "DELETE FROM {schema}.wk_claims WHERE key = %s AND owner = %s"
+_RELEASE = "DELETE FROM {schema}.wk_claims WHERE key = %s AND owner = %s AND NOT done"
 _GET = """
 SELECT m.status, m.error_code, m.updated, m.final_at,
        e.status, e.received, e.error_code, e.event_type, e.key, e.form
@@ -145,20 +161,28 @@ FROM {schema}.wk_messages AS m LEFT JOIN {schema}.wk_events AS e ON e.sid = m.si
 WHERE m.sid = %s
 ORDER BY e.received, e.key
 """
-_SWEEP_CLAIMS = """
-DELETE FROM {schema}.wk_claims WHERE key IN (
-    SELECT key FROM {schema}.wk_claims WHERE expires < %s LIMIT %s
+# One batch of expired rows per statement, which returns how many went; SKIP LOCKED lets
+# every worker's housekeeping run at once without waiting on each other's rows (or a request's).
+_PURGE_CLAIMS = """
+WITH expired AS (
+    DELETE FROM {schema}.wk_claims WHERE key IN (
+        SELECT key FROM {schema}.wk_claims WHERE expires < %s LIMIT %s FOR UPDATE SKIP LOCKED
+    )
+    RETURNING true
 )
+SELECT count(*) FROM expired
 """
-_SWEEP_MESSAGES = """
+_PURGE_MESSAGES = """
 WITH expired AS (
     DELETE FROM {schema}.wk_messages WHERE sid IN (
-        SELECT sid FROM {schema}.wk_messages WHERE updated < %s LIMIT %s
+        SELECT sid FROM {schema}.wk_messages WHERE updated < %s LIMIT %s FOR UPDATE SKIP LOCKED
     )
     RETURNING sid
-)
-DELETE FROM {schema}.wk_events WHERE sid IN (SELECT sid FROM expired)
+),
+events AS (DELETE FROM {schema}.wk_events WHERE sid IN (SELECT sid FROM expired))
+SELECT count(*) FROM expired
 """
+_COMPACT = "VACUUM (ANALYZE) {schema}.wk_claims, {schema}.wk_messages, {schema}.wk_events"
 
 
 class PostgresStore:
@@ -170,9 +194,10 @@ class PostgresStore:
         *,
         retention: float = DEFAULT_RETENTION,
         ledger_retention: float = DEFAULT_LEDGER_RETENTION,
+        timeout: float = DEFAULT_TIMEOUT,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        conninfo, options = _split_options(url)
+        conninfo, options = _split_options(url, timeout)
         schema = options.get("schema", DEFAULT_SCHEMA)
         if not _SCHEMA_NAME.fullmatch(schema):
             raise ConfigurationError(
@@ -182,7 +207,7 @@ class PostgresStore:
         self.schema = schema
         self._conninfo = conninfo
         self._pool_size = int(_number(options, "pool_size", DEFAULT_POOL_SIZE))
-        self._pool_timeout = _number(options, "pool_timeout", DEFAULT_POOL_TIMEOUT)
+        self._pool_timeout = _number(options, "pool_timeout", timeout)
         self._retention = retention
         self._ledger_retention = ledger_retention
         self._clock = clock
@@ -195,15 +220,23 @@ class PostgresStore:
         self._complete_sql = _COMPLETE.format(schema=quoted)
         self._release_sql = _RELEASE.format(schema=quoted)
         self._get_sql = _GET.format(schema=quoted)
-        self._sweep_claims_sql = _SWEEP_CLAIMS.format(schema=quoted)
-        self._sweep_messages_sql = _SWEEP_MESSAGES.format(schema=quoted)
+        self._purge_sql = (
+            (_PURGE_CLAIMS.format(schema=quoted), 0.0),
+            (_PURGE_MESSAGES.format(schema=quoted), ledger_retention),
+        )
+        self._compact_sql = _COMPACT.format(schema=quoted)
         self._lock = threading.Lock()
         self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
         self._pid = 0
         self._migrated = False
-        self._guard = StoreErrors(psycopg.Error, f"PostgreSQL store {_redacted(conninfo)!r}")
+        self._next_purge = 0.0
+        self._suspect = False  # an operation failed: idle connections may be broken too
+        self._abandoned = Abandoned()
+        self._guard = StoreErrors(
+            psycopg.Error, f"PostgreSQL store {_redacted(conninfo)!r}", self._suspect_pool
+        )
 
-    def claim(self, key: str, lease: float) -> Claim:
+    def claim(self, key: str, lease: float, replace: str = "") -> Claim:
         """Take ``key``; its commit does not wait for the WAL to reach the disk.
 
         Nothing is acknowledged on a claim alone: the 200 follows :meth:`complete`, whose
@@ -212,8 +245,15 @@ class PostgresStore:
         """
         now = self._clock()
         owner = new_owner()
-        params = {"key": key, "owner": owner, "done": False, "expires": now + lease, "now": now}
-        with self._connection() as db:
+        params = {
+            "key": key,
+            "owner": owner,
+            "done": False,
+            "expires": now + lease,
+            "now": now,
+            "replace": replace,
+        }
+        with self._abandoned.guarding(key, owner), self._connection() as db:
             if db.execute(self._claim_sql, params).fetchone() is not None:
                 return Claim(Outcome.CLAIMED, owner)
             return self._lost(db, key)
@@ -226,7 +266,9 @@ class PostgresStore:
         with self._connection() as db:
             db.execute(self._release_sql, (key, owner))
 
-    def record_status(self, entry: StatusEntry, lease: float | None = None) -> Applied:
+    def record_status(
+        self, entry: StatusEntry, lease: float | None = None, replace: str = ""
+    ) -> Applied:
         now = self._clock()
         owner = "" if lease is None else new_owner()
         params = {
@@ -235,6 +277,7 @@ class PostgresStore:
             "done": lease is None,
             "expires": now + (self._retention if lease is None else lease),
             "now": now,
+            "replace": replace,
             "sid": entry.message_sid,
             "status": entry.status,
             "rank": entry.rank,
@@ -244,7 +287,7 @@ class PostgresStore:
             "final_at": entry.received_at if entry.final else None,
             "form": entry.form,
         }
-        with self._connection() as db:
+        with self._abandoned.guarding(entry.key, owner), self._connection() as db:
             row = db.execute(self._record_sql, params).fetchone()
             assert row is not None  # a SELECT without FROM always returns its row
             won, recorded, status = row
@@ -272,27 +315,40 @@ class PostgresStore:
             ),
         )
 
-    def sweep(self) -> int:
-        """Delete claims and ledger records past their retention; returns how many claims and
-        ledger events went.
+    def maintain(self, *, full: bool = False) -> None:
+        """Release abandoned claims, drop broken connections, then expire a batch when due.
 
-        For a maintenance thread or a cron job, never a request: it works through the expired
-        rows a batch at a time, each batch one short transaction. Expiry does not depend on
-        it (a lapsed claim can be taken again at once); it only bounds the tables.
+        Every ten seconds each table loses at most one batch of expired rows (sooner again
+        while a batch comes back full), each batch one short statement; ``full=True`` deletes
+        everything due and vacuums the tables. Expiry does not depend on it (a lapsed claim
+        can be taken again at once); it only bounds the tables.
         """
+        self._abandoned.release(self.release)
+        pool = self._pool
+        if self._suspect and pool is not None and self._pid == os.getpid():
+            self._suspect = False
+            with self._guard:
+                pool.check()  # drops every broken idle connection, so no request gets one
         now = self._clock()
-        deleted = 0
-        for sql, horizon in (
-            (self._sweep_claims_sql, now),
-            (self._sweep_messages_sql, now - self._ledger_retention),
-        ):
+        if not full and now < self._next_purge:
+            return
+        self._next_purge = now + _PURGE_EVERY
+        for sql, retention in self._purge_sql:
             while True:
                 with self._connection() as db:
-                    count = db.execute(sql, (horizon, _SWEEP_BATCH)).rowcount
-                deleted += count
-                if count < _SWEEP_BATCH:
+                    row = db.execute(sql, (now - retention, _PURGE_BATCH)).fetchone()
+                if row is None or row[0] < _PURGE_BATCH:
                     break
-        return deleted
+                if not full:
+                    self._next_purge = now  # more is due: the next round goes on
+                    break
+        if full:
+            with self._connection() as db:
+                db.execute("SET statement_timeout = 0")  # a vacuum may take a while
+                try:
+                    db.execute(self._compact_sql)
+                finally:
+                    db.execute("RESET statement_timeout")
 
     def close(self) -> None:
         with self._lock:
@@ -310,6 +366,14 @@ class PostgresStore:
             if not self._migrated:
                 self._migrate(db)
             yield db
+
+    def _suspect_pool(self) -> None:
+        """After a failure, have the next :meth:`maintain` check the pool's idle connections.
+
+        A connection that broke in the failed operation is discarded by the pool already;
+        the others a restarted database broke are found before a request takes them.
+        """
+        self._suspect = True
 
     def _open(self) -> ConnectionPool[psycopg.Connection[Any]]:
         with self._lock:
@@ -337,6 +401,8 @@ class PostgresStore:
         quoted = f'"{self.schema}"'
         version_table = f"{quoted}.wk_schema_version"
         with db.transaction():
+            # A migration may take longer than a statement is allowed to (LOCAL: until commit).
+            db.execute("SET LOCAL statement_timeout = 0")
             db.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"webhook_kit:{quoted}",))
             # Look before creating: CREATE ... IF NOT EXISTS needs the CREATE privilege even
             # when the object exists, and a DBA may have created the schema for a user without.
@@ -363,9 +429,11 @@ class PostgresStore:
     def _lost(self, db: psycopg.Connection[Any], key: str) -> Claim:
         """Why a claim on ``key`` was not won: a finished claim (with its answer) or a live one."""
         row = db.execute(self._lost_sql, (key,)).fetchone()
-        if row is not None and row[0]:
+        if row is None:
+            return Claim(Outcome.BUSY)
+        if row[0]:
             return Claim(Outcome.DONE, answer=bytes(row[1] or b""))
-        return Claim(Outcome.BUSY)
+        return Claim(Outcome.BUSY, row[2])
 
 
 def _missing(db: psycopg.Connection[Any], lookup: str, name: str) -> bool:
@@ -373,15 +441,23 @@ def _missing(db: psycopg.Connection[Any], lookup: str, name: str) -> bool:
     return row is None or row[0] is None
 
 
-def _split_options(url: str) -> tuple[str, dict[str, str]]:
-    """The libpq URL (with a default ``connect_timeout``) and webhook_kit's own options."""
+def _split_options(url: str, timeout: float) -> tuple[str, dict[str, str]]:
+    """The libpq URL and webhook_kit's own options.
+
+    ``timeout`` becomes the default ``connect_timeout`` (whole seconds, at least libpq's 2)
+    and the session's ``statement_timeout``, added to any ``options`` the URL gives.
+    """
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
     ours = {name: value for name, value in query if name in _OUR_OPTIONS}
     rest = [(name, value) for name, value in query if name not in _OUR_OPTIONS]
     names = {name for name, _ in rest}
     if "connect_timeout" not in names:
-        rest.append(("connect_timeout", str(DEFAULT_CONNECT_TIMEOUT)))
+        rest.append(("connect_timeout", str(max(_MIN_CONNECT_TIMEOUT, math.ceil(timeout)))))
+    statement_timeout = f"-c statement_timeout={math.ceil(timeout * 1000)}"
+    given = [value for name, value in rest if name == "options"]
+    rest = [(name, value) for name, value in rest if name != "options"]
+    rest.append(("options", " ".join([statement_timeout, *given])))  # the URL's win
     if "application_name" not in names:
         rest.append(("application_name", "webhook_kit"))
     # libpq decodes %20 but not '+': quote spaces as %20 (options=-c%20name%3Dvalue).
