@@ -47,6 +47,11 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     ),
     "WEBHOOK_KIT_MAX_SEGMENTS": (3, "log a warning when a reply costs more SMS segments"),
     "WEBHOOK_KIT_ERROR_REPLY": (None, "text sent when a handler fails (default: no reply, 500)"),
+    "WEBHOOK_KIT_METRICS": (False, "count webhooks in Prometheus metrics (webhook_kit[metrics])"),
+    "WEBHOOK_KIT_METRICS_TOKEN": (
+        None,
+        "bearer token the standalone app's /metrics requires (default: none)",
+    ),
 }
 
 
@@ -65,6 +70,8 @@ class Settings:
     store_timeout: float
     max_segments: int
     error_reply: str | None
+    metrics: bool
+    metrics_token: str | None
 
     @classmethod
     def from_config(
@@ -100,6 +107,8 @@ class Settings:
             store_timeout=_number(config, "WEBHOOK_KIT_STORE_TIMEOUT", float, minimum=0.05),
             max_segments=_number(config, "WEBHOOK_KIT_MAX_SEGMENTS", int, minimum=1),
             error_reply=config["WEBHOOK_KIT_ERROR_REPLY"] or None,
+            metrics=_flag(config, "WEBHOOK_KIT_METRICS"),
+            metrics_token=config["WEBHOOK_KIT_METRICS_TOKEN"] or None,
         )
 
 
@@ -112,6 +121,18 @@ def _tokens(value: object) -> tuple[str, ...]:
             "WEBHOOK_KIT_AUTH_TOKEN must be a string (comma-separated for rotation) or a list"
         )
     return tuple(token.strip() for token in items if str(token).strip())
+
+
+def _flag(config: Mapping[str, Any], key: str) -> bool:
+    value = config[key]
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"", "0", "false", "no", "off"}:
+        return False
+    raise ConfigurationError(f"{key}={value!r} must be 1 or 0 (true or false)")
 
 
 def _number(config: Mapping[str, Any], key: str, kind: type[N], *, minimum: float) -> N:

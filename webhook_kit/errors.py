@@ -18,30 +18,36 @@ class BadRequestError(WebhookKitError):
     """A webhook request is malformed; answered with ``400`` and this one-line message."""
 
     status_code = 400
+    #: The ``reason`` label of the webhooks it rejects (see webhook_kit.metrics).
+    reason = "bad_request"
 
 
 class PayloadTooLargeError(BadRequestError):
     """A request body is larger than ``WEBHOOK_KIT_MAX_BODY``; answered with ``413``."""
 
     status_code = 413
+    reason = "too_large"
 
 
 class InFlightError(WebhookKitError):
     """An earlier delivery of the same webhook is still running; answered with ``409``."""
 
     status_code = 409
+    reason = "in_flight"
 
 
 class SignatureError(WebhookKitError):
     """``X-Twilio-Signature`` is missing or does not match; answered with ``403``."""
 
     status_code = 403
+    reason = "signature"
 
 
 class StoreError(WebhookKitError):
     """The store could not be read or written; answered with ``503`` so Twilio may retry."""
 
     status_code = 503
+    reason = "store_down"
 
 
 class ReplyTypeError(WebhookKitError, TypeError):

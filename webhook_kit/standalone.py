@@ -2,7 +2,8 @@
 
 Users who only need webhooks run this instead of writing a Flask app: it imports the module
 named by ``WEBHOOK_KIT_HANDLERS``, takes the ``WebhookKit`` named ``kit`` from it, and mounts
-it with ``/healthz`` for load balancers. The webhook routes are answered directly from WSGI,
+it with ``/healthz`` for load balancers (``/healthz?deep=1`` also reads the store) and, when
+``WEBHOOK_KIT_METRICS=1``, ``/metrics``. The webhook routes are answered directly from WSGI,
 in front of Flask's request cycle (see ``WebhookKit.init_app(direct=True)``).
 """
 
@@ -14,11 +15,12 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask
+from flask import Flask, request
 
 from .config import DEFAULTS
-from .errors import ConfigurationError
+from .errors import ConfigurationError, StoreError
 from .kit import WebhookKit
+from .stores import Store
 
 DEFAULT_HANDLERS = "examples.echo_bot"
 
@@ -41,7 +43,16 @@ def create_app(
     app.config.update(config or {})
     _log_to_stderr()
     kit.init_app(app, url_prefix=environ.get("WEBHOOK_KIT_URL_PREFIX") or None, direct=True)
-    app.add_url_rule("/healthz", "healthz", _healthz)
+    pipeline = kit.pipeline(app)
+    app.add_url_rule("/healthz", "healthz", lambda: _healthz(pipeline.store))
+    settings = pipeline.settings
+    if settings.metrics:
+        from . import metrics
+
+        token = settings.metrics_token
+        app.add_url_rule(
+            "/metrics", "metrics", metrics.protected_view(token) if token else metrics.view
+        )
     return app
 
 
@@ -63,8 +74,16 @@ def load_kit(module_name: str) -> WebhookKit:
     return kit
 
 
-def _healthz() -> tuple[str, int, dict[str, str]]:
-    return "ok\n", 200, {"Content-Type": "text/plain; charset=utf-8"}
+def _healthz(store: Store) -> tuple[str, int, dict[str, str]]:
+    """``ok``; with ``?deep=1`` only if the store answers a read, else 503."""
+    headers = {"Content-Type": "text/plain; charset=utf-8"}
+    if request.args.get("deep") in ("1", "true"):
+        try:
+            store.get_message("healthz")
+        except StoreError as error:
+            logging.getLogger("webhook_kit").warning("healthz: %s", error)
+            return "store unavailable\n", 503, headers
+    return "ok\n", 200, headers
 
 
 def _log_to_stderr() -> None:

@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
     from .config import Settings
+    from .metrics import Observer
     from .registry import Registry
 
 log = logging.getLogger("webhook_kit")
@@ -69,11 +70,15 @@ class Answer(NamedTuple):
     status: int
     body: bytes
     content_type: str = TWIML_TYPE
+    #: How the webhook ended, as metrics count it: handled, replayed, failed, or the reason
+    #: it was rejected (an error's ``reason``).
+    outcome: str = "handled"
 
 
 _EMPTY = Answer(200, EMPTY_TWIML)
-_FAILED = Answer(500, EMPTY_TWIML)
-_STORE_DOWN = Answer(503, b"store unavailable: try again later\n", TEXT_TYPE)
+_REPLAYED = Answer(200, EMPTY_TWIML, TWIML_TYPE, "replayed")
+_FAILED = Answer(500, EMPTY_TWIML, TWIML_TYPE, "failed")
+_STORE_DOWN = Answer(503, b"store unavailable: try again later\n", TEXT_TYPE, StoreError.reason)
 
 
 class Incoming(NamedTuple):
@@ -136,6 +141,16 @@ class Pipeline:
             "fallback": (self.fallback, both),
             "status": (self.status, frozenset(("POST",))),
         }
+        #: What is counted when WEBHOOK_KIT_METRICS is on; None (and nothing imported) if off.
+        self.metrics: Observer | None = None
+        if settings.metrics:
+            from .metrics import Observer
+
+            self.metrics = Observer(list(self.routes))
+            self.routes = {
+                name: (_counted(handle, self.metrics.webhooks[name]), methods)
+                for name, (handle, methods) in self.routes.items()
+            }
 
     @staticmethod
     def view(handle: Handle) -> Callable[[], Response]:
@@ -176,15 +191,21 @@ class Pipeline:
             )
         except _REJECTED as rejected:
             return _reject(environ, rejected)
+        if applied.recorded and self.metrics is not None:
+            self.metrics.recorded(entry)
         claim = applied.claim
         if claim.outcome is not Outcome.CLAIMED:
             if not applied.recorded:
                 _duplicate(environ, key)
-            return _EMPTY  # finished in the same step, or a retry of a finished callback
+                return _REPLAYED  # a retry of a finished callback
+            return _EMPTY  # claimed and recorded in the same step
         try:
             for route in routes:
-                with _running(handler_name(route.handler)):
+                name = handler_name(route.handler)
+                with _running(name):
+                    started = time.perf_counter()
                     call_status_handler(route, update)
+                    self._timed("status", name, started)
             if hooks and applied.final:
                 self._finalise(update.message_sid)
         except StoreError as failure:
@@ -218,9 +239,10 @@ class Pipeline:
             return _reject(environ, error)
         if claim.outcome is Outcome.DONE:
             _duplicate(environ, key)
-            return Answer(200, claim.answer)  # a retry gets the first answer, handler not rerun
+            # A retry gets the first answer, handler not rerun.
+            return Answer(200, claim.answer, TWIML_TYPE, "replayed")
         try:
-            answer = self._answer(message, router)
+            answer = self._answer(message, router, kind)
         except StoreError as error:
             self._release(key, claim)
             return _reject(environ, error)
@@ -300,14 +322,17 @@ class Pipeline:
             result = attempt("")
         return result
 
-    def _answer(self, message: InboundMessage, router: MessageRouter) -> bytes:
+    def _answer(self, message: InboundMessage, router: MessageRouter, kind: str) -> bytes:
         with _running("a message filter (when=)"):
             chosen = router.select(message)
         if chosen is None:
             return EMPTY_TWIML
         route, accepted = chosen
-        with _running(handler_name(route.handler)):
+        name = handler_name(route.handler)
+        with _running(name):
+            started = time.perf_counter()
             reply = as_twiml(route.handler(accepted), route.handler)
+            self._timed(kind, name, started)
         segments = reply.segments
         if segments > self.settings.max_segments:
             log.warning(
@@ -331,12 +356,20 @@ class Pipeline:
             record = self.store.get_message(message_sid)
             if record is not None:
                 for hook in self.registry.final:
-                    with _running(handler_name(hook)):
+                    name = handler_name(hook)
+                    with _running(name):
+                        started = time.perf_counter()
                         hook(record)
+                        self._timed("final", name, started)
         except BaseException:
             self._release(key, claim)
             raise
         self._complete(key, claim, b"")
+
+    def _timed(self, kind: str, handler: str, started: float) -> None:
+        """Count the time since ``started`` for a handler that returned (metrics on)."""
+        if self.metrics is not None:
+            self.metrics.handler(kind, handler, time.perf_counter() - started)
 
     def _failed(
         self, failure: _Failed, event: InboundMessage | StatusCallback, environ: dict[str, Any]
@@ -354,11 +387,12 @@ class Pipeline:
             try:
                 result = handler(error, event)
                 if result is not None and isinstance(event, InboundMessage):
-                    return Answer(200, as_twiml(result, handler).to_bytes())
+                    reply = as_twiml(result, handler).to_bytes()
+                    return Answer(200, reply, TWIML_TYPE, _FAILED.outcome)
             except Exception:
                 log.exception("error handler %s failed", handler_name(handler))
         if self._error_reply is not None and isinstance(event, InboundMessage):
-            return Answer(200, self._error_reply)
+            return Answer(200, self._error_reply, TWIML_TYPE, _FAILED.outcome)
         return _FAILED
 
     def _complete(self, key: str, claim: Claim, answer: bytes) -> None:
@@ -431,7 +465,18 @@ def _reject(
         )
     if isinstance(error, StoreError):  # the details (hosts, paths) are for the log only
         return _STORE_DOWN
-    return Answer(error.status_code, f"{error}\n".encode(), TEXT_TYPE)
+    return Answer(error.status_code, f"{error}\n".encode(), TEXT_TYPE, error.reason)
+
+
+def _counted(handle: Handle, count: Mapping[str, Callable[[], None]]) -> Handle:
+    """``handle``, counting each answer by its outcome (only when metrics are on)."""
+
+    def counted(environ: dict[str, Any]) -> Answer:
+        answer = handle(environ)
+        count[answer.outcome]()
+        return answer
+
+    return counted
 
 
 def _duplicate(environ: Mapping[str, Any], key: str) -> None:
