@@ -86,19 +86,21 @@ class Reply:
 
 
 class Server:
-    """``gunicorn TARGET`` with one sync worker on a free loopback port, run from the repo.
+    """``gunicorn TARGET`` with sync workers on a free loopback port, run from the repo.
 
-    A context manager: it waits until ``GET /healthz`` answers and stops gunicorn (and, if
-    need be, its worker) on exit, whatever the exit.
+    One worker is pinned to its own core (see :func:`_pinned`); several are left to the
+    scheduler. A context manager: it waits until ``GET /healthz`` answers and stops gunicorn
+    (and, if need be, its workers) on exit, whatever the exit.
     """
 
-    def __init__(self, target: str, env: Mapping[str, str]) -> None:
+    def __init__(self, target: str, env: Mapping[str, str], workers: int = 1) -> None:
         self.port = _free_port()
         self.args = [
-            *_pinned(SERVER_CPU), sys.executable, "-m", "gunicorn", target,
+            *(_pinned(SERVER_CPU) if workers == 1 else []),
+            sys.executable, "-m", "gunicorn", target,
             "--config", str(GUNICORN_CONF),
             "--bind", f"127.0.0.1:{self.port}",
-            "--workers", "1",
+            "--workers", str(workers),
             "--worker-class", "sync",
         ]  # fmt: skip
         # Only ``env`` configures the app: no stray WEBHOOK_KIT_* or GUNICORN_CMD_ARGS.
@@ -237,13 +239,16 @@ def run_wrk(
     connections: int,
     threads: int,
     drain: bool = False,
+    pinned: bool = True,
 ) -> Load:
     """Drive ``url`` with the signed requests in ``requests`` for ``duration`` seconds.
 
     With ``drain`` wrk stops as soon as every request went out (``duration`` only bounds it).
+    ``pinned`` keeps wrk on its own core, apart from a pinned server.
     """
     args = [
-        *_pinned(LOAD_CPU), wrk, f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency",
+        *(_pinned(LOAD_CPU) if pinned else []),
+        wrk, f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency",
         "-s", str(LUA), url, "--", str(requests), str(threads),
     ]  # fmt: skip
     if drain:

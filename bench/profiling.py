@@ -1,10 +1,12 @@
-"""Where a request's time goes: ``python -m bench.profiling [--requests N] [--top N]``.
+"""Where a request's time goes: ``python -m bench.profiling [--store URL] [--route status]``.
 
 Drives each app in-process through ``app.wsgi_app(environ, start_response)`` (no server, no
 HTTP), with a prebuilt environ per request: a fresh BytesIO body, a distinct MessageSid, a
 valid signature. Prints the time per request without a profiler, then cProfile's largest
-entries for webhook_kit's standalone app (memory store) and for bare Flask, in µs per request.
-cProfile's own cost inflates functions that are called often; compare within one table.
+entries for webhook_kit's standalone app (``--store``, default memory; an SQLite store goes in
+a temporary file) and for bare Flask, in µs per request. cProfile's own cost inflates
+functions that are called often; compare within one table. In-process figures do not depend
+on a load generator sharing the machine, so they compare changes on a busy machine too.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import pstats
 import site
 import sys
 import sysconfig
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -28,14 +31,13 @@ if __package__ in (None, ""):  # python bench/profiling.py: import the package, 
 
 from flask import Flask, Response
 
-from bench.apps import MESSAGES, REPLY, TWIML_TYPE, bare_flask, raw, twilio_flask
+from bench.apps import MESSAGES, REPLY, STATUS, TWIML_TYPE, bare_flask, raw, twilio_flask
 from bench.loadgen import FORM_TYPE, ROOT, TOKEN
 from webhook_kit.signature import compute_signature
 from webhook_kit.standalone import create_app
-from webhook_kit.testing import inbound_sms
+from webhook_kit.testing import inbound_sms, status_callback
 
 HOST = "127.0.0.1:8000"
-URL = f"http://{HOST}{MESSAGES}"
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
@@ -43,36 +45,49 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.profiling", description=__doc__)
     parser.add_argument("--requests", type=int, default=20_000, help="requests per pass")
     parser.add_argument("--top", type=int, default=25, help="profile entries to show")
+    parser.add_argument(
+        "--store", default="memory://", help="webhook_kit's store URL; sqlite: a temporary file"
+    )
+    parser.add_argument("--route", choices=("messages", "status"), default="messages")
     args = parser.parse_args(argv)
     os.environ["TWILIO_AUTH_TOKEN"] = TOKEN  # the twilio recipe reads it per request
+    with tempfile.TemporaryDirectory(prefix="webhook_kit_profile_") as workdir:
+        store = f"sqlite:///{workdir}/kit.db" if args.store == "sqlite" else args.store
+        return _profile(args, store)
+
+
+def _profile(args: argparse.Namespace, store: str) -> int:
     kit = create_app(
         {
             "TWILIO_AUTH_TOKEN": TOKEN,
             "WEBHOOK_KIT_HANDLERS": "examples.echo_bot",
-            "WEBHOOK_KIT_STORE": "memory://",
+            "WEBHOOK_KIT_STORE": store,
         }
     )
+    path = MESSAGES if args.route == "messages" else STATUS
     flask_only = Flask("bench.flask_only")
-    flask_only.add_url_rule(MESSAGES, "constant", _constant, methods=["POST"])
+    flask_only.add_url_rule(path, "constant", _constant, methods=["POST"])
+    kit_name = f"webhook_kit, {store.partition(':')[0]} store"
     apps: dict[str, WsgiApp] = {
         "raw WSGI": raw,
         "Flask, constant reply, no form": flask_only.wsgi_app,
         "bare Flask, request.form": bare_flask.wsgi_app,
-        "webhook_kit, memory store": kit.wsgi_app,
-        "Flask + twilio-python": twilio_flask.wsgi_app,
+        kit_name: kit.wsgi_app,
     }
+    if args.route == "messages":
+        apps["Flask + twilio-python"] = twilio_flask.wsgi_app
     count = args.requests
-    print(f"building {count * 4:,} signed requests...", flush=True)
-    bodies = _signed_bodies(count * 4)
+    print(f"building {count * 4:,} signed requests to {path}...", flush=True)
+    bodies = _signed_bodies(count * 4, path)
     # Each pass of an app gets its own slice: webhook_kit must never see a MessageSid twice.
     print(f"\nin-process time per request, {count:,} requests, no profiler (best of 3):")
     for name, app in apps.items():
-        best = min(_timed(app, bodies[count * i : count * (i + 1)]) for i in range(3))
+        best = min(_timed(app, path, bodies[count * i : count * (i + 1)]) for i in range(3))
         print(f"  {name:32} {best * 1e6 / count:7.1f} µs  ({count / best:,.0f} req/s in-process)")
-    for name in ("webhook_kit, memory store", "bare Flask, request.form"):
+    for name in (kit_name, "bare Flask, request.form"):
         profiler = cProfile.Profile()
         profiler.enable()
-        _drive(apps[name], bodies[count * 3 :])
+        _drive(apps[name], path, bodies[count * 3 :])
         profiler.disable()
         _print_profile(name, profiler, count, args.top)
     return 0
@@ -83,22 +98,24 @@ def _constant() -> Response:
     return Response(REPLY, content_type=TWIML_TYPE)
 
 
-def _signed_bodies(count: int) -> list[tuple[bytes, str]]:
+def _signed_bodies(count: int, path: str) -> list[tuple[bytes, str]]:
+    make = inbound_sms if path == MESSAGES else status_callback
     bodies = []
     for _ in range(count):
-        pairs = list(inbound_sms().items())
-        bodies.append((urlencode(pairs).encode(), compute_signature(URL, pairs, TOKEN)))
+        pairs = list(make().items())
+        signature = compute_signature(f"http://{HOST}{path}", pairs, TOKEN)
+        bodies.append((urlencode(pairs).encode(), signature))
     return bodies
 
 
-def _environ(body: bytes, signature: str) -> dict[str, Any]:
+def _environ(path: str, body: bytes, signature: str) -> dict[str, Any]:
     """What gunicorn's sync worker passes for the benchmark's request."""
     return {
         "REQUEST_METHOD": "POST",
         "SCRIPT_NAME": "",
-        "PATH_INFO": MESSAGES,
+        "PATH_INFO": path,
         "QUERY_STRING": "",
-        "RAW_URI": MESSAGES,
+        "RAW_URI": path,
         "SERVER_NAME": "127.0.0.1",
         "SERVER_PORT": "8000",
         "SERVER_PROTOCOL": "HTTP/1.1",
@@ -118,14 +135,14 @@ def _environ(body: bytes, signature: str) -> dict[str, Any]:
     }
 
 
-def _drive(app: WsgiApp, bodies: list[tuple[bytes, str]]) -> None:
+def _drive(app: WsgiApp, path: str, bodies: list[tuple[bytes, str]]) -> None:
     statuses: list[str] = []
 
     def start_response(status: str, headers: list[tuple[str, str]], *exc: object) -> None:
         statuses.append(status)
 
     for body, signature in bodies:
-        result = app(_environ(body, signature), start_response)
+        result = app(_environ(path, body, signature), start_response)
         b"".join(result)
         close = getattr(result, "close", None)
         if close is not None:
@@ -135,9 +152,9 @@ def _drive(app: WsgiApp, bodies: list[tuple[bytes, str]]) -> None:
         raise SystemExit(f"{len(failed)} requests failed, first: {failed[0]}")
 
 
-def _timed(app: WsgiApp, bodies: list[tuple[bytes, str]]) -> float:
+def _timed(app: WsgiApp, path: str, bodies: list[tuple[bytes, str]]) -> float:
     start = time.perf_counter()
-    _drive(app, bodies)
+    _drive(app, path, bodies)
     return time.perf_counter() - start
 
 

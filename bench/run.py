@@ -1,8 +1,9 @@
 """Entry point: ``python -m bench [--quick]`` or ``python bench/run.py`` from the repo root.
 
-Each app runs under its own gunicorn (one sync worker) in turn, driven by wrk with the same
-threads, connections and duration, in rounds whose order alternates (A B C ..., ... C B A),
-so that every ratio compares runs made side by side; the report quotes medians.
+Each app runs under its own gunicorn (one sync worker; three in the workers run) in turn,
+driven by wrk with the same threads, connections and duration, in rounds whose order
+alternates (A B C ..., ... C B A), so that every ratio compares runs made side by side; the
+report quotes medians.
 """
 
 from __future__ import annotations
@@ -31,16 +32,19 @@ from bench.loadgen import TOKEN, BenchError, Load, Payloads, Server, ensure_wrk,
 from bench.report import (
     FLASK,
     FLASK_STATUS,
+    FLASK_W3,
     KIT_MEMORY,
     KIT_POSTGRES,
+    KIT_REDIS,
     KIT_SQLITE,
+    KIT_SQLITE_W3,
     KIT_STATUS,
     TWILIO,
+    WORKERS,
 )
 from webhook_kit.signature import compute_signature
 from webhook_kit.testing import inbound_sms, status_callback
 
-KIT_REDIS = "kit_status_redis"
 REDIS_URL = "redis://127.0.0.1:6379/0"
 KIT_STATUS_POSTGRES = "kit_status_postgres"
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -61,10 +65,11 @@ class App:
     expect: bytes  # a 200 answer to a signed webhook contains this
     store: str | None = None  # webhook_kit's store: memory, sqlite, redis or postgres
     verifies: bool = False  # a bad signature must be answered 403
+    workers: int = 1  # gunicorn sync workers; more than one runs unpinned
 
     @property
     def path(self) -> str:
-        return MESSAGES if self.scenario == "inbound" else STATUS
+        return STATUS if self.scenario == "status" else MESSAGES
 
 
 INBOUND = [
@@ -82,6 +87,13 @@ STATUS_APPS = [
     App(KIT_REDIS, "webhook_kit, Redis ledger", "status", "wsgi:app", EMPTY, "redis", True),
     App(KIT_STATUS_POSTGRES, "webhook_kit, PostgreSQL ledger", "status", "wsgi:app", EMPTY,
         "postgres", True),
+]  # fmt: skip
+# Workers sharing one SQLite file must not serialise on its write lock: 3 workers each,
+# nothing pinned, against bare Flask with 3 workers.
+WORKERS_APPS = [
+    App(FLASK_W3, "bare Flask, 3 workers", WORKERS, "bench.apps:bare_flask", REPLY, workers=3),
+    App(KIT_SQLITE_W3, "webhook_kit, SQLite, 3 workers", WORKERS, "wsgi:app", REPLY, "sqlite",
+        True, workers=3),
 ]  # fmt: skip
 
 
@@ -113,7 +125,7 @@ class Session:
     warnings: list[str] = field(default_factory=list)
 
     def payloads(self, app: App) -> Payloads:
-        return self.inbound if app.scenario == "inbound" else self.status
+        return self.status if app.scenario == "status" else self.inbound
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -169,7 +181,7 @@ def _run(session: Session) -> dict[str, object]:
     print("micro benchmarks...", flush=True)
     micros = micro.run(repeat=settings.micro_repeat, batch_seconds=settings.micro_batch)
     up = {"redis": session.redis_up, "postgres": session.postgres_up}
-    apps = [app for app in INBOUND + STATUS_APPS if up.get(app.store or "", True)]
+    apps = [app for app in INBOUND + STATUS_APPS + WORKERS_APPS if up.get(app.store or "", True)]
     if not session.redis_up:
         session.warnings.append(f"Redis not reachable at {REDIS_URL}: Redis ledger skipped")
     if not session.postgres_up:
@@ -181,7 +193,7 @@ def _run(session: Session) -> dict[str, object]:
             load = _measure(session, app)
             runs[app.key].append(load)
             print(
-                f"round {round_index + 1}/{settings.rounds}  {app.scenario:7} {app.label:28}"
+                f"round {round_index + 1}/{settings.rounds}  {app.scenario:9} {app.label:30}"
                 f" {load.rate:6.0f} req/s  p50 {load.p50_ms:5.2f} ms  p99 {load.p99_ms:5.2f} ms"
                 f"  ({load.sent} sent of {load.prepared} prepared)",
                 flush=True,
@@ -230,7 +242,10 @@ def _store_env(session: Session, store: str | None) -> Iterator[dict[str, str]]:
 def _measure(session: Session, app: App) -> Load:
     """Start ``app``, check it answers correctly, warm it up, measure it, stop it."""
     settings = session.settings
-    with _store_env(session, app.store) as env, Server(app.target, env) as server:
+    with (
+        _store_env(session, app.store) as env,
+        Server(app.target, env, app.workers) as server,
+    ):
         _smoke_test(server, app, session.payloads(app))
         used = _warm_up(session, app, server)
         count = math.ceil(session.rates[app.key] * settings.duration * MARGIN)
@@ -290,6 +305,7 @@ def _drive(
         connections=session.settings.connections,
         threads=session.settings.threads,
         drain=drain,
+        pinned=app.workers == 1,
     )
     if load.non2xx or load.socket_errors or load.timeouts:
         raise BenchError(
