@@ -706,3 +706,29 @@ def test_postgres_runs_in_a_schema_a_dba_created_for_it(postgres_url: str) -> No
         with psycopg.connect(admin_url, autocommit=True) as db:
             db.execute(f'DROP SCHEMA "{schema}" CASCADE')
             db.execute(f'DROP ROLE "{role}"')
+
+
+def test_redis_reads_a_history_entry_written_by_webhook_kit_0_1(redis_url: str) -> None:
+    """0.1 form-encoded each history entry; those stay readable for the ledger retention."""
+    from urllib.parse import urlencode
+
+    import redis
+
+    store = open_store(redis_url)
+    store.record_status(entry("SMold", "sent", at=1000.0))
+    prefix = redis_url.rpartition("prefix=")[2]
+    legacy = urlencode(
+        {"key": "k0", "status": "queued", "received": "999.5", "error_code": "30003",
+         "event_type": "", "form": "MessageSid=SMold&MessageStatus=queued"}
+    )  # fmt: skip
+    client = redis.Redis.from_url(redis_url.partition("?")[0])
+    client.lpush(f"{prefix}:{{SMold}}:history", legacy)
+    client.close()
+    record = store.get_message("SMold")
+    store.close()
+    assert record is not None
+    assert [(event.status.value, event.key) for event in record.history] == [
+        ("queued", "k0"), ("sent", "status:SMold:sent:"),
+    ]  # fmt: skip
+    assert record.history[0].error_code == 30003 and record.history[0].event_type is None
+    assert record.history[1].raw["MessageStatus"] == "sent"

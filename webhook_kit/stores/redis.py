@@ -12,6 +12,7 @@ loss, with ``everysec`` at most a second of them can be lost.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -69,35 +70,43 @@ end
 return current
 """
 # KEYS: claim, event marker, message hash, history list.
-# ARGV: claim value, claim ttl ms, status, rank, final (0/1), error code ('' for none),
-#       received, history entry, ledger ttl ms, dead owner ('' for none).
+# ARGV: claim value ('' for no claim: the marker alone dedupes), claim ttl ms, status, rank,
+#       final (0/1), error code ('' for none), received, history entry, ledger ttl ms,
+#       dead owner ('' for none).
 # Returns {0, current claim value} when the claim is lost, else {1, recorded, status}.
+# Few calls: the script's time is the server's, shared with every other client.
 _RECORD = """
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+if ARGV[1] ~= '' and not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
     local current = redis.call('GET', KEYS[1])
     if ARGV[10] == '' or current ~= 'P' .. ARGV[10] then
         return {0, current or ''}
     end
     redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 end
-local recorded = redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[9])
-if recorded then
-    redis.call('RPUSH', KEYS[4], ARGV[8])
-    local rank = tonumber(redis.call('HGET', KEYS[3], 'rank') or '-2')
-    if tonumber(ARGV[4]) > rank then
-        redis.call('HSET', KEYS[3], 'status', ARGV[3], 'rank', ARGV[4], 'error_code', ARGV[6])
-    end
-    local updated = tonumber(redis.call('HGET', KEYS[3], 'updated') or '0')
-    if tonumber(ARGV[7]) > updated then
-        redis.call('HSET', KEYS[3], 'updated', ARGV[7])
-    end
-    if ARGV[5] == '1' then
-        redis.call('HSETNX', KEYS[3], 'final_at', ARGV[7])
-    end
-    redis.call('PEXPIRE', KEYS[3], ARGV[9])
-    redis.call('PEXPIRE', KEYS[4], ARGV[9])
+if not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[9]) then
+    return {1, 0, ARGV[1] ~= '' and redis.call('HGET', KEYS[3], 'status') or ''}
 end
-return {1, recorded and 1 or 0, redis.call('HGET', KEYS[3], 'status') or ''}
+redis.call('RPUSH', KEYS[4], ARGV[8])
+local old = redis.call('HMGET', KEYS[3], 'rank', 'updated', 'status', 'final_at')
+local status, fields = old[3], {}
+if tonumber(ARGV[4]) > tonumber(old[1] or '-2') then
+    status = ARGV[3]
+    fields = {'status', ARGV[3], 'rank', ARGV[4], 'error_code', ARGV[6]}
+end
+if tonumber(ARGV[7]) > tonumber(old[2] or '0') then
+    fields[#fields + 1] = 'updated'
+    fields[#fields + 1] = ARGV[7]
+end
+if ARGV[5] == '1' and not old[4] then
+    fields[#fields + 1] = 'final_at'
+    fields[#fields + 1] = ARGV[7]
+end
+if #fields > 0 then
+    redis.call('HSET', KEYS[3], unpack(fields))
+end
+redis.call('PEXPIRE', KEYS[3], ARGV[9])
+redis.call('PEXPIRE', KEYS[4], ARGV[9])
+return {1, 1, status or ''}
 """
 
 
@@ -156,21 +165,21 @@ class RedisStore:
     def record_status(
         self, entry: StatusEntry, lease: float | None = None, replace: str = ""
     ) -> Applied:
+        """Without ``lease`` no claim is written: the event's marker alone says whether the
+        callback was recorded before, so a duplicate is lost (DONE) without one.
+        """
         owner = "" if lease is None else new_owner()
-        if lease is None:
-            claim_value, claim_ms = _DONE, self._retention_ms
-        else:
-            claim_value, claim_ms = _PENDING + owner.encode(), int(lease * 1000)
+        claim_value = b"" if lease is None else _PENDING + owner.encode()
         tag = self._prefix + "{" + entry.message_sid + "}"
-        history_entry = urlencode(
-            {
-                "key": entry.key,
-                "status": entry.status,
-                "received": repr(entry.received_at),
-                "error_code": "" if entry.error_code is None else str(entry.error_code),
-                "event_type": entry.event_type or "",
-                "form": entry.form,
-            }
+        history_entry = json.dumps(
+            [
+                entry.key,
+                entry.status,
+                entry.received_at,
+                entry.error_code,
+                entry.event_type,
+                entry.form,
+            ]
         )
         with self._abandoned.guarding(entry.key, owner), self._guard:
             result = self._record(
@@ -182,7 +191,7 @@ class RedisStore:
                 ],
                 args=[
                     claim_value,
-                    claim_ms,
+                    0 if lease is None else int(lease * 1000),
                     entry.status,
                     entry.rank,
                     1 if entry.final else 0,
@@ -242,6 +251,12 @@ def _lost(value: bytes) -> Claim:
 
 
 def _event(raw: bytes) -> LedgerEvent:
+    if raw[:1] == b"[":
+        key, status, received, error_code, event_type, form = json.loads(raw)
+        return LedgerEvent(
+            MessageStatus(status), timestamp(received), error_code, event_type, key, form
+        )
+    # Written by webhook_kit 0.1 (form-encoded), kept for the ledger retention after upgrading.
     item = dict(parse_qsl(raw.decode(), keep_blank_values=True))
     return LedgerEvent(
         MessageStatus(item["status"]),

@@ -157,27 +157,44 @@ class SQLiteStore:
     def record_status(
         self, entry: StatusEntry, lease: float | None = None, replace: str = ""
     ) -> Applied:
+        """Without ``lease`` no claim row is written: the event's own key in ``wk_events``
+        says whether it was recorded before, so a duplicate is lost (DONE) without one.
+        """
+        if lease is None:
+            with self._guard, self._transaction() as db:
+                if not self._record(db, entry):
+                    return Applied(Claim(Outcome.DONE), False, None)
+                row = self._apply(db, entry)
+            return Applied(Claim(Outcome.DONE), True, _status(row))
         now = self._clock()
-        owner = "" if lease is None else new_owner()
-        expires = now + (self._retention if lease is None else lease)
-        sid = entry.message_sid
+        owner = new_owner()
         with self._abandoned.guarding(entry.key, owner), self._guard, self._transaction() as db:
-            claim_row = (entry.key, owner, lease is None, expires, now, replace)
-            claimed = db.execute(_CLAIM, claim_row)
-            if claimed.rowcount != 1:
+            claim_row = (entry.key, owner, 0, now + lease, now, replace)
+            if db.execute(_CLAIM, claim_row).rowcount != 1:
                 return Applied(_lost(db, entry.key), False, None)
-            event = (sid, entry.key, entry.status, entry.error_code, entry.event_type)
-            recorded = (
-                db.execute(_INSERT_EVENT, (*event, entry.received_at, entry.form)).rowcount == 1
-            )
+            recorded = self._record(db, entry)
             if recorded:
-                final_at = entry.received_at if entry.final else None
-                applied = (sid, entry.status, entry.rank, entry.error_code)
-                row = db.execute(_APPLY, (*applied, entry.received_at, final_at)).fetchone()
+                row = self._apply(db, entry)
             else:
-                row = db.execute("SELECT status FROM wk_messages WHERE sid = ?", (sid,)).fetchone()
-        claim = Claim(Outcome.DONE) if lease is None else Claim(Outcome.CLAIMED, owner)
-        return Applied(claim, recorded, MessageStatus(row[0]) if row and row[0] else None)
+                sid = (entry.message_sid,)
+                row = db.execute("SELECT status FROM wk_messages WHERE sid = ?", sid).fetchone()
+        return Applied(Claim(Outcome.CLAIMED, owner), recorded, _status(row))
+
+    @staticmethod
+    def _record(db: sqlite3.Connection, entry: StatusEntry) -> bool:
+        """Add the callback to the history; False if it is there already."""
+        event = (entry.message_sid, entry.key, entry.status, entry.error_code, entry.event_type)
+        return db.execute(_INSERT_EVENT, (*event, entry.received_at, entry.form)).rowcount == 1
+
+    @staticmethod
+    def _apply(db: sqlite3.Connection, entry: StatusEntry) -> tuple[str | None] | None:
+        """Move the message's status forward; returns its status row."""
+        final_at = entry.received_at if entry.final else None
+        applied = (entry.message_sid, entry.status, entry.rank, entry.error_code)
+        row: tuple[str | None] | None = db.execute(
+            _APPLY, (*applied, entry.received_at, final_at)
+        ).fetchone()
+        return row
 
     def get_message(self, message_sid: str) -> MessageRecord | None:
         with self._guard, self._transaction() as db:
@@ -293,6 +310,10 @@ class SQLiteStore:
         ).fetchall()
         self._sweeps[table] = rows[-1][0] if len(rows) == _PURGE_BATCH else ""
         return [row[0] for row in rows if row[1]]
+
+
+def _status(row: tuple[str | None] | None) -> MessageStatus | None:
+    return MessageStatus(row[0]) if row and row[0] else None
 
 
 def _lost(db: sqlite3.Connection, key: str) -> Claim:
