@@ -24,7 +24,7 @@ from typing import Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 from ..errors import ConfigurationError, StoreError
-from ..ledger import MessageRecord, StatusEntry
+from ..records import MessageRecord, StatusEntry
 from ..status import MessageStatus
 
 log = logging.getLogger("webhook_kit")

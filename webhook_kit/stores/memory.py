@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..ledger import LedgerEvent, MessageRecord, StatusEntry, timestamp
+from ..records import LedgerEvent, MessageRecord, StatusEntry, timestamp
 from ..status import MessageStatus
 from . import DEFAULT_LEDGER_RETENTION, DEFAULT_RETENTION, Applied, Claim, Outcome, new_owner
 

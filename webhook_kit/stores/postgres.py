@@ -32,7 +32,7 @@ from typing import Any, Final
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from ..errors import ConfigurationError
-from ..ledger import LedgerEvent, MessageRecord, StatusEntry, timestamp
+from ..records import LedgerEvent, MessageRecord, StatusEntry, timestamp
 from ..status import MessageStatus
 from . import (
     DEFAULT_LEDGER_RETENTION,

@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import ConfigurationError
-from ..ledger import LedgerEvent, MessageRecord, StatusEntry, timestamp
+from ..records import LedgerEvent, MessageRecord, StatusEntry, timestamp
 from ..status import MessageStatus
 from . import (
     DEFAULT_LEDGER_RETENTION,

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 
 from ..errors import ConfigurationError
-from ..ledger import LedgerEvent, MessageRecord, StatusEntry, timestamp
+from ..records import LedgerEvent, MessageRecord, StatusEntry, timestamp
 from ..status import MessageStatus
 from . import (
     DEFAULT_LEDGER_RETENTION,
