@@ -617,6 +617,21 @@ def test_postgres_statements_are_bounded_by_the_store_timeout(postgres_url: str)
     store.close()
 
 
+@pytest.mark.parametrize(
+    ("options", "expected"), [("", "300ms"), ("&options=-c%20statement_timeout%3D5s", "5s")]
+)
+def test_postgres_sessions_take_the_store_timeout_unless_the_url_says(
+    postgres_url: str, options: str, expected: str
+) -> None:
+    from webhook_kit.stores.postgres import PostgresStore
+
+    store = PostgresStore(postgres_url + options, timeout=0.3)
+    with store._connection() as db:
+        assert db.execute("SHOW statement_timeout").fetchone() == (expected,)
+        assert db.info.get_parameters()["tcp_user_timeout"] == "300"
+    store.close()
+
+
 def test_postgres_down_is_a_fast_store_error() -> None:
     store = open_store("postgresql://postgres:secret@127.0.0.1:1/test?pool_timeout=0.5")
     with pytest.raises(StoreError, match="PostgreSQL store") as caught:

@@ -444,8 +444,9 @@ def _missing(db: psycopg.Connection[Any], lookup: str, name: str) -> bool:
 def _split_options(url: str, timeout: float) -> tuple[str, dict[str, str]]:
     """The libpq URL and webhook_kit's own options.
 
-    ``timeout`` becomes the default ``connect_timeout`` (whole seconds, at least libpq's 2)
-    and the session's ``statement_timeout``, added to any ``options`` the URL gives.
+    ``timeout`` becomes the default ``connect_timeout`` (whole seconds, at least libpq's 2),
+    the default ``tcp_user_timeout`` (a network that stops acknowledging is given up on) and
+    the session's ``statement_timeout``, added to any ``options`` the URL gives.
     """
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
@@ -454,6 +455,8 @@ def _split_options(url: str, timeout: float) -> tuple[str, dict[str, str]]:
     names = {name for name, _ in rest}
     if "connect_timeout" not in names:
         rest.append(("connect_timeout", str(max(_MIN_CONNECT_TIMEOUT, math.ceil(timeout)))))
+    if "tcp_user_timeout" not in names:
+        rest.append(("tcp_user_timeout", str(math.ceil(timeout * 1000))))
     statement_timeout = f"-c statement_timeout={math.ceil(timeout * 1000)}"
     given = [value for name, value in rest if name == "options"]
     rest = [(name, value) for name, value in rest if name != "options"]
