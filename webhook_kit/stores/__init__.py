@@ -161,8 +161,10 @@ class Store(Protocol):
 
         With ``lease`` the claim stays pending for that long, for handlers to run before
         :meth:`complete` or :meth:`release`; without, nothing runs after the record, so the
-        claim is finished in the same step. A lost claim records nothing. ``replace`` is as
-        for :meth:`claim` (a callback already recorded is not recorded twice).
+        claim is finished in the same step (SQLite and Redis then write no claim at all: the
+        recorded event is the key, and a duplicate is DONE with ``status`` None). A lost
+        claim records nothing. ``replace`` is as for :meth:`claim` (a callback already
+        recorded is not recorded twice).
         """
 
     def get_message(self, message_sid: str) -> MessageRecord | None:
