@@ -189,3 +189,19 @@ class TestMaintenance:
         result = runner.invoke(main, ["maintenance", "--store", "redis://127.0.0.1:1/0"])
         assert result.exit_code == 1
         assert result.output.startswith("error: Redis store") and "Traceback" not in result.output
+
+
+def test_serve_with_gunicorn_gives_metrics_a_directory_of_their_own(tmp_path: Path) -> None:
+    from webhook_kit.cli import _share_metrics
+
+    environ = {"WEBHOOK_KIT_METRICS": "1"}
+    _share_metrics(environ)
+    directory = environ["PROMETHEUS_MULTIPROC_DIR"]
+    assert os.path.isdir(directory) and not os.listdir(directory)
+    os.rmdir(directory)
+    kept = {"WEBHOOK_KIT_METRICS": "1", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    _share_metrics(kept)
+    assert kept["PROMETHEUS_MULTIPROC_DIR"] == str(tmp_path)
+    off: dict[str, str] = {}
+    _share_metrics(off)
+    assert off == {}

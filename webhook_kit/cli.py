@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from typing import NoReturn
 from urllib.parse import urlencode, urlsplit
 
@@ -47,6 +48,10 @@ def serve(
         os.environ["WEBHOOK_KIT_HANDLERS"] = handlers
     sys.path.insert(0, os.getcwd())  # the handlers module usually lives in the project
     if use_gunicorn:
+        try:
+            _share_metrics(os.environ)
+        except WebhookKitError as error:
+            _fail(str(error))
         args = [sys.executable, "-m", "gunicorn", "webhook_kit.standalone:create_app()"]
         args += ["--bind", f"{host}:{port}"]
         if workers:
@@ -59,6 +64,17 @@ def serve(
     except WebhookKitError as error:
         _fail(str(error))
     app.run(host=host, port=port)
+
+
+def _share_metrics(environ: MutableMapping[str, str]) -> None:
+    """With metrics on, gunicorn's workers count together in a fresh directory of their own.
+
+    prometheus_client's multiprocess mode reads ``PROMETHEUS_MULTIPROC_DIR`` when it is
+    imported, so it is set here, before gunicorn starts; one the user set is kept.
+    """
+    config = {key: environ[key] for key in DEFAULTS if environ.get(key)}
+    if Settings.from_config(config).metrics and not environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="webhook_kit-metrics-")
 
 
 @main.command()
