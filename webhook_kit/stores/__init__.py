@@ -15,8 +15,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from types import TracebackType
@@ -281,16 +280,15 @@ class Abandoned:
         self._items: list[tuple[str, str]] = []
         self._lock = threading.Lock()
 
-    @contextmanager
-    def guarding(self, key: str, owner: str) -> Iterator[None]:
+    def guarding(self, key: str, owner: str) -> _Guarding:
         """Remember ``(key, owner)`` if the operation inside fails with :class:`StoreError`."""
-        try:
-            yield
-        except StoreError:
-            if owner:  # a claim finished in the same step ("") has nothing to release
-                with self._lock:
-                    self._items.append((key, owner))
-            raise
+        return _Guarding(self, key, owner)
+
+    def remember(self, key: str, owner: str) -> None:
+        """Keep ``(key, owner)`` for the next :meth:`release`."""
+        if owner:  # a claim finished in the same step ("") has nothing to release
+            with self._lock:
+                self._items.append((key, owner))
 
     def release(self, release: Callable[[str, str], None]) -> None:
         """Release every abandoned claim; those the store still refuses stay for next time."""
@@ -303,6 +301,29 @@ class Abandoned:
                 with self._lock:
                     self._items.extend(items[index:])
                 return
+
+
+class _Guarding:
+    """:meth:`Abandoned.guarding`: a class, as it wraps every claim (cheaper than a generator)."""
+
+    __slots__ = ("_abandoned", "_key", "_owner")
+
+    def __init__(self, abandoned: Abandoned, key: str, owner: str) -> None:
+        self._abandoned = abandoned
+        self._key = key
+        self._owner = owner
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if isinstance(error, StoreError):
+            self._abandoned.remember(self._key, self._owner)
 
 
 class Housekeeping:
