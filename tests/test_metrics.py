@@ -218,3 +218,13 @@ def test_a_bad_metrics_flag_fails_at_start_up() -> None:
 
     with pytest.raises(ConfigurationError, match="WEBHOOK_KIT_METRICS='maybe' must be 1 or 0"):
         client_for(echo_kit(), WEBHOOK_KIT_METRICS="maybe")
+
+
+def test_a_missing_multiprocess_directory_fails_at_start_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from webhook_kit import ConfigurationError
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "missing"))
+    with pytest.raises(ConfigurationError, match="is not a directory: create it"):
+        client_for(echo_kit(), WEBHOOK_KIT_METRICS="1")

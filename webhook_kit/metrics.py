@@ -68,6 +68,12 @@ class Observer:
     __slots__ = ("_handlers", "_transitions", "webhooks")
 
     def __init__(self, routes: list[str]) -> None:
+        directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if directory and not os.path.isdir(directory):
+            raise ConfigurationError(
+                f"PROMETHEUS_MULTIPROC_DIR={directory!r} is not a directory: create it (empty) "
+                "before the server starts, or unset it for a single process"
+            )
         #: route -> answer outcome -> the bound ``inc`` of its counter child.
         self.webhooks: dict[str, dict[str, Callable[[], None]]] = {
             route: {
