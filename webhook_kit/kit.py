@@ -14,6 +14,7 @@ from .config import Settings
 from .errors import ConfigurationError
 from .events import Channel, InboundMessage, OptOutType, StatusCallback
 from .ledger import Ledger, MessageRecord
+from .optout import OptOuts
 from .registry import Registry
 from .routing import (
     OneOrMany,
@@ -75,6 +76,7 @@ class WebhookKit:
         has_media: bool | None = None,
         opt_out: bool | OptOutType | OneOrMany | None = None,
         when: Predicate | None = None,
+        step: OneOrMany | None = None,
     ) -> Callable[[MessageHandlerT], MessageHandlerT]:
         """Register a handler for inbound messages that pass every given filter.
 
@@ -87,6 +89,10 @@ class WebhookKit:
         :param opt_out: True, or ``"STOP"``/``"START"``/``"HELP"``: messages Twilio's
             Advanced Opt-Out already answered; only such routes receive them.
         :param when: any predicate on the message.
+        :param step: the conversation's step(s) (see :meth:`Conversation.goto`).
+
+        A handler that takes a second positional argument receives the
+        :class:`~webhook_kit.conversation.Conversation` there.
 
         Routes are tried in registration order, the one without filters last; the first
         that accepts a message gets it. The handler returns a ``str`` (one reply), a list
@@ -105,6 +111,7 @@ class WebhookKit:
                     has_media=has_media,
                     opt_out=opt_out,
                     when=when,
+                    step=step,
                 )
             )
             return handler
@@ -230,6 +237,11 @@ class WebhookKit:
     def ledger(self) -> Ledger:
         """The delivery ledger of the current app (needs an app context)."""
         return Ledger(self.pipeline().store)
+
+    @property
+    def opt_outs(self) -> OptOuts:
+        """The opt-out registry of the current app (needs an app context)."""
+        return OptOuts(self.pipeline().store)
 
     def pipeline(self, app: Flask | None = None) -> Pipeline:
         """The request path, settings and store of ``app`` (default: the current app)."""

@@ -27,6 +27,7 @@ from urllib.parse import unquote_to_bytes, urlencode
 
 from flask import Flask, Response, request
 
+from .conversation import Conversation, Conversations, Opened
 from .errors import (
     BadRequestError,
     InFlightError,
@@ -43,9 +44,10 @@ from .events import (
     parse_status,
 )
 from .ledger import StatusEntry
+from .optout import OptOutPolicy
 from .routing import MessageRouter, as_twiml, call_status_handler, handler_name
 from .signature import URLBuilder, Verifier
-from .stores import Claim, Outcome, Store, housekeeping, new_owner
+from .stores import Claim, ConversationWrite, Outcome, Store, housekeeping, new_owner
 from .twiml import MessagingResponse
 
 if TYPE_CHECKING:
@@ -123,6 +125,10 @@ class Pipeline:
         self.store = store
         self.verifier = Verifier(settings.auth_tokens, registry.load_tokens)
         self.url_of = URLBuilder(settings.public_url, settings.proxy_hops)
+        self.conversations = Conversations(store, settings.conversation_ttl)
+        self.opt_outs = OptOutPolicy(
+            store, recognise=settings.opt_out_keywords, replies=settings.opt_out_replies
+        )
         self._housekeeping_pid = 0
         self._error_reply: bytes | None = None
         if settings.error_reply:
@@ -219,15 +225,20 @@ class Pipeline:
         if claim.outcome is Outcome.DONE:
             _duplicate(environ, key)
             return Answer(200, claim.answer)  # a retry gets the first answer, handler not rerun
+        opened: Opened | None = None
         try:
-            answer = self._answer(message, router)
-        except StoreError as error:
-            self._release(key, claim)
+            if router.needs_conversation:  # waits while another message of the person runs
+                opened = self.conversations.open(message, self._lock, time.time())
+            reply = self._answer(message, router, opened.conversation if opened else None)
+            answer = reply.to_bytes()
+            saved = self.conversations.write(opened, reply, time.time()) if opened else None
+        except (StoreError, InFlightError) as error:
+            self._release(key, claim, opened)
             return _reject(environ, error)
         except _Failed as failure:
-            self._release(key, claim)
+            self._release(key, claim, opened)
             return self._failed(failure, message, environ)
-        self._complete(key, claim, answer)
+        self._complete(key, claim, answer, saved)
         return Answer(200, answer)
 
     def _read(self, environ: dict[str, Any]) -> Incoming:
@@ -300,14 +311,32 @@ class Pipeline:
             result = attempt("")
         return result
 
-    def _answer(self, message: InboundMessage, router: MessageRouter) -> bytes:
+    def _lock(self, key: str) -> Claim:
+        """Take ``key`` as a lock, waiting for its holder (a conversation's other message)."""
+        lease = self.settings.claim_lease
+        return self._settle(
+            key, lambda replace: self.store.claim(key, lease, replace), lambda claim: claim
+        )
+
+    def _answer(
+        self, message: InboundMessage, router: MessageRouter, conversation: Conversation | None
+    ) -> MessagingResponse:
+        message, compliance = self.opt_outs.classify(message)
+        step = conversation.step if conversation is not None else None
         with _running("a message filter (when=)"):
-            chosen = router.select(message)
+            chosen = router.select(message, step, by_keyword=compliance is not None)
         if chosen is None:
-            return EMPTY_TWIML
+            return compliance or MessagingResponse()
         route, accepted = chosen
         with _running(handler_name(route.handler)):
-            reply = as_twiml(route.handler(accepted), route.handler)
+            if route.takes_conversation:
+                result = route.handler(accepted, conversation)
+            else:
+                result = route.handler(accepted)
+            reply = as_twiml(result, route.handler)
+        if compliance is not None and not reply.verbs:  # the handler only recorded it
+            return compliance
+        reply = self.opt_outs.screen(message, reply)
         segments = reply.segments
         if segments > self.settings.max_segments:
             log.warning(
@@ -316,7 +345,7 @@ class Pipeline:
                 segments,
                 self.settings.max_segments,
             )
-        return reply.to_bytes()
+        return reply
 
     def _finalise(self, message_sid: str) -> None:
         """Run the final-state hooks once per message, across retries and hosts."""
@@ -361,16 +390,20 @@ class Pipeline:
             return Answer(200, self._error_reply)
         return _FAILED
 
-    def _complete(self, key: str, claim: Claim, answer: bytes) -> None:
+    def _complete(
+        self, key: str, claim: Claim, answer: bytes, conversation: ConversationWrite | None = None
+    ) -> None:
         try:
-            self.store.complete(key, claim.owner, answer)
+            self.store.complete(key, claim.owner, answer, conversation)
         except StoreError as error:
             # The answer still goes out; a retry inside the lease gets 409, after it reruns.
             log.warning("could not store the answer for %s: %s", key, error)
 
-    def _release(self, key: str, claim: Claim) -> None:
+    def _release(self, key: str, claim: Claim, opened: Opened | None = None) -> None:
         try:
             self.store.release(key, claim.owner)
+            if opened is not None:
+                self.conversations.close(opened)
         except StoreError as error:
             log.warning("could not release %s (released when the store answers): %s", key, error)
 

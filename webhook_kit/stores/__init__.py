@@ -115,6 +115,37 @@ class Claim:
 
 
 @dataclass(frozen=True, slots=True)
+class ConversationWrite:
+    """A conversation saved by :meth:`Store.complete` together with an inbound claim.
+
+    ``id`` starts with the person's address and ``|`` (see :meth:`Store.purge_address`).
+    """
+
+    id: str
+    #: The owner token of the conversation's lock (a :meth:`Store.claim` on ``"lock:" + id``),
+    #: released in the same step.
+    lock_owner: str
+    #: The serialised conversation; None deletes it (the conversation ended).
+    data: bytes | None
+    #: Seconds of inactivity after which the conversation expires.
+    ttl: float
+
+
+@dataclass(frozen=True, slots=True)
+class OptOut:
+    """Whether ``address`` may receive messages from ``sender`` (a number or Messaging Service)."""
+
+    sender: str
+    address: str
+    opted_out: bool
+    #: Epoch seconds of the last change.
+    updated_at: float
+    #: What changed it: ``keyword`` (recognised by the kit), ``advanced`` (Twilio's Advanced
+    #: Opt-Out), ``import`` or ``api``.
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
 class Applied:
     """What claiming and recording one callback did."""
 
@@ -147,8 +178,15 @@ class Store(Protocol):
         answers again (see :meth:`maintain`).
         """
 
-    def complete(self, key: str, owner: str, answer: bytes) -> None:
-        """Mark an owned claim finished and keep its answer for the retention period."""
+    def complete(
+        self, key: str, owner: str, answer: bytes, conversation: ConversationWrite | None = None
+    ) -> None:
+        """Mark an owned claim finished and keep its answer for the retention period.
+
+        With ``conversation``, in the same atomic step and only if ``owner`` still holds
+        ``key``: save (or delete) the conversation with its TTL, and release its lock. A
+        retried webhook therefore neither loses nor applies twice what its handler changed.
+        """
 
     def release(self, key: str, owner: str) -> None:
         """Give up an owned claim so that a retry can run."""
@@ -166,6 +204,24 @@ class Store(Protocol):
 
     def get_message(self, message_sid: str) -> MessageRecord | None:
         """A message's ledger record, or None."""
+
+    def get_conversation(self, id: str) -> bytes | None:
+        """The saved conversation ``id``, or None if there is none or it expired."""
+
+    def set_opt_out(self, record: OptOut) -> None:
+        """Insert or replace the opt-out record of ``(record.sender, record.address)``."""
+
+    def get_opt_out(self, sender: str, address: str) -> OptOut | None:
+        """The opt-out record of ``address`` for ``sender``, or None if it never changed."""
+
+    def list_opt_outs(self, sender: str | None = None) -> list[OptOut]:
+        """Every opt-out record (of one ``sender``), ordered by sender then address."""
+
+    def purge_address(self, address: str) -> int:
+        """Remove every conversation of ``address`` and every ledger record whose callbacks
+        name it (``To`` or ``From``); the number of items removed. Opt-out records stay:
+        they are what keeps the person from being texted again.
+        """
 
     def maintain(self, *, full: bool = False) -> None:
         """Housekeeping, never run inside a request: release abandoned claims, then expire.
@@ -341,6 +397,12 @@ class Housekeeping:
 
 housekeeping = Housekeeping()
 os.register_at_fork(after_in_child=housekeeping.after_fork)
+
+
+def names_address(form: str, address: str) -> bool:
+    """Whether a callback kept in the ledger (its form fields) was sent to or from ``address``."""
+    fields = dict(parse_qsl(form, keep_blank_values=True))
+    return address in (fields.get("To"), fields.get("From"))
 
 
 def _sqlite_path(path: str, url: str) -> str:

@@ -9,7 +9,17 @@ from dataclasses import dataclass, field
 
 from ..ledger import LedgerEvent, MessageRecord, StatusEntry, timestamp
 from ..status import MessageStatus
-from . import DEFAULT_LEDGER_RETENTION, DEFAULT_RETENTION, Applied, Claim, Outcome, new_owner
+from . import (
+    DEFAULT_LEDGER_RETENTION,
+    DEFAULT_RETENTION,
+    Applied,
+    Claim,
+    ConversationWrite,
+    OptOut,
+    Outcome,
+    names_address,
+    new_owner,
+)
 
 _PURGE_EVERY = 60.0
 
@@ -49,6 +59,8 @@ class MemoryStore:
         self._lock = threading.Lock()
         self._claims: dict[str, _Claim] = {}
         self._messages: dict[str, _Message] = {}
+        self._conversations: dict[str, tuple[bytes, float]] = {}
+        self._opt_outs: dict[tuple[str, str], OptOut] = {}
         self._next_purge = clock() + _PURGE_EVERY
 
     def claim(self, key: str, lease: float, replace: str = "") -> Claim:
@@ -73,13 +85,26 @@ class MemoryStore:
             return Claim(Outcome.DONE, answer=current.answer), False
         return Claim(Outcome.BUSY, current.owner), False
 
-    def complete(self, key: str, owner: str, answer: bytes) -> None:
+    def complete(
+        self, key: str, owner: str, answer: bytes, conversation: ConversationWrite | None = None
+    ) -> None:
         with self._lock:
             current = self._claims.get(key)
-            if current is not None and current.owner == owner:
-                current.done = True
-                current.answer = answer
-                current.expires = self._clock() + self._retention
+            if current is None or current.owner != owner:
+                return
+            now = self._clock()
+            current.done = True
+            current.answer = answer
+            current.expires = now + self._retention
+            if conversation is None:
+                return
+            if conversation.data is None:
+                self._conversations.pop(conversation.id, None)
+            else:
+                self._conversations[conversation.id] = (conversation.data, now + conversation.ttl)
+            lock = self._claims.get("lock:" + conversation.id)
+            if lock is not None and lock.owner == conversation.lock_owner and not lock.done:
+                del self._claims["lock:" + conversation.id]
 
     def release(self, key: str, owner: str) -> None:
         with self._lock:
@@ -121,6 +146,41 @@ class MemoryStore:
                 tuple(_event(entry) for entry in message.history),
             )
 
+    def get_conversation(self, id: str) -> bytes | None:
+        with self._lock:
+            saved = self._conversations.get(id)
+        return saved[0] if saved is not None and saved[1] >= self._clock() else None
+
+    def set_opt_out(self, record: OptOut) -> None:
+        with self._lock:
+            self._opt_outs[record.sender, record.address] = record
+
+    def get_opt_out(self, sender: str, address: str) -> OptOut | None:
+        with self._lock:
+            return self._opt_outs.get((sender, address))
+
+    def list_opt_outs(self, sender: str | None = None) -> list[OptOut]:
+        with self._lock:
+            return [
+                record
+                for key, record in sorted(self._opt_outs.items())
+                if sender is None or key[0] == sender
+            ]
+
+    def purge_address(self, address: str) -> int:
+        with self._lock:
+            conversations = [id for id in self._conversations if id.startswith(address + "|")]
+            for id in conversations:
+                del self._conversations[id]
+            messages = [
+                sid
+                for sid, message in self._messages.items()
+                if any(names_address(entry.form, address) for entry in message.history)
+            ]
+            for sid in messages:
+                del self._messages[sid]
+        return len(conversations) + len(messages)
+
     def maintain(self, *, full: bool = False) -> None:
         """Drop expired keys and records, at most once a minute unless ``full``."""
         now = self._clock()
@@ -131,6 +191,9 @@ class MemoryStore:
             self._claims = {key: c for key, c in self._claims.items() if c.expires >= now}
             horizon = now - self._ledger_retention
             self._messages = {sid: m for sid, m in self._messages.items() if m.updated >= horizon}
+            self._conversations = {
+                id: saved for id, saved in self._conversations.items() if saved[1] >= now
+            }
 
     def close(self) -> None:
         """Nothing to release."""

@@ -27,8 +27,11 @@ from . import (
     Abandoned,
     Applied,
     Claim,
+    ConversationWrite,
+    OptOut,
     Outcome,
     StoreErrors,
+    names_address,
     new_owner,
 )
 
@@ -48,6 +51,24 @@ _COMPLETE = """
 if redis.call('GET', KEYS[1]) == 'P' .. ARGV[1] then
     redis.call('SET', KEYS[1], 'D' .. ARGV[2], 'PX', ARGV[3])
 end
+"""
+# KEYS: claim, conversation, conversation lock.
+# ARGV: owner, answer, retention ms, data ('' with ARGV[6] = '0': delete), ttl ms, save (0/1),
+#       lock owner.
+_COMPLETE_CONVERSATION = """
+if redis.call('GET', KEYS[1]) ~= 'P' .. ARGV[1] then
+    return 0
+end
+redis.call('SET', KEYS[1], 'D' .. ARGV[2], 'PX', ARGV[3])
+if ARGV[6] == '1' then
+    redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[5])
+else
+    redis.call('DEL', KEYS[2])
+end
+if redis.call('GET', KEYS[3]) == 'P' .. ARGV[7] then
+    redis.call('DEL', KEYS[3])
+end
+return 1
 """
 # KEYS: claim. ARGV: owner.
 _RELEASE = """
@@ -131,6 +152,7 @@ class RedisStore:
         self._guard = StoreErrors(redis.RedisError, f"Redis store {_redacted(url)!r}")
         self._claim = self._redis.register_script(_CLAIM)
         self._complete = self._redis.register_script(_COMPLETE)
+        self._complete_conversation = self._redis.register_script(_COMPLETE_CONVERSATION)
         self._release = self._redis.register_script(_RELEASE)
         self._record = self._redis.register_script(_RECORD)
 
@@ -143,10 +165,29 @@ class RedisStore:
             )
         return Claim(Outcome.CLAIMED, owner) if value is None else _lost(value)
 
-    def complete(self, key: str, owner: str, answer: bytes) -> None:
+    def complete(
+        self, key: str, owner: str, answer: bytes, conversation: ConversationWrite | None = None
+    ) -> None:
+        claim = self._prefix + "claim:" + key
         with self._guard:
-            self._complete(
-                keys=[self._prefix + "claim:" + key], args=[owner, answer, self._retention_ms]
+            if conversation is None:
+                self._complete(keys=[claim], args=[owner, answer, self._retention_ms])
+                return
+            self._complete_conversation(
+                keys=[
+                    claim,
+                    self._prefix + "conv:" + conversation.id,
+                    self._prefix + "claim:lock:" + conversation.id,
+                ],
+                args=[
+                    owner,
+                    answer,
+                    self._retention_ms,
+                    conversation.data or b"",
+                    max(1, int(conversation.ttl * 1000)),
+                    0 if conversation.data is None else 1,
+                    conversation.lock_owner,
+                ],
             )
 
     def release(self, key: str, owner: str) -> None:
@@ -220,6 +261,58 @@ class RedisStore:
             tuple(_event(raw) for raw in history),
         )
 
+    def get_conversation(self, id: str) -> bytes | None:
+        with self._guard:
+            data = self._redis.get(self._prefix + "conv:" + id)
+        return None if data is None else _bytes(data)
+
+    def set_opt_out(self, record: OptOut) -> None:
+        value = f"{int(record.opted_out)}|{record.updated_at!r}|{record.source}"
+        with self._guard:
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.hset(self._prefix + "optout:" + record.sender, record.address, value)
+            pipe.sadd(self._prefix + "optout-senders", record.sender)
+            pipe.execute()
+
+    def get_opt_out(self, sender: str, address: str) -> OptOut | None:
+        with self._guard:
+            value = self._redis.hget(self._prefix + "optout:" + sender, address)
+        return _opt_out(sender, address, _bytes(value)) if value is not None else None
+
+    def list_opt_outs(self, sender: str | None = None) -> list[OptOut]:
+        with self._guard:
+            if sender is None:
+                members = self._redis.smembers(self._prefix + "optout-senders")
+                senders = sorted(_bytes(member).decode() for member in members)
+            else:
+                senders = [sender]
+            records = []
+            for name in senders:
+                found = self._redis.hgetall(self._prefix + "optout:" + name)
+                records += [
+                    _opt_out(name, _bytes(address).decode(), _bytes(value))
+                    for address, value in found.items()
+                ]
+        return sorted(records, key=lambda record: (record.sender, record.address))
+
+    def purge_address(self, address: str) -> int:
+        """SCANs the keyspace (no index by address): for rare data-subject requests."""
+        prefix = _glob_escape(self._prefix)
+        removed = 0
+        with self._guard:
+            for name in self._redis.scan_iter(match=f"{prefix}conv:{_glob_escape(address)}|*"):
+                removed += self._redis.delete(name)
+            for history in self._redis.scan_iter(match=prefix + "{*}:history", count=1000):
+                items = self._redis.lrange(history, 0, -1)
+                forms = (_event(_bytes(raw)).form for raw in items)
+                if not any(names_address(form, address) for form in forms):
+                    continue
+                tag = history[: -len(b":history")]
+                events = list(self._redis.scan_iter(match=_glob_escape(tag.decode()) + ":event:*"))
+                self._redis.delete(history, tag + b":message", *events)
+                removed += 1
+        return removed
+
     def maintain(self, *, full: bool = False) -> None:
         """Release abandoned claims; Redis expires keys and records by itself.
 
@@ -251,6 +344,21 @@ def _event(raw: bytes) -> LedgerEvent:
         item["key"],
         item["form"],
     )
+
+
+def _opt_out(sender: str, address: str, value: bytes) -> OptOut:
+    opted_out, updated, source = value.decode().split("|", 2)
+    return OptOut(sender, address, opted_out == "1", float(updated), source)
+
+
+def _bytes(value: bytes | str) -> bytes:
+    """redis-py's replies are bytes (no ``decode_responses``); its stubs allow str."""
+    return value.encode() if isinstance(value, str) else value
+
+
+def _glob_escape(text: str) -> str:
+    """``text`` matched literally in a SCAN pattern."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
 def _redacted(url: str) -> str:

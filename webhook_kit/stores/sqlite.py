@@ -33,8 +33,11 @@ from . import (
     Abandoned,
     Applied,
     Claim,
+    ConversationWrite,
+    OptOut,
     Outcome,
     StoreErrors,
+    names_address,
     new_owner,
 )
 
@@ -63,6 +66,19 @@ CREATE TABLE IF NOT EXISTS wk_events (
     received REAL NOT NULL,
     form TEXT NOT NULL,
     PRIMARY KEY (sid, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS wk_conversations (
+    id TEXT PRIMARY KEY,
+    data BLOB NOT NULL,
+    expires REAL NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS wk_opt_outs (
+    sender TEXT NOT NULL,
+    address TEXT NOT NULL,
+    opted_out INTEGER NOT NULL,
+    updated REAL NOT NULL,
+    source TEXT NOT NULL,
+    PRIMARY KEY (sender, address)
 ) WITHOUT ROWID;
 """
 
@@ -125,7 +141,8 @@ class SQLiteStore:
         self._local = threading.local()
         self._next_purge = 0.0
         self._next_checkpoint = 0.0
-        self._sweeps = {"claims": "", "messages": ""}  # where each table's next sweep starts
+        # Where each table's next sweep starts.
+        self._sweeps = {"claims": "", "messages": "", "conversations": ""}
         self._abandoned = Abandoned()
         self._guard = StoreErrors(sqlite3.Error, f"SQLite store {path!r}", self.close)
         with self._guard:
@@ -140,13 +157,33 @@ class SQLiteStore:
                 return Claim(Outcome.CLAIMED, owner)
             return _lost(db, key)
 
-    def complete(self, key: str, owner: str, answer: bytes) -> None:
+    def complete(
+        self, key: str, owner: str, answer: bytes, conversation: ConversationWrite | None = None
+    ) -> None:
+        now = self._clock()
+        completion = (
+            "UPDATE wk_claims SET done = 1, answer = ?, expires = ? WHERE key = ? AND owner = ?"
+        )
+        values = (answer, now + self._retention, key, owner)
         with self._guard:
-            self._connection().execute(
-                "UPDATE wk_claims SET done = 1, answer = ?, expires = ?"
-                " WHERE key = ? AND owner = ?",
-                (answer, self._clock() + self._retention, key, owner),
-            )
+            if conversation is None:
+                self._connection().execute(completion, values)
+                return
+            with self._transaction() as db:
+                if db.execute(completion, values).rowcount != 1:
+                    return  # the claim was taken over: its new owner saves the conversation
+                if conversation.data is None:
+                    db.execute("DELETE FROM wk_conversations WHERE id = ?", (conversation.id,))
+                else:
+                    db.execute(
+                        "INSERT OR REPLACE INTO wk_conversations (id, data, expires)"
+                        " VALUES (?, ?, ?)",
+                        (conversation.id, conversation.data, now + conversation.ttl),
+                    )
+                db.execute(
+                    "DELETE FROM wk_claims WHERE key = ? AND owner = ? AND done = 0",
+                    ("lock:" + conversation.id, conversation.lock_owner),
+                )
 
     def release(self, key: str, owner: str) -> None:
         with self._guard:
@@ -204,6 +241,66 @@ class SQLiteStore:
                 for s, r, code, kind, key, form in events
             ),
         )
+
+    def get_conversation(self, id: str) -> bytes | None:
+        with self._guard:
+            row = (
+                self._connection()
+                .execute(
+                    "SELECT data FROM wk_conversations WHERE id = ? AND expires >= ?",
+                    (id, self._clock()),
+                )
+                .fetchone()
+            )
+        return bytes(row[0]) if row is not None else None
+
+    def set_opt_out(self, record: OptOut) -> None:
+        with self._guard:
+            self._connection().execute(
+                "INSERT OR REPLACE INTO wk_opt_outs (sender, address, opted_out, updated, source)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (record.sender, record.address, record.opted_out, record.updated_at, record.source),
+            )
+
+    def get_opt_out(self, sender: str, address: str) -> OptOut | None:
+        with self._guard:
+            row = (
+                self._connection()
+                .execute(
+                    f"SELECT {_OPT_OUT_COLUMNS} FROM wk_opt_outs WHERE sender = ? AND address = ?",
+                    (sender, address),
+                )
+                .fetchone()
+            )
+        return _opt_out(row) if row is not None else None
+
+    def list_opt_outs(self, sender: str | None = None) -> list[OptOut]:
+        query = f"SELECT {_OPT_OUT_COLUMNS} FROM wk_opt_outs"
+        with self._guard:
+            if sender is None:
+                rows = self._connection().execute(query + " ORDER BY sender, address")
+            else:
+                rows = self._connection().execute(
+                    query + " WHERE sender = ? ORDER BY address", (sender,)
+                )
+            return [_opt_out(row) for row in rows]
+
+    def purge_address(self, address: str) -> int:
+        """A scan of the ledger (no index by address): for rare data-subject requests."""
+        prefix = address + "|"
+        with self._guard, self._transaction() as db:
+            removed = db.execute(
+                "DELETE FROM wk_conversations WHERE substr(id, 1, ?) = ?", (len(prefix), prefix)
+            ).rowcount
+            sids = {
+                sid
+                for sid, form in db.execute("SELECT sid, form FROM wk_events")
+                if names_address(form, address)
+            }
+            for sid in sids:
+                db.execute("DELETE FROM wk_events WHERE sid = ?", (sid,))
+                db.execute("DELETE FROM wk_messages WHERE sid = ?", (sid,))
+        return removed + len(sids)
 
     def maintain(self, *, full: bool = False) -> None:
         self._abandoned.release(self.release)
@@ -266,7 +363,8 @@ class SQLiteStore:
         claims = self._sweep(db, "claims", "key", "expires < ?", now)
         horizon = now - self._ledger_retention
         messages = self._sweep(db, "messages", "sid", "updated < ?", horizon)
-        if not claims and not messages:
+        conversations = self._sweep(db, "conversations", "id", "expires < ?", now)
+        if not claims and not messages and not conversations:
             return
         with self._transaction() as db:
             db.executemany(
@@ -282,6 +380,10 @@ class SQLiteStore:
                 " AND NOT EXISTS (SELECT 1 FROM wk_messages WHERE sid = ?1)",
                 [(sid,) for sid in messages],
             )
+            db.executemany(
+                "DELETE FROM wk_conversations WHERE id = ? AND expires < ?",
+                [(id, now) for id in conversations],
+            )
 
     def _sweep(
         self, db: sqlite3.Connection, table: str, key: str, expired: str, limit: float
@@ -293,6 +395,14 @@ class SQLiteStore:
         ).fetchall()
         self._sweeps[table] = rows[-1][0] if len(rows) == _PURGE_BATCH else ""
         return [row[0] for row in rows if row[1]]
+
+
+_OPT_OUT_COLUMNS = "sender, address, opted_out, updated, source"
+
+
+def _opt_out(row: tuple[str, str, int, float, str]) -> OptOut:
+    sender, address, opted_out, updated, source = row
+    return OptOut(sender, address, bool(opted_out), updated, source)
 
 
 def _lost(db: sqlite3.Connection, key: str) -> Claim:
