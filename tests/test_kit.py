@@ -980,9 +980,7 @@ def test_direct_status_without_handlers_is_one_store_step() -> None:
             self.calls.append(f"record lease={lease}")
             return super().record_status(entry, lease, replace)
 
-        def complete(
-            self, key: str, owner: str, answer: bytes, conversation: Any = None
-        ) -> None:
+        def complete(self, key: str, owner: str, answer: bytes, conversation: Any = None) -> None:
             self.calls.append("complete")
             super().complete(key, owner, answer, conversation)
 

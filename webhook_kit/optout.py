@@ -157,14 +157,15 @@ class OptOutPolicy:
         A keyword Advanced Opt-Out answered is recorded and answered by nobody but the
         app's ``opt_out=`` handlers. One the kit recognises is returned with its
         ``opt_out_type`` set (so it reaches only those handlers too) and the compliance
-        reply to send if none of them replies.
+        reply to send if none of them replies. START, YES and UNSTOP from someone who has
+        not opted out are ordinary messages (a "yes" answering a question).
         """
         kind = message.opt_out_type
         source = "advanced"
         if kind is None:
             kind = keyword_type(message.body) if self._recognise else None
-            if kind is None:
-                return message, None
+            if kind is None or (kind is OptOutType.START and not self._opted_out(message)):
+                return message, None  # "yes" from a subscriber is an answer, not an opt-in
             message = replace(message, opt_out_type=kind)
             source = "keyword"
         if kind in (OptOutType.STOP, OptOutType.START):
@@ -179,9 +180,7 @@ class OptOutPolicy:
 
     def screen(self, message: InboundMessage, reply: MessagingResponse) -> MessagingResponse:
         """``reply``, or no reply if it would go to a person who opted out."""
-        if message.opt_out_type is not None or not reply.messages:
-            return reply
-        if not self.registry.is_opted_out(message.from_, *senders_of(message)):
+        if message.opt_out_type is not None or not reply.messages or not self._opted_out(message):
             return reply
         log.warning(
             "reply to %s dropped: %s opted out of %s (Twilio would refuse it: error %d)",
@@ -191,3 +190,6 @@ class OptOutPolicy:
             OPTED_OUT_ERROR,
         )
         return MessagingResponse()
+
+    def _opted_out(self, message: InboundMessage) -> bool:
+        return self.registry.is_opted_out(message.from_, *senders_of(message))

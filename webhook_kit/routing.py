@@ -180,9 +180,9 @@ class MessageRouter:
         word = _first_word(message.body)
         opted_out = message.opt_out_type is not None
         for route in self._routes:
-            if opted_out and route.opt_out is None:
-                if not (by_keyword and route.keywords is not None and word in route.keywords):
-                    continue
+            named = by_keyword and route.keywords is not None and word in route.keywords
+            if opted_out and route.opt_out is None and not named:
+                continue
             accepted = route.accept(message, word, step)
             if accepted is not None:
                 return route, accepted
