@@ -10,8 +10,9 @@ import os
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
-from typing import NoReturn
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import NoReturn, TextIO
 from urllib.parse import urlencode, urlsplit
 
 import click
@@ -20,8 +21,9 @@ from . import testing
 from .config import DEFAULTS, Settings
 from .encoding import SegmentInfo, analyze, smart_encode
 from .errors import TwiMLError, WebhookKitError
+from .optout import OptOuts
 from .signature import compute_signature
-from .stores import open_store
+from .stores import Store, open_store
 from .twiml import Message, MessagingResponse, Redirect, lint, parse
 
 DEFAULT_BASE = "http://127.0.0.1:8000/twilio"
@@ -70,9 +72,65 @@ def maintenance(*, store: str | None) -> None:
     a store no server is using, or to compact at a quiet hour. Retention periods come from
     WEBHOOK_KIT_RETENTION and WEBHOOK_KIT_LEDGER_RETENTION, as for the server.
     """
+    with _opened(store) as (opened, url):
+        opened.maintain(full=True)
+    click.echo(f"maintained {url}")
+
+
+_STORE_OPTION = click.option(
+    "--store", help="Store URL (default: WEBHOOK_KIT_STORE, else the SQLite default)."
+)
+
+
+@main.group()
+def conversations() -> None:
+    """Conversations kept in the store."""
+
+
+@conversations.command("purge")
+@click.option("--address", required=True, help="The person's address, e.g. +14155550100.")
+@_STORE_OPTION
+def conversations_purge(*, address: str, store: str | None) -> None:
+    """Remove everything kept about one person (a data-subject request).
+
+    Deletes their conversations (state and history) and every ledger record of a message
+    to or from them. Their opt-out records stay, so that they are not texted again.
+    """
+    with _opened(store) as (opened, _):
+        removed = opened.purge_address(address)
+    click.echo(f"removed {removed} conversation(s) and ledger record(s) of {address}")
+
+
+@main.group("opt-outs")
+def opt_outs() -> None:
+    """The opt-out registry: who replied STOP to which sender."""
+
+
+@opt_outs.command("export")
+@click.option("--sender", help="Only this number or Messaging Service SID.")
+@_STORE_OPTION
+def opt_outs_export(*, sender: str | None, store: str | None) -> None:
+    """Write every opt-out record as CSV to standard output."""
+    with _opened(store) as (opened, _):
+        OptOuts(opened).export_csv(sys.stdout, sender)
+
+
+@opt_outs.command("import")
+@click.argument("path", type=click.File("r", encoding="utf-8"))
+@_STORE_OPTION
+def opt_outs_import(*, path: TextIO, store: str | None) -> None:
+    """Read opt-out records from CSV (columns sender, address, optionally opted_out)."""
+    with _opened(store) as (opened, _):
+        count = OptOuts(opened).import_csv(path)
+    click.echo(f"imported {count} opt-out record(s)")
+
+
+@contextmanager
+def _opened(url: str | None) -> Iterator[tuple[Store, str]]:
+    """The store the environment (or ``url``) names; any WebhookKitError is one error line."""
     config = {key: os.environ[key] for key in DEFAULTS if os.environ.get(key)}
-    if store:
-        config["WEBHOOK_KIT_STORE"] = store
+    if url:
+        config["WEBHOOK_KIT_STORE"] = url
     try:
         settings = Settings.from_config(config)
         opened = open_store(
@@ -82,12 +140,11 @@ def maintenance(*, store: str | None) -> None:
             timeout=settings.store_timeout,
         )
         try:
-            opened.maintain(full=True)
+            yield opened, settings.store
         finally:
             opened.close()
     except WebhookKitError as error:
         _fail(str(error))
-    click.echo(f"maintained {settings.store}")
 
 
 @main.group()

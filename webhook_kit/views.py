@@ -38,6 +38,7 @@ from .errors import (
 from .events import (
     Fields,
     InboundMessage,
+    OptOutType,
     StatusCallback,
     parse_fallback,
     parse_inbound,
@@ -322,6 +323,8 @@ class Pipeline:
         self, message: InboundMessage, router: MessageRouter, conversation: Conversation | None
     ) -> MessagingResponse:
         message, compliance = self.opt_outs.classify(message)
+        if conversation is not None and message.opt_out_type is OptOutType.STOP:
+            conversation.end()  # whoever asked to stop is not in the middle of anything
         step = conversation.step if conversation is not None else None
         with _running("a message filter (when=)"):
             chosen = router.select(message, step, by_keyword=compliance is not None)
