@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from server import Gunicorn
 
 from webhook_kit import ConfigurationError, WebhookKit
 from webhook_kit.conversation import (
@@ -26,6 +27,7 @@ from webhook_kit.events import Fields, parse_inbound
 from webhook_kit.standalone import create_app
 from webhook_kit.stores import ConversationWrite, Outcome, Store, open_store
 from webhook_kit.testing import CUSTOMER, TwilioTestClient, inbound_sms
+from webhook_kit.twiml import parse
 
 TOKEN = "conversation-test-token"
 SURVEY = ["hi", "Ada", "36", "Paris", "5", "yes"]
@@ -295,3 +297,41 @@ class TestAPI:
     def test_bad_ttl_is_a_configuration_error(self) -> None:
         with pytest.raises(ConfigurationError, match="WEBHOOK_KIT_CONVERSATION_TTL"):
             make_app("apps.tally_bot", "memory://", WEBHOOK_KIT_CONVERSATION_TTL="soon")
+
+
+class TestTwoHostsSharingRedis:
+    """End to end: two gunicorn instances on one Redis behave as one host."""
+
+    def test_the_survey_alternating_hosts_per_message(self, redis_url: str) -> None:
+        env = {"WEBHOOK_KIT_STORE": redis_url, "WEBHOOK_KIT_HANDLERS": "examples.survey_bot"}
+        with Gunicorn(env, workers=2) as host_a, Gunicorn(env, workers=2) as host_b:
+            texts: list[str] = []
+            for index, body in enumerate(SURVEY):
+                first, second = (host_a, host_b) if index % 2 == 0 else (host_b, host_a)
+                payload = inbound_sms(body)
+                reply = first.post_signed("/twilio/messages", payload)
+                assert reply.status == 200, reply.text
+                assert second.post_signed("/twilio/messages", payload).body == reply.body
+                texts += [str(message.body) for message in parse(reply.body).messages]
+        assert texts == SURVEY_REPLIES
+        store = open_store(redis_url)
+        id = conversation_id(parse_inbound(Fields(inbound_sms().items())))
+        conversation = loads(id, store.get_conversation(id), time.time())
+        store.close()
+        assert conversation.state == FINAL_STATE
+
+    def test_concurrent_messages_of_one_person_across_hosts(self, redis_url: str) -> None:
+        env = {"WEBHOOK_KIT_STORE": redis_url, "WEBHOOK_KIT_HANDLERS": "apps.tally_bot"}
+        with Gunicorn(env, workers=2) as host_a, Gunicorn(env, workers=2) as host_b:
+            hosts = [host_a, host_b] * 5
+
+            def send(host: Gunicorn) -> int:
+                return host.post_signed("/twilio/messages", inbound_sms("+1")).status
+
+            with ThreadPoolExecutor(10) as pool:
+                assert list(pool.map(send, hosts)) == [200] * 10
+        store = open_store(redis_url)
+        id = conversation_id(parse_inbound(Fields(inbound_sms().items())))
+        conversation = loads(id, store.get_conversation(id), time.time())
+        store.close()
+        assert conversation.state == {"tally": 10}
