@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from flask import Flask
 from server import Gunicorn
 
 from webhook_kit import ConfigurationError, WebhookKit
+from webhook_kit.cli import main
 from webhook_kit.conversation import (
     HISTORY_LIMIT,
     Conversation,
@@ -335,3 +337,61 @@ class TestTwoHostsSharingRedis:
         conversation = loads(id, store.get_conversation(id), time.time())
         store.close()
         assert conversation.state == {"tally": 10}
+
+
+class TestTimeouts:
+    def test_run_once_when_the_person_stays_silent(self, store_url: str) -> None:
+        app = make_app("apps.tally_bot", store_url)
+        kit = app.extensions["webhook_kit"]
+        client = client_of(app)
+        assert client.send_message("WAIT").texts == ["waiting"]
+        assert kit.run_timeouts(app) == 0  # not due yet
+        time.sleep(0.3)
+        assert kit.run_timeouts(app) == 1
+        assert kit.run_timeouts(app) == 0  # once
+        conversation = saved(app)
+        assert conversation is not None and conversation.state == {"timeouts": 1}
+        assert conversation.timeout_at is None
+
+    def test_a_message_cancels_it(self, store_url: str) -> None:
+        app = make_app("apps.tally_bot", store_url)
+        client = client_of(app)
+        client.send_message("WAIT")
+        client.send_message("here")
+        time.sleep(0.3)
+        assert app.extensions["webhook_kit"].run_timeouts(app) == 0
+
+    def test_maintenance_runs_them(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        url = f"sqlite:///{tmp_path}/kit.db"
+        client_of(make_app("apps.tally_bot", url)).send_message("WAIT")
+        time.sleep(0.3)
+        monkeypatch.setenv("TWILIO_AUTH_TOKEN", TOKEN)
+        result = CliRunner().invoke(
+            main, ["maintenance", "--store", url, "--handlers", "apps.tally_bot"]
+        )
+        assert result.exit_code == 0, result.output
+        assert result.output.splitlines()[-1] == "ran 1 conversation timeout(s)"
+
+    def test_a_failing_hook_runs_again_next_time(self, caplog: pytest.LogCaptureFixture) -> None:
+        kit = WebhookKit()
+        calls: list[str] = []
+
+        @kit.on_message()
+        def wait(message: Any, conversation: Conversation) -> None:
+            conversation.timeout_after(0)
+
+        @kit.on_timeout
+        def flaky(conversation: Conversation) -> None:
+            calls.append(conversation.address)
+            if len(calls) == 1:
+                raise RuntimeError("not now")
+
+        app = Flask(__name__)
+        app.config.update(WEBHOOK_KIT_AUTH_TOKEN=TOKEN, WEBHOOK_KIT_STORE="memory://")
+        kit.init_app(app)
+        app.test_client_class = TwilioTestClient
+        client_of(app).send_message("hi")
+        assert kit.run_timeouts(app) == 0 and "on_timeout hook failed" in caplog.text
+        assert kit.run_timeouts(app) == 1
+        assert kit.run_timeouts(app) == 0
+        assert calls == [CUSTOMER, CUSTOMER]

@@ -65,16 +65,35 @@ def serve(
 
 @main.command()
 @click.option("--store", help="Store URL (default: WEBHOOK_KIT_STORE, else the SQLite default).")
-def maintenance(*, store: str | None) -> None:
+@click.option(
+    "--handlers",
+    envvar="WEBHOOK_KIT_HANDLERS",
+    help="Module defining `kit`: also run its due on_timeout hooks [env: WEBHOOK_KIT_HANDLERS].",
+)
+def maintenance(*, store: str | None, handlers: str | None) -> None:
     """Expire old idempotency keys and ledger records, compact the store, and exit.
 
     Every server process already does this in a background thread; run this from cron for
     a store no server is using, or to compact at a quiet hour. Retention periods come from
-    WEBHOOK_KIT_RETENTION and WEBHOOK_KIT_LEDGER_RETENTION, as for the server.
+    WEBHOOK_KIT_RETENTION and WEBHOOK_KIT_LEDGER_RETENTION, as for the server. With
+    --handlers, also run the kit's on_timeout hooks of conversations whose timeout is due.
     """
     with _opened(store) as (opened, url):
         opened.maintain(full=True)
     click.echo(f"maintained {url}")
+    if not handlers:
+        return
+    from .standalone import create_app, load_kit
+
+    sys.path.insert(0, os.getcwd())  # the handlers module usually lives in the project
+    environ = {**os.environ, "WEBHOOK_KIT_HANDLERS": handlers}
+    if store:
+        environ["WEBHOOK_KIT_STORE"] = store
+    try:
+        ran = load_kit(handlers).run_timeouts(create_app(environ))
+    except WebhookKitError as error:
+        _fail(str(error))
+    click.echo(f"ran {ran} conversation timeout(s)")
 
 
 _STORE_OPTION = click.option(

@@ -14,6 +14,8 @@ twice, and a handler that fails changes nothing. It expires after
 from __future__ import annotations
 
 import json
+import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,13 +23,15 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import ConversationStateError
 from .ledger import timestamp
-from .stores import Claim, ConversationWrite, Store
+from .stores import Claim, ConversationWrite, Outcome, Store
 from .twiml import MessagingResponse
 
 if TYPE_CHECKING:
     from .events import InboundMessage
     from .kit import WebhookKit
     from .routing import Reply
+
+log = logging.getLogger("webhook_kit")
 
 #: How many recent messages (both directions) a conversation keeps.
 HISTORY_LIMIT = 20
@@ -53,7 +57,16 @@ class Conversation:
     the handler returns, only if it returns (a handler that raises changes nothing).
     """
 
-    __slots__ = ("_ended", "history", "id", "last_seen", "started_at", "state", "step")
+    __slots__ = (
+        "_ended",
+        "history",
+        "id",
+        "last_seen",
+        "started_at",
+        "state",
+        "step",
+        "timeout_at",
+    )
 
     def __init__(
         self,
@@ -64,6 +77,7 @@ class Conversation:
         started_at: datetime,
         last_seen: datetime,
         history: Sequence[Turn] = (),
+        timeout_at: datetime | None = None,
     ) -> None:
         self.id = id
         self.state: dict[str, Any] = state if state is not None else {}
@@ -73,6 +87,9 @@ class Conversation:
         self.last_seen = last_seen
         #: Recent messages, oldest first, up to :data:`HISTORY_LIMIT` (this one included).
         self.history: list[Turn] = list(history)
+        #: When the ``on_timeout`` hooks run if the person stays silent (see
+        #: :meth:`timeout_after`); every message from them clears it.
+        self.timeout_at = timeout_at
         self._ended = False
 
     @property
@@ -92,6 +109,14 @@ class Conversation:
     def goto(self, step: str | None) -> None:
         """Route the person's next message to the handlers of ``step`` (None: no step)."""
         self.step = step
+
+    def timeout_after(self, seconds: float) -> None:
+        """Run the kit's ``on_timeout`` hooks if no message comes within ``seconds``.
+
+        ``webhook-kit maintenance --handlers ...`` (from cron) or ``kit.run_timeouts()`` runs
+        them, once per timeout, with this conversation; a message before then cancels it.
+        """
+        self.timeout_at = timestamp(time.time() + seconds)
 
     def end(self) -> None:
         """Forget this conversation once the reply is sent; the next message starts anew."""
@@ -119,6 +144,7 @@ def dumps(conversation: Conversation) -> bytes:
                 "state": conversation.state,
                 "step": conversation.step,
                 "started_at": conversation.started_at.timestamp(),
+                "timeout_at": _epoch(conversation.timeout_at),
                 "history": [
                     [turn.direction, turn.body, turn.at.timestamp(), turn.message_sid]
                     for turn in conversation.history[-HISTORY_LIMIT:]
@@ -149,7 +175,12 @@ def loads(id: str, data: bytes | None, now: float) -> Conversation:
         started_at=timestamp(saved["started_at"]),
         last_seen=history[-1].at if history else timestamp(now),
         history=history,
+        timeout_at=None if saved["timeout_at"] is None else timestamp(saved["timeout_at"]),
     )
+
+
+def _epoch(moment: datetime | None) -> float | None:
+    return None if moment is None else moment.timestamp()
 
 
 @dataclass(slots=True)
@@ -183,6 +214,7 @@ class Conversations:
             self._store.release("lock:" + id, claim.owner)
             raise
         conversation.history.append(Turn("in", message.body, timestamp(now), message.message_sid))
+        conversation.timeout_at = None  # the person is not silent
         return Opened(conversation, claim)
 
     def write(self, opened: Opened, reply: MessagingResponse, now: float) -> ConversationWrite:
@@ -190,8 +222,53 @@ class Conversations:
         conversation = opened.conversation
         for message in reply.messages:
             conversation.history.append(Turn("out", str(message.body), timestamp(now)))
+        return self._saving(conversation, opened.lock)
+
+    def _saving(self, conversation: Conversation, lock: Claim) -> ConversationWrite:
         data = None if conversation.ended else dumps(conversation)
-        return ConversationWrite(conversation.id, opened.lock.owner, data, self.ttl)
+        due = _epoch(conversation.timeout_at)
+        return ConversationWrite(conversation.id, lock.owner, data, self.ttl, due)
+
+    def run_timeouts(
+        self, hooks: Sequence[Callable[[Conversation], object]], lease: float, limit: int = 1000
+    ) -> int:
+        """Run ``hooks`` once for each conversation whose timeout is due; how many ran.
+
+        Each run holds the conversation's lock (a conversation whose person is writing right
+        now is left for the next run) and an idempotency claim on the timeout itself, and
+        saves what the hooks changed with that claim's completion: once, across processes.
+        A hook that raises is logged and runs again next time.
+        """
+        ran = 0
+        now = time.time()
+        for id in self._store.due_conversations(now, limit):
+            lock = self._store.claim("lock:" + id, lease)
+            if lock.outcome is not Outcome.CLAIMED:
+                continue
+            data = self._store.get_conversation(id)
+            conversation = loads(id, data, now)
+            due = _epoch(conversation.timeout_at)
+            key = f"timeout:{id}:{due}"
+            claim = self._store.claim(key, lease)
+            if claim.outcome is not Outcome.CLAIMED:
+                self._store.release("lock:" + id, lock.owner)
+                continue
+            try:
+                if data is None:  # expired meanwhile: forget its due time too
+                    conversation.end()
+                elif due is not None and due <= now:
+                    conversation.timeout_at = None
+                    for hook in hooks:
+                        hook(conversation)
+                    ran += 1
+                write = self._saving(conversation, lock)
+            except Exception:
+                log.exception("on_timeout hook failed for conversation %s", id)
+                self._store.release(key, claim.owner)
+                self._store.release("lock:" + id, lock.owner)
+                continue
+            self._store.complete(key, claim.owner, b"", write)
+        return ran
 
     def close(self, opened: Opened) -> None:
         """Give up the lock without saving (the handler failed, or the store did)."""

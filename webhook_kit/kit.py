@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from typing import TypeVar
 from weakref import WeakKeyDictionary
 
 from flask import Blueprint, Flask, current_app
 
 from .config import Settings
+from .conversation import Conversation
 from .errors import ConfigurationError
 from .events import Channel, InboundMessage, OptOutType, StatusCallback
 from .ledger import Ledger, MessageRecord
@@ -36,6 +38,7 @@ FinalHandlerT = TypeVar("FinalHandlerT", bound=Callable[[MessageRecord], None])
 ErrorHandlerT = TypeVar(
     "ErrorHandlerT", bound=Callable[[Exception, InboundMessage | StatusCallback], Reply]
 )
+TimeoutHookT = TypeVar("TimeoutHookT", bound=Callable[[Conversation], object])
 TokenLoaderT = TypeVar("TokenLoaderT", bound=Callable[[str], str | Sequence[str] | None])
 
 
@@ -173,6 +176,25 @@ class WebhookKit:
         """
         self.registry.errors.append(handler)
         return handler
+
+    def on_timeout(self, hook: TimeoutHookT) -> TimeoutHookT:
+        """Register ``hook(conversation)`` for conversations whose person went silent.
+
+        A handler sets the timeout with ``conversation.timeout_after(seconds)``; any message
+        from the person cancels it. Due timeouts run from :meth:`run_timeouts` (``webhook-kit
+        maintenance --handlers ...`` from cron), once each; what the hook changes in the
+        conversation (state, step, ``end()``, a new timeout) is saved.
+        """
+        self.registry.timeouts.append(hook)
+        return hook
+
+    def run_timeouts(self, app: Flask | None = None) -> int:
+        """Run the ``on_timeout`` hooks of every due conversation of ``app``; how many ran."""
+        pipeline = self.pipeline(app)
+        with app.app_context() if app is not None else nullcontext():  # for kit.opt_outs...
+            return pipeline.conversations.run_timeouts(
+                self.registry.timeouts, pipeline.settings.claim_lease
+            )
 
     def auth_token_loader(self, loader: TokenLoaderT) -> TokenLoaderT:
         """Register ``loader(account_sid) -> token(s) | None`` for apps serving subaccounts."""

@@ -27,6 +27,17 @@ def bye(message: InboundMessage, conversation: Conversation) -> str:
     return "bye"
 
 
+@kit.on_message(keyword="WAIT")
+def wait(message: InboundMessage, conversation: Conversation) -> str:
+    conversation.timeout_after(0.2)
+    return "waiting"
+
+
+@kit.on_timeout
+def silent(conversation: Conversation) -> None:
+    conversation.state["timeouts"] = int(conversation.state.get("timeouts", 0)) + 1
+
+
 @kit.on_message()
 def tally(message: InboundMessage, conversation: Conversation) -> str:
     count = int(conversation.state.get("tally", 0))

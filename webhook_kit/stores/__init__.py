@@ -129,6 +129,8 @@ class ConversationWrite:
     data: bytes | None
     #: Seconds of inactivity after which the conversation expires.
     ttl: float
+    #: Epoch seconds when its timeout is due (see :meth:`Store.due_conversations`); None: none.
+    due: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +209,14 @@ class Store(Protocol):
 
     def get_conversation(self, id: str) -> bytes | None:
         """The saved conversation ``id``, or None if there is none or it expired."""
+
+    def due_conversations(self, now: float, limit: int) -> list[str]:
+        """Up to ``limit`` ids of saved conversations whose ``due`` is at or before ``now``.
+
+        Saving a conversation replaces its due time (None removes it); so does deleting it.
+        An id may name a conversation that expired meanwhile (:meth:`get_conversation` then
+        says None, and saving it with ``data=None`` forgets the due time).
+        """
 
     def set_opt_out(self, record: OptOut) -> None:
         """Insert or replace the opt-out record of ``(record.sender, record.address)``."""

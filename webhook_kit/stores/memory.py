@@ -59,7 +59,8 @@ class MemoryStore:
         self._lock = threading.Lock()
         self._claims: dict[str, _Claim] = {}
         self._messages: dict[str, _Message] = {}
-        self._conversations: dict[str, tuple[bytes, float]] = {}
+        #: id -> (data, expires, due or None)
+        self._conversations: dict[str, tuple[bytes, float, float | None]] = {}
         self._opt_outs: dict[tuple[str, str], OptOut] = {}
         self._next_purge = clock() + _PURGE_EVERY
 
@@ -101,7 +102,9 @@ class MemoryStore:
             if conversation.data is None:
                 self._conversations.pop(conversation.id, None)
             else:
-                self._conversations[conversation.id] = (conversation.data, now + conversation.ttl)
+                expires = now + conversation.ttl
+                saved = (conversation.data, expires, conversation.due)
+                self._conversations[conversation.id] = saved
             lock = self._claims.get("lock:" + conversation.id)
             if lock is not None and lock.owner == conversation.lock_owner and not lock.done:
                 del self._claims["lock:" + conversation.id]
@@ -150,6 +153,13 @@ class MemoryStore:
         with self._lock:
             saved = self._conversations.get(id)
         return saved[0] if saved is not None and saved[1] >= self._clock() else None
+
+    def due_conversations(self, now: float, limit: int) -> list[str]:
+        with self._lock:
+            due = [
+                id for id, (_, _, at) in self._conversations.items() if at is not None and at <= now
+            ]
+        return due[:limit]
 
     def set_opt_out(self, record: OptOut) -> None:
         with self._lock:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import ConfigurationError
@@ -52,9 +52,9 @@ if redis.call('GET', KEYS[1]) == 'P' .. ARGV[1] then
     redis.call('SET', KEYS[1], 'D' .. ARGV[2], 'PX', ARGV[3])
 end
 """
-# KEYS: claim, conversation, conversation lock.
+# KEYS: claim, conversation, conversation lock, due-conversations sorted set.
 # ARGV: owner, answer, retention ms, data ('' with ARGV[6] = '0': delete), ttl ms, save (0/1),
-#       lock owner.
+#       lock owner, conversation id, due ('' for none).
 _COMPLETE_CONVERSATION = """
 if redis.call('GET', KEYS[1]) ~= 'P' .. ARGV[1] then
     return 0
@@ -67,6 +67,11 @@ else
 end
 if redis.call('GET', KEYS[3]) == 'P' .. ARGV[7] then
     redis.call('DEL', KEYS[3])
+end
+if ARGV[6] == '1' and ARGV[9] ~= '' then
+    redis.call('ZADD', KEYS[4], ARGV[9], ARGV[8])
+else
+    redis.call('ZREM', KEYS[4], ARGV[8])
 end
 return 1
 """
@@ -178,6 +183,7 @@ class RedisStore:
                     claim,
                     self._prefix + "conv:" + conversation.id,
                     self._prefix + "claim:lock:" + conversation.id,
+                    self._prefix + "conv-due",
                 ],
                 args=[
                     owner,
@@ -187,6 +193,8 @@ class RedisStore:
                     max(1, int(conversation.ttl * 1000)),
                     0 if conversation.data is None else 1,
                     conversation.lock_owner,
+                    conversation.id,
+                    "" if conversation.due is None else repr(conversation.due),
                 ],
             )
 
@@ -266,6 +274,11 @@ class RedisStore:
             data = self._redis.get(self._prefix + "conv:" + id)
         return None if data is None else _bytes(data)
 
+    def due_conversations(self, now: float, limit: int) -> list[str]:
+        with self._guard:
+            ids = self._redis.zrangebyscore(self._prefix + "conv-due", "-inf", now, 0, limit)
+        return [_bytes(id).decode() for id in cast("list[bytes]", ids)]
+
     def set_opt_out(self, record: OptOut) -> None:
         value = f"{int(record.opted_out)}|{record.updated_at!r}|{record.source}"
         with self._guard:
@@ -302,6 +315,8 @@ class RedisStore:
         with self._guard:
             for name in self._redis.scan_iter(match=f"{prefix}conv:{_glob_escape(address)}|*"):
                 removed += self._redis.delete(name)
+                id = _bytes(name)[len(self._prefix + "conv:") :].decode()
+                self._redis.zrem(self._prefix + "conv-due", id)
             for history in self._redis.scan_iter(match=prefix + "{*}:history", count=1000):
                 items = self._redis.lrange(history, 0, -1)
                 forms = (_event(_bytes(raw)).form for raw in items)

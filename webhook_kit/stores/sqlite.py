@@ -70,7 +70,8 @@ CREATE TABLE IF NOT EXISTS wk_events (
 CREATE TABLE IF NOT EXISTS wk_conversations (
     id TEXT PRIMARY KEY,
     data BLOB NOT NULL,
-    expires REAL NOT NULL
+    expires REAL NOT NULL,
+    due REAL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS wk_opt_outs (
     sender TEXT NOT NULL,
@@ -176,9 +177,14 @@ class SQLiteStore:
                     db.execute("DELETE FROM wk_conversations WHERE id = ?", (conversation.id,))
                 else:
                     db.execute(
-                        "INSERT OR REPLACE INTO wk_conversations (id, data, expires)"
-                        " VALUES (?, ?, ?)",
-                        (conversation.id, conversation.data, now + conversation.ttl),
+                        "INSERT OR REPLACE INTO wk_conversations (id, data, expires, due)"
+                        " VALUES (?, ?, ?, ?)",
+                        (
+                            conversation.id,
+                            conversation.data,
+                            now + conversation.ttl,
+                            conversation.due,
+                        ),
                     )
                 db.execute(
                     "DELETE FROM wk_claims WHERE key = ? AND owner = ? AND done = 0",
@@ -253,6 +259,14 @@ class SQLiteStore:
                 .fetchone()
             )
         return bytes(row[0]) if row is not None else None
+
+    def due_conversations(self, now: float, limit: int) -> list[str]:
+        """A scan of the conversations (no index on ``due``): run from maintenance only."""
+        with self._guard:
+            rows = self._connection().execute(
+                "SELECT id FROM wk_conversations WHERE due <= ? LIMIT ?", (now, limit)
+            )
+            return [row[0] for row in rows]
 
     def set_opt_out(self, record: OptOut) -> None:
         with self._guard:
