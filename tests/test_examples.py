@@ -81,4 +81,7 @@ def test_survey_bot(webhook_client: TwilioTestClient) -> None:
     assert conversation.send("hello").texts == [
         "You already answered, Ada. Reply AGAIN to redo it."
     ]
+    saved = conversation.saved
+    assert saved is not None and saved.state["city"] == "Paris" and saved.step is None
     assert conversation.send("again").texts[1] == "What is your name?"
+    assert conversation.saved is not None and conversation.saved.state == {}
