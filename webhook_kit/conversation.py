@@ -227,7 +227,9 @@ class Conversations:
     def _saving(self, conversation: Conversation, lock: Claim) -> ConversationWrite:
         data = None if conversation.ended else dumps(conversation)
         due = _epoch(conversation.timeout_at)
-        return ConversationWrite(conversation.id, lock.owner, data, self.ttl, due)
+        # A timeout past the TTL keeps the conversation until its hooks have run.
+        ttl = self.ttl if due is None else max(self.ttl, due - time.time() + self.ttl)
+        return ConversationWrite(conversation.id, lock.owner, data, ttl, due)
 
     def run_timeouts(
         self, hooks: Sequence[Callable[[Conversation], object]], lease: float, limit: int = 1000
