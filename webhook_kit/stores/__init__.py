@@ -16,7 +16,7 @@ from typing import Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 from ..errors import ConfigurationError, StoreError
-from ..ledger import Applied, MessageRecord, StatusEntry
+from ..ledger import Applied, MessageFacts, MessageRecord, Query, StatusEntry
 
 
 class _Owners:
@@ -61,8 +61,12 @@ class Claim:
 class Store(Protocol):
     """The operations the request path needs; each one is atomic across processes."""
 
-    def claim(self, key: str, lease: float) -> Claim:
-        """Take ``key`` for ``lease`` seconds, unless a live or finished claim holds it."""
+    def claim(self, key: str, lease: float, message: MessageFacts | None = None) -> Claim:
+        """Take ``key`` for ``lease`` seconds, unless a live or finished claim holds it.
+
+        When the claim is won, ``message`` (an inbound message) is saved in the same step,
+        as :meth:`save_message` would.
+        """
 
     def complete(self, key: str, owner: str, answer: bytes) -> None:
         """Mark an owned claim finished and keep its answer for the retention period."""
@@ -80,6 +84,18 @@ class Store(Protocol):
 
     def get_message(self, message_sid: str) -> MessageRecord | None:
         """A message's ledger record, or None."""
+
+    def save_message(self, facts: MessageFacts, alias: str | None = None) -> None:
+        """Merge ``facts`` into the record of ``facts.message_sid`` (created if missing).
+
+        With ``alias``, the record kept under that key (a send written before its SID was
+        known) is first merged into it and removed, in the same atomic step.
+        ``record_status`` does the same with ``entry.correlation``.
+        """
+
+    def find_messages(self, query: Query) -> list[MessageRecord]:
+        """Up to ``query.limit`` records matching ``query``, newest ``created_at`` first
+        (ties by SID, descending), without their history."""
 
     def close(self) -> None:
         """Release connections; the store reopens them if used again."""
