@@ -21,7 +21,7 @@ from webhook_kit import (
     StoreError,
     WebhookKit,
 )
-from webhook_kit.ledger import Applied, StatusEntry
+from webhook_kit.ledger import Applied, MessageFacts, StatusEntry
 from webhook_kit.signature import compute_signature
 from webhook_kit.stores import Claim
 from webhook_kit.stores.memory import MemoryStore
@@ -582,10 +582,10 @@ class BrokenStore(MemoryStore):
     def record_status(self, entry: StatusEntry, lease: float | None = None) -> Applied:
         raise StoreError("disk full")
 
-    def claim(self, key: str, lease: float) -> Claim:
+    def claim(self, key: str, lease: float, message: MessageFacts | None = None) -> Claim:
         if key.startswith("message:"):
             raise StoreError("redis unreachable")
-        return super().claim(key, lease)
+        return super().claim(key, lease, message)
 
 
 def test_store_failure_is_503_and_releases_the_claim() -> None:
@@ -963,9 +963,9 @@ def test_direct_status_without_handlers_is_one_store_step() -> None:
     class CountingStore(MemoryStore):
         calls: list[str] = []
 
-        def claim(self, key: str, lease: float) -> Claim:
+        def claim(self, key: str, lease: float, message: MessageFacts | None = None) -> Claim:
             self.calls.append("claim")
-            return super().claim(key, lease)
+            return super().claim(key, lease, message)
 
         def record_status(self, entry: StatusEntry, lease: float | None = None) -> Applied:
             self.calls.append(f"record lease={lease}")

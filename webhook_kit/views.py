@@ -37,8 +37,9 @@ from .events import (
     parse_inbound,
     parse_status,
 )
-from .ledger import StatusEntry
+from .ledger import MessageFacts, StatusEntry
 from .routing import MessageRouter, as_twiml, call_status_handler
+from .sending import Correlator
 from .signature import URLBuilder, Verifier
 from .stores import Claim, Outcome, Store
 from .twiml import MessagingResponse
@@ -97,6 +98,7 @@ class Pipeline:
         self.store = store
         self.verifier = Verifier(settings.auth_tokens, kit._load_tokens)
         self.url_of = URLBuilder(settings.public_url, settings.proxy_hops)
+        self.correlator = Correlator(settings.secret_key)
         self._error_reply: bytes | None = None
         if settings.error_reply:
             reply = MessagingResponse()
@@ -138,7 +140,9 @@ class Pipeline:
             routes = [route for route in self.kit._status_routes if route.accepts(update)]
             # Only a final status can make a message final, so only then can hooks run.
             hooks = self.kit._final_handlers if update.status.is_final else []
-            entry = StatusEntry.from_callback(update, key, time.time(), incoming.form)
+            # A genuine token links the callback to its send even before the SID was stored.
+            correlation = self.correlator.verify_query(environ.get("QUERY_STRING", ""))
+            entry = StatusEntry.from_callback(update, key, time.time(), incoming.form, correlation)
             # Nothing to run after recording: claim and record finish in one store step.
             lease = self.settings.claim_lease if routes or hooks else None
             applied = self._settle(lambda: self.store.record_status(entry, lease))
@@ -173,7 +177,8 @@ class Pipeline:
             message = parse(incoming.fields)
             key = _idempotency_key(environ, kind, message.message_sid)
             lease = self.settings.claim_lease
-            claim = self._settle(lambda: self.store.claim(key, lease))
+            facts = MessageFacts.inbound(message, time.time())  # recorded with the claim
+            claim = self._settle(lambda: self.store.claim(key, lease, facts))
         except _REJECTED as error:
             return _reject(environ, error)
         if claim.outcome is Outcome.DONE:
