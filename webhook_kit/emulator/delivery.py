@@ -1,0 +1,196 @@
+"""Webhook delivery as Twilio does it: signed form POSTs, connection overrides, retries.
+
+Twilio reads retry and timeout settings from the URL fragment (``#ct=1000&rc=2&rp=5xx``); the
+fragment is never sent and never signed. By default a request is retried once, and only when
+the TCP connection could not be made. Every attempt is logged, so tests can see what was
+posted, in which order, and what the app answered.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Final
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from ..signature import compute_signature
+
+USER_AGENT: Final = "TwilioProxy/1.1"
+_POLICIES: Final = frozenset({"4xx", "5xx", "ct", "rt", "all"})
+
+
+@dataclass(frozen=True, slots=True)
+class Overrides:
+    """Connection overrides from a URL fragment, clamped to Twilio's documented ranges."""
+
+    connect_timeout: float = 5.0
+    read_timeout: float = 15.0
+    total_time: float = 15.0
+    retry_count: int = 1
+    retry_policy: frozenset[str] = frozenset({"ct"})
+
+    def retries(self, failure: str | int) -> bool:
+        """True if an attempt that failed this way (``ct``, ``rt`` or an HTTP status) retries."""
+        policy = self.retry_policy
+        if "all" in policy:
+            return True
+        if isinstance(failure, int):
+            return f"{failure // 100}xx" in policy
+        return failure in policy
+
+
+def split_overrides(url: str) -> tuple[str, Overrides]:
+    """The URL to request and sign (no fragment), and the overrides its fragment sets."""
+    target, _, fragment = url.partition("#")
+    values = dict(parse_qsl(fragment, keep_blank_values=True))
+    defaults = Overrides()
+
+    def millis(key: str, default: float, low: int, high: int) -> float:
+        raw = values.get(key, "")
+        return min(max(int(raw), low), high) / 1000 if raw.isdigit() else default
+
+    retry = values.get("rc", "")
+    policy = frozenset(p for p in values.get("rp", "").split(",") if p in _POLICIES)
+    return target, Overrides(
+        connect_timeout=millis("ct", defaults.connect_timeout, 100, 10000),
+        read_timeout=millis("rt", defaults.read_timeout, 100, 15000),
+        total_time=millis("tt", defaults.total_time, 100, 15000),
+        retry_count=min(int(retry), 5) if retry.isdigit() else defaults.retry_count,
+        retry_policy=policy or defaults.retry_policy,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    status: int
+    content_type: str
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One webhook as delivered (after its retries): what was sent and how it ended."""
+
+    kind: str  # "status", "inbound", "fallback", "redirect"
+    url: str
+    params: tuple[tuple[str, str], ...]
+    idempotency_token: str
+    attempts: int
+    at: float
+    #: The last response, or None if no attempt got one.
+    response: Response | None
+    #: ``ct``/``rt`` for a connection/read failure of the last attempt, else None.
+    failure: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.response is not None and 200 <= self.response.status < 300
+
+    @property
+    def form(self) -> dict[str, str]:
+        return dict(self.params)
+
+
+@dataclass
+class DeliveryLog:
+    """Every delivery, in the order they finished (thread-safe)."""
+
+    _items: list[Delivery] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, delivery: Delivery) -> None:
+        with self._lock:
+            self._items.append(delivery)
+
+    def all(self) -> list[Delivery]:
+        with self._lock:
+            return list(self._items)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+def post(
+    url: str,
+    params: Sequence[tuple[str, str]],
+    auth_token: str,
+    *,
+    kind: str,
+    now: float,
+    log: DeliveryLog,
+    token: str | None = None,
+) -> Delivery:
+    """POST a signed form to ``url`` with Twilio's headers, retrying as its fragment says."""
+    target, overrides = split_overrides(url)
+    body = urlencode(params).encode()
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Twilio-Signature": compute_signature(target, params, auth_token),
+        "I-Twilio-Idempotency-Token": token or os.urandom(16).hex(),
+        "User-Agent": USER_AGENT,
+        "X-Home-Region": "us1",
+    }
+    deadline = time.monotonic() + overrides.total_time
+    attempts = 0
+    response: Response | None = None
+    failure: str | None = None
+    while True:
+        attempts += 1
+        response, failure = _attempt(target, body, headers, overrides)
+        outcome: str | int | None = failure or (response.status if response else None)
+        if response is not None and response.status < 400:
+            break
+        if attempts > overrides.retry_count or time.monotonic() >= deadline:
+            break
+        if outcome is None or not overrides.retries(outcome):
+            break
+    delivery = Delivery(
+        kind,
+        target,
+        tuple(params),
+        headers["I-Twilio-Idempotency-Token"],
+        attempts,
+        now,
+        response,
+        failure,
+    )
+    log.add(delivery)
+    return delivery
+
+
+def _attempt(
+    url: str, body: bytes, headers: dict[str, str], overrides: Overrides
+) -> tuple[Response | None, str | None]:
+    parts = urlsplit(url)
+    connection_class = (
+        http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    )
+    try:
+        connection = connection_class(
+            parts.hostname or "", parts.port, timeout=overrides.connect_timeout
+        )
+    except (http.client.InvalidURL, ValueError):
+        return None, "ct"
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    try:
+        try:
+            connection.connect()
+        except OSError:
+            return None, "ct"
+        if connection.sock is not None:
+            connection.sock.settimeout(overrides.read_timeout)
+        try:
+            connection.request("POST", path, body=body, headers=headers)
+            reply = connection.getresponse()
+            content = reply.read(64 * 1024 + 1)
+        except (OSError, http.client.HTTPException):  # timed out, reset or garbled: no answer
+            return None, "rt"
+        content_type = reply.getheader("Content-Type") or ""
+        return Response(reply.status, content_type, content), None
+    finally:
+        connection.close()
