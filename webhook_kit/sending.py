@@ -231,8 +231,8 @@ class Sender:
         self.correlator = Correlator(secret_key)
         self._media_credentials = media_credentials or (client.username, client.password)
         self._media_origins = frozenset(origin.rstrip("/").lower() for origin in media_origins)
-        self._retry_delay = retry_delay
-        self._max_retries = max_retries
+        self.retry_delay = retry_delay
+        self.max_retries = max_retries
 
     @classmethod
     def from_config(
@@ -426,12 +426,12 @@ class Sender:
         """Run one API request: Twilio's errors become SendErrors; a 429 is retried."""
         from twilio.base.exceptions import TwilioRestException
 
-        for attempt in range(self._max_retries + 1):
+        for attempt in range(self.max_retries + 1):
             try:
                 return request()
             except TwilioRestException as error:
                 failure = send_error(error)
-                if not isinstance(failure, RateLimitedError) or attempt == self._max_retries:
+                if not isinstance(failure, RateLimitedError) or attempt == self.max_retries:
                     raise failure from error
             except OSError as error:  # requests' connection errors are OSErrors
                 raise TwilioUnreachableError(
@@ -439,7 +439,7 @@ class Sender:
                     "check the ledger later, reconciliation settles it"
                 ) from error
             # Exponential backoff with jitter, as Twilio asks of clients that get 429.
-            time.sleep(self._retry_delay * 2**attempt * (0.5 + random.random() / 2))
+            time.sleep(self.retry_delay * 2**attempt * (0.5 + random.random() / 2))
         raise AssertionError("unreachable")  # pragma: no cover
 
     # -- reconciliation ------------------------------------------------------------------
