@@ -6,15 +6,18 @@ to the app, which is served by a real HTTP server too. Nothing is mocked.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+from click.testing import CliRunner
 from flask import Flask
 from twilio.http.response import Response
 from twilio.rest import Client
@@ -22,6 +25,7 @@ from werkzeug.serving import make_server
 
 from webhook_kit import ConfigurationError, MessageStatus, StatusCallback, WebhookKit
 from webhook_kit import errors as kit_errors
+from webhook_kit.cli import main
 from webhook_kit.emulator import Chaos, Emulator, Timing
 from webhook_kit.emulator.client import EmulatorHttpClient
 from webhook_kit.events import Fields, parse_inbound
@@ -395,3 +399,50 @@ def test_sending_needs_a_public_url_or_a_callback(emulator: Emulator) -> None:
         assert served.record(sent.sid).status is MessageStatus.QUEUED
     finally:
         served.stop()
+
+
+def test_ledger_and_reconcile_commands(tmp_path: Path) -> None:
+    lost = Chaos(reorder=0, duplicate=0, late=0, drop_final=1.0)
+    store = f"sqlite:///{tmp_path}/kit.db"
+    with Emulator(clock="manual", chaos=lost) as emulator:
+        served = Served(emulator, WEBHOOK_KIT_STORE=store).start()
+        try:
+            sent = served.send(CUSTOMER, "parcel", from_=SENDER, ref="order-7")
+            with pytest.raises(kit_errors.UnsubscribedRecipientError):
+                served.send("+15005550004", "x", from_=SENDER, ref="order-8")
+            emulator.advance(5)
+        finally:
+            served.stop()
+        env = {
+            "WEBHOOK_KIT_STORE": store,
+            "TWILIO_ACCOUNT_SID": emulator.account_sid,
+            "TWILIO_AUTH_TOKEN": emulator.auth_token,
+            "WEBHOOK_KIT_TWILIO_BASE_URL": emulator.url,
+        }
+        runner = CliRunner()
+
+        def run(*args: str) -> str:
+            result = runner.invoke(main, list(args), env=env)
+            assert result.exit_code == 0, result.output
+            return result.output
+
+        found = run("ledger", "find", "--ref", "order-7")
+        assert sent.sid in found and "sent" in found and "SID" in found.splitlines()[0]
+        assert json.loads(run("reconcile", "--older-than", "0", "--json"))["checked"] == 1
+        shown = json.loads(run("ledger", "show", sent.sid, "--json"))
+        assert shown["status"] == "delivered" and shown["ref"] == "order-7"
+        assert shown["history"][-1]["reconciled"] is True
+        assert "(reconciled)" in run("ledger", "show", sent.sid)
+        stats = json.loads(run("ledger", "stats", "--since", "1h", "--json"))
+        assert stats["by_status"] == {"delivered": 1, "failed": 1}
+        assert stats["by_error_code"] == {"21610": 1}
+        text = run("ledger", "stats")
+        assert "delivery rate  50.0%" in text
+        page = json.loads(run("ledger", "find", "--limit", "1", "--json"))
+        assert len(page["records"]) == 1 and page["cursor"]
+        rest = json.loads(run("ledger", "find", "--cursor", page["cursor"], "--json"))
+        assert len(rest["records"]) == 1 and rest["cursor"] is None
+        missing = runner.invoke(main, ["ledger", "show", "SMnope"], env=env)
+        assert missing.exit_code == 1 and "not in the ledger" in missing.output
+        bad = runner.invoke(main, ["ledger", "find", "--since", "soon"], env=env)
+        assert bad.exit_code == 1 and "--since" in bad.output

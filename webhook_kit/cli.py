@@ -6,23 +6,32 @@ file) is one ``error:`` line and a non-zero exit, never a traceback.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
-from typing import NoReturn
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, NoReturn, TypeVar
 from urllib.parse import urlencode, urlsplit
 
 import click
 
 from . import testing
+from .config import Settings
 from .encoding import SegmentInfo, analyze, smart_encode
 from .errors import TwiMLError, WebhookKitError
+from .ledger import Ledger, record_json
+from .sending import Sender
 from .signature import compute_signature
+from .standalone import config_from_environ
+from .stores import Store, open_store
 from .twiml import Message, MessagingResponse, Redirect, lint, parse
 
 DEFAULT_BASE = "http://127.0.0.1:8000/twilio"
+T = TypeVar("T")
 
 
 @click.group()
@@ -131,6 +140,182 @@ def segments(text: str, toll_free: bool) -> None:
         if smart.replacements:
             swaps = ", ".join(f"{old!r}->{new!r}" for old, new in smart.replacements)
             click.echo(f"with Smart Encoding ({swaps}): {_describe(smart.after)}")
+
+
+@main.group()
+def ledger() -> None:
+    """Query the delivery ledger (the store named by WEBHOOK_KIT_STORE, as the server uses)."""
+
+
+_JSON = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+
+@ledger.command("show")
+@click.argument("sid")
+@_JSON
+def ledger_show(sid: str, as_json: bool) -> None:
+    """Show one message and its callback history."""
+    record = _ledger(lambda book: book.get(sid))
+    if record is None:
+        _fail(f"{sid} is not in the ledger")
+    if as_json:
+        click.echo(json.dumps(record_json(record), indent=2))
+        return
+    for name, value in record_json(record).items():
+        if name != "history":
+            click.echo(f"{name:<13} {'' if value is None else value}")
+    click.echo(f"history       {len(record.history)} callback(s)")
+    for event in record.history:
+        how = " (reconciled)" if event.reconciled else ""
+        code = f" error {event.error_code}" if event.error_code else ""
+        click.echo(f"  {event.received_at.isoformat()}  {event.status.value}{code}{how}")
+
+
+@ledger.command("find")
+@click.option("--ref", help="Your reference given to send(ref=...).")
+@click.option("--to", help="Recipient address.")
+@click.option("--from", "from_", help="Sender address.")
+@click.option("--status", "statuses", multiple=True, help="Status; repeat for several.")
+@click.option("--direction", help="inbound, outbound-api, ...")
+@click.option("--since", help="Created at or after: 1h, 30m, 2d, or an ISO time.")
+@click.option("--until", help="Created before: 1h, 30m, 2d, or an ISO time.")
+@click.option("--limit", default=50, show_default=True, help="Records per page.")
+@click.option("--cursor", help="The cursor printed after the previous page.")
+@_JSON
+def ledger_find(
+    *,
+    ref: str | None,
+    to: str | None,
+    from_: str | None,
+    statuses: Sequence[str],
+    direction: str | None,
+    since: str | None,
+    until: str | None,
+    limit: int,
+    cursor: str | None,
+    as_json: bool,
+) -> None:
+    """List messages matching every given filter, newest first."""
+    page = _ledger(
+        lambda book: book.find(
+            ref=ref,
+            to=to,
+            from_=from_,
+            status=list(statuses),
+            direction=direction,
+            since=_moment(since, "--since"),
+            until=_moment(until, "--until"),
+            limit=limit,
+            cursor=cursor,
+        )
+    )
+    if as_json:
+        records = [record_json(record) for record in page]
+        click.echo(json.dumps({"records": records, "cursor": page.cursor}, indent=2))
+        return
+    rows = [
+        (
+            record.message_sid,
+            record.direction.value if record.direction else "",
+            record.status.value if record.status else "",
+            str(record.error_code or ""),
+            record.to or "",
+            record.from_ or "",
+            record.created_at.strftime("%Y-%m-%d %H:%M:%S") if record.created_at else "",
+            record.ref or "",
+        )
+        for record in page
+    ]
+    _table(("SID", "DIRECTION", "STATUS", "ERROR", "TO", "FROM", "CREATED (UTC)", "REF"), rows)
+    if page.cursor:
+        click.echo(f"more: --cursor {page.cursor}")
+
+
+@ledger.command("stats")
+@click.option("--since", default="1h", show_default=True, help="1h, 30m, 2d, or an ISO time.")
+@_JSON
+def ledger_stats(since: str, as_json: bool) -> None:
+    """Counts by status and error code, delivery rate and sent->delivered latency."""
+    stats = _ledger(lambda book: book.stats(since=_moment(since, "--since")))
+    if as_json:
+        click.echo(json.dumps(dataclasses.asdict(stats), indent=2))
+        return
+    click.echo(f"messages       {stats.total} since {since}")
+    rate = "-" if stats.delivery_rate is None else f"{stats.delivery_rate:.1%}"
+    click.echo(f"delivery rate  {rate} of the messages that reached a final status")
+    if stats.latency:
+        figures = ", ".join(f"{name} {value:.2f}s" for name, value in stats.latency.items())
+        click.echo(f"sent->delivered {figures}")
+    _table(("STATUS", "COUNT"), [(name, str(count)) for name, count in stats.by_status.items()])
+    if stats.by_error_code:
+        errors = [(str(code), str(count)) for code, count in stats.by_error_code.items()]
+        _table(("ERROR", "COUNT"), errors)
+
+
+@main.command()
+@click.option("--older-than", default="10m", show_default=True, help="Age: 90s, 10m, 1h, 2d.")
+@_JSON
+def reconcile(older_than: str, as_json: bool) -> None:
+    """Fetch every ledger message not final after --older-than from Twilio; apply its status."""
+    age = _duration(older_than, "--older-than")
+    config = config_from_environ()
+    try:
+        store = _store(config)
+        report = Sender.from_config(config, store).reconcile(older_than=age)
+    except WebhookKitError as error:
+        _fail(str(error))
+    if as_json:
+        click.echo(json.dumps(dataclasses.asdict(report)))
+        return
+    click.echo(f"checked {report.checked}, updated {report.updated}")
+    for sid in report.missing:
+        click.echo(f"not found on Twilio: {sid}")
+
+
+def _store(config: dict[str, Any]) -> Store:
+    settings = Settings.from_config(config)
+    return open_store(
+        settings.store, retention=settings.retention, ledger_retention=settings.ledger_retention
+    )
+
+
+def _ledger(query: Callable[[Ledger], T]) -> T:
+    try:
+        return query(Ledger(_store(config_from_environ())))
+    except WebhookKitError as error:
+        _fail(str(error))
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(text: str, option: str) -> float:
+    """``90``, ``90s``, ``10m``, ``1h``, ``2d`` -> seconds."""
+    number, unit = (text[:-1], text[-1]) if text[-1:] in _UNITS else (text, "s")
+    try:
+        return float(number) * _UNITS[unit]
+    except ValueError:
+        _fail(f"{option} {text!r} is not a duration like 90s, 10m, 1h or 2d")
+
+
+def _moment(text: str | None, option: str) -> datetime | None:
+    """A duration ago, or an ISO 8601 time (UTC unless it says otherwise)."""
+    if text is None:
+        return None
+    if text[:1].isdigit() and not text[-1:].isdigit() and text[-1:] in _UNITS:
+        return datetime.now(UTC) - timedelta(seconds=_duration(text, option))
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        _fail(f"{option} {text!r} is neither a duration (1h) nor an ISO time")
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        click.echo("  ".join(cells).rstrip())
 
 
 def _describe(info: SegmentInfo) -> str:

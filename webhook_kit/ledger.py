@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode
@@ -406,6 +406,34 @@ class Ledger:
             delivery_rate=succeeded / final if final else None,
             latency=percentiles(latencies),
         )
+
+
+def record_json(record: MessageRecord) -> dict[str, object]:
+    """A record as JSON-ready values (ISO times, plain strings), for scripts and the CLI."""
+
+    def plain(value: object) -> object:
+        if isinstance(value, datetime):
+            return value.isoformat()
+        if isinstance(value, OpenStrEnum):
+            return value.value
+        return value
+
+    data = {name: plain(getattr(record, name)) for name in _RECORD_FIELDS if name != "history"}
+    data["history"] = [
+        {
+            "status": event.status.value,
+            "received_at": event.received_at.isoformat(),
+            "error_code": event.error_code,
+            "event_type": event.event_type,
+            "reconciled": event.reconciled,
+            "fields": event.raw.to_dict(),
+        }
+        for event in record.history
+    ]
+    return data
+
+
+_RECORD_FIELDS = tuple(f.name for f in fields(MessageRecord))
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
