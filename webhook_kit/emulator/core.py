@@ -540,7 +540,7 @@ class Emulator:
             redirect = None
             for verb in response.verbs:
                 if isinstance(verb, Message):
-                    replies.append(self._send_reply(number, inbound, verb))
+                    replies.append(self._send_reply(number, inbound, verb, url))
                 else:
                     redirect = urljoin(url, verb.url)
             if redirect is None:
@@ -552,8 +552,12 @@ class Emulator:
             url, response = redirect, read
         return replies
 
-    def _send_reply(self, number: Number, inbound: MessageRecord, verb: Message) -> MessageRecord:
-        callback = verb.status_callback or verb.action or number.status_callback
+    def _send_reply(
+        self, number: Number, inbound: MessageRecord, verb: Message, document_url: str
+    ) -> MessageRecord:
+        """A ``<Message>`` becomes an outbound-reply; relative URLs resolve against the TwiML's."""
+        attribute = verb.status_callback or verb.action
+        callback = urljoin(document_url, attribute) if attribute else number.status_callback
         request = CreateRequest(
             to=verb.to or inbound.from_,
             from_=verb.from_ or inbound.to,
