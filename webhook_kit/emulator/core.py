@@ -155,8 +155,11 @@ class Emulator:
                 self.host, self.port, create_app(self), threaded=True, request_handler=_QuietHandler
             )
             self.port = self._server.server_port
+            server = self._server
             self._thread = threading.Thread(
-                target=self._server.serve_forever, name="emulator-http", daemon=True
+                target=lambda: server.serve_forever(poll_interval=0.05),
+                name="emulator-http",
+                daemon=True,
             )
             self._thread.start()
         self.start_clock()
