@@ -155,8 +155,11 @@ class Emulator:
                 self.host, self.port, create_app(self), threaded=True, request_handler=_QuietHandler
             )
             self.port = self._server.server_port
+            server = self._server
             self._thread = threading.Thread(
-                target=self._server.serve_forever, name="emulator-http", daemon=True
+                target=lambda: server.serve_forever(poll_interval=0.05),
+                name="emulator-http",
+                daemon=True,
             )
             self._thread.start()
         self.start_clock()
@@ -540,7 +543,7 @@ class Emulator:
             redirect = None
             for verb in response.verbs:
                 if isinstance(verb, Message):
-                    replies.append(self._send_reply(number, inbound, verb))
+                    replies.append(self._send_reply(number, inbound, verb, url))
                 else:
                     redirect = urljoin(url, verb.url)
             if redirect is None:
@@ -552,8 +555,12 @@ class Emulator:
             url, response = redirect, read
         return replies
 
-    def _send_reply(self, number: Number, inbound: MessageRecord, verb: Message) -> MessageRecord:
-        callback = verb.status_callback or verb.action or number.status_callback
+    def _send_reply(
+        self, number: Number, inbound: MessageRecord, verb: Message, document_url: str
+    ) -> MessageRecord:
+        """A ``<Message>`` becomes an outbound-reply; relative URLs resolve against the TwiML's."""
+        attribute = verb.status_callback or verb.action
+        callback = urljoin(document_url, attribute) if attribute else number.status_callback
         request = CreateRequest(
             to=verb.to or inbound.from_,
             from_=verb.from_ or inbound.to,
