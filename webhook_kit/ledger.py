@@ -10,6 +10,7 @@ Besides the status, a record holds what the kit knew when the message was sent o
 from __future__ import annotations
 
 import math
+import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, fields
@@ -283,6 +284,12 @@ class LedgerStats:
     delivery_rate: float | None
     #: sent -> delivered latency percentiles in seconds ("p50", "p90", "p99"); empty without data.
     latency: dict[str, float] = field(default_factory=dict)
+
+
+def now() -> float:
+    """The ledger's clock: epoch seconds in whole microseconds, so that the datetimes of
+    records (and the paging cursors made from them) convert back to exactly what is stored."""
+    return round(time.time(), 6)
 
 
 def timestamp(seconds: float) -> datetime:

@@ -56,6 +56,7 @@ from .errors import (
 )
 from .events import InboundMessage, Media
 from .ledger import PENDING, RECONCILED, Direction, MessageFacts, Query, StatusEntry
+from .ledger import now as ledger_now
 from .status import MessageStatus
 
 if TYPE_CHECKING:
@@ -326,7 +327,7 @@ class Sender:
         if not to:
             raise SendError("send needs a recipient: pass to=..., or in_reply_to=message")
         media = [media_url] if isinstance(media_url, str) else list(media_url or ())
-        now = time.time()
+        now = ledger_now()
         if status_callback is None:
             correlation, token = self.correlator.new()
             status_callback = self._callback_url(token)
@@ -384,12 +385,12 @@ class Sender:
         except SendError as error:
             if error.code is not None:  # Twilio answered: the send does not exist
                 failed = MessageFacts(
-                    correlation, time.time(), status="failed", error_code=error.code
+                    correlation, ledger_now(), status="failed", error_code=error.code
                 )
                 self.store.save_message(failed)
             raise
         sent = SentMessage.from_instance(message, ref)
-        self.store.save_message(sent.facts(time.time()), alias=correlation)
+        self.store.save_message(sent.facts(ledger_now()), alias=correlation)
         return sent
 
     def fetch(self, sid: str) -> SentMessage:
@@ -407,7 +408,7 @@ class Sender:
     def _update(self, sid: str, **changes: str) -> SentMessage:
         message = self._call(lambda: self.client.messages(sid).update(**changes))
         sent = SentMessage.from_instance(message)
-        facts = sent.facts(time.time())
+        facts = sent.facts(ledger_now())
         if "body" in changes:
             facts = dataclasses.replace(facts, redact=True)
         self.store.save_message(facts)
@@ -451,7 +452,7 @@ class Sender:
         starting ``reconciled:``. Sends whose API call never answered (no SID) are skipped.
         429 answers are retried with exponential backoff.
         """
-        horizon = time.time() - older_than
+        horizon = ledger_now() - older_than
         checked, updated, missing = 0, 0, []
         after: tuple[float, str] | None = None
         while True:
@@ -476,7 +477,7 @@ class Sender:
 
     def _apply_fetched(self, message: SentMessage, before: MessageStatus | None) -> bool:
         status = message.status
-        now = time.time()
+        now = ledger_now()
         fields = {"MessageSid": message.sid, "MessageStatus": status.value, "Reconciled": "true"}
         if message.error_code:
             fields["ErrorCode"] = str(message.error_code)

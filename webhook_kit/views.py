@@ -38,6 +38,7 @@ from .events import (
     parse_status,
 )
 from .ledger import MessageFacts, StatusEntry
+from .ledger import now as ledger_now
 from .routing import MessageRouter, as_twiml, call_status_handler
 from .sending import Correlator
 from .signature import URLBuilder, Verifier
@@ -177,7 +178,7 @@ class Pipeline:
             message = parse(incoming.fields)
             key = _idempotency_key(environ, kind, message.message_sid)
             lease = self.settings.claim_lease
-            facts = MessageFacts.inbound(message, time.time())  # recorded with the claim
+            facts = MessageFacts.inbound(message, ledger_now())  # recorded with the claim
             claim = self._settle(lambda: self.store.claim(key, lease, facts))
         except _REJECTED as error:
             return _reject(environ, error)
