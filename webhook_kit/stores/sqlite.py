@@ -258,10 +258,13 @@ class SQLiteStore:
         return _record(row, history)
 
     def save_message(self, facts: MessageFacts, alias: str | None = None) -> None:
-        with self._guard, self._transaction() as db:
-            if alias:
+        with self._guard:
+            if not alias:  # one statement: atomic without an explicit transaction
+                self._connection().execute(_SAVE, _fact_params(facts))
+                return
+            with self._transaction() as db:
                 _absorb(db, facts.message_sid, alias)
-            db.execute(_SAVE, _fact_params(facts))
+                db.execute(_SAVE, _fact_params(facts))
 
     def find_messages(self, query: Query) -> list[MessageRecord]:
         where: list[str] = []
