@@ -231,15 +231,14 @@ def test_redact_drops_the_body_on_twilio_and_in_the_ledger(
     assert record.body is None and record.redacted and record.status is MessageStatus.DELIVERED
 
 
-def post_signed(url: str, fields: dict[str, str], token: str) -> int:
-    """POST a form signed as Twilio signs it; the HTTP status."""
+def post_signed(url: str, fields: dict[str, str], token: str) -> tuple[int, str]:
+    """POST a form signed as Twilio signs it; the HTTP status and body."""
+    signature = compute_signature(url, fields, token)
     request = urllib.request.Request(
-        url,
-        urlencode(fields).encode(),
-        {"X-Twilio-Signature": compute_signature(url, fields, token)},
+        url, urlencode(fields).encode(), {"X-Twilio-Signature": signature}
     )
     with urllib.request.urlopen(request, timeout=5) as response:
-        return int(response.status)
+        return int(response.status), response.read().decode()
 
 
 def test_forged_and_foreign_tokens_are_not_trusted(emulator: Emulator, served: Served) -> None:
@@ -256,12 +255,12 @@ def test_forged_and_foreign_tokens_are_not_trusted(emulator: Emulator, served: S
         sid = f"SM{index:032d}"
         fields = {"MessageSid": sid, "MessageStatus": "delivered"}
         url = f"{served.url}/twilio/status?c={forged}"
-        assert post_signed(url, fields, emulator.auth_token) == 200  # recorded, token ignored
+        assert post_signed(url, fields, emulator.auth_token)[0] == 200  # recorded, token ignored
         assert served.record(sid).ref is None
     assert served.record(pending).pending  # nothing was merged into the waiting send
     genuine = f"{served.url}/twilio/status?c={token}"
     fields = {"MessageSid": "SM" + "e" * 32, "MessageStatus": "sent"}
-    assert post_signed(genuine, fields, emulator.auth_token) == 200
+    assert post_signed(genuine, fields, emulator.auth_token)[0] == 200
     assert served.record("SM" + "e" * 32).ref == "waiting"
 
 
@@ -374,7 +373,7 @@ def test_inbound_messages_are_in_the_ledger(served: Served) -> None:
     served.kit.on_message()(lambda message: None)
     fields = dict(inbound_sms("hello there", from_=CUSTOMER, to=SENDER).items())
     url = served.url + "/twilio/messages"
-    assert post_signed(url, fields, served.app.config["WEBHOOK_KIT_AUTH_TOKEN"]) == 200
+    assert post_signed(url, fields, served.app.config["WEBHOOK_KIT_AUTH_TOKEN"])[0] == 200
     record = served.record(fields["MessageSid"])
     assert record.direction is Direction.INBOUND and record.body == "hello there"
     assert record.status is MessageStatus.RECEIVED and record.from_ == CUSTOMER
