@@ -7,6 +7,8 @@ to the app, which is served by a real HTTP server too. Nothing is mocked.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -445,3 +447,19 @@ def test_ledger_and_reconcile_commands(tmp_path: Path) -> None:
         assert missing.exit_code == 1 and "not in the ledger" in missing.output
         bad = runner.invoke(main, ["ledger", "find", "--since", "soon"], env=env)
         assert bad.exit_code == 1 and "--since" in bad.output
+
+
+def test_readme_sending_example_passes(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = readme.split("<!-- sending-example -->\n```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "test_sending_example.py").write_text(block)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 passed" in result.stdout
