@@ -80,10 +80,6 @@ class Scheduler:
         with self._cond:
             return len(self._heap)
 
-    def next_due(self) -> float | None:
-        with self._cond:
-            return self._heap[0][0] if self._heap else None
-
     def clear(self) -> None:
         with self._cond:
             self._heap.clear()

@@ -13,7 +13,7 @@ import random
 import threading
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urljoin
 
@@ -323,7 +323,6 @@ class Emulator:
             validity_period=request.validity_period,
             max_price=request.max_price,
             send_at=request.send_at,
-            extra=request.extra,
         )
         self.state.save(record)
         for url in request.media_urls:
@@ -572,7 +571,6 @@ class Emulator:
             max_price=None,
             send_at=None,
             smart_encoded=False,
-            extra={},
         )
         return self.create(request, direction="outbound-reply")
 
@@ -583,13 +581,6 @@ class Emulator:
         for record in self.state.messages(pending=True):
             if record.direction != "inbound":
                 self._plan(record)
-
-    def numbers(self) -> list[Number]:
-        return self.state.numbers()
-
-    def with_timing(self, **changes: float | None) -> None:
-        """Change step delays for messages created from now on, e.g. ``with_timing(queue=30)``."""
-        self.timing = replace(self.timing, **changes)  # type: ignore[arg-type]
 
 
 def inbound_params(record: MessageRecord, media: Iterable[str]) -> list[tuple[str, str]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any, Final
@@ -100,9 +100,6 @@ class MessageRecord:
     validity_period: int | None = None
     max_price: float | None = None
     send_at: float | None = None
-    #: The number of callbacks scheduled so far (names idempotency tokens).
-    events: int = 0
-    extra: dict[str, str] = field(default_factory=dict)
 
     @property
     def channel(self) -> str | None:

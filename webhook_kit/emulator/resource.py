@@ -81,7 +81,6 @@ class CreateRequest:
     max_price: float | None
     send_at: float | None
     smart_encoded: bool
-    extra: dict[str, str]
 
 
 def bad(code: int, message: str) -> ApiError:
@@ -169,7 +168,6 @@ def parse_create(form: Mapping[str, str], media: Sequence[str], now: float) -> C
         max_price=_max_price(form.get("MaxPrice")),
         send_at=_send_at(form, service, now),
         smart_encoded=form.get("SmartEncoded", "").lower() == "true",
-        extra={k: v for k, v in form.items() if k in _ENUMS or k in _FLAGS or k == "Attempt"},
     )
 
 
