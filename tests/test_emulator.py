@@ -206,6 +206,15 @@ def test_auth(emulator: Emulator) -> None:
     assert error_of(lambda: other.messages.create(to=TO, from_=FROM, body="x")).status == 401
 
 
+def test_path_account(emulator: Emulator) -> None:
+    auth = (emulator.account_sid, emulator.auth_token)
+    for account, status, code in [("AC" + "0" * 32, 401, 20003), ("nonsense", 404, 20404)]:
+        url = f"{emulator.url}/2010-04-01/Accounts/{account}/Messages.json"
+        reply = requests.get(url, auth=auth, timeout=5)
+        check_response("GET", url, reply.status_code, reply.text)
+        assert (reply.status_code, reply.json()["code"]) == (status, code)
+
+
 def test_region_does_not_break_the_http_client(emulator: Emulator) -> None:
     regional = emulator.client(region="ie1", edge="dublin")
     assert regional.messages.create(to=TO, from_=FROM, body="x").status == "queued"
