@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any, Final
@@ -112,16 +112,15 @@ class MessageRecord:
         return MessageStatus(self.status).is_final
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data for the SQLite state."""
-        return asdict(self)
+        """Plain data for the SQLite state (flat, so no deep copy as ``asdict`` makes)."""
+        return {name: getattr(self, name) for name in _RECORD_FIELDS}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MessageRecord:
         return cls(**data)
 
 
-def message_uri(account_sid: str, sid: str) -> str:
-    return f"/{API_VERSION}/Accounts/{account_sid}/Messages/{sid}.json"
+_RECORD_FIELDS = tuple(f.name for f in fields(MessageRecord))
 
 
 def message_json(record: MessageRecord) -> dict[str, Any]:

@@ -84,20 +84,17 @@ class State:
     # -- messages -------------------------------------------------------------------------
 
     def save(self, record: MessageRecord) -> None:
-        """Insert or replace a message."""
+        """Insert a message, or update it in place (keeping its place in the order)."""
         with self._locked() as db:
-            row = db.execute("SELECT seq FROM messages WHERE sid = ?", (record.sid,)).fetchone()
-            if row is None:
-                self._seq += 1
-                seq = self._seq
-            else:
-                seq = int(row[0])
+            self._seq += 1
             db.execute(
-                "INSERT OR REPLACE INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sid) DO "
+                "UPDATE SET date_sent = excluded.date_sent, final = excluded.final, "
+                "data = excluded.data",
                 (
                     record.sid,
                     record.account_sid,
-                    seq,
+                    self._seq,
                     record.to,
                     record.from_,
                     record.date_created,
