@@ -8,8 +8,11 @@ from collections import Counter
 from collections.abc import Iterator
 
 import pytest
+import requests
+from click.testing import CliRunner
 from emulator_support import Receiver
 
+from webhook_kit.cli import main
 from webhook_kit.emulator import Chaos, Emulator, EmulatorError, Timing
 from webhook_kit.signature import Verifier
 from webhook_kit.status import MessageStatus
@@ -251,3 +254,50 @@ def test_unconfigured_number_and_bad_handset(emulator: Emulator) -> None:
         emulator.handset(HANDSET).send(NUMBER, "hi")
     with pytest.raises(EmulatorError):
         emulator.handset("not a number")
+
+
+def test_control_api_and_cli(app: Receiver, emulator: Emulator) -> None:
+    auth = (emulator.account_sid, emulator.auth_token)
+    control = f"{emulator.url}/_emulator"
+    app.answer("/sms", "<Response><Message>pong</Message></Response>")
+    added = requests.post(
+        f"{control}/numbers", data={"Number": NUMBER, "SmsUrl": app.base + "/sms"}, auth=auth
+    )
+    assert added.status_code == 200 and added.json()["number"] == NUMBER
+    sent = requests.post(
+        f"{control}/send", data={"From": HANDSET, "To": NUMBER, "Body": "ping"}, auth=auth
+    ).json()
+    assert [r["body"] for r in sent["replies"]] == ["pong"]
+    result = CliRunner().invoke(
+        main,
+        [
+            "emulator",
+            "advance",
+            "2",
+            "--url",
+            emulator.url,
+            "--account-sid",
+            auth[0],
+            "--auth-token",
+            auth[1],
+        ],
+    )
+    assert result.exit_code == 0 and result.output == "ran 3 task(s)\n"
+    conversation = requests.get(
+        f"{control}/conversation", params={"Address": HANDSET}, auth=auth
+    ).json()["messages"]
+    assert [(m["body"], m["status"]) for m in conversation] == [
+        ("ping", "received"),
+        ("pong", "delivered"),
+    ]
+    rule = requests.post(
+        f"{control}/rules", data={"Status": "failed", "ErrorCode": "30008"}, auth=auth
+    )
+    assert rule.json() == {"rules": 1}
+    assert requests.get(f"{control}/requests", auth=auth).json() == {"requests": []}
+    unauthorised = requests.post(f"{control}/reset", auth=(auth[0], "wrong"))
+    assert unauthorised.status_code == 401 and unauthorised.json()["code"] == 20003
+    assert requests.post(f"{control}/reset", auth=auth).status_code == 204
+    assert emulator.messages() == [] and emulator.rules == []
+    bad = requests.post(f"{control}/advance", data={"Seconds": "soon"}, auth=auth)
+    assert bad.status_code == 400 and "Seconds" in bad.json()["message"]
