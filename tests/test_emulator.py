@@ -67,10 +67,14 @@ def test_create_and_fetch(client: Client, emulator: Emulator) -> None:
 def test_messaging_service_starts_accepted(client: Client, emulator: Emulator) -> None:
     created = client.messages.create(to=TO, messaging_service_sid=SERVICE, body="hi")
     assert created.status == "accepted" and created.num_segments == "0"
-    assert created.messaging_service_sid == SERVICE and created.from_ == ""
+    assert created.messaging_service_sid == SERVICE and created.from_ is None
     emulator.advance(1)
     fetched = client.messages(created.sid).fetch()
     assert fetched.status == "delivered" and fetched.num_segments == "1"
+    emulator.add_number(FROM)
+    picked = client.messages.create(to=TO, messaging_service_sid=SERVICE, body="hi")
+    emulator.advance(1)
+    assert client.messages(picked.sid).fetch().from_ == FROM  # the service's sender
 
 
 def test_segments_and_smart_encoding(client: Client) -> None:

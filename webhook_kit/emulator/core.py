@@ -11,6 +11,7 @@ import mimetypes
 import os
 import random
 import threading
+from collections import deque
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from ..encoding import segment_count, smart_encode
 from ..errors import TwiMLError
 from ..twiml import Message, MessagingResponse, parse
 from .clock import Clock, ManualClock, Scheduler
-from .delivery import Delivery, DeliveryLog, post
+from .delivery import LOG_LIMIT, Delivery, DeliveryLog, post
 from .errors import ApiError, EmulatorError
 from .lifecycle import Chaos, Rule, Timing, callback_params, next_status, price_of
 from .model import MediaRecord, MessageRecord, channel_of, new_sid
@@ -131,7 +132,7 @@ class Emulator:
         self._rng = random.Random(seed)
         self._chaos_rng = random.Random(chaos.seed if chaos else seed)
         self._lock = threading.RLock()
-        self._requests: list[RequestRecord] = []
+        self._requests: deque[RequestRecord] = deque(maxlen=LOG_LIMIT)
         self._pool: ThreadPoolExecutor | None = None
         self._server: Any = None
         self._thread: threading.Thread | None = None
@@ -272,7 +273,7 @@ class Emulator:
 
     @property
     def requests(self) -> list[RequestRecord]:
-        """Every REST request answered, oldest first."""
+        """The REST requests answered (the latest 100,000), oldest first."""
         with self._lock:
             return list(self._requests)
 
@@ -331,6 +332,11 @@ class Emulator:
         self._plan(record)
         return record
 
+    def _service_sender(self) -> str:
+        """The sender a Messaging Service picks: the account's first number, if it has one."""
+        numbers = self.state.numbers()
+        return numbers[0].number if numbers else ""
+
     def _outcome(self, to: str, body: str) -> tuple[str, int | None]:
         for rule in self.rules:
             if rule.matches(to, body, self._rng):
@@ -360,6 +366,7 @@ class Emulator:
             record.date_updated = now
             if status == "queued":
                 record.num_segments = segment_count(record.body)
+                record.from_ = record.from_ or self._service_sender()
             elif status == "sending":
                 record.date_sent = now
                 expired = record.validity_period is not None and (

@@ -12,14 +12,17 @@ import http.client
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from ..signature import compute_signature
 
 USER_AGENT: Final = "TwilioProxy/1.1"
+#: Entries the request and delivery logs keep: a long-running emulator must not grow forever.
+LOG_LIMIT: Final = 100_000
 _POLICIES: Final = frozenset({"4xx", "5xx", "ct", "rt", "all"})
 
 
@@ -95,12 +98,12 @@ class Delivery:
         return dict(self.params)
 
 
-@dataclass
 class DeliveryLog:
-    """Every delivery, in the order they finished (thread-safe)."""
+    """The latest deliveries (``LOG_LIMIT``), in the order they finished (thread-safe)."""
 
-    _items: list[Delivery] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    def __init__(self) -> None:
+        self._items: deque[Delivery] = deque(maxlen=LOG_LIMIT)
+        self._lock = threading.Lock()
 
     def add(self, delivery: Delivery) -> None:
         with self._lock:

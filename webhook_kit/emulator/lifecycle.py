@@ -121,13 +121,14 @@ def callback_params(record: MessageRecord) -> list[tuple[str, str]]:
     params = [
         ("AccountSid", record.account_sid),
         ("ApiVersion", API_VERSION),
-        ("From", record.from_),
         ("MessageSid", record.sid),
         ("MessageStatus", record.status),
         ("SmsSid", record.sid),
         ("SmsStatus", record.status),
         ("To", record.to),
     ]
+    if record.from_:
+        params.append(("From", record.from_))
     if record.messaging_service_sid:
         params.append(("MessagingServiceSid", record.messaging_service_sid))
     if record.error_code is not None:

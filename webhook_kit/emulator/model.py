@@ -137,7 +137,7 @@ def message_json(record: MessageRecord) -> dict[str, Any]:
         "direction": record.direction,
         "error_code": error,
         "error_message": error_title(error) if error is not None else None,
-        "from": record.from_,
+        "from": record.from_ or None,  # a Messaging Service picks its sender when queued
         "messaging_service_sid": record.messaging_service_sid,
         "num_media": str(record.num_media),
         "num_segments": str(record.num_segments),
