@@ -196,7 +196,7 @@ def emulator(
             number, _, url = entry.partition("=")
             running.add_number(number, sms_url=url or None)
         running.start()
-    except (WebhookKitError, ValueError, OSError) as error:
+    except (WebhookKitError, OSError) as error:
         _fail(str(error))
     click.echo(f"Twilio emulator on {running.url} ({clock} clock, state {state})")
     click.echo(f"TWILIO_ACCOUNT_SID={running.account_sid}")

@@ -163,14 +163,10 @@ class Emulator:
                 daemon=True,
             )
             self._thread.start()
-        self.start_clock()
-        return self
-
-    def start_clock(self) -> None:
-        """Run due tasks in the background (real clock); serve_forever callers use this."""
         if not self.clock.manual and self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="emulator-hook")
         self.scheduler.start()
+        return self
 
     def stop(self) -> None:
         """Stop serving and the clock; pending tasks are kept for :meth:`advance` or a restart."""
@@ -228,15 +224,13 @@ class Emulator:
         probability: float = 1.0,
     ) -> Rule:
         """Make matching new messages end ``failed``/``undelivered``/...; first match wins."""
-        try:
-            rule = Rule(status, error_code, to, body, probability)
-        except (ValueError, TypeError) as error:
-            raise EmulatorError(str(error)) from error
+        rule = Rule(status, error_code, to, body, probability)
         with self._lock:
             self.rules.append(rule)
         return rule
 
     def handset(self, address: str) -> Handset:
+        """A handset at ``address`` (``+1...`` or ``whatsapp:+1...``) to text the account with."""
         return Handset(self, address)
 
     def reset(self) -> None:
@@ -255,12 +249,10 @@ class Emulator:
 
     def advance(self, seconds: float) -> int:
         """Move the manual clock forward; every transition and callback due runs before return."""
-        try:
-            return self.scheduler.advance(seconds)
-        except (TypeError, ValueError) as error:
-            raise EmulatorError(str(error)) from error
+        return self.scheduler.advance(seconds)
 
     def message(self, sid: str) -> MessageRecord | None:
+        """The record of one message (its true status, even if a callback was dropped)."""
         return self.state.get(sid)
 
     def messages(self, *, to: str | None = None, from_: str | None = None) -> list[MessageRecord]:
