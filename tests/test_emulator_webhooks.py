@@ -301,3 +301,22 @@ def test_control_api_and_cli(app: Receiver, emulator: Emulator) -> None:
     assert emulator.messages() == [] and emulator.rules == []
     bad = requests.post(f"{control}/advance", data={"Seconds": "soon"}, auth=auth)
     assert bad.status_code == 400 and "Seconds" in bad.json()["message"]
+
+
+@pytest.mark.parametrize("seconds", [-1, float("nan"), float("inf")])
+def test_advance_only_forward(emulator: Emulator, seconds: float) -> None:
+    with pytest.raises(EmulatorError, match="forward"):
+        emulator.advance(seconds)
+
+
+def test_misuse_is_an_emulator_error(emulator: Emulator) -> None:
+    with pytest.raises(EmulatorError, match="speed"):
+        Emulator(speed=0)
+    with pytest.raises(EmulatorError, match="pattern"):
+        emulator.add_rule("failed", 30008, body="(")
+    with pytest.raises(EmulatorError, match="probability"):
+        emulator.add_rule("failed", 30008, probability=2)
+    with pytest.raises(EmulatorError, match="status must be"):
+        emulator.add_rule("lost", 30008)
+    with pytest.raises(EmulatorError, match="URL"):
+        emulator.add_number(NUMBER, sms_url="ftp://x")
