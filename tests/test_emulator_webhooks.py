@@ -14,6 +14,7 @@ from emulator_support import Receiver
 
 from webhook_kit.cli import main
 from webhook_kit.emulator import Chaos, Emulator, EmulatorError, Timing
+from webhook_kit.emulator.core import MAX_REDIRECTS
 from webhook_kit.signature import Verifier
 from webhook_kit.status import MessageStatus
 
@@ -320,3 +321,42 @@ def test_misuse_is_an_emulator_error(emulator: Emulator) -> None:
         emulator.add_rule("lost", 30008)
     with pytest.raises(EmulatorError, match="URL"):
         emulator.add_number(NUMBER, sms_url="ftp://x")
+
+
+@pytest.mark.parametrize(
+    ("primary", "code"),
+    [
+        (("<Response><Message>unclosed", 200, "text/xml"), "12100"),
+        (("", 404, "text/html"), "11200"),
+        (None, "11205"),  # nothing listens: connection refused
+    ],
+)
+def test_fallback_error_codes(
+    app: Receiver, emulator: Emulator, primary: tuple[str, int, str] | None, code: str
+) -> None:
+    sms_url = app.base + "/primary" if primary else "http://127.0.0.1:9/sms"
+    if primary:
+        app.answer("/primary", primary[0], status=primary[1], kind=primary[2])
+    app.answer("/fallback", "<Response><Message>sorry</Message></Response>")
+    emulator.add_number(NUMBER, sms_url=sms_url, fallback_url=app.base + "/fallback")
+    exchange = emulator.handset(HANDSET).send(NUMBER, "hi")
+    assert app.forms("/fallback")[0]["ErrorCode"] == code
+    assert [r.body for r in exchange.replies] == ["sorry"]
+
+
+def test_redirect_loops_stop(app: Receiver, emulator: Emulator) -> None:
+    app.answer("/loop", "<Response><Message>again</Message><Redirect>/loop</Redirect></Response>")
+    emulator.add_number(NUMBER, sms_url=app.base + "/loop")
+    exchange = emulator.handset(HANDSET).send(NUMBER, "hi")
+    assert len(app.forms("/loop")) == 1 + MAX_REDIRECTS
+    assert len(exchange.replies) == 1 + MAX_REDIRECTS
+
+
+def test_base_url_way_of_pointing_the_client(emulator: Emulator) -> None:
+    from twilio.rest import Client
+
+    client = Client(emulator.account_sid, emulator.auth_token)
+    client.api.base_url = emulator.url
+    for index in range(3):
+        client.messages.create(to=TO, from_=FROM, body=str(index))
+    assert [m.body for m in client.messages.list(page_size=1)] == ["2", "1", "0"]

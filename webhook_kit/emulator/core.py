@@ -537,15 +537,17 @@ class Emulator:
     ) -> list[MessageRecord]:
         replies: list[MessageRecord] = []
         url, response = answer
-        for _ in range(MAX_REDIRECTS + 1):
+        redirects = 0
+        while True:
             redirect = None
             for verb in response.verbs:
                 if isinstance(verb, Message):
                     replies.append(self._send_reply(number, inbound, verb, url))
                 else:
                     redirect = urljoin(url, verb.url)
-            if redirect is None:
+            if redirect is None or redirects == MAX_REDIRECTS:
                 break
+            redirects += 1
             delivery = self._post_now(redirect, params, "redirect", into)
             read, _ = _read_answer(delivery)
             if read is None:
