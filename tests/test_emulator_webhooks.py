@@ -261,28 +261,18 @@ def test_control_api_and_cli(app: Receiver, emulator: Emulator) -> None:
     auth = (emulator.account_sid, emulator.auth_token)
     control = f"{emulator.url}/_emulator"
     app.answer("/sms", "<Response><Message>pong</Message></Response>")
-    added = requests.post(
-        f"{control}/numbers", data={"Number": NUMBER, "SmsUrl": app.base + "/sms"}, auth=auth
+    credentials = ["--url", emulator.url, "--account-sid", auth[0], "--auth-token", auth[1]]
+    added = CliRunner().invoke(
+        main, ["emulator", "number", NUMBER, "--sms-url", app.base + "/sms", *credentials]
     )
-    assert added.status_code == 200 and added.json()["number"] == NUMBER
+    assert added.output == f"{NUMBER}: incoming messages go to {app.base}/sms\n"
+    refused = CliRunner().invoke(main, ["emulator", "number", "555", *credentials])
+    assert refused.exit_code == 1 and "not an E.164 number" in refused.output
     sent = requests.post(
         f"{control}/send", data={"From": HANDSET, "To": NUMBER, "Body": "ping"}, auth=auth
     ).json()
     assert [r["body"] for r in sent["replies"]] == ["pong"]
-    result = CliRunner().invoke(
-        main,
-        [
-            "emulator",
-            "advance",
-            "2",
-            "--url",
-            emulator.url,
-            "--account-sid",
-            auth[0],
-            "--auth-token",
-            auth[1],
-        ],
-    )
+    result = CliRunner().invoke(main, ["emulator", "advance", "2", *credentials])
     assert result.exit_code == 0 and result.output == "ran 3 task(s)\n"
     conversation = requests.get(
         f"{control}/conversation", params={"Address": HANDSET}, auth=auth

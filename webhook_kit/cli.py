@@ -239,6 +239,37 @@ def emulator_send(
         click.echo("(no reply)")
 
 
+@emulator.command("number")
+@click.argument("number")
+@click.option("--sms-url", help="Incoming-message webhook URL.")
+@click.option("--fallback-url", help="Used when the incoming-message URL fails.")
+@click.option("--status-callback", help="Status callbacks of the replies sent from it.")
+@click.option("--url", default="http://127.0.0.1:8010", show_default=True, help="The emulator.")
+@click.option("--account-sid", envvar="TWILIO_ACCOUNT_SID", required=True)
+@click.option("--auth-token", envvar="TWILIO_AUTH_TOKEN", required=True)
+def emulator_number(
+    *,
+    number: str,
+    sms_url: str | None,
+    fallback_url: str | None,
+    status_callback: str | None,
+    url: str,
+    account_sid: str,
+    auth_token: str,
+) -> None:
+    """Give the running emulator's account NUMBER, with its webhook URLs."""
+    fields = [("Number", number)]
+    for name, value in (
+        ("SmsUrl", sms_url),
+        ("SmsFallbackUrl", fallback_url),
+        ("StatusCallback", status_callback),
+    ):
+        if value:
+            fields.append((name, value))
+    answer = _control(url, "/_emulator/numbers", fields, account_sid, auth_token)
+    click.echo(f"{answer['number']}: incoming messages go to {answer['sms_url'] or '(nowhere)'}")
+
+
 @emulator.command("advance")
 @click.argument("seconds", type=float)
 @click.option("--url", default="http://127.0.0.1:8010", show_default=True, help="The emulator.")
