@@ -11,6 +11,7 @@ import pytest
 import requests
 from click.testing import CliRunner
 from emulator_support import Receiver
+from twilio.base.exceptions import TwilioRestException
 
 from webhook_kit.cli import main
 from webhook_kit.emulator import Chaos, Emulator, EmulatorError, Timing
@@ -350,3 +351,21 @@ def test_base_url_way_of_pointing_the_client(emulator: Emulator) -> None:
     for index in range(3):
         client.messages.create(to=TO, from_=FROM, body=str(index))
     assert [m.body for m in client.messages.list(page_size=1)] == ["2", "1", "0"]
+
+
+def test_stop_opts_the_handset_out_until_start(app: Receiver, emulator: Emulator) -> None:
+    app.answer("/sms", "<Response><Message>bye</Message></Response>")
+    emulator.add_number(NUMBER, sms_url=app.base + "/sms")
+    handset = emulator.handset(HANDSET)
+    stopped = handset.send(NUMBER, " stop ")
+    assert app.forms("/sms")[0]["Body"] == " stop "  # the app still hears about it
+    assert stopped.replies == ()  # and its reply is not sent to an opted-out handset
+    client = emulator.client()
+    with pytest.raises(TwilioRestException) as blocked:
+        client.messages.create(to=HANDSET, from_=NUMBER, body="x")
+    assert blocked.value.code == 21610
+    assert client.messages.create(to=HANDSET, from_=FROM, body="other sender").status == "queued"
+    other = emulator.handset("+15558675300")
+    assert len(other.send(NUMBER, "STOP please").replies) == 1  # only single words count
+    handset.send(NUMBER, "start")
+    assert client.messages.create(to=HANDSET, from_=NUMBER, body="welcome back").status == "queued"

@@ -36,6 +36,11 @@ if TYPE_CHECKING:
 
 #: Redirects followed for one inbound message before giving up (Twilio error 11215).
 MAX_REDIRECTS = 10
+#: Twilio's default handling of single-word replies on long codes: opt out, and back in.
+OPT_OUT_WORDS = frozenset(
+    {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"}
+)
+OPT_IN_WORDS = frozenset({"START", "YES", "UNSTOP"})
 _COUNTRIES = {"+1": "US", "+44": "GB", "+49": "DE", "+33": "FR", "+61": "AU"}
 
 
@@ -285,7 +290,12 @@ class Emulator:
     # -- outbound -------------------------------------------------------------------------
 
     def create(self, request: CreateRequest, *, direction: str = "outbound-api") -> MessageRecord:
-        """Store a new outbound message and start its life cycle."""
+        """Store a new outbound message and start its life cycle.
+
+        Raises :class:`ApiError` 21610 when the recipient texted STOP to the sender.
+        """
+        if request.from_ and self.state.opted_out(request.from_, request.to):
+            raise ApiError(21610, "Attempt to send to unsubscribed recipient")
         now = self.clock.now()
         body = smart_encode(request.body).text if request.smart_encoded else request.body
         sid = new_sid("MM" if request.media_urls else "SM")
@@ -494,6 +504,9 @@ class Emulator:
         for url in media:
             kind = mimetypes.guess_type(url)[0] or "image/jpeg"
             self.state.add_media(MediaRecord(new_sid("ME"), sid, url, kind, now))
+        word = body.strip().upper()
+        if word in OPT_OUT_WORDS or word in OPT_IN_WORDS:  # still passed on to the app
+            self.state.set_opt_out(to, from_, word in OPT_OUT_WORDS)
         params = inbound_params(record, media)
         deliveries: list[Delivery] = []
         answer = self._fetch_twiml(number, params, deliveries)
@@ -542,7 +555,10 @@ class Emulator:
             redirect = None
             for verb in response.verbs:
                 if isinstance(verb, Message):
-                    replies.append(self._send_reply(number, inbound, verb, url))
+                    try:
+                        replies.append(self._send_reply(number, inbound, verb, url))
+                    except ApiError:  # the handset opted out: Twilio sends nothing to it
+                        continue
                 else:
                     redirect = urljoin(url, verb.url)
             if redirect is None or redirects == MAX_REDIRECTS:
