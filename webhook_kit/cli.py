@@ -144,6 +144,9 @@ def segments(text: str, toll_free: bool) -> None:
 @click.option("--state", default="memory://", show_default=True, help="sqlite:///emulator.db")
 @click.option("--account-sid", envvar="TWILIO_ACCOUNT_SID", help="[env: TWILIO_ACCOUNT_SID]")
 @click.option("--auth-token", envvar="TWILIO_AUTH_TOKEN", help="[env: TWILIO_AUTH_TOKEN]")
+@click.option(
+    "--api-key", "api_keys", multiple=True, metavar="SK...:SECRET", help="An API key; repeatable."
+)
 @click.option("--chaos", is_flag=True, help="Status callbacks out of order, duplicated, late.")
 @click.option("--drop-final", default=0.0, help="With --chaos: share of final callbacks dropped.")
 @click.option("--seed", default=0, show_default=True, help="Seed of chaos and probability rules.")
@@ -166,6 +169,7 @@ def emulator(
     state: str,
     account_sid: str | None,
     auth_token: str | None,
+    api_keys: Sequence[str],
     chaos: bool,
     drop_final: float,
     seed: int,
@@ -183,6 +187,7 @@ def emulator(
         running = Emulator(
             account_sid=account_sid,
             auth_token=auth_token,
+            api_keys=dict(key.partition(":")[::2] for key in api_keys),
             state=state,
             clock="manual" if clock == "manual" else "real",
             speed=speed,

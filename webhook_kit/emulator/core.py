@@ -27,7 +27,7 @@ from .clock import Clock, ManualClock, Scheduler
 from .delivery import LOG_LIMIT, Delivery, DeliveryLog, post
 from .errors import ApiError, EmulatorError
 from .lifecycle import Chaos, Rule, Timing, callback_params, next_status, price_of
-from .model import MediaRecord, MessageRecord, channel_of, new_sid
+from .model import API_KEY_SID_RE, MediaRecord, MessageRecord, channel_of, new_sid
 from .resource import CreateRequest, is_address, is_url
 from .state import Number, State
 
@@ -121,6 +121,9 @@ class Emulator:
         self.account_sid = account_sid or new_sid("AC")
         self.auth_token = auth_token or os.urandom(16).hex()
         self.api_keys = dict(api_keys or {})
+        for key, secret in self.api_keys.items():
+            if not API_KEY_SID_RE.match(key) or not secret:
+                raise EmulatorError(f"API key {key!r}: give an SK... SID and a non-empty secret")
         self.state = State(state)
         if isinstance(clock, Clock):
             self.clock = clock
