@@ -261,6 +261,8 @@ def test_magic_from_that_passes(client: Client) -> None:
         ({"from_": FROM, "media_url": ["ftp://e.com/a.png"]}, 21620),
         ({"from_": FROM, "body": "x", "status_callback": "not a url"}, 21609),
         ({"from_": FROM, "body": "x", "status_callback": "http://bad_host/cb"}, 21609),
+        ({"from_": FROM, "body": "x", "status_callback": "http://[::1/cb"}, 21609),
+        ({"from_": FROM, "body": "x", "status_callback": "http://h:99999/cb"}, 21609),
         ({"from_": FROM, "body": "x", "validity_period": 0}, 21624),
         ({"from_": FROM, "body": "x", "validity_period": 36001}, 21624),
         ({"from_": FROM, "body": "x", "schedule_type": "fixed"}, 35118),

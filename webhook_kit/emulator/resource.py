@@ -107,9 +107,14 @@ def is_sender(value: str) -> bool:
 
 
 def is_url(value: str) -> bool:
+    """An absolute http(s) URL Twilio would call: a host without underscores, a valid port."""
     if len(value) > MAX_URL:
         return False
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        return False
     host = parts.hostname or ""
     return parts.scheme in {"http", "https"} and bool(host) and "_" not in host
 
