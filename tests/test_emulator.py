@@ -265,6 +265,7 @@ def test_magic_from_that_passes(client: Client) -> None:
         ({"from_": FROM, "body": "x", "status_callback": "http://h:99999/cb"}, 21609),
         ({"from_": FROM, "body": "x", "validity_period": 0}, 21624),
         ({"from_": FROM, "body": "x", "validity_period": 36001}, 21624),
+        ({"from_": FROM, "body": "x", "validity_period": "²"}, 21624),
         ({"from_": FROM, "body": "x", "schedule_type": "fixed"}, 35118),
         ({"messaging_service_sid": SERVICE, "body": "x", "schedule_type": "fixed"}, 35111),
         ({"from_": FROM, "body": "x", "content_retention": "forever"}, 30029),

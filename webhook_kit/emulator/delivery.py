@@ -19,6 +19,7 @@ from typing import Final
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from ..signature import compute_signature
+from .model import whole_number
 
 USER_AGENT: Final = "TwilioProxy/1.1"
 #: Entries the request and delivery logs keep: a long-running emulator must not grow forever.
@@ -53,16 +54,16 @@ def split_overrides(url: str) -> tuple[str, Overrides]:
     defaults = Overrides()
 
     def millis(key: str, default: float, low: int, high: int) -> float:
-        raw = values.get(key, "")
-        return min(max(int(raw), low), high) / 1000 if raw.isdigit() else default
+        value = whole_number(values.get(key))
+        return default if value is None else min(max(value, low), high) / 1000
 
-    retry = values.get("rc", "")
+    retry = whole_number(values.get("rc"))
     policy = frozenset(p for p in values.get("rp", "").split(",") if p in _POLICIES)
     return target, Overrides(
         connect_timeout=millis("ct", defaults.connect_timeout, 100, 10000),
         read_timeout=millis("rt", defaults.read_timeout, 100, 15000),
         total_time=millis("tt", defaults.total_time, 100, 15000),
-        retry_count=min(int(retry), 5) if retry.isdigit() else defaults.retry_count,
+        retry_count=defaults.retry_count if retry is None else min(retry, 5),
         retry_policy=policy or defaults.retry_policy,
     )
 

@@ -37,6 +37,13 @@ _EXTRA_TITLES: Final = {
 }
 
 
+def whole_number(raw: str | None, digits: int = 9) -> int | None:
+    """``raw`` as an int if it is 1 to ``digits`` ASCII digits, else None (``"²"`` is not)."""
+    if raw is None or not 0 < len(raw) <= digits or not raw.isascii() or not raw.isdigit():
+        return None
+    return int(raw)
+
+
 def new_sid(prefix: str) -> str:
     """A random SID of Twilio's shape: two letters and 32 hex digits."""
     return prefix + os.urandom(16).hex()

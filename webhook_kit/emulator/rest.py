@@ -26,6 +26,7 @@ from .model import (
     MESSAGE_SID_RE,
     media_json,
     message_json,
+    whole_number,
 )
 from .resource import parse_create, parse_filters, parse_page, parse_page_size
 
@@ -307,7 +308,7 @@ def _control_api(emulator: Emulator) -> Blueprint:
     @control.post("/rules")
     def add_rule() -> Response:
         form = request.form
-        code = form.get("ErrorCode", "")
+        code = form.get("ErrorCode")
         probability = form.get("Probability", "1")
         try:
             chance = float(probability)
@@ -315,7 +316,7 @@ def _control_api(emulator: Emulator) -> Blueprint:
             raise EmulatorError(f"Probability must be a number, not {probability!r}") from None
         emulator.add_rule(
             form.get("Status", ""),
-            int(code) if code.isdigit() else None,
+            whole_number(code),
             to=form.get("To") or None,
             body=form.get("Body") or None,
             probability=chance,
