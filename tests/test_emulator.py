@@ -271,6 +271,7 @@ def test_magic_from_that_passes(client: Client) -> None:
         ({"from_": FROM, "body": "x", "content_retention": "forever"}, 30029),
         ({"from_": FROM, "body": "x", "smart_encoded": "maybe"}, 20001),
         ({"from_": FROM, "body": "x", "content_variables": "[1]"}, 20001),
+        ({"from_": FROM, "body": "x", "content_variables": "[" * 100_000}, 20001),
         ({"from_": TO, "body": "x"}, 21266),
     ],
 )

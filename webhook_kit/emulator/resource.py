@@ -194,7 +194,7 @@ def _check_misc(form: Mapping[str, str]) -> None:
     if variables is not None:
         try:
             parsed = json.loads(variables)
-        except ValueError:
+        except (ValueError, RecursionError):  # deeply nested arrays exhaust the parser
             parsed = None
         if not isinstance(parsed, dict):
             raise generic("ContentVariables", variables[:50], "a JSON object")
