@@ -67,10 +67,14 @@ def test_create_and_fetch(client: Client, emulator: Emulator) -> None:
 def test_messaging_service_starts_accepted(client: Client, emulator: Emulator) -> None:
     created = client.messages.create(to=TO, messaging_service_sid=SERVICE, body="hi")
     assert created.status == "accepted" and created.num_segments == "0"
-    assert created.messaging_service_sid == SERVICE and created.from_ == ""
+    assert created.messaging_service_sid == SERVICE and created.from_ is None
     emulator.advance(1)
     fetched = client.messages(created.sid).fetch()
     assert fetched.status == "delivered" and fetched.num_segments == "1"
+    emulator.add_number(FROM)
+    picked = client.messages.create(to=TO, messaging_service_sid=SERVICE, body="hi")
+    emulator.advance(1)
+    assert client.messages(picked.sid).fetch().from_ == FROM  # the service's sender
 
 
 def test_segments_and_smart_encoding(client: Client) -> None:
@@ -206,6 +210,15 @@ def test_auth(emulator: Emulator) -> None:
     assert error_of(lambda: other.messages.create(to=TO, from_=FROM, body="x")).status == 401
 
 
+def test_path_account(emulator: Emulator) -> None:
+    auth = (emulator.account_sid, emulator.auth_token)
+    for account, status, code in [("AC" + "0" * 32, 401, 20003), ("nonsense", 404, 20404)]:
+        url = f"{emulator.url}/2010-04-01/Accounts/{account}/Messages.json"
+        reply = requests.get(url, auth=auth, timeout=5)
+        check_response("GET", url, reply.status_code, reply.text)
+        assert (reply.status_code, reply.json()["code"]) == (status, code)
+
+
 def test_region_does_not_break_the_http_client(emulator: Emulator) -> None:
     regional = emulator.client(region="ie1", edge="dublin")
     assert regional.messages.create(to=TO, from_=FROM, body="x").status == "queued"
@@ -248,13 +261,17 @@ def test_magic_from_that_passes(client: Client) -> None:
         ({"from_": FROM, "media_url": ["ftp://e.com/a.png"]}, 21620),
         ({"from_": FROM, "body": "x", "status_callback": "not a url"}, 21609),
         ({"from_": FROM, "body": "x", "status_callback": "http://bad_host/cb"}, 21609),
+        ({"from_": FROM, "body": "x", "status_callback": "http://[::1/cb"}, 21609),
+        ({"from_": FROM, "body": "x", "status_callback": "http://h:99999/cb"}, 21609),
         ({"from_": FROM, "body": "x", "validity_period": 0}, 21624),
         ({"from_": FROM, "body": "x", "validity_period": 36001}, 21624),
+        ({"from_": FROM, "body": "x", "validity_period": "²"}, 21624),
         ({"from_": FROM, "body": "x", "schedule_type": "fixed"}, 35118),
         ({"messaging_service_sid": SERVICE, "body": "x", "schedule_type": "fixed"}, 35111),
         ({"from_": FROM, "body": "x", "content_retention": "forever"}, 30029),
         ({"from_": FROM, "body": "x", "smart_encoded": "maybe"}, 20001),
         ({"from_": FROM, "body": "x", "content_variables": "[1]"}, 20001),
+        ({"from_": FROM, "body": "x", "content_variables": "[" * 100_000}, 20001),
         ({"from_": TO, "body": "x"}, 21266),
     ],
 )

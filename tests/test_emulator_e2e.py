@@ -18,9 +18,10 @@ from urllib.parse import urlencode
 import pytest
 from click.testing import CliRunner
 from server import ROOT, TOKEN, Gunicorn, free_port
+from twilio.rest import Client
 
 from webhook_kit.cli import main
-from webhook_kit.emulator.client import emulator_client
+from webhook_kit.emulator.client import EmulatorHttpClient, emulator_client
 from webhook_kit.ledger import Ledger
 from webhook_kit.stores import open_store
 
@@ -122,7 +123,10 @@ def test_500_messages_in_chaos_mode_end_in_the_same_state(app: Gunicorn) -> None
 
 
 def test_handset_help_reaches_the_app_and_the_reply_comes_back(app: Gunicorn) -> None:
-    emulator = EmulatorProcess("--number", f"{NUMBER}={app.base}/twilio/messages")
+    key = "SK" + "9" * 32
+    emulator = EmulatorProcess(
+        "--number", f"{NUMBER}={app.base}/twilio/messages", "--api-key", f"{key}:secret"
+    )
     try:
         result = CliRunner().invoke(
             main,
@@ -148,6 +152,8 @@ def test_handset_help_reaches_the_app_and_the_reply_comes_back(app: Gunicorn) ->
             ("inbound", "HELP"),
             ("outbound-reply", "Reply JOIN <name> to subscribe, or send a photo."),
         ]
+        with_key = Client(key, "secret", ACCOUNT, http_client=EmulatorHttpClient(emulator.url))
+        assert len(with_key.messages.list(to=HANDSET)) == 1
     finally:
         emulator.stop()
 
@@ -191,4 +197,6 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     assert result.exit_code == 1 and "cannot reach the emulator" in result.output
     bad_state = runner.invoke(main, ["emulator", "--state", "postgres://x", "--port", "0"])
     assert bad_state.exit_code == 1 and "unknown emulator state" in bad_state.output
-    assert "Traceback" not in result.output + bad_state.output
+    bad_key = runner.invoke(main, ["emulator", "--api-key", "AK1:x", "--port", "0"])
+    assert bad_key.exit_code == 1 and "SK... SID" in bad_key.output
+    assert "Traceback" not in result.output + bad_state.output + bad_key.output

@@ -26,6 +26,7 @@ NASTY = [
     "messenger:", "x" * 2000, "é👋\u202e", "\x00", "%", "%zz", "-1", "0", "1e309", "nan",
     "true", "maybe", "fixed", "2026-13-45", "2026-01-01T25:00:00Z", "SM" + "0" * 32,
     "MG" + "z" * 32, "MGnope", "PA", "PASM", "http://", "http://bad_host/x", "javascript:x",
+    "http://[::1/x", "http://h:99999/x", "https://example.com/a.png", "²", "٣", "9" * 30,
     '{"a": 1}', "[1, 2]", "\r\nX-Injected: 1", "canceled", "../../etc/passwd",
 ]  # fmt: skip
 

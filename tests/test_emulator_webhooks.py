@@ -8,9 +8,14 @@ from collections import Counter
 from collections.abc import Iterator
 
 import pytest
+import requests
+from click.testing import CliRunner
 from emulator_support import Receiver
+from twilio.base.exceptions import TwilioRestException
 
+from webhook_kit.cli import main
 from webhook_kit.emulator import Chaos, Emulator, EmulatorError, Timing
+from webhook_kit.emulator.core import MAX_REDIRECTS
 from webhook_kit.signature import Verifier
 from webhook_kit.status import MessageStatus
 
@@ -251,3 +256,116 @@ def test_unconfigured_number_and_bad_handset(emulator: Emulator) -> None:
         emulator.handset(HANDSET).send(NUMBER, "hi")
     with pytest.raises(EmulatorError):
         emulator.handset("not a number")
+
+
+def test_control_api_and_cli(app: Receiver, emulator: Emulator) -> None:
+    auth = (emulator.account_sid, emulator.auth_token)
+    control = f"{emulator.url}/_emulator"
+    app.answer("/sms", "<Response><Message>pong</Message></Response>")
+    credentials = ["--url", emulator.url, "--account-sid", auth[0], "--auth-token", auth[1]]
+    added = CliRunner().invoke(
+        main, ["emulator", "number", NUMBER, "--sms-url", app.base + "/sms", *credentials]
+    )
+    assert added.output == f"{NUMBER}: incoming messages go to {app.base}/sms\n"
+    refused = CliRunner().invoke(main, ["emulator", "number", "555", *credentials])
+    assert refused.exit_code == 1 and "not an E.164 number" in refused.output
+    sent = requests.post(
+        f"{control}/send", data={"From": HANDSET, "To": NUMBER, "Body": "ping"}, auth=auth
+    ).json()
+    assert [r["body"] for r in sent["replies"]] == ["pong"]
+    result = CliRunner().invoke(main, ["emulator", "advance", "2", *credentials])
+    assert result.exit_code == 0 and result.output == "ran 3 task(s)\n"
+    conversation = requests.get(
+        f"{control}/conversation", params={"Address": HANDSET}, auth=auth
+    ).json()["messages"]
+    assert [(m["body"], m["status"]) for m in conversation] == [
+        ("ping", "received"),
+        ("pong", "delivered"),
+    ]
+    rule = requests.post(
+        f"{control}/rules", data={"Status": "failed", "ErrorCode": "30008"}, auth=auth
+    )
+    assert rule.json() == {"rules": 1}
+    assert requests.get(f"{control}/requests", auth=auth).json() == {"requests": []}
+    unauthorised = requests.post(f"{control}/reset", auth=(auth[0], "wrong"))
+    assert unauthorised.status_code == 401 and unauthorised.json()["code"] == 20003
+    assert requests.post(f"{control}/reset", auth=auth).status_code == 204
+    assert emulator.messages() == [] and emulator.rules == []
+    bad = requests.post(f"{control}/advance", data={"Seconds": "soon"}, auth=auth)
+    assert bad.status_code == 400 and "Seconds" in bad.json()["message"]
+
+
+@pytest.mark.parametrize("seconds", [-1, float("nan"), float("inf")])
+def test_advance_only_forward(emulator: Emulator, seconds: float) -> None:
+    with pytest.raises(EmulatorError, match="forward"):
+        emulator.advance(seconds)
+
+
+def test_misuse_is_an_emulator_error(emulator: Emulator) -> None:
+    with pytest.raises(EmulatorError, match="speed"):
+        Emulator(speed=0)
+    with pytest.raises(EmulatorError, match="pattern"):
+        emulator.add_rule("failed", 30008, body="(")
+    with pytest.raises(EmulatorError, match="probability"):
+        emulator.add_rule("failed", 30008, probability=2)
+    with pytest.raises(EmulatorError, match="status must be"):
+        emulator.add_rule("lost", 30008)
+    with pytest.raises(EmulatorError, match="URL"):
+        emulator.add_number(NUMBER, sms_url="ftp://x")
+
+
+@pytest.mark.parametrize(
+    ("primary", "code"),
+    [
+        (("<Response><Message>unclosed", 200, "text/xml"), "12100"),
+        (("", 404, "text/html"), "11200"),
+        (None, "11205"),  # nothing listens: connection refused
+    ],
+)
+def test_fallback_error_codes(
+    app: Receiver, emulator: Emulator, primary: tuple[str, int, str] | None, code: str
+) -> None:
+    sms_url = app.base + "/primary" if primary else "http://127.0.0.1:9/sms"
+    if primary:
+        app.answer("/primary", primary[0], status=primary[1], kind=primary[2])
+    app.answer("/fallback", "<Response><Message>sorry</Message></Response>")
+    emulator.add_number(NUMBER, sms_url=sms_url, fallback_url=app.base + "/fallback")
+    exchange = emulator.handset(HANDSET).send(NUMBER, "hi")
+    assert app.forms("/fallback")[0]["ErrorCode"] == code
+    assert [r.body for r in exchange.replies] == ["sorry"]
+
+
+def test_redirect_loops_stop(app: Receiver, emulator: Emulator) -> None:
+    app.answer("/loop", "<Response><Message>again</Message><Redirect>/loop</Redirect></Response>")
+    emulator.add_number(NUMBER, sms_url=app.base + "/loop")
+    exchange = emulator.handset(HANDSET).send(NUMBER, "hi")
+    assert len(app.forms("/loop")) == 1 + MAX_REDIRECTS
+    assert len(exchange.replies) == 1 + MAX_REDIRECTS
+
+
+def test_base_url_way_of_pointing_the_client(emulator: Emulator) -> None:
+    from twilio.rest import Client
+
+    client = Client(emulator.account_sid, emulator.auth_token)
+    client.api.base_url = emulator.url
+    for index in range(3):
+        client.messages.create(to=TO, from_=FROM, body=str(index))
+    assert [m.body for m in client.messages.list(page_size=1)] == ["2", "1", "0"]
+
+
+def test_stop_opts_the_handset_out_until_start(app: Receiver, emulator: Emulator) -> None:
+    app.answer("/sms", "<Response><Message>bye</Message></Response>")
+    emulator.add_number(NUMBER, sms_url=app.base + "/sms")
+    handset = emulator.handset(HANDSET)
+    stopped = handset.send(NUMBER, " stop ")
+    assert app.forms("/sms")[0]["Body"] == " stop "  # the app still hears about it
+    assert stopped.replies == ()  # and its reply is not sent to an opted-out handset
+    client = emulator.client()
+    with pytest.raises(TwilioRestException) as blocked:
+        client.messages.create(to=HANDSET, from_=NUMBER, body="x")
+    assert blocked.value.code == 21610
+    assert client.messages.create(to=HANDSET, from_=FROM, body="other sender").status == "queued"
+    other = emulator.handset("+15558675300")
+    assert len(other.send(NUMBER, "STOP please").replies) == 1  # only single words count
+    handset.send(NUMBER, "start")
+    assert client.messages.create(to=HANDSET, from_=NUMBER, body="welcome back").status == "queued"

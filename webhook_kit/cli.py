@@ -328,6 +328,9 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
 @click.option("--state", default="memory://", show_default=True, help="sqlite:///emulator.db")
 @click.option("--account-sid", envvar="TWILIO_ACCOUNT_SID", help="[env: TWILIO_ACCOUNT_SID]")
 @click.option("--auth-token", envvar="TWILIO_AUTH_TOKEN", help="[env: TWILIO_AUTH_TOKEN]")
+@click.option(
+    "--api-key", "api_keys", multiple=True, metavar="SK...:SECRET", help="An API key; repeatable."
+)
 @click.option("--chaos", is_flag=True, help="Status callbacks out of order, duplicated, late.")
 @click.option("--drop-final", default=0.0, help="With --chaos: share of final callbacks dropped.")
 @click.option("--seed", default=0, show_default=True, help="Seed of chaos and probability rules.")
@@ -350,6 +353,7 @@ def emulator(
     state: str,
     account_sid: str | None,
     auth_token: str | None,
+    api_keys: Sequence[str],
     chaos: bool,
     drop_final: float,
     seed: int,
@@ -367,6 +371,7 @@ def emulator(
         running = Emulator(
             account_sid=account_sid,
             auth_token=auth_token,
+            api_keys=dict(key.partition(":")[::2] for key in api_keys),
             state=state,
             clock="manual" if clock == "manual" else "real",
             speed=speed,
@@ -380,7 +385,7 @@ def emulator(
             number, _, url = entry.partition("=")
             running.add_number(number, sms_url=url or None)
         running.start()
-    except (WebhookKitError, ValueError, OSError) as error:
+    except (WebhookKitError, OSError) as error:
         _fail(str(error))
     click.echo(f"Twilio emulator on {running.url} ({clock} clock, state {state})")
     click.echo(f"TWILIO_ACCOUNT_SID={running.account_sid}")
@@ -421,6 +426,37 @@ def emulator_send(
         click.echo(f"reply {reply['sid']} to {reply['to']}: {reply['body']}")
     if not answer["replies"]:
         click.echo("(no reply)")
+
+
+@emulator.command("number")
+@click.argument("number")
+@click.option("--sms-url", help="Incoming-message webhook URL.")
+@click.option("--fallback-url", help="Used when the incoming-message URL fails.")
+@click.option("--status-callback", help="Status callbacks of the replies sent from it.")
+@click.option("--url", default="http://127.0.0.1:8010", show_default=True, help="The emulator.")
+@click.option("--account-sid", envvar="TWILIO_ACCOUNT_SID", required=True)
+@click.option("--auth-token", envvar="TWILIO_AUTH_TOKEN", required=True)
+def emulator_number(
+    *,
+    number: str,
+    sms_url: str | None,
+    fallback_url: str | None,
+    status_callback: str | None,
+    url: str,
+    account_sid: str,
+    auth_token: str,
+) -> None:
+    """Give the running emulator's account NUMBER, with its webhook URLs."""
+    fields = [("Number", number)]
+    for name, value in (
+        ("SmsUrl", sms_url),
+        ("SmsFallbackUrl", fallback_url),
+        ("StatusCallback", status_callback),
+    ):
+        if value:
+            fields.append((name, value))
+    answer = _control(url, "/_emulator/numbers", fields, account_sid, auth_token)
+    click.echo(f"{answer['number']}: incoming messages go to {answer['sms_url'] or '(nowhere)'}")
 
 
 @emulator.command("advance")

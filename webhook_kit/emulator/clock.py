@@ -11,9 +11,12 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
+
+from .errors import EmulatorError
 
 Task = Callable[[], None]
 logger = logging.getLogger("webhook_kit.emulator")
@@ -26,7 +29,7 @@ class Clock:
 
     def __init__(self, speed: float = 1.0) -> None:
         if speed <= 0:
-            raise ValueError("speed must be positive")
+            raise EmulatorError(f"speed must be positive, not {speed}")
         self.speed = speed
         self._origin = time.time()
         self._start = time.monotonic()
@@ -80,10 +83,6 @@ class Scheduler:
         with self._cond:
             return len(self._heap)
 
-    def next_due(self) -> float | None:
-        with self._cond:
-            return self._heap[0][0] if self._heap else None
-
     def clear(self) -> None:
         with self._cond:
             self._heap.clear()
@@ -93,9 +92,9 @@ class Scheduler:
     def advance(self, seconds: float) -> int:
         """Move a manual clock forward, running every task that falls due; returns how many."""
         if not isinstance(self.clock, ManualClock):
-            raise TypeError("advance() needs the manual clock (Emulator(clock='manual'))")
-        if seconds < 0:
-            raise ValueError("time only moves forward: seconds must be >= 0")
+            raise EmulatorError("advance() needs the manual clock: Emulator(clock='manual')")
+        if not math.isfinite(seconds) or seconds < 0:
+            raise EmulatorError(f"time only moves forward: seconds must be >= 0, not {seconds}")
         with self._advance_lock:
             target = self.clock.now() + seconds
             ran = 0

@@ -11,9 +11,10 @@ import mimetypes
 import os
 import random
 import threading
+from collections import deque
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urljoin
 
@@ -23,10 +24,10 @@ from ..encoding import segment_count, smart_encode
 from ..errors import TwiMLError
 from ..twiml import Message, MessagingResponse, parse
 from .clock import Clock, ManualClock, Scheduler
-from .delivery import Delivery, DeliveryLog, post
+from .delivery import LOG_LIMIT, Delivery, DeliveryLog, post
 from .errors import ApiError, EmulatorError
 from .lifecycle import Chaos, Rule, Timing, callback_params, next_status, price_of
-from .model import MediaRecord, MessageRecord, channel_of, new_sid
+from .model import API_KEY_SID_RE, MediaRecord, MessageRecord, channel_of, new_sid
 from .resource import CreateRequest, is_address, is_url
 from .state import Number, State
 
@@ -35,6 +36,11 @@ if TYPE_CHECKING:
 
 #: Redirects followed for one inbound message before giving up (Twilio error 11215).
 MAX_REDIRECTS = 10
+#: Twilio's default handling of single-word replies on long codes: opt out, and back in.
+OPT_OUT_WORDS = frozenset(
+    {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"}
+)
+OPT_IN_WORDS = frozenset({"START", "YES", "UNSTOP"})
 _COUNTRIES = {"+1": "US", "+44": "GB", "+49": "DE", "+33": "FR", "+61": "AU"}
 
 
@@ -115,6 +121,9 @@ class Emulator:
         self.account_sid = account_sid or new_sid("AC")
         self.auth_token = auth_token or os.urandom(16).hex()
         self.api_keys = dict(api_keys or {})
+        for key, secret in self.api_keys.items():
+            if not API_KEY_SID_RE.match(key) or not secret:
+                raise EmulatorError(f"API key {key!r}: give an SK... SID and a non-empty secret")
         self.state = State(state)
         if isinstance(clock, Clock):
             self.clock = clock
@@ -131,7 +140,7 @@ class Emulator:
         self._rng = random.Random(seed)
         self._chaos_rng = random.Random(chaos.seed if chaos else seed)
         self._lock = threading.RLock()
-        self._requests: list[RequestRecord] = []
+        self._requests: deque[RequestRecord] = deque(maxlen=LOG_LIMIT)
         self._pool: ThreadPoolExecutor | None = None
         self._server: Any = None
         self._thread: threading.Thread | None = None
@@ -162,14 +171,10 @@ class Emulator:
                 daemon=True,
             )
             self._thread.start()
-        self.start_clock()
-        return self
-
-    def start_clock(self) -> None:
-        """Run due tasks in the background (real clock); serve_forever callers use this."""
         if not self.clock.manual and self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="emulator-hook")
         self.scheduler.start()
+        return self
 
     def stop(self) -> None:
         """Stop serving and the clock; pending tasks are kept for :meth:`advance` or a restart."""
@@ -227,15 +232,13 @@ class Emulator:
         probability: float = 1.0,
     ) -> Rule:
         """Make matching new messages end ``failed``/``undelivered``/...; first match wins."""
-        try:
-            rule = Rule(status, error_code, to, body, probability)
-        except (ValueError, TypeError) as error:
-            raise EmulatorError(str(error)) from error
+        rule = Rule(status, error_code, to, body, probability)
         with self._lock:
             self.rules.append(rule)
         return rule
 
     def handset(self, address: str) -> Handset:
+        """A handset at ``address`` (``+1...`` or ``whatsapp:+1...``) to text the account with."""
         return Handset(self, address)
 
     def reset(self) -> None:
@@ -254,12 +257,10 @@ class Emulator:
 
     def advance(self, seconds: float) -> int:
         """Move the manual clock forward; every transition and callback due runs before return."""
-        try:
-            return self.scheduler.advance(seconds)
-        except (TypeError, ValueError) as error:
-            raise EmulatorError(str(error)) from error
+        return self.scheduler.advance(seconds)
 
     def message(self, sid: str) -> MessageRecord | None:
+        """The record of one message (its true status, even if a callback was dropped)."""
         return self.state.get(sid)
 
     def messages(self, *, to: str | None = None, from_: str | None = None) -> list[MessageRecord]:
@@ -272,7 +273,7 @@ class Emulator:
 
     @property
     def requests(self) -> list[RequestRecord]:
-        """Every REST request answered, oldest first."""
+        """The REST requests answered (the latest 100,000), oldest first."""
         with self._lock:
             return list(self._requests)
 
@@ -292,7 +293,12 @@ class Emulator:
     # -- outbound -------------------------------------------------------------------------
 
     def create(self, request: CreateRequest, *, direction: str = "outbound-api") -> MessageRecord:
-        """Store a new outbound message and start its life cycle."""
+        """Store a new outbound message and start its life cycle.
+
+        Raises :class:`ApiError` 21610 when the recipient texted STOP to the sender.
+        """
+        if request.from_ and self.state.opted_out(request.from_, request.to):
+            raise ApiError(21610, "Attempt to send to unsubscribed recipient")
         now = self.clock.now()
         body = smart_encode(request.body).text if request.smart_encoded else request.body
         sid = new_sid("MM" if request.media_urls else "SM")
@@ -323,7 +329,6 @@ class Emulator:
             validity_period=request.validity_period,
             max_price=request.max_price,
             send_at=request.send_at,
-            extra=request.extra,
         )
         self.state.save(record)
         for url in request.media_urls:
@@ -331,6 +336,11 @@ class Emulator:
             self.state.add_media(MediaRecord(new_sid("ME"), sid, url, kind, now))
         self._plan(record)
         return record
+
+    def _service_sender(self) -> str:
+        """The sender a Messaging Service picks: the account's first number, if it has one."""
+        numbers = self.state.numbers()
+        return numbers[0].number if numbers else ""
 
     def _outcome(self, to: str, body: str) -> tuple[str, int | None]:
         for rule in self.rules:
@@ -361,6 +371,7 @@ class Emulator:
             record.date_updated = now
             if status == "queued":
                 record.num_segments = segment_count(record.body)
+                record.from_ = record.from_ or self._service_sender()
             elif status == "sending":
                 record.date_sent = now
                 expired = record.validity_period is not None and (
@@ -496,6 +507,9 @@ class Emulator:
         for url in media:
             kind = mimetypes.guess_type(url)[0] or "image/jpeg"
             self.state.add_media(MediaRecord(new_sid("ME"), sid, url, kind, now))
+        word = body.strip().upper()
+        if word in OPT_OUT_WORDS or word in OPT_IN_WORDS:  # still passed on to the app
+            self.state.set_opt_out(to, from_, word in OPT_OUT_WORDS)
         params = inbound_params(record, media)
         deliveries: list[Delivery] = []
         answer = self._fetch_twiml(number, params, deliveries)
@@ -539,15 +553,20 @@ class Emulator:
     ) -> list[MessageRecord]:
         replies: list[MessageRecord] = []
         url, response = answer
-        for _ in range(MAX_REDIRECTS + 1):
+        redirects = 0
+        while True:
             redirect = None
             for verb in response.verbs:
                 if isinstance(verb, Message):
-                    replies.append(self._send_reply(number, inbound, verb, url))
+                    try:
+                        replies.append(self._send_reply(number, inbound, verb, url))
+                    except ApiError:  # the handset opted out: Twilio sends nothing to it
+                        continue
                 else:
                     redirect = urljoin(url, verb.url)
-            if redirect is None:
+            if redirect is None or redirects == MAX_REDIRECTS:
                 break
+            redirects += 1
             delivery = self._post_now(redirect, params, "redirect", into)
             read, _ = _read_answer(delivery)
             if read is None:
@@ -572,7 +591,6 @@ class Emulator:
             max_price=None,
             send_at=None,
             smart_encoded=False,
-            extra={},
         )
         return self.create(request, direction="outbound-reply")
 
@@ -583,13 +601,6 @@ class Emulator:
         for record in self.state.messages(pending=True):
             if record.direction != "inbound":
                 self._plan(record)
-
-    def numbers(self) -> list[Number]:
-        return self.state.numbers()
-
-    def with_timing(self, **changes: float | None) -> None:
-        """Change step delays for messages created from now on, e.g. ``with_timing(queue=30)``."""
-        self.timing = replace(self.timing, **changes)  # type: ignore[arg-type]
 
 
 def inbound_params(record: MessageRecord, media: Iterable[str]) -> list[tuple[str, str]]:

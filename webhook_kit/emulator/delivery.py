@@ -12,14 +12,18 @@ import http.client
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from ..signature import compute_signature
+from .model import whole_number
 
 USER_AGENT: Final = "TwilioProxy/1.1"
+#: Entries the request and delivery logs keep: a long-running emulator must not grow forever.
+LOG_LIMIT: Final = 100_000
 _POLICIES: Final = frozenset({"4xx", "5xx", "ct", "rt", "all"})
 
 
@@ -50,16 +54,16 @@ def split_overrides(url: str) -> tuple[str, Overrides]:
     defaults = Overrides()
 
     def millis(key: str, default: float, low: int, high: int) -> float:
-        raw = values.get(key, "")
-        return min(max(int(raw), low), high) / 1000 if raw.isdigit() else default
+        value = whole_number(values.get(key))
+        return default if value is None else min(max(value, low), high) / 1000
 
-    retry = values.get("rc", "")
+    retry = whole_number(values.get("rc"))
     policy = frozenset(p for p in values.get("rp", "").split(",") if p in _POLICIES)
     return target, Overrides(
         connect_timeout=millis("ct", defaults.connect_timeout, 100, 10000),
         read_timeout=millis("rt", defaults.read_timeout, 100, 15000),
         total_time=millis("tt", defaults.total_time, 100, 15000),
-        retry_count=min(int(retry), 5) if retry.isdigit() else defaults.retry_count,
+        retry_count=defaults.retry_count if retry is None else min(retry, 5),
         retry_policy=policy or defaults.retry_policy,
     )
 
@@ -95,12 +99,12 @@ class Delivery:
         return dict(self.params)
 
 
-@dataclass
 class DeliveryLog:
-    """Every delivery, in the order they finished (thread-safe)."""
+    """The latest deliveries (``LOG_LIMIT``), in the order they finished (thread-safe)."""
 
-    _items: list[Delivery] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    def __init__(self) -> None:
+        self._items: deque[Delivery] = deque(maxlen=LOG_LIMIT)
+        self._lock = threading.Lock()
 
     def add(self, delivery: Delivery) -> None:
         with self._lock:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
 
+from .errors import EmulatorError
 from .model import API_VERSION, MessageRecord
 
 #: Final statuses a rule may choose, with the status before them.
@@ -59,13 +60,16 @@ class Rule:
 
     def __post_init__(self) -> None:
         if self.status not in OUTCOMES:
-            raise ValueError(f"status must be one of {sorted(OUTCOMES)}, not {self.status!r}")
+            raise EmulatorError(f"status must be one of {sorted(OUTCOMES)}, not {self.status!r}")
         if self.status != "delivered" and self.error_code is None:
-            raise ValueError(f"a {self.status} rule needs an error_code, e.g. 30003")
+            raise EmulatorError(f"a {self.status} rule needs an error_code, e.g. 30003")
         if not 0 <= self.probability <= 1:
-            raise ValueError("probability must be between 0 and 1")
+            raise EmulatorError(f"probability must be between 0 and 1, not {self.probability}")
         if self.body is not None:
-            re.compile(self.body)
+            try:
+                re.compile(self.body)
+            except re.error as error:
+                raise EmulatorError(f"body pattern {self.body!r} is not valid: {error}") from None
 
     def matches(self, to: str, body: str, rng: random.Random) -> bool:
         if self.to is not None and self.to != to:
@@ -121,13 +125,14 @@ def callback_params(record: MessageRecord) -> list[tuple[str, str]]:
     params = [
         ("AccountSid", record.account_sid),
         ("ApiVersion", API_VERSION),
-        ("From", record.from_),
         ("MessageSid", record.sid),
         ("MessageStatus", record.status),
         ("SmsSid", record.sid),
         ("SmsStatus", record.status),
         ("To", record.to),
     ]
+    if record.from_:
+        params.append(("From", record.from_))
     if record.messaging_service_sid:
         params.append(("MessagingServiceSid", record.messaging_service_sid))
     if record.error_code is not None:

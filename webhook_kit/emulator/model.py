@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any, Final
@@ -35,6 +35,13 @@ _EXTRA_TITLES: Final = {
     30010: "Message price exceeds max price",
     30036: "Validity Period Expired",
 }
+
+
+def whole_number(raw: str | None, digits: int = 9) -> int | None:
+    """``raw`` as an int if it is 1 to ``digits`` ASCII digits, else None (``"²"`` is not)."""
+    if raw is None or not 0 < len(raw) <= digits or not raw.isascii() or not raw.isdigit():
+        return None
+    return int(raw)
 
 
 def new_sid(prefix: str) -> str:
@@ -100,9 +107,6 @@ class MessageRecord:
     validity_period: int | None = None
     max_price: float | None = None
     send_at: float | None = None
-    #: The number of callbacks scheduled so far (names idempotency tokens).
-    events: int = 0
-    extra: dict[str, str] = field(default_factory=dict)
 
     @property
     def channel(self) -> str | None:
@@ -115,16 +119,15 @@ class MessageRecord:
         return MessageStatus(self.status).is_final
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data for the SQLite state."""
-        return asdict(self)
+        """Plain data for the SQLite state (flat, so no deep copy as ``asdict`` makes)."""
+        return {name: getattr(self, name) for name in _RECORD_FIELDS}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MessageRecord:
         return cls(**data)
 
 
-def message_uri(account_sid: str, sid: str) -> str:
-    return f"/{API_VERSION}/Accounts/{account_sid}/Messages/{sid}.json"
+_RECORD_FIELDS = tuple(f.name for f in fields(MessageRecord))
 
 
 def message_json(record: MessageRecord) -> dict[str, Any]:
@@ -141,7 +144,7 @@ def message_json(record: MessageRecord) -> dict[str, Any]:
         "direction": record.direction,
         "error_code": error,
         "error_message": error_title(error) if error is not None else None,
-        "from": record.from_,
+        "from": record.from_ or None,  # a Messaging Service picks its sender when queued
         "messaging_service_sid": record.messaging_service_sid,
         "num_media": str(record.num_media),
         "num_segments": str(record.num_segments),

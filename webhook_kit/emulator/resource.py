@@ -16,7 +16,7 @@ from typing import Final
 from urllib.parse import urlsplit
 
 from .errors import ApiError
-from .model import CHANNELS, SERVICE_SID_RE
+from .model import CHANNELS, SERVICE_SID_RE, whole_number
 from .state import Filters
 
 E164_RE: Final = re.compile(r"^\+[1-9]\d{1,14}$")
@@ -81,7 +81,6 @@ class CreateRequest:
     max_price: float | None
     send_at: float | None
     smart_encoded: bool
-    extra: dict[str, str]
 
 
 def bad(code: int, message: str) -> ApiError:
@@ -108,9 +107,14 @@ def is_sender(value: str) -> bool:
 
 
 def is_url(value: str) -> bool:
+    """An absolute http(s) URL Twilio would call: a host without underscores, a valid port."""
     if len(value) > MAX_URL:
         return False
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        return False
     host = parts.hostname or ""
     return parts.scheme in {"http", "https"} and bool(host) and "_" not in host
 
@@ -169,7 +173,6 @@ def parse_create(form: Mapping[str, str], media: Sequence[str], now: float) -> C
         max_price=_max_price(form.get("MaxPrice")),
         send_at=_send_at(form, service, now),
         smart_encoded=form.get("SmartEncoded", "").lower() == "true",
-        extra={k: v for k, v in form.items() if k in _ENUMS or k in _FLAGS or k == "Attempt"},
     )
 
 
@@ -185,13 +188,13 @@ def _check_misc(form: Mapping[str, str]) -> None:
                 raise bad(30029, f"Invalid ContentRetention {value!r}: use retain or discard")
             raise generic(name, value, " or ".join(allowed))
     attempt = form.get("Attempt")
-    if attempt is not None and not attempt.isdigit():
+    if attempt is not None and whole_number(attempt) is None:
         raise generic("Attempt", attempt, "a whole number")
     variables = form.get("ContentVariables")
     if variables is not None:
         try:
             parsed = json.loads(variables)
-        except ValueError:
+        except (ValueError, RecursionError):  # deeply nested arrays exhaust the parser
             parsed = None
         if not isinstance(parsed, dict):
             raise generic("ContentVariables", variables[:50], "a JSON object")
@@ -203,9 +206,10 @@ def _check_misc(form: Mapping[str, str]) -> None:
 def _validity(value: str | None) -> int | None:
     if value is None:
         return None
-    if not value.isdigit() or not 1 <= int(value) <= 36000:
+    seconds = whole_number(value)
+    if seconds is None or not 1 <= seconds <= 36000:
         raise bad(21624, "Validity period can only be set to integers between 1 and 36,000 seconds")
-    return int(value)
+    return seconds
 
 
 def _max_price(value: str | None) -> float | None:
@@ -294,14 +298,16 @@ def _day_or_instant(name: str, raw: str) -> tuple[float, float]:
 def parse_page_size(raw: str | None) -> int:
     if raw is None:
         return 50
-    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+    size = whole_number(raw)
+    if size is None or not 1 <= size <= 1000:
         raise generic("PageSize", raw, "a whole number from 1 to 1000")
-    return int(raw)
+    return size
 
 
 def parse_page(raw: str | None) -> int:
     if raw is None:
         return 0
-    if not raw.isdigit() or len(raw) > 9:
+    page = whole_number(raw)
+    if page is None:
         raise generic("Page", raw, "a whole number")
-    return int(raw)
+    return page

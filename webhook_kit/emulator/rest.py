@@ -19,7 +19,15 @@ from werkzeug.exceptions import HTTPException
 
 from .core import Emulator, RequestRecord
 from .errors import ApiError, EmulatorError
-from .model import API_VERSION, MEDIA_SID_RE, MESSAGE_SID_RE, media_json, message_json
+from .model import (
+    ACCOUNT_SID_RE,
+    API_VERSION,
+    MEDIA_SID_RE,
+    MESSAGE_SID_RE,
+    media_json,
+    message_json,
+    whole_number,
+)
 from .resource import parse_create, parse_filters, parse_page, parse_page_size
 
 logger = logging.getLogger("webhook_kit.emulator")
@@ -131,13 +139,12 @@ def _messages_api(emulator: Emulator) -> Blueprint:
 
     @api.url_value_preprocessor
     def check_account(endpoint: str | None, values: dict[str, Any] | None) -> None:
+        """Twilio answers 404 for a path account that is not a SID, 401 for another account."""
         account = (values or {}).pop("account_sid", "")
+        if not ACCOUNT_SID_RE.match(account):
+            raise _not_found()
         if account != emulator.account_sid:
-            raise ApiError(
-                20003,
-                f"Authenticate: these credentials do not grant access to account {account}",
-                401,
-            )
+            raise ApiError(20003, "Authenticate", 401)
 
     @api.post("/Messages.json")
     def create() -> tuple[Response, int]:
@@ -301,7 +308,7 @@ def _control_api(emulator: Emulator) -> Blueprint:
     @control.post("/rules")
     def add_rule() -> Response:
         form = request.form
-        code = form.get("ErrorCode", "")
+        code = form.get("ErrorCode")
         probability = form.get("Probability", "1")
         try:
             chance = float(probability)
@@ -309,7 +316,7 @@ def _control_api(emulator: Emulator) -> Blueprint:
             raise EmulatorError(f"Probability must be a number, not {probability!r}") from None
         emulator.add_rule(
             form.get("Status", ""),
-            int(code) if code.isdigit() else None,
+            whole_number(code),
             to=form.get("To") or None,
             body=form.get("Body") or None,
             probability=chance,

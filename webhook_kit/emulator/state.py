@@ -29,6 +29,7 @@ CREATE TABLE IF NOT EXISTS media (
 );
 CREATE INDEX IF NOT EXISTS media_message ON media (message_sid, seq);
 CREATE TABLE IF NOT EXISTS numbers (number TEXT PRIMARY KEY, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS opt_outs (number TEXT, handset TEXT, PRIMARY KEY (number, handset));
 """
 
 
@@ -84,20 +85,17 @@ class State:
     # -- messages -------------------------------------------------------------------------
 
     def save(self, record: MessageRecord) -> None:
-        """Insert or replace a message."""
+        """Insert a message, or update it in place (keeping its place in the order)."""
         with self._locked() as db:
-            row = db.execute("SELECT seq FROM messages WHERE sid = ?", (record.sid,)).fetchone()
-            if row is None:
-                self._seq += 1
-                seq = self._seq
-            else:
-                seq = int(row[0])
+            self._seq += 1
             db.execute(
-                "INSERT OR REPLACE INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sid) DO "
+                "UPDATE SET date_sent = excluded.date_sent, final = excluded.final, "
+                "data = excluded.data",
                 (
                     record.sid,
                     record.account_sid,
-                    seq,
+                    self._seq,
                     record.to,
                     record.from_,
                     record.date_created,
@@ -225,10 +223,32 @@ class State:
             rows = db.execute("SELECT data FROM numbers ORDER BY number").fetchall()
         return [Number(**json.loads(row[0])) for row in rows]
 
-    def reset(self) -> None:
-        """Forget every message, media item and number."""
+    # -- opt-outs --------------------------------------------------------------------------
+
+    def set_opt_out(self, number: str, handset: str, opted_out: bool) -> None:
+        """Record that ``handset`` texted STOP (or START) to ``number``."""
         with self._locked() as db:
-            db.executescript("DELETE FROM messages; DELETE FROM media; DELETE FROM numbers;")
+            if opted_out:
+                db.execute("INSERT OR IGNORE INTO opt_outs VALUES (?, ?)", (number, handset))
+            else:
+                db.execute(
+                    "DELETE FROM opt_outs WHERE number = ? AND handset = ?", (number, handset)
+                )
+
+    def opted_out(self, number: str, handset: str) -> bool:
+        with self._locked() as db:
+            row = db.execute(
+                "SELECT 1 FROM opt_outs WHERE number = ? AND handset = ?", (number, handset)
+            ).fetchone()
+        return row is not None
+
+    def reset(self) -> None:
+        """Forget every message, media item, number and opt-out."""
+        with self._locked() as db:
+            db.executescript(
+                "DELETE FROM messages; DELETE FROM media; DELETE FROM numbers; "
+                "DELETE FROM opt_outs;"
+            )
 
     def close(self) -> None:
         with self._locked() as db:
