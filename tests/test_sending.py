@@ -463,3 +463,32 @@ def test_readme_sending_example_passes(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 passed" in result.stdout
+
+
+def test_credentials_region_and_edge_come_from_the_configuration() -> None:
+    store = open_store("memory://")
+    environ = {
+        "TWILIO_ACCOUNT_SID": "AC" + "1" * 32,
+        "TWILIO_API_KEY": "SK" + "2" * 32,
+        "TWILIO_API_SECRET": "api-secret",
+    }
+    config = {
+        "WEBHOOK_KIT_AUTH_TOKEN": "tok",
+        "WEBHOOK_KIT_REGION": "ie1",
+        "WEBHOOK_KIT_EDGE": "dublin",
+    }
+    client = Sender.from_config(config, store, environ=environ).client
+    assert (client.username, client.password) == ("SK" + "2" * 32, "api-secret")
+    assert client.account_sid == "AC" + "1" * 32
+    assert client.get_hostname("https://api.twilio.com/x") == "https://api.dublin.ie1.twilio.com/x"
+    token_only = Sender.from_config(config, store, environ={"TWILIO_ACCOUNT_SID": "AC" + "1" * 32})
+    assert (token_only.client.username, token_only.client.password) == ("AC" + "1" * 32, "tok")
+    with pytest.raises(ConfigurationError, match="TWILIO_ACCOUNT_SID"):
+        Sender.from_config(config, store, environ={})
+    with pytest.raises(ConfigurationError, match="TWILIO_AUTH_TOKEN"):
+        Sender.from_config({}, store, environ={"TWILIO_ACCOUNT_SID": "AC" + "1" * 32})
+
+
+def test_a_send_needs_a_recipient(served: Served) -> None:
+    with pytest.raises(TypeError, match="in_reply_to"):
+        served.send(body="to nobody", from_=SENDER)
