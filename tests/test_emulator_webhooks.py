@@ -17,6 +17,7 @@ from webhook_kit.cli import main
 from webhook_kit.emulator import Chaos, Emulator, EmulatorError, Timing
 from webhook_kit.emulator.core import MAX_REDIRECTS
 from webhook_kit.signature import Verifier
+from webhook_kit.standalone import create_app, load_kit
 from webhook_kit.status import MessageStatus
 
 FROM = "+15017122661"
@@ -369,3 +370,27 @@ def test_stop_opts_the_handset_out_until_start(app: Receiver, emulator: Emulator
     assert len(other.send(NUMBER, "STOP please").replies) == 1  # only single words count
     handset.send(NUMBER, "start")
     assert client.messages.create(to=HANDSET, from_=NUMBER, body="welcome back").status == "queued"
+
+
+def test_a_mounted_app_gets_webhooks_in_process(emulator: Emulator) -> None:
+    bot = create_app(
+        {"WEBHOOK_KIT_HANDLERS": "examples.keyword_router"},
+        config={"WEBHOOK_KIT_AUTH_TOKEN": emulator.auth_token, "WEBHOOK_KIT_STORE": "memory://"},
+    )
+    emulator.mount("http://bot.test", bot)
+    emulator.add_number(
+        NUMBER,
+        sms_url="http://bot.test/twilio/messages",
+        status_callback="http://bot.test/twilio/status",
+    )
+    exchange = emulator.handset(HANDSET).send(NUMBER, "help")
+    assert [r.body for r in exchange.replies] == [
+        "Reply JOIN <name> to subscribe, or send a photo."
+    ]
+    emulator.advance(1)
+    [reply] = exchange.replies
+    with bot.app_context():
+        assert load_kit("examples.keyword_router").ledger.status(reply.sid) == "delivered"
+    assert {d.response.status for d in emulator.deliveries if d.response} == {200}
+    with pytest.raises(EmulatorError, match="base URL"):
+        emulator.mount("bot.test", bot)

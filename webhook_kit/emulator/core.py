@@ -24,7 +24,7 @@ from ..encoding import segment_count, smart_encode
 from ..errors import TwiMLError
 from ..twiml import Message, MessagingResponse, parse
 from .clock import Clock, ManualClock, Scheduler
-from .delivery import LOG_LIMIT, Delivery, DeliveryLog, post
+from .delivery import LOG_LIMIT, Delivery, DeliveryLog, Transport, post, wsgi_transport
 from .errors import ApiError, EmulatorError
 from .lifecycle import Chaos, Rule, Timing, callback_params, next_status, price_of
 from .model import API_KEY_SID_RE, MediaRecord, MessageRecord, channel_of, new_sid
@@ -32,6 +32,7 @@ from .resource import CreateRequest, is_address, is_url
 from .state import Number, State
 
 if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
     from twilio.rest import Client
 
 #: Redirects followed for one inbound message before giving up (Twilio error 11215).
@@ -144,6 +145,7 @@ class Emulator:
         self._pool: ThreadPoolExecutor | None = None
         self._server: Any = None
         self._thread: threading.Thread | None = None
+        self._mounts: dict[str, Transport] = {}
         self.host = host
         self.port = port
         self._resume()
@@ -236,6 +238,22 @@ class Emulator:
         with self._lock:
             self.rules.append(rule)
         return rule
+
+    def mount(self, base_url: str, app: WSGIApplication) -> None:
+        """Deliver webhooks for URLs under ``base_url`` to ``app`` in this process, not over HTTP.
+
+        ``emulator.mount("http://bot.test", flask_app)``, then give the number
+        ``sms_url="http://bot.test/twilio/messages"``: a test needs no server for its app.
+        """
+        if not is_url(base_url):
+            raise EmulatorError(f"{base_url!r} is not an http(s) base URL, e.g. http://bot.test")
+        self._mounts[base_url.rstrip("/")] = wsgi_transport(app)
+
+    def _transport(self, url: str) -> Transport | None:
+        for base, transport in self._mounts.items():
+            if url == base or url.startswith((base + "/", base + "?", base + "#")):
+                return transport
+        return None
 
     def handset(self, address: str) -> Handset:
         """A handset at ``address`` (``+1...`` or ``whatsapp:+1...``) to text the account with."""
@@ -468,7 +486,15 @@ class Emulator:
 
         def send() -> None:
             now = self.clock.now()
-            post(url, params, self.auth_token, kind=kind, now=now, log=self.deliveries_log)
+            post(
+                url,
+                params,
+                self.auth_token,
+                kind=kind,
+                now=now,
+                log=self.deliveries_log,
+                transport=self._transport(url),
+            )
 
         if pool is None:
             send()
@@ -522,7 +548,13 @@ class Emulator:
         self, url: str, params: list[tuple[str, str]], kind: str, into: list[Delivery]
     ) -> Delivery:
         delivery = post(
-            url, params, self.auth_token, kind=kind, now=self.clock.now(), log=self.deliveries_log
+            url,
+            params,
+            self.auth_token,
+            kind=kind,
+            now=self.clock.now(),
+            log=self.deliveries_log,
+            transport=self._transport(url),
         )
         into.append(delivery)
         return delivery
