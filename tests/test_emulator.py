@@ -343,10 +343,10 @@ def test_request_log(client: Client, emulator: Emulator) -> None:
 
 
 def test_rate_limit() -> None:
-    with Emulator(clock="manual", rate_limit=2) as limited:
+    with Emulator(clock="manual", rate_limit=1) as limited:
         client = limited.client()
         codes = []
-        for _ in range(6):
+        for _ in range(10):
             try:
                 client.messages.create(to=TO, from_=FROM, body="x")
                 codes.append(201)
