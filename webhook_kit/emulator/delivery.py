@@ -98,11 +98,8 @@ class Delivery:
     failure: str | None = None
 
     @property
-    def ok(self) -> bool:
-        return self.response is not None and 200 <= self.response.status < 300
-
-    @property
     def form(self) -> dict[str, str]:
+        """The posted parameters as a dict (each name once)."""
         return dict(self.params)
 
 
