@@ -249,7 +249,3 @@ class State:
                 "DELETE FROM messages; DELETE FROM media; DELETE FROM numbers; "
                 "DELETE FROM opt_outs;"
             )
-
-    def close(self) -> None:
-        with self._locked() as db:
-            db.close()
