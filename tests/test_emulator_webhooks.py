@@ -264,8 +264,19 @@ def test_control_api_and_cli(app: Receiver, emulator: Emulator) -> None:
     control = f"{emulator.url}/_emulator"
     app.answer("/sms", "<Response><Message>pong</Message></Response>")
     credentials = ["--url", emulator.url, "--account-sid", auth[0], "--auth-token", auth[1]]
+    service = "MG" + "2" * 32
     added = CliRunner().invoke(
-        main, ["emulator", "number", NUMBER, "--sms-url", app.base + "/sms", *credentials]
+        main,
+        [
+            "emulator",
+            "number",
+            NUMBER,
+            "--sms-url",
+            app.base + "/sms",
+            *credentials,
+            "--messaging-service-sid",
+            service,
+        ],
     )
     assert added.output == f"{NUMBER}: incoming messages go to {app.base}/sms\n"
     refused = CliRunner().invoke(main, ["emulator", "number", "555", *credentials])
@@ -274,6 +285,7 @@ def test_control_api_and_cli(app: Receiver, emulator: Emulator) -> None:
         f"{control}/send", data={"From": HANDSET, "To": NUMBER, "Body": "ping"}, auth=auth
     ).json()
     assert [r["body"] for r in sent["replies"]] == ["pong"]
+    assert app.forms("/sms")[0]["MessagingServiceSid"] == service
     result = CliRunner().invoke(main, ["emulator", "advance", "2", *credentials])
     assert result.exit_code == 0 and result.output == "ran 3 task(s)\n"
     conversation = requests.get(

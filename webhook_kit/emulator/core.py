@@ -27,7 +27,14 @@ from .clock import Clock, ManualClock, Scheduler
 from .delivery import LOG_LIMIT, Delivery, DeliveryLog, Transport, post, wsgi_transport
 from .errors import ApiError, EmulatorError
 from .lifecycle import Chaos, Rule, Timing, callback_params, next_status, price_of
-from .model import API_KEY_SID_RE, MediaRecord, MessageRecord, channel_of, new_sid
+from .model import (
+    API_KEY_SID_RE,
+    SERVICE_SID_RE,
+    MediaRecord,
+    MessageRecord,
+    channel_of,
+    new_sid,
+)
 from .resource import CreateRequest, is_address, is_url
 from .state import Number, State
 
@@ -213,14 +220,21 @@ class Emulator:
         sms_url: str | None = None,
         fallback_url: str | None = None,
         status_callback: str | None = None,
+        messaging_service_sid: str | None = None,
     ) -> Number:
-        """Give the account a number (or channel address) with its webhook URLs."""
+        """Give the account a number (or channel address) with its webhook URLs.
+
+        With ``messaging_service_sid`` the number is in that service's sender pool: inbound
+        webhooks carry the SID, and sends through the service go out from it.
+        """
         if not is_address(number):
             raise EmulatorError(f"{number!r} is not an E.164 number or channel address")
         for url in (sms_url, fallback_url, status_callback):
             if url is not None and not is_url(url):
                 raise EmulatorError(f"{url!r} is not an http(s) URL with a valid host")
-        entry = Number(number, sms_url, fallback_url, status_callback)
+        if messaging_service_sid is not None and not SERVICE_SID_RE.match(messaging_service_sid):
+            raise EmulatorError(f"{messaging_service_sid!r} is not a Messaging Service SID (MG...)")
+        entry = Number(number, sms_url, fallback_url, status_callback, messaging_service_sid)
         self.state.put_number(entry)
         return entry
 
@@ -355,10 +369,11 @@ class Emulator:
         self._plan(record)
         return record
 
-    def _service_sender(self) -> str:
-        """The sender a Messaging Service picks: the account's first number, if it has one."""
+    def _service_sender(self, service: str | None) -> str:
+        """The sender a Messaging Service picks: its first number, else the account's first."""
         numbers = self.state.numbers()
-        return numbers[0].number if numbers else ""
+        pool = [n for n in numbers if n.messaging_service_sid == service] or numbers
+        return pool[0].number if pool else ""
 
     def _outcome(self, to: str, body: str) -> tuple[str, int | None]:
         for rule in self.rules:
@@ -389,7 +404,7 @@ class Emulator:
             record.date_updated = now
             if status == "queued":
                 record.num_segments = segment_count(record.body)
-                record.from_ = record.from_ or self._service_sender()
+                record.from_ = record.from_ or self._service_sender(record.messaging_service_sid)
             elif status == "sending":
                 record.date_sent = now
                 expired = record.validity_period is not None and (
@@ -536,7 +551,7 @@ class Emulator:
         word = body.strip().upper()
         if word in OPT_OUT_WORDS or word in OPT_IN_WORDS:  # still passed on to the app
             self.state.set_opt_out(to, from_, word in OPT_OUT_WORDS)
-        params = inbound_params(record, media)
+        params = inbound_params(record, media, number.messaging_service_sid)
         deliveries: list[Delivery] = []
         answer = self._fetch_twiml(number, params, deliveries)
         replies: list[MessageRecord] = []
@@ -635,7 +650,9 @@ class Emulator:
                 self._plan(record)
 
 
-def inbound_params(record: MessageRecord, media: Iterable[str]) -> list[tuple[str, str]]:
+def inbound_params(
+    record: MessageRecord, media: Iterable[str], service: str | None = None
+) -> list[tuple[str, str]]:
     """Every parameter Twilio posts to an incoming-message webhook (twilio-protocol.md §1)."""
     params = [
         ("AccountSid", record.account_sid),
@@ -661,6 +678,8 @@ def inbound_params(record: MessageRecord, media: Iterable[str]) -> list[tuple[st
     for index, url in enumerate(media):
         params.append((f"MediaContentType{index}", mimetypes.guess_type(url)[0] or "image/jpeg"))
         params.append((f"MediaUrl{index}", url))
+    if service is not None:
+        params.append(("MessagingServiceSid", service))
     if channel_of(record.from_) == "whatsapp":
         wa_id = record.from_.partition(":")[2].lstrip("+")
         params += [("ProfileName", wa_id), ("WaId", wa_id)]
