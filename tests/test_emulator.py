@@ -71,7 +71,8 @@ def test_messaging_service_starts_accepted(client: Client, emulator: Emulator) -
     emulator.advance(1)
     fetched = client.messages(created.sid).fetch()
     assert fetched.status == "delivered" and fetched.num_segments == "1"
-    emulator.add_number(FROM)
+    emulator.add_number("+15017122600")
+    emulator.add_number(FROM, messaging_service_sid=SERVICE)
     picked = client.messages.create(to=TO, messaging_service_sid=SERVICE, body="hi")
     emulator.advance(1)
     assert client.messages(picked.sid).fetch().from_ == FROM  # the service's sender
@@ -343,10 +344,10 @@ def test_request_log(client: Client, emulator: Emulator) -> None:
 
 
 def test_rate_limit() -> None:
-    with Emulator(clock="manual", rate_limit=2) as limited:
+    with Emulator(clock="manual", rate_limit=1) as limited:
         client = limited.client()
         codes = []
-        for _ in range(6):
+        for _ in range(10):
             try:
                 client.messages.create(to=TO, from_=FROM, body="x")
                 codes.append(201)

@@ -17,6 +17,7 @@ from webhook_kit.cli import main
 from webhook_kit.emulator import Chaos, Emulator, EmulatorError, Timing
 from webhook_kit.emulator.core import MAX_REDIRECTS
 from webhook_kit.signature import Verifier
+from webhook_kit.standalone import create_app, load_kit
 from webhook_kit.status import MessageStatus
 
 FROM = "+15017122661"
@@ -263,8 +264,19 @@ def test_control_api_and_cli(app: Receiver, emulator: Emulator) -> None:
     control = f"{emulator.url}/_emulator"
     app.answer("/sms", "<Response><Message>pong</Message></Response>")
     credentials = ["--url", emulator.url, "--account-sid", auth[0], "--auth-token", auth[1]]
+    service = "MG" + "2" * 32
     added = CliRunner().invoke(
-        main, ["emulator", "number", NUMBER, "--sms-url", app.base + "/sms", *credentials]
+        main,
+        [
+            "emulator",
+            "number",
+            NUMBER,
+            "--sms-url",
+            app.base + "/sms",
+            *credentials,
+            "--messaging-service-sid",
+            service,
+        ],
     )
     assert added.output == f"{NUMBER}: incoming messages go to {app.base}/sms\n"
     refused = CliRunner().invoke(main, ["emulator", "number", "555", *credentials])
@@ -273,6 +285,7 @@ def test_control_api_and_cli(app: Receiver, emulator: Emulator) -> None:
         f"{control}/send", data={"From": HANDSET, "To": NUMBER, "Body": "ping"}, auth=auth
     ).json()
     assert [r["body"] for r in sent["replies"]] == ["pong"]
+    assert app.forms("/sms")[0]["MessagingServiceSid"] == service
     result = CliRunner().invoke(main, ["emulator", "advance", "2", *credentials])
     assert result.exit_code == 0 and result.output == "ran 3 task(s)\n"
     conversation = requests.get(
@@ -369,3 +382,27 @@ def test_stop_opts_the_handset_out_until_start(app: Receiver, emulator: Emulator
     assert len(other.send(NUMBER, "STOP please").replies) == 1  # only single words count
     handset.send(NUMBER, "start")
     assert client.messages.create(to=HANDSET, from_=NUMBER, body="welcome back").status == "queued"
+
+
+def test_a_mounted_app_gets_webhooks_in_process(emulator: Emulator) -> None:
+    bot = create_app(
+        {"WEBHOOK_KIT_HANDLERS": "examples.keyword_router"},
+        config={"WEBHOOK_KIT_AUTH_TOKEN": emulator.auth_token, "WEBHOOK_KIT_STORE": "memory://"},
+    )
+    emulator.mount("http://bot.test", bot)
+    emulator.add_number(
+        NUMBER,
+        sms_url="http://bot.test/twilio/messages",
+        status_callback="http://bot.test/twilio/status",
+    )
+    exchange = emulator.handset(HANDSET).send(NUMBER, "help")
+    assert [r.body for r in exchange.replies] == [
+        "Reply JOIN <name> to subscribe, or send a photo."
+    ]
+    emulator.advance(1)
+    [reply] = exchange.replies
+    with bot.app_context():
+        assert load_kit("examples.keyword_router").ledger.status(reply.sid) == "delivered"
+    assert {d.response.status for d in emulator.deliveries if d.response} == {200}
+    with pytest.raises(EmulatorError, match="base URL"):
+        emulator.mount("bot.test", bot)

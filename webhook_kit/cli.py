@@ -433,6 +433,7 @@ def emulator_send(
 @click.option("--sms-url", help="Incoming-message webhook URL.")
 @click.option("--fallback-url", help="Used when the incoming-message URL fails.")
 @click.option("--status-callback", help="Status callbacks of the replies sent from it.")
+@click.option("--messaging-service-sid", help="The Messaging Service (MG...) it belongs to.")
 @click.option("--url", default="http://127.0.0.1:8010", show_default=True, help="The emulator.")
 @click.option("--account-sid", envvar="TWILIO_ACCOUNT_SID", required=True)
 @click.option("--auth-token", envvar="TWILIO_AUTH_TOKEN", required=True)
@@ -442,6 +443,7 @@ def emulator_number(
     sms_url: str | None,
     fallback_url: str | None,
     status_callback: str | None,
+    messaging_service_sid: str | None,
     url: str,
     account_sid: str,
     auth_token: str,
@@ -452,6 +454,7 @@ def emulator_number(
         ("SmsUrl", sms_url),
         ("SmsFallbackUrl", fallback_url),
         ("StatusCallback", status_callback),
+        ("MessagingServiceSid", messaging_service_sid),
     ):
         if value:
             fields.append((name, value))

@@ -10,6 +10,14 @@ numbers, turning the TwiML answers into replies with their own life cycle::
         message = client.messages.create(to="+15558675310", from_="+15017122661", body="Hi")
         emulator.advance(5)
         assert client.messages(message.sid).fetch().status == "delivered"
+
+Modules: ``model`` (records and their JSON), ``resource`` (create/list parameters, checked
+with Twilio's error codes), ``state`` (SQLite, in memory or a file), ``clock`` (real or
+manual time, the scheduler), ``lifecycle`` (statuses, rules, chaos, callback forms),
+``delivery`` (signed POSTs, connection overrides, retries), ``core`` (the :class:`Emulator`),
+``rest`` (the Flask app: REST API and control API), ``client`` (the official client, pointed
+here). It shares the kit's pure modules (signature, encoding, twiml, status), never its
+request path.
 """
 
 from __future__ import annotations

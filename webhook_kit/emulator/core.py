@@ -24,14 +24,22 @@ from ..encoding import segment_count, smart_encode
 from ..errors import TwiMLError
 from ..twiml import Message, MessagingResponse, parse
 from .clock import Clock, ManualClock, Scheduler
-from .delivery import LOG_LIMIT, Delivery, DeliveryLog, post
+from .delivery import LOG_LIMIT, Delivery, DeliveryLog, Transport, post, wsgi_transport
 from .errors import ApiError, EmulatorError
 from .lifecycle import Chaos, Rule, Timing, callback_params, next_status, price_of
-from .model import API_KEY_SID_RE, MediaRecord, MessageRecord, channel_of, new_sid
+from .model import (
+    API_KEY_SID_RE,
+    SERVICE_SID_RE,
+    MediaRecord,
+    MessageRecord,
+    channel_of,
+    new_sid,
+)
 from .resource import CreateRequest, is_address, is_url
 from .state import Number, State
 
 if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
     from twilio.rest import Client
 
 #: Redirects followed for one inbound message before giving up (Twilio error 11215).
@@ -144,6 +152,7 @@ class Emulator:
         self._pool: ThreadPoolExecutor | None = None
         self._server: Any = None
         self._thread: threading.Thread | None = None
+        self._mounts: dict[str, Transport] = {}
         self.host = host
         self.port = port
         self._resume()
@@ -211,14 +220,21 @@ class Emulator:
         sms_url: str | None = None,
         fallback_url: str | None = None,
         status_callback: str | None = None,
+        messaging_service_sid: str | None = None,
     ) -> Number:
-        """Give the account a number (or channel address) with its webhook URLs."""
+        """Give the account a number (or channel address) with its webhook URLs.
+
+        With ``messaging_service_sid`` the number is in that service's sender pool: inbound
+        webhooks carry the SID, and sends through the service go out from it.
+        """
         if not is_address(number):
             raise EmulatorError(f"{number!r} is not an E.164 number or channel address")
         for url in (sms_url, fallback_url, status_callback):
             if url is not None and not is_url(url):
                 raise EmulatorError(f"{url!r} is not an http(s) URL with a valid host")
-        entry = Number(number, sms_url, fallback_url, status_callback)
+        if messaging_service_sid is not None and not SERVICE_SID_RE.match(messaging_service_sid):
+            raise EmulatorError(f"{messaging_service_sid!r} is not a Messaging Service SID (MG...)")
+        entry = Number(number, sms_url, fallback_url, status_callback, messaging_service_sid)
         self.state.put_number(entry)
         return entry
 
@@ -236,6 +252,22 @@ class Emulator:
         with self._lock:
             self.rules.append(rule)
         return rule
+
+    def mount(self, base_url: str, app: WSGIApplication) -> None:
+        """Deliver webhooks for URLs under ``base_url`` to ``app`` in this process, not over HTTP.
+
+        ``emulator.mount("http://bot.test", flask_app)``, then give the number
+        ``sms_url="http://bot.test/twilio/messages"``: a test needs no server for its app.
+        """
+        if not is_url(base_url):
+            raise EmulatorError(f"{base_url!r} is not an http(s) base URL, e.g. http://bot.test")
+        self._mounts[base_url.rstrip("/")] = wsgi_transport(app)
+
+    def _transport(self, url: str) -> Transport | None:
+        for base, transport in self._mounts.items():
+            if url == base or url.startswith((base + "/", base + "?", base + "#")):
+                return transport
+        return None
 
     def handset(self, address: str) -> Handset:
         """A handset at ``address`` (``+1...`` or ``whatsapp:+1...``) to text the account with."""
@@ -337,10 +369,11 @@ class Emulator:
         self._plan(record)
         return record
 
-    def _service_sender(self) -> str:
-        """The sender a Messaging Service picks: the account's first number, if it has one."""
+    def _service_sender(self, service: str | None) -> str:
+        """The sender a Messaging Service picks: its first number, else the account's first."""
         numbers = self.state.numbers()
-        return numbers[0].number if numbers else ""
+        pool = [n for n in numbers if n.messaging_service_sid == service] or numbers
+        return pool[0].number if pool else ""
 
     def _outcome(self, to: str, body: str) -> tuple[str, int | None]:
         for rule in self.rules:
@@ -371,7 +404,7 @@ class Emulator:
             record.date_updated = now
             if status == "queued":
                 record.num_segments = segment_count(record.body)
-                record.from_ = record.from_ or self._service_sender()
+                record.from_ = record.from_ or self._service_sender(record.messaging_service_sid)
             elif status == "sending":
                 record.date_sent = now
                 expired = record.validity_period is not None and (
@@ -468,7 +501,15 @@ class Emulator:
 
         def send() -> None:
             now = self.clock.now()
-            post(url, params, self.auth_token, kind=kind, now=now, log=self.deliveries_log)
+            post(
+                url,
+                params,
+                self.auth_token,
+                kind=kind,
+                now=now,
+                log=self.deliveries_log,
+                transport=self._transport(url),
+            )
 
         if pool is None:
             send()
@@ -510,7 +551,7 @@ class Emulator:
         word = body.strip().upper()
         if word in OPT_OUT_WORDS or word in OPT_IN_WORDS:  # still passed on to the app
             self.state.set_opt_out(to, from_, word in OPT_OUT_WORDS)
-        params = inbound_params(record, media)
+        params = inbound_params(record, media, number.messaging_service_sid)
         deliveries: list[Delivery] = []
         answer = self._fetch_twiml(number, params, deliveries)
         replies: list[MessageRecord] = []
@@ -522,7 +563,13 @@ class Emulator:
         self, url: str, params: list[tuple[str, str]], kind: str, into: list[Delivery]
     ) -> Delivery:
         delivery = post(
-            url, params, self.auth_token, kind=kind, now=self.clock.now(), log=self.deliveries_log
+            url,
+            params,
+            self.auth_token,
+            kind=kind,
+            now=self.clock.now(),
+            log=self.deliveries_log,
+            transport=self._transport(url),
         )
         into.append(delivery)
         return delivery
@@ -603,7 +650,9 @@ class Emulator:
                 self._plan(record)
 
 
-def inbound_params(record: MessageRecord, media: Iterable[str]) -> list[tuple[str, str]]:
+def inbound_params(
+    record: MessageRecord, media: Iterable[str], service: str | None = None
+) -> list[tuple[str, str]]:
     """Every parameter Twilio posts to an incoming-message webhook (twilio-protocol.md §1)."""
     params = [
         ("AccountSid", record.account_sid),
@@ -629,6 +678,8 @@ def inbound_params(record: MessageRecord, media: Iterable[str]) -> list[tuple[st
     for index, url in enumerate(media):
         params.append((f"MediaContentType{index}", mimetypes.guess_type(url)[0] or "image/jpeg"))
         params.append((f"MediaUrl{index}", url))
+    if service is not None:
+        params.append(("MessagingServiceSid", service))
     if channel_of(record.from_) == "whatsapp":
         wa_id = record.from_.partition(":")[2].lstrip("+")
         params += [("ProfileName", wa_id), ("WaId", wa_id)]

@@ -9,18 +9,25 @@ posted, in which order, and what the app answered.
 from __future__ import annotations
 
 import http.client
+import logging
 import os
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from werkzeug.test import Client
 
 from ..signature import compute_signature
 from .model import whole_number
 
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
+
+logger = logging.getLogger("webhook_kit.emulator")
 USER_AGENT: Final = "TwilioProxy/1.1"
 #: Entries the request and delivery logs keep: a long-running emulator must not grow forever.
 LOG_LIMIT: Final = 100_000
@@ -91,11 +98,8 @@ class Delivery:
     failure: str | None = None
 
     @property
-    def ok(self) -> bool:
-        return self.response is not None and 200 <= self.response.status < 300
-
-    @property
     def form(self) -> dict[str, str]:
+        """The posted parameters as a dict (each name once)."""
         return dict(self.params)
 
 
@@ -119,6 +123,32 @@ class DeliveryLog:
             self._items.clear()
 
 
+#: Sends one request in-process: (url, body, headers) -> the app's response.
+Transport = Callable[[str, bytes, dict[str, str]], Response]
+
+
+def wsgi_transport(app: WSGIApplication) -> Transport:
+    """Deliver to a WSGI app in this process, as if over HTTP (an app error is a 500)."""
+
+    def send(url: str, body: bytes, headers: dict[str, str]) -> Response:
+        parts = urlsplit(url)
+        client = Client(app)
+        try:
+            reply = client.post(
+                parts.path or "/",
+                base_url=f"{parts.scheme}://{parts.netloc}",
+                query_string=parts.query,
+                data=body,
+                headers=headers,
+            )
+        except Exception:  # the app raised (e.g. a Flask app with testing=True): a 500
+            logger.exception("the app mounted at %s raised", url)
+            return Response(500, "text/plain", b"")
+        return Response(reply.status_code, reply.headers.get("Content-Type", ""), reply.get_data())
+
+    return send
+
+
 def post(
     url: str,
     params: Sequence[tuple[str, str]],
@@ -127,15 +157,18 @@ def post(
     kind: str,
     now: float,
     log: DeliveryLog,
-    token: str | None = None,
+    transport: Transport | None = None,
 ) -> Delivery:
-    """POST a signed form to ``url`` with Twilio's headers, retrying as its fragment says."""
+    """POST a signed form to ``url`` with Twilio's headers, retrying as its fragment says.
+
+    ``transport`` delivers in-process instead of over HTTP (an app mounted on the emulator).
+    """
     target, overrides = split_overrides(url)
     body = urlencode(params).encode()
     headers = {
         "Content-Type": "application/x-www-form-urlencoded",
         "X-Twilio-Signature": compute_signature(target, params, auth_token),
-        "I-Twilio-Idempotency-Token": token or os.urandom(16).hex(),
+        "I-Twilio-Idempotency-Token": os.urandom(16).hex(),
         "User-Agent": USER_AGENT,
         "X-Home-Region": "us1",
     }
@@ -145,7 +178,10 @@ def post(
     failure: str | None = None
     while True:
         attempts += 1
-        response, failure = _attempt(target, body, headers, overrides)
+        if transport is None:
+            response, failure = _attempt(target, body, headers, overrides)
+        else:
+            response, failure = transport(target, body, headers), None
         outcome: str | int | None = failure or (response.status if response else None)
         if response is not None and response.status < 400:
             break

@@ -302,6 +302,7 @@ def _control_api(emulator: Emulator) -> Blueprint:
             sms_url=form.get("SmsUrl") or None,
             fallback_url=form.get("SmsFallbackUrl") or None,
             status_callback=form.get("StatusCallback") or None,
+            messaging_service_sid=form.get("MessagingServiceSid") or None,
         )
         return jsonify({"number": number.number, "sms_url": number.sms_url})
 

@@ -41,6 +41,8 @@ class Number:
     sms_url: str | None = None
     fallback_url: str | None = None
     status_callback: str | None = None
+    #: The Messaging Service whose sender pool holds the number, if any.
+    messaging_service_sid: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,7 +251,3 @@ class State:
                 "DELETE FROM messages; DELETE FROM media; DELETE FROM numbers; "
                 "DELETE FROM opt_outs;"
             )
-
-    def close(self) -> None:
-        with self._locked() as db:
-            db.close()
