@@ -8,7 +8,6 @@ official client, as a worker outside any request would.
 from __future__ import annotations
 
 import base64
-import itertools
 import json
 import os
 import subprocess
@@ -18,16 +17,14 @@ import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlencode
 
 import pytest
 from server import ROOT, Gunicorn, free_port
-from twilio.http.response import Response
+from test_sending import SlowAnswers
 from twilio.rest import Client
 
 from webhook_kit import MessageStatus
-from webhook_kit.emulator.client import EmulatorHttpClient
 from webhook_kit.errors import InvalidToError
 from webhook_kit.ledger import Ledger, MessageFacts, now
 from webhook_kit.sending import Correlator, Sender
@@ -38,21 +35,6 @@ pytestmark = pytest.mark.timeout(240)
 SENDS = 1000
 ACCOUNT, TOKEN = "AC" + "e2e0" * 8, "e2e-emulator-token"
 CUSTOMERS = [f"+1415555{index:04d}" for index in range(50)]
-
-
-class SlowAnswers(EmulatorHttpClient):
-    """Every 50th API answer reaches the sender 300 ms late, as over a slow network, so that
-    status callbacks overtake it."""
-
-    def __init__(self, base_url: str) -> None:
-        super().__init__(base_url)
-        self.count = itertools.count()
-
-    def request(self, *args: Any, **kwargs: Any) -> Response:
-        response = super().request(*args, **kwargs)
-        if next(self.count) % 50 == 0:
-            time.sleep(0.3)
-        return response
 
 
 class EmulatorProcess:
@@ -124,7 +106,9 @@ def test_thousand_sends_under_chaos_end_in_the_emulators_state(
         status_url = app.base + "/twilio/status"
 
         def send_batch(batch: range) -> list[str]:
-            client = Client(ACCOUNT, TOKEN, http_client=SlowAnswers(emulator.url))
+            # Every 50th answer, the first included, comes 0.5 s late: callbacks overtake it.
+            slow = SlowAnswers(emulator.url, delay=0.5, every=50)
+            client = Client(ACCOUNT, TOKEN, http_client=slow)
             sender = Sender.from_config(
                 config, open_store(store_url), status_url=status_url, client=client
             )
