@@ -366,15 +366,17 @@ def test_stats_and_paging(emulator: Emulator, served: Served) -> None:
     with pytest.raises(kit_errors.InvalidToError):
         served.send("+15005550001", "x", from_=SENDER)
     emulator.advance(5)
+    inbound = dict(inbound_sms("thanks", from_=CUSTOMER, to=SENDER).items())
+    assert post_signed(served.url + "/twilio/messages", inbound, emulator.auth_token)[0] == 200
     with served.app.app_context():
         first = served.kit.ledger.find(limit=4)
         second = served.kit.ledger.find(limit=4, cursor=first.cursor)
-        assert len(first) == 4 and len(second) == 2 and second.cursor is None
+        assert len(first) == 4 and len(second) == 3 and second.cursor is None
         stats = served.kit.ledger.stats(since=datetime.now(UTC) - timedelta(minutes=5))
-    assert stats.total == 6
-    assert stats.by_status == {"delivered": 4, "undelivered": 1, "failed": 1}
+    assert stats.total == 7
+    assert stats.by_status == {"delivered": 4, "undelivered": 1, "failed": 1, "received": 1}
     assert stats.by_error_code == {30007: 1, 21211: 1}
-    assert stats.delivery_rate == pytest.approx(4 / 6)
+    assert stats.delivery_rate == pytest.approx(4 / 6)  # outbound messages only
     assert set(stats.latency) == {"p50", "p90", "p99"}
 
 

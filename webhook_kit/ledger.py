@@ -280,7 +280,7 @@ class LedgerStats:
     total: int
     by_status: dict[str, int]
     by_error_code: dict[int, int]
-    #: delivered (or read) / messages that reached a final status; None without any.
+    #: delivered (or read) / outbound messages that reached a final status; None without any.
     delivery_rate: float | None
     #: sent -> delivered latency percentiles in seconds ("p50", "p90", "p99"); empty without data.
     latency: dict[str, float] = field(default_factory=dict)
@@ -393,19 +393,28 @@ class Ledger:
     def stats(
         self, *, since: datetime | float | None = None, until: datetime | float | None = None
     ) -> LedgerStats:
-        """Counts by status and error code, delivery rate and sent->delivered latency."""
+        """Counts by status and error code, delivery rate and sent->delivered latency.
+
+        The delivery rate counts outbound messages only: delivered (or read) among those
+        that reached a final status.
+        """
         by_status: Counter[str] = Counter()
         by_error: Counter[int] = Counter()
         latencies: list[float] = []
+        final = succeeded = 0
         for record in self.iter(since=since, until=until):
-            by_status[record.status.value if record.status else "unknown"] += 1
+            status = record.status
+            by_status[status.value if status else "unknown"] += 1
             if record.error_code:
                 by_error[record.error_code] += 1
-            delivered = record.status in {MessageStatus.DELIVERED, MessageStatus.READ}
-            if delivered and record.sent_at and record.final_at:
-                latencies.append(max(0.0, (record.final_at - record.sent_at).total_seconds()))
-        final = sum(count for status, count in by_status.items() if MessageStatus(status).is_final)
-        succeeded = by_status["delivered"] + by_status["read"]
+            if record.direction is Direction.INBOUND or status is None or not status.is_final:
+                continue
+            final += 1
+            if status in {MessageStatus.DELIVERED, MessageStatus.READ}:
+                succeeded += 1
+                if record.sent_at and record.final_at:
+                    latency = (record.final_at - record.sent_at).total_seconds()
+                    latencies.append(max(0.0, latency))
         return LedgerStats(
             total=sum(by_status.values()),
             by_status=dict(by_status.most_common()),

@@ -512,7 +512,7 @@ class Sender:
         max_bytes: int = DEFAULT_MEDIA_CAP,
         timeout: float = 30.0,
     ) -> Path:
-        """Stream an MMS attachment to ``dest`` (a file, or a directory to put it in).
+        """Stream an MMS attachment to ``dest`` (a file, or an existing directory to put it in).
 
         The account's credentials go only to Twilio's API hosts (``https://api.twilio.com``
         and its regional ``api.*.twilio.com`` hosts) and never follow a redirect to another
