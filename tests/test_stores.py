@@ -302,6 +302,20 @@ class TestRetention:
             store.claim("trigger-purge", 1)
         assert store.get_message("SMold") is None
 
+    def test_expired_records_leave_find_too(self, kind: str, make_store: StoreFactory) -> None:
+        at = time.time()
+        if kind == "redis":
+            store = make_store(ledger_retention=0.3)
+            store.save_message(MessageFacts("SMgone", at, created_at=at, ref="r"))
+            time.sleep(0.4)
+        else:
+            store = make_store(ledger_retention=10)
+            store.save_message(MessageFacts("SMgone", at - 100, created_at=at - 100, ref="r"))
+            _force_purge(store)
+            store.claim("trigger-purge", 1)
+        store.save_message(MessageFacts("SMkept", at, created_at=at, ref="r"))
+        assert [record.message_sid for record in store.find_messages(Query(ref="r"))] == ["SMkept"]
+
 
 def _force_purge(store: Store) -> None:
     # memory and SQLite purge lazily at most once a minute; make the next call purge.
