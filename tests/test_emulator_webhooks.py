@@ -300,6 +300,9 @@ def test_control_api_and_cli(app: Receiver, emulator: Emulator) -> None:
     )
     assert rule.json() == {"rules": 1}
     assert requests.get(f"{control}/requests", auth=auth).json() == {"requests": []}
+    [inbound] = requests.get(f"{control}/deliveries", auth=auth).json()["deliveries"]
+    assert inbound["kind"] == "inbound" and inbound["status"] == 200
+    assert inbound["params"]["Body"] == "ping" and inbound["url"] == app.base + "/sms"
     unauthorised = requests.post(f"{control}/reset", auth=(auth[0], "wrong"))
     assert unauthorised.status_code == 401 and unauthorised.json()["code"] == 20003
     assert requests.post(f"{control}/reset", auth=auth).status_code == 204

@@ -353,6 +353,25 @@ def _control_api(emulator: Emulator) -> Blueprint:
             }
         )
 
+    @control.get("/deliveries")
+    def deliveries() -> Response:
+        return jsonify(
+            {
+                "deliveries": [
+                    {
+                        "kind": d.kind,
+                        "url": d.url,
+                        "params": d.form,
+                        "attempts": d.attempts,
+                        "status": d.response.status if d.response else None,
+                        "failure": d.failure,
+                        "at": d.at,
+                    }
+                    for d in emulator.deliveries
+                ]
+            }
+        )
+
     @control.post("/reset")
     def reset() -> tuple[str, int]:
         emulator.reset()
