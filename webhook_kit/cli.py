@@ -1,4 +1,5 @@
-"""The ``webhook-kit`` command: serve the standalone app, poke a running one, check TwiML.
+"""The ``webhook-kit`` command: serve the standalone app, poke a running one, check TwiML,
+run the Twilio emulator.
 
 Every failure a user can cause (server unreachable, bad URL, missing token, unreadable
 file) is one ``error:`` line and a non-zero exit, never a traceback.
@@ -6,12 +7,16 @@ file) is one ``error:`` line and a non-zero exit, never a traceback.
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import sys
+import threading
 import urllib.error
 import urllib.request
+from base64 import b64encode
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 from urllib.parse import urlencode, urlsplit
 
 import click
@@ -162,6 +167,189 @@ def segments(text: str, toll_free: bool) -> None:
         if smart.replacements:
             swaps = ", ".join(f"{old!r}->{new!r}" for old, new in smart.replacements)
             click.echo(f"with Smart Encoding ({swaps}): {_describe(smart.after)}")
+
+
+@main.group(invoke_without_command=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8010, show_default=True, help="Port to listen on.")
+@click.option("--state", default="memory://", show_default=True, help="sqlite:///emulator.db")
+@click.option("--account-sid", envvar="TWILIO_ACCOUNT_SID", help="[env: TWILIO_ACCOUNT_SID]")
+@click.option("--auth-token", envvar="TWILIO_AUTH_TOKEN", help="[env: TWILIO_AUTH_TOKEN]")
+@click.option(
+    "--api-key", "api_keys", multiple=True, metavar="SK...:SECRET", help="An API key; repeatable."
+)
+@click.option("--chaos", is_flag=True, help="Status callbacks out of order, duplicated, late.")
+@click.option("--drop-final", default=0.0, help="With --chaos: share of final callbacks dropped.")
+@click.option("--seed", default=0, show_default=True, help="Seed of chaos and probability rules.")
+@click.option("--clock", type=click.Choice(["real", "manual"]), default="real", show_default=True)
+@click.option("--speed", default=1.0, show_default=True, help="Real clock: emulated s per s.")
+@click.option("--rate-limit", type=float, help="REST requests per second before 429s.")
+@click.option(
+    "--number",
+    "numbers",
+    multiple=True,
+    metavar="NUMBER=URL",
+    help="A number and its incoming-message URL; repeat for several.",
+)
+@click.pass_context
+def emulator(
+    context: click.Context,
+    *,
+    host: str,
+    port: int,
+    state: str,
+    account_sid: str | None,
+    auth_token: str | None,
+    api_keys: Sequence[str],
+    chaos: bool,
+    drop_final: float,
+    seed: int,
+    clock: str,
+    speed: float,
+    rate_limit: float | None,
+    numbers: Sequence[str],
+) -> None:
+    """Run the offline Twilio Messaging emulator (REST API, life cycle, webhooks)."""
+    if context.invoked_subcommand is not None:
+        return
+    from .emulator import Chaos, Emulator
+
+    try:
+        running = Emulator(
+            account_sid=account_sid,
+            auth_token=auth_token,
+            api_keys=dict(key.partition(":")[::2] for key in api_keys),
+            state=state,
+            clock="manual" if clock == "manual" else "real",
+            speed=speed,
+            chaos=Chaos(seed=seed, drop_final=drop_final) if chaos else None,
+            seed=seed,
+            rate_limit=rate_limit,
+            host=host,
+            port=port,
+        )
+        for entry in numbers:
+            number, _, url = entry.partition("=")
+            running.add_number(number, sms_url=url or None)
+        running.start()
+    except (WebhookKitError, OSError) as error:
+        _fail(str(error))
+    click.echo(f"Twilio emulator on {running.url} ({clock} clock, state {state})")
+    click.echo(f"TWILIO_ACCOUNT_SID={running.account_sid}")
+    click.echo(f"TWILIO_AUTH_TOKEN={running.auth_token}", nl=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        running.stop()
+
+
+@emulator.command("send")
+@click.option("--url", default="http://127.0.0.1:8010", show_default=True, help="The emulator.")
+@click.option("--from", "from_", required=True, help="The handset, e.g. +15558675309.")
+@click.option("--to", required=True, help="A number of the emulated account.")
+@click.option("--body", default="", help="The text.")
+@click.option("--media", multiple=True, help="A media URL; repeat for several.")
+@click.option("--account-sid", envvar="TWILIO_ACCOUNT_SID", required=True)
+@click.option("--auth-token", envvar="TWILIO_AUTH_TOKEN", required=True)
+def emulator_send(
+    *,
+    url: str,
+    from_: str,
+    to: str,
+    body: str,
+    media: Sequence[str],
+    account_sid: str,
+    auth_token: str,
+) -> None:
+    """Text one of the emulator's numbers from a handset; print the replies."""
+    fields = [("From", from_), ("To", to), ("Body", body), *(("MediaUrl", m) for m in media)]
+    answer = _control(url, "/_emulator/send", fields, account_sid, auth_token)
+    click.echo(f"sent {answer['inbound']['sid']}")
+    for reply in answer["replies"]:
+        click.echo(f"reply {reply['sid']} to {reply['to']}: {reply['body']}")
+    if not answer["replies"]:
+        click.echo("(no reply)")
+
+
+@emulator.command("number")
+@click.argument("number")
+@click.option("--sms-url", help="Incoming-message webhook URL.")
+@click.option("--fallback-url", help="Used when the incoming-message URL fails.")
+@click.option("--status-callback", help="Status callbacks of the replies sent from it.")
+@click.option("--messaging-service-sid", help="The Messaging Service (MG...) it belongs to.")
+@click.option("--url", default="http://127.0.0.1:8010", show_default=True, help="The emulator.")
+@click.option("--account-sid", envvar="TWILIO_ACCOUNT_SID", required=True)
+@click.option("--auth-token", envvar="TWILIO_AUTH_TOKEN", required=True)
+def emulator_number(
+    *,
+    number: str,
+    sms_url: str | None,
+    fallback_url: str | None,
+    status_callback: str | None,
+    messaging_service_sid: str | None,
+    url: str,
+    account_sid: str,
+    auth_token: str,
+) -> None:
+    """Give the running emulator's account NUMBER, with its webhook URLs."""
+    fields = [("Number", number)]
+    for name, value in (
+        ("SmsUrl", sms_url),
+        ("SmsFallbackUrl", fallback_url),
+        ("StatusCallback", status_callback),
+        ("MessagingServiceSid", messaging_service_sid),
+    ):
+        if value:
+            fields.append((name, value))
+    answer = _control(url, "/_emulator/numbers", fields, account_sid, auth_token)
+    click.echo(f"{answer['number']}: incoming messages go to {answer['sms_url'] or '(nowhere)'}")
+
+
+@emulator.command("advance")
+@click.argument("seconds", type=float)
+@click.option("--url", default="http://127.0.0.1:8010", show_default=True, help="The emulator.")
+@click.option("--account-sid", envvar="TWILIO_ACCOUNT_SID", required=True)
+@click.option("--auth-token", envvar="TWILIO_AUTH_TOKEN", required=True)
+def emulator_advance(*, seconds: float, url: str, account_sid: str, auth_token: str) -> None:
+    """Move a --clock manual emulator forward SECONDS, running what falls due."""
+    answer = _control(
+        url, "/_emulator/advance", [("Seconds", str(seconds))], account_sid, auth_token
+    )
+    click.echo(f"ran {answer['ran']} task(s)")
+
+
+def _control(
+    base: str, path: str, fields: Sequence[tuple[str, str]], account_sid: str, auth_token: str
+) -> dict[str, Any]:
+    """POST to the emulator's control API; any failure is one ``error:`` line."""
+    if urlsplit(base).scheme not in {"http", "https"}:
+        _fail(f"--url {base!r} is not an http(s) URL, e.g. http://127.0.0.1:8010")
+    credentials = b64encode(f"{account_sid}:{auth_token}".encode()).decode()
+    request = urllib.request.Request(
+        base.rstrip("/") + path,
+        data=urlencode(list(fields)).encode(),
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Authorization": f"Basic {credentials}",
+        },
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            answer: dict[str, Any] = json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        try:
+            message = json.loads(error.read()).get("message", error.reason)
+        except ValueError:
+            message = error.reason
+        _fail(f"the emulator answered {error.code}: {message}")
+    except (urllib.error.URLError, OSError) as error:
+        _fail(f"cannot reach the emulator at {base}: {getattr(error, 'reason', error)}")
+    return answer
 
 
 def _describe(info: SegmentInfo) -> str:
