@@ -42,7 +42,14 @@ class Reply:
 class Gunicorn:
     """A gunicorn process serving wsgi:app; stops (and reaps its workers) on exit."""
 
-    def __init__(self, env: Mapping[str, str], *, workers: int = 1, extra: Iterable[str] = ()):
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        *,
+        workers: int = 1,
+        extra: Iterable[str] = (),
+        wrapper: Iterable[str] = (),
+    ):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.env = {
@@ -52,7 +59,7 @@ class Gunicorn:
             **env,
         }
         self.args = [
-            sys.executable, "-m", "gunicorn", "wsgi:app",
+            *wrapper, sys.executable, "-m", "gunicorn", "wsgi:app",
             "--bind", f"127.0.0.1:{self.port}",
             "--workers", str(workers),
             "--chdir", str(ROOT),
@@ -164,3 +171,57 @@ class Gunicorn:
 def _path_of(url: str) -> str:
     parts = urlsplit(url)
     return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+class RedisServer:
+    """A private redis-server on a free loopback port, for tests that pause or kill it.
+
+    Never the shared server on 6379: other tests (and other people) use that one.
+    """
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.kill()
+
+    def start(self) -> RedisServer:
+        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
+        args += ["--save", "", "--appendonly", "no"]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        return self
+            except OSError:
+                time.sleep(0.05)
+        self.kill()
+        raise RuntimeError(f"redis-server did not start on port {self.port}")
+
+    def pause(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)  # a paused process cannot die cleanly
+            self.process.kill()
+            self.process.wait()
+        self.process = None

@@ -152,3 +152,25 @@ def test_serve(mode: list[str]) -> None:
     finally:
         process.terminate()
         process.wait(timeout=15)
+
+
+class TestMaintenance:
+    def test_expires_old_records_and_compacts(self, runner: CliRunner, tmp_path: Path) -> None:
+        from webhook_kit.ledger import StatusEntry
+        from webhook_kit.stores import open_store
+
+        url = f"sqlite:///{tmp_path}/kit.db"
+        store = open_store(url)
+        old = StatusEntry("SM" + "0" * 32, "k", "sent", 2, False, None, None, 1000.0, "")
+        store.record_status(old)
+        store.close()
+        env = {"WEBHOOK_KIT_LEDGER_RETENTION": "3600"}
+        result = runner.invoke(main, ["maintenance", "--store", url], env=env)
+        assert result.exit_code == 0 and result.output == f"maintained {url}\n"
+        assert open_store(url).get_message("SM" + "0" * 32) is None
+        assert (tmp_path / "kit.db-wal").stat().st_size == 0  # checkpointed and truncated
+
+    def test_a_store_that_is_down_is_one_error_line(self, runner: CliRunner) -> None:
+        result = runner.invoke(main, ["maintenance", "--store", "redis://127.0.0.1:1/0"])
+        assert result.exit_code == 1
+        assert result.output.startswith("error: Redis store") and "Traceback" not in result.output

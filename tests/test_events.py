@@ -274,3 +274,50 @@ def test_unknown_fields_never_raise(extra: list[tuple[str, str]]) -> None:
         assert value in message.raw.getlist(name)
     # every typed accessor copes with whatever arrived
     _ = (message.location, message.referral, message.replied_to, message.from_place)
+
+
+SID_FIELDS = ["MessageSid", "SmsSid", "SmsMessageSid", "AccountSid", "MessagingServiceSid"]
+
+
+@pytest.mark.parametrize("name", SID_FIELDS)
+@pytest.mark.parametrize("value", ["SM1", "SM" + "g" * 32, "sm" + "0" * 32, "SM" + "0" * 33])
+def test_a_sid_without_twilios_shape_is_a_bad_request(name: str, value: str) -> None:
+    with pytest.raises(BadRequestError, match=name):  # a bad shape, or aliases that differ
+        inbound(inbound_sms(**{name: value}))
+
+
+def test_the_re_split_replay_is_a_bad_request() -> None:
+    """``MessageSid`` + ``MessagingServiceSid`` joined into one value keeps the signature."""
+    fields = inbound_sms()
+    fields["MessageSid"] += "MessagingServiceSid" + fields.pop("MessagingServiceSid")
+    with pytest.raises(BadRequestError, match="MessageSid"):
+        inbound(fields)
+
+
+def test_message_sid_aliases_must_agree() -> None:
+    with pytest.raises(BadRequestError, match="differ"):
+        inbound(inbound_sms(SmsSid="SM" + "f" * 32))
+
+
+def test_an_unknown_sid_prefix_is_accepted_and_logged(caplog: pytest.LogCaptureFixture) -> None:
+    sid = "XY" + "0" * 32
+    with caplog.at_level("INFO", "webhook_kit"):
+        message = inbound(inbound_sms(MessageSid=sid, SmsSid=sid, SmsMessageSid=sid))
+    assert message.message_sid == sid
+    assert f"MessageSid {sid} with a prefix Twilio does not document" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("MessageStatus", "deliveredRawDlrDoneDate2611231530"),
+        ("MessageStatus", "Delivered"),
+        ("ErrorCode", "30003ErrorMessagex"),
+        ("ErrorCode", "9" * 5000),
+        ("EventType", "READFrom+15005550006"),
+    ],
+)
+def test_status_key_fields_must_have_their_shape(field: str, value: str) -> None:
+    """Each is part of the idempotency key: a re-split value would be a new event."""
+    with pytest.raises(BadRequestError, match=field):
+        parse_status(Fields(status_callback(**{field: value}).items()))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,9 +22,9 @@ from webhook_kit import (
     StoreError,
     WebhookKit,
 )
-from webhook_kit.ledger import Applied, MessageFacts, StatusEntry
+from webhook_kit.ledger import MessageFacts, StatusEntry
 from webhook_kit.signature import compute_signature
-from webhook_kit.stores import Claim
+from webhook_kit.stores import Applied, Claim
 from webhook_kit.stores.memory import MemoryStore
 from webhook_kit.testing import (
     TwilioTestClient,
@@ -37,6 +38,10 @@ from webhook_kit.testing import (
 )
 
 TOKEN = "test-token"
+
+SID1 = "SM" + "1" * 32
+SID_FORM = f"MessageSid={SID1}".encode()
+SUBACCOUNT = "AC" + "5" * 32
 
 
 def make_app(kit: WebhookKit, **config: Any) -> Flask:
@@ -453,15 +458,15 @@ def test_duplicate_inbound_replays_the_first_answer() -> None:
     assert len(runs) == 1
 
 
-def test_idempotency_token_header_is_the_key() -> None:
+def test_idempotency_token_is_logged_never_the_key(caplog: pytest.LogCaptureFixture) -> None:
     kit, runs = counting_kit()
     client = client_for(kit)
     fields = inbound_sms("hi")
-    client.send("messages", fields, headers={"I-Twilio-Idempotency-Token": "tok-1"})
-    client.send("messages", fields, headers={"I-Twilio-Idempotency-Token": "tok-1"})
+    with caplog.at_level(logging.INFO, "webhook_kit"):
+        for token in ("tok-1", "tok-2", "tok-3"):
+            client.send("messages", fields, headers={"I-Twilio-Idempotency-Token": token})
     assert len(runs) == 1
-    client.send("messages", fields, headers={"I-Twilio-Idempotency-Token": "tok-2"})
-    assert len(runs) == 2
+    assert "idempotency token tok-2" in caplog.text and "tok-3" in caplog.text
 
 
 def test_a_failed_handler_releases_its_claim_so_a_retry_runs(
@@ -481,6 +486,7 @@ def test_a_failed_handler_releases_its_claim_so_a_retry_runs(
         failed = client.send("messages", fields)
     assert failed.status_code == 500 and failed.texts == []
     assert fields["MessageSid"] in caplog.text and "database down" in caplog.text
+    assert "handler counting_kit.<locals>.handler failed" in caplog.text
     assert b"database down" not in failed.response.get_data()
     assert client.send("messages", fields).texts == ["ok"]
     assert len(runs) == 2
@@ -579,13 +585,17 @@ def test_failing_error_handler_falls_back_to_500() -> None:
 
 
 class BrokenStore(MemoryStore):
-    def record_status(self, entry: StatusEntry, lease: float | None = None) -> Applied:
+    def record_status(
+        self, entry: StatusEntry, lease: float | None = None, replace: str = ""
+    ) -> Applied:
         raise StoreError("disk full")
 
-    def claim(self, key: str, lease: float, message: MessageFacts | None = None) -> Claim:
+    def claim(
+        self, key: str, lease: float, *, replace: str = "", message: MessageFacts | None = None
+    ) -> Claim:
         if key.startswith("message:"):
             raise StoreError("redis unreachable")
-        return super().claim(key, lease, message)
+        return super().claim(key, lease, replace=replace, message=message)
 
 
 def test_store_failure_is_503_and_releases_the_claim() -> None:
@@ -595,8 +605,7 @@ def test_store_failure_is_503_and_releases_the_claim() -> None:
     client = client_for(kit)
     status = client.send_status(new_sid(), "sent")
     assert status.status_code == 503
-    assert status.response.get_data(as_text=True).startswith("SQLite") is False
-    assert "disk full" in status.response.get_data(as_text=True)
+    assert status.response.get_data() == b"store unavailable: try again later\n"
     assert not store._claims  # released: Twilio's retry can record it
     assert client.send_message("hi").status_code == 503
 
@@ -632,13 +641,13 @@ def echo() -> TwilioTestClient:
 @pytest.mark.parametrize(
     ("body", "content_type", "status", "message"),
     [
-        (b"MessageSid=SM1", "text/plain", 400, "Content-Type 'text/plain'"),
-        (b"MessageSid=SM1", "multipart/form-data; boundary=x", 400, "multipart/form-data"),
+        (SID_FORM, "text/plain", 400, "Content-Type 'text/plain'"),
+        (SID_FORM, "multipart/form-data; boundary=x", 400, "multipart/form-data"),
         (b"\xff\xfe", "application/x-www-form-urlencoded", 400, "not valid UTF-8"),
         (b"Body=%FF%FE", "application/x-www-form-urlencoded", 400, "percent-decoding"),
         (b"From=%2B1&To=%2B2", "application/x-www-form-urlencoded", 400, "missing MessageSid"),
-        (b"MessageSid=SM1&To=%2B2", "application/x-www-form-urlencoded", 400, "missing From"),
-        (b"MessageSid=SM1&From=%2B1", "application/x-www-form-urlencoded", 400, "missing To"),
+        (SID_FORM + b"&To=%2B2", "application/x-www-form-urlencoded", 400, "missing From"),
+        (SID_FORM + b"&From=%2B1", "application/x-www-form-urlencoded", 400, "missing To"),
         (b"", "application/x-www-form-urlencoded", 400, "missing MessageSid"),
         (b"[1, 2]", "application/json", 400, "must be an object"),
         (b"{oops", "application/json", 400, "not valid JSON"),
@@ -654,7 +663,7 @@ def test_bad_bodies_are_a_clear_400(
 
 
 def test_status_without_its_fields_is_400(echo: TwilioTestClient) -> None:
-    code, text = raw_post(echo, b"MessageSid=SM1", path="/twilio/status")
+    code, text = raw_post(echo, SID_FORM, path="/twilio/status")
     assert code == 400 and "missing MessageStatus" in text
 
 
@@ -667,11 +676,11 @@ def test_oversized_body_is_413_with_a_configurable_limit() -> None:
 
 
 def test_unsigned_and_badly_signed_requests_are_403(echo: TwilioTestClient) -> None:
-    code, text = raw_post(echo, b"MessageSid=SM1&From=a&To=b", sign=False)
+    code, text = raw_post(echo, SID_FORM + b"&From=a&To=b", sign=False)
     assert code == 403 and text == "missing X-Twilio-Signature header: request not from Twilio\n"
     response = echo.post(
         "/twilio/messages",
-        data=b"MessageSid=SM1&From=a&To=b",
+        data=SID_FORM + b"&From=a&To=b",
         content_type="application/x-www-form-urlencoded",
         headers={"X-Twilio-Signature": compute_signature("http://localhost/", {}, TOKEN)},
     )
@@ -693,7 +702,7 @@ def test_log_only_mode_lets_bad_signatures_through_and_logs(
 ) -> None:
     client = client_for(echo_kit(), WEBHOOK_KIT_VALIDATE="log-only")
     with caplog.at_level(logging.WARNING, "webhook_kit"):
-        code, text = raw_post(client, b"MessageSid=SM1&From=a&To=b&Body=hi", sign=False)
+        code, text = raw_post(client, SID_FORM + b"&From=a&To=b&Body=hi", sign=False)
     assert code == 200 and "Echo: hi" in text
     assert "log-only: would reject missing X-Twilio-Signature" in caplog.text
 
@@ -702,14 +711,14 @@ def test_off_mode_skips_verification_loudly(caplog: pytest.LogCaptureFixture) ->
     with caplog.at_level(logging.WARNING, "webhook_kit"):
         client = client_for(echo_kit(), WEBHOOK_KIT_VALIDATE="off", WEBHOOK_KIT_AUTH_TOKEN=None)
     assert "NOT verified" in caplog.text
-    code, _ = raw_post(client, b"MessageSid=SM1&From=a&To=b", sign=False)
+    code, _ = raw_post(client, SID_FORM + b"&From=a&To=b", sign=False)
     assert code == 200
 
 
 def test_get_webhooks_are_signed_over_the_query(echo: TwilioTestClient) -> None:
     reply = echo.send("messages", inbound_sms("via GET"), method="GET")
     assert reply.status_code == 200 and reply.texts == ["Echo: via GET"]
-    response = echo.get("/twilio/messages?MessageSid=SM1&From=a&To=b")
+    response = echo.get(f"/twilio/messages?MessageSid={SID1}&From=a&To=b")
     assert response.status_code == 403
 
 
@@ -718,7 +727,7 @@ def test_json_bodies_verify_their_hash(echo: TwilioTestClient) -> None:
 
     from webhook_kit.signature import body_sha256
 
-    body = json.dumps({"MessageSid": "SM1", "From": "+1", "To": "+2", "Body": "json"}).encode()
+    body = json.dumps({"MessageSid": SID1, "From": "+1", "To": "+2", "Body": "json"}).encode()
     path = f"/twilio/messages?bodySHA256={body_sha256(body)}"
     signature = compute_signature(f"http://localhost{path}", None, TOKEN)
     response = echo.post(
@@ -748,11 +757,11 @@ def test_subaccount_tokens_come_from_the_loader() -> None:
 
     @kit.auth_token_loader
     def tokens(account_sid: str) -> str | None:
-        return "sub-token" if account_sid == "ACsub" else None
+        return "sub-token" if account_sid == SUBACCOUNT else None
 
     client = client_for(kit)
     client.auth_token = "sub-token"
-    assert client.send_message("hi", fields={"AccountSid": "ACsub"}).status_code == 200
+    assert client.send_message("hi", fields={"AccountSid": SUBACCOUNT}).status_code == 200
     assert client.send_message("hi").status_code == 403
 
 
@@ -940,7 +949,7 @@ def test_direct_bad_input_and_signatures() -> None:
     assert isinstance(client, TwilioTestClient)
     code, text = raw_post(client, b"\xff", sign=True)
     assert code == 400 and "UTF-8" in text
-    code, text = raw_post(client, b"MessageSid=SM1&From=a&To=b", sign=False)
+    code, text = raw_post(client, SID_FORM + b"&From=a&To=b", sign=False)
     assert code == 403
 
 
@@ -963,13 +972,17 @@ def test_direct_status_without_handlers_is_one_store_step() -> None:
     class CountingStore(MemoryStore):
         calls: list[str] = []
 
-        def claim(self, key: str, lease: float, message: MessageFacts | None = None) -> Claim:
+        def claim(
+            self, key: str, lease: float, *, replace: str = "", message: MessageFacts | None = None
+        ) -> Claim:
             self.calls.append("claim")
-            return super().claim(key, lease, message)
+            return super().claim(key, lease, replace=replace, message=message)
 
-        def record_status(self, entry: StatusEntry, lease: float | None = None) -> Applied:
+        def record_status(
+            self, entry: StatusEntry, lease: float | None = None, replace: str = ""
+        ) -> Applied:
             self.calls.append(f"record lease={lease}")
-            return super().record_status(entry, lease)
+            return super().record_status(entry, lease, replace)
 
         def complete(self, key: str, owner: str, answer: bytes) -> None:
             self.calls.append("complete")
@@ -984,4 +997,96 @@ def test_direct_status_without_handlers_is_one_store_step() -> None:
     assert store.calls == ["record lease=None"]
     store.calls.clear()
     client.send_status(new_sid(), "failed", error_code=30008)
-    assert store.calls == ["record lease=30.0", "complete"]
+    assert store.calls == ["record lease=15.0", "complete"]
+
+
+# -- hostile input and faults (issue 17) -------------------------------------------------------
+
+
+def test_a_long_plain_text_reply_is_split_at_word_boundaries() -> None:
+    """The echo of a maximal (1,600-character) message with its prefix must still go out."""
+    body = " ".join(["word"] * 319) + " end"  # 1,599 characters
+    reply = client_for(echo_kit()).send_message(body)
+    assert reply.status_code == 200
+    assert all(len(text) <= 1600 for text in reply.texts) and len(reply.texts) == 2
+    assert " ".join(reply.texts) == f"Echo: {body}"
+
+
+def test_split_text_cuts_inside_a_word_only_when_it_must() -> None:
+    from webhook_kit.routing import split_text
+
+    assert split_text("abcdefghij", 4) == ["abcd", "efgh", "ij"]
+    assert split_text("ab cd ef", 5) == ["ab cd", "ef"]
+    assert split_text("a\n\nb", 2) == ["a", "b"]
+    assert split_text("short", 1600) == ["short"] and split_text("", 5) == [""]
+
+
+def test_a_store_failure_inside_a_handler_is_503_not_500() -> None:
+    kit = WebhookKit()
+
+    @kit.on_message()
+    def reads_the_ledger(message: InboundMessage) -> str:
+        raise StoreError("Redis store failed: connection refused")
+
+    reply = client_for(kit).send_message("hi")
+    assert reply.status_code == 503 and b"store unavailable" in reply.response.get_data()
+
+
+def test_a_failing_filter_is_a_logged_500(caplog: pytest.LogCaptureFixture) -> None:
+    kit = WebhookKit()
+    kit.on_message(when=lambda message: 1 / 0 == 0)(lambda message: "never")
+    with caplog.at_level(logging.ERROR, "webhook_kit"):
+        reply = client_for(kit).send_message("hi")
+    assert reply.status_code == 500 and "a message filter (when=) failed" in caplog.text
+
+
+def test_a_re_split_replay_never_runs_the_handler_twice() -> None:
+    kit, runs = counting_kit()
+    client = client_for(kit)
+    fields = inbound_sms("once")
+    assert client.send("messages", fields).texts == ["run 1"]
+    resplit = dict(fields)
+    resplit["MessageSid"] += "MessagingServiceSid" + resplit.pop("MessagingServiceSid")
+    url = "http://localhost/twilio/messages"
+    assert compute_signature(url, resplit, TOKEN) == compute_signature(url, fields, TOKEN)
+    assert client.send("messages", resplit).status_code == 400
+    assert len(runs) == 1
+
+
+def test_a_claim_held_by_a_dead_process_is_taken_over_at_once(tmp_path: Path) -> None:
+    """A worker killed mid-handler (gunicorn's timeout, kill -9) strands nothing."""
+    import os
+
+    from webhook_kit.stores.sqlite import SQLiteStore
+
+    path = str(tmp_path / "kit.db")
+    fields = inbound_sms("hi")
+    pid = os.fork()
+    if pid == 0:  # the doomed worker: claims the message, then dies without a word
+        SQLiteStore(path).claim(f"message:{fields['MessageSid']}", 30)
+        os._exit(0)
+    os.waitpid(pid, 0)
+    runs: list[str] = []
+    kit = WebhookKit(store=SQLiteStore(path))
+
+    @kit.on_message()
+    def handler(message: InboundMessage) -> str:
+        runs.append(message.message_sid)
+        return "ran"
+
+    client = client_for(kit, WEBHOOK_KIT_CLAIM_WAIT=0)
+    assert client.send("messages", fields).texts == ["ran"]
+    assert client.send("messages", fields).texts == ["ran"]
+    assert runs == [fields["MessageSid"]]
+
+
+def test_only_a_duplicate_status_callback_is_logged_as_one(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client = client_for(echo_kit())
+    callback = status_callback(status="sent")
+    with caplog.at_level(logging.INFO, "webhook_kit"):
+        client.send("status", callback, headers={"I-Twilio-Idempotency-Token": "first"})
+        assert "duplicate" not in caplog.text
+        client.send("status", callback, headers={"I-Twilio-Idempotency-Token": "second"})
+    assert "duplicate answered without the handler (idempotency token second)" in caplog.text

@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 from twilio.request_validator import RequestValidator
 from werkzeug.datastructures import MultiDict
 
+from webhook_kit.errors import BadRequestError
 from webhook_kit.signature import (
     URLBuilder,
     Verifier,
@@ -185,6 +186,16 @@ class TestURLBuilder:
         environ.update(extra)
         return environ
 
+    @pytest.mark.parametrize("host", ["[", "[::1", "::1]", "a b", "host:80x", "a/b"])
+    @pytest.mark.parametrize("header", ["HTTP_HOST", "HTTP_X_FORWARDED_HOST"])
+    def test_a_host_that_is_no_authority_is_a_bad_request(self, host: str, header: str) -> None:
+        with pytest.raises(BadRequestError, match="not a valid host"):
+            URLBuilder(proxy_hops=1)(self.environ(**{header: host}))
+
+    @pytest.mark.parametrize("host", ["[::1]:8000", "[::1]", "example.com", "10.0.0.5:80"])
+    def test_valid_hosts_pass(self, host: str) -> None:
+        assert URLBuilder()(self.environ(HTTP_HOST=host)).startswith(f"http://{host}/")
+
     def test_direct(self) -> None:
         assert URLBuilder()(self.environ()) == "http://10.0.0.5:8000/twilio/messages?x=a%20b"
 
@@ -336,3 +347,7 @@ def test_every_one_character_mutation_is_rejected(url: str, pairs: list[tuple[st
         if mutated in set(url_variants(url)):
             continue  # another spelling of the same URL (port, apostrophe), not a new URL
         assert not check.verify(mutated, pairs, signature), mutated
+
+
+def test_url_variants_of_an_unparsable_url_is_the_url_itself() -> None:
+    assert list(url_variants("http://[::1/x")) == ["http://[::1/x"]

@@ -72,6 +72,30 @@ def serve(
     app.run(host=host, port=port)
 
 
+@main.command()
+@click.option("--store", help="Store URL (default: WEBHOOK_KIT_STORE, else the SQLite default).")
+def maintenance(*, store: str | None) -> None:
+    """Expire old idempotency keys and ledger records, compact the store, and exit.
+
+    Every server process already does this in a background thread; run this from cron for
+    a store no server is using, or to compact at a quiet hour. Retention periods come from
+    WEBHOOK_KIT_RETENTION and WEBHOOK_KIT_LEDGER_RETENTION, as for the server.
+    """
+    config = config_from_environ()
+    if store:
+        config["WEBHOOK_KIT_STORE"] = store
+    try:
+        settings = Settings.from_config(config)
+        opened = _store(settings)
+        try:
+            opened.maintain(full=True)
+        finally:
+            opened.close()
+    except WebhookKitError as error:
+        _fail(str(error))
+    click.echo(f"maintained {settings.store}")
+
+
 @main.group()
 def simulate() -> None:
     """Send a signed webhook to a running server, as Twilio would."""
@@ -264,7 +288,7 @@ def reconcile(older_than: str, as_json: bool) -> None:
     age = _duration(older_than, "--older-than")
     config = config_from_environ()
     try:
-        store = _store(config)
+        store = _store(Settings.from_config(config))
         report = Sender.from_config(config, store).reconcile(older_than=age)
     except WebhookKitError as error:
         _fail(str(error))
@@ -276,16 +300,18 @@ def reconcile(older_than: str, as_json: bool) -> None:
         click.echo(f"not found on Twilio: {sid}")
 
 
-def _store(config: dict[str, Any]) -> Store:
-    settings = Settings.from_config(config)
+def _store(settings: Settings) -> Store:
     return open_store(
-        settings.store, retention=settings.retention, ledger_retention=settings.ledger_retention
+        settings.store,
+        retention=settings.retention,
+        ledger_retention=settings.ledger_retention,
+        timeout=settings.store_timeout,
     )
 
 
 def _ledger(query: Callable[[Ledger], T]) -> T:
     try:
-        return query(Ledger(_store(config_from_environ())))
+        return query(Ledger(_store(Settings.from_config(config_from_environ()))))
     except WebhookKitError as error:
         _fail(str(error))
 

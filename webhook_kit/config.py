@@ -36,7 +36,15 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     ),
     "WEBHOOK_KIT_MAX_BODY": (64 * 1024, "largest accepted request body in bytes (else 413)"),
     "WEBHOOK_KIT_CLAIM_WAIT": (2.0, "seconds a duplicate waits for the first delivery"),
-    "WEBHOOK_KIT_CLAIM_LEASE": (30.0, "seconds before an unfinished claim may be taken over"),
+    "WEBHOOK_KIT_CLAIM_LEASE": (
+        15.0,
+        "seconds before the unfinished claim of a worker on another host may be taken over",
+    ),
+    "WEBHOOK_KIT_STORE_TIMEOUT": (
+        2.0,
+        "seconds a store operation may wait (SQLite's write lock, Redis's connect and reply) "
+        "before the request gets 503",
+    ),
     "WEBHOOK_KIT_MAX_SEGMENTS": (3, "log a warning when a reply costs more SMS segments"),
     "WEBHOOK_KIT_ERROR_REPLY": (None, "text sent when a handler fails (default: no reply, 500)"),
     "WEBHOOK_KIT_ACCOUNT_SID": (None, "account that sends (default: $TWILIO_ACCOUNT_SID)"),
@@ -65,6 +73,7 @@ class Settings:
     max_body: int
     claim_wait: float
     claim_lease: float
+    store_timeout: float
     max_segments: int
     error_reply: str | None
     #: Signs the correlation tokens of sends; None when nothing is configured to sign with.
@@ -101,6 +110,7 @@ class Settings:
             max_body=_number(config, "WEBHOOK_KIT_MAX_BODY", int, minimum=1),
             claim_wait=_number(config, "WEBHOOK_KIT_CLAIM_WAIT", float, minimum=0),
             claim_lease=_number(config, "WEBHOOK_KIT_CLAIM_LEASE", float, minimum=1),
+            store_timeout=_number(config, "WEBHOOK_KIT_STORE_TIMEOUT", float, minimum=0.05),
             max_segments=_number(config, "WEBHOOK_KIT_MAX_SEGMENTS", int, minimum=1),
             error_reply=config["WEBHOOK_KIT_ERROR_REPLY"] or None,
             secret_key=(

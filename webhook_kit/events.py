@@ -3,10 +3,17 @@
 Twilio adds parameters without notice, so an event keeps every field it received in
 ``raw`` (a read-only multi-dict) and types the ones it knows. Only the fields that identify
 a request are required; anything else that is missing or malformed reads as ``None``.
+
+The fields that identify a request must also have Twilio's shape, because the signature
+cannot tell where one field ends: Twilio signs ``name1 + value1 + name2 + value2 ...``, so a
+captured request re-split at another boundary (``MessageSid`` = ``SM...MessagingServiceSidMG...``)
+carries the same valid signature. Fixed-shape SIDs, statuses and error codes make every such
+re-split of an identifying field a ``400`` instead of a second, different event.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import ItemsView, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -17,6 +24,23 @@ from .errors import BadRequestError
 from .status import DeliveryError, MessageStatus, OpenStrEnum
 
 _T = TypeVar("_T")
+log = logging.getLogger("webhook_kit")
+
+#: A SID: two capital letters and 32 hex digits (Twilio's OpenAPI patterns).
+_SID = re.compile(r"[A-Z]{2}[0-9a-fA-F]{32}")
+_MESSAGE_PREFIXES = ("SM", "MM")
+#: The three names of a message's own SID (they must agree).
+_MESSAGE_SID_FIELDS = ("MessageSid", "SmsMessageSid", "SmsSid")
+#: Other SID fields of messaging webhooks, and the prefixes Twilio's API documents for each.
+_OTHER_SID_FIELDS = (
+    ("AccountSid", ("AC",)),
+    ("MessagingServiceSid", ("MG",)),
+    ("OriginalRepliedMessageSid", _MESSAGE_PREFIXES),
+)
+_KNOWN_STATUSES = frozenset(status.value for status in MessageStatus)
+_STATUS = re.compile(r"[a-z][a-z_]*")
+_EVENT_TYPE = re.compile(r"[A-Z][A-Z_]*")
+_ERROR_CODE = re.compile(r"[0-9]{1,9}")
 
 
 class Fields(Mapping[str, str]):
@@ -323,12 +347,21 @@ def parse_fallback(raw: Fields) -> FallbackRequest:
 
 
 def parse_status(raw: Fields) -> StatusCallback:
-    """Build a :class:`StatusCallback`; ``BadRequestError`` without MessageSid/MessageStatus."""
-    sid = raw.get("MessageSid") or raw.get("SmsSid")
+    """Build a :class:`StatusCallback`; ``BadRequestError`` without MessageSid/MessageStatus.
+
+    Also ``BadRequestError`` when a field of its idempotency key has the wrong shape: a SID,
+    ``MessageStatus`` (lower-case word), ``EventType`` (upper-case word), ``ErrorCode``
+    (digits).
+    """
+    sid = _message_sid(raw)
     status = raw.get("MessageStatus") or raw.get("SmsStatus")
     if not sid or not status:
         missing = "MessageSid" if not sid else "MessageStatus"
         raise BadRequestError(f"missing {missing}: not a Twilio status callback")
+    if status not in _KNOWN_STATUSES:  # the common case needs no pattern
+        _check_shape("MessageStatus", _STATUS, status, "a lower-case word")
+    _check_shape("EventType", _EVENT_TYPE, raw.get("EventType"), "an upper-case word")
+    _check_shape("ErrorCode", _ERROR_CODE, raw.get("ErrorCode"), "a number")
     code = _int(raw.get("ErrorCode"))
     from_, to = raw.get("From"), raw.get("To")
     prefix = raw.get("ChannelPrefix")
@@ -360,7 +393,7 @@ def _inbound_fields(
     Channel,
     OptOutType | None,
 ]:
-    sid = raw.get("MessageSid") or raw.get("SmsMessageSid") or raw.get("SmsSid")
+    sid = _message_sid(raw)
     from_ = raw.get("From")
     to = raw.get("To")
     if not sid or not from_ or not to:
@@ -381,6 +414,39 @@ def _inbound_fields(
         _channel(from_, len(media)),
         OptOutType(opt_out.upper()) if opt_out else None,
     )
+
+
+def _message_sid(raw: Fields) -> str | None:
+    """The message's SID, after checking every SID field's shape and that the aliases agree."""
+    sid = None
+    for name in _MESSAGE_SID_FIELDS:
+        value = raw.get(name)
+        if not value:
+            continue
+        if sid is None:
+            _check_sid(name, value, _MESSAGE_PREFIXES)
+            sid = value
+        elif value != sid:
+            raise BadRequestError("MessageSid, SmsMessageSid and SmsSid differ: not from Twilio")
+    for name, prefixes in _OTHER_SID_FIELDS:
+        value = raw.get(name)
+        if value:
+            _check_sid(name, value, prefixes)
+    return sid
+
+
+def _check_sid(name: str, value: str, prefixes: tuple[str, ...]) -> None:
+    if not _SID.fullmatch(value):
+        raise BadRequestError(
+            f"{name} {value[:40]!r} is not a Twilio SID (two capital letters and 32 hex digits)"
+        )
+    if value[:2] not in prefixes:
+        log.info("accepted %s %s with a prefix Twilio does not document", name, value)
+
+
+def _check_shape(name: str, shape: re.Pattern[str], value: str | None, what: str) -> None:
+    if value and not shape.fullmatch(value):
+        raise BadRequestError(f"{name} {value[:40]!r} is not {what}: not from Twilio")
 
 
 def _media(raw: Fields) -> tuple[Media, ...]:

@@ -1,4 +1,4 @@
-"""The Flask extension: handler registry, configuration and blueprint."""
+"""The Flask extension: decorators filling the handler registry, configuration, blueprint."""
 
 from __future__ import annotations
 
@@ -14,12 +14,11 @@ from .config import Settings
 from .errors import ConfigurationError
 from .events import Channel, InboundMessage, OptOutType, StatusCallback
 from .ledger import Ledger, MessageRecord
+from .registry import Registry
 from .routing import (
-    MessageRouter,
     OneOrMany,
     Predicate,
     Reply,
-    StatusRoute,
     message_route,
     status_route,
 )
@@ -76,12 +75,8 @@ class WebhookKit:
     ) -> None:
         self.url_prefix = url_prefix
         self._store = store
-        self._message_router = MessageRouter()
-        self._fallback_router = MessageRouter()
-        self._status_routes: list[StatusRoute] = []
-        self._final_handlers: list[Callable[[MessageRecord], None]] = []
-        self._error_handlers: list[Callable[[Exception, Any], Reply]] = []
-        self._token_loader: Callable[[str], str | Sequence[str] | None] | None = None
+        #: Everything registered with the decorators; what each app's pipeline dispatches to.
+        self.registry = Registry()
         self._pipelines: WeakKeyDictionary[Flask, Pipeline] = WeakKeyDictionary()
         self._senders: WeakKeyDictionary[Flask, Sender] = WeakKeyDictionary()
         self._status_paths: WeakKeyDictionary[Flask, str] = WeakKeyDictionary()
@@ -120,7 +115,7 @@ class WebhookKit:
         """
 
         def register(handler: MessageHandlerT) -> MessageHandlerT:
-            self._message_router.add(
+            self.registry.messages.add(
                 message_route(
                     handler,
                     keyword=keyword,
@@ -151,7 +146,7 @@ class WebhookKit:
         """
 
         def register(handler: MessageHandlerT) -> MessageHandlerT:
-            self._fallback_router.add(
+            self.registry.fallback.add(
                 message_route(handler, keyword=keyword, pattern=pattern, when=when)
             )
             return handler
@@ -168,7 +163,7 @@ class WebhookKit:
         """
 
         def register(handler: StatusHandlerT) -> StatusHandlerT:
-            self._status_routes.append(status_route(handler, statuses))
+            self.registry.status.append(status_route(handler, statuses))
             return handler
 
         return register
@@ -180,7 +175,7 @@ class WebhookKit:
         across retries, duplicates and hosts; if it raises, the callback is answered 500
         and the hook runs again on Twilio's retry.
         """
-        self._final_handlers.append(handler)
+        self.registry.final.append(handler)
         return handler
 
     def on_error(self, handler: ErrorHandlerT) -> ErrorHandlerT:
@@ -190,12 +185,12 @@ class WebhookKit:
         (``WEBHOOK_KIT_ERROR_REPLY``, else an empty answer with status 500 so that Twilio
         tries the fallback URL).
         """
-        self._error_handlers.append(handler)
+        self.registry.errors.append(handler)
         return handler
 
     def auth_token_loader(self, loader: TokenLoaderT) -> TokenLoaderT:
         """Register ``loader(account_sid) -> token(s) | None`` for apps serving subaccounts."""
-        self._token_loader = loader
+        self.registry.token_loader = loader
         return loader
 
     # -- Flask integration -------------------------------------------------------------------
@@ -220,16 +215,19 @@ class WebhookKit:
                 "WEBHOOK_KIT_VALIDATE=off: X-Twilio-Signature is NOT verified; anyone who "
                 "can reach this app can post webhooks to it"
             )
-        elif not settings.auth_tokens and self._token_loader is None:
+        elif not settings.auth_tokens and self.registry.token_loader is None:
             raise ConfigurationError(
                 "no Twilio auth token: set TWILIO_AUTH_TOKEN (or app.config"
                 "['WEBHOOK_KIT_AUTH_TOKEN']), or register @kit.auth_token_loader before "
                 "init_app; WEBHOOK_KIT_VALIDATE=off disables verification explicitly"
             )
         store = self._store or open_store(
-            settings.store, retention=settings.retention, ledger_retention=settings.ledger_retention
+            settings.store,
+            retention=settings.retention,
+            ledger_retention=settings.ledger_retention,
+            timeout=settings.store_timeout,
         )
-        pipeline = Pipeline(self, settings, store)
+        pipeline = Pipeline(self.registry, settings, store)
         self._pipelines[app] = pipeline
         app.extensions["webhook_kit"] = self
 
@@ -294,6 +292,3 @@ class WebhookKit:
             raise ConfigurationError(
                 "this app was not initialised with this WebhookKit: call kit.init_app(app)"
             ) from None
-
-    def _load_tokens(self, account_sid: str) -> str | Sequence[str] | None:
-        return self._token_loader(account_sid) if self._token_loader is not None else None

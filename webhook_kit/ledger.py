@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import parse_qsl, urlencode
 
 from .errors import WebhookKitError
@@ -24,7 +24,6 @@ from .status import DeliveryError, MessageStatus, OpenStrEnum
 
 if TYPE_CHECKING:
     from .events import InboundMessage, StatusCallback
-    from .stores import Claim, Outcome, Store
 
 #: Key prefix of the history entries that reconciliation wrote (not a callback from Twilio).
 RECONCILED = "reconciled:"
@@ -136,27 +135,6 @@ class MessageFacts:
             created_at=at,
             status=MessageStatus.RECEIVED.value,
         )
-
-
-@dataclass(frozen=True, slots=True)
-class Applied:
-    """What claiming and recording one callback did."""
-
-    #: CLAIMED: won, and handlers may run (complete or release it); DONE: won and finished
-    #: in the same step, or lost to a finished claim; BUSY: lost to a claim still running.
-    claim: Claim
-    #: True when this call added the callback to the history.
-    recorded: bool
-    #: The message's current status after this call; None when the claim was lost.
-    status: MessageStatus | None
-
-    @property
-    def outcome(self) -> Outcome:
-        return self.claim.outcome
-
-    @property
-    def final(self) -> bool:
-        return self.status is not None and self.status.is_final
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,12 +305,20 @@ def seconds_of(moment: datetime | float | None) -> float | None:
     return moment.timestamp()
 
 
+class Records(Protocol):
+    """Where the ledger reads records from: any store (the ledger never imports the stores)."""
+
+    def get_message(self, message_sid: str) -> MessageRecord | None: ...
+
+    def find_messages(self, query: Query) -> list[MessageRecord]: ...
+
+
 class Ledger:
     """Read access to the delivery ledger of one app (``kit.ledger``)."""
 
     __slots__ = ("_store",)
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Records) -> None:
         self._store = store
 
     def get(self, message_sid: str) -> MessageRecord | None:

@@ -14,7 +14,7 @@ from typing import Any, TypeAlias
 from .errors import ConfigurationError, ReplyTypeError
 from .events import Channel, InboundMessage, OptOutType, StatusCallback
 from .status import MessageStatus
-from .twiml import MessagingResponse
+from .twiml import MAX_BODY_LENGTH, MessagingResponse
 
 Reply: TypeAlias = str | MessagingResponse | Sequence[str] | None
 MessageHandler: TypeAlias = Callable[[InboundMessage], Reply]
@@ -133,8 +133,8 @@ class MessageRouter:
             return
         if self._default is not None:
             raise ConfigurationError(
-                f"{_name(route.handler)} and {_name(self._default.handler)} are both default "
-                "handlers (no filter); only one can be reached, so give one a filter"
+                f"{handler_name(route.handler)} and {handler_name(self._default.handler)} are "
+                "both default handlers (no filter); only one can be reached, so give one a filter"
             )
         self._default = route
 
@@ -167,24 +167,43 @@ class StatusRoute:
 
 
 def as_twiml(result: object, handler: Callable[..., Any]) -> MessagingResponse:
-    """Turn what a message handler returned into a TwiML response."""
+    """Turn what a message handler returned into a TwiML response.
+
+    Plain text longer than one ``<Message>`` holds (1600 characters) becomes several
+    ``<Message>`` verbs, split at word boundaries, rather than an error: an echo of a
+    maximal message with a prefix must still reach the person.
+    """
     if result is None:
         return MessagingResponse()
     if isinstance(result, MessagingResponse):
         return result
-    if isinstance(result, str):
+    texts = [result] if isinstance(result, str) else result
+    if isinstance(texts, list | tuple) and all(isinstance(item, str) for item in texts):
         response = MessagingResponse()
-        response.message(result)
-        return response
-    if isinstance(result, list | tuple) and all(isinstance(item, str) for item in result):
-        response = MessagingResponse()
-        for text in result:
-            response.message(text)
+        for text in texts:
+            for piece in split_text(text):
+                response.message(piece)
         return response
     raise ReplyTypeError(
-        f"handler {_name(handler)} returned {type(result).__name__}; return a str, a list of "
-        "str, a MessagingResponse (kit.reply()), or None for no reply"
+        f"handler {handler_name(handler)} returned {type(result).__name__}; return a str, a "
+        "list of str, a MessagingResponse (kit.reply()), or None for no reply"
     )
+
+
+def split_text(text: str, limit: int = MAX_BODY_LENGTH) -> list[str]:
+    """``text`` in pieces of at most ``limit`` characters, cut at whitespace where possible.
+
+    Whitespace at a cut is dropped; a word longer than ``limit`` is cut inside the word.
+    """
+    pieces: list[str] = []
+    while len(text) > limit:
+        cut = next((i for i in range(limit, 0, -1) if text[i].isspace()), 0)
+        piece, text = (text[:cut], text[cut:].lstrip()) if cut else (text[:limit], text[limit:])
+        if piece.strip():
+            pieces.append(piece.rstrip())
+    if text or not pieces:
+        pieces.append(text)
+    return pieces
 
 
 def call_status_handler(route: StatusRoute, update: StatusCallback) -> None:
@@ -192,7 +211,7 @@ def call_status_handler(route: StatusRoute, update: StatusCallback) -> None:
     result = route.handler(update)
     if result is not None:
         raise ReplyTypeError(
-            f"status handler {_name(route.handler)} returned {type(result).__name__}; "
+            f"status handler {handler_name(route.handler)} returned {type(result).__name__}; "
             "status callbacks cannot reply, return None"
         )
 
@@ -213,7 +232,7 @@ def _many(value: str | Iterable[str] | None) -> frozenset[str] | None:
     return values
 
 
-def _name(handler: Callable[..., Any]) -> str:
+def handler_name(handler: Callable[..., Any]) -> str:
     return getattr(handler, "__qualname__", None) or repr(handler)
 
 

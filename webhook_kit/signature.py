@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from binascii import b2a_base64
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, cast
@@ -19,9 +20,13 @@ from urllib.parse import parse_qsl, quote, urlsplit
 
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from .errors import BadRequestError
+
 Params = Mapping[str, str] | Mapping[str, Sequence[str]] | Iterable[tuple[str, str]]
 
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
+#: ``host[:port]`` as RFC 3986 allows it: a bracketed IPv6 literal or a registered name.
+_AUTHORITY = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]+)(?::[0-9]{0,5})?")
 
 
 def compute_signature(url: str, params: Params | None, token: str) -> str:
@@ -47,7 +52,10 @@ def url_variants(url: str) -> Iterator[str]:
     these spellings (all still need the token). Lazy: a match on the first computes no others.
     """
     yield url
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # not a URL that can be re-spelled; only its own spelling can match
+        return
     spellings = [url]
     default = _DEFAULT_PORTS.get(parts.scheme.lower())
     if default is not None and parts.netloc:
@@ -135,7 +143,9 @@ class URLBuilder:
     In order: the configured public base URL joined with the raw path; else the scheme and
     host as werkzeug's ``ProxyFix`` corrects them trusting exactly ``proxy_hops`` proxies
     (0: the ``X-Forwarded-*`` headers are ignored, as anyone can send them); then the
-    path and query exactly as received, never werkzeug's decoded ``request.url``.
+    path and query exactly as received, never werkzeug's decoded ``request.url``. A host
+    that is no valid ``host[:port]`` (``[``, ``[::1``) raises :class:`BadRequestError`: a
+    URL that cannot be rebuilt cannot be verified.
     """
 
     __slots__ = ("_base", "_proxy_fix")
@@ -168,6 +178,8 @@ class URLBuilder:
             port = environ.get("SERVER_PORT")
             if port and port != _DEFAULT_PORTS.get(scheme):
                 host = f"{host}:{port}"
+        if not _AUTHORITY.fullmatch(host):
+            raise BadRequestError(f"host {host[:100]!r} is not a valid host[:port]")
         return f"{scheme}://{host}{target}"
 
     def _forwarded(self, environ: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -7,14 +7,19 @@ behind Flask's request cycle (:meth:`Pipeline.view`, the blueprint) and in front
 (:class:`DirectDispatch`, which saves the cost of building a Flask request per webhook).
 The body is read straight from the WSGI input: werkzeug's ``request.form`` would cost more
 than verification, parsing and the TwiML reply together.
+
+Only a user's handler can make a 500: bad input is a 4xx, a failing store a 503, and a
+claim whose owner died (same host: its process is gone) is taken over by the next delivery.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from http import HTTPStatus
 from io import BytesIO
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
@@ -39,17 +44,17 @@ from .events import (
 )
 from .ledger import MessageFacts, StatusEntry
 from .ledger import now as ledger_now
-from .routing import MessageRouter, as_twiml, call_status_handler
+from .routing import MessageRouter, as_twiml, call_status_handler, handler_name
 from .sending import Correlator
 from .signature import URLBuilder, Verifier
-from .stores import Claim, Outcome, Store
+from .stores import Claim, Outcome, Store, housekeeping, new_owner
 from .twiml import MessagingResponse
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
     from .config import Settings
-    from .kit import WebhookKit
+    from .registry import Registry
 
 log = logging.getLogger("webhook_kit")
 
@@ -70,6 +75,7 @@ class Answer(NamedTuple):
 
 _EMPTY = Answer(200, EMPTY_TWIML)
 _FAILED = Answer(500, EMPTY_TWIML)
+_STORE_DOWN = Answer(503, b"store unavailable: try again later\n", TEXT_TYPE)
 
 
 class Incoming(NamedTuple):
@@ -90,16 +96,37 @@ _S = TypeVar("_S", bound=_Settled)
 Handle = Callable[[dict[str, Any]], Answer]
 
 
+class _Failed(Exception):
+    """User code (``name``) raised ``error``: the one failure answered 500."""
+
+    def __init__(self, name: str, error: Exception) -> None:
+        super().__init__(name, error)
+        self.name = name
+        self.error = error
+
+
+@contextmanager
+def _running(name: str) -> Iterator[None]:
+    """Mark user code: its exceptions become :class:`_Failed`, except a store's (503)."""
+    try:
+        yield
+    except StoreError:
+        raise
+    except Exception as error:
+        raise _Failed(name, error) from error
+
+
 class Pipeline:
     """The request path for one app: one method per webhook route, environ in, answer out."""
 
-    def __init__(self, kit: WebhookKit, settings: Settings, store: Store) -> None:
-        self.kit = kit
+    def __init__(self, registry: Registry, settings: Settings, store: Store) -> None:
+        self.registry = registry
         self.settings = settings
         self.store = store
-        self.verifier = Verifier(settings.auth_tokens, kit._load_tokens)
+        self.verifier = Verifier(settings.auth_tokens, registry.load_tokens)
         self.url_of = URLBuilder(settings.public_url, settings.proxy_hops)
         self.correlator = Correlator(settings.secret_key)
+        self._housekeeping_pid = 0
         self._error_reply: bytes | None = None
         if settings.error_reply:
             reply = MessagingResponse()
@@ -126,40 +153,51 @@ class Pipeline:
     # -- routes --------------------------------------------------------------------------
 
     def messages(self, environ: dict[str, Any]) -> Answer:
-        return self._inbound(environ, parse_inbound, "message", self.kit._message_router)
+        return self._inbound(environ, parse_inbound, "message", self.registry.messages)
 
     def fallback(self, environ: dict[str, Any]) -> Answer:
-        return self._inbound(environ, parse_fallback, "fallback", self.kit._fallback_router)
+        return self._inbound(environ, parse_fallback, "fallback", self.registry.fallback)
 
     def status(self, environ: dict[str, Any]) -> Answer:
         try:
             incoming = self._read(environ)
             self._verify(environ, incoming)
             update = parse_status(incoming.fields)
-            natural = f"{update.message_sid}:{update.status.value}:{update.event_type or ''}"
-            key = _idempotency_key(environ, "status", natural)
-            routes = [route for route in self.kit._status_routes if route.accepts(update)]
+            error = update.error.code if update.error else ""
+            key = f"status:{update.message_sid}:{update.status.value}:"
+            key += f"{update.event_type or ''}:{error}"
+            routes = [route for route in self.registry.status if route.accepts(update)]
             # Only a final status can make a message final, so only then can hooks run.
-            hooks = self.kit._final_handlers if update.status.is_final else []
+            hooks = self.registry.final if update.status.is_final else []
             # A genuine token links the callback to its send even before the SID was stored.
             correlation = self.correlator.verify_query(environ.get("QUERY_STRING", ""))
             entry = StatusEntry.from_callback(update, key, time.time(), incoming.form, correlation)
             # Nothing to run after recording: claim and record finish in one store step.
             lease = self.settings.claim_lease if routes or hooks else None
-            applied = self._settle(lambda: self.store.record_status(entry, lease))
-        except _REJECTED as error:
-            return _reject(environ, error)
+            applied = self._settle(
+                key,
+                lambda replace: self.store.record_status(entry, lease, replace),
+                lambda applied: applied.claim,
+            )
+        except _REJECTED as rejected:
+            return _reject(environ, rejected)
         claim = applied.claim
         if claim.outcome is not Outcome.CLAIMED:
+            if not applied.recorded:
+                _duplicate(environ, key)
             return _EMPTY  # finished in the same step, or a retry of a finished callback
         try:
             for route in routes:
-                call_status_handler(route, update)
+                with _running(handler_name(route.handler)):
+                    call_status_handler(route, update)
             if hooks and applied.final:
                 self._finalise(update.message_sid)
-        except Exception as error:
+        except StoreError as failure:
             self._release(key, claim)
-            return self._failed(error, update)
+            return _reject(environ, failure)
+        except _Failed as failure:
+            self._release(key, claim)
+            return self._failed(failure, update, environ)
         self._complete(key, claim, b"")
         return _EMPTY
 
@@ -176,23 +214,34 @@ class Pipeline:
             incoming = self._read(environ)
             self._verify(environ, incoming)
             message = parse(incoming.fields)
-            key = _idempotency_key(environ, kind, message.message_sid)
+            key = f"{kind}:{message.message_sid}"
             lease = self.settings.claim_lease
             facts = MessageFacts.inbound(message, ledger_now())  # recorded with the claim
-            claim = self._settle(lambda: self.store.claim(key, lease, facts))
+            claim = self._settle(
+                key,
+                lambda replace: self.store.claim(key, lease, replace=replace, message=facts),
+                lambda claim: claim,
+            )
         except _REJECTED as error:
             return _reject(environ, error)
         if claim.outcome is Outcome.DONE:
+            _duplicate(environ, key)
             return Answer(200, claim.answer)  # a retry gets the first answer, handler not rerun
         try:
             answer = self._answer(message, router)
-        except Exception as error:
+        except StoreError as error:
             self._release(key, claim)
-            return self._failed(error, message)
+            return _reject(environ, error)
+        except _Failed as failure:
+            self._release(key, claim)
+            return self._failed(failure, message, environ)
         self._complete(key, claim, answer)
         return Answer(200, answer)
 
     def _read(self, environ: dict[str, Any]) -> Incoming:
+        if self._housekeeping_pid != os.getpid():  # first request of this worker process
+            housekeeping.watch(self.store)
+            self._housekeeping_pid = os.getpid()
         if environ["REQUEST_METHOD"] in ("GET", "HEAD"):
             # Twilio appends GET parameters to the URL itself; nothing more is signed.
             query = environ.get("QUERY_STRING", "")
@@ -208,8 +257,8 @@ class Pipeline:
             pairs = _parse_form(form)
             return Incoming(Fields(pairs), pairs, None, form)
         if media_type == "application/json":
-            pairs = _json_fields(body)
-            return Incoming(Fields(pairs), (), body, urlencode(pairs))
+            pairs, form = _json_fields(body)
+            return Incoming(Fields(pairs), (), body, form)
         raise BadRequestError(
             f"Content-Type {media_type or 'missing'!r} is not a Twilio webhook: "
             "expected application/x-www-form-urlencoded"
@@ -222,7 +271,7 @@ class Pipeline:
         url = self.url_of(environ)
         signature = environ.get("HTTP_X_TWILIO_SIGNATURE")
         account_sid = (
-            incoming.fields.get("AccountSid") if self.kit._token_loader is not None else None
+            incoming.fields.get("AccountSid") if self.registry.token_loader is not None else None
         )
         if self.verifier.verify(
             url, incoming.signed, signature, json_body=incoming.json_body, account_sid=account_sid
@@ -236,27 +285,37 @@ class Pipeline:
         log.warning("rejected %s for %s%s", reason, url, hint)
         raise SignatureError(f"{reason}: request not from Twilio")
 
-    def _settle(self, attempt: Callable[[], _S]) -> _S:
-        """Claim through ``attempt``; while another worker holds the key, wait briefly."""
-        result = attempt()
-        if result.outcome is not Outcome.BUSY:
-            return result
+    def _settle(
+        self, key: str, attempt: Callable[[str], _S], claim_of: Callable[[_S], Claim]
+    ) -> _S:
+        """Claim through ``attempt(replace)``; while another worker holds the key, wait briefly.
+
+        A holder whose process is gone (killed, timed out) is replaced at once: its delivery
+        was never answered, so this one runs the handler, once.
+        """
+        result = attempt("")
         deadline = time.monotonic() + self.settings.claim_wait
         delay = 0.005
-        while time.monotonic() < deadline:
+        while (claim := claim_of(result)).outcome is Outcome.BUSY:
+            if new_owner.is_dead(claim.owner):
+                log.warning("%s: its owner %s died; this delivery takes it over", key, claim.owner)
+                result = attempt(claim.owner)
+                continue  # won, or lost to a live delivery that took it over first
+            if time.monotonic() >= deadline:
+                raise InFlightError("an earlier delivery of this webhook is still being handled")
             time.sleep(delay)
             delay = min(delay * 2, 0.1)
-            result = attempt()
-            if result.outcome is not Outcome.BUSY:
-                return result
-        raise InFlightError("an earlier delivery of this webhook is still being handled")
+            result = attempt("")
+        return result
 
     def _answer(self, message: InboundMessage, router: MessageRouter) -> bytes:
-        chosen = router.select(message)
+        with _running("a message filter (when=)"):
+            chosen = router.select(message)
         if chosen is None:
             return EMPTY_TWIML
         route, accepted = chosen
-        reply = as_twiml(route.handler(accepted), route.handler)
+        with _running(handler_name(route.handler)):
+            reply = as_twiml(route.handler(accepted), route.handler)
         segments = reply.segments
         if segments > self.settings.max_segments:
             log.warning(
@@ -270,34 +329,42 @@ class Pipeline:
     def _finalise(self, message_sid: str) -> None:
         """Run the final-state hooks once per message, across retries and hosts."""
         key = "final:" + message_sid
-        claim = self.store.claim(key, self.settings.claim_lease)
+        lease = self.settings.claim_lease
+        claim = self.store.claim(key, lease)
+        if claim.outcome is Outcome.BUSY and new_owner.is_dead(claim.owner):
+            claim = self.store.claim(key, lease, replace=claim.owner)
         if claim.outcome is not Outcome.CLAIMED:
             return
         try:
             record = self.store.get_message(message_sid)
             if record is not None:
-                for hook in self.kit._final_handlers:
-                    hook(record)
+                for hook in self.registry.final:
+                    with _running(handler_name(hook)):
+                        hook(record)
         except BaseException:
             self._release(key, claim)
             raise
         self._complete(key, claim, b"")
 
-    def _failed(self, error: Exception, event: InboundMessage | StatusCallback) -> Answer:
+    def _failed(
+        self, failure: _Failed, event: InboundMessage | StatusCallback, environ: dict[str, Any]
+    ) -> Answer:
+        error = failure.error
         log.error(
-            "handler failed for %s %s",
+            "handler %s failed for %s %s (I-Twilio-Idempotency-Token %s)",
+            failure.name,
             type(event).__name__,
             event.message_sid,
+            environ.get("HTTP_I_TWILIO_IDEMPOTENCY_TOKEN", "-"),
             exc_info=error,
         )
-        for handler in self.kit._error_handlers:
+        for handler in self.registry.errors:
             try:
                 result = handler(error, event)
+                if result is not None and isinstance(event, InboundMessage):
+                    return Answer(200, as_twiml(result, handler).to_bytes())
             except Exception:
-                log.exception("error handler %r failed", handler)
-                continue
-            if result is not None and isinstance(event, InboundMessage):
-                return Answer(200, as_twiml(result, handler).to_bytes())
+                log.exception("error handler %s failed", handler_name(handler))
         if self._error_reply is not None and isinstance(event, InboundMessage):
             return Answer(200, self._error_reply)
         return _FAILED
@@ -305,15 +372,15 @@ class Pipeline:
     def _complete(self, key: str, claim: Claim, answer: bytes) -> None:
         try:
             self.store.complete(key, claim.owner, answer)
-        except StoreError:
+        except StoreError as error:
             # The answer still goes out; a retry inside the lease gets 409, after it reruns.
-            log.exception("could not store the answer for %s", key)
+            log.warning("could not store the answer for %s: %s", key, error)
 
     def _release(self, key: str, claim: Claim) -> None:
         try:
             self.store.release(key, claim.owner)
-        except StoreError:
-            log.exception("could not release %s; it frees itself when its lease ends", key)
+        except StoreError as error:
+            log.warning("could not release %s (released when the store answers): %s", key, error)
 
 
 class DirectDispatch:
@@ -370,10 +437,31 @@ def _reject(
         log.warning(
             "rejected %s %s: %s", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"), error
         )
+    if isinstance(error, StoreError):  # the details (hosts, paths) are for the log only
+        return _STORE_DOWN
     return Answer(error.status_code, f"{error}\n".encode(), TEXT_TYPE)
 
 
+def _duplicate(environ: Mapping[str, Any], key: str) -> None:
+    """Log a duplicate with Twilio's idempotency token: a diagnostic, never the key."""
+    if log.isEnabledFor(logging.INFO):
+        token = environ.get("HTTP_I_TWILIO_IDEMPOTENCY_TOKEN", "-")
+        log.info("%s: duplicate answered without the handler (idempotency token %s)", key, token)
+
+
 def _read_body(environ: dict[str, Any], limit: int) -> bytes:
+    try:
+        return _read_input(environ, limit)
+    except (BadRequestError, MemoryError):
+        raise
+    except Exception as error:  # each server has its own: gunicorn's NoMoreData, InvalidChunkSize
+        raise BadRequestError(
+            f"request body could not be read ({type(error).__name__}: a chunked body cut "
+            "short or malformed?)"
+        ) from None
+
+
+def _read_input(environ: dict[str, Any], limit: int) -> bytes:
     stream = environ["wsgi.input"]
     length = environ.get("CONTENT_LENGTH")
     if length:
@@ -415,17 +503,22 @@ def _parse_form(form: str) -> list[tuple[str, str]]:
     return pairs
 
 
-def _json_fields(body: bytes) -> list[tuple[str, str]]:
+def _json_fields(body: bytes) -> tuple[list[tuple[str, str]], str]:
+    """The fields of a JSON body, and the same form-encoded (which checks they are UTF-8)."""
     try:
         data = json.loads(body)
-    except ValueError:
-        raise BadRequestError("request body is not valid JSON") from None
+    except (ValueError, RecursionError):
+        raise BadRequestError("request body is not valid JSON (or nested too deeply)") from None
     if not isinstance(data, dict):
         raise BadRequestError("JSON webhook body must be an object")
-    return [
+    pairs = [
         (str(name), value if isinstance(value, str) else json.dumps(value))
         for name, value in data.items()
     ]
+    try:
+        return pairs, urlencode(pairs)
+    except UnicodeEncodeError:  # "\ud800": a lone surrogate is no character
+        raise BadRequestError("JSON body holds a lone surrogate (\\ud800-\\udfff)") from None
 
 
 def _latin1_to_utf8(text: str) -> str:
@@ -436,11 +529,6 @@ def _latin1_to_utf8(text: str) -> str:
         return text.encode("latin-1").decode()
     except UnicodeError:
         raise BadRequestError("query string is not valid UTF-8") from None
-
-
-def _idempotency_key(environ: Mapping[str, Any], kind: str, natural: str) -> str:
-    token = environ.get("HTTP_I_TWILIO_IDEMPOTENCY_TOKEN")
-    return f"{kind}:token:{token}" if token else f"{kind}:{natural}"
 
 
 def _proxy_hint(environ: Mapping[str, Any], settings: Settings) -> str:

@@ -2,13 +2,21 @@
 
 ``memory://`` keeps everything in the process (tests), ``sqlite:///path`` is the embedded
 default (one file, WAL, shared by every worker process on a host), and ``redis://host/db``
-lets many hosts behave as one. All three pass one behavioural test suite.
+or ``postgresql://user@host/db`` let many hosts behave as one. All of them pass one
+behavioural test suite.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import logging
 import os
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
 from types import TracebackType
@@ -16,22 +24,71 @@ from typing import Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 from ..errors import ConfigurationError, StoreError
-from ..ledger import Applied, MessageFacts, MessageRecord, Query, StatusEntry
+from ..ledger import MessageFacts, MessageRecord, Query, StatusEntry
+from ..status import MessageStatus
+
+log = logging.getLogger("webhook_kit")
+
+
+def _host_id() -> str:
+    """Who can check a process id: one boot of one machine, in one pid namespace.
+
+    Without ``/proc`` (not Linux) every process gets a random id, so owners are never
+    judged dead by pid and a stranded claim frees itself when its lease ends.
+    """
+    try:
+        with open("/proc/sys/kernel/random/boot_id", "rb") as boot:
+            seed = boot.read().strip() + str(os.stat("/proc/self/ns/pid").st_ino).encode()
+    except OSError:
+        seed = os.urandom(16)
+    return hashlib.blake2b(seed, digest_size=6).hexdigest()
+
+
+def _start_time(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot); None: no such process, "": unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rpartition(b")")[2].split()
+    except FileNotFoundError:
+        return None
+    except OSError:  # hidden or unreadable (hidepid): alive, as far as anyone can tell
+        return ""
+    return fields[19].decode() if len(fields) > 19 else ""
 
 
 class _Owners:
-    """Claim owner tokens, unique across processes and hosts, without a syscall per claim."""
+    """Claim owner tokens ``host.pid.started.n``: unique, and telling whether the owner lives.
+
+    The host id, pid and start time let any process on the same host see that the process
+    holding a claim is gone (killed by gunicorn's timeout, ``kill -9``, OOM), so the next
+    delivery takes the claim over at once instead of waiting out the lease.
+    """
 
     def __init__(self) -> None:
+        self.host = _host_id()
         self.reset()
 
     def reset(self) -> None:
-        """A new random prefix: called again in every forked process (gunicorn workers)."""
-        self._prefix = os.urandom(6).hex() + "-"
+        """A new prefix: called again in every forked process (gunicorn workers)."""
+        pid = os.getpid()
+        self._prefix = f"{self.host}.{pid}.{_start_time(pid) or '?'}."
         self._counter = itertools.count()
 
     def __call__(self) -> str:
         return f"{self._prefix}{next(self._counter)}"
+
+    def is_dead(self, owner: str) -> bool:
+        """True only if ``owner``'s process is known to be gone; False when in doubt."""
+        host, _, rest = owner.partition(".")
+        pid, _, rest = rest.partition(".")
+        started = rest.rpartition(".")[0]
+        if host != self.host or not pid.isdigit():
+            return False  # another host or namespace: only the lease can tell
+        current = _start_time(int(pid))
+        if current is None:
+            return True  # no such process
+        # A different start time: the owner died and a new process got its pid.
+        return started != "?" and current not in ("", started)
 
 
 new_owner = _Owners()
@@ -52,20 +109,46 @@ class Outcome(Enum):
 @dataclass(frozen=True, slots=True)
 class Claim:
     outcome: Outcome
-    #: The owner token to complete or release a CLAIMED key.
+    #: The owner token to complete or release a CLAIMED key; the holder of a BUSY one.
     owner: str = ""
     #: The stored answer of a DONE key.
     answer: bytes = b""
 
 
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What claiming and recording one callback did."""
+
+    #: CLAIMED: won, and handlers may run (complete or release it); DONE: won and finished
+    #: in the same step, or lost to a finished claim; BUSY: lost to a claim still running.
+    claim: Claim
+    #: True when this call added the callback to the history.
+    recorded: bool
+    #: The message's current status after this call; None when the claim was lost.
+    status: MessageStatus | None
+
+    @property
+    def outcome(self) -> Outcome:
+        return self.claim.outcome
+
+    @property
+    def final(self) -> bool:
+        return self.status is not None and self.status.is_final
+
+
 class Store(Protocol):
     """The operations the request path needs; each one is atomic across processes."""
 
-    def claim(self, key: str, lease: float, message: MessageFacts | None = None) -> Claim:
+    def claim(
+        self, key: str, lease: float, *, replace: str = "", message: MessageFacts | None = None
+    ) -> Claim:
         """Take ``key`` for ``lease`` seconds, unless a live or finished claim holds it.
 
-        When the claim is won, ``message`` (an inbound message) is saved in the same step,
-        as :meth:`save_message` would.
+        ``replace`` names the owner of an unfinished claim known to be dead: the key is
+        taken over from exactly that owner (and from no other). A claim that fails with
+        :class:`StoreError` may still reach the store later; the store releases it once it
+        answers again (see :meth:`maintain`). When the claim is won, ``message`` (an
+        inbound message) is saved in the same step, as :meth:`save_message` would.
         """
 
     def complete(self, key: str, owner: str, answer: bytes) -> None:
@@ -74,12 +157,15 @@ class Store(Protocol):
     def release(self, key: str, owner: str) -> None:
         """Give up an owned claim so that a retry can run."""
 
-    def record_status(self, entry: StatusEntry, lease: float | None = None) -> Applied:
+    def record_status(
+        self, entry: StatusEntry, lease: float | None = None, replace: str = ""
+    ) -> Applied:
         """Claim ``entry.key`` and, if won, record the callback: one atomic, durable step.
 
         With ``lease`` the claim stays pending for that long, for handlers to run before
         :meth:`complete` or :meth:`release`; without, nothing runs after the record, so the
-        claim is finished in the same step. A lost claim records nothing.
+        claim is finished in the same step. A lost claim records nothing. ``replace`` is as
+        for :meth:`claim` (a callback already recorded is not recorded twice).
         """
 
     def get_message(self, message_sid: str) -> MessageRecord | None:
@@ -97,12 +183,21 @@ class Store(Protocol):
         """Up to ``query.limit`` records matching ``query``, newest ``created_at`` first
         (ties by SID, descending), without their history."""
 
+    def maintain(self, *, full: bool = False) -> None:
+        """Housekeeping, never run inside a request: release abandoned claims, then expire.
+
+        Called about twice a second by each process's housekeeping thread, which expires a
+        batch of old keys and records when one is due; ``full=True`` (``webhook-kit
+        maintenance``) expires everything due and compacts at once.
+        """
+
     def close(self) -> None:
         """Release connections; the store reopens them if used again."""
 
 
 DEFAULT_RETENTION = 24 * 3600.0
 DEFAULT_LEDGER_RETENTION = 7 * 24 * 3600.0
+DEFAULT_TIMEOUT = 2.0
 
 
 def open_store(
@@ -110,12 +205,14 @@ def open_store(
     *,
     retention: float = DEFAULT_RETENTION,
     ledger_retention: float = DEFAULT_LEDGER_RETENTION,
+    timeout: float = DEFAULT_TIMEOUT,
 ) -> Store:
     """Open the store a URL names.
 
     ``retention`` bounds how long finished idempotency keys are remembered and
     ``ledger_retention`` how long a message's record outlives its last callback, so memory
-    and disk stay bounded.
+    and disk stay bounded. ``timeout`` bounds every wait on the store (SQLite's write lock,
+    Redis's connect and reply), after which the request is answered ``503``.
     """
     scheme = urlsplit(url).scheme.lower()
     if scheme == "memory":
@@ -132,25 +229,41 @@ def open_store(
             synchronous=options.get("synchronous", "normal"),
             retention=retention,
             ledger_retention=ledger_retention,
+            timeout=timeout,
         )
     if scheme in {"redis", "rediss", "unix"}:
         from .redis import RedisStore
 
-        return RedisStore(url, retention=retention, ledger_retention=ledger_retention)
+        return RedisStore(
+            url, retention=retention, ledger_retention=ledger_retention, timeout=timeout
+        )
+    if scheme in {"postgresql", "postgres"}:
+        from .postgres import PostgresStore
+
+        return PostgresStore(
+            url, retention=retention, ledger_retention=ledger_retention, timeout=timeout
+        )
     raise ConfigurationError(
-        f"unknown store URL {url!r}: use memory://, sqlite:///path/to/file.db or "
-        "redis://host:port/db"
+        f"unknown store URL {url!r}: use memory://, sqlite:///path/to/file.db, "
+        "redis://host:port/db or postgresql://user@host/db"
     )
 
 
 class StoreErrors:
-    """A reusable ``with`` guard: a backend's errors become :class:`StoreError` (answered 503)."""
+    """A reusable ``with`` guard: a backend's errors become :class:`StoreError` (answered 503).
 
-    __slots__ = ("_kind", "_store")
+    ``on_error`` runs first, e.g. to drop a connection that may be stuck in a bad state, so
+    the next operation opens a fresh one and a store that recovers serves again at once.
+    """
 
-    def __init__(self, kind: type[Exception], store: str) -> None:
+    __slots__ = ("_kind", "_on_error", "_store")
+
+    def __init__(
+        self, kind: type[Exception], store: str, on_error: Callable[[], None] | None = None
+    ) -> None:
         self._kind = kind
         self._store = store
+        self._on_error = on_error
 
     def __enter__(self) -> None:
         return None
@@ -162,7 +275,94 @@ class StoreErrors:
         traceback: TracebackType | None,
     ) -> None:
         if isinstance(error, self._kind):
+            if self._on_error is not None:
+                self._on_error()
             raise StoreError(f"{self._store} failed: {error}") from error
+
+
+class Abandoned:
+    """Claims whose request gave up on a failing store, released once the store answers.
+
+    A claim sent to a store that then times out may still be applied later (a paused Redis
+    runs the queued command when it resumes): without this, its owner has answered 503 and
+    moved on, and every retry would find the key held until the lease ends.
+    """
+
+    __slots__ = ("_items", "_lock")
+
+    def __init__(self) -> None:
+        self._items: list[tuple[str, str]] = []
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def guarding(self, key: str, owner: str) -> Iterator[None]:
+        """Remember ``(key, owner)`` if the operation inside fails with :class:`StoreError`."""
+        try:
+            yield
+        except StoreError:
+            if owner:  # a claim finished in the same step ("") has nothing to release
+                with self._lock:
+                    self._items.append((key, owner))
+            raise
+
+    def release(self, release: Callable[[str, str], None]) -> None:
+        """Release every abandoned claim; those the store still refuses stay for next time."""
+        with self._lock:
+            items, self._items = self._items, []
+        for index, (key, owner) in enumerate(items):
+            try:
+                release(key, owner)
+            except StoreError:
+                with self._lock:
+                    self._items.extend(items[index:])
+                return
+
+
+class Housekeeping:
+    """One daemon thread per process calling :meth:`Store.maintain` on every watched store.
+
+    Started lazily by the first request a process serves, so each gunicorn worker (forked
+    after the app is loaded, or not) runs its own, and a fork never inherits a dead thread.
+    Stores are held weakly: a store nobody uses any more is dropped.
+    """
+
+    def __init__(self, interval: float = 0.5) -> None:
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._stores: weakref.WeakSet[Store] = weakref.WeakSet()
+        self._pid = 0
+
+    def watch(self, store: Store) -> None:
+        """Maintain ``store`` from now on, starting this process's thread if needed."""
+        with self._lock:
+            self._stores.add(store)
+            if self._pid != os.getpid():
+                self._pid = os.getpid()
+                thread = threading.Thread(target=self._run, name="webhook_kit-housekeeping")
+                thread.daemon = True
+                thread.start()
+
+    def _run(self) -> None:
+        failing: set[int] = set()
+        while True:
+            time.sleep(self.interval)
+            for store in list(self._stores):
+                try:
+                    store.maintain()
+                except StoreError as error:  # the store is down: requests answer 503 meanwhile
+                    if id(store) not in failing:
+                        log.warning("housekeeping: %s", error)
+                    failing.add(id(store))
+                else:
+                    failing.discard(id(store))
+
+    def after_fork(self) -> None:
+        """In a forked child: a fresh lock (the parent's may have been held mid-fork)."""
+        self._lock = threading.Lock()
+
+
+housekeeping = Housekeeping()
+os.register_at_fork(after_in_child=housekeeping.after_fork)
 
 
 def _sqlite_path(path: str, url: str) -> str:

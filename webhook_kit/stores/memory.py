@@ -8,7 +8,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..ledger import (
-    Applied,
     Direction,
     LedgerEvent,
     MessageFacts,
@@ -19,7 +18,7 @@ from ..ledger import (
     timestamp,
 )
 from ..status import MessageStatus
-from . import DEFAULT_LEDGER_RETENTION, DEFAULT_RETENTION, Claim, Outcome, new_owner
+from . import DEFAULT_LEDGER_RETENTION, DEFAULT_RETENTION, Applied, Claim, Outcome, new_owner
 
 _PURGE_EVERY = 60.0
 
@@ -100,18 +99,23 @@ class MemoryStore:
         self._messages: dict[str, _Message] = {}
         self._next_purge = clock() + _PURGE_EVERY
 
-    def claim(self, key: str, lease: float, message: MessageFacts | None = None) -> Claim:
+    def claim(
+        self, key: str, lease: float, *, replace: str = "", message: MessageFacts | None = None
+    ) -> Claim:
         with self._lock:
-            claim, won = self._claim(key, lease, self._clock())
+            claim, won = self._claim(key, lease, replace, self._clock())
             if won and message is not None:
                 self._save(message, None)
             return claim
 
-    def _claim(self, key: str, lease: float | None, now: float) -> tuple[Claim, bool]:
+    def _claim(self, key: str, lease: float | None, replace: str, now: float) -> tuple[Claim, bool]:
         """Take ``key`` (``lease=None``: finished at once) and say if it was won; hold the lock."""
-        self._maybe_purge(now)
         current = self._claims.get(key)
-        if current is None or current.expires < now:
+        if (
+            current is None
+            or current.expires < now
+            or (replace and not current.done and current.owner == replace)
+        ):
             if lease is None:
                 self._claims[key] = _Claim("", True, b"", now + self._retention)
                 return Claim(Outcome.DONE), True
@@ -120,7 +124,7 @@ class MemoryStore:
             return Claim(Outcome.CLAIMED, owner), True
         if current.done:
             return Claim(Outcome.DONE, answer=current.answer), False
-        return Claim(Outcome.BUSY), False
+        return Claim(Outcome.BUSY, current.owner), False
 
     def complete(self, key: str, owner: str, answer: bytes) -> None:
         with self._lock:
@@ -136,9 +140,11 @@ class MemoryStore:
             if current is not None and current.owner == owner:
                 del self._claims[key]
 
-    def record_status(self, entry: StatusEntry, lease: float | None = None) -> Applied:
+    def record_status(
+        self, entry: StatusEntry, lease: float | None = None, replace: str = ""
+    ) -> Applied:
         with self._lock:
-            claim, won = self._claim(entry.key, lease, self._clock())
+            claim, won = self._claim(entry.key, lease, replace, self._clock())
             if not won:
                 return Applied(claim, False, None)
             message = self._message(entry.message_sid, entry.correlation)
@@ -182,16 +188,19 @@ class MemoryStore:
         )
         return found[: query.limit]
 
+    def maintain(self, *, full: bool = False) -> None:
+        """Drop expired keys and records, at most once a minute unless ``full``."""
+        now = self._clock()
+        if now < self._next_purge and not full:
+            return
+        with self._lock:
+            self._next_purge = now + _PURGE_EVERY
+            self._claims = {key: c for key, c in self._claims.items() if c.expires >= now}
+            horizon = now - self._ledger_retention
+            self._messages = {sid: m for sid, m in self._messages.items() if m.updated >= horizon}
+
     def close(self) -> None:
         """Nothing to release."""
-
-    def _maybe_purge(self, now: float) -> None:
-        if now < self._next_purge:
-            return
-        self._next_purge = now + _PURGE_EVERY
-        self._claims = {key: c for key, c in self._claims.items() if c.expires >= now}
-        horizon = now - self._ledger_retention
-        self._messages = {sid: m for sid, m in self._messages.items() if m.updated >= horizon}
 
 
 def _status(value: str | None) -> MessageStatus | None:

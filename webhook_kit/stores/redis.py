@@ -1,8 +1,11 @@
 """A store in Redis, so that many hosts behave as one.
 
 Claims are ``SET NX PX`` (the lease expires by itself if a worker dies); completing,
-releasing, and claiming-and-recording a callback are Lua scripts, atomic on the server and
-one round trip each. Durability is Redis's own:
+releasing, taking over a dead owner's claim, and claiming-and-recording a callback are Lua
+scripts, atomic on the server and one round trip each. Every wait is bounded by the store's
+``timeout`` (connect and reply), and a timed-out command is not retried: a silent Redis costs
+a request one timeout, then 503. Keys and ledger records expire by Redis's own TTLs, so
+:meth:`RedisStore.maintain` only releases abandoned claims. Durability is Redis's own:
 with ``appendonly yes`` and ``appendfsync always`` an acknowledged callback survives power
 loss, with ``everysec`` at most a second of them can be lost.
 """
@@ -16,7 +19,6 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import ConfigurationError
 from ..ledger import (
-    Applied,
     Direction,
     LedgerEvent,
     MessageFacts,
@@ -27,10 +29,22 @@ from ..ledger import (
     timestamp,
 )
 from ..status import MessageStatus
-from . import DEFAULT_LEDGER_RETENTION, DEFAULT_RETENTION, Claim, Outcome, StoreErrors, new_owner
+from . import (
+    DEFAULT_LEDGER_RETENTION,
+    DEFAULT_RETENTION,
+    DEFAULT_TIMEOUT,
+    Abandoned,
+    Applied,
+    Claim,
+    Outcome,
+    StoreErrors,
+    new_owner,
+)
 
 try:
     import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 except ImportError as error:  # pragma: no cover - exercised without the extra installed
     raise ConfigurationError(
         "the Redis store needs redis-py: pip install 'webhook_kit[redis]'"
@@ -50,6 +64,24 @@ if redis.call('GET', KEYS[1]) == 'P' .. ARGV[1] then
     redis.call('DEL', KEYS[1])
 end
 """
+# Shared by the scripts that take a claim. take: set the claim key if free, or if unfinished
+# and held by the dead owner ``dead``; returns false when taken, else the current value.
+_LUA_TAKE = """
+local function take(key, value, ttl, dead)
+    if redis.call('SET', key, value, 'NX', 'PX', ttl) then
+        return false
+    end
+    local current = redis.call('GET', key)
+    if dead ~= '' and current == 'P' .. dead then
+        redis.call('SET', key, value, 'PX', ttl)
+        return false
+    end
+    return current or ''
+end
+"""
+# KEYS: claim. ARGV: claim value, claim ttl ms, dead owner ('' for none).
+# Returns false when the claim was won, else the current claim value.
+_CLAIM = _LUA_TAKE + "return take(KEYS[1], ARGV[1], ARGV[2], ARGV[3])"
 # Shared by the scripts that write a message hash. apply: the status moves to a higher rank
 # only; updated is the latest time, created/final_at/sent_at the earliest. absorb: merge the
 # hash of a send kept under its correlation id into the SID's, and drop it.
@@ -102,21 +134,24 @@ end
 """
 # KEYS: claim, event marker, message hash, history list, index, alias message hash.
 # ARGV: claim value, claim ttl ms, status, rank, final (0/1), error code ('' for none),
-#       received, history entry, ledger ttl ms, sid, alias ('' for none).
+#       received, history entry, ledger ttl ms, dead owner ('' for none), sid,
+#       alias ('' for none).
 # Returns {0, current claim value} when the claim is lost, else {1, recorded, status}.
 _RECORD = (
-    _LUA_LEDGER
+    _LUA_TAKE
+    + _LUA_LEDGER
     + """
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-    return {0, redis.call('GET', KEYS[1]) or ''}
+local current = take(KEYS[1], ARGV[1], ARGV[2], ARGV[10])
+if current then
+    return {0, current}
 end
-absorb(KEYS[3], KEYS[5], ARGV[10], KEYS[6], ARGV[11])
+absorb(KEYS[3], KEYS[5], ARGV[11], KEYS[6], ARGV[12])
 local recorded = redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[9])
 if recorded then
     redis.call('RPUSH', KEYS[4], ARGV[8])
     local final_at = ARGV[5] == '1' and ARGV[7] or ''
     local sent_at = ARGV[3] == 'sent' and ARGV[7] or ''
-    apply(KEYS[3], KEYS[5], ARGV[10], ARGV[3], ARGV[4], ARGV[6], ARGV[7], final_at, sent_at)
+    apply(KEYS[3], KEYS[5], ARGV[11], ARGV[3], ARGV[4], ARGV[6], ARGV[7], final_at, sent_at)
     redis.call('PEXPIRE', KEYS[3], ARGV[9])
     redis.call('PEXPIRE', KEYS[4], ARGV[9])
 end
@@ -143,16 +178,18 @@ local function save(K, A)
 end
 """
 _SAVE = _LUA_LEDGER + _LUA_SAVE + "save(KEYS, ARGV)"
-# KEYS: claim, then save's. ARGV: claim value, claim ttl ms, then save's.
+# KEYS: claim, then save's. ARGV: claim value, claim ttl ms, dead owner, then save's.
 # Returns false when the claim was won, else the current claim value.
 _CLAIM_SAVE = (
-    _LUA_LEDGER
+    _LUA_TAKE
+    + _LUA_LEDGER
     + _LUA_SAVE
     + """
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-    return redis.call('GET', KEYS[1]) or ''
+local current = take(KEYS[1], ARGV[1], ARGV[2], ARGV[3])
+if current then
+    return current
 end
-save({KEYS[2], KEYS[3], KEYS[4]}, {unpack(ARGV, 3)})
+save({KEYS[2], KEYS[3], KEYS[4]}, {unpack(ARGV, 4)})
 return false
 """
 )
@@ -181,6 +218,7 @@ class RedisStore:
         *,
         retention: float = DEFAULT_RETENTION,
         ledger_retention: float = DEFAULT_LEDGER_RETENTION,
+        timeout: float = DEFAULT_TIMEOUT,
         clock: Callable[[], float] = time.time,
     ) -> None:
         url, prefix = _split_prefix(url)
@@ -189,8 +227,17 @@ class RedisStore:
         self._retention_ms = int(retention * 1000)
         self._ledger_ms = int(ledger_retention * 1000)
         self._clock = clock
-        self._redis = redis.Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=2.0)
-        self._guard = StoreErrors(redis.RedisError, f"Redis store {url!r}")
+        self._redis = redis.Redis.from_url(
+            url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            # Reconnect once at once if a pooled connection was closed (a Redis restart);
+            # never resend after a timeout, which would double the wait.
+            retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
+        )
+        self._abandoned = Abandoned()
+        self._guard = StoreErrors(redis.RedisError, f"Redis store {_redacted(url)!r}")
+        self._claim = self._redis.register_script(_CLAIM)
         self._complete = self._redis.register_script(_COMPLETE)
         self._release = self._redis.register_script(_RELEASE)
         self._record = self._redis.register_script(_RECORD)
@@ -198,24 +245,20 @@ class RedisStore:
         self._claim_save = self._redis.register_script(_CLAIM_SAVE)
         self._index = prefix + "messages"
 
-    def claim(self, key: str, lease: float, message: MessageFacts | None = None) -> Claim:
+    def claim(
+        self, key: str, lease: float, *, replace: str = "", message: MessageFacts | None = None
+    ) -> Claim:
         owner = new_owner()
-        name = self._prefix + "claim:" + key
-        if message is not None:
-            keys, args = self._save_call(message, None)
-            with self._guard:
-                lost = self._claim_save(
-                    keys=[name, *keys], args=[_PENDING + owner.encode(), int(lease * 1000), *args]
+        taking: list[Any] = [_PENDING + owner.encode(), int(lease * 1000), replace]
+        with self._abandoned.guarding(key, owner), self._guard:
+            if message is None:
+                value = self._claim(keys=[self._prefix + "claim:" + key], args=taking)
+            else:
+                keys, args = self._save_call(message, None)
+                value = self._claim_save(
+                    keys=[self._prefix + "claim:" + key, *keys], args=[*taking, *args]
                 )
-            return Claim(Outcome.CLAIMED, owner) if lost is None else _lost(lost)
-        with self._guard:
-            for _ in range(2):  # a key can expire between SET and GET: look once more
-                if self._redis.set(name, _PENDING + owner.encode(), nx=True, px=int(lease * 1000)):
-                    return Claim(Outcome.CLAIMED, owner)
-                value = cast(bytes | None, self._redis.get(name))
-                if value is not None:
-                    return _lost(value)
-        return Claim(Outcome.BUSY)
+        return Claim(Outcome.CLAIMED, owner) if value is None else _lost(value)
 
     def complete(self, key: str, owner: str, answer: bytes) -> None:
         with self._guard:
@@ -227,7 +270,9 @@ class RedisStore:
         with self._guard:
             self._release(keys=[self._prefix + "claim:" + key], args=[owner])
 
-    def record_status(self, entry: StatusEntry, lease: float | None = None) -> Applied:
+    def record_status(
+        self, entry: StatusEntry, lease: float | None = None, replace: str = ""
+    ) -> Applied:
         owner = "" if lease is None else new_owner()
         if lease is None:
             claim_value, claim_ms = _DONE, self._retention_ms
@@ -244,7 +289,7 @@ class RedisStore:
                 "form": entry.form,
             }
         )
-        with self._guard:
+        with self._abandoned.guarding(entry.key, owner), self._guard:
             result = self._record(
                 keys=[
                     self._prefix + "claim:" + entry.key,
@@ -264,6 +309,7 @@ class RedisStore:
                     repr(entry.received_at),
                     history_entry,
                     self._ledger_ms,
+                    replace,
                     entry.message_sid,
                     entry.correlation or "",
                 ],
@@ -354,6 +400,16 @@ class RedisStore:
         ]
         return keys, args
 
+    def maintain(self, *, full: bool = False) -> None:
+        """Release abandoned claims; Redis expires keys and records by itself.
+
+        ``full`` (``webhook-kit maintenance``) also checks that the server answers.
+        """
+        self._abandoned.release(self.release)
+        if full:
+            with self._guard:
+                self._redis.ping()
+
     def close(self) -> None:
         self._redis.close()
 
@@ -362,7 +418,7 @@ def _lost(value: bytes) -> Claim:
     """Why a claim was not won: a finished claim (with its answer), or one still running."""
     if value[:1] == _DONE:
         return Claim(Outcome.DONE, answer=value[1:])
-    return Claim(Outcome.BUSY)
+    return Claim(Outcome.BUSY, value[1:].decode())
 
 
 def _record(
@@ -411,6 +467,14 @@ def _event(raw: bytes) -> LedgerEvent:
         item["key"],
         item["form"],
     )
+
+
+def _redacted(url: str) -> str:
+    """The URL without its password, for messages that end up in logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")))
 
 
 def _split_prefix(url: str) -> tuple[str, str]:

@@ -7,7 +7,11 @@ before the 200 goes out. ``synchronous=full`` also survives power loss, at the c
 fsync per write.
 
 Every table is one B-tree (no secondary index): each index would be one more page written
-on every webhook. Expired rows are therefore swept a batch of primary keys at a time.
+on every webhook. Expired rows are therefore swept a batch of primary keys at a time, and
+WAL checkpoints are taken, by :meth:`SQLiteStore.maintain` on the housekeeping thread (or
+``webhook-kit maintenance``), never inside a request. A connection that fails is dropped
+and reopened by the next operation, so a file made read-only and then restored serves again
+at once; ``timeout`` bounds the wait for another connection's write lock.
 """
 
 from __future__ import annotations
@@ -17,12 +21,11 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from ..errors import ConfigurationError
 from ..ledger import (
-    Applied,
     Direction,
     LedgerEvent,
     MessageFacts,
@@ -33,7 +36,17 @@ from ..ledger import (
     timestamp,
 )
 from ..status import MessageStatus
-from . import DEFAULT_LEDGER_RETENTION, DEFAULT_RETENTION, Claim, Outcome, StoreErrors, new_owner
+from . import (
+    DEFAULT_LEDGER_RETENTION,
+    DEFAULT_RETENTION,
+    DEFAULT_TIMEOUT,
+    Abandoned,
+    Applied,
+    Claim,
+    Outcome,
+    StoreErrors,
+    new_owner,
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS wk_claims (
@@ -63,12 +76,13 @@ CREATE TABLE IF NOT EXISTS wk_events (
 ) WITHOUT ROWID;
 """
 
-# A new key, or one whose claim lapsed (a crashed worker's lease, or a finished key past
-# its retention), is taken in one atomic statement; rowcount tells who won.
+# A new key, or one whose claim lapsed (a crashed worker's lease, a finished key past its
+# retention, or the unfinished claim of an owner known dead: ?6), is taken in one atomic
+# statement; rowcount tells who won.
 _CLAIM = """
 INSERT INTO wk_claims (key, owner, done, answer, expires) VALUES (?1, ?2, ?3, NULL, ?4)
 ON CONFLICT (key) DO UPDATE SET owner = ?2, done = ?3, answer = NULL, expires = ?4
-WHERE wk_claims.expires < ?5
+WHERE wk_claims.expires < ?5 OR (wk_claims.done = 0 AND wk_claims.owner = ?6 AND ?6 != '')
 """
 _INSERT_EVENT = """
 INSERT INTO wk_events (sid, key, status, error_code, event_type, received, form)
@@ -144,7 +158,9 @@ _COLUMN_NAMES = (
 _RECORD_COLUMNS = ", ".join(_COLUMN_NAMES)
 _PURGE_EVERY = 10.0
 _PURGE_BATCH = 5000
-# A checkpoint syncs the WAL into the database; fewer, larger ones cost less per webhook.
+# Checkpoints run on the housekeeping thread; the automatic one (inside a commit) is only a
+# safety net for a store used without it.
+_CHECKPOINT_EVERY = 2.0
 _CHECKPOINT_PAGES = 8000
 _PAGE_SIZE = 2048
 
@@ -159,6 +175,7 @@ class SQLiteStore:
         synchronous: str = "normal",
         retention: float = DEFAULT_RETENTION,
         ledger_retention: float = DEFAULT_LEDGER_RETENTION,
+        timeout: float = DEFAULT_TIMEOUT,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if synchronous.lower() not in {"normal", "full"}:
@@ -169,27 +186,31 @@ class SQLiteStore:
         self._synchronous = synchronous.upper()
         self._retention = retention
         self._ledger_retention = ledger_retention
+        self._timeout = timeout
         self._clock = clock
         self._local = threading.local()
         self._next_purge = 0.0
+        self._next_checkpoint = 0.0
         self._sweeps = {"claims": "", "messages": ""}  # where each table's next sweep starts
-        self._guard = StoreErrors(sqlite3.Error, f"SQLite store {path!r}")
+        self._abandoned = Abandoned()
+        self._guard = StoreErrors(sqlite3.Error, f"SQLite store {path!r}", self.close)
         with self._guard:
             self._connection()  # fail at start-up, not on the first webhook
 
-    def claim(self, key: str, lease: float, message: MessageFacts | None = None) -> Claim:
+    def claim(
+        self, key: str, lease: float, *, replace: str = "", message: MessageFacts | None = None
+    ) -> Claim:
         now = self._clock()
         owner = new_owner()
-        with self._guard:
-            if now >= self._next_purge:
-                self._purge(now)
+        claim_row = (key, owner, 0, now + lease, now, replace)
+        with self._abandoned.guarding(key, owner), self._guard:
             if message is None:
                 db = self._connection()
-                if db.execute(_CLAIM, (key, owner, 0, now + lease, now)).rowcount == 1:
+                if db.execute(_CLAIM, claim_row).rowcount == 1:
                     return Claim(Outcome.CLAIMED, owner)
                 return _lost(db, key)
             with self._transaction() as db:
-                if db.execute(_CLAIM, (key, owner, 0, now + lease, now)).rowcount != 1:
+                if db.execute(_CLAIM, claim_row).rowcount != 1:
                     return _lost(db, key)
                 db.execute(_SAVE, _fact_params(message))
             return Claim(Outcome.CLAIMED, owner)
@@ -205,37 +226,35 @@ class SQLiteStore:
     def release(self, key: str, owner: str) -> None:
         with self._guard:
             self._connection().execute(
-                "DELETE FROM wk_claims WHERE key = ? AND owner = ?", (key, owner)
+                "DELETE FROM wk_claims WHERE key = ? AND owner = ? AND done = 0", (key, owner)
             )
 
-    def record_status(self, entry: StatusEntry, lease: float | None = None) -> Applied:
+    def record_status(
+        self, entry: StatusEntry, lease: float | None = None, replace: str = ""
+    ) -> Applied:
         now = self._clock()
         owner = "" if lease is None else new_owner()
         expires = now + (self._retention if lease is None else lease)
         sid = entry.message_sid
-        with self._guard:
-            if now >= self._next_purge:
-                self._purge(now)
-            with self._transaction() as db:
-                claimed = db.execute(_CLAIM, (entry.key, owner, lease is None, expires, now))
-                if claimed.rowcount != 1:
-                    return Applied(_lost(db, entry.key), False, None)
-                event = (sid, entry.key, entry.status, entry.error_code, entry.event_type)
-                recorded = (
-                    db.execute(_INSERT_EVENT, (*event, entry.received_at, entry.form)).rowcount == 1
-                )
-                if entry.correlation:
-                    _absorb(db, sid, entry.correlation)
-                if recorded:
-                    at = entry.received_at
-                    final_at = at if entry.final else None
-                    sent_at = at if entry.status == "sent" else None
-                    applied = (sid, entry.status, entry.rank, entry.error_code)
-                    row = db.execute(_APPLY, (*applied, at, final_at, sent_at)).fetchone()
-                else:
-                    row = db.execute(
-                        "SELECT status FROM wk_messages WHERE sid = ?", (sid,)
-                    ).fetchone()
+        with self._abandoned.guarding(entry.key, owner), self._guard, self._transaction() as db:
+            claim_row = (entry.key, owner, lease is None, expires, now, replace)
+            claimed = db.execute(_CLAIM, claim_row)
+            if claimed.rowcount != 1:
+                return Applied(_lost(db, entry.key), False, None)
+            event = (sid, entry.key, entry.status, entry.error_code, entry.event_type)
+            recorded = (
+                db.execute(_INSERT_EVENT, (*event, entry.received_at, entry.form)).rowcount == 1
+            )
+            if entry.correlation:
+                _absorb(db, sid, entry.correlation)
+            if recorded:
+                at = entry.received_at
+                final_at = at if entry.final else None
+                sent_at = at if entry.status == "sent" else None
+                applied = (sid, entry.status, entry.rank, entry.error_code)
+                row = db.execute(_APPLY, (*applied, at, final_at, sent_at)).fetchone()
+            else:
+                row = db.execute("SELECT status FROM wk_messages WHERE sid = ?", (sid,)).fetchone()
         claim = Claim(Outcome.DONE) if lease is None else Claim(Outcome.CLAIMED, owner)
         return Applied(claim, recorded, MessageStatus(row[0]) if row and row[0] else None)
 
@@ -300,11 +319,27 @@ class SQLiteStore:
             rows = self._connection().execute(sql, (*args, query.limit)).fetchall()
         return [_record(row, ()) for row in rows]
 
+    def maintain(self, *, full: bool = False) -> None:
+        self._abandoned.release(self.release)
+        now = self._clock()
+        with self._guard:
+            if full or now >= self._next_purge:
+                self._next_purge = now + _PURGE_EVERY
+                self._purge(now)
+                while full and any(self._sweeps.values()):
+                    self._purge(now)
+            if full or now >= self._next_checkpoint:
+                self._next_checkpoint = now + _CHECKPOINT_EVERY
+                mode = "TRUNCATE" if full else "PASSIVE"
+                self._connection().execute(f"PRAGMA wal_checkpoint({mode})")
+
     def close(self) -> None:
+        """Close this thread's connection (the next operation opens a new one)."""
         connection = getattr(self._local, "connection", None)
+        self._local.connection = None
         if connection is not None:
-            connection.close()
-            self._local.connection = None
+            with suppress(sqlite3.Error):  # a broken connection is dropped all the same
+                connection.close()
 
     def _connection(self) -> sqlite3.Connection:
         local = self._local
@@ -313,7 +348,7 @@ class SQLiteStore:
         if connection is not None and local.pid == os.getpid():
             return connection
         connection = sqlite3.connect(
-            self.path, timeout=10.0, isolation_level=None, check_same_thread=True
+            self.path, timeout=self._timeout, isolation_level=None, check_same_thread=True
         )
         # Smaller pages: each commit appends fewer bytes to the WAL. Only a new file takes it.
         connection.execute(f"PRAGMA page_size = {_PAGE_SIZE}")
@@ -337,34 +372,52 @@ class SQLiteStore:
         db.execute("COMMIT")
 
     def _purge(self, now: float) -> None:
-        """Sweep the next batch of claims and of messages for rows past their retention."""
-        self._next_purge = now + _PURGE_EVERY
+        """Sweep the next batch of claims and of messages for rows past their retention.
+
+        The batch is read without the write lock; the deletes check expiry again, so a row
+        renewed in between is kept, and webhooks wait only for the deletes.
+        """
+        db = self._connection()
+        claims = self._sweep(db, "claims", "key", "expires < ?", now)
+        horizon = now - self._ledger_retention
+        messages = self._sweep(db, "messages", "sid", "updated < ?", horizon)
+        if not claims and not messages:
+            return
         with self._transaction() as db:
-            expired = self._sweep(db, "claims", "key", "expires < ?", now)
-            db.executemany("DELETE FROM wk_claims WHERE key = ?", expired)
-            horizon = now - self._ledger_retention
-            expired = self._sweep(db, "messages", "sid", "updated < ?", horizon)
-            db.executemany("DELETE FROM wk_events WHERE sid = ?", expired)
-            db.executemany("DELETE FROM wk_messages WHERE sid = ?", expired)
+            db.executemany(
+                "DELETE FROM wk_claims WHERE key = ? AND expires < ?",
+                [(key, now) for key in claims],
+            )
+            db.executemany(
+                "DELETE FROM wk_messages WHERE sid = ? AND updated < ?",
+                [(sid, horizon) for sid in messages],
+            )
+            db.executemany(
+                "DELETE FROM wk_events WHERE sid = ?1"
+                " AND NOT EXISTS (SELECT 1 FROM wk_messages WHERE sid = ?1)",
+                [(sid,) for sid in messages],
+            )
 
     def _sweep(
         self, db: sqlite3.Connection, table: str, key: str, expired: str, limit: float
-    ) -> list[tuple[str]]:
+    ) -> list[str]:
         """The expired keys among the next batch of ``table``, in key order, wrapping around."""
         rows = db.execute(
             f"SELECT {key}, {expired} FROM wk_{table} WHERE {key} > ? ORDER BY {key} LIMIT ?",
             (limit, self._sweeps[table], _PURGE_BATCH),
         ).fetchall()
         self._sweeps[table] = rows[-1][0] if len(rows) == _PURGE_BATCH else ""
-        return [(row[0],) for row in rows if row[1]]
+        return [row[0] for row in rows if row[1]]
 
 
 def _lost(db: sqlite3.Connection, key: str) -> Claim:
     """Why a claim on ``key`` was not won: a finished claim (with its answer) or a live one."""
-    row = db.execute("SELECT done, answer FROM wk_claims WHERE key = ?", (key,)).fetchone()
-    if row is not None and row[0]:
+    row = db.execute("SELECT done, answer, owner FROM wk_claims WHERE key = ?", (key,)).fetchone()
+    if row is None:
+        return Claim(Outcome.BUSY)
+    if row[0]:
         return Claim(Outcome.DONE, answer=bytes(row[1] or b""))
-    return Claim(Outcome.BUSY)
+    return Claim(Outcome.BUSY, row[2])
 
 
 def _add_fact_columns(db: sqlite3.Connection) -> None:

@@ -1,0 +1,37 @@
+"""The handlers and hooks registered on a kit: everything the request path dispatches to.
+
+The kit owns one and fills it through its decorators; each app's pipeline receives it. So
+the request path depends on this object and never on the kit (no import circle), and the
+kit's own attributes stay private to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, TypeAlias
+
+from .ledger import MessageRecord
+from .routing import MessageRouter, Reply, StatusRoute
+
+FinalHook: TypeAlias = Callable[[MessageRecord], None]
+ErrorHook: TypeAlias = Callable[[Exception, Any], Reply]
+TokenLoader: TypeAlias = Callable[[str], str | Sequence[str] | None]
+
+
+class Registry:
+    """Routes for messages, the fallback URL and status callbacks; final and error hooks."""
+
+    __slots__ = ("errors", "fallback", "final", "messages", "status", "token_loader")
+
+    def __init__(self) -> None:
+        self.messages = MessageRouter()
+        self.fallback = MessageRouter()
+        self.status: list[StatusRoute] = []
+        self.final: list[FinalHook] = []
+        self.errors: list[ErrorHook] = []
+        #: ``loader(account_sid) -> token(s) | None`` for apps serving subaccounts.
+        self.token_loader: TokenLoader | None = None
+
+    def load_tokens(self, account_sid: str) -> str | Sequence[str] | None:
+        """The tokens of a subaccount; looked up per request, so a loader may come late."""
+        return self.token_loader(account_sid) if self.token_loader is not None else None
