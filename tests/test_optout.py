@@ -16,6 +16,8 @@ from flask import Flask
 from webhook_kit import ConfigurationError, InboundMessage, OptOutType, WebhookKit
 from webhook_kit.cli import main
 from webhook_kit.conversation import Conversation
+from webhook_kit.emulator import Emulator
+from webhook_kit.errors import SendError, UnsubscribedRecipientError
 from webhook_kit.ledger import StatusEntry
 from webhook_kit.optout import DEFAULT_REPLIES, OptOuts, keyword_type
 from webhook_kit.status import MessageStatus
@@ -34,10 +36,10 @@ START_TEXT = DEFAULT_REPLIES[OptOutType.START]
 HELP_TEXT = DEFAULT_REPLIES[OptOutType.HELP]
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
+@pytest.fixture(params=["memory", "sqlite", "redis", "postgres"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "redis":
-        return str(request.getfixturevalue("redis_url"))
+    if request.param in ("redis", "postgres"):
+        return str(request.getfixturevalue(f"{request.param}_url"))
     return "memory://" if request.param == "memory" else f"sqlite:///{tmp_path}/kit.db"
 
 
@@ -306,3 +308,79 @@ class TestPurge:
         bad = runner.invoke(main, ["conversations", "purge", "--address", "+1", "--store", "x:"])
         assert bad.exit_code == 1 and bad.output.startswith("error: unknown store URL")
         store.close()
+
+
+class TestSending:
+    """kit.send refuses an opted-out recipient itself: the emulator never sees the request."""
+
+    @pytest.fixture
+    def app(self, twilio_emulator: Emulator) -> Flask:
+        kit = WebhookKit()
+        kit.on_message()(lambda message: None)
+        app = Flask(__name__)
+        app.config.update(
+            WEBHOOK_KIT_AUTH_TOKEN=twilio_emulator.auth_token,
+            WEBHOOK_KIT_ACCOUNT_SID=twilio_emulator.account_sid,
+            WEBHOOK_KIT_TWILIO_BASE_URL=twilio_emulator.url,
+            WEBHOOK_KIT_STORE="memory://",
+            WEBHOOK_KIT_PUBLIC_URL="http://127.0.0.1:9",  # callbacks are not the point here
+        )
+        kit.init_app(app)
+        app.test_client_class = TwilioTestClient
+        return app
+
+    def test_stop_then_send_is_21610_without_an_api_call_and_start_lets_it_through(
+        self, app: Flask, twilio_emulator: Emulator
+    ) -> None:
+        kit = app.extensions["webhook_kit"]
+        client = client_of(app)
+        assert client.send_message("STOP", fields={"MessagingServiceSid": None}).texts == [
+            STOP_TEXT
+        ]
+        before = len(twilio_emulator.requests)
+        with app.app_context(), pytest.raises(UnsubscribedRecipientError) as refused:
+            kit.send(CUSTOMER, "Your order shipped", from_=TWILIO_NUMBER)
+        assert refused.value.code == 21610 and isinstance(refused.value, SendError)
+        assert "reply START" in str(refused.value)
+        assert len(twilio_emulator.requests) == before  # no API call
+        with app.app_context():
+            assert kit.ledger.find(to=CUSTOMER).records == ()  # nothing recorded as sent
+        assert client.send_message("START", fields={"MessagingServiceSid": None}).texts == [
+            START_TEXT
+        ]
+        with app.app_context():
+            sent = kit.send(CUSTOMER, "Your order shipped", from_=TWILIO_NUMBER)
+        assert sent.sid.startswith("SM")
+        assert len(twilio_emulator.requests) == before + 1
+
+    def test_a_messaging_service_opt_out_counts_for_its_sends(
+        self, app: Flask, twilio_emulator: Emulator
+    ) -> None:
+        kit = app.extensions["webhook_kit"]
+        client_of(app).send_message("unsubscribe")  # via MESSAGING_SERVICE_SID
+        with app.app_context(), pytest.raises(UnsubscribedRecipientError):
+            kit.send(CUSTOMER, "hi", messaging_service_sid=MESSAGING_SERVICE_SID)
+        with app.app_context(), pytest.raises(UnsubscribedRecipientError):
+            kit.send(CUSTOMER, "hi", from_=TWILIO_NUMBER)
+        assert twilio_emulator.requests == []
+
+    def test_a_timeout_hook_sends_a_reminder_through_kit_send(
+        self, app: Flask, twilio_emulator: Emulator
+    ) -> None:
+        kit = app.extensions["webhook_kit"]
+
+        @kit.on_message(keyword="BOOK")
+        def book(message: InboundMessage, conversation: Conversation) -> str:
+            conversation.timeout_after(0)
+            return "Which day?"
+
+        @kit.on_timeout
+        def remind(conversation: Conversation) -> None:
+            kit.send(conversation.address, "Still there? Which day?", from_=conversation.sender)
+
+        assert client_of(app).send_message("BOOK", fields={"MessagingServiceSid": None}).texts == [
+            "Which day?"
+        ]
+        assert kit.run_timeouts(app) == 1
+        [reminder] = twilio_emulator.messages(to=CUSTOMER)
+        assert reminder.body == "Still there? Which day?" and reminder.from_ == TWILIO_NUMBER

@@ -1,9 +1,11 @@
-"""One behavioural suite for every store: memory, SQLite and a real Redis."""
+"""One behavioural suite for every store: memory, SQLite, a real Redis and a real PostgreSQL."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import multiprocessing
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -12,14 +14,14 @@ from pathlib import Path
 import pytest
 
 from webhook_kit import ConfigurationError, MessageStatus, StoreError
-from webhook_kit.ledger import StatusEntry
+from webhook_kit.ledger import MessageFacts, Query, StatusEntry
 from webhook_kit.stores import Outcome, Store, open_store
 from webhook_kit.stores.sqlite import SQLiteStore
 
 StoreFactory = Callable[..., Store]
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
+@pytest.fixture(params=["memory", "sqlite", "redis", "postgres"])
 def kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -31,6 +33,7 @@ def make_store(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Ite
         "memory": "memory://",
         "sqlite": f"sqlite:///{tmp_path}/kit.db",
         "redis": request.getfixturevalue("redis_url") if kind == "redis" else "",
+        "postgres": request.getfixturevalue("postgres_url") if kind == "postgres" else "",
     }[kind]
 
     def make(**options: float) -> Store:
@@ -108,10 +111,10 @@ class TestClaims:
         assert store.claim("k", 30).outcome is Outcome.BUSY
 
     def test_finished_keys_expire_after_the_retention(self, make_store: StoreFactory) -> None:
-        store = make_store(retention=0.3)
+        store = make_store(retention=1.0)  # long enough for a loaded machine's round trips
         store.complete("k", store.claim("k", 30).owner, b"x")
         assert store.claim("k", 30).outcome is Outcome.DONE
-        time.sleep(0.4)
+        time.sleep(1.1)
         assert store.claim("k", 30).outcome is Outcome.CLAIMED
 
     def test_concurrent_threads_claim_once(self, store: Store) -> None:
@@ -137,15 +140,15 @@ def _claim_in_process(url: str, keys: list[str], barrier: object, results: objec
     results.put(won)  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+@pytest.mark.parametrize("backend", ["sqlite", "redis", "postgres"])
 def test_concurrent_processes_win_each_claim_exactly_once(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     url = (
         f"sqlite:///{tmp_path}/shared.db"
         if backend == "sqlite"
-        else request.getfixturevalue("redis_url")
-    )
+        else request.getfixturevalue(f"{backend}_url")
+    )  # PostgreSQL: the processes also race to create the schema
     if backend == "sqlite":
         open_store(url).close()  # create the schema before the race
     context = multiprocessing.get_context("spawn")
@@ -293,11 +296,30 @@ class TestRetention:
             store = make_store(ledger_retention=0.3)
             store.record_status(entry("SMold", "sent"))
             time.sleep(0.4)
+        elif kind == "postgres":
+            store = make_store(ledger_retention=10)
+            store.record_status(entry("SMold", "sent", at=time.time() - 100))
+            store.record_status(entry("SMnew", "sent"))
+            assert store.sweep() >= 1  # type: ignore[attr-defined]
+            assert store.get_message("SMnew") is not None
         else:
             store = make_store(ledger_retention=10)
             store.record_status(entry("SMold", "sent", at=time.time() - 100))
             store.maintain(full=True)
         assert store.get_message("SMold") is None
+
+    def test_expired_records_leave_find_too(self, kind: str, make_store: StoreFactory) -> None:
+        at = time.time()
+        if kind == "redis":
+            store = make_store(ledger_retention=0.3)
+            store.save_message(MessageFacts("SMgone", at, created_at=at, ref="r"))
+            time.sleep(0.4)
+        else:
+            store = make_store(ledger_retention=10)
+            store.save_message(MessageFacts("SMgone", at - 100, created_at=at - 100, ref="r"))
+            store.maintain(full=True)
+        store.save_message(MessageFacts("SMkept", at, created_at=at, ref="r"))
+        assert [record.message_sid for record in store.find_messages(Query(ref="r"))] == ["SMkept"]
 
 
 def test_sqlite_is_in_wal_mode(tmp_path: Path) -> None:
@@ -326,7 +348,7 @@ def test_redis_down_is_a_store_error() -> None:
         store.claim("k", 1)
 
 
-@pytest.mark.parametrize("url", ["postgres://x", "sqlite://", "sqlite:///", "nothing"])
+@pytest.mark.parametrize("url", ["mysql://x", "sqlite://", "sqlite:///", "nothing"])
 def test_bad_store_urls(url: str) -> None:
     with pytest.raises(ConfigurationError):
         open_store(url)
@@ -375,6 +397,132 @@ def test_owner_tokens_are_unique_across_forked_workers() -> None:
 def test_sqlite_new_files_use_small_pages(tmp_path: Path) -> None:
     store = SQLiteStore(str(tmp_path / "pages.db"))
     assert store._connection().execute("PRAGMA page_size").fetchone()[0] == 2048
+
+
+#: Ledger times in the tests: recent, so that no retention sweep removes them.
+T = float(int(time.time()) - 3600)
+
+
+def facts(sid: str, at: float, **fields: object) -> MessageFacts:
+    return MessageFacts(sid, at, **fields)  # type: ignore[arg-type]
+
+
+def correlated(sid: str, status: str, correlation: str, at: float) -> StatusEntry:
+    plain = entry(sid, status, at=at)
+    return dataclasses.replace(plain, correlation=correlation)
+
+
+class TestMessageFacts:
+    def test_an_outbound_send_is_recorded_then_linked_to_its_sid(self, store: Store) -> None:
+        store.save_message(
+            facts("WKone", T + 100.0, direction="outbound-api", from_="+15005550006",
+                  to="+14155550100", body="hi", created_at=T + 100.0, ref="order-42")
+        )  # fmt: skip
+        pending = store.get_message("WKone")
+        assert pending is not None and pending.pending and pending.status is None
+        store.save_message(
+            facts("SMone", T + 101.0, status="queued", num_segments=1, num_media=0), alias="WKone"
+        )
+        assert store.get_message("WKone") is None
+        record = store.get_message("SMone")
+        assert record is not None
+        assert (record.direction, record.from_, record.to, record.body, record.ref) == (
+            "outbound-api", "+15005550006", "+14155550100", "hi", "order-42",
+        )  # fmt: skip
+        assert record.status is MessageStatus.QUEUED and record.num_segments == 1
+        assert record.created_at is not None and record.created_at.timestamp() == T + 100.0
+        assert not record.is_final and record.history == ()
+
+    def test_a_callback_before_the_sid_is_linked_finds_the_send(self, store: Store) -> None:
+        store.save_message(facts("WKtwo", T + 100.0, direction="outbound-api", ref="r2",
+                                 created_at=T + 100.0))  # fmt: skip
+        store.record_status(entry("SMtwo", "sent", at=T + 101.0))
+        store.record_status(correlated("SMtwo", "delivered", "WKtwo", T + 102.0))
+        store.save_message(facts("SMtwo", T + 103.0, status="queued"), alias="WKtwo")
+        record = store.get_message("SMtwo")
+        assert record is not None and record.ref == "r2"
+        assert record.status is MessageStatus.DELIVERED  # the API's "queued" came too late
+        assert record.created_at is not None and record.created_at.timestamp() == T + 100.0
+        assert record.sent_at is not None and record.sent_at.timestamp() == T + 101.0
+        assert record.final_at is not None and record.final_at.timestamp() == T + 102.0
+        assert len(record.history) == 2 and store.get_message("WKtwo") is None
+
+    def test_a_failed_send_is_final_with_its_code(self, store: Store) -> None:
+        store.save_message(facts("WKbad", T + 5.0, to="+15005550001", created_at=T + 5.0))
+        store.save_message(facts("WKbad", T + 6.0, status="failed", error_code=21211))
+        record = store.get_message("WKbad")
+        assert record is not None and record.status is MessageStatus.FAILED
+        assert record.error_code == 21211 and record.is_final
+
+    def test_redaction_drops_the_body_for_good(self, store: Store) -> None:
+        store.save_message(facts("SMr", T + 1.0, body="secret", to="+1"))
+        store.save_message(facts("SMr", T + 2.0, redact=True))
+        store.save_message(facts("SMr", T + 3.0, price="-0.0075", price_unit="USD"))
+        record = store.get_message("SMr")
+        assert record is not None and record.body is None and record.redacted
+        assert (record.price, record.price_unit, record.to) == ("-0.0075", "USD", "+1")
+
+    def test_inbound_message_is_recorded_with_its_claim(self, store: Store) -> None:
+        inbound = facts("SMin", T + 7.0, direction="inbound", from_="+1", to="+2", body="yo",
+                        num_media=2, status="received", created_at=T + 7.0)  # fmt: skip
+        claim = store.claim("message:SMin", 30, message=inbound)
+        assert claim.outcome is Outcome.CLAIMED
+        record = store.get_message("SMin")
+        assert record is not None and record.direction == "inbound" and record.num_media == 2
+        assert record.status is MessageStatus.RECEIVED and record.body == "yo"
+        again = store.claim("message:SMin", 30, message=facts("SMin", T + 8.0, body="changed"))
+        assert again.outcome is Outcome.BUSY
+        record = store.get_message("SMin")
+        assert record is not None and record.body == "yo"  # a lost claim writes nothing
+
+    def test_find_filters_and_pages_newest_first(self, store: Store) -> None:
+        for index in range(7):
+            store.save_message(
+                facts(f"SM{index}", T + 100.0 + index, created_at=T + 100.0 + index,
+                      direction="outbound-api" if index % 2 else "inbound",
+                      to="+1" if index < 4 else "+2", ref=f"r{index % 3}",
+                      status="delivered" if index % 3 == 0 else "sent")
+            )  # fmt: skip
+        store.save_message(facts("SMtie", T + 103.0, created_at=T + 103.0, to="+1"))
+        every = store.find_messages(Query(limit=100))
+        assert [r.message_sid for r in every] == [
+            "SM6", "SM5", "SM4", "SMtie", "SM3", "SM2", "SM1", "SM0",
+        ]  # fmt: skip
+        assert every[0].history == () and every[0].to == "+2"
+        page = store.find_messages(Query(limit=3))
+        rest = store.find_messages(Query(limit=3, after=(T + 103.0, "SMtie")))
+        assert [r.message_sid for r in page] == ["SM6", "SM5", "SM4"]
+        assert [r.message_sid for r in rest] == ["SM3", "SM2", "SM1"]
+        assert {r.message_sid for r in store.find_messages(Query(ref="r0"))} == {
+            "SM0",
+            "SM3",
+            "SM6",
+        }
+        inbound = store.find_messages(Query(to="+2", direction="inbound"))
+        assert {r.message_sid for r in inbound} == {
+            "SM4", "SM6",
+        }  # fmt: skip
+        delivered = store.find_messages(
+            Query(statuses=("delivered",), since=T + 101.0, until=T + 106.0)
+        )
+        assert [r.message_sid for r in delivered] == ["SM3"]
+        open_ones = store.find_messages(Query(open_only=True, until=T + 103.5))
+        assert [r.message_sid for r in open_ones] == ["SMtie", "SM2", "SM1"]
+
+
+def test_sqlite_adds_the_new_ledger_columns_to_an_old_file(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE wk_messages (sid TEXT PRIMARY KEY, status TEXT, rank INTEGER NOT NULL,"
+        " error_code INTEGER, updated REAL NOT NULL, final_at REAL) WITHOUT ROWID;"
+        f"INSERT INTO wk_messages VALUES ('SMold', 'sent', 3, NULL, {T!r}, NULL);"
+    )
+    db.close()
+    store = SQLiteStore(str(path))
+    store.save_message(facts("SMold", T + 6.0, ref="kept"))
+    record = store.get_message("SMold")
+    assert record is not None and record.ref == "kept" and record.status is MessageStatus.SENT
 
 
 class TestDeadOwners:
@@ -481,3 +629,178 @@ def test_each_process_maintains_its_stores_in_a_background_thread() -> None:
     while not Watched.threads and time.monotonic() < deadline:
         time.sleep(0.05)
     assert Watched.threads == {"webhook_kit-housekeeping"}
+
+
+# -- PostgreSQL: schema, migrations, sweeps, failures ----------------------------------------
+
+
+def _schema_state(url: str, schema: str) -> dict[str, int | None]:
+    import psycopg
+
+    with psycopg.connect(url.partition("?")[0]) as db:
+        tables = db.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (schema,)
+        ).fetchall()
+        versions = db.execute(f'SELECT max(version) FROM "{schema}".wk_schema_version').fetchone()
+    return {"tables": len(tables), "version": versions[0] if versions else None}
+
+
+def test_postgres_creates_its_versioned_schema_on_first_use(postgres_url: str) -> None:
+    from webhook_kit.stores.postgres import MIGRATIONS, PostgresStore
+
+    store = open_store(postgres_url)
+    assert isinstance(store, PostgresStore)
+    schema = store.schema
+    assert schema.startswith("wktest_")
+    store.claim("k", 30)
+    assert _schema_state(postgres_url, schema) == {"tables": 4, "version": len(MIGRATIONS)}
+    store.close()
+    again = open_store(postgres_url)  # a second process finds the schema up to date
+    assert again.claim("k", 30).outcome is Outcome.BUSY
+    again.close()
+
+
+def test_postgres_applies_a_new_migration_once(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import psycopg
+
+    from webhook_kit.stores import postgres
+
+    first = open_store(postgres_url)
+    first.record_status(entry("SM1", "sent"))
+    first.close()
+    step = "ALTER TABLE {schema}.wk_messages ADD COLUMN direction text"
+    monkeypatch.setattr(postgres, "MIGRATIONS", (*postgres.MIGRATIONS, step))
+    upgraded = open_store(postgres_url)
+    assert upgraded.get_message("SM1") is not None  # the old rows are still there
+    schema = upgraded.schema  # type: ignore[attr-defined]
+    assert _schema_state(postgres_url, schema)["version"] == len(postgres.MIGRATIONS)
+    with psycopg.connect(postgres_url.partition("?")[0]) as db:
+        column = db.execute(
+            "SELECT 1 FROM information_schema.columns"
+            " WHERE table_schema = %s AND table_name = 'wk_messages' AND column_name = 'direction'",
+            (schema,),
+        ).fetchone()
+    assert column is not None
+    upgraded.close()
+    current = open_store(postgres_url)
+    assert current.get_message("SM1") is not None  # nothing left to apply: no error
+    current.close()
+    monkeypatch.setattr(postgres, "MIGRATIONS", postgres.MIGRATIONS[:1])
+    older = open_store(postgres_url)
+    with pytest.raises(ConfigurationError, match="newer than this webhook_kit knows"):
+        older.claim("k", 30)
+    older.close()
+
+
+def test_postgres_sweep_deletes_only_what_has_expired(postgres_url: str) -> None:
+    from webhook_kit.stores.postgres import PostgresStore
+
+    now = [1000.0]
+    store = PostgresStore(postgres_url, retention=10, ledger_retention=20, clock=lambda: now[0])
+    store.complete("old", store.claim("old", 30).owner, b"gone")
+    store.claim("lapsed", 5)
+    store.record_status(entry("SMold", "sent", at=1000.0))
+    now[0] = 1020.0
+    store.complete("live", store.claim("live", 30).owner, b"kept")
+    store.record_status(entry("SMlive", "sent", at=1020.0))
+    now[0] = 1025.0
+    # Claims "old", "lapsed" and SMold's (expired at 1010 or before), and SMold's one event
+    # (last updated before 1025 - 20); "live" and SMlive's claim are kept until 1030.
+    assert store.sweep() == 4
+    assert store.claim("live", 30).answer == b"kept"
+    assert store.get_message("SMold") is None and store.get_message("SMlive") is not None
+    assert store.sweep() == 0
+    store.close()
+
+
+def test_postgres_down_is_a_fast_store_error() -> None:
+    store = open_store("postgresql://postgres:secret@127.0.0.1:1/test?pool_timeout=0.5")
+    with pytest.raises(StoreError, match="PostgreSQL store") as caught:
+        store.claim("k", 1)
+    assert "secret" not in str(caught.value) and ":***@" in str(caught.value)
+    store.close()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://h/db?schema=1st",
+        "postgresql://h/db?schema=a-b",
+        'postgresql://h/db?schema=a"b',
+        "postgresql://h/db?pool_timeout=soon",
+        "postgresql://h/db?pool_size=0",
+    ],
+)
+def test_postgres_bad_options(url: str) -> None:
+    with pytest.raises(ConfigurationError, match="PostgreSQL"):
+        open_store(url)
+
+
+def test_postgres_claims_commit_asynchronously_and_nothing_else(postgres_url: str) -> None:
+    from webhook_kit.stores.postgres import PostgresStore
+
+    store = PostgresStore(postgres_url + "&pool_size=1")
+    claim = store.claim("k", 30)
+    with store._connection() as db:  # the one pooled connection, back from that claim
+        assert db.execute("SHOW synchronous_commit").fetchone() == ("on",)
+        before = db.execute("SELECT pg_current_wal_insert_lsn()").fetchone()
+    store.complete("k", claim.owner, b"x")
+    with store._connection() as db:
+        flushed = db.execute("SELECT pg_current_wal_flush_lsn() >= %s", before).fetchone()
+    assert flushed == (True,)  # complete() waited for the WAL, the claim's included
+    store.close()
+
+
+def test_postgres_store_used_before_a_fork_works_on_both_sides(postgres_url: str) -> None:
+    import os
+    import warnings
+
+    from webhook_kit.stores.postgres import PostgresStore
+
+    store = PostgresStore(postgres_url + "&pool_size=1")
+    assert store.claim("parent-before", 30).outcome is Outcome.CLAIMED
+    with store._connection() as db:
+        parent_backend = db.info.backend_pid
+    read, write = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the pool's threads: fork anyway
+        pid = os.fork()
+    if pid == 0:  # the child, as a gunicorn worker forked from a master that used the store
+        outcome = store.claim("child", 30).outcome
+        with store._connection() as db:
+            backend = db.info.backend_pid
+        os.write(write, f"{outcome.value} {backend}".encode())
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 100).decode().split()
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert child[0] == Outcome.CLAIMED.value
+    assert int(child[1]) != parent_backend  # the child opened a connection of its own
+    assert store.claim("child", 30).outcome is Outcome.BUSY  # the child's claim is shared
+    assert store.claim("parent-after", 30).outcome is Outcome.CLAIMED  # the parent's pool lives
+    store.close()
+
+
+def test_postgres_runs_in_a_schema_a_dba_created_for_it(postgres_url: str) -> None:
+    """An application role without the CREATE privilege on the database still migrates."""
+    import psycopg
+
+    from webhook_kit.stores.postgres import PostgresStore
+
+    admin_url, _, query = postgres_url.partition("?")
+    schema = query.removeprefix("schema=")
+    role = schema  # unique per test, like the schema the fixture drops
+    with psycopg.connect(admin_url, autocommit=True) as db:
+        db.execute(f'CREATE ROLE "{role}" LOGIN')
+        db.execute(f'CREATE SCHEMA "{schema}" AUTHORIZATION "{role}"')
+    try:
+        store = PostgresStore(postgres_url.replace("postgres@", f"{role}@", 1))
+        assert store.claim("k", 30).outcome is Outcome.CLAIMED
+        store.close()
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as db:
+            db.execute(f'DROP SCHEMA "{schema}" CASCADE')
+            db.execute(f'DROP ROLE "{role}"')

@@ -58,6 +58,17 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     "WEBHOOK_KIT_STOP_REPLY": (None, "text answering STOP and its synonyms (default: built in)"),
     "WEBHOOK_KIT_START_REPLY": (None, "text answering START, YES, UNSTOP (default: built in)"),
     "WEBHOOK_KIT_HELP_REPLY": (None, "text answering HELP and INFO (default: built in)"),
+    "WEBHOOK_KIT_ACCOUNT_SID": (None, "account that sends (default: $TWILIO_ACCOUNT_SID)"),
+    "WEBHOOK_KIT_API_KEY": (None, "API key SID to send with (default: $TWILIO_API_KEY)"),
+    "WEBHOOK_KIT_API_SECRET": (None, "its secret (default: $TWILIO_API_SECRET)"),
+    "WEBHOOK_KIT_REGION": (None, "Twilio region to send through, e.g. ie1 ($TWILIO_REGION)"),
+    "WEBHOOK_KIT_EDGE": (None, "Twilio edge location, e.g. dublin ($TWILIO_EDGE)"),
+    "WEBHOOK_KIT_TWILIO_BASE_URL": (None, "send to this API base URL instead (the emulator)"),
+    "WEBHOOK_KIT_SECRET_KEY": (
+        None,
+        "signs correlation tokens in status callback URLs (default: SECRET_KEY, else the "
+        "primary auth token)",
+    ),
 }
 
 
@@ -81,6 +92,8 @@ class Settings:
     opt_out_keywords: bool = True
     #: The compliance texts by keyword type (``STOP``, ``START``, ``HELP``); "" sends none.
     opt_out_replies: Mapping[str, str] = field(default_factory=dict)
+    #: Signs the correlation tokens of sends; None when nothing is configured to sign with.
+    secret_key: str | None = None
 
     @classmethod
     def from_config(
@@ -123,6 +136,11 @@ class Settings:
                 for kind in ("STOP", "START", "HELP")
                 if config[f"WEBHOOK_KIT_{kind}_REPLY"] is not None
             },
+            secret_key=(
+                config["WEBHOOK_KIT_SECRET_KEY"]
+                or config.get("SECRET_KEY")
+                or next(iter(_tokens(config["WEBHOOK_KIT_AUTH_TOKEN"])), None)
+            ),
         )
 
 

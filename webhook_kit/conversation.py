@@ -98,6 +98,11 @@ class Conversation:
         return self.id.partition("|")[0]
 
     @property
+    def sender(self) -> str:
+        """Our side: the number, or Messaging Service SID (``MG...``), the person wrote to."""
+        return self.id.split("|")[1]
+
+    @property
     def is_new(self) -> bool:
         """True for the first message of a conversation (nothing was saved before)."""
         return len(self.history) <= 1

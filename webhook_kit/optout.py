@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import IO
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, UnsubscribedRecipientError
 from .events import InboundMessage, OptOutType
 from .stores import OptOut, Store
 from .twiml import MessagingResponse
@@ -138,6 +138,22 @@ class OptOuts:
         now = time.time()
         for sender in senders:
             self._store.set_opt_out(OptOut(sender, address, opted_out, now, source))
+
+
+def refuse_opted_out(store: Store, to: str, *senders: str | None) -> None:
+    """Raise Twilio's 21610 error, locally, if ``to`` opted out of any of ``senders``.
+
+    ``kit.send`` calls this before any API request: Twilio would refuse the message anyway,
+    and a number that keeps texting opted-out people risks being filtered by carriers.
+    """
+    named = [sender for sender in senders if sender]
+    if named and OptOuts(store).is_opted_out(to, *named):
+        raise UnsubscribedRecipientError(
+            f"{to} replied STOP to {' / '.join(named)}: they receive nothing from it until "
+            "they reply START (or kit.opt_outs.opt_in() records their consent)",
+            code=OPTED_OUT_ERROR,
+            status=400,
+        )
 
 
 class OptOutPolicy:

@@ -44,9 +44,11 @@ from .events import (
     parse_inbound,
     parse_status,
 )
-from .ledger import StatusEntry
+from .ledger import MessageFacts, StatusEntry
+from .ledger import now as ledger_now
 from .optout import OptOutPolicy
 from .routing import MessageRouter, as_twiml, call_status_handler, handler_name
+from .sending import Correlator
 from .signature import URLBuilder, Verifier
 from .stores import Claim, ConversationWrite, Outcome, Store, housekeeping, new_owner
 from .twiml import MessagingResponse
@@ -130,6 +132,7 @@ class Pipeline:
         self.opt_outs = OptOutPolicy(
             store, recognise=settings.opt_out_keywords, replies=settings.opt_out_replies
         )
+        self.correlator = Correlator(settings.secret_key)
         self._housekeeping_pid = 0
         self._error_reply: bytes | None = None
         if settings.error_reply:
@@ -173,7 +176,9 @@ class Pipeline:
             routes = [route for route in self.registry.status if route.accepts(update)]
             # Only a final status can make a message final, so only then can hooks run.
             hooks = self.registry.final if update.status.is_final else []
-            entry = StatusEntry.from_callback(update, key, time.time(), incoming.form)
+            # A genuine token links the callback to its send even before the SID was stored.
+            correlation = self.correlator.verify_query(environ.get("QUERY_STRING", ""))
+            entry = StatusEntry.from_callback(update, key, time.time(), incoming.form, correlation)
             # Nothing to run after recording: claim and record finish in one store step.
             lease = self.settings.claim_lease if routes or hooks else None
             applied = self._settle(
@@ -218,8 +223,11 @@ class Pipeline:
             message = parse(incoming.fields)
             key = f"{kind}:{message.message_sid}"
             lease = self.settings.claim_lease
+            facts = MessageFacts.inbound(message, ledger_now())  # recorded with the claim
             claim = self._settle(
-                key, lambda replace: self.store.claim(key, lease, replace), lambda claim: claim
+                key,
+                lambda replace: self.store.claim(key, lease, replace=replace, message=facts),
+                lambda claim: claim,
             )
         except _REJECTED as error:
             return _reject(environ, error)
@@ -316,7 +324,7 @@ class Pipeline:
         """Take ``key`` as a lock, waiting for its holder (a conversation's other message)."""
         lease = self.settings.claim_lease
         return self._settle(
-            key, lambda replace: self.store.claim(key, lease, replace), lambda claim: claim
+            key, lambda replace: self.store.claim(key, lease, replace=replace), lambda claim: claim
         )
 
     def _answer(
@@ -356,7 +364,7 @@ class Pipeline:
         lease = self.settings.claim_lease
         claim = self.store.claim(key, lease)
         if claim.outcome is Outcome.BUSY and new_owner.is_dead(claim.owner):
-            claim = self.store.claim(key, lease, claim.owner)
+            claim = self.store.claim(key, lease, replace=claim.owner)
         if claim.outcome is not Outcome.CLAIMED:
             return
         try:

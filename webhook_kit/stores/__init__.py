@@ -2,7 +2,8 @@
 
 ``memory://`` keeps everything in the process (tests), ``sqlite:///path`` is the embedded
 default (one file, WAL, shared by every worker process on a host), and ``redis://host/db``
-lets many hosts behave as one. All three pass one behavioural test suite.
+or ``postgresql://user@host/db`` let many hosts behave as one. All of them pass one
+behavioural test suite.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 from ..errors import ConfigurationError, StoreError
-from ..ledger import MessageRecord, StatusEntry
+from ..ledger import MessageFacts, MessageRecord, Query, StatusEntry
 from ..status import MessageStatus
 
 log = logging.getLogger("webhook_kit")
@@ -171,13 +172,16 @@ class Applied:
 class Store(Protocol):
     """The operations the request path needs; each one is atomic across processes."""
 
-    def claim(self, key: str, lease: float, replace: str = "") -> Claim:
+    def claim(
+        self, key: str, lease: float, *, replace: str = "", message: MessageFacts | None = None
+    ) -> Claim:
         """Take ``key`` for ``lease`` seconds, unless a live or finished claim holds it.
 
         ``replace`` names the owner of an unfinished claim known to be dead: the key is
         taken over from exactly that owner (and from no other). A claim that fails with
         :class:`StoreError` may still reach the store later; the store releases it once it
-        answers again (see :meth:`maintain`).
+        answers again (see :meth:`maintain`). When the claim is won, ``message`` (an
+        inbound message) is saved in the same step, as :meth:`save_message` would.
         """
 
     def complete(
@@ -233,6 +237,18 @@ class Store(Protocol):
         they are what keeps the person from being texted again.
         """
 
+    def save_message(self, facts: MessageFacts, alias: str | None = None) -> None:
+        """Merge ``facts`` into the record of ``facts.message_sid`` (created if missing).
+
+        With ``alias``, the record kept under that key (a send written before its SID was
+        known) is first merged into it and removed, in the same atomic step.
+        ``record_status`` does the same with ``entry.correlation``.
+        """
+
+    def find_messages(self, query: Query) -> list[MessageRecord]:
+        """Up to ``query.limit`` records matching ``query``, newest ``created_at`` first
+        (ties by SID, descending), without their history."""
+
     def maintain(self, *, full: bool = False) -> None:
         """Housekeeping, never run inside a request: release abandoned claims, then expire.
 
@@ -287,9 +303,15 @@ def open_store(
         return RedisStore(
             url, retention=retention, ledger_retention=ledger_retention, timeout=timeout
         )
+    if scheme in {"postgresql", "postgres"}:
+        from .postgres import PostgresStore
+
+        return PostgresStore(
+            url, retention=retention, ledger_retention=ledger_retention, timeout=timeout
+        )
     raise ConfigurationError(
-        f"unknown store URL {url!r}: use memory://, sqlite:///path/to/file.db or "
-        "redis://host:port/db"
+        f"unknown store URL {url!r}: use memory://, sqlite:///path/to/file.db, "
+        "redis://host:port/db or postgresql://user@host/db"
     )
 
 
