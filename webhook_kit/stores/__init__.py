@@ -232,9 +232,9 @@ class Store(Protocol):
         """Every opt-out record (of one ``sender``), ordered by sender then address."""
 
     def purge_address(self, address: str) -> int:
-        """Remove every conversation of ``address`` and every ledger record whose callbacks
-        name it (``To`` or ``From``); the number of items removed. Opt-out records stay:
-        they are what keeps the person from being texted again.
+        """Remove every conversation of ``address`` and every ledger record of a message to
+        or from it (its facts, or a callback's ``To``/``From``); the number of items removed.
+        Opt-out records stay: they are what keeps the person from being texted again.
         """
 
     def save_message(self, facts: MessageFacts, alias: str | None = None) -> None:

@@ -252,7 +252,8 @@ class MemoryStore:
             messages = [
                 sid
                 for sid, message in self._messages.items()
-                if any(names_address(entry.form, address) for entry in message.history)
+                if address in (message.facts.get("from_"), message.facts.get("to"))
+                or any(names_address(entry.form, address) for entry in message.history)
             ]
             for sid in messages:
                 del self._messages[sid]

@@ -489,7 +489,10 @@ class RedisStore:
         return sorted(records, key=lambda record: (record.sender, record.address))
 
     def purge_address(self, address: str) -> int:
-        """SCANs the keyspace (no index by address): for rare data-subject requests."""
+        """SCANs the keyspace (no index by address): for rare data-subject requests.
+
+        A ledger record goes if it was sent to or from ``address``, or a callback names it.
+        """
         prefix = _glob_escape(self._prefix)
         removed = 0
         with self._guard:
@@ -497,14 +500,19 @@ class RedisStore:
                 removed += self._redis.delete(name)
                 id = _bytes(name)[len(self._prefix + "conv:") :].decode()
                 self._redis.zrem(self._prefix + "conv-due", id)
-            for history in self._redis.scan_iter(match=prefix + "{*}:history", count=1000):
-                items = self._redis.lrange(history, 0, -1)
+            for name in self._redis.scan_iter(match=prefix + "{*}:message", count=1000):
+                tag = _bytes(name)[: -len(b":message")]
+                ends = self._redis.hmget(name, "from", "to")
+                items = self._redis.lrange(tag + b":history", 0, -1)
                 forms = (_event(_bytes(raw)).form for raw in items)
-                if not any(names_address(form, address) for form in forms):
+                if address.encode() not in ends and not any(
+                    names_address(form, address) for form in forms
+                ):
                     continue
-                tag = history[: -len(b":history")]
                 events = list(self._redis.scan_iter(match=_glob_escape(tag.decode()) + ":event:*"))
-                self._redis.delete(history, tag + b":message", *events)
+                self._redis.delete(name, tag + b":history", *events)
+                sid = tag[len(self._prefix) + 1 : -1].decode()  # prefix{SID}
+                self._redis.zrem(self._index, sid)
                 removed += 1
         return removed
 

@@ -425,6 +425,12 @@ class SQLiteStore:
                 for sid, form in db.execute("SELECT sid, form FROM wk_events")
                 if names_address(form, address)
             }
+            sids.update(
+                sid
+                for (sid,) in db.execute(
+                    "SELECT sid FROM wk_messages WHERE from_addr = ?1 OR to_addr = ?1", (address,)
+                )
+            )
             for sid in sids:
                 db.execute("DELETE FROM wk_events WHERE sid = ?", (sid,))
                 db.execute("DELETE FROM wk_messages WHERE sid = ?", (sid,))
