@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
@@ -320,6 +321,26 @@ class TestRetention:
             store.maintain(full=True)
         store.save_message(MessageFacts("SMkept", at, created_at=at, ref="r"))
         assert [record.message_sid for record in store.find_messages(Query(ref="r"))] == ["SMkept"]
+
+
+def test_redis_maintenance_drops_expired_records_from_the_index(redis_url: str) -> None:
+    """Without it, the creation-time index would keep every SID ever written."""
+    import redis
+
+    store = open_store(redis_url, ledger_retention=0.3)
+    old = time.time() - 1.0
+    for index in range(3):
+        store.save_message(MessageFacts(f"SMgone{index}", old, created_at=old))
+    time.sleep(0.4)
+    store.save_message(MessageFacts("SMalive", old, created_at=old))  # old, but written now
+    store.maintain(full=True)
+    prefix = dict(parse_qsl(urlsplit(redis_url).query))["prefix"]
+    client = redis.Redis.from_url(redis_url.partition("?")[0])
+    try:
+        assert client.zrange(f"{prefix}:messages", 0, -1) == [b"SMalive"]
+    finally:
+        client.close()
+    assert [r.message_sid for r in store.find_messages(Query())] == ["SMalive"]
 
 
 def test_sqlite_is_in_wal_mode(tmp_path: Path) -> None:

@@ -5,9 +5,11 @@ releasing, taking over a dead owner's claim, and claiming-and-recording a callba
 scripts, atomic on the server and one round trip each. Every wait is bounded by the store's
 ``timeout`` (connect and reply), and a timed-out command is not retried: a silent Redis costs
 a request one timeout, then 503. Keys and ledger records expire by Redis's own TTLs, so
-:meth:`RedisStore.maintain` only releases abandoned claims. Durability is Redis's own:
-with ``appendonly yes`` and ``appendfsync always`` an acknowledged callback survives power
-loss, with ``everysec`` at most a second of them can be lost.
+:meth:`RedisStore.maintain` only releases abandoned claims and drops the entries of expired
+records from the creation-time index that :meth:`RedisStore.find_messages` walks.
+Durability is Redis's own: with ``appendonly yes`` and ``appendfsync always`` an
+acknowledged callback survives power loss, with ``everysec`` at most a second of them can be
+lost.
 """
 
 from __future__ import annotations
@@ -232,7 +234,19 @@ _FACT_FIELDS = {
     "ref": "ref",
     "in_reply_to": "reply_to",
 }
+# KEYS: index, then the message hashes of ARGV's SIDs. Drops from the index each SID whose
+# hash has expired (checked here, so a record written again meanwhile keeps its entry).
+_DROP = """
+local dropped = 0
+for i = 2, #KEYS do
+    if redis.call('EXISTS', KEYS[i]) == 0 then
+        dropped = dropped + redis.call('ZREM', KEYS[1], ARGV[i - 1])
+    end
+end
+return dropped
+"""
 _FIND_BATCH = 500
+_PRUNE_EVERY = 10.0
 
 
 class RedisStore:
@@ -270,7 +284,10 @@ class RedisStore:
         self._record = self._redis.register_script(_RECORD)
         self._save = self._redis.register_script(_SAVE)
         self._claim_save = self._redis.register_script(_CLAIM_SAVE)
+        self._drop = self._redis.register_script(_DROP)
         self._index = prefix + "messages"
+        self._next_prune = 0.0
+        self._pruned = 0  # index entries old enough to have expired, found still alive
 
     def claim(
         self, key: str, lease: float, *, replace: str = "", message: MessageFacts | None = None
@@ -416,9 +433,7 @@ class RedisStore:
                     record = _record(sid, fields, ())
                     if query.matches(record):
                         found.append(record)
-                if gone:
-                    self._redis.zrem(self._index, *gone)
-                    offset -= len(gone)
+                offset -= self._drop_expired(gone)
         return found[: query.limit]
 
     def _hash(self, sid: str) -> str:
@@ -517,14 +532,40 @@ class RedisStore:
         return removed
 
     def maintain(self, *, full: bool = False) -> None:
-        """Release abandoned claims; Redis expires keys and records by itself.
+        """Release abandoned claims, then prune the index; Redis expires everything else.
 
-        ``full`` (``webhook-kit maintenance``) also checks that the server answers.
+        The index is pruned a batch every ten seconds, or wholly with ``full``
+        (``webhook-kit maintenance``).
         """
         self._abandoned.release(self.release)
-        if full:
-            with self._guard:
-                self._redis.ping()
+        now = self._clock()
+        if not full and now < self._next_prune:
+            return
+        self._next_prune = now + _PRUNE_EVERY
+        horizon = repr(now - self._ledger_ms / 1000)
+        with self._guard:
+            while True:
+                batch = cast(
+                    list[bytes],
+                    self._redis.zrangebyscore(
+                        self._index, "-inf", horizon, start=self._pruned, num=_FIND_BATCH
+                    ),
+                )
+                sids = [sid.decode() for sid in batch]
+                # Only an entry created before the horizon can have expired; those found
+                # alive are skipped next time, so long-lived records never hold up the rest.
+                self._pruned += len(sids) - self._drop_expired(sids)
+                if len(sids) < _FIND_BATCH:
+                    self._pruned = 0
+                    return
+                if not full:
+                    return
+
+    def _drop_expired(self, sids: list[str]) -> int:
+        """Drop the index entries of those ``sids`` whose record expired; how many went."""
+        if not sids:
+            return 0
+        return int(self._drop(keys=[self._index, *map(self._hash, sids)], args=sids))
 
     def close(self) -> None:
         self._redis.close()
