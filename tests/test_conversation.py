@@ -28,7 +28,7 @@ from webhook_kit.conversation import (
 from webhook_kit.events import Fields, parse_inbound
 from webhook_kit.standalone import create_app
 from webhook_kit.stores import ConversationWrite, Outcome, Store, open_store
-from webhook_kit.testing import CUSTOMER, TwilioTestClient, inbound_sms
+from webhook_kit.testing import CUSTOMER, MESSAGING_SERVICE_SID, TwilioTestClient, inbound_sms
 from webhook_kit.twiml import parse
 
 TOKEN = "conversation-test-token"
@@ -395,3 +395,28 @@ class TestTimeouts:
         assert kit.run_timeouts(app) == 1
         assert kit.run_timeouts(app) == 0
         assert calls == [CUSTOMER, CUSTOMER]
+
+
+def test_new_conversations_and_their_times() -> None:
+    kit = WebhookKit()
+    seen: list[tuple[bool, float, float, str]] = []
+
+    @kit.on_message()
+    def note(message: Any, conversation: Conversation) -> None:
+        started, last = conversation.started_at.timestamp(), conversation.last_seen.timestamp()
+        seen.append((conversation.is_new, started, last, conversation.sender))
+
+    app = Flask(__name__)
+    app.config.update(WEBHOOK_KIT_AUTH_TOKEN=TOKEN, WEBHOOK_KIT_STORE="memory://")
+    kit.init_app(app)
+    app.test_client_class = TwilioTestClient
+    client = client_of(app)
+    for body in ["one", "two", "three"]:
+        client.send_message(body)
+        time.sleep(0.05)
+    new, started, last, sender = seen[0]
+    again, _, last_second, _ = seen[1]
+    _, started_third, last_third, _ = seen[2]
+    assert new and not again and sender == MESSAGING_SERVICE_SID
+    assert started == started_third == last == last_second  # "one" was the previous message
+    assert last_third > started  # "two" came later
