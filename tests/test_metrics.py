@@ -128,6 +128,28 @@ def test_a_store_that_is_down_is_counted_as_store_down() -> None:
     assert delta(before, in_process()) == {webhooks("status", "rejected", "store_down"): 1}
 
 
+def test_sends_are_counted_by_outcome_and_error_code() -> None:
+    from test_sending import CUSTOMER, SENDER, Served
+
+    from webhook_kit.emulator import Emulator
+    from webhook_kit.errors import InvalidToError
+
+    with Emulator(clock="manual") as emulator:
+        served = Served(emulator, WEBHOOK_KIT_METRICS="1").start()
+        try:
+            before = in_process()
+            served.send(CUSTOMER, "hi", from_=SENDER)
+            with pytest.raises(InvalidToError):
+                served.send("+15005550001", "hi", from_=SENDER)
+            changes = delta(before, in_process())
+        finally:
+            served.stop()
+    assert changes == {
+        ("webhook_kit_sends_total", (("error_code", ""), ("outcome", "sent"))): 1,
+        ("webhook_kit_sends_total", (("error_code", "21211"), ("outcome", "refused"))): 1,
+    }
+
+
 def test_standalone_metrics_route_and_its_token() -> None:
     env = {"WEBHOOK_KIT_VALIDATE": "off", "WEBHOOK_KIT_STORE": "memory://"}
     app = create_app({**env, "WEBHOOK_KIT_METRICS": "1"})

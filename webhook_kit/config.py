@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 from .errors import ConfigurationError
@@ -52,6 +52,28 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
         None,
         "bearer token the standalone app's /metrics requires (default: none)",
     ),
+    "WEBHOOK_KIT_CONVERSATION_TTL": (
+        4 * 3600,
+        "seconds a conversation is kept after its last message",
+    ),
+    "WEBHOOK_KIT_OPT_OUT_KEYWORDS": (
+        "on",
+        "on: answer STOP/START/HELP keywords Advanced Opt-Out did not answer; off: leave them",
+    ),
+    "WEBHOOK_KIT_STOP_REPLY": (None, "text answering STOP and its synonyms (default: built in)"),
+    "WEBHOOK_KIT_START_REPLY": (None, "text answering START, YES, UNSTOP (default: built in)"),
+    "WEBHOOK_KIT_HELP_REPLY": (None, "text answering HELP and INFO (default: built in)"),
+    "WEBHOOK_KIT_ACCOUNT_SID": (None, "account that sends (default: $TWILIO_ACCOUNT_SID)"),
+    "WEBHOOK_KIT_API_KEY": (None, "API key SID to send with (default: $TWILIO_API_KEY)"),
+    "WEBHOOK_KIT_API_SECRET": (None, "its secret (default: $TWILIO_API_SECRET)"),
+    "WEBHOOK_KIT_REGION": (None, "Twilio region to send through, e.g. ie1 ($TWILIO_REGION)"),
+    "WEBHOOK_KIT_EDGE": (None, "Twilio edge location, e.g. dublin ($TWILIO_EDGE)"),
+    "WEBHOOK_KIT_TWILIO_BASE_URL": (None, "send to this API base URL instead (the emulator)"),
+    "WEBHOOK_KIT_SECRET_KEY": (
+        None,
+        "signs correlation tokens in status callback URLs (default: SECRET_KEY, else the "
+        "primary auth token)",
+    ),
 }
 
 
@@ -72,6 +94,13 @@ class Settings:
     error_reply: str | None
     metrics: bool
     metrics_token: str | None
+    conversation_ttl: float = 4 * 3600.0
+    #: Recognise the default opt-out keywords when Advanced Opt-Out did not answer them.
+    opt_out_keywords: bool = True
+    #: The compliance texts by keyword type (``STOP``, ``START``, ``HELP``); "" sends none.
+    opt_out_replies: Mapping[str, str] = field(default_factory=dict)
+    #: Signs the correlation tokens of sends; None when nothing is configured to sign with.
+    secret_key: str | None = None
 
     @classmethod
     def from_config(
@@ -109,6 +138,18 @@ class Settings:
             error_reply=config["WEBHOOK_KIT_ERROR_REPLY"] or None,
             metrics=_flag(config, "WEBHOOK_KIT_METRICS"),
             metrics_token=config["WEBHOOK_KIT_METRICS_TOKEN"] or None,
+            conversation_ttl=_number(config, "WEBHOOK_KIT_CONVERSATION_TTL", float, minimum=1),
+            opt_out_keywords=_flag(config, "WEBHOOK_KIT_OPT_OUT_KEYWORDS"),
+            opt_out_replies={
+                kind: str(config[f"WEBHOOK_KIT_{kind}_REPLY"])
+                for kind in ("STOP", "START", "HELP")
+                if config[f"WEBHOOK_KIT_{kind}_REPLY"] is not None
+            },
+            secret_key=(
+                config["WEBHOOK_KIT_SECRET_KEY"]
+                or config.get("SECRET_KEY")
+                or next(iter(_tokens(config["WEBHOOK_KIT_AUTH_TOKEN"])), None)
+            ),
         )
 
 
@@ -132,7 +173,7 @@ def _flag(config: Mapping[str, Any], key: str) -> bool:
         return True
     if text in {"", "0", "false", "no", "off"}:
         return False
-    raise ConfigurationError(f"{key}={value!r} must be 1 or 0 (true or false)")
+    raise ConfigurationError(f"{key}={value!r} must be 1 or 0 (on or off, true or false)")
 
 
 def _number(config: Mapping[str, Any], key: str, kind: type[N], *, minimum: float) -> N:

@@ -5,15 +5,18 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from contextlib import nullcontext
+from typing import Any, Concatenate, ParamSpec, TypeVar
 from weakref import WeakKeyDictionary
 
 from flask import Blueprint, Flask, current_app
 
 from .config import Settings
+from .conversation import Conversation
 from .errors import ConfigurationError
 from .events import Channel, InboundMessage, OptOutType, StatusCallback
 from .ledger import Ledger, MessageRecord
+from .optout import OptOuts
 from .registry import Registry
 from .routing import (
     OneOrMany,
@@ -22,6 +25,7 @@ from .routing import (
     message_route,
     status_route,
 )
+from .sending import Sender
 from .status import MessageStatus
 from .stores import Store, open_store
 from .twiml import MessagingResponse
@@ -35,7 +39,26 @@ FinalHandlerT = TypeVar("FinalHandlerT", bound=Callable[[MessageRecord], None])
 ErrorHandlerT = TypeVar(
     "ErrorHandlerT", bound=Callable[[Exception, InboundMessage | StatusCallback], Reply]
 )
+TimeoutHookT = TypeVar("TimeoutHookT", bound=Callable[[Conversation], object])
 TokenLoaderT = TypeVar("TokenLoaderT", bound=Callable[[str], str | Sequence[str] | None])
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _on_sender(
+    method: Callable[Concatenate[Sender, P], R],
+) -> Callable[Concatenate[WebhookKit, P], R]:
+    """``kit.send(...)`` and friends: the method of the current app's :class:`Sender`."""
+
+    def call(kit: WebhookKit, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        return method(kit.sender(), *args, **kwargs)
+
+    call.__name__, call.__qualname__, call.__doc__ = (
+        method.__name__,
+        method.__name__,
+        method.__doc__,
+    )
+    return call
 
 
 class WebhookKit:
@@ -59,6 +82,8 @@ class WebhookKit:
         #: Everything registered with the decorators; what each app's pipeline dispatches to.
         self.registry = Registry()
         self._pipelines: WeakKeyDictionary[Flask, Pipeline] = WeakKeyDictionary()
+        self._senders: WeakKeyDictionary[Flask, Sender] = WeakKeyDictionary()
+        self._status_paths: WeakKeyDictionary[Flask, str] = WeakKeyDictionary()
         if app is not None:
             self.init_app(app)
 
@@ -75,6 +100,7 @@ class WebhookKit:
         has_media: bool | None = None,
         opt_out: bool | OptOutType | OneOrMany | None = None,
         when: Predicate | None = None,
+        step: OneOrMany | None = None,
     ) -> Callable[[MessageHandlerT], MessageHandlerT]:
         """Register a handler for inbound messages that pass every given filter.
 
@@ -87,6 +113,10 @@ class WebhookKit:
         :param opt_out: True, or ``"STOP"``/``"START"``/``"HELP"``: messages Twilio's
             Advanced Opt-Out already answered; only such routes receive them.
         :param when: any predicate on the message.
+        :param step: the conversation's step(s) (see :meth:`Conversation.goto`).
+
+        A handler that takes a second positional argument receives the
+        :class:`~webhook_kit.conversation.Conversation` there.
 
         Routes are tried in registration order, the one without filters last; the first
         that accepts a message gets it. The handler returns a ``str`` (one reply), a list
@@ -105,6 +135,7 @@ class WebhookKit:
                     has_media=has_media,
                     opt_out=opt_out,
                     when=when,
+                    step=step,
                 )
             )
             return handler
@@ -167,6 +198,25 @@ class WebhookKit:
         self.registry.errors.append(handler)
         return handler
 
+    def on_timeout(self, hook: TimeoutHookT) -> TimeoutHookT:
+        """Register ``hook(conversation)`` for conversations whose person went silent.
+
+        A handler sets the timeout with ``conversation.timeout_after(seconds)``; any message
+        from the person cancels it. Due timeouts run from :meth:`run_timeouts` (``webhook-kit
+        maintenance --handlers ...`` from cron), once each; what the hook changes in the
+        conversation (state, step, ``end()``, a new timeout) is saved.
+        """
+        self.registry.timeouts.append(hook)
+        return hook
+
+    def run_timeouts(self, app: Flask | None = None) -> int:
+        """Run the ``on_timeout`` hooks of every due conversation of ``app``; how many ran."""
+        pipeline = self.pipeline(app)
+        with app.app_context() if app is not None else nullcontext():  # for kit.opt_outs...
+            return pipeline.conversations.run_timeouts(
+                self.registry.timeouts, pipeline.settings.claim_lease
+            )
+
     def auth_token_loader(self, loader: TokenLoaderT) -> TokenLoaderT:
         """Register ``loader(account_sid) -> token(s) | None`` for apps serving subaccounts."""
         self.registry.token_loader = loader
@@ -218,6 +268,7 @@ class WebhookKit:
         if csrf is not None and hasattr(csrf, "exempt"):  # Flask-WTF would reject Twilio
             csrf.exempt(blueprint)
         app.register_blueprint(blueprint, url_prefix=prefix)
+        self._status_paths[app] = f"{prefix}/status"
         if direct:
             routes = {f"{prefix}/{name}": route for name, route in pipeline.routes.items()}
             app.wsgi_app = DirectDispatch(app.wsgi_app, app, routes)  # type: ignore[method-assign]
@@ -230,6 +281,41 @@ class WebhookKit:
     def ledger(self) -> Ledger:
         """The delivery ledger of the current app (needs an app context)."""
         return Ledger(self.pipeline().store)
+
+    @property
+    def opt_outs(self) -> OptOuts:
+        """The opt-out registry of the current app (needs an app context)."""
+        return OptOuts(self.pipeline().store)
+
+    # -- sending ---------------------------------------------------------------------------
+
+    send = _on_sender(Sender.send)
+    cancel = _on_sender(Sender.cancel)
+    redact = _on_sender(Sender.redact)
+    fetch = _on_sender(Sender.fetch)
+    reconcile = _on_sender(Sender.reconcile)
+    download = _on_sender(Sender.download)
+    delete_media = _on_sender(Sender.delete_media)
+
+    def sender(self, app: Flask | None = None, *, client: Any = None) -> Sender:
+        """The :class:`Sender` of ``app`` (default: the current app), built on first use.
+
+        It sends with the app's credentials (``WEBHOOK_KIT_ACCOUNT_SID`` and the auth token,
+        or an API key), records in the app's ledger, and points status callbacks at the
+        app's ``/status`` route under ``WEBHOOK_KIT_PUBLIC_URL``. Pass ``client`` (a twilio
+        ``Client``) to send through it instead; it then replaces the app's sender.
+        """
+        target = app if app is not None else current_app._get_current_object()  # type: ignore[attr-defined]
+        sender = self._senders.get(target)
+        if sender is None or client is not None:
+            pipeline = self.pipeline(target)
+            public = pipeline.settings.public_url
+            status_url = public.rstrip("/") + self._status_paths[target] if public else None
+            sender = Sender.from_config(
+                target.config, pipeline.store, status_url=status_url, client=client
+            )
+            self._senders[target] = sender
+        return sender
 
     def pipeline(self, app: Flask | None = None) -> Pipeline:
         """The request path, settings and store of ``app`` (default: the current app)."""

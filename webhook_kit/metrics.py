@@ -36,6 +36,7 @@ except ImportError as error:  # pragma: no cover - exercised without the extra i
 if TYPE_CHECKING:
     from flask import Response
 
+    from .errors import SendError
     from .ledger import StatusEntry
 
 #: Webhooks answered, by route and outcome: handled, replayed (a duplicate got the first
@@ -49,6 +50,8 @@ HANDLER_SECONDS = Histogram(
 LEDGER_TRANSITIONS = Counter(
     "webhook_kit_ledger_transitions", "Status callbacks recorded", ["status", "error_code"]
 )
+#: kit.send's API calls, by outcome: sent, refused (with Twilio's error code) or unreachable.
+SENDS = Counter("webhook_kit_sends", "Messages sent through the API", ["outcome", "error_code"])
 
 #: How a webhook's answer maps to (outcome, reason) labels; rejections name their reason.
 OUTCOMES: dict[str, tuple[str, str]] = {
@@ -97,6 +100,16 @@ class Observer:
             code = "" if entry.error_code is None else str(entry.error_code)
             inc = self._transitions[key] = LEDGER_TRANSITIONS.labels(entry.status, code).inc
         inc()
+
+
+def count_send(error: SendError | None) -> None:
+    """Count one API call of ``kit.send``: sent when ``error`` is None."""
+    if error is None:
+        SENDS.labels("sent", "").inc()
+    elif error.code is None:
+        SENDS.labels("unreachable", "").inc()
+    else:
+        SENDS.labels("refused", str(error.code)).inc()
 
 
 def exposition() -> bytes:

@@ -4,16 +4,31 @@ stores import them (``ledger`` -> ``records`` <- ``stores``) without a circle.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode
 
 from .events import Fields
-from .status import DeliveryError, MessageStatus
+from .status import DeliveryError, MessageStatus, OpenStrEnum
 
 if TYPE_CHECKING:
-    from .events import StatusCallback
+    from .events import InboundMessage, StatusCallback
+
+#: Key prefix of the history entries that reconciliation wrote (not a callback from Twilio).
+RECONCILED = "reconciled:"
+#: Prefix of the ledger key of an outbound message whose SID is not known yet.
+PENDING = "WK"
+
+
+class Direction(OpenStrEnum):
+    """Twilio's ``direction`` of a message."""
+
+    INBOUND = "inbound"
+    OUTBOUND_API = "outbound-api"
+    OUTBOUND_REPLY = "outbound-reply"
+    OUTBOUND_CALL = "outbound-call"
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,10 +45,18 @@ class StatusEntry:
     received_at: float
     #: Every field of the callback, form-encoded (kept whole for audits and replays).
     form: str
+    #: The verified correlation id of the send this callback belongs to: its pending record
+    #: (written before the SID was known) is merged into the SID's record in the same step.
+    correlation: str | None = None
 
     @classmethod
     def from_callback(
-        cls, update: StatusCallback, key: str, received_at: float, form: str | None = None
+        cls,
+        update: StatusCallback,
+        key: str,
+        received_at: float,
+        form: str | None = None,
+        correlation: str | None = None,
     ) -> StatusEntry:
         status = update.status
         return cls(
@@ -46,6 +69,62 @@ class StatusEntry:
             update.event_type,
             received_at,
             form if form is not None else urlencode(update.raw.items(multi=True)),
+            correlation,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class MessageFacts:
+    """What the kit learnt about a message outside its callbacks, written with ``save_message``.
+
+    A store merges facts into the record: every field given (not None) replaces the stored
+    one, except ``status``, which only moves to a higher rank (with its ``error_code``), and
+    ``created_at``, which keeps the earliest. ``redact`` drops the body for good.
+    """
+
+    message_sid: str
+    #: When these facts were learnt (epoch seconds): the record's update and final time.
+    at: float
+    direction: str | None = None
+    from_: str | None = None
+    to: str | None = None
+    body: str | None = None
+    num_segments: int | None = None
+    num_media: int | None = None
+    created_at: float | None = None
+    status: str | None = None
+    error_code: int | None = None
+    price: str | None = None
+    price_unit: str | None = None
+    ref: str | None = None
+    in_reply_to: str | None = None
+    redact: bool = False
+
+    @property
+    def rank(self) -> int:
+        return MessageStatus(self.status).rank if self.status else -2
+
+    @property
+    def final(self) -> bool:
+        return self.status is not None and MessageStatus(self.status).is_final
+
+    #: The descriptive fields, in the order stores keep them.
+    TEXT_FIELDS = ("direction", "from_", "to", "body", "price", "price_unit", "ref", "in_reply_to")
+
+    @classmethod
+    def inbound(cls, message: InboundMessage, at: float) -> MessageFacts:
+        """An inbound message as it is recorded with its claim."""
+        return cls(
+            message.message_sid,
+            at,
+            direction=Direction.INBOUND.value,
+            from_=message.from_,
+            to=message.to,
+            body=message.body,
+            num_segments=message.num_segments,
+            num_media=message.num_media,
+            created_at=at,
+            status=MessageStatus.RECEIVED.value,
         )
 
 
@@ -65,10 +144,18 @@ class LedgerEvent:
         """Every field of the callback as Twilio sent it."""
         return Fields(parse_qsl(self.form, keep_blank_values=True))
 
+    @property
+    def reconciled(self) -> bool:
+        """True when reconciliation fetched this status; no callback brought it."""
+        return self.key.startswith(RECONCILED)
+
 
 @dataclass(frozen=True, slots=True)
 class MessageRecord:
-    """A message's current status and its full callback history, oldest first."""
+    """A message: what is known about it, its current status and its callbacks, oldest first.
+
+    Records returned by :meth:`Ledger.find` carry no ``history``; :meth:`Ledger.get` does.
+    """
 
     message_sid: str
     status: MessageStatus | None
@@ -76,6 +163,22 @@ class MessageRecord:
     updated_at: datetime
     final_at: datetime | None
     history: tuple[LedgerEvent, ...]
+    direction: Direction | None = None
+    from_: str | None = None
+    to: str | None = None
+    #: None once redacted (``redacted`` is then True), or when the body was never known.
+    body: str | None = None
+    redacted: bool = False
+    num_segments: int | None = None
+    num_media: int | None = None
+    created_at: datetime | None = None
+    #: When the ``sent`` callback arrived.
+    sent_at: datetime | None = None
+    price: str | None = None
+    price_unit: str | None = None
+    ref: str | None = None
+    #: The SID of the inbound message this one replied to.
+    in_reply_to: str | None = None
 
     @property
     def is_final(self) -> bool:
@@ -85,7 +188,56 @@ class MessageRecord:
     def error(self) -> DeliveryError | None:
         return DeliveryError(self.error_code) if self.error_code else None
 
+    @property
+    def pending(self) -> bool:
+        """True for a send whose API call has not answered (``message_sid`` is its key)."""
+        return self.message_sid.startswith(PENDING)
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """A ledger search as stores run it: every given filter must hold; newest first."""
+
+    ref: str | None = None
+    to: str | None = None
+    from_: str | None = None
+    statuses: tuple[str, ...] = ()
+    direction: str | None = None
+    #: ``created_at`` bounds in epoch seconds: since <= created < until.
+    since: float | None = None
+    until: float | None = None
+    #: Only messages that are not final.
+    open_only: bool = False
+    #: Keyset paging: only records ordered after this (created, sid), i.e. older.
+    after: tuple[float, str] | None = None
+    limit: int = 100
+
+    def matches(self, record: MessageRecord) -> bool:
+        """The filters in Python, for stores that cannot run them as a query."""
+        created = record.created_at.timestamp() if record.created_at else 0.0
+        return (
+            (self.ref is None or record.ref == self.ref)
+            and (self.to is None or record.to == self.to)
+            and (self.from_ is None or record.from_ == self.from_)
+            and (not self.statuses or (record.status or "") in self.statuses)
+            and (self.direction is None or record.direction == self.direction)
+            and (self.since is None or created >= self.since)
+            and (self.until is None or created < self.until)
+            and not (self.open_only and record.is_final)
+            and (self.after is None or (created, record.message_sid) < self.after)
+        )
+
+
+def now() -> float:
+    """The ledger's clock: epoch seconds in whole microseconds, so that the datetimes of
+    records (and the paging cursors made from them) convert back to exactly what is stored."""
+    return round(time.time(), 6)
+
 
 def timestamp(seconds: float) -> datetime:
     """Stores keep epoch seconds; records show aware UTC datetimes."""
     return datetime.fromtimestamp(seconds, UTC)
+
+
+def optional_timestamp(seconds: float | None) -> datetime | None:
+    return timestamp(seconds) if seconds is not None else None

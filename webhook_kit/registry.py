@@ -21,7 +21,7 @@ TokenLoader: TypeAlias = Callable[[str], str | Sequence[str] | None]
 class Registry:
     """Routes for messages, the fallback URL and status callbacks; final and error hooks."""
 
-    __slots__ = ("errors", "fallback", "final", "messages", "status", "token_loader")
+    __slots__ = ("errors", "fallback", "final", "messages", "status", "timeouts", "token_loader")
 
     def __init__(self) -> None:
         self.messages = MessageRouter()
@@ -29,6 +29,8 @@ class Registry:
         self.status: list[StatusRoute] = []
         self.final: list[FinalHook] = []
         self.errors: list[ErrorHook] = []
+        #: Hooks run with a conversation whose person went silent past its timeout.
+        self.timeouts: list[Callable[[Any], object]] = []
         #: ``loader(account_sid) -> token(s) | None`` for apps serving subaccounts.
         self.token_loader: TokenLoader | None = None
 

@@ -27,6 +27,7 @@ from urllib.parse import unquote_to_bytes, urlencode
 
 from flask import Flask, Response, request
 
+from .conversation import Conversation, Conversations, Opened
 from .errors import (
     BadRequestError,
     InFlightError,
@@ -37,15 +38,19 @@ from .errors import (
 from .events import (
     Fields,
     InboundMessage,
+    OptOutType,
     StatusCallback,
     parse_fallback,
     parse_inbound,
     parse_status,
 )
-from .ledger import StatusEntry
+from .ledger import MessageFacts, StatusEntry
+from .ledger import now as ledger_now
+from .optout import OptOutPolicy
 from .routing import MessageRouter, as_twiml, call_status_handler, handler_name
+from .sending import Correlator
 from .signature import URLBuilder, Verifier
-from .stores import Claim, Outcome, Store, housekeeping, new_owner
+from .stores import Claim, ConversationWrite, Outcome, Store, housekeeping, new_owner
 from .twiml import MessagingResponse
 
 if TYPE_CHECKING:
@@ -142,6 +147,11 @@ class Pipeline:
         self.store = store
         self.verifier = Verifier(settings.auth_tokens, registry.load_tokens)
         self.url_of = URLBuilder(settings.public_url, settings.proxy_hops)
+        self.conversations = Conversations(store, settings.conversation_ttl)
+        self.opt_outs = OptOutPolicy(
+            store, recognise=settings.opt_out_keywords, replies=settings.opt_out_replies
+        )
+        self.correlator = Correlator(settings.secret_key)
         self._housekeeping_pid = 0
         self._error_reply: bytes | None = None
         if settings.error_reply:
@@ -195,7 +205,9 @@ class Pipeline:
             routes = [route for route in self.registry.status if route.accepts(update)]
             # Only a final status can make a message final, so only then can hooks run.
             hooks = self.registry.final if update.status.is_final else []
-            entry = StatusEntry.from_callback(update, key, time.time(), incoming.form)
+            # A genuine token links the callback to its send even before the SID was stored.
+            correlation = self.correlator.verify_query(environ.get("QUERY_STRING", ""))
+            entry = StatusEntry.from_callback(update, key, time.time(), incoming.form, correlation)
             # Nothing to run after recording: claim and record finish in one store step.
             lease = self.settings.claim_lease if routes or hooks else None
             applied = self._settle(
@@ -246,8 +258,11 @@ class Pipeline:
             message = parse(incoming.fields)
             key = f"{kind}:{message.message_sid}"
             lease = self.settings.claim_lease
+            facts = MessageFacts.inbound(message, ledger_now())  # recorded with the claim
             claim = self._settle(
-                key, lambda replace: self.store.claim(key, lease, replace), lambda claim: claim
+                key,
+                lambda replace: self.store.claim(key, lease, replace=replace, message=facts),
+                lambda claim: claim,
             )
         except _REJECTED as error:
             return _reject(environ, error)
@@ -255,15 +270,21 @@ class Pipeline:
             _duplicate(environ, key)
             # A retry gets the first answer, handler not rerun.
             return Answer(200, claim.answer, TWIML_TYPE, "replayed")
+        opened: Opened | None = None
         try:
-            answer = self._answer(message, router, kind)
-        except StoreError as error:
-            self._release(key, claim)
+            if router.needs_conversation:  # waits while another message of the person runs
+                opened = self.conversations.open(message, self._lock, time.time())
+            conversation = opened.conversation if opened else None
+            reply = self._answer(message, router, kind, conversation)
+            answer = reply.to_bytes()
+            saved = self.conversations.write(opened, reply, time.time()) if opened else None
+        except (StoreError, InFlightError) as error:
+            self._release(key, claim, opened)
             return _reject(environ, error)
         except _Failed as failure:
-            self._release(key, claim)
+            self._release(key, claim, opened)
             return self._failed(failure, message, environ)
-        self._complete(key, claim, answer)
+        self._complete(key, claim, answer, saved)
         return Answer(200, answer)
 
     def _read(self, environ: dict[str, Any]) -> Incoming:
@@ -336,17 +357,41 @@ class Pipeline:
             result = attempt("")
         return result
 
-    def _answer(self, message: InboundMessage, router: MessageRouter, kind: str) -> bytes:
+    def _lock(self, key: str) -> Claim:
+        """Take ``key`` as a lock, waiting for its holder (a conversation's other message)."""
+        lease = self.settings.claim_lease
+        return self._settle(
+            key, lambda replace: self.store.claim(key, lease, replace=replace), lambda claim: claim
+        )
+
+    def _answer(
+        self,
+        message: InboundMessage,
+        router: MessageRouter,
+        kind: str,
+        conversation: Conversation | None,
+    ) -> MessagingResponse:
+        message, compliance = self.opt_outs.classify(message)
+        if conversation is not None and message.opt_out_type is OptOutType.STOP:
+            conversation.end()  # whoever asked to stop is not in the middle of anything
+        step = conversation.step if conversation is not None else None
         with _Running("a message filter (when=)"):
-            chosen = router.select(message)
+            chosen = router.select(message, step, by_keyword=compliance is not None)
         if chosen is None:
-            return EMPTY_TWIML
+            return compliance or MessagingResponse()
         route, accepted = chosen
         name = handler_name(route.handler)
         with _Running(name):
             started = time.perf_counter()
-            reply = as_twiml(route.handler(accepted), route.handler)
+            if route.takes_conversation:
+                result = route.handler(accepted, conversation)
+            else:
+                result = route.handler(accepted)
+            reply = as_twiml(result, route.handler)
             self._timed(kind, name, started)
+        if compliance is not None and not reply.verbs:  # the handler only recorded it
+            return compliance
+        reply = self.opt_outs.screen(message, reply)
         segments = reply.segments
         if segments > self.settings.max_segments:
             log.warning(
@@ -355,7 +400,7 @@ class Pipeline:
                 segments,
                 self.settings.max_segments,
             )
-        return reply.to_bytes()
+        return reply
 
     def _finalise(self, message_sid: str) -> None:
         """Run the final-state hooks once per message, across retries and hosts."""
@@ -363,7 +408,7 @@ class Pipeline:
         lease = self.settings.claim_lease
         claim = self.store.claim(key, lease)
         if claim.outcome is Outcome.BUSY and new_owner.is_dead(claim.owner):
-            claim = self.store.claim(key, lease, claim.owner)
+            claim = self.store.claim(key, lease, replace=claim.owner)
         if claim.outcome is not Outcome.CLAIMED:
             return
         try:
@@ -409,16 +454,20 @@ class Pipeline:
             return Answer(200, self._error_reply, TWIML_TYPE, _FAILED.outcome)
         return _FAILED
 
-    def _complete(self, key: str, claim: Claim, answer: bytes) -> None:
+    def _complete(
+        self, key: str, claim: Claim, answer: bytes, conversation: ConversationWrite | None = None
+    ) -> None:
         try:
-            self.store.complete(key, claim.owner, answer)
+            self.store.complete(key, claim.owner, answer, conversation)
         except StoreError as error:
             # The answer still goes out; a retry inside the lease gets 409, after it reruns.
             log.warning("could not store the answer for %s: %s", key, error)
 
-    def _release(self, key: str, claim: Claim) -> None:
+    def _release(self, key: str, claim: Claim, opened: Opened | None = None) -> None:
         try:
             self.store.release(key, claim.owner)
+            if opened is not None:
+                self.conversations.close(opened)
         except StoreError as error:
             log.warning("could not release %s (released when the store answers): %s", key, error)
 

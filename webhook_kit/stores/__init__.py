@@ -23,7 +23,7 @@ from typing import Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 from ..errors import ConfigurationError, StoreError
-from ..records import MessageRecord, StatusEntry
+from ..records import MessageFacts, MessageRecord, Query, StatusEntry
 from ..status import MessageStatus
 
 log = logging.getLogger("webhook_kit")
@@ -115,6 +115,39 @@ class Claim:
 
 
 @dataclass(frozen=True, slots=True)
+class ConversationWrite:
+    """A conversation saved by :meth:`Store.complete` together with an inbound claim.
+
+    ``id`` starts with the person's address and ``|`` (see :meth:`Store.purge_address`).
+    """
+
+    id: str
+    #: The owner token of the conversation's lock (a :meth:`Store.claim` on ``"lock:" + id``),
+    #: released in the same step.
+    lock_owner: str
+    #: The serialised conversation; None deletes it (the conversation ended).
+    data: bytes | None
+    #: Seconds of inactivity after which the conversation expires.
+    ttl: float
+    #: Epoch seconds when its timeout is due (see :meth:`Store.due_conversations`); None: none.
+    due: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OptOut:
+    """Whether ``address`` may receive messages from ``sender`` (a number or Messaging Service)."""
+
+    sender: str
+    address: str
+    opted_out: bool
+    #: Epoch seconds of the last change.
+    updated_at: float
+    #: What changed it: ``keyword`` (recognised by the kit), ``advanced`` (Twilio's Advanced
+    #: Opt-Out), ``import`` or ``api``.
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
 class Applied:
     """What claiming and recording one callback did."""
 
@@ -138,17 +171,27 @@ class Applied:
 class Store(Protocol):
     """The operations the request path needs; each one is atomic across processes."""
 
-    def claim(self, key: str, lease: float, replace: str = "") -> Claim:
+    def claim(
+        self, key: str, lease: float, *, replace: str = "", message: MessageFacts | None = None
+    ) -> Claim:
         """Take ``key`` for ``lease`` seconds, unless a live or finished claim holds it.
 
         ``replace`` names the owner of an unfinished claim known to be dead: the key is
         taken over from exactly that owner (and from no other). A claim that fails with
         :class:`StoreError` may still reach the store later; the store releases it once it
-        answers again (see :meth:`maintain`).
+        answers again (see :meth:`maintain`). When the claim is won, ``message`` (an
+        inbound message) is saved in the same step, as :meth:`save_message` would.
         """
 
-    def complete(self, key: str, owner: str, answer: bytes) -> None:
-        """Mark an owned claim finished and keep its answer for the retention period."""
+    def complete(
+        self, key: str, owner: str, answer: bytes, conversation: ConversationWrite | None = None
+    ) -> None:
+        """Mark an owned claim finished and keep its answer for the retention period.
+
+        With ``conversation``, in the same atomic step and only if ``owner`` still holds
+        ``key``: save (or delete) the conversation with its TTL, and release its lock. A
+        retried webhook therefore neither loses nor applies twice what its handler changed.
+        """
 
     def release(self, key: str, owner: str) -> None:
         """Give up an owned claim so that a retry can run."""
@@ -160,7 +203,7 @@ class Store(Protocol):
 
         With ``lease`` the claim stays pending for that long, for handlers to run before
         :meth:`complete` or :meth:`release`; without, nothing runs after the record, so the
-        claim is finished in the same step (SQLite and Redis then write no claim at all: the
+        claim is finished in the same step (the store then writes no claim at all: the
         recorded event is the key, and a duplicate is DONE with ``status`` None). A lost
         claim records nothing. ``replace`` is as for :meth:`claim` (a callback already
         recorded is not recorded twice).
@@ -168,6 +211,44 @@ class Store(Protocol):
 
     def get_message(self, message_sid: str) -> MessageRecord | None:
         """A message's ledger record, or None."""
+
+    def get_conversation(self, id: str) -> bytes | None:
+        """The saved conversation ``id``, or None if there is none or it expired."""
+
+    def due_conversations(self, now: float, limit: int) -> list[str]:
+        """Up to ``limit`` ids of saved conversations whose ``due`` is at or before ``now``.
+
+        Saving a conversation replaces its due time (None removes it); so does deleting it.
+        An id may name a conversation that expired meanwhile (:meth:`get_conversation` then
+        says None, and saving it with ``data=None`` forgets the due time).
+        """
+
+    def set_opt_out(self, record: OptOut) -> None:
+        """Insert or replace the opt-out record of ``(record.sender, record.address)``."""
+
+    def get_opt_out(self, sender: str, address: str) -> OptOut | None:
+        """The opt-out record of ``address`` for ``sender``, or None if it never changed."""
+
+    def list_opt_outs(self, sender: str | None = None) -> list[OptOut]:
+        """Every opt-out record (of one ``sender``), ordered by sender then address."""
+
+    def purge_address(self, address: str) -> int:
+        """Remove every conversation of ``address`` and every ledger record of a message to
+        or from it (its facts, or a callback's ``To``/``From``); the number of items removed.
+        Opt-out records stay: they are what keeps the person from being texted again.
+        """
+
+    def save_message(self, facts: MessageFacts, alias: str | None = None) -> None:
+        """Merge ``facts`` into the record of ``facts.message_sid`` (created if missing).
+
+        With ``alias``, the record kept under that key (a send written before its SID was
+        known) is first merged into it and removed, in the same atomic step.
+        ``record_status`` does the same with ``entry.correlation``.
+        """
+
+    def find_messages(self, query: Query) -> list[MessageRecord]:
+        """Up to ``query.limit`` records matching ``query``, newest ``created_at`` first
+        (ties by SID, descending), without their history."""
 
     def maintain(self, *, full: bool = False) -> None:
         """Housekeeping, never run inside a request: release abandoned claims, then expire.
@@ -371,6 +452,12 @@ class Housekeeping:
 
 housekeeping = Housekeeping()
 os.register_at_fork(after_in_child=housekeeping.after_fork)
+
+
+def names_address(form: str, address: str) -> bool:
+    """Whether a callback kept in the ledger (its form fields) was sent to or from ``address``."""
+    fields = dict(parse_qsl(form, keep_blank_values=True))
+    return address in (fields.get("To"), fields.get("From"))
 
 
 def _sqlite_path(path: str, url: str) -> str:

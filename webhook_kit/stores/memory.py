@@ -7,9 +7,28 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..records import LedgerEvent, MessageRecord, StatusEntry, timestamp
+from ..records import (
+    Direction,
+    LedgerEvent,
+    MessageFacts,
+    MessageRecord,
+    Query,
+    StatusEntry,
+    optional_timestamp,
+    timestamp,
+)
 from ..status import MessageStatus
-from . import DEFAULT_LEDGER_RETENTION, DEFAULT_RETENTION, Applied, Claim, Outcome, new_owner
+from . import (
+    DEFAULT_LEDGER_RETENTION,
+    DEFAULT_RETENTION,
+    Applied,
+    Claim,
+    ConversationWrite,
+    OptOut,
+    Outcome,
+    names_address,
+    new_owner,
+)
 
 _PURGE_EVERY = 60.0
 
@@ -29,8 +48,47 @@ class _Message:
     error_code: int | None = None
     updated: float = 0.0
     final_at: float | None = None
+    created: float | None = None
+    sent_at: float | None = None
     history: list[StatusEntry] = field(default_factory=list)
     keys: set[str] = field(default_factory=set)
+    facts: dict[str, object] = field(default_factory=dict)
+    redacted: bool = False
+
+    def apply(
+        self, status: str | None, rank: int, error_code: int | None, at: float, final: bool
+    ) -> None:
+        """Move the status forward only; the first final time and the ``sent`` time stay."""
+        self.updated = max(self.updated, at)
+        self.created = at if self.created is None else min(self.created, at)
+        if status and rank > self.rank:
+            self.status, self.rank, self.error_code = status, rank, error_code
+        if final and self.final_at is None:
+            self.final_at = at
+        if status == "sent":
+            self.sent_at = at if self.sent_at is None else min(self.sent_at, at)
+
+    def merge(self, facts: MessageFacts) -> None:
+        for name in (*MessageFacts.TEXT_FIELDS, "num_segments", "num_media"):
+            value = getattr(facts, name)
+            if value is not None:
+                self.facts[name] = value
+        if facts.redact:
+            self.facts.pop("body", None)
+            self.redacted = True
+        self.apply(facts.status, facts.rank, facts.error_code, facts.at, facts.final)
+        if facts.created_at is not None:
+            self.created = min(self.created or facts.created_at, facts.created_at)
+
+    def absorb(self, other: _Message) -> None:
+        """Take in the record of the same send kept under its correlation id."""
+        for name, value in other.facts.items():
+            self.facts.setdefault(name, value)
+        self.redacted = self.redacted or other.redacted
+        if other.created is not None:
+            self.apply(other.status, other.rank, other.error_code, other.created, False)
+        if other.final_at is not None:
+            self.final_at = min(self.final_at or other.final_at, other.final_at)
 
 
 class MemoryStore:
@@ -49,11 +107,19 @@ class MemoryStore:
         self._lock = threading.Lock()
         self._claims: dict[str, _Claim] = {}
         self._messages: dict[str, _Message] = {}
+        #: id -> (data, expires, due or None)
+        self._conversations: dict[str, tuple[bytes, float, float | None]] = {}
+        self._opt_outs: dict[tuple[str, str], OptOut] = {}
         self._next_purge = clock() + _PURGE_EVERY
 
-    def claim(self, key: str, lease: float, replace: str = "") -> Claim:
+    def claim(
+        self, key: str, lease: float, *, replace: str = "", message: MessageFacts | None = None
+    ) -> Claim:
         with self._lock:
-            return self._claim(key, lease, replace, self._clock())[0]
+            claim, won = self._claim(key, lease, replace, self._clock())
+            if won and message is not None:
+                self._save(message, None)
+            return claim
 
     def _claim(self, key: str, lease: float | None, replace: str, now: float) -> tuple[Claim, bool]:
         """Take ``key`` (``lease=None``: finished at once) and say if it was won; hold the lock."""
@@ -73,13 +139,28 @@ class MemoryStore:
             return Claim(Outcome.DONE, answer=current.answer), False
         return Claim(Outcome.BUSY, current.owner), False
 
-    def complete(self, key: str, owner: str, answer: bytes) -> None:
+    def complete(
+        self, key: str, owner: str, answer: bytes, conversation: ConversationWrite | None = None
+    ) -> None:
         with self._lock:
             current = self._claims.get(key)
-            if current is not None and current.owner == owner:
-                current.done = True
-                current.answer = answer
-                current.expires = self._clock() + self._retention
+            if current is None or current.owner != owner:
+                return
+            now = self._clock()
+            current.done = True
+            current.answer = answer
+            current.expires = now + self._retention
+            if conversation is None:
+                return
+            if conversation.data is None:
+                self._conversations.pop(conversation.id, None)
+            else:
+                expires = now + conversation.ttl
+                saved = (conversation.data, expires, conversation.due)
+                self._conversations[conversation.id] = saved
+            lock = self._claims.get("lock:" + conversation.id)
+            if lock is not None and lock.owner == conversation.lock_owner and not lock.done:
+                del self._claims["lock:" + conversation.id]
 
     def release(self, key: str, owner: str) -> None:
         with self._lock:
@@ -94,32 +175,89 @@ class MemoryStore:
             claim, won = self._claim(entry.key, lease, replace, self._clock())
             if not won:
                 return Applied(claim, False, None)
-            message = self._messages.setdefault(entry.message_sid, _Message())
+            message = self._message(entry.message_sid, entry.correlation)
             if entry.key in message.keys:
                 return Applied(claim, False, _status(message.status))
             message.keys.add(entry.key)
             message.history.append(entry)
-            message.updated = entry.received_at
-            if entry.rank > message.rank:
-                message.status, message.rank = entry.status, entry.rank
-                message.error_code = entry.error_code
-            if entry.final and message.final_at is None:
-                message.final_at = entry.received_at
+            at = entry.received_at
+            message.apply(entry.status, entry.rank, entry.error_code, at, entry.final)
             return Applied(claim, True, _status(message.status))
+
+    def save_message(self, facts: MessageFacts, alias: str | None = None) -> None:
+        with self._lock:
+            self._save(facts, alias)
+
+    def _save(self, facts: MessageFacts, alias: str | None) -> None:
+        self._message(facts.message_sid, alias).merge(facts)
+
+    def _message(self, sid: str, alias: str | None) -> _Message:
+        """The record of ``sid``, with the one kept under ``alias`` merged in; hold the lock."""
+        message = self._messages.setdefault(sid, _Message())
+        pending = self._messages.pop(alias, None) if alias and alias != sid else None
+        if pending is not None:
+            message.absorb(pending)
+        return message
 
     def get_message(self, message_sid: str) -> MessageRecord | None:
         with self._lock:
             message = self._messages.get(message_sid)
             if message is None:
                 return None
-            return MessageRecord(
-                message_sid,
-                _status(message.status),
-                message.error_code,
-                timestamp(message.updated),
-                timestamp(message.final_at) if message.final_at is not None else None,
-                tuple(_event(entry) for entry in message.history),
-            )
+            return _record(message_sid, message, tuple(_event(e) for e in message.history))
+
+    def find_messages(self, query: Query) -> list[MessageRecord]:
+        with self._lock:
+            records = [_record(sid, message, ()) for sid, message in self._messages.items()]
+        found = sorted(
+            (record for record in records if query.matches(record)),
+            key=lambda r: (r.created_at.timestamp() if r.created_at else 0.0, r.message_sid),
+            reverse=True,
+        )
+        return found[: query.limit]
+
+    def get_conversation(self, id: str) -> bytes | None:
+        with self._lock:
+            saved = self._conversations.get(id)
+        return saved[0] if saved is not None and saved[1] >= self._clock() else None
+
+    def due_conversations(self, now: float, limit: int) -> list[str]:
+        with self._lock:
+            due = [
+                id for id, (_, _, at) in self._conversations.items() if at is not None and at <= now
+            ]
+        return due[:limit]
+
+    def set_opt_out(self, record: OptOut) -> None:
+        with self._lock:
+            self._opt_outs[record.sender, record.address] = record
+
+    def get_opt_out(self, sender: str, address: str) -> OptOut | None:
+        with self._lock:
+            return self._opt_outs.get((sender, address))
+
+    def list_opt_outs(self, sender: str | None = None) -> list[OptOut]:
+        with self._lock:
+            return [
+                record
+                for key, record in sorted(self._opt_outs.items())
+                if sender is None or key[0] == sender
+            ]
+
+    def purge_address(self, address: str) -> int:
+        with self._lock:
+            conversations = [id for id in self._conversations if id.startswith(address + "|")]
+            for id in conversations:
+                del self._conversations[id]
+            messages = [
+                sid
+                for sid, message in self._messages.items()
+                if address in (message.facts.get("from_"), message.facts.get("to"))
+                or any(names_address(entry.form, address) for entry in message.history)
+            ]
+            for sid in messages:
+                del self._messages[sid]
+        return len(conversations) + len(messages)
 
     def maintain(self, *, full: bool = False) -> None:
         """Drop expired keys and records, at most once a minute unless ``full``."""
@@ -131,6 +269,9 @@ class MemoryStore:
             self._claims = {key: c for key, c in self._claims.items() if c.expires >= now}
             horizon = now - self._ledger_retention
             self._messages = {sid: m for sid, m in self._messages.items() if m.updated >= horizon}
+            self._conversations = {
+                id: saved for id, saved in self._conversations.items() if saved[1] >= now
+            }
 
     def close(self) -> None:
         """Nothing to release."""
@@ -138,6 +279,40 @@ class MemoryStore:
 
 def _status(value: str | None) -> MessageStatus | None:
     return MessageStatus(value) if value is not None else None
+
+
+def _record(sid: str, message: _Message, history: tuple[LedgerEvent, ...]) -> MessageRecord:
+    facts = message.facts
+    direction = facts.get("direction")
+    return MessageRecord(
+        sid,
+        _status(message.status),
+        message.error_code,
+        timestamp(message.updated),
+        optional_timestamp(message.final_at),
+        history,
+        direction=Direction(direction) if isinstance(direction, str) else None,
+        from_=_text(facts.get("from_")),
+        to=_text(facts.get("to")),
+        body=_text(facts.get("body")),
+        redacted=message.redacted,
+        num_segments=_number(facts.get("num_segments")),
+        num_media=_number(facts.get("num_media")),
+        created_at=optional_timestamp(message.created),
+        sent_at=optional_timestamp(message.sent_at),
+        price=_text(facts.get("price")),
+        price_unit=_text(facts.get("price_unit")),
+        ref=_text(facts.get("ref")),
+        in_reply_to=_text(facts.get("in_reply_to")),
+    )
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _number(value: object) -> int | None:
+    return value if isinstance(value, int) else None
 
 
 def _event(entry: StatusEntry) -> LedgerEvent:

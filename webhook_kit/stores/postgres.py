@@ -17,6 +17,11 @@ statement (``statement_timeout``), each answered as :class:`~webhook_kit.errors.
 comes back is used again without restarting a worker. Expired rows are deleted, and lost
 claims released, by :meth:`PostgresStore.maintain` on the housekeeping thread or in
 ``webhook-kit maintenance``, never inside a request.
+
+The ledger follows the rules of the other stores: a given fact replaces the stored one, the
+status only moves to a higher rank (taking its error code with it), the created, sent and
+final times keep the earliest value, and redaction drops the body for good. A send's pending
+record (``WK…``) is merged into its SID's record in the same transaction that learns the SID.
 """
 
 from __future__ import annotations
@@ -27,12 +32,21 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any, Final
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from ..errors import ConfigurationError
-from ..records import LedgerEvent, MessageRecord, StatusEntry, timestamp
+from ..records import (
+    Direction,
+    LedgerEvent,
+    MessageFacts,
+    MessageRecord,
+    Query,
+    StatusEntry,
+    optional_timestamp,
+    timestamp,
+)
 from ..status import MessageStatus
 from . import (
     DEFAULT_LEDGER_RETENTION,
@@ -41,8 +55,11 @@ from . import (
     Abandoned,
     Applied,
     Claim,
+    ConversationWrite,
+    OptOut,
     Outcome,
     StoreErrors,
+    names_address,
     new_owner,
 )
 
@@ -87,6 +104,44 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         PRIMARY KEY (sid, key)
     );
     """,
+    """
+    CREATE TABLE {schema}.wk_conversations (
+        id text PRIMARY KEY,
+        data bytea NOT NULL,
+        expires double precision NOT NULL,
+        due double precision
+    );
+    CREATE INDEX wk_conversations_expires ON {schema}.wk_conversations (expires);
+    CREATE INDEX wk_conversations_due ON {schema}.wk_conversations (due) WHERE due IS NOT NULL;
+    CREATE TABLE {schema}.wk_opt_outs (
+        sender text NOT NULL,
+        address text NOT NULL,
+        opted_out boolean NOT NULL,
+        updated double precision NOT NULL,
+        source text NOT NULL,
+        PRIMARY KEY (sender, address)
+    );
+    """,
+    # The ledger as the record of every message: what the kit knows besides the status.
+    """
+    ALTER TABLE {schema}.wk_messages
+        ADD COLUMN created double precision,
+        ADD COLUMN sent_at double precision,
+        ADD COLUMN direction text,
+        ADD COLUMN from_addr text,
+        ADD COLUMN to_addr text,
+        ADD COLUMN body text,
+        ADD COLUMN redacted boolean NOT NULL DEFAULT false,
+        ADD COLUMN segments integer,
+        ADD COLUMN media integer,
+        ADD COLUMN price text,
+        ADD COLUMN price_unit text,
+        ADD COLUMN ref text,
+        ADD COLUMN reply_to text;
+    CREATE INDEX wk_messages_created
+        ON {schema}.wk_messages ((coalesce(created, 0)) DESC, (sid COLLATE "C") DESC);
+    CREATE INDEX wk_messages_ref ON {schema}.wk_messages (ref) WHERE ref IS NOT NULL;
+    """,
 )
 
 _SCHEMA_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
@@ -114,9 +169,65 @@ SET owner = excluded.owner, done = excluded.done, answer = NULL, expires = exclu
 WHERE c.expires < %(now)s OR (NOT c.done AND c.owner = %(replace)s AND %(replace)s <> '')
 RETURNING true
 """
-# The claim, the event and the monotonic update of the message in one statement. Every
-# expression in SET reads the current row, so the status only moves to a higher rank.
-_RECORD = """
+# Merging a new row into the stored one (``excluded`` holds the new values; a column it
+# leaves NULL keeps the stored value). GREATEST and LEAST skip NULLs, so the times keep the
+# earliest value given, and the status only moves to a higher rank, with its error code.
+_MERGE = """
+ON CONFLICT (sid) DO UPDATE SET
+    status = CASE WHEN excluded.rank > m.rank THEN excluded.status ELSE m.status END,
+    error_code = CASE WHEN excluded.rank > m.rank THEN excluded.error_code ELSE m.error_code END,
+    rank = greatest(m.rank, excluded.rank),
+    updated = greatest(m.updated, excluded.updated),
+    final_at = least(m.final_at, excluded.final_at),
+    created = least(m.created, excluded.created),
+    sent_at = least(m.sent_at, excluded.sent_at),
+    direction = coalesce(excluded.direction, m.direction),
+    from_addr = coalesce(excluded.from_addr, m.from_addr),
+    to_addr = coalesce(excluded.to_addr, m.to_addr),
+    body = CASE WHEN m.redacted OR excluded.redacted THEN NULL
+                ELSE coalesce(excluded.body, m.body) END,
+    redacted = m.redacted OR excluded.redacted,
+    segments = coalesce(excluded.segments, m.segments),
+    media = coalesce(excluded.media, m.media),
+    price = coalesce(excluded.price, m.price),
+    price_unit = coalesce(excluded.price_unit, m.price_unit),
+    ref = coalesce(excluded.ref, m.ref),
+    reply_to = coalesce(excluded.reply_to, m.reply_to)
+"""
+_COLUMNS = (
+    "sid", "status", "rank", "error_code", "updated", "final_at", "created", "sent_at",
+    "direction", "from_addr", "to_addr", "body", "redacted", "segments", "media", "price",
+    "price_unit", "ref", "reply_to",
+)  # fmt: skip
+# MessageFacts saved (``{where}``: only if a claim in the same statement was won).
+_SAVE = (
+    "INSERT INTO {schema}.wk_messages AS m ("
+    + ", ".join(_COLUMNS)
+    + ") SELECT "
+    + ", ".join(f"%({name})s" for name in _COLUMNS)
+    + " {where}"
+    + _MERGE
+)
+_CLAIM_SAVE = """
+WITH claimed AS ({claim}), saved AS ({save})
+SELECT EXISTS (SELECT FROM claimed)
+"""
+# The record kept under a send's correlation id merged into its SID's, and dropped; returns
+# the merged status (no row: there was nothing to merge).
+_ABSORB = (
+    "WITH alias AS (DELETE FROM {schema}.wk_messages WHERE sid = %(alias)s RETURNING *) "
+    "INSERT INTO {schema}.wk_messages AS m ("
+    + ", ".join(_COLUMNS)
+    + ") SELECT %(sid)s, "
+    + ", ".join(_COLUMNS[1:])
+    + " FROM alias"
+    + _MERGE
+    + "RETURNING m.status"
+)
+# The claim (``{claim}``: a claim statement, or ``SELECT true`` when none is written), the
+# event and the monotonic update of the message in one statement.
+_RECORD = (
+    """
 WITH claimed AS ({claim}),
 recorded AS (
     INSERT INTO {schema}.wk_events (sid, key, status, error_code, event_type, received, form)
@@ -126,16 +237,13 @@ recorded AS (
     RETURNING true
 ),
 applied AS (
-    INSERT INTO {schema}.wk_messages AS m (sid, status, rank, error_code, updated, final_at)
-    SELECT %(sid)s, %(status)s, %(rank)s, %(error_code)s, %(received)s, %(final_at)s
-    WHERE EXISTS (SELECT FROM recorded)
-    ON CONFLICT (sid) DO UPDATE SET
-        status = CASE WHEN excluded.rank > m.rank THEN excluded.status ELSE m.status END,
-        error_code = CASE WHEN excluded.rank > m.rank THEN excluded.error_code
-                          ELSE m.error_code END,
-        rank = greatest(m.rank, excluded.rank),
-        updated = greatest(m.updated, excluded.updated),
-        final_at = coalesce(m.final_at, excluded.final_at)
+    INSERT INTO {schema}.wk_messages AS m
+        (sid, status, rank, error_code, updated, final_at, created, sent_at)
+    SELECT %(sid)s, %(status)s, %(rank)s, %(error_code)s, %(received)s, %(final_at)s,
+        %(received)s, %(sent_at)s
+    WHERE EXISTS (SELECT FROM recorded)"""
+    + _MERGE
+    + """
     RETURNING status
 )
 SELECT
@@ -146,6 +254,8 @@ SELECT
         (SELECT status FROM {schema}.wk_messages WHERE sid = %(sid)s)
     )
 """
+)
+_RECORD_COLUMNS = ", ".join(f"m.{name}" for name in _COLUMNS)
 # set_config(..., true) lasts until the end of the statement's own transaction, its commit.
 _ASYNC_COMMIT = "WHERE set_config('synchronous_commit', 'off', true) IS NOT NULL"
 _LOST = "SELECT done, answer, owner FROM {schema}.wk_claims WHERE key = %s"
@@ -154,19 +264,24 @@ UPDATE {schema}.wk_claims SET done = true, answer = %s, expires = %s
 WHERE key = %s AND owner = %s
 """
 _RELEASE = "DELETE FROM {schema}.wk_claims WHERE key = %s AND owner = %s AND NOT done"
-_GET = """
-SELECT m.status, m.error_code, m.updated, m.final_at,
-       e.status, e.received, e.error_code, e.event_type, e.key, e.form
+_GET = (
+    "SELECT "
+    + _RECORD_COLUMNS
+    + """, e.status, e.received, e.error_code, e.event_type, e.key, e.form
 FROM {schema}.wk_messages AS m LEFT JOIN {schema}.wk_events AS e ON e.sid = m.sid
 WHERE m.sid = %s
 ORDER BY e.received, e.key
 """
+)
+_FIND = "SELECT " + _RECORD_COLUMNS + " FROM {schema}.wk_messages AS m"
+_CREATED = "coalesce(m.created, 0)"
+_OPT_OUT_COLUMNS = "sender, address, opted_out, updated, source"
 # One batch of expired rows per statement, which returns how many went; SKIP LOCKED lets
 # every worker's housekeeping run at once without waiting on each other's rows (or a request's).
-_PURGE_CLAIMS = """
+_PURGE_EXPIRED = """
 WITH expired AS (
-    DELETE FROM {schema}.wk_claims WHERE key IN (
-        SELECT key FROM {schema}.wk_claims WHERE expires < %s LIMIT %s FOR UPDATE SKIP LOCKED
+    DELETE FROM {schema}.{table} WHERE {key} IN (
+        SELECT {key} FROM {schema}.{table} WHERE expires < %s LIMIT %s FOR UPDATE SKIP LOCKED
     )
     RETURNING true
 )
@@ -182,7 +297,10 @@ WITH expired AS (
 events AS (DELETE FROM {schema}.wk_events WHERE sid IN (SELECT sid FROM expired))
 SELECT count(*) FROM expired
 """
-_COMPACT = "VACUUM (ANALYZE) {schema}.wk_claims, {schema}.wk_messages, {schema}.wk_events"
+_COMPACT = (
+    "VACUUM (ANALYZE) {schema}.wk_claims, {schema}.wk_messages, {schema}.wk_events,"
+    " {schema}.wk_conversations"
+)
 
 
 class PostgresStore:
@@ -212,17 +330,27 @@ class PostgresStore:
         self._ledger_retention = ledger_retention
         self._clock = clock
         quoted = f'"{schema}"'
+        self._quoted = quoted
         self._claim_sql = _CLAIM.format(schema=quoted, commit=_ASYNC_COMMIT)
+        self._save_sql = _SAVE.format(schema=quoted, where="")
+        self._claim_save_sql = _CLAIM_SAVE.format(
+            claim=self._claim_sql,
+            save=_SAVE.format(schema=quoted, where="WHERE EXISTS (SELECT FROM claimed)"),
+        )
+        self._absorb_sql = _ABSORB.format(schema=quoted)
         self._record_sql = _RECORD.format(
             claim=_CLAIM.format(schema=quoted, commit=""), schema=quoted
         )
+        self._record_unclaimed_sql = _RECORD.format(claim="SELECT true", schema=quoted)
         self._lost_sql = _LOST.format(schema=quoted)
         self._complete_sql = _COMPLETE.format(schema=quoted)
         self._release_sql = _RELEASE.format(schema=quoted)
         self._get_sql = _GET.format(schema=quoted)
+        self._find_sql = _FIND.format(schema=quoted)
         self._purge_sql = (
-            (_PURGE_CLAIMS.format(schema=quoted), 0.0),
+            (_PURGE_EXPIRED.format(schema=quoted, table="wk_claims", key="key"), 0.0),
             (_PURGE_MESSAGES.format(schema=quoted), ledger_retention),
+            (_PURGE_EXPIRED.format(schema=quoted, table="wk_conversations", key="id"), 0.0),
         )
         self._compact_sql = _COMPACT.format(schema=quoted)
         self._lock = threading.Lock()
@@ -236,8 +364,11 @@ class PostgresStore:
             psycopg.Error, f"PostgreSQL store {_redacted(conninfo)!r}", self._suspect_pool
         )
 
-    def claim(self, key: str, lease: float, replace: str = "") -> Claim:
-        """Take ``key``; its commit does not wait for the WAL to reach the disk.
+    def claim(
+        self, key: str, lease: float, *, replace: str = "", message: MessageFacts | None = None
+    ) -> Claim:
+        """Take ``key`` (and save ``message`` if won, in the same statement); its commit does
+        not wait for the WAL to reach the disk.
 
         Nothing is acknowledged on a claim alone: the 200 follows :meth:`complete`, whose
         synchronous commit flushes the WAL, and so this claim, before it returns. That saves
@@ -254,13 +385,45 @@ class PostgresStore:
             "replace": replace,
         }
         with self._abandoned.guarding(key, owner), self._connection() as db:
-            if db.execute(self._claim_sql, params).fetchone() is not None:
+            if message is None:
+                won = db.execute(self._claim_sql, params).fetchone() is not None
+            else:
+                row = db.execute(self._claim_save_sql, params | _fact_params(message)).fetchone()
+                won = row is not None and row[0]
+            if won:
                 return Claim(Outcome.CLAIMED, owner)
             return self._lost(db, key)
 
-    def complete(self, key: str, owner: str, answer: bytes) -> None:
+    def complete(
+        self, key: str, owner: str, answer: bytes, conversation: ConversationWrite | None = None
+    ) -> None:
+        now = self._clock()
+        values = (answer, now + self._retention, key, owner)
         with self._connection() as db:
-            db.execute(self._complete_sql, (answer, self._clock() + self._retention, key, owner))
+            if conversation is None:
+                db.execute(self._complete_sql, values)
+                return
+            schema = self._quoted
+            with db.transaction():
+                if db.execute(self._complete_sql, values).rowcount != 1:
+                    return  # the claim was taken over: its new owner saves the conversation
+                if conversation.data is None:
+                    db.execute(
+                        f"DELETE FROM {schema}.wk_conversations WHERE id = %s", (conversation.id,)
+                    )
+                else:
+                    db.execute(
+                        f"INSERT INTO {schema}.wk_conversations (id, data, expires, due)"
+                        " VALUES (%s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET"
+                        " data = excluded.data, expires = excluded.expires, due = excluded.due",
+                        (
+                            conversation.id,
+                            conversation.data,
+                            now + conversation.ttl,
+                            conversation.due,
+                        ),
+                    )
+                db.execute(self._release_sql, ("lock:" + conversation.id, conversation.lock_owner))
 
     def release(self, key: str, owner: str) -> None:
         with self._connection() as db:
@@ -269,13 +432,16 @@ class PostgresStore:
     def record_status(
         self, entry: StatusEntry, lease: float | None = None, replace: str = ""
     ) -> Applied:
+        """Without ``lease`` no claim row is written: the event's own key in ``wk_events``
+        says whether it was recorded before, so a duplicate is lost (DONE) without one.
+        """
         now = self._clock()
         owner = "" if lease is None else new_owner()
         params = {
             "key": entry.key,
             "owner": owner,
-            "done": lease is None,
-            "expires": now + (self._retention if lease is None else lease),
+            "done": False,
+            "expires": now + (lease or 0.0),
             "now": now,
             "replace": replace,
             "sid": entry.message_sid,
@@ -285,35 +451,163 @@ class PostgresStore:
             "event_type": entry.event_type,
             "received": entry.received_at,
             "final_at": entry.received_at if entry.final else None,
+            "sent_at": entry.received_at if entry.status == "sent" else None,
             "form": entry.form,
         }
-        with self._abandoned.guarding(entry.key, owner), self._connection() as db:
-            row = db.execute(self._record_sql, params).fetchone()
+        sql = self._record_unclaimed_sql if lease is None else self._record_sql
+        alias = entry.correlation if entry.correlation != entry.message_sid else None
+        with (
+            self._abandoned.guarding(entry.key, owner),
+            self._connection() as db,
+            db.transaction() if alias else nullcontext(),
+        ):
+            row = db.execute(sql, params).fetchone()
             assert row is not None  # a SELECT without FROM always returns its row
             won, recorded, status = row
             if not won:
                 return Applied(self._lost(db, entry.key), False, None)
-        claim = Claim(Outcome.DONE) if lease is None else Claim(Outcome.CLAIMED, owner)
-        return Applied(claim, recorded, MessageStatus(status) if status else None)
+            if alias:
+                merged = db.execute(self._absorb_sql, {"sid": entry.message_sid, "alias": alias})
+                status = next(iter(merged.fetchall()), (status,))[0]
+        if lease is None:
+            if not recorded:
+                return Applied(Claim(Outcome.DONE), False, None)
+            return Applied(Claim(Outcome.DONE), True, _status(status))
+        return Applied(Claim(Outcome.CLAIMED, owner), recorded, _status(status))
 
     def get_message(self, message_sid: str) -> MessageRecord | None:
         with self._connection() as db:
             rows = db.execute(self._get_sql, (message_sid,)).fetchall()
         if not rows:
             return None
-        status, error_code, updated, final_at = rows[0][:4]
-        return MessageRecord(
-            message_sid,
-            MessageStatus(status) if status else None,
-            error_code,
-            timestamp(updated),
-            timestamp(final_at) if final_at is not None else None,
+        width = len(_COLUMNS)
+        return _record(
+            rows[0][:width],
             tuple(
                 LedgerEvent(MessageStatus(s), timestamp(received), code, kind, key, form)
-                for *_, s, received, code, kind, key, form in rows
+                for s, received, code, kind, key, form in (row[width:] for row in rows)
                 if key is not None
             ),
         )
+
+    def save_message(self, facts: MessageFacts, alias: str | None = None) -> None:
+        params = _fact_params(facts)
+        with self._connection() as db:
+            if not alias or alias == facts.message_sid:  # one statement: atomic by itself
+                db.execute(self._save_sql, params)
+                return
+            with db.transaction():
+                db.execute(self._absorb_sql, {"sid": facts.message_sid, "alias": alias})
+                db.execute(self._save_sql, params)
+
+    def find_messages(self, query: Query) -> list[MessageRecord]:
+        where: list[str] = []
+        args: list[object] = []
+        for column, value in (
+            ("ref", query.ref),
+            ("to_addr", query.to),
+            ("from_addr", query.from_),
+            ("direction", query.direction),
+        ):
+            if value is not None:
+                where.append(f"m.{column} = %s")
+                args.append(value)
+        if query.statuses:
+            where.append("m.status = ANY(%s)")
+            args.append(list(query.statuses))
+        if query.since is not None:
+            where.append(f"{_CREATED} >= %s")
+            args.append(query.since)
+        if query.until is not None:
+            where.append(f"{_CREATED} < %s")
+            args.append(query.until)
+        if query.open_only:
+            where.append("m.final_at IS NULL")
+        if query.after is not None:
+            # The same (created, sid) order as the index and the other stores (code points).
+            where.append(f'({_CREATED}, m.sid COLLATE "C") < (%s, %s)')
+            args.extend(query.after)
+        sql = self._find_sql
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += f' ORDER BY {_CREATED} DESC, m.sid COLLATE "C" DESC LIMIT %s'
+        with self._connection() as db:
+            rows = db.execute(sql, (*args, query.limit)).fetchall()
+        return [_record(row, ()) for row in rows]
+
+    def get_conversation(self, id: str) -> bytes | None:
+        with self._connection() as db:
+            row = db.execute(
+                f"SELECT data FROM {self._quoted}.wk_conversations WHERE id = %s AND expires >= %s",
+                (id, self._clock()),
+            ).fetchone()
+        return bytes(row[0]) if row is not None else None
+
+    def due_conversations(self, now: float, limit: int) -> list[str]:
+        with self._connection() as db:
+            rows = db.execute(
+                f"SELECT id FROM {self._quoted}.wk_conversations WHERE due <= %s LIMIT %s",
+                (now, limit),
+            ).fetchall()
+        return [row[0] for row in rows]
+
+    def set_opt_out(self, record: OptOut) -> None:
+        with self._connection() as db:
+            db.execute(
+                f"INSERT INTO {self._quoted}.wk_opt_outs"
+                " (sender, address, opted_out, updated, source) VALUES (%s, %s, %s, %s, %s)"
+                " ON CONFLICT (sender, address) DO UPDATE SET opted_out = excluded.opted_out,"
+                " updated = excluded.updated, source = excluded.source",
+                (record.sender, record.address, record.opted_out, record.updated_at, record.source),
+            )
+
+    def get_opt_out(self, sender: str, address: str) -> OptOut | None:
+        with self._connection() as db:
+            row = db.execute(
+                f"SELECT {_OPT_OUT_COLUMNS} FROM {self._quoted}.wk_opt_outs"
+                " WHERE sender = %s AND address = %s",
+                (sender, address),
+            ).fetchone()
+        return OptOut(*row) if row is not None else None
+
+    def list_opt_outs(self, sender: str | None = None) -> list[OptOut]:
+        query = f"SELECT {_OPT_OUT_COLUMNS} FROM {self._quoted}.wk_opt_outs"
+        with self._connection() as db:
+            if sender is None:
+                cursor = db.execute(query + " ORDER BY sender, address")
+            else:
+                cursor = db.execute(query + " WHERE sender = %s ORDER BY address", (sender,))
+            rows = cursor.fetchall()
+        return [OptOut(*row) for row in rows]
+
+    def purge_address(self, address: str) -> int:
+        """A scan of the ledger (no index by address): for rare data-subject requests.
+
+        A ledger record goes if it was sent to or from ``address``, or a callback names it.
+        """
+        schema = self._quoted
+        prefix = address + "|"
+        with self._connection() as db, db.transaction():
+            db.execute("SET LOCAL statement_timeout = 0")  # a scan of the whole ledger
+            removed = db.execute(
+                f"DELETE FROM {schema}.wk_conversations WHERE left(id, %s) = %s",
+                (len(prefix), prefix),
+            ).rowcount
+            sids = {
+                sid
+                for sid, form in db.execute(f"SELECT sid, form FROM {schema}.wk_events")
+                if names_address(form, address)
+            }
+            sids.update(
+                sid
+                for (sid,) in db.execute(
+                    f"SELECT sid FROM {schema}.wk_messages WHERE from_addr = %s OR to_addr = %s",
+                    (address, address),
+                )
+            )
+            db.execute(f"DELETE FROM {schema}.wk_events WHERE sid = ANY(%s)", (list(sids),))
+            db.execute(f"DELETE FROM {schema}.wk_messages WHERE sid = ANY(%s)", (list(sids),))
+        return removed + len(sids)
 
     def maintain(self, *, full: bool = False) -> None:
         """Release abandoned claims, drop broken connections, then expire a batch when due.
@@ -434,6 +728,61 @@ class PostgresStore:
         if row[0]:
             return Claim(Outcome.DONE, answer=bytes(row[1] or b""))
         return Claim(Outcome.BUSY, row[2])
+
+
+def _status(value: str | None) -> MessageStatus | None:
+    return MessageStatus(value) if value else None
+
+
+def _fact_params(facts: MessageFacts) -> dict[str, object]:
+    """The columns of ``facts`` as :data:`_SAVE` takes them."""
+    return {
+        "sid": facts.message_sid,
+        "status": facts.status,
+        "rank": facts.rank,
+        "error_code": facts.error_code,
+        "updated": facts.at,
+        "final_at": facts.at if facts.final else None,
+        "created": facts.created_at if facts.created_at is not None else facts.at,
+        "sent_at": facts.at if facts.status == "sent" else None,
+        "direction": facts.direction,
+        "from_addr": facts.from_,
+        "to_addr": facts.to,
+        "body": None if facts.redact else facts.body,
+        "redacted": facts.redact,
+        "segments": facts.num_segments,
+        "media": facts.num_media,
+        "price": facts.price,
+        "price_unit": facts.price_unit,
+        "ref": facts.ref,
+        "reply_to": facts.in_reply_to,
+    }
+
+
+def _record(row: tuple[Any, ...], history: tuple[LedgerEvent, ...]) -> MessageRecord:
+    (sid, status, _, error_code, updated, final_at, created, sent_at, direction, from_addr,
+     to_addr, body, redacted, segments, media, price, price_unit, ref, reply_to) = row  # fmt: skip
+    return MessageRecord(
+        sid,
+        _status(status),
+        error_code,
+        timestamp(updated),
+        optional_timestamp(final_at),
+        history,
+        direction=Direction(direction) if direction else None,
+        from_=from_addr,
+        to=to_addr,
+        body=body,
+        redacted=redacted,
+        num_segments=segments,
+        num_media=media,
+        created_at=optional_timestamp(created),
+        sent_at=optional_timestamp(sent_at),
+        price=price,
+        price_unit=price_unit,
+        ref=ref,
+        in_reply_to=reply_to,
+    )
 
 
 def _missing(db: psycopg.Connection[Any], lookup: str, name: str) -> bool:

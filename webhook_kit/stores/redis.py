@@ -5,9 +5,11 @@ releasing, taking over a dead owner's claim, and claiming-and-recording a callba
 scripts, atomic on the server and one round trip each. Every wait is bounded by the store's
 ``timeout`` (connect and reply), and a timed-out command is not retried: a silent Redis costs
 a request one timeout, then 503. Keys and ledger records expire by Redis's own TTLs, so
-:meth:`RedisStore.maintain` only releases abandoned claims. Durability is Redis's own:
-with ``appendonly yes`` and ``appendfsync always`` an acknowledged callback survives power
-loss, with ``everysec`` at most a second of them can be lost.
+:meth:`RedisStore.maintain` only releases abandoned claims and drops the entries of expired
+records from the creation-time index that :meth:`RedisStore.find_messages` walks.
+Durability is Redis's own: with ``appendonly yes`` and ``appendfsync always`` an
+acknowledged callback survives power loss, with ``everysec`` at most a second of them can be
+lost.
 """
 
 from __future__ import annotations
@@ -15,11 +17,20 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import ConfigurationError
-from ..records import LedgerEvent, MessageRecord, StatusEntry, timestamp
+from ..records import (
+    Direction,
+    LedgerEvent,
+    MessageFacts,
+    MessageRecord,
+    Query,
+    StatusEntry,
+    optional_timestamp,
+    timestamp,
+)
 from ..status import MessageStatus
 from . import (
     DEFAULT_LEDGER_RETENTION,
@@ -28,8 +39,11 @@ from . import (
     Abandoned,
     Applied,
     Claim,
+    ConversationWrite,
+    OptOut,
     Outcome,
     StoreErrors,
+    names_address,
     new_owner,
 )
 
@@ -50,64 +64,209 @@ if redis.call('GET', KEYS[1]) == 'P' .. ARGV[1] then
     redis.call('SET', KEYS[1], 'D' .. ARGV[2], 'PX', ARGV[3])
 end
 """
+# KEYS: claim, conversation, conversation lock, due-conversations sorted set.
+# ARGV: owner, answer, retention ms, data ('' with ARGV[6] = '0': delete), ttl ms, save (0/1),
+#       lock owner, conversation id, due ('' for none).
+_COMPLETE_CONVERSATION = """
+if redis.call('GET', KEYS[1]) ~= 'P' .. ARGV[1] then
+    return 0
+end
+redis.call('SET', KEYS[1], 'D' .. ARGV[2], 'PX', ARGV[3])
+if ARGV[6] == '1' then
+    redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[5])
+else
+    redis.call('DEL', KEYS[2])
+end
+if redis.call('GET', KEYS[3]) == 'P' .. ARGV[7] then
+    redis.call('DEL', KEYS[3])
+end
+if ARGV[6] == '1' and ARGV[9] ~= '' then
+    redis.call('ZADD', KEYS[4], ARGV[9], ARGV[8])
+else
+    redis.call('ZREM', KEYS[4], ARGV[8])
+end
+return 1
+"""
 # KEYS: claim. ARGV: owner.
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == 'P' .. ARGV[1] then
     redis.call('DEL', KEYS[1])
 end
 """
-# KEYS: claim. ARGV: claim value, claim ttl ms, dead owner ('' for none).
-# Takes the claim if free, or unfinished and held by the dead owner (nil); else its value.
-_CLAIM = """
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-    return false
+# Shared by the scripts that take a claim. take: set the claim key if free, or if unfinished
+# and held by the dead owner ``dead``; returns false when taken, else the current value.
+_LUA_TAKE = """
+local function take(key, value, ttl, dead)
+    if redis.call('SET', key, value, 'NX', 'PX', ttl) then
+        return false
+    end
+    local current = redis.call('GET', key)
+    if dead ~= '' and current == 'P' .. dead then
+        redis.call('SET', key, value, 'PX', ttl)
+        return false
+    end
+    return current or ''
 end
-local current = redis.call('GET', KEYS[1])
-if ARGV[3] ~= '' and current == 'P' .. ARGV[3] then
-    redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-    return false
-end
-return current
 """
-# KEYS: claim, event marker, message hash, history list.
+# KEYS: claim. ARGV: claim value, claim ttl ms, dead owner ('' for none).
+# Returns false when the claim was won, else the current claim value.
+_CLAIM = _LUA_TAKE + "return take(KEYS[1], ARGV[1], ARGV[2], ARGV[3])"
+# Shared by the scripts that write a message hash. apply: the status moves to a higher rank
+# only; updated is the latest time, created/final_at/sent_at the earliest; one read and at
+# most one write of the hash; returns the status. absorb: merge the hash of a send kept under
+# its correlation id into the SID's, and drop it.
+_LUA_LEDGER = """
+local function earliest(fields, name, value, current)
+    if value ~= '' and (not current or tonumber(value) < tonumber(current)) then
+        fields[#fields + 1] = name
+        fields[#fields + 1] = value
+        return value
+    end
+    return current
+end
+local function apply(key, index, sid, status, rank, code, at, final_at, sent_at)
+    local old = redis.call('HMGET', key, 'rank', 'updated', 'status', 'created', 'final_at',
+                           'sent_at')
+    local current, fields = old[3], {}
+    if status ~= '' and tonumber(rank) > tonumber(old[1] or '-2') then
+        current = status
+        fields = {'status', status, 'rank', rank, 'error_code', code}
+    elseif not old[1] then
+        fields = {'rank', '-2'}
+    end
+    if tonumber(at) > tonumber(old[2] or '0') then
+        fields[#fields + 1] = 'updated'
+        fields[#fields + 1] = at
+    end
+    local created = earliest(fields, 'created', at, old[4])
+    earliest(fields, 'final_at', final_at, old[5])
+    earliest(fields, 'sent_at', sent_at, old[6])
+    if #fields > 0 then
+        redis.call('HSET', key, unpack(fields))
+    end
+    if created ~= old[4] then
+        redis.call('ZADD', index, created, sid)
+    end
+    return current
+end
+local function absorb(key, index, sid, alias_key, alias)
+    if alias == '' or alias == sid then return end
+    local flat = redis.call('HGETALL', alias_key)
+    if #flat == 0 then return end
+    local old = {}
+    for i = 1, #flat, 2 do old[flat[i]] = flat[i + 1] end
+    for name, value in pairs(old) do
+        if name == 'body' or name == 'direction' or name == 'from' or name == 'to'
+            or name == 'segments' or name == 'media' or name == 'price'
+            or name == 'price_unit' or name == 'ref' or name == 'reply_to' then
+            redis.call('HSETNX', key, name, value)
+        end
+    end
+    if old['redacted'] == '1' then
+        redis.call('HDEL', key, 'body')
+        redis.call('HSET', key, 'redacted', '1')
+    end
+    apply(key, index, sid, old['status'] or '', old['rank'] or '-2', old['error_code'] or '',
+          old['created'] or old['updated'], old['final_at'] or '', old['sent_at'] or '')
+    redis.call('DEL', alias_key)
+    redis.call('ZREM', index, alias)
+end
+"""
+# KEYS: claim, event marker, message hash, history list, index, alias message hash.
 # ARGV: claim value ('' for no claim: the marker alone dedupes), claim ttl ms, status, rank,
 #       final (0/1), error code ('' for none), received, history entry, ledger ttl ms,
-#       dead owner ('' for none).
+#       dead owner ('' for none), sid, alias ('' for none).
 # Returns {0, current claim value} when the claim is lost, else {1, recorded, status}.
 # Few calls: the script's time is the server's, shared with every other client.
-_RECORD = """
-if ARGV[1] ~= '' and not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-    local current = redis.call('GET', KEYS[1])
-    if ARGV[10] == '' or current ~= 'P' .. ARGV[10] then
-        return {0, current or ''}
+_RECORD = (
+    _LUA_TAKE
+    + _LUA_LEDGER
+    + """
+if ARGV[1] ~= '' then
+    local current = take(KEYS[1], ARGV[1], ARGV[2], ARGV[10])
+    if current then
+        return {0, current}
     end
-    redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 end
+absorb(KEYS[3], KEYS[5], ARGV[11], KEYS[6], ARGV[12])
 if not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[9]) then
     return {1, 0, ARGV[1] ~= '' and redis.call('HGET', KEYS[3], 'status') or ''}
 end
 redis.call('RPUSH', KEYS[4], ARGV[8])
-local old = redis.call('HMGET', KEYS[3], 'rank', 'updated', 'status', 'final_at')
-local status, fields = old[3], {}
-if tonumber(ARGV[4]) > tonumber(old[1] or '-2') then
-    status = ARGV[3]
-    fields = {'status', ARGV[3], 'rank', ARGV[4], 'error_code', ARGV[6]}
-end
-if tonumber(ARGV[7]) > tonumber(old[2] or '0') then
-    fields[#fields + 1] = 'updated'
-    fields[#fields + 1] = ARGV[7]
-end
-if ARGV[5] == '1' and not old[4] then
-    fields[#fields + 1] = 'final_at'
-    fields[#fields + 1] = ARGV[7]
-end
-if #fields > 0 then
-    redis.call('HSET', KEYS[3], unpack(fields))
-end
+local final_at = ARGV[5] == '1' and ARGV[7] or ''
+local sent_at = ARGV[3] == 'sent' and ARGV[7] or ''
+local status = apply(KEYS[3], KEYS[5], ARGV[11], ARGV[3], ARGV[4], ARGV[6], ARGV[7], final_at,
+                     sent_at)
 redis.call('PEXPIRE', KEYS[3], ARGV[9])
 redis.call('PEXPIRE', KEYS[4], ARGV[9])
 return {1, 1, status or ''}
 """
+)
+# save(K, A): K = message hash, index, alias message hash; A = sid, alias, status, rank,
+# error code, at, final_at, sent_at, created, redact (0/1), ledger ttl ms, then name/value
+# pairs of the given descriptive fields.
+_LUA_SAVE = """
+local function save(K, A)
+    absorb(K[1], K[2], A[1], K[3], A[2])
+    for i = 12, #A, 2 do
+        redis.call('HSET', K[1], A[i], A[i + 1])
+    end
+    if A[10] == '1' then
+        redis.call('HDEL', K[1], 'body')
+        redis.call('HSET', K[1], 'redacted', '1')
+    end
+    apply(K[1], K[2], A[1], A[3], A[4], A[5], A[6], A[7], A[8])
+    local fields = {}
+    local created = earliest(fields, 'created', A[9], redis.call('HGET', K[1], 'created'))
+    if #fields > 0 then
+        redis.call('HSET', K[1], unpack(fields))
+        redis.call('ZADD', K[2], created, A[1])
+    end
+    redis.call('PEXPIRE', K[1], A[11])
+end
+"""
+_SAVE = _LUA_LEDGER + _LUA_SAVE + "save(KEYS, ARGV)"
+# KEYS: claim, then save's. ARGV: claim value, claim ttl ms, dead owner, then save's.
+# Returns false when the claim was won, else the current claim value.
+_CLAIM_SAVE = (
+    _LUA_TAKE
+    + _LUA_LEDGER
+    + _LUA_SAVE
+    + """
+local current = take(KEYS[1], ARGV[1], ARGV[2], ARGV[3])
+if current then
+    return current
+end
+save({KEYS[2], KEYS[3], KEYS[4]}, {unpack(ARGV, 4)})
+return false
+"""
+)
+#: MessageFacts field -> hash field, for the descriptive fields.
+_FACT_FIELDS = {
+    "direction": "direction",
+    "from_": "from",
+    "to": "to",
+    "body": "body",
+    "num_segments": "segments",
+    "num_media": "media",
+    "price": "price",
+    "price_unit": "price_unit",
+    "ref": "ref",
+    "in_reply_to": "reply_to",
+}
+# KEYS: index, then the message hashes of ARGV's SIDs. Drops from the index each SID whose
+# hash has expired (checked here, so a record written again meanwhile keeps its entry).
+_DROP = """
+local dropped = 0
+for i = 2, #KEYS do
+    if redis.call('EXISTS', KEYS[i]) == 0 then
+        dropped = dropped + redis.call('ZREM', KEYS[1], ARGV[i - 1])
+    end
+end
+return dropped
+"""
+_FIND_BATCH = 500
+_PRUNE_EVERY = 10.0
 
 
 class RedisStore:
@@ -140,22 +299,57 @@ class RedisStore:
         self._guard = StoreErrors(redis.RedisError, f"Redis store {_redacted(url)!r}")
         self._claim = self._redis.register_script(_CLAIM)
         self._complete = self._redis.register_script(_COMPLETE)
+        self._complete_conversation = self._redis.register_script(_COMPLETE_CONVERSATION)
         self._release = self._redis.register_script(_RELEASE)
         self._record = self._redis.register_script(_RECORD)
+        self._save = self._redis.register_script(_SAVE)
+        self._claim_save = self._redis.register_script(_CLAIM_SAVE)
+        self._drop = self._redis.register_script(_DROP)
+        self._index = prefix + "messages"
+        self._next_prune = 0.0
+        self._pruned = 0  # index entries old enough to have expired, found still alive
 
-    def claim(self, key: str, lease: float, replace: str = "") -> Claim:
+    def claim(
+        self, key: str, lease: float, *, replace: str = "", message: MessageFacts | None = None
+    ) -> Claim:
         owner = new_owner()
-        name = self._prefix + "claim:" + key
+        taking: list[Any] = [_PENDING + owner.encode(), int(lease * 1000), replace]
         with self._abandoned.guarding(key, owner), self._guard:
-            value = self._claim(
-                keys=[name], args=[_PENDING + owner.encode(), int(lease * 1000), replace]
-            )
+            if message is None:
+                value = self._claim(keys=[self._prefix + "claim:" + key], args=taking)
+            else:
+                keys, args = self._save_call(message, None)
+                value = self._claim_save(
+                    keys=[self._prefix + "claim:" + key, *keys], args=[*taking, *args]
+                )
         return Claim(Outcome.CLAIMED, owner) if value is None else _lost(value)
 
-    def complete(self, key: str, owner: str, answer: bytes) -> None:
+    def complete(
+        self, key: str, owner: str, answer: bytes, conversation: ConversationWrite | None = None
+    ) -> None:
+        claim = self._prefix + "claim:" + key
         with self._guard:
-            self._complete(
-                keys=[self._prefix + "claim:" + key], args=[owner, answer, self._retention_ms]
+            if conversation is None:
+                self._complete(keys=[claim], args=[owner, answer, self._retention_ms])
+                return
+            self._complete_conversation(
+                keys=[
+                    claim,
+                    self._prefix + "conv:" + conversation.id,
+                    self._prefix + "claim:lock:" + conversation.id,
+                    self._prefix + "conv-due",
+                ],
+                args=[
+                    owner,
+                    answer,
+                    self._retention_ms,
+                    conversation.data or b"",
+                    max(1, int(conversation.ttl * 1000)),
+                    0 if conversation.data is None else 1,
+                    conversation.lock_owner,
+                    conversation.id,
+                    "" if conversation.due is None else repr(conversation.due),
+                ],
             )
 
     def release(self, key: str, owner: str) -> None:
@@ -188,6 +382,8 @@ class RedisStore:
                     tag + ":event:" + entry.key,
                     tag + ":message",
                     tag + ":history",
+                    self._index,
+                    self._hash(entry.correlation or ""),
                 ],
                 args=[
                     claim_value,
@@ -200,6 +396,8 @@ class RedisStore:
                     history_entry,
                     self._ledger_ms,
                     replace,
+                    entry.message_sid,
+                    entry.correlation or "",
                 ],
             )
         if not result[0]:
@@ -217,27 +415,177 @@ class RedisStore:
             fields, history = pipe.execute()
         if not fields:
             return None
-        status = fields.get(b"status")
-        error_code = fields.get(b"error_code")
-        final_at = fields.get(b"final_at")
-        return MessageRecord(
-            message_sid,
-            MessageStatus(status.decode()) if status else None,
-            int(error_code) if error_code else None,
-            timestamp(float(fields[b"updated"])),
-            timestamp(float(final_at)) if final_at else None,
-            tuple(_event(raw) for raw in history),
-        )
+        return _record(message_sid, fields, tuple(_event(raw) for raw in history))
+
+    def save_message(self, facts: MessageFacts, alias: str | None = None) -> None:
+        keys, args = self._save_call(facts, alias)
+        with self._guard:
+            self._save(keys=keys, args=args)
+
+    def find_messages(self, query: Query) -> list[MessageRecord]:
+        """Walks the creation-time index newest first, filtering each batch of hashes."""
+        high = "+inf" if query.until is None else f"({query.until!r}"
+        if query.after is not None and (query.until is None or query.after[0] < query.until):
+            high = repr(query.after[0])  # ties on the cursor's time are filtered by SID below
+        low = "-inf" if query.since is None else repr(query.since)
+        found: list[MessageRecord] = []
+        offset = 0
+        with self._guard:
+            while len(found) < query.limit:
+                batch = cast(
+                    list[bytes],
+                    self._redis.zrevrangebyscore(
+                        self._index, high, low, start=offset, num=_FIND_BATCH
+                    ),
+                )
+                sids = [sid.decode() for sid in batch]
+                if not sids:
+                    break
+                offset += len(sids)
+                pipe = self._redis.pipeline(transaction=False)
+                for sid in sids:
+                    pipe.hgetall(self._hash(sid))
+                gone = []
+                for sid, fields in zip(sids, pipe.execute(), strict=True):
+                    if not fields:
+                        gone.append(sid)  # expired with its retention: drop it from the index
+                        continue
+                    record = _record(sid, fields, ())
+                    if query.matches(record):
+                        found.append(record)
+                offset -= self._drop_expired(gone)
+        return found[: query.limit]
+
+    def _hash(self, sid: str) -> str:
+        return self._prefix + "{" + sid + "}:message" if sid else ""
+
+    def _save_call(self, facts: MessageFacts, alias: str | None) -> tuple[list[str], list[Any]]:
+        """The keys and arguments of the save script for ``facts``."""
+        at = repr(facts.at)
+        pairs: list[Any] = []
+        for name, field in _FACT_FIELDS.items():
+            value = getattr(facts, name)
+            if value is not None:
+                pairs += [field, value]
+        keys = [self._hash(facts.message_sid), self._index, self._hash(alias or "")]
+        args = [
+            facts.message_sid,
+            alias or "",
+            facts.status or "",
+            facts.rank,
+            "" if facts.error_code is None else facts.error_code,
+            at,
+            at if facts.final else "",
+            at if facts.status == "sent" else "",
+            "" if facts.created_at is None else repr(facts.created_at),
+            1 if facts.redact else 0,
+            self._ledger_ms,
+            *pairs,
+        ]
+        return keys, args
+
+    def get_conversation(self, id: str) -> bytes | None:
+        with self._guard:
+            data = self._redis.get(self._prefix + "conv:" + id)
+        return None if data is None else _bytes(data)
+
+    def due_conversations(self, now: float, limit: int) -> list[str]:
+        with self._guard:
+            ids = self._redis.zrangebyscore(self._prefix + "conv-due", "-inf", now, 0, limit)
+        return [_bytes(id).decode() for id in cast("list[bytes]", ids)]
+
+    def set_opt_out(self, record: OptOut) -> None:
+        value = f"{int(record.opted_out)}|{record.updated_at!r}|{record.source}"
+        with self._guard:
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.hset(self._prefix + "optout:" + record.sender, record.address, value)
+            pipe.sadd(self._prefix + "optout-senders", record.sender)
+            pipe.execute()
+
+    def get_opt_out(self, sender: str, address: str) -> OptOut | None:
+        with self._guard:
+            value = self._redis.hget(self._prefix + "optout:" + sender, address)
+        return _opt_out(sender, address, _bytes(value)) if value is not None else None
+
+    def list_opt_outs(self, sender: str | None = None) -> list[OptOut]:
+        with self._guard:
+            if sender is None:
+                members = self._redis.smembers(self._prefix + "optout-senders")
+                senders = sorted(_bytes(member).decode() for member in members)
+            else:
+                senders = [sender]
+            records = []
+            for name in senders:
+                found = self._redis.hgetall(self._prefix + "optout:" + name)
+                records += [
+                    _opt_out(name, _bytes(address).decode(), _bytes(value))
+                    for address, value in found.items()
+                ]
+        return sorted(records, key=lambda record: (record.sender, record.address))
+
+    def purge_address(self, address: str) -> int:
+        """SCANs the keyspace (no index by address): for rare data-subject requests.
+
+        A ledger record goes if it was sent to or from ``address``, or a callback names it.
+        """
+        prefix = _glob_escape(self._prefix)
+        removed = 0
+        with self._guard:
+            for name in self._redis.scan_iter(match=f"{prefix}conv:{_glob_escape(address)}|*"):
+                removed += self._redis.delete(name)
+                id = _bytes(name)[len(self._prefix + "conv:") :].decode()
+                self._redis.zrem(self._prefix + "conv-due", id)
+            for name in self._redis.scan_iter(match=prefix + "{*}:message", count=1000):
+                tag = _bytes(name)[: -len(b":message")]
+                ends = self._redis.hmget(name, "from", "to")
+                items = self._redis.lrange(tag + b":history", 0, -1)
+                forms = (_event(_bytes(raw)).form for raw in items)
+                if address.encode() not in ends and not any(
+                    names_address(form, address) for form in forms
+                ):
+                    continue
+                events = list(self._redis.scan_iter(match=_glob_escape(tag.decode()) + ":event:*"))
+                self._redis.delete(name, tag + b":history", *events)
+                sid = tag[len(self._prefix) + 1 : -1].decode()  # prefix{SID}
+                self._redis.zrem(self._index, sid)
+                removed += 1
+        return removed
 
     def maintain(self, *, full: bool = False) -> None:
-        """Release abandoned claims; Redis expires keys and records by itself.
+        """Release abandoned claims, then prune the index; Redis expires everything else.
 
-        ``full`` (``webhook-kit maintenance``) also checks that the server answers.
+        The index is pruned a batch every ten seconds, or wholly with ``full``
+        (``webhook-kit maintenance``).
         """
         self._abandoned.release(self.release)
-        if full:
-            with self._guard:
-                self._redis.ping()
+        now = self._clock()
+        if not full and now < self._next_prune:
+            return
+        self._next_prune = now + _PRUNE_EVERY
+        horizon = repr(now - self._ledger_ms / 1000)
+        with self._guard:
+            while True:
+                batch = cast(
+                    list[bytes],
+                    self._redis.zrangebyscore(
+                        self._index, "-inf", horizon, start=self._pruned, num=_FIND_BATCH
+                    ),
+                )
+                sids = [sid.decode() for sid in batch]
+                # Only an entry created before the horizon can have expired; those found
+                # alive are skipped next time, so long-lived records never hold up the rest.
+                self._pruned += len(sids) - self._drop_expired(sids)
+                if len(sids) < _FIND_BATCH:
+                    self._pruned = 0
+                    return
+                if not full:
+                    return
+
+    def _drop_expired(self, sids: list[str]) -> int:
+        """Drop the index entries of those ``sids`` whose record expired; how many went."""
+        if not sids:
+            return 0
+        return int(self._drop(keys=[self._index, *map(self._hash, sids)], args=sids))
 
     def close(self) -> None:
         self._redis.close()
@@ -248,6 +596,42 @@ def _lost(value: bytes) -> Claim:
     if value[:1] == _DONE:
         return Claim(Outcome.DONE, answer=value[1:])
     return Claim(Outcome.BUSY, value[1:].decode())
+
+
+def _record(
+    sid: str, fields: dict[bytes, bytes], history: tuple[LedgerEvent, ...]
+) -> MessageRecord:
+    def text(name: str) -> str | None:
+        value = fields.get(name.encode())
+        return value.decode() if value else None
+
+    def number(name: str) -> float | None:
+        value = fields.get(name.encode())
+        return float(value) if value else None
+
+    status, direction = text("status"), text("direction")
+    error_code, segments, media = text("error_code"), text("segments"), text("media")
+    return MessageRecord(
+        sid,
+        MessageStatus(status) if status else None,
+        int(error_code) if error_code else None,
+        timestamp(number("updated") or 0.0),
+        optional_timestamp(number("final_at")),
+        history,
+        direction=Direction(direction) if direction else None,
+        from_=text("from"),
+        to=text("to"),
+        body=fields[b"body"].decode() if b"body" in fields else None,
+        redacted=text("redacted") == "1",
+        num_segments=int(segments) if segments else None,
+        num_media=int(media) if media else None,
+        created_at=optional_timestamp(number("created")),
+        sent_at=optional_timestamp(number("sent_at")),
+        price=text("price"),
+        price_unit=text("price_unit"),
+        ref=text("ref"),
+        in_reply_to=text("reply_to"),
+    )
 
 
 def _event(raw: bytes) -> LedgerEvent:
@@ -266,6 +650,21 @@ def _event(raw: bytes) -> LedgerEvent:
         item["key"],
         item["form"],
     )
+
+
+def _opt_out(sender: str, address: str, value: bytes) -> OptOut:
+    opted_out, updated, source = value.decode().split("|", 2)
+    return OptOut(sender, address, opted_out == "1", float(updated), source)
+
+
+def _bytes(value: bytes | str) -> bytes:
+    """redis-py's replies are bytes (no ``decode_responses``); its stubs allow str."""
+    return value.encode() if isinstance(value, str) else value
+
+
+def _glob_escape(text: str) -> str:
+    """``text`` matched literally in a SCAN pattern."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
 def _redacted(url: str) -> str:

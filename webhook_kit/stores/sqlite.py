@@ -22,9 +22,19 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from typing import Any
 
 from ..errors import ConfigurationError
-from ..records import LedgerEvent, MessageRecord, StatusEntry, timestamp
+from ..records import (
+    Direction,
+    LedgerEvent,
+    MessageFacts,
+    MessageRecord,
+    Query,
+    StatusEntry,
+    optional_timestamp,
+    timestamp,
+)
 from ..status import MessageStatus
 from . import (
     DEFAULT_LEDGER_RETENTION,
@@ -33,8 +43,11 @@ from . import (
     Abandoned,
     Applied,
     Claim,
+    ConversationWrite,
+    OptOut,
     Outcome,
     StoreErrors,
+    names_address,
     new_owner,
 )
 
@@ -64,6 +77,20 @@ CREATE TABLE IF NOT EXISTS wk_events (
     form TEXT NOT NULL,
     PRIMARY KEY (sid, key)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS wk_conversations (
+    id TEXT PRIMARY KEY,
+    data BLOB NOT NULL,
+    expires REAL NOT NULL,
+    due REAL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS wk_opt_outs (
+    sender TEXT NOT NULL,
+    address TEXT NOT NULL,
+    opted_out INTEGER NOT NULL,
+    updated REAL NOT NULL,
+    source TEXT NOT NULL,
+    PRIMARY KEY (sender, address)
+) WITHOUT ROWID;
 """
 
 # A new key, or one whose claim lapsed (a crashed worker's lease, a finished key past its
@@ -78,18 +105,74 @@ _INSERT_EVENT = """
 INSERT INTO wk_events (sid, key, status, error_code, event_type, received, form)
 VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING
 """
-# Every expression in SET reads the old row, so the status only moves to a higher rank.
+# The columns of what the kit knows about a message besides its status (MessageFacts),
+# added to files created by earlier versions when they are opened.
+_FACT_COLUMNS = {
+    "created": "REAL",
+    "sent_at": "REAL",
+    "direction": "TEXT",
+    "from_addr": "TEXT",
+    "to_addr": "TEXT",
+    "body": "TEXT",
+    "redacted": "INTEGER NOT NULL DEFAULT 0",
+    "segments": "INTEGER",
+    "media": "INTEGER",
+    "price": "TEXT",
+    "price_unit": "TEXT",
+    "ref": "TEXT",
+    "reply_to": "TEXT",
+}
+# Every expression in SET reads the old row, so the status only moves to a higher rank; the
+# first final time, the earliest creation and the earliest ``sent`` stay.
 _APPLY = """
-INSERT INTO wk_messages (sid, status, rank, error_code, updated, final_at)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+INSERT INTO wk_messages (sid, status, rank, error_code, updated, final_at, created, sent_at)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?5, ?7)
 ON CONFLICT (sid) DO UPDATE SET
     status = CASE WHEN ?3 > rank THEN ?2 ELSE status END,
     error_code = CASE WHEN ?3 > rank THEN ?4 ELSE error_code END,
     rank = max(rank, ?3),
     updated = max(updated, ?5),
-    final_at = coalesce(final_at, ?6)
+    final_at = coalesce(final_at, ?6),
+    created = min(coalesce(created, ?5), ?5),
+    sent_at = CASE WHEN ?7 IS NULL THEN sent_at ELSE min(coalesce(sent_at, ?7), ?7) END
 RETURNING status
 """
+# The same rules for MessageFacts: given fields replace stored ones, redaction drops the body.
+_SAVE = """
+INSERT INTO wk_messages (sid, status, rank, error_code, updated, final_at, created, sent_at,
+    direction, from_addr, to_addr, body, redacted, segments, media, price, price_unit, ref,
+    reply_to)
+VALUES (:sid, :status, :rank, :error_code, :at, :final_at, :created, :sent_at, :direction,
+    :from_addr, :to_addr, CASE WHEN :redacted THEN NULL ELSE :body END, :redacted, :segments,
+    :media, :price, :price_unit, :ref, :reply_to)
+ON CONFLICT (sid) DO UPDATE SET
+    status = CASE WHEN :rank > rank THEN :status ELSE status END,
+    error_code = CASE WHEN :rank > rank THEN :error_code ELSE error_code END,
+    rank = max(rank, :rank),
+    updated = max(updated, :at),
+    final_at = CASE WHEN :final_at IS NULL THEN final_at
+        ELSE min(coalesce(final_at, :final_at), :final_at) END,
+    created = min(coalesce(created, :created), :created),
+    sent_at = CASE WHEN :sent_at IS NULL THEN sent_at
+        ELSE min(coalesce(sent_at, :sent_at), :sent_at) END,
+    direction = coalesce(:direction, direction),
+    from_addr = coalesce(:from_addr, from_addr),
+    to_addr = coalesce(:to_addr, to_addr),
+    body = CASE WHEN :redacted THEN NULL ELSE coalesce(:body, body) END,
+    redacted = max(redacted, :redacted),
+    segments = coalesce(:segments, segments),
+    media = coalesce(:media, media),
+    price = coalesce(:price, price),
+    price_unit = coalesce(:price_unit, price_unit),
+    ref = coalesce(:ref, ref),
+    reply_to = coalesce(:reply_to, reply_to)
+"""
+_COLUMN_NAMES = (
+    "sid", "status", "error_code", "updated", "final_at", "direction", "from_addr", "to_addr",
+    "body", "redacted", "segments", "media", "created", "sent_at", "price", "price_unit", "ref",
+    "reply_to", "rank",
+)  # fmt: skip
+_RECORD_COLUMNS = ", ".join(_COLUMN_NAMES)
 _PURGE_EVERY = 10.0
 _PURGE_BATCH = 5000
 # Checkpoints run on the housekeeping thread; the automatic one (inside a commit) is only a
@@ -125,28 +208,63 @@ class SQLiteStore:
         self._local = threading.local()
         self._next_purge = 0.0
         self._next_checkpoint = 0.0
-        self._sweeps = {"claims": "", "messages": ""}  # where each table's next sweep starts
+        # Where each table's next sweep starts.
+        self._sweeps = {"claims": "", "messages": "", "conversations": ""}
         self._abandoned = Abandoned()
         self._guard = StoreErrors(sqlite3.Error, f"SQLite store {path!r}", self.close)
         with self._guard:
             self._connection()  # fail at start-up, not on the first webhook
 
-    def claim(self, key: str, lease: float, replace: str = "") -> Claim:
+    def claim(
+        self, key: str, lease: float, *, replace: str = "", message: MessageFacts | None = None
+    ) -> Claim:
         now = self._clock()
         owner = new_owner()
+        claim_row = (key, owner, 0, now + lease, now, replace)
         with self._abandoned.guarding(key, owner), self._guard:
-            db = self._connection()
-            if db.execute(_CLAIM, (key, owner, 0, now + lease, now, replace)).rowcount == 1:
-                return Claim(Outcome.CLAIMED, owner)
-            return _lost(db, key)
+            if message is None:
+                db = self._connection()
+                if db.execute(_CLAIM, claim_row).rowcount == 1:
+                    return Claim(Outcome.CLAIMED, owner)
+                return _lost(db, key)
+            with self._transaction() as db:
+                if db.execute(_CLAIM, claim_row).rowcount != 1:
+                    return _lost(db, key)
+                db.execute(_SAVE, _fact_params(message))
+            return Claim(Outcome.CLAIMED, owner)
 
-    def complete(self, key: str, owner: str, answer: bytes) -> None:
+    def complete(
+        self, key: str, owner: str, answer: bytes, conversation: ConversationWrite | None = None
+    ) -> None:
+        now = self._clock()
+        completion = (
+            "UPDATE wk_claims SET done = 1, answer = ?, expires = ? WHERE key = ? AND owner = ?"
+        )
+        values = (answer, now + self._retention, key, owner)
         with self._guard:
-            self._connection().execute(
-                "UPDATE wk_claims SET done = 1, answer = ?, expires = ?"
-                " WHERE key = ? AND owner = ?",
-                (answer, self._clock() + self._retention, key, owner),
-            )
+            if conversation is None:
+                self._connection().execute(completion, values)
+                return
+            with self._transaction() as db:
+                if db.execute(completion, values).rowcount != 1:
+                    return  # the claim was taken over: its new owner saves the conversation
+                if conversation.data is None:
+                    db.execute("DELETE FROM wk_conversations WHERE id = ?", (conversation.id,))
+                else:
+                    db.execute(
+                        "INSERT OR REPLACE INTO wk_conversations (id, data, expires, due)"
+                        " VALUES (?, ?, ?, ?)",
+                        (
+                            conversation.id,
+                            conversation.data,
+                            now + conversation.ttl,
+                            conversation.due,
+                        ),
+                    )
+                db.execute(
+                    "DELETE FROM wk_claims WHERE key = ? AND owner = ? AND done = 0",
+                    ("lock:" + conversation.id, conversation.lock_owner),
+                )
 
     def release(self, key: str, owner: str) -> None:
         with self._guard:
@@ -182,25 +300,30 @@ class SQLiteStore:
 
     @staticmethod
     def _record(db: sqlite3.Connection, entry: StatusEntry) -> bool:
-        """Add the callback to the history; False if it is there already."""
+        """Add the callback to the history and merge the send's pending record into the
+        message's; False if the callback is there already."""
         event = (entry.message_sid, entry.key, entry.status, entry.error_code, entry.event_type)
-        return db.execute(_INSERT_EVENT, (*event, entry.received_at, entry.form)).rowcount == 1
+        recorded = db.execute(_INSERT_EVENT, (*event, entry.received_at, entry.form)).rowcount == 1
+        if entry.correlation:
+            _absorb(db, entry.message_sid, entry.correlation)
+        return recorded
 
     @staticmethod
     def _apply(db: sqlite3.Connection, entry: StatusEntry) -> tuple[str | None] | None:
         """Move the message's status forward; returns its status row."""
-        final_at = entry.received_at if entry.final else None
+        at = entry.received_at
+        final_at = at if entry.final else None
+        sent_at = at if entry.status == "sent" else None
         applied = (entry.message_sid, entry.status, entry.rank, entry.error_code)
         row: tuple[str | None] | None = db.execute(
-            _APPLY, (*applied, entry.received_at, final_at)
+            _APPLY, (*applied, at, final_at, sent_at)
         ).fetchone()
         return row
 
     def get_message(self, message_sid: str) -> MessageRecord | None:
         with self._guard, self._transaction() as db:
             row = db.execute(
-                "SELECT status, error_code, updated, final_at FROM wk_messages WHERE sid = ?",
-                (message_sid,),
+                f"SELECT {_RECORD_COLUMNS} FROM wk_messages WHERE sid = ?", (message_sid,)
             ).fetchone()
             if row is None:
                 return None
@@ -209,18 +332,128 @@ class SQLiteStore:
                 " WHERE sid = ? ORDER BY received, key",
                 (message_sid,),
             ).fetchall()
-        status, error_code, updated, final_at = row
-        return MessageRecord(
-            message_sid,
-            MessageStatus(status) if status else None,
-            error_code,
-            timestamp(updated),
-            timestamp(final_at) if final_at is not None else None,
-            tuple(
-                LedgerEvent(MessageStatus(s), timestamp(r), code, kind, key, form)
-                for s, r, code, kind, key, form in events
-            ),
+        history = tuple(
+            LedgerEvent(MessageStatus(s), timestamp(r), code, kind, key, form)
+            for s, r, code, kind, key, form in events
         )
+        return _record(row, history)
+
+    def save_message(self, facts: MessageFacts, alias: str | None = None) -> None:
+        with self._guard:
+            if not alias:  # one statement: atomic without an explicit transaction
+                self._connection().execute(_SAVE, _fact_params(facts))
+                return
+            with self._transaction() as db:
+                _absorb(db, facts.message_sid, alias)
+                db.execute(_SAVE, _fact_params(facts))
+
+    def find_messages(self, query: Query) -> list[MessageRecord]:
+        where: list[str] = []
+        args: list[object] = []
+        for column, value in (
+            ("ref", query.ref),
+            ("to_addr", query.to),
+            ("from_addr", query.from_),
+            ("direction", query.direction),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if query.statuses:
+            where.append(f"status IN ({', '.join('?' * len(query.statuses))})")
+            args.extend(query.statuses)
+        if query.since is not None:
+            where.append("coalesce(created, 0) >= ?")
+            args.append(query.since)
+        if query.until is not None:
+            where.append("coalesce(created, 0) < ?")
+            args.append(query.until)
+        if query.open_only:
+            where.append("final_at IS NULL")
+        if query.after is not None:
+            where.append("(coalesce(created, 0) < ? OR (coalesce(created, 0) = ? AND sid < ?))")
+            args.extend((query.after[0], query.after[0], query.after[1]))
+        sql = f"SELECT {_RECORD_COLUMNS} FROM wk_messages"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY coalesce(created, 0) DESC, sid DESC LIMIT ?"
+        with self._guard:
+            rows = self._connection().execute(sql, (*args, query.limit)).fetchall()
+        return [_record(row, ()) for row in rows]
+
+    def get_conversation(self, id: str) -> bytes | None:
+        with self._guard:
+            row = (
+                self._connection()
+                .execute(
+                    "SELECT data FROM wk_conversations WHERE id = ? AND expires >= ?",
+                    (id, self._clock()),
+                )
+                .fetchone()
+            )
+        return bytes(row[0]) if row is not None else None
+
+    def due_conversations(self, now: float, limit: int) -> list[str]:
+        """A scan of the conversations (no index on ``due``): run from maintenance only."""
+        with self._guard:
+            rows = self._connection().execute(
+                "SELECT id FROM wk_conversations WHERE due <= ? LIMIT ?", (now, limit)
+            )
+            return [row[0] for row in rows]
+
+    def set_opt_out(self, record: OptOut) -> None:
+        with self._guard:
+            self._connection().execute(
+                "INSERT OR REPLACE INTO wk_opt_outs (sender, address, opted_out, updated, source)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (record.sender, record.address, record.opted_out, record.updated_at, record.source),
+            )
+
+    def get_opt_out(self, sender: str, address: str) -> OptOut | None:
+        with self._guard:
+            row = (
+                self._connection()
+                .execute(
+                    f"SELECT {_OPT_OUT_COLUMNS} FROM wk_opt_outs WHERE sender = ? AND address = ?",
+                    (sender, address),
+                )
+                .fetchone()
+            )
+        return _opt_out(row) if row is not None else None
+
+    def list_opt_outs(self, sender: str | None = None) -> list[OptOut]:
+        query = f"SELECT {_OPT_OUT_COLUMNS} FROM wk_opt_outs"
+        with self._guard:
+            if sender is None:
+                rows = self._connection().execute(query + " ORDER BY sender, address")
+            else:
+                rows = self._connection().execute(
+                    query + " WHERE sender = ? ORDER BY address", (sender,)
+                )
+            return [_opt_out(row) for row in rows]
+
+    def purge_address(self, address: str) -> int:
+        """A scan of the ledger (no index by address): for rare data-subject requests."""
+        prefix = address + "|"
+        with self._guard, self._transaction() as db:
+            removed = db.execute(
+                "DELETE FROM wk_conversations WHERE substr(id, 1, ?) = ?", (len(prefix), prefix)
+            ).rowcount
+            sids = {
+                sid
+                for sid, form in db.execute("SELECT sid, form FROM wk_events")
+                if names_address(form, address)
+            }
+            sids.update(
+                sid
+                for (sid,) in db.execute(
+                    "SELECT sid FROM wk_messages WHERE from_addr = ?1 OR to_addr = ?1", (address,)
+                )
+            )
+            for sid in sids:
+                db.execute("DELETE FROM wk_events WHERE sid = ?", (sid,))
+                db.execute("DELETE FROM wk_messages WHERE sid = ?", (sid,))
+        return removed + len(sids)
 
     def maintain(self, *, full: bool = False) -> None:
         self._abandoned.release(self.release)
@@ -259,6 +492,7 @@ class SQLiteStore:
         connection.execute(f"PRAGMA synchronous = {self._synchronous}")
         connection.execute(f"PRAGMA wal_autocheckpoint = {_CHECKPOINT_PAGES}")
         connection.executescript(_SCHEMA)
+        _add_fact_columns(connection)
         local.connection, local.pid = connection, os.getpid()
         return connection
 
@@ -283,7 +517,8 @@ class SQLiteStore:
         claims = self._sweep(db, "claims", "key", "expires < ?", now)
         horizon = now - self._ledger_retention
         messages = self._sweep(db, "messages", "sid", "updated < ?", horizon)
-        if not claims and not messages:
+        conversations = self._sweep(db, "conversations", "id", "expires < ?", now)
+        if not claims and not messages and not conversations:
             return
         with self._transaction() as db:
             db.executemany(
@@ -298,6 +533,10 @@ class SQLiteStore:
                 "DELETE FROM wk_events WHERE sid = ?1"
                 " AND NOT EXISTS (SELECT 1 FROM wk_messages WHERE sid = ?1)",
                 [(sid,) for sid in messages],
+            )
+            db.executemany(
+                "DELETE FROM wk_conversations WHERE id = ? AND expires < ?",
+                [(id, now) for id in conversations],
             )
 
     def _sweep(
@@ -316,6 +555,14 @@ def _status(row: tuple[str | None] | None) -> MessageStatus | None:
     return MessageStatus(row[0]) if row and row[0] else None
 
 
+_OPT_OUT_COLUMNS = "sender, address, opted_out, updated, source"
+
+
+def _opt_out(row: tuple[str, str, int, float, str]) -> OptOut:
+    sender, address, opted_out, updated, source = row
+    return OptOut(sender, address, bool(opted_out), updated, source)
+
+
 def _lost(db: sqlite3.Connection, key: str) -> Claim:
     """Why a claim on ``key`` was not won: a finished claim (with its answer) or a live one."""
     row = db.execute("SELECT done, answer, owner FROM wk_claims WHERE key = ?", (key,)).fetchone()
@@ -324,3 +571,78 @@ def _lost(db: sqlite3.Connection, key: str) -> Claim:
     if row[0]:
         return Claim(Outcome.DONE, answer=bytes(row[1] or b""))
     return Claim(Outcome.BUSY, row[2])
+
+
+def _add_fact_columns(db: sqlite3.Connection) -> None:
+    """Bring a file created by an earlier version up to the current ``wk_messages`` columns."""
+    present = {row[1] for row in db.execute("PRAGMA table_info(wk_messages)")}
+    for name, kind in _FACT_COLUMNS.items():
+        if name not in present:
+            try:
+                db.execute(f"ALTER TABLE wk_messages ADD COLUMN {name} {kind}")
+            except sqlite3.OperationalError as error:  # another worker added it first
+                if "duplicate column" not in str(error):
+                    raise
+
+
+def _fact_params(facts: MessageFacts) -> dict[str, object]:
+    return {
+        "sid": facts.message_sid,
+        "status": facts.status,
+        "rank": facts.rank,
+        "error_code": facts.error_code,
+        "at": facts.at,
+        "final_at": facts.at if facts.final else None,
+        "created": facts.created_at if facts.created_at is not None else facts.at,
+        "sent_at": facts.at if facts.status == "sent" else None,
+        "direction": facts.direction,
+        "from_addr": facts.from_,
+        "to_addr": facts.to,
+        "body": facts.body,
+        "redacted": int(facts.redact),
+        "segments": facts.num_segments,
+        "media": facts.num_media,
+        "price": facts.price,
+        "price_unit": facts.price_unit,
+        "ref": facts.ref,
+        "reply_to": facts.in_reply_to,
+    }
+
+
+def _absorb(db: sqlite3.Connection, sid: str, alias: str) -> None:
+    """Merge the record kept under ``alias`` (a send before its SID was known) into ``sid``."""
+    if alias == sid:
+        return
+    row = db.execute(
+        f"DELETE FROM wk_messages WHERE sid = ? RETURNING {_RECORD_COLUMNS}", (alias,)
+    ).fetchone()
+    if row is not None:
+        params = dict(zip(_COLUMN_NAMES, row, strict=True))
+        params["sid"], params["at"] = sid, params.pop("updated")
+        db.execute(_SAVE, params)
+
+
+def _record(row: tuple[Any, ...], history: tuple[LedgerEvent, ...]) -> MessageRecord:
+    (sid, status, error_code, updated, final_at, direction, from_addr, to_addr, body, redacted,
+     segments, media, created, sent_at, price, price_unit, ref, reply_to, _) = row  # fmt: skip
+    return MessageRecord(
+        sid,
+        MessageStatus(status) if status else None,
+        error_code,
+        timestamp(updated),
+        optional_timestamp(final_at),
+        history,
+        direction=Direction(direction) if direction else None,
+        from_=from_addr,
+        to=to_addr,
+        body=body,
+        redacted=bool(redacted),
+        num_segments=segments,
+        num_media=media,
+        created_at=optional_timestamp(created),
+        sent_at=optional_timestamp(sent_at),
+        price=price,
+        price_unit=price_unit,
+        ref=ref,
+        in_reply_to=reply_to,
+    )
