@@ -23,6 +23,7 @@ from typing import Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 from ..errors import ConfigurationError, StoreError
+from ..jobs import JobStore
 from ..ledger import MessageRecord, StatusEntry
 from ..status import MessageStatus
 
@@ -135,8 +136,11 @@ class Applied:
         return self.status is not None and self.status.is_final
 
 
-class Store(Protocol):
-    """The operations the request path needs; each one is atomic across processes."""
+class Store(JobStore, Protocol):
+    """The operations the request path needs; each one is atomic across processes.
+
+    The background jobs' operations are :class:`~webhook_kit.jobs.JobStore`'s.
+    """
 
     def claim(self, key: str, lease: float, replace: str = "") -> Claim:
         """Take ``key`` for ``lease`` seconds, unless a live or finished claim holds it.

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 
+from ..jobs import Job, JobState
 from ..ledger import LedgerEvent, MessageRecord, StatusEntry, timestamp
 from ..status import MessageStatus
 from . import DEFAULT_LEDGER_RETENTION, DEFAULT_RETENTION, Applied, Claim, Outcome, new_owner
@@ -49,6 +50,7 @@ class MemoryStore:
         self._lock = threading.Lock()
         self._claims: dict[str, _Claim] = {}
         self._messages: dict[str, _Message] = {}
+        self._jobs: dict[str, Job] = {}
         self._next_purge = clock() + _PURGE_EVERY
 
     def claim(self, key: str, lease: float, replace: str = "") -> Claim:
@@ -121,6 +123,85 @@ class MemoryStore:
                 tuple(_event(entry) for entry in message.history),
             )
 
+    # -- jobs (see webhook_kit.jobs.JobStore) ---------------------------------------------
+
+    def enqueue(self, key: str, owner: str, answer: bytes, jobs: Sequence[Job]) -> bool:
+        with self._lock:
+            current = self._claims.get(key)
+            if current is None or current.owner != owner or current.done:
+                return False
+            current.done, current.answer = True, answer
+            current.expires = self._clock() + self._retention
+            for job in jobs:
+                self._jobs.setdefault(job.key, job)
+            return True
+
+    def take_job(self, lease: float, key: str | None = None) -> Job | None:
+        with self._lock:
+            now = self._clock()
+            candidates = [self._jobs[key]] if key in self._jobs else []
+            if key is None:
+                candidates = sorted(self._jobs.values(), key=lambda job: (job.created, job.key))
+            for job in candidates:
+                if _due(job, now):
+                    taken = replace(
+                        job,
+                        state=JobState.RUNNING,
+                        owner=new_owner(),
+                        expires=now + lease,
+                        attempts=job.attempts + 1,
+                    )
+                    self._jobs[job.key] = taken
+                    return taken
+            return None
+
+    def renew_job(self, key: str, owner: str, lease: float) -> bool:
+        with self._lock:
+            job = self._running(key, owner)
+            if job is not None:
+                self._jobs[key] = replace(job, expires=self._clock() + lease)
+            return job is not None
+
+    def finish_job(
+        self, key: str, owner: str, state: JobState | None, run_at: float = 0.0, error: str = ""
+    ) -> bool:
+        with self._lock:
+            job = self._running(key, owner)
+            if job is None:
+                return False
+            if state is None:
+                del self._jobs[key]
+            else:
+                self._jobs[key] = replace(job, state=state, run_at=run_at, error=error, owner="")
+            return True
+
+    def list_jobs(self, state: JobState | None = None, limit: int = 100) -> list[Job]:
+        with self._lock:
+            jobs = sorted(self._jobs.values(), key=lambda job: (job.created, job.key))
+        return [job for job in jobs if state is None or job.state is state][:limit]
+
+    def retry_job(self, key: str) -> bool:
+        with self._lock:
+            job = self._jobs.get(key)
+            if job is None or job.state is not JobState.DEAD:
+                return False
+            self._jobs[key] = replace(
+                job, state=JobState.PENDING, attempts=0, run_at=self._clock()
+            )
+            return True
+
+    def purge_jobs(self, state: JobState = JobState.DEAD) -> int:
+        with self._lock:
+            doomed = [key for key, job in self._jobs.items() if job.state is state]
+            for key in doomed:
+                del self._jobs[key]
+            return len(doomed)
+
+    def _running(self, key: str, owner: str) -> Job | None:
+        job = self._jobs.get(key)
+        ok = job is not None and job.state is JobState.RUNNING and job.owner == owner
+        return job if ok else None
+
     def maintain(self, *, full: bool = False) -> None:
         """Drop expired keys and records, at most once a minute unless ``full``."""
         now = self._clock()
@@ -134,6 +215,12 @@ class MemoryStore:
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+def _due(job: Job, now: float) -> bool:
+    if job.state is JobState.PENDING:
+        return job.run_at <= now
+    return job.state is JobState.RUNNING and job.expires < now
 
 
 def _status(value: str | None) -> MessageStatus | None:

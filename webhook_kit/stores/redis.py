@@ -13,11 +13,12 @@ loss, with ``everysec`` at most a second of them can be lost.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import ConfigurationError
+from ..jobs import JOB_COLUMNS, Job, JobState, job_from_row, job_row
 from ..ledger import LedgerEvent, MessageRecord, StatusEntry, timestamp
 from ..status import MessageStatus
 from . import (
@@ -100,6 +101,96 @@ end
 return {1, recorded and 1 or 0, redis.call('HGET', KEYS[3], 'status') or ''}
 """
 
+# Jobs: a hash per job (JOB_COLUMNS), the keys of pending and running ones in the "due"
+# sorted set scored by when they are due (run_at; the lease end while running), the dead
+# ones in the "dead" set scored by creation. ARGV[1] is always the key prefix of the hashes.
+# KEYS: claim, due. ARGV: prefix, owner, answer, retention ms, column count n, n column
+# names, then n values per job.
+_ENQUEUE = """
+if redis.call('GET', KEYS[1]) ~= 'P' .. ARGV[2] then
+    return 0
+end
+redis.call('SET', KEYS[1], 'D' .. ARGV[3], 'PX', ARGV[4])
+local n = tonumber(ARGV[5])
+local run_at
+for c = 1, n do
+    if ARGV[5 + c] == 'run_at' then run_at = c end
+end
+local i = 6 + n
+while i <= #ARGV do
+    local name = ARGV[1] .. ARGV[i]
+    if redis.call('EXISTS', name) == 0 then
+        for c = 1, n do
+            redis.call('HSET', name, ARGV[5 + c], ARGV[i + c - 1])
+        end
+        redis.call('ZADD', KEYS[2], ARGV[i + run_at - 1], ARGV[i])
+    end
+    i = i + n
+end
+return 1
+"""
+# KEYS: due. ARGV: prefix, now, owner, lease end, job key ('' for the next due), columns.
+_TAKE = """
+local key = ARGV[5]
+if key == '' then
+    local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'LIMIT', 0, 1)
+    if #due == 0 then return false end
+    key = due[1]
+else
+    local score = redis.call('ZSCORE', KEYS[1], key)
+    if not score or tonumber(score) > tonumber(ARGV[2]) then return false end
+end
+local name = ARGV[1] .. key
+redis.call('HSET', name, 'state', 'running', 'owner', ARGV[3], 'expires', ARGV[4])
+redis.call('HINCRBY', name, 'attempts', 1)
+redis.call('ZADD', KEYS[1], ARGV[4], key)
+return redis.call('HMGET', name, unpack(ARGV, 6))
+"""
+# KEYS: due, dead. ARGV: prefix, key, owner, new state ('' deletes; 'renew' extends the
+# lease to ARGV[5]), run_at or lease end, error.
+_FINISH = """
+local name = ARGV[1] .. ARGV[2]
+local mine = redis.call('HMGET', name, 'owner', 'state')
+if mine[1] ~= ARGV[3] or mine[2] ~= 'running' then return 0 end
+if ARGV[4] == 'renew' then
+    redis.call('HSET', name, 'expires', ARGV[5])
+    redis.call('ZADD', KEYS[1], ARGV[5], ARGV[2])
+elseif ARGV[4] == '' then
+    redis.call('DEL', name)
+    redis.call('ZREM', KEYS[1], ARGV[2])
+else
+    redis.call('HSET', name, 'state', ARGV[4], 'run_at', ARGV[5], 'error', ARGV[6], 'owner', '')
+    if ARGV[4] == 'dead' then
+        redis.call('ZREM', KEYS[1], ARGV[2])
+        redis.call('ZADD', KEYS[2], redis.call('HGET', name, 'created'), ARGV[2])
+    else
+        redis.call('ZADD', KEYS[1], ARGV[5], ARGV[2])
+    end
+end
+return 1
+"""
+# KEYS: due, dead. ARGV: prefix, key, now.
+_RETRY = """
+local name = ARGV[1] .. ARGV[2]
+if redis.call('HGET', name, 'state') ~= 'dead' then return 0 end
+redis.call('HSET', name, 'state', 'pending', 'attempts', 0, 'run_at', ARGV[3])
+redis.call('ZREM', KEYS[2], ARGV[2])
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
+return 1
+"""
+# KEYS: the set holding jobs in that state. ARGV: prefix, state.
+_PURGE = """
+local n = 0
+for _, key in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+    if redis.call('HGET', ARGV[1] .. key, 'state') == ARGV[2] then
+        redis.call('DEL', ARGV[1] .. key)
+        redis.call('ZREM', KEYS[1], key)
+        n = n + 1
+    end
+end
+return n
+"""
+
 
 class RedisStore:
     """Every operation is one round trip; connections are pooled and fork-safe."""
@@ -133,6 +224,13 @@ class RedisStore:
         self._complete = self._redis.register_script(_COMPLETE)
         self._release = self._redis.register_script(_RELEASE)
         self._record = self._redis.register_script(_RECORD)
+        self._enqueue = self._redis.register_script(_ENQUEUE)
+        self._take = self._redis.register_script(_TAKE)
+        self._finish = self._redis.register_script(_FINISH)
+        self._retry = self._redis.register_script(_RETRY)
+        self._purge = self._redis.register_script(_PURGE)
+        self._jobs = self._prefix + "job:"
+        self._job_sets = [self._prefix + "jobs:due", self._prefix + "jobs:dead"]
 
     def claim(self, key: str, lease: float, replace: str = "") -> Claim:
         owner = new_owner()
@@ -220,6 +318,62 @@ class RedisStore:
             tuple(_event(raw) for raw in history),
         )
 
+    # -- jobs (see webhook_kit.jobs.JobStore) ---------------------------------------------
+
+    def enqueue(self, key: str, owner: str, answer: bytes, jobs: Sequence[Job]) -> bool:
+        values = [_text(value) for job in jobs for value in job_row(job)]
+        args = [self._jobs, owner, answer, self._retention_ms, len(JOB_COLUMNS)]
+        with self._guard:
+            return bool(
+                self._enqueue(
+                    keys=[self._prefix + "claim:" + key, self._job_sets[0]],
+                    args=[*args, *JOB_COLUMNS, *values],
+                )
+            )
+
+    def take_job(self, lease: float, key: str | None = None) -> Job | None:
+        now = self._clock()
+        args = [self._jobs, repr(now), new_owner(), repr(now + lease), key or "", *JOB_COLUMNS]
+        with self._guard:
+            row = self._take(keys=self._job_sets[:1], args=args)
+        return job_from_row(row) if row else None
+
+    def renew_job(self, key: str, owner: str, lease: float) -> bool:
+        return self._finish_job(key, owner, "renew", self._clock() + lease, "")
+
+    def finish_job(
+        self, key: str, owner: str, state: JobState | None, run_at: float = 0.0, error: str = ""
+    ) -> bool:
+        return self._finish_job(key, owner, state.value if state else "", run_at, error)
+
+    def _finish_job(self, key: str, owner: str, state: str, at: float, error: str) -> bool:
+        with self._guard:
+            args = [self._jobs, key, owner, state, repr(at), error]
+            return bool(self._finish(keys=self._job_sets, args=args))
+
+    def list_jobs(self, state: JobState | None = None, limit: int = 100) -> list[Job]:
+        with self._guard:
+            keys: list[bytes] = []
+            for name in self._job_sets:
+                keys += self._redis.zrange(name, 0, -1)
+            pipe = self._redis.pipeline(transaction=False)
+            for key in keys:
+                pipe.hmget(self._jobs + key.decode(), JOB_COLUMNS)
+            rows = pipe.execute()
+        jobs = [job_from_row(row) for row in rows if row[0] is not None]
+        jobs.sort(key=lambda job: (job.created, job.key))
+        return [job for job in jobs if state is None or job.state is state][:limit]
+
+    def retry_job(self, key: str) -> bool:
+        with self._guard:
+            args = [self._jobs, key, repr(self._clock())]
+            return bool(self._retry(keys=self._job_sets, args=args))
+
+    def purge_jobs(self, state: JobState = JobState.DEAD) -> int:
+        holder = self._job_sets[1] if state is JobState.DEAD else self._job_sets[0]
+        with self._guard:
+            return int(self._purge(keys=[holder], args=[self._jobs, state.value]))
+
     def maintain(self, *, full: bool = False) -> None:
         """Release abandoned claims; Redis expires keys and records by itself.
 
@@ -251,6 +405,13 @@ def _event(raw: bytes) -> LedgerEvent:
         item["key"],
         item["form"],
     )
+
+
+def _text(value: object) -> str:
+    """A job column for a Redis hash: floats exactly, None as empty."""
+    if value is None:
+        return ""
+    return repr(value) if isinstance(value, float) else str(value)
 
 
 def _redacted(url: str) -> str:

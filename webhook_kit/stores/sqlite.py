@@ -20,10 +20,11 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 
 from ..errors import ConfigurationError
+from ..jobs import JOB_COLUMNS, Job, JobState, job_from_row, job_row
 from ..ledger import LedgerEvent, MessageRecord, StatusEntry, timestamp
 from ..status import MessageStatus
 from . import (
@@ -64,6 +65,19 @@ CREATE TABLE IF NOT EXISTS wk_events (
     form TEXT NOT NULL,
     PRIMARY KEY (sid, key)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS wk_jobs (
+    key TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    handler TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    created REAL NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    run_at REAL NOT NULL,
+    owner TEXT NOT NULL,
+    expires REAL NOT NULL,
+    error TEXT
+) WITHOUT ROWID;
 """
 
 # A new key, or one whose claim lapsed (a crashed worker's lease, a finished key past its
@@ -89,6 +103,13 @@ ON CONFLICT (sid) DO UPDATE SET
     updated = max(updated, ?5),
     final_at = coalesce(final_at, ?6)
 RETURNING status
+"""
+_JOB_COLUMNS = ", ".join(JOB_COLUMNS)
+# Due: pending and its backoff over, or running and its runner's lease over.
+_DUE = "((state = 'pending' AND run_at <= ?1) OR (state = 'running' AND expires < ?1))"
+_TAKE = f"""
+UPDATE wk_jobs SET state = 'running', owner = ?2, expires = ?3, attempts = attempts + 1
+WHERE key = ?4 AND {_DUE} RETURNING {_JOB_COLUMNS}
 """
 _PURGE_EVERY = 10.0
 _PURGE_BATCH = 5000
@@ -204,6 +225,93 @@ class SQLiteStore:
                 for s, r, code, kind, key, form in events
             ),
         )
+
+    # -- jobs (see webhook_kit.jobs.JobStore) ---------------------------------------------
+
+    def enqueue(self, key: str, owner: str, answer: bytes, jobs: Sequence[Job]) -> bool:
+        with self._guard, self._transaction() as db:
+            done = db.execute(
+                "UPDATE wk_claims SET done = 1, answer = ?, expires = ?"
+                " WHERE key = ? AND owner = ? AND done = 0",
+                (answer, self._clock() + self._retention, key, owner),
+            )
+            if done.rowcount != 1:
+                return False
+            marks = ", ".join("?" * len(JOB_COLUMNS))
+            db.executemany(
+                f"INSERT INTO wk_jobs ({_JOB_COLUMNS}) VALUES ({marks}) ON CONFLICT DO NOTHING",
+                [job_row(job) for job in jobs],
+            )
+        return True
+
+    def take_job(self, lease: float, key: str | None = None) -> Job | None:
+        now = self._clock()
+        with self._guard:
+            db = self._connection()
+            if key is None:  # a read first: an idle poll never takes the write lock
+                row = db.execute(
+                    f"SELECT key FROM wk_jobs WHERE {_DUE} ORDER BY created, key LIMIT 1", (now,)
+                ).fetchone()
+                if row is None:
+                    return None
+                key = str(row[0])
+            taken = db.execute(_TAKE, (now, new_owner(), now + lease, key)).fetchone()
+        return job_from_row(taken) if taken is not None else None
+
+    def renew_job(self, key: str, owner: str, lease: float) -> bool:
+        with self._guard:
+            return bool(
+                self._connection()
+                .execute(
+                    "UPDATE wk_jobs SET expires = ? WHERE key = ? AND owner = ?"
+                    " AND state = 'running'",
+                    (self._clock() + lease, key, owner),
+                )
+                .rowcount
+            )
+
+    def finish_job(
+        self, key: str, owner: str, state: JobState | None, run_at: float = 0.0, error: str = ""
+    ) -> bool:
+        mine = " WHERE key = ? AND owner = ? AND state = 'running'"
+        with self._guard:
+            db = self._connection()
+            if state is None:
+                return bool(db.execute("DELETE FROM wk_jobs" + mine, (key, owner)).rowcount)
+            return bool(
+                db.execute(
+                    "UPDATE wk_jobs SET state = ?, run_at = ?, error = ?, owner = ''" + mine,
+                    (state.value, run_at, error, key, owner),
+                ).rowcount
+            )
+
+    def list_jobs(self, state: JobState | None = None, limit: int = 100) -> list[Job]:
+        where, args = ("WHERE state = ?", (state.value, limit)) if state else ("", (limit,))
+        with self._guard:
+            rows = self._connection().execute(
+                f"SELECT {_JOB_COLUMNS} FROM wk_jobs {where} ORDER BY created, key LIMIT ?", args
+            )
+            return [job_from_row(row) for row in rows]
+
+    def retry_job(self, key: str) -> bool:
+        with self._guard:
+            return bool(
+                self._connection()
+                .execute(
+                    "UPDATE wk_jobs SET state = 'pending', attempts = 0, run_at = ?"
+                    " WHERE key = ? AND state = 'dead'",
+                    (self._clock(), key),
+                )
+                .rowcount
+            )
+
+    def purge_jobs(self, state: JobState = JobState.DEAD) -> int:
+        with self._guard:
+            return int(
+                self._connection()
+                .execute("DELETE FROM wk_jobs WHERE state = ?", (state.value,))
+                .rowcount
+            )
 
     def maintain(self, *, full: bool = False) -> None:
         self._abandoned.release(self.release)
