@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import time
 
-from test_stores import kind, make_store, store  # noqa: F401 - the shared store fixtures
+import test_stores
 
 from webhook_kit.jobs import Job, JobKind, JobState
 from webhook_kit.stores import Outcome, Store
+
+# The store fixtures of the shared suite: memory, SQLite and Redis.
+kind, make_store, store = test_stores.kind, test_stores.make_store, test_stores.store
 
 
 def job(key: str, created: float | None = None) -> Job:

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Protocol
 
 
-class JobState(str, Enum):
+class JobState(StrEnum):
     """Where a job is in its life."""
 
     #: Waiting to run (first run, or a retry whose ``run_at`` is in the future).
@@ -34,7 +34,7 @@ class JobState(str, Enum):
     DEAD = "dead"
 
 
-class JobKind(str, Enum):
+class JobKind(StrEnum):
     """Which handler family a job belongs to, and so what its payload holds."""
 
     #: An inbound message (or fallback request): payload is the webhook's form.
@@ -140,18 +140,21 @@ def job_row(job: Job) -> tuple[str, str, str, str, float, str, int, float, str, 
 
 def job_from_row(row: Sequence[object]) -> Job:
     """The job a row of :data:`JOB_COLUMNS` holds (text as ``str`` or ``bytes``)."""
-    text = [value.decode() if isinstance(value, bytes) else value for value in row]
+    text = [
+        value.decode() if isinstance(value, bytes) else "" if value is None else str(value)
+        for value in row
+    ]
     key, kind, handler, payload, created, state, attempts, run_at, owner, expires, error = text
     return Job(
-        str(key),
+        key,
         JobKind(kind),
-        str(handler),
-        str(payload),
-        float(created),  # type: ignore[arg-type]
+        handler,
+        payload,
+        float(created),
         JobState(state),
-        int(attempts),  # type: ignore[call-overload]
-        float(run_at),  # type: ignore[arg-type]
-        str(owner or ""),
-        float(expires),  # type: ignore[arg-type]
-        str(error) if error not in (None, "") else None,
+        int(attempts),
+        float(run_at),
+        owner,
+        float(expires),
+        error or None,
     )

@@ -185,9 +185,7 @@ class MemoryStore:
             job = self._jobs.get(key)
             if job is None or job.state is not JobState.DEAD:
                 return False
-            self._jobs[key] = replace(
-                job, state=JobState.PENDING, attempts=0, run_at=self._clock()
-            )
+            self._jobs[key] = replace(job, state=JobState.PENDING, attempts=0, run_at=self._clock())
             return True
 
     def purge_jobs(self, state: JobState = JobState.DEAD) -> int:

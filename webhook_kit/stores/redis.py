@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import ConfigurationError
@@ -322,7 +322,7 @@ class RedisStore:
 
     def enqueue(self, key: str, owner: str, answer: bytes, jobs: Sequence[Job]) -> bool:
         values = [_text(value) for job in jobs for value in job_row(job)]
-        args = [self._jobs, owner, answer, self._retention_ms, len(JOB_COLUMNS)]
+        args: list[Any] = [self._jobs, owner, answer, self._retention_ms, len(JOB_COLUMNS)]
         with self._guard:
             return bool(
                 self._enqueue(
@@ -355,7 +355,7 @@ class RedisStore:
         with self._guard:
             keys: list[bytes] = []
             for name in self._job_sets:
-                keys += self._redis.zrange(name, 0, -1)
+                keys += cast(list[bytes], self._redis.zrange(name, 0, -1))
             pipe = self._redis.pipeline(transaction=False)
             for key in keys:
                 pipe.hmget(self._jobs + key.decode(), JOB_COLUMNS)
