@@ -74,3 +74,39 @@ def _healthz() -> str:
 
 for _app in (bare_flask, twilio_flask):
     _app.add_url_rule("/healthz", "healthz", _healthz)
+
+
+# -- the emulator's baseline: a bare Flask JSON endpoint ---------------------------------
+
+bare_json = Flask("bench.bare_json")
+_MESSAGE_JSON = {"sid": "SM" + "0" * 32, "status": "queued", "body": BODY}
+_received = {"count": 0}
+
+
+@bare_json.post("/2010-04-01/Accounts/<account_sid>/Messages.json")
+def bare_create(account_sid: str) -> tuple[dict[str, str], int]:
+    """Parse the form, answer a constant Message-like JSON with 201, as a create would."""
+    request.form.get("Body")
+    return {**_MESSAGE_JSON, "account_sid": account_sid}, 201
+
+
+@bare_json.post(STATUS)
+def bare_callback() -> Response:
+    """Count a status callback: the receiver the emulator's callbacks are timed against."""
+    request.form.get("MessageStatus")
+    _received["count"] += 1
+    return Response(EMPTY, content_type=TWIML_TYPE)
+
+
+@bare_json.get("/count")
+def bare_count() -> dict[str, int]:
+    return dict(_received)
+
+
+@bare_json.post("/reset")
+def bare_reset() -> dict[str, int]:
+    _received["count"] = 0
+    return dict(_received)
+
+
+bare_json.add_url_rule("/healthz", "healthz", _healthz)

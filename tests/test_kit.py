@@ -22,7 +22,7 @@ from webhook_kit import (
     StoreError,
     WebhookKit,
 )
-from webhook_kit.ledger import StatusEntry
+from webhook_kit.ledger import MessageFacts, StatusEntry
 from webhook_kit.signature import compute_signature
 from webhook_kit.stores import Applied, Claim
 from webhook_kit.stores.memory import MemoryStore
@@ -590,10 +590,12 @@ class BrokenStore(MemoryStore):
     ) -> Applied:
         raise StoreError("disk full")
 
-    def claim(self, key: str, lease: float, replace: str = "") -> Claim:
+    def claim(
+        self, key: str, lease: float, replace: str = "", message: MessageFacts | None = None
+    ) -> Claim:
         if key.startswith("message:"):
             raise StoreError("redis unreachable")
-        return super().claim(key, lease, replace)
+        return super().claim(key, lease, replace, message)
 
 
 def test_store_failure_is_503_and_releases_the_claim() -> None:
@@ -970,9 +972,11 @@ def test_direct_status_without_handlers_is_one_store_step() -> None:
     class CountingStore(MemoryStore):
         calls: list[str] = []
 
-        def claim(self, key: str, lease: float, replace: str = "") -> Claim:
+        def claim(
+            self, key: str, lease: float, replace: str = "", message: MessageFacts | None = None
+        ) -> Claim:
             self.calls.append("claim")
-            return super().claim(key, lease, replace)
+            return super().claim(key, lease, replace, message)
 
         def record_status(
             self, entry: StatusEntry, lease: float | None = None, replace: str = ""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import multiprocessing
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -12,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from webhook_kit import ConfigurationError, MessageStatus, StoreError
-from webhook_kit.ledger import StatusEntry
+from webhook_kit.ledger import MessageFacts, Query, StatusEntry
 from webhook_kit.stores import Outcome, Store, open_store
 from webhook_kit.stores.sqlite import SQLiteStore
 
@@ -299,6 +301,19 @@ class TestRetention:
             store.maintain(full=True)
         assert store.get_message("SMold") is None
 
+    def test_expired_records_leave_find_too(self, kind: str, make_store: StoreFactory) -> None:
+        at = time.time()
+        if kind == "redis":
+            store = make_store(ledger_retention=0.3)
+            store.save_message(MessageFacts("SMgone", at, created_at=at, ref="r"))
+            time.sleep(0.4)
+        else:
+            store = make_store(ledger_retention=10)
+            store.save_message(MessageFacts("SMgone", at - 100, created_at=at - 100, ref="r"))
+            store.maintain(full=True)
+        store.save_message(MessageFacts("SMkept", at, created_at=at, ref="r"))
+        assert [record.message_sid for record in store.find_messages(Query(ref="r"))] == ["SMkept"]
+
 
 def test_sqlite_is_in_wal_mode(tmp_path: Path) -> None:
     store = SQLiteStore(str(tmp_path / "wal.db"))
@@ -481,3 +496,129 @@ def test_each_process_maintains_its_stores_in_a_background_thread() -> None:
     while not Watched.threads and time.monotonic() < deadline:
         time.sleep(0.05)
     assert Watched.threads == {"webhook_kit-housekeeping"}
+
+
+#: Ledger times in the tests: recent, so that no retention sweep removes them.
+T = float(int(time.time()) - 3600)
+
+
+def facts(sid: str, at: float, **fields: object) -> MessageFacts:
+    return MessageFacts(sid, at, **fields)  # type: ignore[arg-type]
+
+
+def correlated(sid: str, status: str, correlation: str, at: float) -> StatusEntry:
+    plain = entry(sid, status, at=at)
+    return dataclasses.replace(plain, correlation=correlation)
+
+
+class TestMessageFacts:
+    def test_an_outbound_send_is_recorded_then_linked_to_its_sid(self, store: Store) -> None:
+        store.save_message(
+            facts("WKone", T + 100.0, direction="outbound-api", from_="+15005550006",
+                  to="+14155550100", body="hi", created_at=T + 100.0, ref="order-42")
+        )  # fmt: skip
+        pending = store.get_message("WKone")
+        assert pending is not None and pending.pending and pending.status is None
+        store.save_message(
+            facts("SMone", T + 101.0, status="queued", num_segments=1, num_media=0), alias="WKone"
+        )
+        assert store.get_message("WKone") is None
+        record = store.get_message("SMone")
+        assert record is not None
+        assert (record.direction, record.from_, record.to, record.body, record.ref) == (
+            "outbound-api", "+15005550006", "+14155550100", "hi", "order-42",
+        )  # fmt: skip
+        assert record.status is MessageStatus.QUEUED and record.num_segments == 1
+        assert record.created_at is not None and record.created_at.timestamp() == T + 100.0
+        assert not record.is_final and record.history == ()
+
+    def test_a_callback_before_the_sid_is_linked_finds_the_send(self, store: Store) -> None:
+        store.save_message(facts("WKtwo", T + 100.0, direction="outbound-api", ref="r2",
+                                 created_at=T + 100.0))  # fmt: skip
+        store.record_status(entry("SMtwo", "sent", at=T + 101.0))
+        store.record_status(correlated("SMtwo", "delivered", "WKtwo", T + 102.0))
+        store.save_message(facts("SMtwo", T + 103.0, status="queued"), alias="WKtwo")
+        record = store.get_message("SMtwo")
+        assert record is not None and record.ref == "r2"
+        assert record.status is MessageStatus.DELIVERED  # the API's "queued" came too late
+        assert record.created_at is not None and record.created_at.timestamp() == T + 100.0
+        assert record.sent_at is not None and record.sent_at.timestamp() == T + 101.0
+        assert record.final_at is not None and record.final_at.timestamp() == T + 102.0
+        assert len(record.history) == 2 and store.get_message("WKtwo") is None
+
+    def test_a_failed_send_is_final_with_its_code(self, store: Store) -> None:
+        store.save_message(facts("WKbad", T + 5.0, to="+15005550001", created_at=T + 5.0))
+        store.save_message(facts("WKbad", T + 6.0, status="failed", error_code=21211))
+        record = store.get_message("WKbad")
+        assert record is not None and record.status is MessageStatus.FAILED
+        assert record.error_code == 21211 and record.is_final
+
+    def test_redaction_drops_the_body_for_good(self, store: Store) -> None:
+        store.save_message(facts("SMr", T + 1.0, body="secret", to="+1"))
+        store.save_message(facts("SMr", T + 2.0, redact=True))
+        store.save_message(facts("SMr", T + 3.0, price="-0.0075", price_unit="USD"))
+        record = store.get_message("SMr")
+        assert record is not None and record.body is None and record.redacted
+        assert (record.price, record.price_unit, record.to) == ("-0.0075", "USD", "+1")
+
+    def test_inbound_message_is_recorded_with_its_claim(self, store: Store) -> None:
+        inbound = facts("SMin", T + 7.0, direction="inbound", from_="+1", to="+2", body="yo",
+                        num_media=2, status="received", created_at=T + 7.0)  # fmt: skip
+        claim = store.claim("message:SMin", 30, message=inbound)
+        assert claim.outcome is Outcome.CLAIMED
+        record = store.get_message("SMin")
+        assert record is not None and record.direction == "inbound" and record.num_media == 2
+        assert record.status is MessageStatus.RECEIVED and record.body == "yo"
+        again = store.claim("message:SMin", 30, message=facts("SMin", T + 8.0, body="changed"))
+        assert again.outcome is Outcome.BUSY
+        record = store.get_message("SMin")
+        assert record is not None and record.body == "yo"  # a lost claim writes nothing
+
+    def test_find_filters_and_pages_newest_first(self, store: Store) -> None:
+        for index in range(7):
+            store.save_message(
+                facts(f"SM{index}", T + 100.0 + index, created_at=T + 100.0 + index,
+                      direction="outbound-api" if index % 2 else "inbound",
+                      to="+1" if index < 4 else "+2", ref=f"r{index % 3}",
+                      status="delivered" if index % 3 == 0 else "sent")
+            )  # fmt: skip
+        store.save_message(facts("SMtie", T + 103.0, created_at=T + 103.0, to="+1"))
+        every = store.find_messages(Query(limit=100))
+        assert [r.message_sid for r in every] == [
+            "SM6", "SM5", "SM4", "SMtie", "SM3", "SM2", "SM1", "SM0",
+        ]  # fmt: skip
+        assert every[0].history == () and every[0].to == "+2"
+        page = store.find_messages(Query(limit=3))
+        rest = store.find_messages(Query(limit=3, after=(T + 103.0, "SMtie")))
+        assert [r.message_sid for r in page] == ["SM6", "SM5", "SM4"]
+        assert [r.message_sid for r in rest] == ["SM3", "SM2", "SM1"]
+        assert {r.message_sid for r in store.find_messages(Query(ref="r0"))} == {
+            "SM0",
+            "SM3",
+            "SM6",
+        }
+        inbound = store.find_messages(Query(to="+2", direction="inbound"))
+        assert {r.message_sid for r in inbound} == {
+            "SM4", "SM6",
+        }  # fmt: skip
+        delivered = store.find_messages(
+            Query(statuses=("delivered",), since=T + 101.0, until=T + 106.0)
+        )
+        assert [r.message_sid for r in delivered] == ["SM3"]
+        open_ones = store.find_messages(Query(open_only=True, until=T + 103.5))
+        assert [r.message_sid for r in open_ones] == ["SMtie", "SM2", "SM1"]
+
+
+def test_sqlite_adds_the_new_ledger_columns_to_an_old_file(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE wk_messages (sid TEXT PRIMARY KEY, status TEXT, rank INTEGER NOT NULL,"
+        " error_code INTEGER, updated REAL NOT NULL, final_at REAL) WITHOUT ROWID;"
+        f"INSERT INTO wk_messages VALUES ('SMold', 'sent', 3, NULL, {T!r}, NULL);"
+    )
+    db.close()
+    store = SQLiteStore(str(path))
+    store.save_message(facts("SMold", T + 6.0, ref="kept"))
+    record = store.get_message("SMold")
+    assert record is not None and record.ref == "kept" and record.status is MessageStatus.SENT

@@ -10,6 +10,7 @@ from .errors import InvalidCallbackURLError as InvalidCallbackURLError
 from .errors import InvalidMethodError as InvalidMethodError
 from .errors import RedirectNotLastError as RedirectNotLastError
 from .errors import ReplyTypeError as ReplyTypeError
+from .errors import SendError as SendError
 from .errors import SignatureError as SignatureError
 from .errors import StoreError as StoreError
 from .errors import TooManyMediaError as TooManyMediaError
@@ -27,9 +28,12 @@ from .events import Referral as Referral
 from .events import RepliedMessage as RepliedMessage
 from .events import StatusCallback as StatusCallback
 from .kit import WebhookKit as WebhookKit
+from .ledger import Direction as Direction
 from .ledger import Ledger as Ledger
 from .ledger import LedgerEvent as LedgerEvent
 from .ledger import MessageRecord as MessageRecord
+from .sending import Sender as Sender
+from .sending import SentMessage as SentMessage
 from .signature import compute_signature as compute_signature
 from .status import DeliveryError as DeliveryError
 from .status import MessageStatus as MessageStatus

@@ -1,4 +1,5 @@
-"""The ``webhook-kit`` command: serve the standalone app, poke a running one, check TwiML.
+"""The ``webhook-kit`` command: serve the standalone app, poke a running one, check TwiML,
+run the Twilio emulator.
 
 Every failure a user can cause (server unreachable, bad URL, missing token, unreadable
 file) is one ``error:`` line and a non-zero exit, never a traceback.
@@ -6,12 +7,18 @@ file) is one ``error:`` line and a non-zero exit, never a traceback.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
+import signal
 import sys
+import threading
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
-from typing import NoReturn
+from base64 import b64encode
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, NoReturn, TypeVar
 from urllib.parse import urlencode, urlsplit
 
 import click
@@ -20,11 +27,15 @@ from . import testing
 from .config import DEFAULTS, Settings
 from .encoding import SegmentInfo, analyze, smart_encode
 from .errors import TwiMLError, WebhookKitError
+from .ledger import Ledger, record_json
+from .sending import Sender
 from .signature import compute_signature
-from .stores import open_store
+from .standalone import config_from_environ
+from .stores import Store, open_store
 from .twiml import Message, MessagingResponse, Redirect, lint, parse
 
 DEFAULT_BASE = "http://127.0.0.1:8000/twilio"
+T = TypeVar("T")
 
 
 @click.group()
@@ -162,6 +173,365 @@ def segments(text: str, toll_free: bool) -> None:
         if smart.replacements:
             swaps = ", ".join(f"{old!r}->{new!r}" for old, new in smart.replacements)
             click.echo(f"with Smart Encoding ({swaps}): {_describe(smart.after)}")
+
+
+@main.group()
+def ledger() -> None:
+    """Query the delivery ledger (the store named by WEBHOOK_KIT_STORE, as the server uses)."""
+
+
+_JSON = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+
+@ledger.command("show")
+@click.argument("sid")
+@_JSON
+def ledger_show(sid: str, as_json: bool) -> None:
+    """Show one message and its callback history."""
+    record = _ledger(lambda book: book.get(sid))
+    if record is None:
+        _fail(f"{sid} is not in the ledger")
+    if as_json:
+        click.echo(json.dumps(record_json(record), indent=2))
+        return
+    for name, value in record_json(record).items():
+        if name != "history":
+            click.echo(f"{name:<13} {'' if value is None else value}")
+    click.echo(f"history       {len(record.history)} callback(s)")
+    for event in record.history:
+        how = " (reconciled)" if event.reconciled else ""
+        code = f" error {event.error_code}" if event.error_code else ""
+        click.echo(f"  {event.received_at.isoformat()}  {event.status.value}{code}{how}")
+
+
+@ledger.command("find")
+@click.option("--ref", help="Your reference given to send(ref=...).")
+@click.option("--to", help="Recipient address.")
+@click.option("--from", "from_", help="Sender address.")
+@click.option("--status", "statuses", multiple=True, help="Status; repeat for several.")
+@click.option("--direction", help="inbound, outbound-api, ...")
+@click.option("--since", help="Created at or after: 1h, 30m, 2d, or an ISO time.")
+@click.option("--until", help="Created before: 1h, 30m, 2d, or an ISO time.")
+@click.option("--limit", default=50, show_default=True, help="Records per page.")
+@click.option("--cursor", help="The cursor printed after the previous page.")
+@_JSON
+def ledger_find(
+    *,
+    ref: str | None,
+    to: str | None,
+    from_: str | None,
+    statuses: Sequence[str],
+    direction: str | None,
+    since: str | None,
+    until: str | None,
+    limit: int,
+    cursor: str | None,
+    as_json: bool,
+) -> None:
+    """List messages matching every given filter, newest first."""
+    page = _ledger(
+        lambda book: book.find(
+            ref=ref,
+            to=to,
+            from_=from_,
+            status=list(statuses),
+            direction=direction,
+            since=_moment(since, "--since"),
+            until=_moment(until, "--until"),
+            limit=limit,
+            cursor=cursor,
+        )
+    )
+    if as_json:
+        records = [record_json(record) for record in page]
+        click.echo(json.dumps({"records": records, "cursor": page.cursor}, indent=2))
+        return
+    rows = [
+        (
+            record.message_sid,
+            record.direction.value if record.direction else "",
+            record.status.value if record.status else "",
+            str(record.error_code or ""),
+            record.to or "",
+            record.from_ or "",
+            record.created_at.strftime("%Y-%m-%d %H:%M:%S") if record.created_at else "",
+            record.ref or "",
+        )
+        for record in page
+    ]
+    _table(("SID", "DIRECTION", "STATUS", "ERROR", "TO", "FROM", "CREATED (UTC)", "REF"), rows)
+    if page.cursor:
+        click.echo(f"more: --cursor {page.cursor}")
+
+
+@ledger.command("stats")
+@click.option("--since", default="1h", show_default=True, help="1h, 30m, 2d, or an ISO time.")
+@_JSON
+def ledger_stats(since: str, as_json: bool) -> None:
+    """Counts by status and error code, delivery rate and sent->delivered latency."""
+    stats = _ledger(lambda book: book.stats(since=_moment(since, "--since")))
+    if as_json:
+        click.echo(json.dumps(dataclasses.asdict(stats), indent=2))
+        return
+    click.echo(f"messages       {stats.total} since {since}")
+    rate = "-" if stats.delivery_rate is None else f"{stats.delivery_rate:.1%}"
+    click.echo(f"delivery rate  {rate} of the messages that reached a final status")
+    if stats.latency:
+        figures = ", ".join(f"{name} {value:.2f}s" for name, value in stats.latency.items())
+        click.echo(f"sent->delivered {figures}")
+    _table(("STATUS", "COUNT"), [(name, str(count)) for name, count in stats.by_status.items()])
+    if stats.by_error_code:
+        errors = [(str(code), str(count)) for code, count in stats.by_error_code.items()]
+        _table(("ERROR", "COUNT"), errors)
+
+
+@main.command()
+@click.option("--older-than", default="10m", show_default=True, help="Age: 90s, 10m, 1h, 2d.")
+@_JSON
+def reconcile(older_than: str, as_json: bool) -> None:
+    """Fetch every ledger message not final after --older-than from Twilio; apply its status."""
+    age = _duration(older_than, "--older-than")
+    config = config_from_environ()
+    try:
+        store = _store(config)
+        report = Sender.from_config(config, store).reconcile(older_than=age)
+    except WebhookKitError as error:
+        _fail(str(error))
+    if as_json:
+        click.echo(json.dumps(dataclasses.asdict(report)))
+        return
+    click.echo(f"checked {report.checked}, updated {report.updated}")
+    for sid in report.missing:
+        click.echo(f"not found on Twilio: {sid}")
+
+
+def _store(config: dict[str, Any]) -> Store:
+    settings = Settings.from_config(config)
+    return open_store(
+        settings.store, retention=settings.retention, ledger_retention=settings.ledger_retention
+    )
+
+
+def _ledger(query: Callable[[Ledger], T]) -> T:
+    try:
+        return query(Ledger(_store(config_from_environ())))
+    except WebhookKitError as error:
+        _fail(str(error))
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(text: str, option: str) -> float:
+    """``90``, ``90s``, ``10m``, ``1h``, ``2d`` -> seconds."""
+    number, unit = (text[:-1], text[-1]) if text[-1:] in _UNITS else (text, "s")
+    try:
+        return float(number) * _UNITS[unit]
+    except ValueError:
+        _fail(f"{option} {text!r} is not a duration like 90s, 10m, 1h or 2d")
+
+
+def _moment(text: str | None, option: str) -> datetime | None:
+    """A duration ago, or an ISO 8601 time (UTC unless it says otherwise)."""
+    if text is None:
+        return None
+    if text[:1].isdigit() and not text[-1:].isdigit() and text[-1:] in _UNITS:
+        return datetime.now(UTC) - timedelta(seconds=_duration(text, option))
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        _fail(f"{option} {text!r} is neither a duration (1h) nor an ISO time")
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        click.echo("  ".join(cells).rstrip())
+
+
+@main.group(invoke_without_command=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8010, show_default=True, help="Port to listen on.")
+@click.option("--state", default="memory://", show_default=True, help="sqlite:///emulator.db")
+@click.option("--account-sid", envvar="TWILIO_ACCOUNT_SID", help="[env: TWILIO_ACCOUNT_SID]")
+@click.option("--auth-token", envvar="TWILIO_AUTH_TOKEN", help="[env: TWILIO_AUTH_TOKEN]")
+@click.option(
+    "--api-key", "api_keys", multiple=True, metavar="SK...:SECRET", help="An API key; repeatable."
+)
+@click.option("--chaos", is_flag=True, help="Status callbacks out of order, duplicated, late.")
+@click.option("--drop-final", default=0.0, help="With --chaos: share of final callbacks dropped.")
+@click.option("--seed", default=0, show_default=True, help="Seed of chaos and probability rules.")
+@click.option("--clock", type=click.Choice(["real", "manual"]), default="real", show_default=True)
+@click.option("--speed", default=1.0, show_default=True, help="Real clock: emulated s per s.")
+@click.option("--rate-limit", type=float, help="REST requests per second before 429s.")
+@click.option(
+    "--number",
+    "numbers",
+    multiple=True,
+    metavar="NUMBER=URL",
+    help="A number and its incoming-message URL; repeat for several.",
+)
+@click.pass_context
+def emulator(
+    context: click.Context,
+    *,
+    host: str,
+    port: int,
+    state: str,
+    account_sid: str | None,
+    auth_token: str | None,
+    api_keys: Sequence[str],
+    chaos: bool,
+    drop_final: float,
+    seed: int,
+    clock: str,
+    speed: float,
+    rate_limit: float | None,
+    numbers: Sequence[str],
+) -> None:
+    """Run the offline Twilio Messaging emulator (REST API, life cycle, webhooks)."""
+    if context.invoked_subcommand is not None:
+        return
+    from .emulator import Chaos, Emulator
+
+    try:
+        running = Emulator(
+            account_sid=account_sid,
+            auth_token=auth_token,
+            api_keys=dict(key.partition(":")[::2] for key in api_keys),
+            state=state,
+            clock="manual" if clock == "manual" else "real",
+            speed=speed,
+            chaos=Chaos(seed=seed, drop_final=drop_final) if chaos else None,
+            seed=seed,
+            rate_limit=rate_limit,
+            host=host,
+            port=port,
+        )
+        for entry in numbers:
+            number, _, url = entry.partition("=")
+            running.add_number(number, sms_url=url or None)
+        running.start()
+    except (WebhookKitError, OSError) as error:
+        _fail(str(error))
+    click.echo(f"Twilio emulator on {running.url} ({clock} clock, state {state})")
+    click.echo(f"TWILIO_ACCOUNT_SID={running.account_sid}")
+    click.echo(f"TWILIO_AUTH_TOKEN={running.auth_token}", nl=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        running.stop()
+
+
+@emulator.command("send")
+@click.option("--url", default="http://127.0.0.1:8010", show_default=True, help="The emulator.")
+@click.option("--from", "from_", required=True, help="The handset, e.g. +15558675309.")
+@click.option("--to", required=True, help="A number of the emulated account.")
+@click.option("--body", default="", help="The text.")
+@click.option("--media", multiple=True, help="A media URL; repeat for several.")
+@click.option("--account-sid", envvar="TWILIO_ACCOUNT_SID", required=True)
+@click.option("--auth-token", envvar="TWILIO_AUTH_TOKEN", required=True)
+def emulator_send(
+    *,
+    url: str,
+    from_: str,
+    to: str,
+    body: str,
+    media: Sequence[str],
+    account_sid: str,
+    auth_token: str,
+) -> None:
+    """Text one of the emulator's numbers from a handset; print the replies."""
+    fields = [("From", from_), ("To", to), ("Body", body), *(("MediaUrl", m) for m in media)]
+    answer = _control(url, "/_emulator/send", fields, account_sid, auth_token)
+    click.echo(f"sent {answer['inbound']['sid']}")
+    for reply in answer["replies"]:
+        click.echo(f"reply {reply['sid']} to {reply['to']}: {reply['body']}")
+    if not answer["replies"]:
+        click.echo("(no reply)")
+
+
+@emulator.command("number")
+@click.argument("number")
+@click.option("--sms-url", help="Incoming-message webhook URL.")
+@click.option("--fallback-url", help="Used when the incoming-message URL fails.")
+@click.option("--status-callback", help="Status callbacks of the replies sent from it.")
+@click.option("--messaging-service-sid", help="The Messaging Service (MG...) it belongs to.")
+@click.option("--url", default="http://127.0.0.1:8010", show_default=True, help="The emulator.")
+@click.option("--account-sid", envvar="TWILIO_ACCOUNT_SID", required=True)
+@click.option("--auth-token", envvar="TWILIO_AUTH_TOKEN", required=True)
+def emulator_number(
+    *,
+    number: str,
+    sms_url: str | None,
+    fallback_url: str | None,
+    status_callback: str | None,
+    messaging_service_sid: str | None,
+    url: str,
+    account_sid: str,
+    auth_token: str,
+) -> None:
+    """Give the running emulator's account NUMBER, with its webhook URLs."""
+    fields = [("Number", number)]
+    for name, value in (
+        ("SmsUrl", sms_url),
+        ("SmsFallbackUrl", fallback_url),
+        ("StatusCallback", status_callback),
+        ("MessagingServiceSid", messaging_service_sid),
+    ):
+        if value:
+            fields.append((name, value))
+    answer = _control(url, "/_emulator/numbers", fields, account_sid, auth_token)
+    click.echo(f"{answer['number']}: incoming messages go to {answer['sms_url'] or '(nowhere)'}")
+
+
+@emulator.command("advance")
+@click.argument("seconds", type=float)
+@click.option("--url", default="http://127.0.0.1:8010", show_default=True, help="The emulator.")
+@click.option("--account-sid", envvar="TWILIO_ACCOUNT_SID", required=True)
+@click.option("--auth-token", envvar="TWILIO_AUTH_TOKEN", required=True)
+def emulator_advance(*, seconds: float, url: str, account_sid: str, auth_token: str) -> None:
+    """Move a --clock manual emulator forward SECONDS, running what falls due."""
+    answer = _control(
+        url, "/_emulator/advance", [("Seconds", str(seconds))], account_sid, auth_token
+    )
+    click.echo(f"ran {answer['ran']} task(s)")
+
+
+def _control(
+    base: str, path: str, fields: Sequence[tuple[str, str]], account_sid: str, auth_token: str
+) -> dict[str, Any]:
+    """POST to the emulator's control API; any failure is one ``error:`` line."""
+    if urlsplit(base).scheme not in {"http", "https"}:
+        _fail(f"--url {base!r} is not an http(s) URL, e.g. http://127.0.0.1:8010")
+    credentials = b64encode(f"{account_sid}:{auth_token}".encode()).decode()
+    request = urllib.request.Request(
+        base.rstrip("/") + path,
+        data=urlencode(list(fields)).encode(),
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Authorization": f"Basic {credentials}",
+        },
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            answer: dict[str, Any] = json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        try:
+            message = json.loads(error.read()).get("message", error.reason)
+        except ValueError:
+            message = error.reason
+        _fail(f"the emulator answered {error.code}: {message}")
+    except (urllib.error.URLError, OSError) as error:
+        _fail(f"cannot reach the emulator at {base}: {getattr(error, 'reason', error)}")
+    return answer
 
 
 def _describe(info: SegmentInfo) -> str:

@@ -47,6 +47,17 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     ),
     "WEBHOOK_KIT_MAX_SEGMENTS": (3, "log a warning when a reply costs more SMS segments"),
     "WEBHOOK_KIT_ERROR_REPLY": (None, "text sent when a handler fails (default: no reply, 500)"),
+    "WEBHOOK_KIT_ACCOUNT_SID": (None, "account that sends (default: $TWILIO_ACCOUNT_SID)"),
+    "WEBHOOK_KIT_API_KEY": (None, "API key SID to send with (default: $TWILIO_API_KEY)"),
+    "WEBHOOK_KIT_API_SECRET": (None, "its secret (default: $TWILIO_API_SECRET)"),
+    "WEBHOOK_KIT_REGION": (None, "Twilio region to send through, e.g. ie1 ($TWILIO_REGION)"),
+    "WEBHOOK_KIT_EDGE": (None, "Twilio edge location, e.g. dublin ($TWILIO_EDGE)"),
+    "WEBHOOK_KIT_TWILIO_BASE_URL": (None, "send to this API base URL instead (the emulator)"),
+    "WEBHOOK_KIT_SECRET_KEY": (
+        None,
+        "signs correlation tokens in status callback URLs (default: SECRET_KEY, else the "
+        "primary auth token)",
+    ),
 }
 
 
@@ -65,6 +76,8 @@ class Settings:
     store_timeout: float
     max_segments: int
     error_reply: str | None
+    #: Signs the correlation tokens of sends; None when nothing is configured to sign with.
+    secret_key: str | None = None
 
     @classmethod
     def from_config(
@@ -100,6 +113,11 @@ class Settings:
             store_timeout=_number(config, "WEBHOOK_KIT_STORE_TIMEOUT", float, minimum=0.05),
             max_segments=_number(config, "WEBHOOK_KIT_MAX_SEGMENTS", int, minimum=1),
             error_reply=config["WEBHOOK_KIT_ERROR_REPLY"] or None,
+            secret_key=(
+                config["WEBHOOK_KIT_SECRET_KEY"]
+                or config.get("SECRET_KEY")
+                or next(iter(_tokens(config["WEBHOOK_KIT_AUTH_TOKEN"])), None)
+            ),
         )
 
 

@@ -74,3 +74,115 @@ class InvalidCallbackURLError(TwiMLError):
 
 class TwiMLParseError(TwiMLError):
     """A TwiML document is not well-formed or not a messaging ``<Response>``."""
+
+
+class SendError(WebhookKitError):
+    """Twilio refused or could not take a request about a message (send, fetch, cancel...).
+
+    ``code`` is Twilio's error code (``None`` when Twilio never answered), ``more_info``
+    its documentation page, ``status`` the HTTP status.
+    """
+
+    #: The Twilio error code this class stands for (subclasses), else None.
+    twilio_code: int | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int | None = None,
+        more_info: str | None = None,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.more_info = more_info or (
+            f"https://www.twilio.com/docs/errors/{code}" if code is not None else None
+        )
+        self.status = status
+
+
+class TwilioUnreachableError(SendError):
+    """No answer from Twilio (connection refused, timeout): the send may or may not exist."""
+
+
+class AuthenticationError(SendError):
+    """20003: the account SID and auth token (or API key and secret) were refused."""
+
+    twilio_code = 20003
+
+
+class MessageNotFoundError(SendError):
+    """20404: no message with that SID in this account."""
+
+    twilio_code = 20404
+
+
+class RateLimitedError(SendError):
+    """20429: too many requests; retry later, more slowly."""
+
+    twilio_code = 20429
+
+
+class InvalidToError(SendError):
+    """21211: the 'To' number is not a valid phone number."""
+
+    twilio_code = 21211
+
+
+class InvalidFromError(SendError):
+    """21212: the 'From' number is not a valid phone number or sender."""
+
+    twilio_code = 21212
+
+
+class RegionNotPermittedError(SendError):
+    """21408: sending to this region is not enabled on the account (Geo Permissions)."""
+
+    twilio_code = 21408
+
+
+class SenderNotCapableError(SendError):
+    """21606: the 'From' number is not a message-capable number of this account."""
+
+    twilio_code = 21606
+
+
+class UnsubscribedRecipientError(SendError):
+    """21610: the recipient replied STOP to this sender and must opt back in."""
+
+    twilio_code = 21610
+
+
+class QueueFullError(SendError):
+    """21611: the sender's queue is full; send fewer messages or add senders."""
+
+    twilio_code = 21611
+
+
+class UnreachableRecipientError(SendError):
+    """21612: Twilio cannot route between this sender and this recipient."""
+
+    twilio_code = 21612
+
+
+class NotMobileError(SendError):
+    """21614: the 'To' number cannot receive SMS (e.g. a landline)."""
+
+    twilio_code = 21614
+
+
+class MediaError(WebhookKitError):
+    """A media download was refused or failed; the message says why."""
+
+
+class MediaHostError(MediaError):
+    """The media URL (or a redirect) leads to a host that must not get the credentials."""
+
+
+class MediaTooLargeError(MediaError):
+    """The media is larger than the download's size cap."""
+
+
+class MediaTypeError(MediaError):
+    """The downloaded content type differs from the one the message declared."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 from weakref import WeakKeyDictionary
 
 from flask import Blueprint, Flask, current_app
@@ -22,6 +22,7 @@ from .routing import (
     message_route,
     status_route,
 )
+from .sending import Sender
 from .status import MessageStatus
 from .stores import Store, open_store
 from .twiml import MessagingResponse
@@ -36,6 +37,24 @@ ErrorHandlerT = TypeVar(
     "ErrorHandlerT", bound=Callable[[Exception, InboundMessage | StatusCallback], Reply]
 )
 TokenLoaderT = TypeVar("TokenLoaderT", bound=Callable[[str], str | Sequence[str] | None])
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _on_sender(
+    method: Callable[Concatenate[Sender, P], R],
+) -> Callable[Concatenate[WebhookKit, P], R]:
+    """``kit.send(...)`` and friends: the method of the current app's :class:`Sender`."""
+
+    def call(kit: WebhookKit, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        return method(kit.sender(), *args, **kwargs)
+
+    call.__name__, call.__qualname__, call.__doc__ = (
+        method.__name__,
+        method.__name__,
+        method.__doc__,
+    )
+    return call
 
 
 class WebhookKit:
@@ -59,6 +78,8 @@ class WebhookKit:
         #: Everything registered with the decorators; what each app's pipeline dispatches to.
         self.registry = Registry()
         self._pipelines: WeakKeyDictionary[Flask, Pipeline] = WeakKeyDictionary()
+        self._senders: WeakKeyDictionary[Flask, Sender] = WeakKeyDictionary()
+        self._status_paths: WeakKeyDictionary[Flask, str] = WeakKeyDictionary()
         if app is not None:
             self.init_app(app)
 
@@ -218,6 +239,7 @@ class WebhookKit:
         if csrf is not None and hasattr(csrf, "exempt"):  # Flask-WTF would reject Twilio
             csrf.exempt(blueprint)
         app.register_blueprint(blueprint, url_prefix=prefix)
+        self._status_paths[app] = f"{prefix}/status"
         if direct:
             routes = {f"{prefix}/{name}": route for name, route in pipeline.routes.items()}
             app.wsgi_app = DirectDispatch(app.wsgi_app, app, routes)  # type: ignore[method-assign]
@@ -230,6 +252,36 @@ class WebhookKit:
     def ledger(self) -> Ledger:
         """The delivery ledger of the current app (needs an app context)."""
         return Ledger(self.pipeline().store)
+
+    # -- sending ---------------------------------------------------------------------------
+
+    send = _on_sender(Sender.send)
+    cancel = _on_sender(Sender.cancel)
+    redact = _on_sender(Sender.redact)
+    fetch = _on_sender(Sender.fetch)
+    reconcile = _on_sender(Sender.reconcile)
+    download = _on_sender(Sender.download)
+    delete_media = _on_sender(Sender.delete_media)
+
+    def sender(self, app: Flask | None = None, *, client: Any = None) -> Sender:
+        """The :class:`Sender` of ``app`` (default: the current app), built on first use.
+
+        It sends with the app's credentials (``WEBHOOK_KIT_ACCOUNT_SID`` and the auth token,
+        or an API key), records in the app's ledger, and points status callbacks at the
+        app's ``/status`` route under ``WEBHOOK_KIT_PUBLIC_URL``. Pass ``client`` (a twilio
+        ``Client``) to send through it instead; it then replaces the app's sender.
+        """
+        target = app if app is not None else current_app._get_current_object()  # type: ignore[attr-defined]
+        sender = self._senders.get(target)
+        if sender is None or client is not None:
+            pipeline = self.pipeline(target)
+            public = pipeline.settings.public_url
+            status_url = public.rstrip("/") + self._status_paths[target] if public else None
+            sender = Sender.from_config(
+                target.config, pipeline.store, status_url=status_url, client=client
+            )
+            self._senders[target] = sender
+        return sender
 
     def pipeline(self, app: Flask | None = None) -> Pipeline:
         """The request path, settings and store of ``app`` (default: the current app)."""

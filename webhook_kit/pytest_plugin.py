@@ -4,18 +4,28 @@
 your own ``app`` fixture, or, with ``webhook_kit_handlers = module`` in the pytest ini (or
 ``@pytest.mark.webhook_kit(handlers="module")``), the standalone app around that module's
 ``kit``, with an in-memory store and a test auth token.
+
+``twilio_emulator`` runs the offline Twilio emulator on a free port for one test (manual clock
+unless ``@pytest.mark.twilio_emulator(clock="real", ...)`` says otherwise), and
+``twilio_client`` is the official ``twilio.rest.Client`` pointed at it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 import pytest
 from flask import Flask
 
 from . import testing
+from .emulator import Emulator
 from .standalone import create_app
 from .testing import TwilioTestClient
+
+if TYPE_CHECKING:
+    from twilio.rest import Client
 
 TEST_AUTH_TOKEN = "webhook-kit-test-token"
 
@@ -33,6 +43,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "webhook_kit(handlers=None, **config): the handlers module and WEBHOOK_KIT_* config "
         "for the webhook_app fixture",
+    )
+    config.addinivalue_line(
+        "markers",
+        "twilio_emulator(**options): keyword arguments of webhook_kit.emulator.Emulator "
+        "for the twilio_emulator fixture (default clock='manual')",
     )
 
 
@@ -70,3 +85,18 @@ def webhook_client(webhook_app: Flask) -> TwilioTestClient:
 def webhook_payloads() -> ModuleType:
     """The payload factories: ``inbound_sms``, ``inbound_mms``, ``whatsapp_message``, ..."""
     return testing
+
+
+@pytest.fixture
+def twilio_emulator(request: pytest.FixtureRequest) -> Iterator[Emulator]:
+    """An :class:`~webhook_kit.emulator.Emulator` serving on a free loopback port."""
+    marker = request.node.get_closest_marker("twilio_emulator")
+    options = {"clock": "manual", **(marker.kwargs if marker else {})}
+    with Emulator(**options) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def twilio_client(twilio_emulator: Emulator) -> Client:
+    """The official twilio client, with the emulator's credentials, talking only to it."""
+    return twilio_emulator.client()

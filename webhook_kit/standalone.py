@@ -33,16 +33,20 @@ def create_app(
     """
     kit = load_kit(environ.get("WEBHOOK_KIT_HANDLERS") or DEFAULT_HANDLERS)
     app = Flask("webhook_kit")
-    for key in DEFAULTS:
-        if environ.get(key):
-            app.config[key] = environ[key]
-    if environ.get("TWILIO_AUTH_TOKEN") and "WEBHOOK_KIT_AUTH_TOKEN" not in app.config:
-        app.config["WEBHOOK_KIT_AUTH_TOKEN"] = environ["TWILIO_AUTH_TOKEN"]
+    app.config.update(config_from_environ(environ))
     app.config.update(config or {})
     _log_to_stderr()
     kit.init_app(app, url_prefix=environ.get("WEBHOOK_KIT_URL_PREFIX") or None, direct=True)
     app.add_url_rule("/healthz", "healthz", _healthz)
     return app
+
+
+def config_from_environ(environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
+    """The ``WEBHOOK_KIT_*`` settings the environment sets (the CLI reads them this way too)."""
+    config: dict[str, Any] = {key: environ[key] for key in DEFAULTS if environ.get(key)}
+    if environ.get("TWILIO_AUTH_TOKEN") and "WEBHOOK_KIT_AUTH_TOKEN" not in config:
+        config["WEBHOOK_KIT_AUTH_TOKEN"] = environ["TWILIO_AUTH_TOKEN"]
+    return config
 
 
 def load_kit(module_name: str) -> WebhookKit:

@@ -42,8 +42,10 @@ from .events import (
     parse_inbound,
     parse_status,
 )
-from .ledger import StatusEntry
+from .ledger import MessageFacts, StatusEntry
+from .ledger import now as ledger_now
 from .routing import MessageRouter, as_twiml, call_status_handler, handler_name
+from .sending import Correlator
 from .signature import URLBuilder, Verifier
 from .stores import Claim, Outcome, Store, housekeeping, new_owner
 from .twiml import MessagingResponse
@@ -124,6 +126,7 @@ class Pipeline:
         self.verifier = Verifier(settings.auth_tokens, registry.load_tokens)
         self.url_of = URLBuilder(settings.public_url, settings.proxy_hops)
         self._housekeeping_pid = 0
+        self.correlator = Correlator(settings.secret_key)
         self._error_reply: bytes | None = None
         if settings.error_reply:
             reply = MessagingResponse()
@@ -166,7 +169,9 @@ class Pipeline:
             routes = [route for route in self.registry.status if route.accepts(update)]
             # Only a final status can make a message final, so only then can hooks run.
             hooks = self.registry.final if update.status.is_final else []
-            entry = StatusEntry.from_callback(update, key, time.time(), incoming.form)
+            # A genuine token links the callback to its send even before the SID was stored.
+            correlation = self.correlator.verify_query(environ.get("QUERY_STRING", ""))
+            entry = StatusEntry.from_callback(update, key, time.time(), incoming.form, correlation)
             # Nothing to run after recording: claim and record finish in one store step.
             lease = self.settings.claim_lease if routes or hooks else None
             applied = self._settle(
@@ -211,8 +216,11 @@ class Pipeline:
             message = parse(incoming.fields)
             key = f"{kind}:{message.message_sid}"
             lease = self.settings.claim_lease
+            facts = MessageFacts.inbound(message, ledger_now())  # recorded with the claim
             claim = self._settle(
-                key, lambda replace: self.store.claim(key, lease, replace), lambda claim: claim
+                key,
+                lambda replace: self.store.claim(key, lease, replace, facts),
+                lambda claim: claim,
             )
         except _REJECTED as error:
             return _reject(environ, error)

@@ -24,7 +24,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from ..errors import ConfigurationError, StoreError
 from ..jobs import JobStore
-from ..ledger import MessageRecord, StatusEntry
+from ..ledger import MessageFacts, MessageRecord, Query, StatusEntry
 from ..status import MessageStatus
 
 log = logging.getLogger("webhook_kit")
@@ -142,13 +142,16 @@ class Store(JobStore, Protocol):
     The background jobs' operations are :class:`~webhook_kit.jobs.JobStore`'s.
     """
 
-    def claim(self, key: str, lease: float, replace: str = "") -> Claim:
+    def claim(
+        self, key: str, lease: float, replace: str = "", message: MessageFacts | None = None
+    ) -> Claim:
         """Take ``key`` for ``lease`` seconds, unless a live or finished claim holds it.
 
         ``replace`` names the owner of an unfinished claim known to be dead: the key is
         taken over from exactly that owner (and from no other). A claim that fails with
         :class:`StoreError` may still reach the store later; the store releases it once it
-        answers again (see :meth:`maintain`).
+        answers again (see :meth:`maintain`). When the claim is won, ``message`` (an inbound
+        message) is saved in the same step, as :meth:`save_message` would.
         """
 
     def complete(self, key: str, owner: str, answer: bytes) -> None:
@@ -178,6 +181,18 @@ class Store(JobStore, Protocol):
         batch of old keys and records when one is due; ``full=True`` (``webhook-kit
         maintenance``) expires everything due and compacts at once.
         """
+
+    def save_message(self, facts: MessageFacts, alias: str | None = None) -> None:
+        """Merge ``facts`` into the record of ``facts.message_sid`` (created if missing).
+
+        With ``alias``, the record kept under that key (a send written before its SID was
+        known) is first merged into it and removed, in the same atomic step.
+        ``record_status`` does the same with ``entry.correlation``.
+        """
+
+    def find_messages(self, query: Query) -> list[MessageRecord]:
+        """Up to ``query.limit`` records matching ``query``, newest ``created_at`` first
+        (ties by SID, descending), without their history."""
 
     def close(self) -> None:
         """Release connections; the store reopens them if used again."""

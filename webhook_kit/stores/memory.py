@@ -8,7 +8,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from ..jobs import Job, JobState
-from ..ledger import LedgerEvent, MessageRecord, StatusEntry, timestamp
+from ..ledger import (
+    Direction,
+    LedgerEvent,
+    MessageFacts,
+    MessageRecord,
+    Query,
+    StatusEntry,
+    optional_timestamp,
+    timestamp,
+)
 from ..status import MessageStatus
 from . import DEFAULT_LEDGER_RETENTION, DEFAULT_RETENTION, Applied, Claim, Outcome, new_owner
 
@@ -30,8 +39,47 @@ class _Message:
     error_code: int | None = None
     updated: float = 0.0
     final_at: float | None = None
+    created: float | None = None
+    sent_at: float | None = None
     history: list[StatusEntry] = field(default_factory=list)
     keys: set[str] = field(default_factory=set)
+    facts: dict[str, object] = field(default_factory=dict)
+    redacted: bool = False
+
+    def apply(
+        self, status: str | None, rank: int, error_code: int | None, at: float, final: bool
+    ) -> None:
+        """Move the status forward only; the first final time and the ``sent`` time stay."""
+        self.updated = max(self.updated, at)
+        self.created = at if self.created is None else min(self.created, at)
+        if status and rank > self.rank:
+            self.status, self.rank, self.error_code = status, rank, error_code
+        if final and self.final_at is None:
+            self.final_at = at
+        if status == "sent":
+            self.sent_at = at if self.sent_at is None else min(self.sent_at, at)
+
+    def merge(self, facts: MessageFacts) -> None:
+        for name in (*MessageFacts.TEXT_FIELDS, "num_segments", "num_media"):
+            value = getattr(facts, name)
+            if value is not None:
+                self.facts[name] = value
+        if facts.redact:
+            self.facts.pop("body", None)
+            self.redacted = True
+        self.apply(facts.status, facts.rank, facts.error_code, facts.at, facts.final)
+        if facts.created_at is not None:
+            self.created = min(self.created or facts.created_at, facts.created_at)
+
+    def absorb(self, other: _Message) -> None:
+        """Take in the record of the same send kept under its correlation id."""
+        for name, value in other.facts.items():
+            self.facts.setdefault(name, value)
+        self.redacted = self.redacted or other.redacted
+        if other.created is not None:
+            self.apply(other.status, other.rank, other.error_code, other.created, False)
+        if other.final_at is not None:
+            self.final_at = min(self.final_at or other.final_at, other.final_at)
 
 
 class MemoryStore:
@@ -53,9 +101,14 @@ class MemoryStore:
         self._jobs: dict[str, Job] = {}
         self._next_purge = clock() + _PURGE_EVERY
 
-    def claim(self, key: str, lease: float, replace: str = "") -> Claim:
+    def claim(
+        self, key: str, lease: float, replace: str = "", message: MessageFacts | None = None
+    ) -> Claim:
         with self._lock:
-            return self._claim(key, lease, replace, self._clock())[0]
+            claim, won = self._claim(key, lease, replace, self._clock())
+            if won and message is not None:
+                self._save(message, None)
+            return claim
 
     def _claim(self, key: str, lease: float | None, replace: str, now: float) -> tuple[Claim, bool]:
         """Take ``key`` (``lease=None``: finished at once) and say if it was won; hold the lock."""
@@ -96,32 +149,46 @@ class MemoryStore:
             claim, won = self._claim(entry.key, lease, replace, self._clock())
             if not won:
                 return Applied(claim, False, None)
-            message = self._messages.setdefault(entry.message_sid, _Message())
+            message = self._message(entry.message_sid, entry.correlation)
             if entry.key in message.keys:
                 return Applied(claim, False, _status(message.status))
             message.keys.add(entry.key)
             message.history.append(entry)
-            message.updated = entry.received_at
-            if entry.rank > message.rank:
-                message.status, message.rank = entry.status, entry.rank
-                message.error_code = entry.error_code
-            if entry.final and message.final_at is None:
-                message.final_at = entry.received_at
+            at = entry.received_at
+            message.apply(entry.status, entry.rank, entry.error_code, at, entry.final)
             return Applied(claim, True, _status(message.status))
+
+    def save_message(self, facts: MessageFacts, alias: str | None = None) -> None:
+        with self._lock:
+            self._save(facts, alias)
+
+    def _save(self, facts: MessageFacts, alias: str | None) -> None:
+        self._message(facts.message_sid, alias).merge(facts)
+
+    def _message(self, sid: str, alias: str | None) -> _Message:
+        """The record of ``sid``, with the one kept under ``alias`` merged in; hold the lock."""
+        message = self._messages.setdefault(sid, _Message())
+        pending = self._messages.pop(alias, None) if alias and alias != sid else None
+        if pending is not None:
+            message.absorb(pending)
+        return message
 
     def get_message(self, message_sid: str) -> MessageRecord | None:
         with self._lock:
             message = self._messages.get(message_sid)
             if message is None:
                 return None
-            return MessageRecord(
-                message_sid,
-                _status(message.status),
-                message.error_code,
-                timestamp(message.updated),
-                timestamp(message.final_at) if message.final_at is not None else None,
-                tuple(_event(entry) for entry in message.history),
-            )
+            return _record(message_sid, message, tuple(_event(e) for e in message.history))
+
+    def find_messages(self, query: Query) -> list[MessageRecord]:
+        with self._lock:
+            records = [_record(sid, message, ()) for sid, message in self._messages.items()]
+        found = sorted(
+            (record for record in records if query.matches(record)),
+            key=lambda r: (r.created_at.timestamp() if r.created_at else 0.0, r.message_sid),
+            reverse=True,
+        )
+        return found[: query.limit]
 
     # -- jobs (see webhook_kit.jobs.JobStore) ---------------------------------------------
 
@@ -223,6 +290,40 @@ def _due(job: Job, now: float) -> bool:
 
 def _status(value: str | None) -> MessageStatus | None:
     return MessageStatus(value) if value is not None else None
+
+
+def _record(sid: str, message: _Message, history: tuple[LedgerEvent, ...]) -> MessageRecord:
+    facts = message.facts
+    direction = facts.get("direction")
+    return MessageRecord(
+        sid,
+        _status(message.status),
+        message.error_code,
+        timestamp(message.updated),
+        optional_timestamp(message.final_at),
+        history,
+        direction=Direction(direction) if isinstance(direction, str) else None,
+        from_=_text(facts.get("from_")),
+        to=_text(facts.get("to")),
+        body=_text(facts.get("body")),
+        redacted=message.redacted,
+        num_segments=_number(facts.get("num_segments")),
+        num_media=_number(facts.get("num_media")),
+        created_at=optional_timestamp(message.created),
+        sent_at=optional_timestamp(message.sent_at),
+        price=_text(facts.get("price")),
+        price_unit=_text(facts.get("price_unit")),
+        ref=_text(facts.get("ref")),
+        in_reply_to=_text(facts.get("in_reply_to")),
+    )
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _number(value: object) -> int | None:
+    return value if isinstance(value, int) else None
 
 
 def _event(entry: StatusEntry) -> LedgerEvent:

@@ -19,7 +19,16 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import ConfigurationError
 from ..jobs import JOB_COLUMNS, Job, JobState, job_from_row, job_row
-from ..ledger import LedgerEvent, MessageRecord, StatusEntry, timestamp
+from ..ledger import (
+    Direction,
+    LedgerEvent,
+    MessageFacts,
+    MessageRecord,
+    Query,
+    StatusEntry,
+    optional_timestamp,
+    timestamp,
+)
 from ..status import MessageStatus
 from . import (
     DEFAULT_LEDGER_RETENTION,
@@ -69,37 +78,135 @@ if ARGV[3] ~= '' and current == 'P' .. ARGV[3] then
 end
 return current
 """
-# KEYS: claim, event marker, message hash, history list.
+# Shared by the scripts that write a message hash. apply: the status moves to a higher rank
+# only; updated is the latest time, created/final_at/sent_at the earliest. absorb: merge the
+# hash of a send kept under its correlation id into the SID's, and drop it.
+_LUA_LEDGER = """
+local function earliest(key, name, value)
+    if value == '' then return end
+    local current = redis.call('HGET', key, name)
+    if not current or tonumber(value) < tonumber(current) then
+        redis.call('HSET', key, name, value)
+    end
+end
+local function apply(key, index, sid, status, rank, code, at, final_at, sent_at)
+    local current = tonumber(redis.call('HGET', key, 'rank') or '-2')
+    if status ~= '' and tonumber(rank) > current then
+        redis.call('HSET', key, 'status', status, 'rank', rank, 'error_code', code)
+    elseif not redis.call('HGET', key, 'rank') then
+        redis.call('HSET', key, 'rank', '-2')
+    end
+    local updated = tonumber(redis.call('HGET', key, 'updated') or '0')
+    if tonumber(at) > updated then
+        redis.call('HSET', key, 'updated', at)
+    end
+    earliest(key, 'created', at)
+    earliest(key, 'final_at', final_at)
+    earliest(key, 'sent_at', sent_at)
+    redis.call('ZADD', index, redis.call('HGET', key, 'created'), sid)
+end
+local function absorb(key, index, sid, alias_key, alias)
+    if alias == '' or alias == sid then return end
+    local flat = redis.call('HGETALL', alias_key)
+    if #flat == 0 then return end
+    local old = {}
+    for i = 1, #flat, 2 do old[flat[i]] = flat[i + 1] end
+    for name, value in pairs(old) do
+        if name == 'body' or name == 'direction' or name == 'from' or name == 'to'
+            or name == 'segments' or name == 'media' or name == 'price'
+            or name == 'price_unit' or name == 'ref' or name == 'reply_to' then
+            redis.call('HSETNX', key, name, value)
+        end
+    end
+    if old['redacted'] == '1' then
+        redis.call('HDEL', key, 'body')
+        redis.call('HSET', key, 'redacted', '1')
+    end
+    apply(key, index, sid, old['status'] or '', old['rank'] or '-2', old['error_code'] or '',
+          old['created'] or old['updated'], old['final_at'] or '', old['sent_at'] or '')
+    redis.call('DEL', alias_key)
+    redis.call('ZREM', index, alias)
+end
+"""
+# KEYS: claim, event marker, message hash, history list, index, alias message hash.
 # ARGV: claim value, claim ttl ms, status, rank, final (0/1), error code ('' for none),
-#       received, history entry, ledger ttl ms, dead owner ('' for none).
+#       received, history entry, ledger ttl ms, sid, alias ('' for none), dead owner ('' for
+#       none).
 # Returns {0, current claim value} when the claim is lost, else {1, recorded, status}.
-_RECORD = """
+_RECORD = (
+    _LUA_LEDGER
+    + """
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
     local current = redis.call('GET', KEYS[1])
-    if ARGV[10] == '' or current ~= 'P' .. ARGV[10] then
+    if ARGV[12] == '' or current ~= 'P' .. ARGV[12] then
         return {0, current or ''}
     end
     redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 end
+absorb(KEYS[3], KEYS[5], ARGV[10], KEYS[6], ARGV[11])
 local recorded = redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[9])
 if recorded then
     redis.call('RPUSH', KEYS[4], ARGV[8])
-    local rank = tonumber(redis.call('HGET', KEYS[3], 'rank') or '-2')
-    if tonumber(ARGV[4]) > rank then
-        redis.call('HSET', KEYS[3], 'status', ARGV[3], 'rank', ARGV[4], 'error_code', ARGV[6])
-    end
-    local updated = tonumber(redis.call('HGET', KEYS[3], 'updated') or '0')
-    if tonumber(ARGV[7]) > updated then
-        redis.call('HSET', KEYS[3], 'updated', ARGV[7])
-    end
-    if ARGV[5] == '1' then
-        redis.call('HSETNX', KEYS[3], 'final_at', ARGV[7])
-    end
+    local final_at = ARGV[5] == '1' and ARGV[7] or ''
+    local sent_at = ARGV[3] == 'sent' and ARGV[7] or ''
+    apply(KEYS[3], KEYS[5], ARGV[10], ARGV[3], ARGV[4], ARGV[6], ARGV[7], final_at, sent_at)
     redis.call('PEXPIRE', KEYS[3], ARGV[9])
     redis.call('PEXPIRE', KEYS[4], ARGV[9])
 end
 return {1, recorded and 1 or 0, redis.call('HGET', KEYS[3], 'status') or ''}
 """
+)
+# save(K, A): K = message hash, index, alias message hash; A = sid, alias, status, rank,
+# error code, at, final_at, sent_at, created, redact (0/1), ledger ttl ms, then name/value
+# pairs of the given descriptive fields.
+_LUA_SAVE = """
+local function save(K, A)
+    absorb(K[1], K[2], A[1], K[3], A[2])
+    for i = 12, #A, 2 do
+        redis.call('HSET', K[1], A[i], A[i + 1])
+    end
+    if A[10] == '1' then
+        redis.call('HDEL', K[1], 'body')
+        redis.call('HSET', K[1], 'redacted', '1')
+    end
+    apply(K[1], K[2], A[1], A[3], A[4], A[5], A[6], A[7], A[8])
+    earliest(K[1], 'created', A[9])
+    redis.call('ZADD', K[2], redis.call('HGET', K[1], 'created'), A[1])
+    redis.call('PEXPIRE', K[1], A[11])
+end
+"""
+_SAVE = _LUA_LEDGER + _LUA_SAVE + "save(KEYS, ARGV)"
+# KEYS: claim, then save's. ARGV: claim value, claim ttl ms, dead owner ('' for none), then
+# save's. Returns false when the claim was won, else the current claim value.
+_CLAIM_SAVE = (
+    _LUA_LEDGER
+    + _LUA_SAVE
+    + """
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+    local current = redis.call('GET', KEYS[1])
+    if ARGV[3] == '' or current ~= 'P' .. ARGV[3] then
+        return current or ''
+    end
+    redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+save({KEYS[2], KEYS[3], KEYS[4]}, {unpack(ARGV, 4)})
+return false
+"""
+)
+#: MessageFacts field -> hash field, for the descriptive fields.
+_FACT_FIELDS = {
+    "direction": "direction",
+    "from_": "from",
+    "to": "to",
+    "body": "body",
+    "num_segments": "segments",
+    "num_media": "media",
+    "price": "price",
+    "price_unit": "price_unit",
+    "ref": "ref",
+    "in_reply_to": "reply_to",
+}
+_FIND_BATCH = 500
 
 # Jobs: a hash per job (JOB_COLUMNS), the keys of pending and running ones in the "due"
 # sorted set scored by when they are due (run_at; the lease end while running), the dead
@@ -231,14 +338,22 @@ class RedisStore:
         self._purge = self._redis.register_script(_PURGE)
         self._jobs = self._prefix + "job:"
         self._job_sets = [self._prefix + "jobs:due", self._prefix + "jobs:dead"]
+        self._save = self._redis.register_script(_SAVE)
+        self._claim_save = self._redis.register_script(_CLAIM_SAVE)
+        self._index = prefix + "messages"
 
-    def claim(self, key: str, lease: float, replace: str = "") -> Claim:
+    def claim(
+        self, key: str, lease: float, replace: str = "", message: MessageFacts | None = None
+    ) -> Claim:
         owner = new_owner()
         name = self._prefix + "claim:" + key
+        claim_args: list[Any] = [_PENDING + owner.encode(), int(lease * 1000), replace]
         with self._abandoned.guarding(key, owner), self._guard:
-            value = self._claim(
-                keys=[name], args=[_PENDING + owner.encode(), int(lease * 1000), replace]
-            )
+            if message is None:
+                value = self._claim(keys=[name], args=claim_args)
+            else:
+                keys, args = self._save_call(message, None)
+                value = self._claim_save(keys=[name, *keys], args=[*claim_args, *args])
         return Claim(Outcome.CLAIMED, owner) if value is None else _lost(value)
 
     def complete(self, key: str, owner: str, answer: bytes) -> None:
@@ -277,6 +392,8 @@ class RedisStore:
                     tag + ":event:" + entry.key,
                     tag + ":message",
                     tag + ":history",
+                    self._index,
+                    self._hash(entry.correlation or ""),
                 ],
                 args=[
                     claim_value,
@@ -288,6 +405,8 @@ class RedisStore:
                     repr(entry.received_at),
                     history_entry,
                     self._ledger_ms,
+                    entry.message_sid,
+                    entry.correlation or "",
                     replace,
                 ],
             )
@@ -306,17 +425,76 @@ class RedisStore:
             fields, history = pipe.execute()
         if not fields:
             return None
-        status = fields.get(b"status")
-        error_code = fields.get(b"error_code")
-        final_at = fields.get(b"final_at")
-        return MessageRecord(
-            message_sid,
-            MessageStatus(status.decode()) if status else None,
-            int(error_code) if error_code else None,
-            timestamp(float(fields[b"updated"])),
-            timestamp(float(final_at)) if final_at else None,
-            tuple(_event(raw) for raw in history),
-        )
+        return _record(message_sid, fields, tuple(_event(raw) for raw in history))
+
+    def save_message(self, facts: MessageFacts, alias: str | None = None) -> None:
+        keys, args = self._save_call(facts, alias)
+        with self._guard:
+            self._save(keys=keys, args=args)
+
+    def find_messages(self, query: Query) -> list[MessageRecord]:
+        """Walks the creation-time index newest first, filtering each batch of hashes."""
+        high = "+inf" if query.until is None else f"({query.until!r}"
+        if query.after is not None and (query.until is None or query.after[0] < query.until):
+            high = repr(query.after[0])  # ties on the cursor's time are filtered by SID below
+        low = "-inf" if query.since is None else repr(query.since)
+        found: list[MessageRecord] = []
+        offset = 0
+        with self._guard:
+            while len(found) < query.limit:
+                batch = cast(
+                    list[bytes],
+                    self._redis.zrevrangebyscore(
+                        self._index, high, low, start=offset, num=_FIND_BATCH
+                    ),
+                )
+                sids = [sid.decode() for sid in batch]
+                if not sids:
+                    break
+                offset += len(sids)
+                pipe = self._redis.pipeline(transaction=False)
+                for sid in sids:
+                    pipe.hgetall(self._hash(sid))
+                gone = []
+                for sid, fields in zip(sids, pipe.execute(), strict=True):
+                    if not fields:
+                        gone.append(sid)  # expired with its retention: drop it from the index
+                        continue
+                    record = _record(sid, fields, ())
+                    if query.matches(record):
+                        found.append(record)
+                if gone:
+                    self._redis.zrem(self._index, *gone)
+                    offset -= len(gone)
+        return found[: query.limit]
+
+    def _hash(self, sid: str) -> str:
+        return self._prefix + "{" + sid + "}:message" if sid else ""
+
+    def _save_call(self, facts: MessageFacts, alias: str | None) -> tuple[list[str], list[Any]]:
+        """The keys and arguments of the save script for ``facts``."""
+        at = repr(facts.at)
+        pairs: list[Any] = []
+        for name, field in _FACT_FIELDS.items():
+            value = getattr(facts, name)
+            if value is not None:
+                pairs += [field, value]
+        keys = [self._hash(facts.message_sid), self._index, self._hash(alias or "")]
+        args = [
+            facts.message_sid,
+            alias or "",
+            facts.status or "",
+            facts.rank,
+            "" if facts.error_code is None else facts.error_code,
+            at,
+            at if facts.final else "",
+            at if facts.status == "sent" else "",
+            "" if facts.created_at is None else repr(facts.created_at),
+            1 if facts.redact else 0,
+            self._ledger_ms,
+            *pairs,
+        ]
+        return keys, args
 
     # -- jobs (see webhook_kit.jobs.JobStore) ---------------------------------------------
 
@@ -393,6 +571,42 @@ def _lost(value: bytes) -> Claim:
     if value[:1] == _DONE:
         return Claim(Outcome.DONE, answer=value[1:])
     return Claim(Outcome.BUSY, value[1:].decode())
+
+
+def _record(
+    sid: str, fields: dict[bytes, bytes], history: tuple[LedgerEvent, ...]
+) -> MessageRecord:
+    def text(name: str) -> str | None:
+        value = fields.get(name.encode())
+        return value.decode() if value else None
+
+    def number(name: str) -> float | None:
+        value = fields.get(name.encode())
+        return float(value) if value else None
+
+    status, direction = text("status"), text("direction")
+    error_code, segments, media = text("error_code"), text("segments"), text("media")
+    return MessageRecord(
+        sid,
+        MessageStatus(status) if status else None,
+        int(error_code) if error_code else None,
+        timestamp(number("updated") or 0.0),
+        optional_timestamp(number("final_at")),
+        history,
+        direction=Direction(direction) if direction else None,
+        from_=text("from"),
+        to=text("to"),
+        body=fields[b"body"].decode() if b"body" in fields else None,
+        redacted=text("redacted") == "1",
+        num_segments=int(segments) if segments else None,
+        num_media=int(media) if media else None,
+        created_at=optional_timestamp(number("created")),
+        sent_at=optional_timestamp(number("sent_at")),
+        price=text("price"),
+        price_unit=text("price_unit"),
+        ref=text("ref"),
+        in_reply_to=text("reply_to"),
+    )
 
 
 def _event(raw: bytes) -> LedgerEvent:

@@ -22,10 +22,20 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
+from typing import Any
 
 from ..errors import ConfigurationError
 from ..jobs import JOB_COLUMNS, Job, JobState, job_from_row, job_row
-from ..ledger import LedgerEvent, MessageRecord, StatusEntry, timestamp
+from ..ledger import (
+    Direction,
+    LedgerEvent,
+    MessageFacts,
+    MessageRecord,
+    Query,
+    StatusEntry,
+    optional_timestamp,
+    timestamp,
+)
 from ..status import MessageStatus
 from . import (
     DEFAULT_LEDGER_RETENTION,
@@ -92,16 +102,36 @@ _INSERT_EVENT = """
 INSERT INTO wk_events (sid, key, status, error_code, event_type, received, form)
 VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING
 """
-# Every expression in SET reads the old row, so the status only moves to a higher rank.
+# The columns of what the kit knows about a message besides its status (MessageFacts),
+# added to files created by earlier versions when they are opened.
+_FACT_COLUMNS = {
+    "created": "REAL",
+    "sent_at": "REAL",
+    "direction": "TEXT",
+    "from_addr": "TEXT",
+    "to_addr": "TEXT",
+    "body": "TEXT",
+    "redacted": "INTEGER NOT NULL DEFAULT 0",
+    "segments": "INTEGER",
+    "media": "INTEGER",
+    "price": "TEXT",
+    "price_unit": "TEXT",
+    "ref": "TEXT",
+    "reply_to": "TEXT",
+}
+# Every expression in SET reads the old row, so the status only moves to a higher rank; the
+# first final time, the earliest creation and the earliest ``sent`` stay.
 _APPLY = """
-INSERT INTO wk_messages (sid, status, rank, error_code, updated, final_at)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+INSERT INTO wk_messages (sid, status, rank, error_code, updated, final_at, created, sent_at)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?5, ?7)
 ON CONFLICT (sid) DO UPDATE SET
     status = CASE WHEN ?3 > rank THEN ?2 ELSE status END,
     error_code = CASE WHEN ?3 > rank THEN ?4 ELSE error_code END,
     rank = max(rank, ?3),
     updated = max(updated, ?5),
-    final_at = coalesce(final_at, ?6)
+    final_at = coalesce(final_at, ?6),
+    created = min(coalesce(created, ?5), ?5),
+    sent_at = CASE WHEN ?7 IS NULL THEN sent_at ELSE min(coalesce(sent_at, ?7), ?7) END
 RETURNING status
 """
 _JOB_COLUMNS = ", ".join(JOB_COLUMNS)
@@ -111,6 +141,42 @@ _TAKE = f"""
 UPDATE wk_jobs SET state = 'running', owner = ?2, expires = ?3, attempts = attempts + 1
 WHERE key = ?4 AND {_DUE} RETURNING {_JOB_COLUMNS}
 """
+# The same rules for MessageFacts: given fields replace stored ones, redaction drops the body.
+_SAVE = """
+INSERT INTO wk_messages (sid, status, rank, error_code, updated, final_at, created, sent_at,
+    direction, from_addr, to_addr, body, redacted, segments, media, price, price_unit, ref,
+    reply_to)
+VALUES (:sid, :status, :rank, :error_code, :at, :final_at, :created, :sent_at, :direction,
+    :from_addr, :to_addr, CASE WHEN :redacted THEN NULL ELSE :body END, :redacted, :segments,
+    :media, :price, :price_unit, :ref, :reply_to)
+ON CONFLICT (sid) DO UPDATE SET
+    status = CASE WHEN :rank > rank THEN :status ELSE status END,
+    error_code = CASE WHEN :rank > rank THEN :error_code ELSE error_code END,
+    rank = max(rank, :rank),
+    updated = max(updated, :at),
+    final_at = CASE WHEN :final_at IS NULL THEN final_at
+        ELSE min(coalesce(final_at, :final_at), :final_at) END,
+    created = min(coalesce(created, :created), :created),
+    sent_at = CASE WHEN :sent_at IS NULL THEN sent_at
+        ELSE min(coalesce(sent_at, :sent_at), :sent_at) END,
+    direction = coalesce(:direction, direction),
+    from_addr = coalesce(:from_addr, from_addr),
+    to_addr = coalesce(:to_addr, to_addr),
+    body = CASE WHEN :redacted THEN NULL ELSE coalesce(:body, body) END,
+    redacted = max(redacted, :redacted),
+    segments = coalesce(:segments, segments),
+    media = coalesce(:media, media),
+    price = coalesce(:price, price),
+    price_unit = coalesce(:price_unit, price_unit),
+    ref = coalesce(:ref, ref),
+    reply_to = coalesce(:reply_to, reply_to)
+"""
+_COLUMN_NAMES = (
+    "sid", "status", "error_code", "updated", "final_at", "direction", "from_addr", "to_addr",
+    "body", "redacted", "segments", "media", "created", "sent_at", "price", "price_unit", "ref",
+    "reply_to", "rank",
+)  # fmt: skip
+_RECORD_COLUMNS = ", ".join(_COLUMN_NAMES)
 _PURGE_EVERY = 10.0
 _PURGE_BATCH = 5000
 # Checkpoints run on the housekeeping thread; the automatic one (inside a commit) is only a
@@ -152,14 +218,23 @@ class SQLiteStore:
         with self._guard:
             self._connection()  # fail at start-up, not on the first webhook
 
-    def claim(self, key: str, lease: float, replace: str = "") -> Claim:
+    def claim(
+        self, key: str, lease: float, replace: str = "", message: MessageFacts | None = None
+    ) -> Claim:
         now = self._clock()
         owner = new_owner()
+        claim_row = (key, owner, 0, now + lease, now, replace)
         with self._abandoned.guarding(key, owner), self._guard:
-            db = self._connection()
-            if db.execute(_CLAIM, (key, owner, 0, now + lease, now, replace)).rowcount == 1:
-                return Claim(Outcome.CLAIMED, owner)
-            return _lost(db, key)
+            if message is None:
+                db = self._connection()
+                if db.execute(_CLAIM, claim_row).rowcount == 1:
+                    return Claim(Outcome.CLAIMED, owner)
+                return _lost(db, key)
+            with self._transaction() as db:
+                if db.execute(_CLAIM, claim_row).rowcount != 1:
+                    return _lost(db, key)
+                db.execute(_SAVE, _fact_params(message))
+            return Claim(Outcome.CLAIMED, owner)
 
     def complete(self, key: str, owner: str, answer: bytes) -> None:
         with self._guard:
@@ -191,10 +266,14 @@ class SQLiteStore:
             recorded = (
                 db.execute(_INSERT_EVENT, (*event, entry.received_at, entry.form)).rowcount == 1
             )
+            if entry.correlation:
+                _absorb(db, sid, entry.correlation)
             if recorded:
-                final_at = entry.received_at if entry.final else None
+                at = entry.received_at
+                final_at = at if entry.final else None
+                sent_at = at if entry.status == "sent" else None
                 applied = (sid, entry.status, entry.rank, entry.error_code)
-                row = db.execute(_APPLY, (*applied, entry.received_at, final_at)).fetchone()
+                row = db.execute(_APPLY, (*applied, at, final_at, sent_at)).fetchone()
             else:
                 row = db.execute("SELECT status FROM wk_messages WHERE sid = ?", (sid,)).fetchone()
         claim = Claim(Outcome.DONE) if lease is None else Claim(Outcome.CLAIMED, owner)
@@ -203,8 +282,7 @@ class SQLiteStore:
     def get_message(self, message_sid: str) -> MessageRecord | None:
         with self._guard, self._transaction() as db:
             row = db.execute(
-                "SELECT status, error_code, updated, final_at FROM wk_messages WHERE sid = ?",
-                (message_sid,),
+                f"SELECT {_RECORD_COLUMNS} FROM wk_messages WHERE sid = ?", (message_sid,)
             ).fetchone()
             if row is None:
                 return None
@@ -213,18 +291,54 @@ class SQLiteStore:
                 " WHERE sid = ? ORDER BY received, key",
                 (message_sid,),
             ).fetchall()
-        status, error_code, updated, final_at = row
-        return MessageRecord(
-            message_sid,
-            MessageStatus(status) if status else None,
-            error_code,
-            timestamp(updated),
-            timestamp(final_at) if final_at is not None else None,
-            tuple(
-                LedgerEvent(MessageStatus(s), timestamp(r), code, kind, key, form)
-                for s, r, code, kind, key, form in events
-            ),
+        history = tuple(
+            LedgerEvent(MessageStatus(s), timestamp(r), code, kind, key, form)
+            for s, r, code, kind, key, form in events
         )
+        return _record(row, history)
+
+    def save_message(self, facts: MessageFacts, alias: str | None = None) -> None:
+        with self._guard:
+            if not alias:  # one statement: atomic without an explicit transaction
+                self._connection().execute(_SAVE, _fact_params(facts))
+                return
+            with self._transaction() as db:
+                _absorb(db, facts.message_sid, alias)
+                db.execute(_SAVE, _fact_params(facts))
+
+    def find_messages(self, query: Query) -> list[MessageRecord]:
+        where: list[str] = []
+        args: list[object] = []
+        for column, value in (
+            ("ref", query.ref),
+            ("to_addr", query.to),
+            ("from_addr", query.from_),
+            ("direction", query.direction),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if query.statuses:
+            where.append(f"status IN ({', '.join('?' * len(query.statuses))})")
+            args.extend(query.statuses)
+        if query.since is not None:
+            where.append("coalesce(created, 0) >= ?")
+            args.append(query.since)
+        if query.until is not None:
+            where.append("coalesce(created, 0) < ?")
+            args.append(query.until)
+        if query.open_only:
+            where.append("final_at IS NULL")
+        if query.after is not None:
+            where.append("(coalesce(created, 0) < ? OR (coalesce(created, 0) = ? AND sid < ?))")
+            args.extend((query.after[0], query.after[0], query.after[1]))
+        sql = f"SELECT {_RECORD_COLUMNS} FROM wk_messages"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY coalesce(created, 0) DESC, sid DESC LIMIT ?"
+        with self._guard:
+            rows = self._connection().execute(sql, (*args, query.limit)).fetchall()
+        return [_record(row, ()) for row in rows]
 
     # -- jobs (see webhook_kit.jobs.JobStore) ---------------------------------------------
 
@@ -350,6 +464,7 @@ class SQLiteStore:
         connection.execute(f"PRAGMA synchronous = {self._synchronous}")
         connection.execute(f"PRAGMA wal_autocheckpoint = {_CHECKPOINT_PAGES}")
         connection.executescript(_SCHEMA)
+        _add_fact_columns(connection)
         local.connection, local.pid = connection, os.getpid()
         return connection
 
@@ -411,3 +526,78 @@ def _lost(db: sqlite3.Connection, key: str) -> Claim:
     if row[0]:
         return Claim(Outcome.DONE, answer=bytes(row[1] or b""))
     return Claim(Outcome.BUSY, row[2])
+
+
+def _add_fact_columns(db: sqlite3.Connection) -> None:
+    """Bring a file created by an earlier version up to the current ``wk_messages`` columns."""
+    present = {row[1] for row in db.execute("PRAGMA table_info(wk_messages)")}
+    for name, kind in _FACT_COLUMNS.items():
+        if name not in present:
+            try:
+                db.execute(f"ALTER TABLE wk_messages ADD COLUMN {name} {kind}")
+            except sqlite3.OperationalError as error:  # another worker added it first
+                if "duplicate column" not in str(error):
+                    raise
+
+
+def _fact_params(facts: MessageFacts) -> dict[str, object]:
+    return {
+        "sid": facts.message_sid,
+        "status": facts.status,
+        "rank": facts.rank,
+        "error_code": facts.error_code,
+        "at": facts.at,
+        "final_at": facts.at if facts.final else None,
+        "created": facts.created_at if facts.created_at is not None else facts.at,
+        "sent_at": facts.at if facts.status == "sent" else None,
+        "direction": facts.direction,
+        "from_addr": facts.from_,
+        "to_addr": facts.to,
+        "body": facts.body,
+        "redacted": int(facts.redact),
+        "segments": facts.num_segments,
+        "media": facts.num_media,
+        "price": facts.price,
+        "price_unit": facts.price_unit,
+        "ref": facts.ref,
+        "reply_to": facts.in_reply_to,
+    }
+
+
+def _absorb(db: sqlite3.Connection, sid: str, alias: str) -> None:
+    """Merge the record kept under ``alias`` (a send before its SID was known) into ``sid``."""
+    if alias == sid:
+        return
+    row = db.execute(
+        f"DELETE FROM wk_messages WHERE sid = ? RETURNING {_RECORD_COLUMNS}", (alias,)
+    ).fetchone()
+    if row is not None:
+        params = dict(zip(_COLUMN_NAMES, row, strict=True))
+        params["sid"], params["at"] = sid, params.pop("updated")
+        db.execute(_SAVE, params)
+
+
+def _record(row: tuple[Any, ...], history: tuple[LedgerEvent, ...]) -> MessageRecord:
+    (sid, status, error_code, updated, final_at, direction, from_addr, to_addr, body, redacted,
+     segments, media, created, sent_at, price, price_unit, ref, reply_to, _) = row  # fmt: skip
+    return MessageRecord(
+        sid,
+        MessageStatus(status) if status else None,
+        error_code,
+        timestamp(updated),
+        optional_timestamp(final_at),
+        history,
+        direction=Direction(direction) if direction else None,
+        from_=from_addr,
+        to=to_addr,
+        body=body,
+        redacted=bool(redacted),
+        num_segments=segments,
+        num_media=media,
+        created_at=optional_timestamp(created),
+        sent_at=optional_timestamp(sent_at),
+        price=price,
+        price_unit=price_unit,
+        ref=ref,
+        in_reply_to=reply_to,
+    )

@@ -1,0 +1,50 @@
+"""The pytest fixtures for the emulator, as a user's test suite uses them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from server import ROOT
+from twilio.rest import Client
+
+from webhook_kit.emulator import Emulator
+
+
+def test_fixtures_give_a_client_pointed_at_the_emulator(
+    twilio_emulator: Emulator, twilio_client: Client
+) -> None:
+    message = twilio_client.messages.create(to="+15558675310", from_="+15017122661", body="hi")
+    assert twilio_client.username == twilio_emulator.account_sid
+    assert twilio_emulator.message(message.sid) is not None
+    twilio_emulator.advance(1)
+    assert twilio_client.messages(message.sid).fetch().status == "delivered"
+    assert [r.method for r in twilio_emulator.requests] == ["POST", "GET"]
+
+
+@pytest.mark.twilio_emulator(clock="real", speed=100, account_sid="AC" + "7" * 32)
+def test_marker_configures_the_emulator(twilio_emulator: Emulator) -> None:
+    assert twilio_emulator.account_sid == "AC" + "7" * 32
+    assert not twilio_emulator.clock.manual
+
+
+def test_each_test_gets_a_fresh_emulator(twilio_emulator: Emulator) -> None:
+    assert twilio_emulator.messages() == [] and twilio_emulator.requests == []
+
+
+def test_readme_example_passes(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("<!-- emulator-example -->\n```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "test_example.py").write_text(block)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 passed" in result.stdout

@@ -1,0 +1,51 @@
+"""An offline Twilio Messaging emulator that the official twilio client talks to unchanged.
+
+It serves Twilio's REST Message resource (create, fetch, list, update, delete, Media), moves
+each message through its statuses on a clock you control, posts signed status callbacks (in
+chaos mode: out of order, duplicated, late, dropped), and lets handsets text your app's
+numbers, turning the TwiML answers into replies with their own life cycle::
+
+    with Emulator(clock="manual") as emulator:
+        client = emulator.client()
+        message = client.messages.create(to="+15558675310", from_="+15017122661", body="Hi")
+        emulator.advance(5)
+        assert client.messages(message.sid).fetch().status == "delivered"
+
+Modules: ``model`` (records and their JSON), ``resource`` (create/list parameters, checked
+with Twilio's error codes), ``state`` (SQLite, in memory or a file), ``clock`` (real or
+manual time, the scheduler), ``lifecycle`` (statuses, rules, chaos, callback forms),
+``delivery`` (signed POSTs, connection overrides, retries), ``core`` (the :class:`Emulator`),
+``rest`` (the Flask app: REST API and control API), ``client`` (the official client, pointed
+here). It shares the kit's pure modules (signature, encoding, twiml, status), never its
+request path.
+"""
+
+from __future__ import annotations
+
+from .clock import Clock, ManualClock
+from .core import Emulator, Exchange, Handset, RequestRecord
+from .delivery import Delivery
+from .errors import ApiError, EmulatorError
+from .lifecycle import Chaos, Rule, Timing
+from .model import MediaRecord, MessageRecord, media_json, message_json
+from .state import Number
+
+__all__ = [
+    "ApiError",
+    "Chaos",
+    "Clock",
+    "Delivery",
+    "Emulator",
+    "EmulatorError",
+    "Exchange",
+    "Handset",
+    "ManualClock",
+    "MediaRecord",
+    "MessageRecord",
+    "Number",
+    "RequestRecord",
+    "Rule",
+    "Timing",
+    "media_json",
+    "message_json",
+]

@@ -1,0 +1,716 @@
+"""The :class:`Emulator`: one Twilio account's messages, their life cycle, and its handsets.
+
+The REST layer (``rest.py``) and the Python API both go through this object. It owns the
+state, the clock and its scheduler, the failure rules and chaos settings, and two logs: the
+REST requests it answered and the webhooks it delivered.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+import random
+import threading
+from collections import deque
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urljoin
+
+from werkzeug.serving import WSGIRequestHandler, make_server
+
+from ..encoding import segment_count, smart_encode
+from ..errors import TwiMLError
+from ..twiml import Message, MessagingResponse, parse
+from .clock import Clock, ManualClock, Scheduler
+from .delivery import LOG_LIMIT, Delivery, DeliveryLog, Transport, post, wsgi_transport
+from .errors import ApiError, EmulatorError
+from .lifecycle import Chaos, Rule, Timing, callback_params, next_status, price_of
+from .model import (
+    API_KEY_SID_RE,
+    SERVICE_SID_RE,
+    MediaRecord,
+    MessageRecord,
+    channel_of,
+    new_sid,
+)
+from .resource import CreateRequest, is_address, is_url
+from .state import Number, State
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
+    from twilio.rest import Client
+
+#: Redirects followed for one inbound message before giving up (Twilio error 11215).
+MAX_REDIRECTS = 10
+#: Twilio's default handling of single-word replies on long codes: opt out, and back in.
+OPT_OUT_WORDS = frozenset(
+    {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"}
+)
+OPT_IN_WORDS = frozenset({"START", "YES", "UNSTOP"})
+_COUNTRIES = {"+1": "US", "+44": "GB", "+49": "DE", "+33": "FR", "+61": "AU"}
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """No access log on stderr: the request log (``Emulator.requests``) records each call."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        return
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """One REST request the emulator answered (for "no API call was made" checks)."""
+
+    method: str
+    path: str
+    query: tuple[tuple[str, str], ...]
+    form: tuple[tuple[str, str], ...]
+    status: int
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """What one handset message caused: the inbound record and the replies it got."""
+
+    inbound: MessageRecord
+    replies: tuple[MessageRecord, ...]
+    deliveries: tuple[Delivery, ...]
+
+
+class Handset:
+    """A phone (or WhatsApp user) that texts the account's numbers and reads its replies."""
+
+    def __init__(self, emulator: Emulator, address: str) -> None:
+        if not is_address(address):
+            raise EmulatorError(f"{address!r} is not an E.164 number or channel address")
+        self.emulator = emulator
+        self.address = address
+
+    def send(self, to: str, body: str = "", media: Sequence[str] = ()) -> Exchange:
+        """Text one of the account's numbers; returns once the app answered."""
+        return self.emulator.receive(self.address, to, body, media)
+
+    def conversation(self) -> list[MessageRecord]:
+        """Everything this handset sent and was sent, oldest first."""
+        return self.emulator.state.conversation(self.address)
+
+    def received(self) -> list[MessageRecord]:
+        """The messages sent to this handset, oldest first."""
+        return [m for m in self.conversation() if m.to == self.address]
+
+
+class Emulator:
+    """An offline Twilio Messaging account: REST API, life cycle, signed webhooks.
+
+    ``clock="manual"`` freezes time until :meth:`advance`; otherwise time is real, sped up by
+    ``speed``. Without ``account_sid``/``auth_token`` one is made up. Use it as a context
+    manager (or :meth:`start`/:meth:`stop`) to serve HTTP on ``host:port`` (0: a free port).
+    """
+
+    def __init__(
+        self,
+        *,
+        account_sid: str | None = None,
+        auth_token: str | None = None,
+        api_keys: dict[str, str] | None = None,
+        state: str = "memory://",
+        clock: Literal["real", "manual"] | Clock = "real",
+        speed: float = 1.0,
+        timing: Timing | None = None,
+        chaos: Chaos | None = None,
+        seed: int = 0,
+        rate_limit: float | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.account_sid = account_sid or new_sid("AC")
+        self.auth_token = auth_token or os.urandom(16).hex()
+        self.api_keys = dict(api_keys or {})
+        for key, secret in self.api_keys.items():
+            if not API_KEY_SID_RE.match(key) or not secret:
+                raise EmulatorError(f"API key {key!r}: give an SK... SID and a non-empty secret")
+        self.state = State(state)
+        if isinstance(clock, Clock):
+            self.clock = clock
+        else:
+            self.clock = ManualClock() if clock == "manual" else Clock(speed)
+        self.scheduler = Scheduler(self.clock)
+        self.timing = timing or Timing()
+        self.chaos = chaos
+        self.rate_limit = rate_limit
+        self.rules: list[Rule] = []
+        self.deliveries_log = DeliveryLog()
+        self.dropped_callbacks = 0
+        self._seed = seed
+        self._rng = random.Random(seed)
+        self._chaos_rng = random.Random(chaos.seed if chaos else seed)
+        self._lock = threading.RLock()
+        self._requests: deque[RequestRecord] = deque(maxlen=LOG_LIMIT)
+        self._pool: ThreadPoolExecutor | None = None
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+        self._mounts: dict[str, Transport] = {}
+        self.host = host
+        self.port = port
+        self._resume()
+
+    # -- serving --------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """The base URL clients talk to, e.g. ``http://127.0.0.1:8010``."""
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> Emulator:
+        """Serve HTTP in a background thread and start the clock."""
+        from .rest import create_app
+
+        if self._server is None:
+            self._server = make_server(
+                self.host, self.port, create_app(self), threaded=True, request_handler=_QuietHandler
+            )
+            self.port = self._server.server_port
+            server = self._server
+            self._thread = threading.Thread(
+                target=lambda: server.serve_forever(poll_interval=0.05),
+                name="emulator-http",
+                daemon=True,
+            )
+            self._thread.start()
+        if not self.clock.manual and self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="emulator-hook")
+        self.scheduler.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and the clock; pending tasks are kept for :meth:`advance` or a restart."""
+        self.scheduler.stop()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def client(self, **kwargs: Any) -> Client:
+        """An official ``twilio.rest.Client`` whose requests all go to this emulator."""
+        from .client import emulator_client
+
+        return emulator_client(self.url, self.account_sid, self.auth_token, **kwargs)
+
+    # -- configuration --------------------------------------------------------------------
+
+    def add_number(
+        self,
+        number: str,
+        *,
+        sms_url: str | None = None,
+        fallback_url: str | None = None,
+        status_callback: str | None = None,
+        messaging_service_sid: str | None = None,
+    ) -> Number:
+        """Give the account a number (or channel address) with its webhook URLs.
+
+        With ``messaging_service_sid`` the number is in that service's sender pool: inbound
+        webhooks carry the SID, and sends through the service go out from it.
+        """
+        if not is_address(number):
+            raise EmulatorError(f"{number!r} is not an E.164 number or channel address")
+        for url in (sms_url, fallback_url, status_callback):
+            if url is not None and not is_url(url):
+                raise EmulatorError(f"{url!r} is not an http(s) URL with a valid host")
+        if messaging_service_sid is not None and not SERVICE_SID_RE.match(messaging_service_sid):
+            raise EmulatorError(f"{messaging_service_sid!r} is not a Messaging Service SID (MG...)")
+        entry = Number(number, sms_url, fallback_url, status_callback, messaging_service_sid)
+        self.state.put_number(entry)
+        return entry
+
+    def add_rule(
+        self,
+        status: str,
+        error_code: int | None = None,
+        *,
+        to: str | None = None,
+        body: str | None = None,
+        probability: float = 1.0,
+    ) -> Rule:
+        """Make matching new messages end ``failed``/``undelivered``/...; first match wins."""
+        rule = Rule(status, error_code, to, body, probability)
+        with self._lock:
+            self.rules.append(rule)
+        return rule
+
+    def mount(self, base_url: str, app: WSGIApplication) -> None:
+        """Deliver webhooks for URLs under ``base_url`` to ``app`` in this process, not over HTTP.
+
+        ``emulator.mount("http://bot.test", flask_app)``, then give the number
+        ``sms_url="http://bot.test/twilio/messages"``: a test needs no server for its app.
+        """
+        if not is_url(base_url):
+            raise EmulatorError(f"{base_url!r} is not an http(s) base URL, e.g. http://bot.test")
+        self._mounts[base_url.rstrip("/")] = wsgi_transport(app)
+
+    def _transport(self, url: str) -> Transport | None:
+        for base, transport in self._mounts.items():
+            if url == base or url.startswith((base + "/", base + "?", base + "#")):
+                return transport
+        return None
+
+    def handset(self, address: str) -> Handset:
+        """A handset at ``address`` (``+1...`` or ``whatsapp:+1...``) to text the account with."""
+        return Handset(self, address)
+
+    def reset(self) -> None:
+        """Forget messages, numbers, rules, logs and pending work (between tests)."""
+        with self._lock:
+            self.scheduler.clear()
+            self.state.reset()
+            self.rules.clear()
+            self._requests.clear()
+            self.deliveries_log.clear()
+            self.dropped_callbacks = 0
+            self._rng.seed(self._seed)
+            self._chaos_rng.seed(self.chaos.seed if self.chaos else self._seed)
+
+    # -- reading --------------------------------------------------------------------------
+
+    def advance(self, seconds: float) -> int:
+        """Move the manual clock forward; every transition and callback due runs before return."""
+        return self.scheduler.advance(seconds)
+
+    def message(self, sid: str) -> MessageRecord | None:
+        """The record of one message (its true status, even if a callback was dropped)."""
+        return self.state.get(sid)
+
+    def messages(self, *, to: str | None = None, from_: str | None = None) -> list[MessageRecord]:
+        """The account's messages, oldest first, optionally filtered by address."""
+        return [
+            m
+            for m in self.state.messages()
+            if (to is None or m.to == to) and (from_ is None or m.from_ == from_)
+        ]
+
+    @property
+    def requests(self) -> list[RequestRecord]:
+        """The REST requests answered (the latest 100,000), oldest first."""
+        with self._lock:
+            return list(self._requests)
+
+    @property
+    def deliveries(self) -> list[Delivery]:
+        """Every webhook delivered (status callbacks, inbound, fallback, redirects)."""
+        return self.deliveries_log.all()
+
+    def idle(self) -> bool:
+        """True when no transition or callback is waiting to happen."""
+        return self.scheduler.pending() == 0
+
+    def log_request(self, record: RequestRecord) -> None:
+        with self._lock:
+            self._requests.append(record)
+
+    # -- outbound -------------------------------------------------------------------------
+
+    def create(self, request: CreateRequest, *, direction: str = "outbound-api") -> MessageRecord:
+        """Store a new outbound message and start its life cycle.
+
+        Raises :class:`ApiError` 21610 when the recipient texted STOP to the sender.
+        """
+        if request.from_ and self.state.opted_out(request.from_, request.to):
+            raise ApiError(21610, "Attempt to send to unsubscribed recipient")
+        now = self.clock.now()
+        body = smart_encode(request.body).text if request.smart_encoded else request.body
+        sid = new_sid("MM" if request.media_urls else "SM")
+        if request.send_at is not None:
+            first = "scheduled"
+        elif request.messaging_service_sid is not None:
+            first = "accepted"
+        else:
+            first = "queued"
+        with self._lock:
+            outcome, error = self._outcome(request.to, body)
+        record = MessageRecord(
+            sid=sid,
+            account_sid=self.account_sid,
+            direction=direction,
+            from_=request.from_ or "",
+            to=request.to,
+            body=body,
+            status=first,
+            date_created=now,
+            date_updated=now,
+            num_segments=0 if first != "queued" else segment_count(body),
+            num_media=len(request.media_urls),
+            messaging_service_sid=request.messaging_service_sid,
+            status_callback=request.status_callback,
+            outcome=outcome,
+            outcome_error=error,
+            validity_period=request.validity_period,
+            max_price=request.max_price,
+            send_at=request.send_at,
+        )
+        self.state.save(record)
+        for url in request.media_urls:
+            kind = mimetypes.guess_type(url)[0] or "image/jpeg"
+            self.state.add_media(MediaRecord(new_sid("ME"), sid, url, kind, now))
+        self._plan(record)
+        return record
+
+    def _service_sender(self, service: str | None) -> str:
+        """The sender a Messaging Service picks: its first number, else the account's first."""
+        numbers = self.state.numbers()
+        pool = [n for n in numbers if n.messaging_service_sid == service] or numbers
+        return pool[0].number if pool else ""
+
+    def _outcome(self, to: str, body: str) -> tuple[str, int | None]:
+        for rule in self.rules:
+            if rule.matches(to, body, self._rng):
+                return rule.status, rule.error_code
+        return "delivered", None
+
+    def _plan(self, record: MessageRecord) -> None:
+        sid, status = record.sid, record.status
+        if status == "scheduled" and record.send_at is not None:
+            self.scheduler.at(record.send_at, lambda: self._step(sid, status))
+            return
+        step = next_status(record, self.timing)
+        if step is not None:
+            self.scheduler.after(step[1], lambda: self._step(sid, status))
+
+    def _step(self, sid: str, expected: str) -> None:
+        """Move a message one status on, if nobody (cancel, delete) moved it meanwhile."""
+        with self._lock:
+            record = self.state.get(sid)
+            if record is None or record.status != expected:
+                return
+            step = next_status(record, self.timing)
+            if step is None:
+                return
+            status = step[0]
+            now = self.clock.now()
+            record.date_updated = now
+            if status == "queued":
+                record.num_segments = segment_count(record.body)
+                record.from_ = record.from_ or self._service_sender(record.messaging_service_sid)
+            elif status == "sending":
+                record.date_sent = now
+                expired = record.validity_period is not None and (
+                    now - record.date_created > record.validity_period
+                )
+                if expired:
+                    status, record.outcome_error = "failed", 30036
+            elif status == "sent":
+                record.price = price_of(record)
+                if record.max_price is not None and abs(float(record.price)) > record.max_price:
+                    status, record.outcome_error = "failed", 30010
+            record.status = status
+            if status in {"failed", "undelivered", "partially_delivered"}:
+                record.error_code = record.outcome_error
+            self.state.save(record)
+        self._callback(record)
+        self._plan(record)
+
+    def cancel(self, sid: str) -> MessageRecord:
+        """``Status=canceled`` on a scheduled message."""
+        with self._lock:
+            record = self._get(sid)
+            if record.status != "scheduled":
+                raise ApiError(30409, "This message cannot be canceled", 400)
+            record.status = "canceled"
+            record.date_updated = self.clock.now()
+            self.state.save(record)
+        self._callback(record)
+        return record
+
+    def redact(self, sid: str) -> MessageRecord:
+        """``Body=""``: empty the body of a message that has finished."""
+        with self._lock:
+            record = self._get(sid)
+            if not record.is_final:
+                raise ApiError(
+                    20009, "Cannot redact this message before it is complete: try again later"
+                )
+            record.body = ""
+            record.date_updated = self.clock.now()
+            self.state.save(record)
+        return record
+
+    def delete(self, sid: str) -> None:
+        with self._lock:
+            record = self._get(sid)
+            if not record.is_final:
+                raise ApiError(20009, "Cannot delete this resource before it is complete", 409)
+            self.state.delete(sid)
+
+    def _get(self, sid: str) -> MessageRecord:
+        record = self.state.get(sid)
+        if record is None or record.account_sid != self.account_sid:
+            raise ApiError(
+                20404,
+                f"The requested resource /2010-04-01/Accounts/{self.account_sid}/Messages/"
+                f"{sid}.json was not found",
+                404,
+            )
+        return record
+
+    # -- callbacks ------------------------------------------------------------------------
+
+    def _callback(self, record: MessageRecord) -> None:
+        """Schedule the status callback of the record's current status (chaos permitting)."""
+        url = record.status_callback
+        if url is None:
+            return
+        params = callback_params(record)
+        delays = [0.0]
+        chaos = self.chaos
+        if chaos is not None:
+            with self._lock:
+                rng = self._chaos_rng
+                if record.is_final and rng.random() < chaos.drop_final:
+                    self.dropped_callbacks += 1
+                    return
+                delays = [self._chaos_delay(chaos, rng)]
+                if rng.random() < chaos.duplicate:
+                    delays.append(self._chaos_delay(chaos, rng))
+        for delay in delays:
+            self.scheduler.after(delay, lambda: self._deliver(url, params, "status"))
+
+    @staticmethod
+    def _chaos_delay(chaos: Chaos, rng: random.Random) -> float:
+        delay = rng.uniform(0, chaos.jitter) if rng.random() < chaos.reorder else 0.0
+        if rng.random() < chaos.late:
+            delay += chaos.late_by
+        return delay
+
+    def _deliver(self, url: str, params: list[tuple[str, str]], kind: str) -> None:
+        """Post a webhook: inline on a manual clock, on the delivery pool on a real one."""
+        pool = self._pool
+
+        def send() -> None:
+            now = self.clock.now()
+            post(
+                url,
+                params,
+                self.auth_token,
+                kind=kind,
+                now=now,
+                log=self.deliveries_log,
+                transport=self._transport(url),
+            )
+
+        if pool is None:
+            send()
+        else:
+            pool.submit(send)
+
+    # -- inbound --------------------------------------------------------------------------
+
+    def receive(self, from_: str, to: str, body: str, media: Sequence[str] = ()) -> Exchange:
+        """A handset texts ``to``: post the signed webhook, then send each TwiML reply."""
+        number = self.state.number(to)
+        if number is None:
+            raise EmulatorError(f"{to} is not a number of this account: add_number({to!r}, ...)")
+        if not number.sms_url:
+            raise EmulatorError(f"{to} has no incoming-message URL: add_number(sms_url=...)")
+        for url in media:
+            if not is_url(url):
+                raise EmulatorError(f"{url!r} is not an http(s) media URL")
+        now = self.clock.now()
+        sid = new_sid("MM" if media else "SM")
+        record = MessageRecord(
+            sid=sid,
+            account_sid=self.account_sid,
+            direction="inbound",
+            from_=from_,
+            to=to,
+            body=body,
+            status="received",
+            date_created=now,
+            date_updated=now,
+            date_sent=now,
+            num_segments=segment_count(body),
+            num_media=len(media),
+        )
+        self.state.save(record)
+        for url in media:
+            kind = mimetypes.guess_type(url)[0] or "image/jpeg"
+            self.state.add_media(MediaRecord(new_sid("ME"), sid, url, kind, now))
+        word = body.strip().upper()
+        if word in OPT_OUT_WORDS or word in OPT_IN_WORDS:  # still passed on to the app
+            self.state.set_opt_out(to, from_, word in OPT_OUT_WORDS)
+        params = inbound_params(record, media, number.messaging_service_sid)
+        deliveries: list[Delivery] = []
+        answer = self._fetch_twiml(number, params, deliveries)
+        replies: list[MessageRecord] = []
+        if answer is not None:
+            replies = self._reply(number, record, answer, params, deliveries)
+        return Exchange(record, tuple(replies), tuple(deliveries))
+
+    def _post_now(
+        self, url: str, params: list[tuple[str, str]], kind: str, into: list[Delivery]
+    ) -> Delivery:
+        delivery = post(
+            url,
+            params,
+            self.auth_token,
+            kind=kind,
+            now=self.clock.now(),
+            log=self.deliveries_log,
+            transport=self._transport(url),
+        )
+        into.append(delivery)
+        return delivery
+
+    def _fetch_twiml(
+        self, number: Number, params: list[tuple[str, str]], into: list[Delivery]
+    ) -> tuple[str, MessagingResponse] | None:
+        """The primary URL's answer, else the fallback's (with ErrorCode/ErrorUrl)."""
+        assert number.sms_url is not None
+        delivery = self._post_now(number.sms_url, params, "inbound", into)
+        answer, error = _read_answer(delivery)
+        if answer is not None:
+            return number.sms_url, answer
+        if number.fallback_url is None:
+            return None
+        fallback = [*params, ("ErrorCode", str(error)), ("ErrorUrl", number.sms_url)]
+        delivery = self._post_now(number.fallback_url, fallback, "fallback", into)
+        answer, _ = _read_answer(delivery)
+        return (number.fallback_url, answer) if answer is not None else None
+
+    def _reply(
+        self,
+        number: Number,
+        inbound: MessageRecord,
+        answer: tuple[str, MessagingResponse],
+        params: list[tuple[str, str]],
+        into: list[Delivery],
+    ) -> list[MessageRecord]:
+        replies: list[MessageRecord] = []
+        url, response = answer
+        redirects = 0
+        while True:
+            redirect = None
+            for verb in response.verbs:
+                if isinstance(verb, Message):
+                    try:
+                        replies.append(self._send_reply(number, inbound, verb, url))
+                    except ApiError:  # the handset opted out: Twilio sends nothing to it
+                        continue
+                else:
+                    redirect = urljoin(url, verb.url)
+            if redirect is None or redirects == MAX_REDIRECTS:
+                break
+            redirects += 1
+            delivery = self._post_now(redirect, params, "redirect", into)
+            read, _ = _read_answer(delivery)
+            if read is None:
+                break
+            url, response = redirect, read
+        return replies
+
+    def _send_reply(
+        self, number: Number, inbound: MessageRecord, verb: Message, document_url: str
+    ) -> MessageRecord:
+        """A ``<Message>`` becomes an outbound-reply; relative URLs resolve against the TwiML's."""
+        attribute = verb.status_callback or verb.action
+        callback = urljoin(document_url, attribute) if attribute else number.status_callback
+        request = CreateRequest(
+            to=verb.to or inbound.from_,
+            from_=verb.from_ or inbound.to,
+            messaging_service_sid=None,
+            body=str(verb.body),
+            media_urls=verb.media_urls,
+            status_callback=callback if callback and is_url(callback) else None,
+            validity_period=None,
+            max_price=None,
+            send_at=None,
+            smart_encoded=False,
+        )
+        return self.create(request, direction="outbound-reply")
+
+    # -- persistence ----------------------------------------------------------------------
+
+    def _resume(self) -> None:
+        """Continue the life cycle of messages a previous run left unfinished (SQLite state)."""
+        for record in self.state.messages(pending=True):
+            if record.direction != "inbound":
+                self._plan(record)
+
+
+def inbound_params(
+    record: MessageRecord, media: Iterable[str], service: str | None = None
+) -> list[tuple[str, str]]:
+    """Every parameter Twilio posts to an incoming-message webhook (twilio-protocol.md §1)."""
+    params = [
+        ("AccountSid", record.account_sid),
+        ("ApiVersion", "2010-04-01"),
+        ("Body", record.body),
+        ("From", record.from_),
+        ("FromCity", ""),
+        ("FromCountry", _country(record.from_)),
+        ("FromState", ""),
+        ("FromZip", ""),
+        ("MessageSid", record.sid),
+        ("NumMedia", str(record.num_media)),
+        ("NumSegments", str(record.num_segments)),
+        ("SmsMessageSid", record.sid),
+        ("SmsSid", record.sid),
+        ("SmsStatus", "received"),
+        ("To", record.to),
+        ("ToCity", ""),
+        ("ToCountry", _country(record.to)),
+        ("ToState", ""),
+        ("ToZip", ""),
+    ]
+    for index, url in enumerate(media):
+        params.append((f"MediaContentType{index}", mimetypes.guess_type(url)[0] or "image/jpeg"))
+        params.append((f"MediaUrl{index}", url))
+    if service is not None:
+        params.append(("MessagingServiceSid", service))
+    if channel_of(record.from_) == "whatsapp":
+        wa_id = record.from_.partition(":")[2].lstrip("+")
+        params += [("ProfileName", wa_id), ("WaId", wa_id)]
+    return params
+
+
+def _country(address: str) -> str:
+    number = address.rpartition(":")[2]
+    for prefix in sorted(_COUNTRIES, key=len, reverse=True):
+        if number.startswith(prefix):
+            return _COUNTRIES[prefix]
+    return ""
+
+
+def _read_answer(delivery: Delivery) -> tuple[MessagingResponse | None, int]:
+    """The TwiML of a webhook answer, or None and Twilio's error code for why not."""
+    response = delivery.response
+    if response is None:
+        return None, 11205
+    if not 200 <= response.status < 300:
+        return None, 11200
+    content_type = response.content_type.split(";")[0].strip().lower()
+    if content_type == "text/plain":
+        reply = MessagingResponse()
+        text = response.body.decode("utf-8", "replace").strip()
+        if text:
+            reply.message(text[:1600])
+        return reply, 0
+    if not response.body.strip():
+        return MessagingResponse(), 0
+    try:
+        return parse(response.body), 0
+    except TwiMLError:
+        return None, 12100

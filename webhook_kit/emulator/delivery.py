@@ -1,0 +1,236 @@
+"""Webhook delivery as Twilio does it: signed form POSTs, connection overrides, retries.
+
+Twilio reads retry and timeout settings from the URL fragment (``#ct=1000&rc=2&rp=5xx``); the
+fragment is never sent and never signed. By default a request is retried once, and only when
+the TCP connection could not be made. Every attempt is logged, so tests can see what was
+posted, in which order, and what the app answered.
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from werkzeug.test import Client
+
+from ..signature import compute_signature
+from .model import whole_number
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
+
+logger = logging.getLogger("webhook_kit.emulator")
+USER_AGENT: Final = "TwilioProxy/1.1"
+#: Entries the request and delivery logs keep: a long-running emulator must not grow forever.
+LOG_LIMIT: Final = 100_000
+_POLICIES: Final = frozenset({"4xx", "5xx", "ct", "rt", "all"})
+
+
+@dataclass(frozen=True, slots=True)
+class Overrides:
+    """Connection overrides from a URL fragment, clamped to Twilio's documented ranges."""
+
+    connect_timeout: float = 5.0
+    read_timeout: float = 15.0
+    total_time: float = 15.0
+    retry_count: int = 1
+    retry_policy: frozenset[str] = frozenset({"ct"})
+
+    def retries(self, failure: str | int) -> bool:
+        """True if an attempt that failed this way (``ct``, ``rt`` or an HTTP status) retries."""
+        policy = self.retry_policy
+        if "all" in policy:
+            return True
+        if isinstance(failure, int):
+            return f"{failure // 100}xx" in policy
+        return failure in policy
+
+
+def split_overrides(url: str) -> tuple[str, Overrides]:
+    """The URL to request and sign (no fragment), and the overrides its fragment sets."""
+    target, _, fragment = url.partition("#")
+    values = dict(parse_qsl(fragment, keep_blank_values=True))
+    defaults = Overrides()
+
+    def millis(key: str, default: float, low: int, high: int) -> float:
+        value = whole_number(values.get(key))
+        return default if value is None else min(max(value, low), high) / 1000
+
+    retry = whole_number(values.get("rc"))
+    policy = frozenset(p for p in values.get("rp", "").split(",") if p in _POLICIES)
+    return target, Overrides(
+        connect_timeout=millis("ct", defaults.connect_timeout, 100, 10000),
+        read_timeout=millis("rt", defaults.read_timeout, 100, 15000),
+        total_time=millis("tt", defaults.total_time, 100, 15000),
+        retry_count=defaults.retry_count if retry is None else min(retry, 5),
+        retry_policy=policy or defaults.retry_policy,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    status: int
+    content_type: str
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One webhook as delivered (after its retries): what was sent and how it ended."""
+
+    kind: str  # "status", "inbound", "fallback", "redirect"
+    url: str
+    params: tuple[tuple[str, str], ...]
+    idempotency_token: str
+    attempts: int
+    at: float
+    #: The last response, or None if no attempt got one.
+    response: Response | None
+    #: ``ct``/``rt`` for a connection/read failure of the last attempt, else None.
+    failure: str | None = None
+
+    @property
+    def form(self) -> dict[str, str]:
+        """The posted parameters as a dict (each name once)."""
+        return dict(self.params)
+
+
+class DeliveryLog:
+    """The latest deliveries (``LOG_LIMIT``), in the order they finished (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._items: deque[Delivery] = deque(maxlen=LOG_LIMIT)
+        self._lock = threading.Lock()
+
+    def add(self, delivery: Delivery) -> None:
+        with self._lock:
+            self._items.append(delivery)
+
+    def all(self) -> list[Delivery]:
+        with self._lock:
+            return list(self._items)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+#: Sends one request in-process: (url, body, headers) -> the app's response.
+Transport = Callable[[str, bytes, dict[str, str]], Response]
+
+
+def wsgi_transport(app: WSGIApplication) -> Transport:
+    """Deliver to a WSGI app in this process, as if over HTTP (an app error is a 500)."""
+
+    def send(url: str, body: bytes, headers: dict[str, str]) -> Response:
+        parts = urlsplit(url)
+        client = Client(app)
+        try:
+            reply = client.post(
+                parts.path or "/",
+                base_url=f"{parts.scheme}://{parts.netloc}",
+                query_string=parts.query,
+                data=body,
+                headers=headers,
+            )
+        except Exception:  # the app raised (e.g. a Flask app with testing=True): a 500
+            logger.exception("the app mounted at %s raised", url)
+            return Response(500, "text/plain", b"")
+        return Response(reply.status_code, reply.headers.get("Content-Type", ""), reply.get_data())
+
+    return send
+
+
+def post(
+    url: str,
+    params: Sequence[tuple[str, str]],
+    auth_token: str,
+    *,
+    kind: str,
+    now: float,
+    log: DeliveryLog,
+    transport: Transport | None = None,
+) -> Delivery:
+    """POST a signed form to ``url`` with Twilio's headers, retrying as its fragment says.
+
+    ``transport`` delivers in-process instead of over HTTP (an app mounted on the emulator).
+    """
+    target, overrides = split_overrides(url)
+    body = urlencode(params).encode()
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Twilio-Signature": compute_signature(target, params, auth_token),
+        "I-Twilio-Idempotency-Token": os.urandom(16).hex(),
+        "User-Agent": USER_AGENT,
+        "X-Home-Region": "us1",
+    }
+    deadline = time.monotonic() + overrides.total_time
+    attempts = 0
+    response: Response | None = None
+    failure: str | None = None
+    while True:
+        attempts += 1
+        if transport is None:
+            response, failure = _attempt(target, body, headers, overrides)
+        else:
+            response, failure = transport(target, body, headers), None
+        outcome: str | int | None = failure or (response.status if response else None)
+        if response is not None and response.status < 400:
+            break
+        if attempts > overrides.retry_count or time.monotonic() >= deadline:
+            break
+        if outcome is None or not overrides.retries(outcome):
+            break
+    delivery = Delivery(
+        kind,
+        target,
+        tuple(params),
+        headers["I-Twilio-Idempotency-Token"],
+        attempts,
+        now,
+        response,
+        failure,
+    )
+    log.add(delivery)
+    return delivery
+
+
+def _attempt(
+    url: str, body: bytes, headers: dict[str, str], overrides: Overrides
+) -> tuple[Response | None, str | None]:
+    parts = urlsplit(url)
+    connection_class = (
+        http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    )
+    try:
+        connection = connection_class(
+            parts.hostname or "", parts.port, timeout=overrides.connect_timeout
+        )
+    except (http.client.InvalidURL, ValueError):
+        return None, "ct"
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    try:
+        try:
+            connection.connect()
+        except OSError:
+            return None, "ct"
+        if connection.sock is not None:
+            connection.sock.settimeout(overrides.read_timeout)
+        try:
+            connection.request("POST", path, body=body, headers=headers)
+            reply = connection.getresponse()
+            content = reply.read(64 * 1024 + 1)
+        except (OSError, http.client.HTTPException):  # timed out, reset or garbled: no answer
+            return None, "rt"
+        content_type = reply.getheader("Content-Type") or ""
+        return Response(reply.status, content_type, content), None
+    finally:
+        connection.close()

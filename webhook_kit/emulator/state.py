@@ -1,0 +1,253 @@
+"""Where the emulator keeps messages, media and numbers: SQLite, in memory or in a file.
+
+One implementation serves both: ``memory://`` is an in-memory SQLite database, and
+``sqlite:///emulator.db`` a file that survives restarts. Lists are queries (filters, newest
+first, keyset paging by ``PageToken``), so they cost the same on both.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+
+from ..errors import ConfigurationError
+from .model import MediaRecord, MessageRecord
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    sid TEXT PRIMARY KEY, account_sid TEXT NOT NULL, seq INTEGER NOT NULL,
+    to_ TEXT NOT NULL, from_ TEXT NOT NULL, date_created REAL NOT NULL, date_sent REAL,
+    final INTEGER NOT NULL, data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS messages_order ON messages (account_sid, date_created, seq);
+CREATE TABLE IF NOT EXISTS media (
+    sid TEXT PRIMARY KEY, message_sid TEXT NOT NULL, seq INTEGER NOT NULL, data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS media_message ON media (message_sid, seq);
+CREATE TABLE IF NOT EXISTS numbers (number TEXT PRIMARY KEY, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS opt_outs (number TEXT, handset TEXT, PRIMARY KEY (number, handset));
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Number:
+    """A phone number (or channel address) of the account, with its webhook URLs."""
+
+    number: str
+    sms_url: str | None = None
+    fallback_url: str | None = None
+    status_callback: str | None = None
+    #: The Messaging Service whose sender pool holds the number, if any.
+    messaging_service_sid: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """The list filters of ``GET Messages.json``; dates are epoch-second bounds (inclusive)."""
+
+    to: str | None = None
+    from_: str | None = None
+    sent_from: float | None = None
+    sent_until: float | None = None
+
+
+class State:
+    """Thread-safe access to the emulator's tables."""
+
+    def __init__(self, url: str = "memory://") -> None:
+        if url in {"memory://", "memory"}:
+            path = ":memory:"
+        elif url.startswith("sqlite:///"):
+            path = url[len("sqlite:///") :]
+        else:
+            raise ConfigurationError(
+                f"unknown emulator state {url!r}: use memory:// or sqlite:///path/to/emulator.db"
+            )
+        self.url = url
+        self._lock = threading.RLock()
+        try:
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            if path != ":memory:":
+                self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as error:
+            raise ConfigurationError(f"cannot open emulator state {url!r}: {error}") from error
+        row = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM messages").fetchone()
+        self._seq = int(row[0])
+
+    @contextmanager
+    def _locked(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            yield self._db
+
+    # -- messages -------------------------------------------------------------------------
+
+    def save(self, record: MessageRecord) -> None:
+        """Insert a message, or update it in place (keeping its place in the order)."""
+        with self._locked() as db:
+            self._seq += 1
+            db.execute(
+                "INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sid) DO "
+                "UPDATE SET date_sent = excluded.date_sent, final = excluded.final, "
+                "data = excluded.data",
+                (
+                    record.sid,
+                    record.account_sid,
+                    self._seq,
+                    record.to,
+                    record.from_,
+                    record.date_created,
+                    record.date_sent,
+                    int(record.is_final),
+                    json.dumps(record.to_dict()),
+                ),
+            )
+
+    def get(self, sid: str) -> MessageRecord | None:
+        with self._locked() as db:
+            row = db.execute("SELECT data FROM messages WHERE sid = ?", (sid,)).fetchone()
+        return MessageRecord.from_dict(json.loads(row[0])) if row else None
+
+    def delete(self, sid: str) -> None:
+        with self._locked() as db:
+            db.execute("DELETE FROM messages WHERE sid = ?", (sid,))
+            db.execute("DELETE FROM media WHERE message_sid = ?", (sid,))
+
+    def page(
+        self,
+        account_sid: str,
+        filters: Filters,
+        size: int,
+        *,
+        after: str | None = None,
+        before: str | None = None,
+    ) -> tuple[list[MessageRecord], bool] | None:
+        """Up to ``size`` messages newest first, and whether more follow in that direction.
+
+        ``after``: the page following that message; ``before``: the page preceding it. None
+        when the named message does not exist (an invalid ``PageToken``).
+        """
+        where: list[str] = ["account_sid = ?"]
+        args: list[object] = [account_sid]
+        for column, value in (("to_", filters.to), ("from_", filters.from_)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        for bound, instant in (
+            ("date_sent >= ?", filters.sent_from),
+            ("date_sent <= ?", filters.sent_until),
+        ):
+            if instant is not None:
+                where.append(bound)
+                args.append(instant)
+        order = "DESC"
+        with self._locked() as db:
+            cursor_sid = after or before
+            if cursor_sid is not None:
+                cursor = db.execute(
+                    "SELECT date_created, seq FROM messages WHERE sid = ? AND account_sid = ?",
+                    (cursor_sid, account_sid),
+                ).fetchone()
+                if cursor is None:
+                    return None
+                where.append("(date_created, seq) " + ("<" if after else ">") + " (?, ?)")
+                args.extend(cursor)
+                order = "DESC" if after else "ASC"
+            rows = db.execute(
+                f"SELECT data FROM messages WHERE {' AND '.join(where)} "
+                f"ORDER BY date_created {order}, seq {order} LIMIT ?",
+                (*args, size + 1),
+            ).fetchall()
+        records = [MessageRecord.from_dict(json.loads(row[0])) for row in rows[:size]]
+        if order == "ASC":
+            records.reverse()
+        return records, len(rows) > size
+
+    def messages(self, *, pending: bool = False) -> list[MessageRecord]:
+        """Every message, oldest first; ``pending``: only those not yet final."""
+        query = "SELECT data FROM messages"
+        if pending:
+            query += " WHERE final = 0"
+        with self._locked() as db:
+            rows = db.execute(query + " ORDER BY seq").fetchall()
+        return [MessageRecord.from_dict(json.loads(row[0])) for row in rows]
+
+    def conversation(self, address: str) -> list[MessageRecord]:
+        """Messages to or from ``address``, oldest first."""
+        with self._locked() as db:
+            rows = db.execute(
+                "SELECT data FROM messages WHERE to_ = ? OR from_ = ? ORDER BY seq",
+                (address, address),
+            ).fetchall()
+        return [MessageRecord.from_dict(json.loads(row[0])) for row in rows]
+
+    # -- media ----------------------------------------------------------------------------
+
+    def add_media(self, media: MediaRecord) -> None:
+        with self._locked() as db:
+            seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM media").fetchone()[0]
+            db.execute(
+                "INSERT INTO media VALUES (?, ?, ?, ?)",
+                (media.sid, media.message_sid, seq, json.dumps(asdict(media))),
+            )
+
+    def media(self, message_sid: str) -> list[MediaRecord]:
+        with self._locked() as db:
+            rows = db.execute(
+                "SELECT data FROM media WHERE message_sid = ? ORDER BY seq", (message_sid,)
+            ).fetchall()
+        return [MediaRecord(**json.loads(row[0])) for row in rows]
+
+    def delete_media(self, sid: str) -> None:
+        with self._locked() as db:
+            db.execute("DELETE FROM media WHERE sid = ?", (sid,))
+
+    # -- numbers --------------------------------------------------------------------------
+
+    def put_number(self, number: Number) -> None:
+        with self._locked() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO numbers VALUES (?, ?)",
+                (number.number, json.dumps(asdict(number))),
+            )
+
+    def number(self, number: str) -> Number | None:
+        with self._locked() as db:
+            row = db.execute("SELECT data FROM numbers WHERE number = ?", (number,)).fetchone()
+        return Number(**json.loads(row[0])) if row else None
+
+    def numbers(self) -> list[Number]:
+        with self._locked() as db:
+            rows = db.execute("SELECT data FROM numbers ORDER BY number").fetchall()
+        return [Number(**json.loads(row[0])) for row in rows]
+
+    # -- opt-outs --------------------------------------------------------------------------
+
+    def set_opt_out(self, number: str, handset: str, opted_out: bool) -> None:
+        """Record that ``handset`` texted STOP (or START) to ``number``."""
+        with self._locked() as db:
+            if opted_out:
+                db.execute("INSERT OR IGNORE INTO opt_outs VALUES (?, ?)", (number, handset))
+            else:
+                db.execute(
+                    "DELETE FROM opt_outs WHERE number = ? AND handset = ?", (number, handset)
+                )
+
+    def opted_out(self, number: str, handset: str) -> bool:
+        with self._locked() as db:
+            row = db.execute(
+                "SELECT 1 FROM opt_outs WHERE number = ? AND handset = ?", (number, handset)
+            ).fetchone()
+        return row is not None
+
+    def reset(self) -> None:
+        """Forget every message, media item, number and opt-out."""
+        with self._locked() as db:
+            db.executescript(
+                "DELETE FROM messages; DELETE FROM media; DELETE FROM numbers; "
+                "DELETE FROM opt_outs;"
+            )
