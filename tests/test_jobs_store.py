@@ -62,6 +62,7 @@ class TestLeases:
         assert taken is not None and taken.key == "message:B"
         assert store.take_job(30, "message:B") is None  # leased already
         assert store.take_job(30, "message:nope") is None
+        assert store.get_job("message:B") == taken and store.get_job("message:nope") is None
 
     def test_a_lapsed_lease_is_taken_over(self, store: Store) -> None:
         enqueued(store, job("message:A"))

@@ -106,6 +106,14 @@ class TwilioUnreachableError(SendError):
     """No answer from Twilio (connection refused, timeout): the send may or may not exist."""
 
 
+class SendInDoubtError(SendError):
+    """A send with the same ``key`` started before and never finished (its process died).
+
+    It may or may not have reached Twilio, so it is not sent again: find it in the ledger
+    (``kit.ledger.find(to=...)``) or let ``kit.reconcile`` settle it.
+    """
+
+
 class AuthenticationError(SendError):
     """20003: the account SID and auth token (or API key and secret) were refused."""
 

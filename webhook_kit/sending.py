@@ -50,14 +50,24 @@ from .errors import (
     RegionNotPermittedError,
     SenderNotCapableError,
     SendError,
+    SendInDoubtError,
     TwilioUnreachableError,
     UnreachableRecipientError,
     UnsubscribedRecipientError,
 )
 from .events import InboundMessage, Media
-from .ledger import PENDING, RECONCILED, Direction, MessageFacts, Query, StatusEntry
+from .ledger import (
+    PENDING,
+    RECONCILED,
+    Direction,
+    MessageFacts,
+    MessageRecord,
+    Query,
+    StatusEntry,
+)
 from .ledger import now as ledger_now
 from .status import MessageStatus
+from .stores import DEFAULT_RETENTION, Claim, Outcome
 
 if TYPE_CHECKING:
     from .stores import Store
@@ -69,6 +79,9 @@ T = TypeVar("T")
 #: The query parameter of the StatusCallback URL that carries the signed correlation id.
 TOKEN_PARAM = "c"
 _SALT = "webhook_kit.correlation"
+#: A send's idempotency key is held until retention expires it: an unfinished one (its
+#: process died mid-call) is never taken over, since the message may exist.
+_KEY_LEASE = DEFAULT_RETENTION
 _ERRORS: dict[int, type[SendError]] = {
     cls.twilio_code: cls
     for cls in (
@@ -172,6 +185,32 @@ class SentMessage:
             date_created=message.date_created,
             date_sent=message.date_sent,
             ref=ref,
+        )
+
+    @classmethod
+    def from_ledger(cls, record: MessageRecord | None, ref: str | None = None) -> SentMessage:
+        """A message sent earlier, as the ledger knows it (an idempotent send's answer)."""
+        if record is None:
+            raise MessageNotFoundError(
+                "the message sent earlier with this key is no longer in the ledger (past "
+                "WEBHOOK_KIT_LEDGER_RETENTION)"
+            )
+        return cls(
+            sid=record.message_sid,
+            status=record.status or MessageStatus.QUEUED,
+            to=record.to,
+            from_=record.from_,
+            body=record.body,
+            num_segments=record.num_segments,
+            num_media=record.num_media,
+            price=record.price,
+            price_unit=record.price_unit,
+            error_code=record.error_code,
+            messaging_service_sid=None,
+            direction=record.direction,
+            date_created=record.created_at,
+            date_sent=record.sent_at,
+            ref=record.ref if ref is None else ref,
         )
 
     def facts(self, at: float) -> MessageFacts:
@@ -316,6 +355,7 @@ class Sender:
         fallback_from: str | None = None,
         application_sid: str | None = None,
         message_intent: str | None = None,
+        key: str | None = None,
     ) -> SentMessage:
         """Send a message and record it in the ledger; raise a :class:`SendError` if refused.
 
@@ -324,7 +364,16 @@ class Sender:
         the number it was sent to, and the record notes the message it answers. ``ref`` is
         yours: find the message later with ``kit.ledger.find(ref=...)``. ``send_at`` alone
         schedules the message (``schedule_type="fixed"`` is implied).
+
+        ``key`` makes the send idempotent: the ledger is checked before the API is called,
+        and a send whose key already sent returns that message without sending again (a
+        retried background job uses its own key). If the earlier send with the key never
+        finished (its process died during the API call), :class:`SendInDoubtError` is
+        raised instead of risking a second message.
         """
+        claim = self._claim_key(key) if key is not None else None
+        if claim is not None and claim.outcome is Outcome.DONE:
+            return SentMessage.from_ledger(self.store.get_message(claim.answer.decode()), ref)
         if in_reply_to is not None:
             to = to or in_reply_to.from_
             if from_ is None and messaging_service_sid is None:
@@ -393,10 +442,25 @@ class Sender:
                     correlation, ledger_now(), status="failed", error_code=error.code
                 )
                 self.store.save_message(failed)
+                if claim is not None:  # nothing was sent: the key may send again
+                    self.store.release(f"send:{key}", claim.owner)
             raise
         sent = SentMessage.from_instance(message, ref)
         self.store.save_message(sent.facts(ledger_now()), alias=correlation)
+        if claim is not None:
+            self.store.complete(f"send:{key}", claim.owner, sent.sid.encode())
         return sent
+
+    def _claim_key(self, key: str) -> Claim:
+        """Claim a send's idempotency key for good; DONE holds the SID it sent."""
+        claim = self.store.claim(f"send:{key}", _KEY_LEASE)
+        if claim.outcome is Outcome.BUSY:
+            raise SendInDoubtError(
+                f"a send with key {key!r} started before and never finished (owner "
+                f"{claim.owner}): it may have reached Twilio, so it is not sent again; check "
+                "the ledger or run kit.reconcile()"
+            )
+        return claim
 
     def fetch(self, sid: str) -> SentMessage:
         """The message as Twilio has it now."""

@@ -42,6 +42,7 @@ from .events import (
     parse_inbound,
     parse_status,
 )
+from .jobs import Job, JobKind, Runner
 from .ledger import MessageFacts, StatusEntry
 from .ledger import now as ledger_now
 from .routing import MessageRouter, as_twiml, call_status_handler, handler_name
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
     from .config import Settings
+    from .jobs.execute import Background
     from .registry import Registry
 
 log = logging.getLogger("webhook_kit")
@@ -119,10 +121,14 @@ def _running(name: str) -> Iterator[None]:
 class Pipeline:
     """The request path for one app: one method per webhook route, environ in, answer out."""
 
-    def __init__(self, registry: Registry, settings: Settings, store: Store) -> None:
+    def __init__(
+        self, registry: Registry, settings: Settings, store: Store, runner: Runner | None = None
+    ) -> None:
         self.registry = registry
         self.settings = settings
         self.store = store
+        #: Runs the jobs of ``background=True`` handlers; None when there are none.
+        self.runner = runner
         self.verifier = Verifier(settings.auth_tokens, registry.load_tokens)
         self.url_of = URLBuilder(settings.public_url, settings.proxy_hops)
         self._housekeeping_pid = 0
@@ -171,7 +177,8 @@ class Pipeline:
             hooks = self.registry.final if update.status.is_final else []
             # A genuine token links the callback to its send even before the SID was stored.
             correlation = self.correlator.verify_query(environ.get("QUERY_STRING", ""))
-            entry = StatusEntry.from_callback(update, key, time.time(), incoming.form, correlation)
+            now = time.time()
+            entry = StatusEntry.from_callback(update, key, now, incoming.form, correlation)
             # Nothing to run after recording: claim and record finish in one store step.
             lease = self.settings.claim_lease if routes or hooks else None
             applied = self._settle(
@@ -186,19 +193,28 @@ class Pipeline:
             if not applied.recorded:
                 _duplicate(environ, key)
             return _EMPTY  # finished in the same step, or a retry of a finished callback
+        jobs: list[Job] = []
         try:
             for route in routes:
+                background = self.registry.background_for(route.handler)
+                if background is not None:
+                    job_key = f"{key}#{background.name}"
+                    jobs.append(Job(job_key, JobKind.STATUS, background.name, incoming.form, now))
+                    continue
                 with _running(handler_name(route.handler)):
                     call_status_handler(route, update)
             if hooks and applied.final:
                 self._finalise(update.message_sid)
+            if jobs:
+                self._enqueue(key, claim, b"", jobs)
         except StoreError as failure:
             self._release(key, claim)
             return _reject(environ, failure)
         except _Failed as failure:
             self._release(key, claim)
             return self._failed(failure, update, environ)
-        self._complete(key, claim, b"")
+        if not jobs:
+            self._complete(key, claim, b"")
         return _EMPTY
 
     # -- steps ---------------------------------------------------------------------------
@@ -228,14 +244,18 @@ class Pipeline:
             _duplicate(environ, key)
             return Answer(200, claim.answer)  # a retry gets the first answer, handler not rerun
         try:
-            answer = self._answer(message, router)
+            answer, background = self._answer(message, router)
+            if background is not None:  # durable with the claim, before the webhook's answer
+                job = Job(key, JobKind.MESSAGE, background.name, incoming.form, time.time())
+                self._enqueue(key, claim, answer, [job])
         except StoreError as error:
             self._release(key, claim)
             return _reject(environ, error)
         except _Failed as failure:
             self._release(key, claim)
             return self._failed(failure, message, environ)
-        self._complete(key, claim, answer)
+        if background is None:
+            self._complete(key, claim, answer)
         return Answer(200, answer)
 
     def _read(self, environ: dict[str, Any]) -> Incoming:
@@ -308,12 +328,18 @@ class Pipeline:
             result = attempt("")
         return result
 
-    def _answer(self, message: InboundMessage, router: MessageRouter) -> bytes:
+    def _answer(
+        self, message: InboundMessage, router: MessageRouter
+    ) -> tuple[bytes, Background | None]:
+        """The TwiML answer; for a background handler, its ack and the handler to enqueue."""
         with _running("a message filter (when=)"):
             chosen = router.select(message)
         if chosen is None:
-            return EMPTY_TWIML
+            return EMPTY_TWIML, None
         route, accepted = chosen
+        background = self.registry.background_for(route.handler)
+        if background is not None:
+            return background.ack, background
         with _running(handler_name(route.handler)):
             reply = as_twiml(route.handler(accepted), route.handler)
         segments = reply.segments
@@ -324,27 +350,36 @@ class Pipeline:
                 segments,
                 self.settings.max_segments,
             )
-        return reply.to_bytes()
+        return reply.to_bytes(), None
 
     def _finalise(self, message_sid: str) -> None:
         """Run the final-state hooks once per message, across retries and hosts."""
         key = "final:" + message_sid
-        lease = self.settings.claim_lease
+        lease, now = self.settings.claim_lease, time.time()
         claim = self.store.claim(key, lease)
         if claim.outcome is Outcome.BUSY and new_owner.is_dead(claim.owner):
             claim = self.store.claim(key, lease, claim.owner)
         if claim.outcome is not Outcome.CLAIMED:
             return
+        jobs: list[Job] = []
         try:
             record = self.store.get_message(message_sid)
             if record is not None:
                 for hook in self.registry.final:
+                    background = self.registry.background_for(hook)
+                    if background is not None:
+                        name = background.name
+                        jobs.append(Job(f"{key}#{name}", JobKind.FINAL, name, message_sid, now))
+                        continue
                     with _running(handler_name(hook)):
                         hook(record)
+            if jobs:
+                self._enqueue(key, claim, b"", jobs)
         except BaseException:
             self._release(key, claim)
             raise
-        self._complete(key, claim, b"")
+        if not jobs:
+            self._complete(key, claim, b"")
 
     def _failed(
         self, failure: _Failed, event: InboundMessage | StatusCallback, environ: dict[str, Any]
@@ -368,6 +403,17 @@ class Pipeline:
         if self._error_reply is not None and isinstance(event, InboundMessage):
             return Answer(200, self._error_reply)
         return _FAILED
+
+    def _enqueue(self, key: str, claim: Claim, answer: bytes, jobs: list[Job]) -> None:
+        """Finish the claim and store its jobs in one step; a failure is a 503 (retry)."""
+        if not self.store.enqueue(key, claim.owner, answer, jobs):
+            log.warning("%s: its claim was taken over; that delivery enqueues the job", key)
+            return
+        if self.runner is not None:
+            try:
+                self.runner.submit(jobs)
+            except Exception:  # stored: the runner's sweep finds it
+                log.exception("%s: job stored, but the runner could not be told", key)
 
     def _complete(self, key: str, claim: Claim, answer: bytes) -> None:
         try:

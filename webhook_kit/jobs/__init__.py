@@ -91,6 +91,9 @@ class JobStore(Protocol):
         died). The job comes back RUNNING, with a new ``owner`` and ``attempts`` counted.
         """
 
+    def get_job(self, key: str) -> Job | None:
+        """The job ``key`` as stored now, or None (finished, purged, or never enqueued)."""
+
     def renew_job(self, key: str, owner: str, lease: float) -> bool:
         """Extend ``owner``'s lease on ``key``; False if the job is no longer its own."""
 

@@ -222,6 +222,10 @@ class MemoryStore:
                     return taken
             return None
 
+    def get_job(self, key: str) -> Job | None:
+        with self._lock:
+            return self._jobs.get(key)
+
     def renew_job(self, key: str, owner: str, lease: float) -> bool:
         with self._lock:
             job = self._running(key, owner)

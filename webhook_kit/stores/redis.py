@@ -516,6 +516,11 @@ class RedisStore:
             row = self._take(keys=self._job_sets[:1], args=args)
         return job_from_row(row) if row else None
 
+    def get_job(self, key: str) -> Job | None:
+        with self._guard:
+            row = self._redis.hmget(self._jobs + key, JOB_COLUMNS)
+        return job_from_row(row) if row[0] is not None else None
+
     def renew_job(self, key: str, owner: str, lease: float) -> bool:
         return self._finish_job(key, owner, "renew", self._clock() + lease, "")
 

@@ -372,6 +372,15 @@ class SQLiteStore:
             taken = db.execute(_TAKE, (now, new_owner(), now + lease, key)).fetchone()
         return job_from_row(taken) if taken is not None else None
 
+    def get_job(self, key: str) -> Job | None:
+        with self._guard:
+            row = (
+                self._connection()
+                .execute(f"SELECT {_JOB_COLUMNS} FROM wk_jobs WHERE key = ?", (key,))
+                .fetchone()
+            )
+        return job_from_row(row) if row is not None else None
+
     def renew_job(self, key: str, owner: str, lease: float) -> bool:
         with self._guard:
             return bool(

@@ -1,0 +1,223 @@
+"""background=True handlers: enqueued with the claim, run by a runner, retried, dead letters."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+from flask import Flask
+from test_kit import TOKEN, make_app
+
+from webhook_kit import (
+    ConfigurationError,
+    InboundMessage,
+    MessageRecord,
+    StatusCallback,
+    WebhookKit,
+)
+from webhook_kit.jobs import JobKind, JobState
+from webhook_kit.stores import Store
+from webhook_kit.testing import TwilioTestClient, inbound_sms
+
+SID = "SM" + "7" * 32
+
+
+def manual(kit: WebhookKit, **config: Any) -> tuple[Flask, TwilioTestClient, Store]:
+    """An app whose jobs run only when the test says so (no runner threads)."""
+    app = make_app(kit, **{"WEBHOOK_KIT_RUNNER": "off", "WEBHOOK_KIT_JOB_BACKOFF": 0, **config})
+    client = app.test_client()
+    assert isinstance(client, TwilioTestClient)
+    return app, client, kit.pipeline(app).store
+
+
+def run_all(kit: WebhookKit, app: Flask) -> int:
+    executor = kit.executor(app)
+    count = 0
+    while executor.run_next():
+        count += 1
+    return count
+
+
+def test_a_background_status_handler_runs_once_per_callback_off_the_request() -> None:
+    kit = WebhookKit()
+    seen: list[tuple[str, str]] = []
+
+    @kit.on_status("undelivered", background=True)
+    def slow_alert(update: StatusCallback) -> None:
+        seen.append((update.message_sid, update.status.value))
+
+    app, client, store = manual(kit)
+    for _ in range(3):  # Twilio's retries and duplicates
+        assert client.send_status(SID, "undelivered", error_code=30003).status_code == 200
+    assert client.send_status(SID, "sent").status_code == 200  # no handler for it
+    assert seen == []  # nothing ran inside the requests
+    [job] = store.list_jobs()
+    assert job.kind is JobKind.STATUS and job.state is JobState.PENDING
+    assert job.key == f"status:{SID}:undelivered::30003#test_jobs.{slow_alert.__qualname__}"
+    assert run_all(kit, app) == 1
+    assert seen == [(SID, "undelivered")] and store.list_jobs() == []
+
+
+def test_a_background_message_handler_is_acknowledged_at_once() -> None:
+    kit = WebhookKit()
+
+    @kit.on_message(keyword="REPORT", background=True, ack="One moment…")
+    def report(message: InboundMessage) -> None:
+        pass  # replies are covered with the emulator in test_jobs_e2e
+
+    app, client, store = manual(kit)
+    payload = inbound_sms("report please")
+    assert client.send("messages", payload).texts == ["One moment…"]
+    again = client.send("messages", payload)
+    assert again.texts == ["One moment…"]  # the same answer, and no second job
+    [job] = store.list_jobs()
+    assert job.key.startswith("message:SM") and job.kind is JobKind.MESSAGE
+    assert "Body=report+please" in job.payload
+    assert run_all(kit, app) == 1
+
+
+def test_a_failing_job_is_retried_then_dead_and_reported() -> None:
+    kit = WebhookKit()
+    attempts: list[int] = []
+    reported: list[tuple[Exception, Any]] = []
+
+    @kit.on_status(background=True)
+    def flaky(update: StatusCallback) -> None:
+        attempts.append(1)
+        raise RuntimeError("CRM down")
+
+    @kit.on_error
+    def report(error: Exception, event: Any) -> None:
+        reported.append((error, event))
+
+    app, client, store = manual(kit, WEBHOOK_KIT_JOB_ATTEMPTS=3)
+    client.send_status(SID, "delivered")
+    assert run_all(kit, app) == 3  # backoff 0: each retry is due at once
+    assert len(attempts) == 3
+    [dead] = store.list_jobs(JobState.DEAD)
+    assert dead.attempts == 3 and dead.error == "RuntimeError: CRM down"
+    [(error, event)] = reported
+    assert str(error) == "CRM down" and isinstance(event, StatusCallback)
+    assert event.message_sid == SID
+    assert store.retry_job(dead.key)
+    assert run_all(kit, app) == 3 and len(attempts) == 6
+
+
+def test_retries_back_off_exponentially() -> None:
+    kit = WebhookKit()
+
+    @kit.on_status(background=True)
+    def flaky(update: StatusCallback) -> None:
+        raise RuntimeError("no")
+
+    app, client, store = manual(kit, WEBHOOK_KIT_JOB_BACKOFF=0.2)
+    client.send_status(SID, "delivered")
+    executor = kit.executor(app)
+    for attempt in (1, 2, 3):
+        before = time.time()
+        [job] = store.list_jobs()
+        while not executor.run_next():  # wait out the previous backoff
+            time.sleep(0.02)
+        [job] = store.list_jobs()
+        assert job.state is JobState.PENDING and job.attempts == attempt
+        delay = 0.2 * 2 ** (attempt - 1)
+        assert job.run_at - before >= delay
+        assert not executor.run_next()  # not due yet
+        assert executor.run_key(job.key) == job.run_at  # a task queue learns when
+
+
+def test_background_final_hook_runs_once_as_a_job() -> None:
+    kit = WebhookKit()
+    finals: list[MessageRecord] = []
+
+    @kit.on_final(background=True)
+    def archive(record: MessageRecord) -> None:
+        finals.append(record)
+
+    app, client, _ = manual(kit)
+    client.send_status(SID, "sent")
+    client.send_status(SID, "delivered")
+    client.send_status(SID, "delivered")
+    assert run_all(kit, app) == 1
+    [record] = finals
+    assert record.message_sid == SID and record.status is not None
+    assert record.status.value == "delivered"
+
+
+def test_a_job_whose_handler_is_gone_is_dead_with_a_clear_error() -> None:
+    kit = WebhookKit()
+
+    @kit.on_status(background=True)
+    def track(update: StatusCallback) -> None:
+        pass
+
+    app, client, store = manual(kit, WEBHOOK_KIT_JOB_ATTEMPTS=1)
+    client.send_status(SID, "sent")
+    kit.registry.background.clear()  # as if a deploy renamed the handler
+    assert run_all(kit, app) == 1
+    [dead] = store.list_jobs(JobState.DEAD)
+    assert dead.error is not None and "no background handler named" in dead.error
+
+
+def test_the_embedded_runner_runs_jobs_in_the_serving_process() -> None:
+    kit = WebhookKit()
+    done = threading.Event()
+
+    @kit.on_status(background=True)
+    def track(update: StatusCallback) -> None:
+        done.set()
+
+    app = make_app(kit, WEBHOOK_KIT_JOB_POLL=0.05)
+    app.test_client().send_status(SID, "sent")  # type: ignore[attr-defined]
+    assert done.wait(10)
+    deadline = time.monotonic() + 10
+    while kit.pipeline(app).store.list_jobs() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert kit.pipeline(app).store.list_jobs() == []
+
+
+class TestRegistration:
+    def test_ack_needs_background(self) -> None:
+        with pytest.raises(ConfigurationError, match="ack="):
+            WebhookKit().on_message(ack="hi")
+
+    def test_background_handlers_come_before_init_app(self) -> None:
+        kit = WebhookKit()
+        app = make_app(kit)
+        with pytest.raises(ConfigurationError, match=r"before kit\.init_app"):
+            kit.on_status(background=True)(lambda update: None)
+        assert kit.pipeline(app).runner is None
+
+    def test_names_are_unique(self) -> None:
+        kit = WebhookKit()
+
+        def make() -> Any:
+            def same(update: StatusCallback) -> None:
+                pass
+
+            return same
+
+        kit.on_status(background=True)(make())
+        with pytest.raises(ConfigurationError, match="two background handlers"):
+            kit.on_status(background=True)(make())
+
+    def test_celery_runner_needs_a_celery_app(self) -> None:
+        kit = WebhookKit()
+        kit.on_status(background=True)(lambda update: None)
+        app = Flask(__name__)
+        app.config.update(WEBHOOK_KIT_AUTH_TOKEN=TOKEN, WEBHOOK_KIT_STORE="memory://")
+        app.config["WEBHOOK_KIT_RUNNER"] = "celery"
+        with pytest.raises(ConfigurationError, match="needs a Celery app"):
+            kit.init_app(app)
+
+    def test_unknown_runner(self) -> None:
+        with pytest.raises(ConfigurationError, match="WEBHOOK_KIT_RUNNER"):
+            make_app(WebhookKit(), WEBHOOK_KIT_RUNNER="rq")
+
+    def test_no_background_handlers_no_executor(self) -> None:
+        kit = WebhookKit()
+        app = make_app(kit)
+        with pytest.raises(ConfigurationError, match="no background=True handlers"):
+            kit.executor(app)
