@@ -60,9 +60,10 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
         "primary auth token)",
     ),
     "WEBHOOK_KIT_RUNNER": (
-        "embedded",
+        None,
         "who runs background=True handlers: embedded (threads in each worker), celery "
-        "(app.extensions['celery'] or init_app(celery=...)), or off (webhook-kit worker only)",
+        "(init_app(celery=...) or app.extensions['celery']), or off (webhook-kit worker "
+        "only); default: celery when a Celery app is given, else embedded",
     ),
     "WEBHOOK_KIT_JOB_LEASE": (30.0, "seconds a runner holds a job before another takes it over"),
     "WEBHOOK_KIT_JOB_ATTEMPTS": (5, "runs of a failing job before it is dead"),
@@ -90,7 +91,8 @@ class Settings:
     error_reply: str | None
     #: Signs the correlation tokens of sends; None when nothing is configured to sign with.
     secret_key: str | None = None
-    runner: str = "embedded"
+    #: "embedded", "celery", "off", or "" (celery if init_app gets a Celery app).
+    runner: str = ""
     jobs: JobSettings = field(default_factory=JobSettings)
     job_threads: int = 4
     job_poll: float = 0.5
@@ -115,8 +117,8 @@ class Settings:
             raise ConfigurationError(
                 f"WEBHOOK_KIT_PUBLIC_URL={public_url!r} must start with http:// or https://"
             )
-        runner = str(config["WEBHOOK_KIT_RUNNER"]).strip().lower()
-        if runner not in _RUNNERS:
+        runner = str(config["WEBHOOK_KIT_RUNNER"] or "").strip().lower()
+        if runner and runner not in _RUNNERS:
             raise ConfigurationError(
                 f"WEBHOOK_KIT_RUNNER={config['WEBHOOK_KIT_RUNNER']!r}: use embedded, celery or off"
             )

@@ -320,7 +320,8 @@ class WebhookKit:
             app, self.registry, store, settings.jobs, partial(self._send_reply, app)
         )
         self._executors[app] = executor
-        if celery is not None or settings.runner == "celery":
+        runner = settings.runner or ("celery" if celery is not None else "embedded")
+        if runner == "celery":
             from .jobs.celery import CeleryRunner
 
             celery = celery if celery is not None else app.extensions.get("celery")
@@ -329,12 +330,13 @@ class WebhookKit:
                     "WEBHOOK_KIT_RUNNER=celery needs a Celery app: kit.init_app(app, "
                     "celery=celery_app), or set app.extensions['celery'] before init_app"
                 )
+            app.extensions.setdefault("celery", celery)  # the worker finds it there
             return CeleryRunner(celery, executor)
-        if settings.runner == "off":
+        if runner == "off":
             return None
-        runner = EmbeddedRunner(executor, threads=settings.job_threads, poll=settings.job_poll)
-        runner.start()
-        return runner
+        embedded = EmbeddedRunner(executor, threads=settings.job_threads, poll=settings.job_poll)
+        embedded.start()
+        return embedded
 
     def _send_reply(self, app: Flask, message: InboundMessage, reply: Message, key: str) -> None:
         """Send one ``<Message>`` of a background handler's reply, at most once per ``key``."""

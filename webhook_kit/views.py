@@ -261,6 +261,8 @@ class Pipeline:
     def _read(self, environ: dict[str, Any]) -> Incoming:
         if self._housekeeping_pid != os.getpid():  # first request of this worker process
             housekeeping.watch(self.store)
+            if self.runner is not None:
+                self.runner.start()
             self._housekeeping_pid = os.getpid()
         if environ["REQUEST_METHOD"] in ("GET", "HEAD"):
             # Twilio appends GET parameters to the URL itself; nothing more is signed.
