@@ -55,6 +55,7 @@ def app_env(emulator: Emulator, store: str, **extra: str) -> dict[str, str]:
 def hosts(env: dict[str, str], count: int, workers: int) -> list[Gunicorn]:
     """Gunicorn hosts sharing ``env``; status callbacks go to the first one."""
     made = [Gunicorn(env, workers=workers) for _ in range(count)]
+    env["WEBHOOK_KIT_PUBLIC_URL"] = made[0].base  # for the Celery workers too
     for host in made:
         host.env["WEBHOOK_KIT_PUBLIC_URL"] = made[0].base
     return made

@@ -107,10 +107,10 @@ class TwilioUnreachableError(SendError):
 
 
 class SendInDoubtError(SendError):
-    """A send with the same ``key`` started before and never finished (its process died).
+    """A send with the same ``key`` is under way in another process (or died on another host).
 
-    It may or may not have reached Twilio, so it is not sent again: find it in the ledger
-    (``kit.ledger.find(to=...)``) or let ``kit.reconcile`` settle it.
+    Sending now could send twice, so nothing is sent: retry after a couple of minutes, when
+    the earlier attempt's claim on the key has lapsed and its outcome can be looked up.
     """
 
 

@@ -13,6 +13,7 @@ imported only when a :class:`Sender` is built, so receiving webhooks never needs
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -25,7 +26,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from http.client import HTTPResponse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -67,7 +68,7 @@ from .ledger import (
 )
 from .ledger import now as ledger_now
 from .status import MessageStatus
-from .stores import DEFAULT_RETENTION, Claim, Outcome
+from .stores import Claim, Outcome, new_owner
 
 if TYPE_CHECKING:
     from .stores import Store
@@ -79,9 +80,9 @@ T = TypeVar("T")
 #: The query parameter of the StatusCallback URL that carries the signed correlation id.
 TOKEN_PARAM = "c"
 _SALT = "webhook_kit.correlation"
-#: A send's idempotency key is held until retention expires it: an unfinished one (its
-#: process died mid-call) is never taken over, since the message may exist.
-_KEY_LEASE = DEFAULT_RETENTION
+#: How long an unfinished send holds its idempotency key (longer than any API call takes);
+#: a finished one keeps it, with the SID, for the store's retention.
+_KEY_LEASE = 120.0
 _ERRORS: dict[int, type[SendError]] = {
     cls.twilio_code: cls
     for cls in (
@@ -112,13 +113,19 @@ class Correlator:
         self._signer = Signer(secret_key, salt=_SALT) if secret_key else None
 
     @staticmethod
-    def new_id() -> str:
-        """A fresh correlation id: the ledger key of a send until its SID is known."""
-        return PENDING + secrets.token_hex(16)
+    def new_id(key: str | None = None) -> str:
+        """A correlation id: the ledger key of a send until its SID is known.
 
-    def new(self) -> tuple[str, str]:
-        """A fresh correlation id and its signed token."""
-        correlation = self.new_id()
+        Fresh, or the same for every send with idempotency ``key``, so that a retried send
+        finds the record its earlier attempt wrote before calling the API.
+        """
+        if key is None:
+            return PENDING + secrets.token_hex(16)
+        return PENDING + hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
+
+    def new(self, key: str | None = None) -> tuple[str, str]:
+        """A correlation id (see :meth:`new_id`) and its signed token."""
+        correlation = self.new_id(key)
         if self._signer is None:
             raise ConfigurationError(
                 "no key to sign correlation tokens: set WEBHOOK_KIT_SECRET_KEY (or the auth "
@@ -188,7 +195,7 @@ class SentMessage:
         )
 
     @classmethod
-    def from_ledger(cls, record: MessageRecord | None, ref: str | None = None) -> SentMessage:
+    def from_ledger(cls, record: MessageRecord | None) -> SentMessage:
         """A message sent earlier, as the ledger knows it (an idempotent send's answer)."""
         if record is None:
             raise MessageNotFoundError(
@@ -210,7 +217,7 @@ class SentMessage:
             direction=record.direction,
             date_created=record.created_at,
             date_sent=record.sent_at,
-            ref=record.ref if ref is None else ref,
+            ref=record.ref,
         )
 
     def facts(self, at: float) -> MessageFacts:
@@ -367,13 +374,10 @@ class Sender:
 
         ``key`` makes the send idempotent: the ledger is checked before the API is called,
         and a send whose key already sent returns that message without sending again (a
-        retried background job uses its own key). If the earlier send with the key never
-        finished (its process died during the API call), :class:`SendInDoubtError` is
-        raised instead of risking a second message.
+        retried background job uses its own key). An earlier send with the key whose process
+        died mid-call is looked up on Twilio (same recipient, sender and body) before sending;
+        one still under way elsewhere raises :class:`SendInDoubtError` (retry later).
         """
-        claim = self._claim_key(key) if key is not None else None
-        if claim is not None and claim.outcome is Outcome.DONE:
-            return SentMessage.from_ledger(self.store.get_message(claim.answer.decode()), ref)
         if in_reply_to is not None:
             to = to or in_reply_to.from_
             if from_ is None and messaging_service_sid is None:
@@ -383,10 +387,15 @@ class Sender:
         media = [media_url] if isinstance(media_url, str) else list(media_url or ())
         now = ledger_now()
         if status_callback is None:
-            correlation, token = self.correlator.new()
+            correlation, token = self.correlator.new(key)
             status_callback = self._callback_url(token)
         else:
-            correlation = Correlator.new_id()
+            correlation = Correlator.new_id(key)
+        claim = None
+        if key is not None:
+            claim, earlier = self._claim_key(key, correlation, to, from_, body)
+            if earlier is not None:
+                return earlier
         if send_at is not None and schedule_type is None:
             schedule_type = "fixed"
         if isinstance(content_variables, Mapping):
@@ -451,16 +460,60 @@ class Sender:
             self.store.complete(f"send:{key}", claim.owner, sent.sid.encode())
         return sent
 
-    def _claim_key(self, key: str) -> Claim:
-        """Claim a send's idempotency key for good; DONE holds the SID it sent."""
-        claim = self.store.claim(f"send:{key}", _KEY_LEASE)
-        if claim.outcome is Outcome.BUSY:
-            raise SendInDoubtError(
-                f"a send with key {key!r} started before and never finished (owner "
-                f"{claim.owner}): it may have reached Twilio, so it is not sent again; check "
-                "the ledger or run kit.reconcile()"
-            )
-        return claim
+    def _claim_key(
+        self, key: str, correlation: str, to: str, from_: str | None, body: str | None
+    ) -> tuple[Claim, SentMessage | None]:
+        """Claim a send's idempotency key; or the message an earlier send with it created.
+
+        A finished key holds its SID. An unfinished one whose process died (or whose claim
+        lapsed) may or may not have reached Twilio: the ledger record it wrote before the
+        API call, and Twilio's list of messages to the same person, tell which.
+        """
+        name = f"send:{key}"
+        claim = self.store.claim(name, _KEY_LEASE)
+        if claim.outcome is Outcome.DONE:
+            sid = claim.answer.decode()
+            return claim, SentMessage.from_ledger(self.store.get_message(sid))
+        taken_over = claim.outcome is Outcome.BUSY
+        if taken_over:
+            if not new_owner.is_dead(claim.owner):
+                raise SendInDoubtError(
+                    f"a send with key {key!r} is under way in another process ({claim.owner}) "
+                    f"or died on another host: retry after {_KEY_LEASE:g} s"
+                )
+            claim = self.store.claim(name, _KEY_LEASE, replace=claim.owner)
+            if claim.outcome is not Outcome.CLAIMED:
+                raise SendInDoubtError(f"another process took over the send with key {key!r}")
+        intent = self.store.get_message(correlation)
+        if intent is None and not taken_over:
+            return claim, None  # no earlier attempt reached the API
+        found = self._find_sent(intent, to, from_, body)
+        if found is not None:
+            self.store.save_message(found.facts(ledger_now()), alias=correlation)
+            self.store.complete(name, claim.owner, found.sid.encode())
+        return claim, found
+
+    def _find_sent(
+        self, intent: MessageRecord | None, to: str, from_: str | None, body: str | None
+    ) -> SentMessage | None:
+        """The message an interrupted send created on Twilio, if it did."""
+        since = datetime.now(UTC) - timedelta(seconds=_KEY_LEASE + 60)
+        if intent is not None:
+            body = intent.body if intent.body is not None else body
+            if intent.created_at is not None:
+                since = intent.created_at - timedelta(seconds=60)
+        options: dict[str, Any] = {"to": to, "limit": 100}
+        if from_ is not None:
+            options["from_"] = from_
+        for message in self._call(lambda: self.client.messages.list(**options)):
+            created = message.date_created
+            if (
+                message.body == (body or "")
+                and str(message.direction or "").startswith("outbound")
+                and (created is None or created >= since)
+            ):
+                return SentMessage.from_instance(message)
+        return None
 
     def fetch(self, sid: str) -> SentMessage:
         """The message as Twilio has it now."""
