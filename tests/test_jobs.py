@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from flask import Flask
+from server import ROOT, Gunicorn
 from test_kit import TOKEN, make_app
 
 from webhook_kit import (
@@ -17,9 +25,13 @@ from webhook_kit import (
     StatusCallback,
     WebhookKit,
 )
-from webhook_kit.jobs import JobKind, JobState
-from webhook_kit.stores import Store
-from webhook_kit.testing import TwilioTestClient, inbound_sms
+from webhook_kit.cli import main
+from webhook_kit.emulator import Emulator
+from webhook_kit.errors import SendInDoubtError
+from webhook_kit.jobs import Job, JobKind, JobState
+from webhook_kit.sending import Sender
+from webhook_kit.stores import Store, open_store
+from webhook_kit.testing import TWILIO_NUMBER, TwilioTestClient, inbound_sms
 
 SID = "SM" + "7" * 32
 
@@ -221,3 +233,140 @@ class TestRegistration:
         app = make_app(kit)
         with pytest.raises(ConfigurationError, match="no background=True handlers"):
             kit.executor(app)
+
+
+class TestKeyedSends:
+    """kit.send(key=...): what makes a retried job's reply go out once."""
+
+    @pytest.fixture
+    def sender(self, twilio_emulator: Emulator) -> Sender:
+        twilio_emulator.add_number(TWILIO_NUMBER)
+        client = twilio_emulator.client()
+        return Sender(open_store("memory://"), client, status_url="http://b.test/s", secret_key="k")
+
+    def test_a_key_sends_once(self, sender: Sender, twilio_emulator: Emulator) -> None:
+        first = sender.send("+14155550100", "hi", from_=TWILIO_NUMBER, key="job-1#reply0")
+        again = sender.send("+14155550100", "hi", from_=TWILIO_NUMBER, key="job-1#reply0")
+        assert again.sid == first.sid and again.to == "+14155550100"
+        other = sender.send("+14155550100", "hi", from_=TWILIO_NUMBER, key="job-2#reply0")
+        assert other.sid != first.sid
+        assert len(twilio_emulator.messages(to="+14155550100")) == 2
+
+    def test_an_interrupted_send_is_found_on_twilio_not_sent_again(
+        self, twilio_emulator: Emulator, tmp_path: Path
+    ) -> None:
+        twilio_emulator.add_number(TWILIO_NUMBER)
+        url = f"sqlite:///{tmp_path}/kit.db"
+        sender = Sender(
+            open_store(url), twilio_emulator.client(), status_url="http://b.test/s", secret_key="k"
+        )
+        created = twilio_emulator.client().messages.create(
+            to="+14155550100", from_=TWILIO_NUMBER, body="hi"
+        )  # the process that sent it died before it could record the SID...
+        _claim_in_a_dead_process(url, "send:job-3#reply0")  # ...holding the key
+        found = sender.send("+14155550100", "hi", from_=TWILIO_NUMBER, key="job-3#reply0")
+        assert found.sid == created.sid
+        assert len(twilio_emulator.messages(to="+14155550100")) == 1
+        record = sender.store.get_message(created.sid)
+        assert record is not None  # the ledger knows it now
+
+        _claim_in_a_dead_process(url, "send:job-4#reply0")  # died before reaching Twilio
+        sent = sender.send("+14155550100", "other", from_=TWILIO_NUMBER, key="job-4#reply0")
+        assert len(twilio_emulator.messages(to="+14155550100")) == 2 and sent.body == "other"
+
+        sender.store.claim("send:job-5#reply0", 120)  # a live process is sending it
+        with pytest.raises(SendInDoubtError, match="under way"):
+            sender.send("+14155550100", "hi", from_=TWILIO_NUMBER, key="job-5#reply0")
+
+
+def _claim_in_a_dead_process(store_url: str, key: str) -> None:
+    pid = os.fork()
+    if pid == 0:
+        open_store(store_url).claim(key, 120)
+        os._exit(0)
+    os.waitpid(pid, 0)
+
+
+class TestCommands:
+    """webhook-kit jobs list|retry|purge, and webhook-kit worker."""
+
+    def test_list_retry_purge(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        url = f"sqlite:///{tmp_path}/kit.db"
+        monkeypatch.setenv("WEBHOOK_KIT_STORE", url)
+        store = open_store(url)
+        jobs = [
+            Job(f"status:SM{i}::#bot.track", JobKind.STATUS, "bot.track", "", i) for i in (1, 2)
+        ]
+        store.enqueue("status:x", store.claim("status:x", 30).owner, b"", jobs)
+        for _ in jobs:
+            taken = store.take_job(30)
+            assert taken is not None
+            store.finish_job(taken.key, taken.owner, JobState.DEAD, error="KeyError: 'crm'")
+        runner = CliRunner()
+        listed = runner.invoke(main, ["jobs", "list", "--state", "dead"])
+        assert listed.exit_code == 0, listed.output
+        lines = listed.output.splitlines()
+        assert lines[0].split() == ["KEY", "STATE", "ATTEMPTS", "CREATED", "LAST", "ERROR"]
+        assert "status:SM1::#bot.track  dead" in lines[1] and "KeyError: 'crm'" in lines[1]
+        retried = runner.invoke(main, ["jobs", "retry", jobs[0].key, "status:nope"])
+        assert retried.exit_code == 1
+        assert "retried 1 job(s)" in retried.output and "status:nope" in retried.output
+        assert [job.state for job in store.list_jobs()] == [JobState.PENDING, JobState.DEAD]
+        assert runner.invoke(main, ["jobs", "retry"]).exit_code == 1  # says what to name
+        as_json = runner.invoke(main, ["jobs", "list", "--json"])
+        assert [json.loads(line)["state"] for line in as_json.output.splitlines()] == [
+            "pending",
+            "dead",
+        ]
+        purged = runner.invoke(main, ["jobs", "purge"])
+        assert purged.output == "purged 1 job(s)\n"
+        assert [job.key for job in store.list_jobs()] == [jobs[0].key]
+
+    def test_worker_runs_what_the_web_process_only_stored(
+        self, twilio_emulator: Emulator, tmp_path: Path
+    ) -> None:
+        twilio_emulator.add_number(TWILIO_NUMBER)
+        store_url = f"sqlite:///{tmp_path}/kit.db"
+        env = {
+            "WEBHOOK_KIT_HANDLERS": "apps.slow_bot",
+            "WEBHOOK_KIT_STORE": store_url,
+            "WEBHOOK_KIT_TWILIO_BASE_URL": twilio_emulator.url,
+            "WEBHOOK_KIT_ACCOUNT_SID": twilio_emulator.account_sid,
+            "WEBHOOK_KIT_PUBLIC_URL": "http://bot.test",
+            "WEBHOOK_KIT_AUTH_TOKEN": twilio_emulator.auth_token,
+            "WEBHOOK_KIT_JOB_POLL": "0.1",
+            "SLOW_BOT_SLEEP": "0",
+        }
+        with Gunicorn({**env, "WEBHOOK_KIT_RUNNER": "off"}) as web:
+            form = inbound_sms("ping", from_="+14155550100")
+            public = env["WEBHOOK_KIT_PUBLIC_URL"] + "/twilio/messages"
+            reply = web.post_signed(
+                "/twilio/messages", form, signed_url=public, token=twilio_emulator.auth_token
+            )
+            assert reply.status == 200
+            time.sleep(0.5)
+            assert twilio_emulator.messages(to="+14155550100") == []  # nobody runs jobs
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "webhook_kit.cli", "worker", "--threads", "2"],
+            env={**os.environ, **env, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while not twilio_emulator.messages(to="+14155550100"):
+                assert time.monotonic() < deadline, worker.stderr and worker.stderr.read()
+                time.sleep(0.1)
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            output, _ = worker.communicate(timeout=15)
+        assert worker.returncode == 0
+        assert b"webhook-kit worker running jobs" in output
+        [sent] = twilio_emulator.messages(to="+14155550100")
+        assert sent.body == "Done: ping" and open_store(store_url).list_jobs() == []
+
+    def test_worker_needs_background_handlers(self) -> None:
+        result = CliRunner().invoke(
+            main, ["worker", "--handlers", "examples.echo_bot"], env={"TWILIO_AUTH_TOKEN": "t"}
+        )
+        assert result.exit_code == 1 and "no background=True handlers" in result.output
