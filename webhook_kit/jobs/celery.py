@@ -99,7 +99,9 @@ class CeleryRunner:
                 log.exception("celery runner: the sweep for lost jobs failed")
 
     def _after_fork(self) -> None:
+        # The parent's sweep thread is gone; its locks may have been held at the fork.
         self._lock = threading.Lock()
+        self._stop = threading.Event()
         self._pid = 0
 
     def _publish(self, key: str, due: float) -> None:

@@ -71,6 +71,8 @@ class EmbeddedRunner:
                 self._wake.clear()
 
     def _after_fork(self) -> None:
+        # The parent's threads are gone; its locks may have been held at the fork.
         self._lock = threading.Lock()
         self._wake = threading.Event()
+        self._stop = threading.Event()
         self._pid = 0

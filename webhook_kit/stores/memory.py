@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from ..jobs import Job, JobState
 from ..ledger import (
@@ -211,7 +212,7 @@ class MemoryStore:
                 candidates = sorted(self._jobs.values(), key=lambda job: (job.created, job.key))
             for job in candidates:
                 if _due(job, now):
-                    taken = replace(
+                    taken = dataclasses.replace(
                         job,
                         state=JobState.RUNNING,
                         owner=new_owner(),
@@ -230,7 +231,7 @@ class MemoryStore:
         with self._lock:
             job = self._running(key, owner)
             if job is not None:
-                self._jobs[key] = replace(job, expires=self._clock() + lease)
+                self._jobs[key] = dataclasses.replace(job, expires=self._clock() + lease)
             return job is not None
 
     def finish_job(
@@ -243,7 +244,9 @@ class MemoryStore:
             if state is None:
                 del self._jobs[key]
             else:
-                self._jobs[key] = replace(job, state=state, run_at=run_at, error=error, owner="")
+                self._jobs[key] = dataclasses.replace(
+                    job, state=state, run_at=run_at, error=error, owner=""
+                )
             return True
 
     def list_jobs(self, state: JobState | None = None, limit: int = 100) -> list[Job]:
@@ -256,7 +259,9 @@ class MemoryStore:
             job = self._jobs.get(key)
             if job is None or job.state is not JobState.DEAD:
                 return False
-            self._jobs[key] = replace(job, state=JobState.PENDING, attempts=0, run_at=self._clock())
+            self._jobs[key] = dataclasses.replace(
+                job, state=JobState.PENDING, attempts=0, run_at=self._clock()
+            )
             return True
 
     def purge_jobs(self, state: JobState = JobState.DEAD) -> int:
