@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -370,3 +371,51 @@ class TestCommands:
             main, ["worker", "--handlers", "examples.echo_bot"], env={"TWILIO_AUTH_TOKEN": "t"}
         )
         assert result.exit_code == 1 and "no background=True handlers" in result.output
+
+
+def test_celery_runner_publishes_jobs_and_republishes_those_the_broker_lost(
+    redis_url: str,
+) -> None:
+    import redis
+    from celery import Celery
+
+    queue = f"wk-test-{uuid.uuid4().hex[:10]}"
+    broker = redis.Redis(host="127.0.0.1", port=6379)
+    celery = Celery("jobs_test", broker="redis://127.0.0.1:6379/0")
+    celery.conf.task_default_queue = queue
+    kit = WebhookKit()
+
+    @kit.on_status(background=True)
+    def track(update: StatusCallback) -> None:
+        pass
+
+    app = Flask(__name__)
+    app.config.update(
+        WEBHOOK_KIT_AUTH_TOKEN=TOKEN, WEBHOOK_KIT_STORE=redis_url, WEBHOOK_KIT_JOB_LEASE=1
+    )
+    app.test_client_class = TwilioTestClient
+    kit.init_app(app, celery=celery)
+    assert app.extensions["celery"] is celery  # where `celery -A app:...` finds it
+    try:
+        app.test_client().send_status(SID, "sent")  # type: ignore[attr-defined]
+        assert broker.llen(queue) == 1  # published after it was stored
+        [job] = kit.pipeline(app).store.list_jobs()
+        broker.delete(queue)  # the broker lost it
+        assert _eventually(lambda: broker.llen(queue) >= 1, 10)  # the sweep found it
+        assert kit.executor(app).run_key(job.key) is None  # a worker runs it...
+        assert kit.executor(app).run_key(job.key) is None  # ...once: a redelivery does nothing
+        assert kit.pipeline(app).store.list_jobs() == []
+    finally:
+        runner = kit.pipeline(app).runner
+        assert runner is not None
+        runner.stop()
+        broker.delete(queue)
+
+
+def _eventually(condition: Any, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
