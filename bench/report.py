@@ -21,6 +21,7 @@ RESULTS = ROOT / "bench" / "results" / "latest.json"
 # The apps the ratios and targets are about (keys of bench.run's app table).
 FLASK, TWILIO, KIT_MEMORY, KIT_SQLITE = "flask", "twilio", "kit_memory", "kit_sqlite"
 FLASK_STATUS, KIT_STATUS = "flask_status", "kit_status_sqlite"
+KIT_POSTGRES = "kit_postgres"
 VERIFY, TWIML_ONE = "verify signature, 20 fields", "TwiML: one message, build + serialise"
 
 TIMES = "\u00d7"
@@ -99,6 +100,9 @@ def collect(
         _target("one-message TwiML", by_name[TWIML_ONE].webhook_kit_us, 5.0, " µs"),
         _target(rss_label, float(rss["growth_mb"]), 20.0, " MB"),
     ]
+    if KIT_POSTGRES in runs:  # when PostgreSQL is reachable
+        name = "webhook_kit PostgreSQL store vs bare Flask"
+        targets.insert(3, _target(name, _ratio(runs, KIT_POSTGRES, FLASK), 0.8))
     return {
         "machine": machine(),
         "settings": settings,

@@ -22,17 +22,28 @@ from types import FrameType
 if __package__ in (None, ""):  # python bench/run.py: import the package, not the folder
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
+import psycopg
 import redis
 
 from bench import micro, report
 from bench.apps import EMPTY, MESSAGES, REPLY, STATUS
 from bench.loadgen import TOKEN, BenchError, Load, Payloads, Server, ensure_wrk, run_wrk
-from bench.report import FLASK, FLASK_STATUS, KIT_MEMORY, KIT_SQLITE, KIT_STATUS, TWILIO
+from bench.report import (
+    FLASK,
+    FLASK_STATUS,
+    KIT_MEMORY,
+    KIT_POSTGRES,
+    KIT_SQLITE,
+    KIT_STATUS,
+    TWILIO,
+)
 from webhook_kit.signature import compute_signature
 from webhook_kit.testing import inbound_sms, status_callback
 
 KIT_REDIS = "kit_status_redis"
 REDIS_URL = "redis://127.0.0.1:6379/0"
+KIT_STATUS_POSTGRES = "kit_status_postgres"
+POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 HANDLERS = "examples.echo_bot"
 WARM_UP_SECONDS = 0.5
 PROBE = 200  # requests that first measure an app's rate
@@ -48,7 +59,7 @@ class App:
     scenario: str  # "inbound" or "status"
     target: str  # gunicorn's APP_MODULE, imported from the repository root
     expect: bytes  # a 200 answer to a signed webhook contains this
-    store: str | None = None  # webhook_kit's store: memory, sqlite or redis
+    store: str | None = None  # webhook_kit's store: memory, sqlite, redis or postgres
     verifies: bool = False  # a bad signature must be answered 403
 
     @property
@@ -62,11 +73,15 @@ INBOUND = [
     App(TWILIO, "Flask + twilio-python", "inbound", "bench.apps:twilio_flask", REPLY, None, True),
     App(KIT_MEMORY, "webhook_kit, memory store", "inbound", "wsgi:app", REPLY, "memory", True),
     App(KIT_SQLITE, "webhook_kit, SQLite store", "inbound", "wsgi:app", REPLY, "sqlite", True),
-]
+    App(KIT_POSTGRES, "webhook_kit, PostgreSQL store", "inbound", "wsgi:app", REPLY, "postgres",
+        True),
+]  # fmt: skip
 STATUS_APPS = [
     App(FLASK_STATUS, "bare Flask, request.form", "status", "bench.apps:bare_flask", EMPTY),
     App(KIT_STATUS, "webhook_kit, SQLite ledger", "status", "wsgi:app", EMPTY, "sqlite", True),
     App(KIT_REDIS, "webhook_kit, Redis ledger", "status", "wsgi:app", EMPTY, "redis", True),
+    App(KIT_STATUS_POSTGRES, "webhook_kit, PostgreSQL ledger", "status", "wsgi:app", EMPTY,
+        "postgres", True),
 ]  # fmt: skip
 
 
@@ -90,6 +105,7 @@ class Session:
     wrk: str
     workdir: Path
     redis_up: bool
+    postgres_up: bool
     inbound: Payloads = field(default_factory=lambda: Payloads(inbound_sms))
     status: Payloads = field(default_factory=lambda: Payloads(status_callback))
     rates: dict[str, float] = field(default_factory=dict)
@@ -106,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         with tempfile.TemporaryDirectory(prefix="webhook_kit_bench_") as workdir:
-            session = Session(settings, ensure_wrk(), Path(workdir), _redis_up())
+            session = Session(settings, ensure_wrk(), Path(workdir), _redis_up(), _postgres_up())
             results = _run(session)
     except BenchError as error:
         print(f"\nBENCHMARK FAILED: {error}", file=sys.stderr)
@@ -152,9 +168,12 @@ def _run(session: Session) -> dict[str, object]:
     print(report.banner(asdict(settings)), flush=True)
     print("micro benchmarks...", flush=True)
     micros = micro.run(repeat=settings.micro_repeat, batch_seconds=settings.micro_batch)
-    apps = INBOUND + [app for app in STATUS_APPS if app.store != "redis" or session.redis_up]
+    up = {"redis": session.redis_up, "postgres": session.postgres_up}
+    apps = [app for app in INBOUND + STATUS_APPS if up.get(app.store or "", True)]
     if not session.redis_up:
         session.warnings.append(f"Redis not reachable at {REDIS_URL}: Redis ledger skipped")
+    if not session.postgres_up:
+        session.warnings.append(f"PostgreSQL not reachable at {POSTGRES_URL}: its runs skipped")
     runs: dict[str, list[Load]] = {app.key: [] for app in apps}
     for round_index in range(settings.rounds):
         order = apps if round_index % 2 == 0 else apps[::-1]
@@ -191,6 +210,14 @@ def _store_env(session: Session, store: str | None) -> Iterator[dict[str, str]]:
         finally:
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{path}{suffix}").unlink(missing_ok=True)
+    elif store == "postgres":
+        schema = f"webhook_kit_bench_{session.starts}_{time.time_ns()}"
+        env["WEBHOOK_KIT_STORE"] = f"{POSTGRES_URL}?schema={schema}"
+        try:
+            yield env
+        finally:
+            with psycopg.connect(POSTGRES_URL, autocommit=True) as db:
+                db.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     else:
         prefix = f"webhook_kit_bench:{session.starts}:{time.time_ns()}"
         env["WEBHOOK_KIT_STORE"] = f"{REDIS_URL}?prefix={prefix}"
@@ -326,6 +353,14 @@ def _redis_up() -> bool:
         return bool(redis.Redis.from_url(REDIS_URL, socket_connect_timeout=0.5).ping())
     except redis.RedisError:
         return False
+
+
+def _postgres_up() -> bool:
+    try:
+        psycopg.connect(POSTGRES_URL, connect_timeout=2).close()
+    except psycopg.Error:
+        return False
+    return True
 
 
 def _delete_redis_keys(prefix: str) -> None:

@@ -10,7 +10,18 @@ import pytest
 pytest_plugins = ["pytester"]
 
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+POSTGRES_HOST, POSTGRES_PORT = "127.0.0.1", 5432
+POSTGRES_URL = f"postgresql://postgres@{POSTGRES_HOST}:{POSTGRES_PORT}/test"
 REQUIRE_SERVICES = os.environ.get("WEBHOOK_KIT_REQUIRE_SERVICES") == "1"
+
+
+def require_service(reachable: bool, message: str) -> None:
+    """Skip with a reason when a service is down, unless CI demands the real service."""
+    if reachable:
+        return
+    if REQUIRE_SERVICES:
+        pytest.fail(f"WEBHOOK_KIT_REQUIRE_SERVICES=1 but {message}")
+    pytest.skip(message)
 
 
 def redis_reachable() -> bool:
@@ -23,16 +34,27 @@ def redis_reachable() -> bool:
 
 
 def require_redis() -> None:
-    """Skip with a reason when Redis is down, unless CI demands the real service."""
-    if redis_reachable():
-        return
-    message = (
+    require_service(
+        redis_reachable(),
         f"no Redis server on {REDIS_HOST}:{REDIS_PORT} (start one with: redis-server "
-        '--daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no)'
+        '--daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no)',
     )
-    if REQUIRE_SERVICES:
-        pytest.fail(f"WEBHOOK_KIT_REQUIRE_SERVICES=1 but {message}")
-    pytest.skip(message)
+
+
+def require_postgres() -> None:
+    import psycopg  # a dev dependency: its absence is an error, not a reason to skip
+
+    try:
+        psycopg.connect(POSTGRES_URL, connect_timeout=2).close()
+        reachable = True
+    except psycopg.Error:
+        reachable = False
+    require_service(
+        reachable,
+        f"no PostgreSQL database 'test' on {POSTGRES_HOST}:{POSTGRES_PORT} for user postgres "
+        "with trust auth (start one with: pg_ctlcluster --skip-systemctl-redirect "
+        "$(ls /etc/postgresql) main start; createdb -U postgres test)",
+    )
 
 
 @pytest.fixture
@@ -48,3 +70,15 @@ def redis_url() -> Iterator[str]:
     if keys:
         client.delete(*keys)
     client.close()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL store URL with a schema of its own; the schema is dropped afterwards."""
+    require_postgres()
+    import psycopg
+
+    schema = f"wktest_{uuid.uuid4().hex[:12]}"
+    yield f"{POSTGRES_URL}?schema={schema}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as db:
+        db.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

@@ -10,11 +10,14 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pgcluster
 import pytest
+from conftest import REQUIRE_SERVICES, require_redis
 from server import ROOT, TOKEN, Gunicorn
 
 from webhook_kit import MessageStatus
@@ -188,12 +191,17 @@ def test_validation_off_must_be_explicit_and_is_loud() -> None:
 # -- delivery guarantees across processes and hosts ----------------------------------------
 
 
-def test_two_hosts_sharing_redis_run_each_handler_once(redis_url: str) -> None:
+@pytest.mark.parametrize("backend", ["redis", "postgres"])
+def test_two_hosts_sharing_a_store_run_each_handler_once(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
     import redis
 
-    prefix = redis_url.rpartition("prefix=")[2]
+    url = request.getfixturevalue(f"{backend}_url")
+    require_redis()  # the bot counts its handler runs in Redis, apart from the store under test
+    prefix = f"wkcount-{uuid.uuid4().hex[:12]}"
     env = {
-        "WEBHOOK_KIT_STORE": redis_url,
+        "WEBHOOK_KIT_STORE": url,
         "WEBHOOK_KIT_HANDLERS": "apps.counting_bot",
         "COUNTER_PREFIX": prefix,
         "COUNTER_DELAY": "0.01",
@@ -214,7 +222,9 @@ def test_two_hosts_sharing_redis_run_each_handler_once(redis_url: str) -> None:
             answers: dict[str, list[tuple[int, bytes]]] = {}
             for fields, future in futures:
                 answers.setdefault(fields["MessageSid"], []).append(future.result())
-    runs = redis.Redis(host="127.0.0.1", port=6379).hgetall(f"{prefix}:runs")
+    counter = redis.Redis(host="127.0.0.1", port=6379)
+    runs = counter.hgetall(f"{prefix}:runs")
+    counter.delete(f"{prefix}:runs")
     counts = {sid.decode(): int(n) for sid, n in runs.items()}
     assert len(counts) == 100 and set(counts.values()) == {1}
     assert sum(counts.values()) == 100
@@ -224,11 +234,18 @@ def test_two_hosts_sharing_redis_run_each_handler_once(redis_url: str) -> None:
         assert all(status in (200, 409) for status, _ in pair)
 
 
-def test_killed_worker_loses_no_acknowledged_callback(tmp_path: Path) -> None:
-    db = tmp_path / "crash.db"
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_killed_worker_loses_no_acknowledged_callback(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url = (
+        f"sqlite:///{tmp_path / 'crash.db'}"
+        if backend == "sqlite"
+        else request.getfixturevalue("postgres_url")
+    )
     acknowledged: list[str] = []
     stop = threading.Event()
-    with Gunicorn({"WEBHOOK_KIT_STORE": f"sqlite:///{db}"}, workers=2) as server:
+    with Gunicorn({"WEBHOOK_KIT_STORE": url}, workers=2) as server:
 
         def stream() -> None:
             while not stop.is_set():
@@ -251,10 +268,73 @@ def test_killed_worker_loses_no_acknowledged_callback(tmp_path: Path) -> None:
         for sender in senders:
             sender.join(timeout=30)
         assert victim not in server.worker_pids()
-    store = open_store(f"sqlite:///{db}")
+    store = open_store(url)
     missing = [sid for sid in acknowledged if store.get_message(sid) is None]
+    store.close()
     assert len(acknowledged) > 100
     assert missing == []
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[pgcluster.PrivateCluster]:
+    """A PostgreSQL cluster of this test's own, which it may stop: never the shared server."""
+    reason = pgcluster.unavailable()
+    if reason is not None:
+        if REQUIRE_SERVICES:
+            pytest.fail(f"WEBHOOK_KIT_REQUIRE_SERVICES=1 but {reason}")
+        pytest.skip(reason)
+    with pgcluster.PrivateCluster() as cluster:
+        yield cluster
+
+
+RECOVERED = 40  # successes in a row that show every worker is back
+
+
+def _successes_in_a_row(replies: list[tuple[float, int, str]]) -> int:
+    """How many of the latest replies are 200s, counting back to the last failure."""
+    statuses = [status for _, status, _ in replies]
+    return len(statuses) - 1 - max((i for i, s in enumerate(statuses) if s != 200), default=-1)
+
+
+def test_database_restart_gives_503s_then_recovers_without_a_worker_restart(
+    private_postgres: pgcluster.PrivateCluster,
+) -> None:
+    url = f"{private_postgres.url}?pool_timeout=0.5"
+    replies: list[tuple[float, int, str]] = []  # (time, status, MessageSid)
+    stop = threading.Event()
+    with Gunicorn({"WEBHOOK_KIT_STORE": url}, workers=2) as server:
+        workers = sorted(server.worker_pids())
+
+        def stream() -> None:
+            while not stop.is_set():
+                sid = new_sid()
+                reply = server.post_signed("/twilio/status", status_callback(sid, "sent"))
+                replies.append((time.monotonic(), reply.status, sid))
+                assert "Traceback" not in reply.text
+
+        senders = [threading.Thread(target=stream) for _ in range(3)]
+        for sender in senders:
+            sender.start()
+        time.sleep(1.0)
+        private_postgres.stop()
+        down = time.monotonic()
+        time.sleep(2.0)
+        private_postgres.start()
+        up = time.monotonic()
+        deadline = up + 30
+        while time.monotonic() < deadline and _successes_in_a_row(replies) < RECOVERED:
+            time.sleep(0.2)
+        stop.set()
+        for sender in senders:
+            sender.join(timeout=30)
+        assert sorted(server.worker_pids()) == workers  # recovered with the same workers
+    assert {status for _, status, _ in replies} == {200, 503}
+    assert any(status == 503 for at, status, _ in replies if down < at < up)
+    assert _successes_in_a_row(replies) >= RECOVERED  # both workers answer again, to the end
+    store = open_store(private_postgres.url)
+    acknowledged = [sid for _, status, sid in replies if status == 200]
+    assert [sid for sid in acknowledged if store.get_message(sid) is None] == []
+    store.close()
 
 
 def _chunked(server: Gunicorn, body: bytes, signature: str) -> tuple[int, bytes]:

@@ -591,11 +591,11 @@ class BrokenStore(MemoryStore):
         raise StoreError("disk full")
 
     def claim(
-        self, key: str, lease: float, replace: str = "", message: MessageFacts | None = None
+        self, key: str, lease: float, *, replace: str = "", message: MessageFacts | None = None
     ) -> Claim:
         if key.startswith("message:"):
             raise StoreError("redis unreachable")
-        return super().claim(key, lease, replace, message)
+        return super().claim(key, lease, replace=replace, message=message)
 
 
 def test_store_failure_is_503_and_releases_the_claim() -> None:
@@ -973,10 +973,10 @@ def test_direct_status_without_handlers_is_one_store_step() -> None:
         calls: list[str] = []
 
         def claim(
-            self, key: str, lease: float, replace: str = "", message: MessageFacts | None = None
+            self, key: str, lease: float, *, replace: str = "", message: MessageFacts | None = None
         ) -> Claim:
             self.calls.append("claim")
-            return super().claim(key, lease, replace, message)
+            return super().claim(key, lease, replace=replace, message=message)
 
         def record_status(
             self, entry: StatusEntry, lease: float | None = None, replace: str = ""

@@ -1,4 +1,4 @@
-"""One behavioural suite for every store: memory, SQLite and a real Redis."""
+"""One behavioural suite for every store: memory, SQLite, a real Redis and a real PostgreSQL."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
@@ -21,7 +22,7 @@ from webhook_kit.stores.sqlite import SQLiteStore
 StoreFactory = Callable[..., Store]
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
+@pytest.fixture(params=["memory", "sqlite", "redis", "postgres"])
 def kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -33,6 +34,7 @@ def make_store(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Ite
         "memory": "memory://",
         "sqlite": f"sqlite:///{tmp_path}/kit.db",
         "redis": request.getfixturevalue("redis_url") if kind == "redis" else "",
+        "postgres": request.getfixturevalue("postgres_url") if kind == "postgres" else "",
     }[kind]
 
     def make(**options: float) -> Store:
@@ -110,10 +112,10 @@ class TestClaims:
         assert store.claim("k", 30).outcome is Outcome.BUSY
 
     def test_finished_keys_expire_after_the_retention(self, make_store: StoreFactory) -> None:
-        store = make_store(retention=0.3)
+        store = make_store(retention=1.0)  # long enough for a loaded machine's round trips
         store.complete("k", store.claim("k", 30).owner, b"x")
         assert store.claim("k", 30).outcome is Outcome.DONE
-        time.sleep(0.4)
+        time.sleep(1.1)
         assert store.claim("k", 30).outcome is Outcome.CLAIMED
 
     def test_concurrent_threads_claim_once(self, store: Store) -> None:
@@ -139,15 +141,15 @@ def _claim_in_process(url: str, keys: list[str], barrier: object, results: objec
     results.put(won)  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+@pytest.mark.parametrize("backend", ["sqlite", "redis", "postgres"])
 def test_concurrent_processes_win_each_claim_exactly_once(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     url = (
         f"sqlite:///{tmp_path}/shared.db"
         if backend == "sqlite"
-        else request.getfixturevalue("redis_url")
-    )
+        else request.getfixturevalue(f"{backend}_url")
+    )  # PostgreSQL: the processes also race to create the schema
     if backend == "sqlite":
         open_store(url).close()  # create the schema before the race
     context = multiprocessing.get_context("spawn")
@@ -295,6 +297,12 @@ class TestRetention:
             store = make_store(ledger_retention=0.3)
             store.record_status(entry("SMold", "sent"))
             time.sleep(0.4)
+        elif kind == "postgres":
+            store = make_store(ledger_retention=10)
+            store.record_status(entry("SMold", "sent", at=time.time() - 100))
+            store.record_status(entry("SMnew", "sent"))
+            assert store.sweep() >= 1  # type: ignore[attr-defined]
+            assert store.get_message("SMnew") is not None
         else:
             store = make_store(ledger_retention=10)
             store.record_status(entry("SMold", "sent", at=time.time() - 100))
@@ -313,6 +321,26 @@ class TestRetention:
             store.maintain(full=True)
         store.save_message(MessageFacts("SMkept", at, created_at=at, ref="r"))
         assert [record.message_sid for record in store.find_messages(Query(ref="r"))] == ["SMkept"]
+
+
+def test_redis_maintenance_drops_expired_records_from_the_index(redis_url: str) -> None:
+    """Without it, the creation-time index would keep every SID ever written."""
+    import redis
+
+    store = open_store(redis_url, ledger_retention=0.3)
+    old = time.time() - 1.0
+    for index in range(3):
+        store.save_message(MessageFacts(f"SMgone{index}", old, created_at=old))
+    time.sleep(0.4)
+    store.save_message(MessageFacts("SMalive", old, created_at=old))  # old, but written now
+    store.maintain(full=True)
+    prefix = dict(parse_qsl(urlsplit(redis_url).query))["prefix"]
+    client = redis.Redis.from_url(redis_url.partition("?")[0])
+    try:
+        assert client.zrange(f"{prefix}:messages", 0, -1) == [b"SMalive"]
+    finally:
+        client.close()
+    assert [r.message_sid for r in store.find_messages(Query())] == ["SMalive"]
 
 
 def test_sqlite_is_in_wal_mode(tmp_path: Path) -> None:
@@ -341,7 +369,7 @@ def test_redis_down_is_a_store_error() -> None:
         store.claim("k", 1)
 
 
-@pytest.mark.parametrize("url", ["postgres://x", "sqlite://", "sqlite:///", "nothing"])
+@pytest.mark.parametrize("url", ["mysql://x", "sqlite://", "sqlite:///", "nothing"])
 def test_bad_store_urls(url: str) -> None:
     with pytest.raises(ConfigurationError):
         open_store(url)
@@ -390,112 +418,6 @@ def test_owner_tokens_are_unique_across_forked_workers() -> None:
 def test_sqlite_new_files_use_small_pages(tmp_path: Path) -> None:
     store = SQLiteStore(str(tmp_path / "pages.db"))
     assert store._connection().execute("PRAGMA page_size").fetchone()[0] == 2048
-
-
-class TestDeadOwners:
-    def test_busy_names_the_holder(self, store: Store) -> None:
-        first = store.claim("k", 30)
-        busy = store.claim("k", 30)
-        assert busy.outcome is Outcome.BUSY and busy.owner == first.owner
-
-    def test_replace_takes_over_only_from_the_named_owner(self, store: Store) -> None:
-        first = store.claim("k", 30)
-        assert store.claim("k", 30, replace="someone-else").outcome is Outcome.BUSY
-        taken = store.claim("k", 30, replace=first.owner)
-        assert taken.outcome is Outcome.CLAIMED and taken.owner != first.owner
-        store.complete("k", first.owner, b"late")  # the old owner cannot finish it any more
-        store.complete("k", taken.owner, b"mine")
-        assert store.claim("k", 30, replace=taken.owner).answer == b"mine"  # finished: kept
-
-    def test_record_takes_over_without_recording_twice(self, store: Store) -> None:
-        first = store.record_status(entry("SMdead", "failed"), 30)
-        again = store.record_status(entry("SMdead", "failed"), 30, first.claim.owner)
-        assert again.outcome is Outcome.CLAIMED and not again.recorded
-        assert again.final  # the hooks may run: the status is known
-        record = store.get_message("SMdead")
-        assert record is not None and len(record.history) == 1
-
-
-def test_an_owner_is_dead_once_its_process_is_gone() -> None:
-    import os
-
-    from webhook_kit.stores import new_owner
-
-    mine = new_owner()
-    assert not new_owner.is_dead(mine)
-    assert not new_owner.is_dead("otherhost.1.2.3")  # another host: only its lease can tell
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.write(write, new_owner().encode())
-        os._exit(0)
-    os.close(write)
-    child = os.read(read, 100).decode()
-    os.close(read)
-    os.waitpid(pid, 0)
-    assert new_owner.is_dead(child)
-
-
-def test_new_idempotency_tokens_never_rerun_a_handler(make_store: StoreFactory) -> None:
-    """Twilio does not promise its token survives a retry: the key is the event itself."""
-    from test_kit import client_for
-
-    from webhook_kit import InboundMessage, StatusCallback, WebhookKit
-    from webhook_kit.testing import inbound_sms, status_callback
-
-    runs: list[str] = []
-    kit = WebhookKit(store=make_store())
-
-    @kit.on_message()
-    def reply(message: InboundMessage) -> str:
-        runs.append(message.message_sid)
-        return "ok"
-
-    @kit.on_status()
-    def track(update: StatusCallback) -> None:
-        runs.append(update.status)
-
-    client = client_for(kit)
-    message, callback = inbound_sms("hi"), status_callback(status="undelivered", error_code=30003)
-    for attempt in range(3):
-        headers = {"I-Twilio-Idempotency-Token": f"token-{attempt}"}
-        assert client.send("messages", message, headers=headers).texts == ["ok"]
-        assert client.send("status", callback, headers=headers).status_code == 200
-    assert runs == [message["MessageSid"], "undelivered"]
-
-
-def test_requests_never_sweep_housekeeping_does(tmp_path: Path) -> None:
-    now = [1000.0]
-    store = SQLiteStore(str(tmp_path / "kit.db"), retention=10, clock=lambda: now[0])
-    store.complete("old", store.claim("old", 30).owner, b"x")
-    now[0] = 5000.0  # long past the retention and any sweep interval
-    for index in range(50):
-        store.claim(f"new-{index}", 30)
-    count = "SELECT count(*) FROM wk_claims WHERE key = 'old'"
-    assert store._connection().execute(count).fetchone()[0] == 1
-    store.maintain()
-    assert store._connection().execute(count).fetchone()[0] == 0
-
-
-def test_each_process_maintains_its_stores_in_a_background_thread() -> None:
-    from test_kit import client_for
-
-    from webhook_kit import WebhookKit
-    from webhook_kit.stores.memory import MemoryStore
-
-    class Watched(MemoryStore):
-        threads: set[str] = set()
-
-        def maintain(self, *, full: bool = False) -> None:
-            self.threads.add(threading.current_thread().name)
-            super().maintain(full=full)
-
-    kit = WebhookKit(store=Watched())
-    client_for(kit).send_status("SM" + "0" * 32, "sent")
-    deadline = time.monotonic() + 5
-    while not Watched.threads and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert Watched.threads == {"webhook_kit-housekeeping"}
 
 
 #: Ledger times in the tests: recent, so that no retention sweep removes them.
@@ -622,3 +544,287 @@ def test_sqlite_adds_the_new_ledger_columns_to_an_old_file(tmp_path: Path) -> No
     store.save_message(facts("SMold", T + 6.0, ref="kept"))
     record = store.get_message("SMold")
     assert record is not None and record.ref == "kept" and record.status is MessageStatus.SENT
+
+
+class TestDeadOwners:
+    def test_busy_names_the_holder(self, store: Store) -> None:
+        first = store.claim("k", 30)
+        busy = store.claim("k", 30)
+        assert busy.outcome is Outcome.BUSY and busy.owner == first.owner
+
+    def test_replace_takes_over_only_from_the_named_owner(self, store: Store) -> None:
+        first = store.claim("k", 30)
+        assert store.claim("k", 30, replace="someone-else").outcome is Outcome.BUSY
+        taken = store.claim("k", 30, replace=first.owner)
+        assert taken.outcome is Outcome.CLAIMED and taken.owner != first.owner
+        store.complete("k", first.owner, b"late")  # the old owner cannot finish it any more
+        store.complete("k", taken.owner, b"mine")
+        assert store.claim("k", 30, replace=taken.owner).answer == b"mine"  # finished: kept
+
+    def test_record_takes_over_without_recording_twice(self, store: Store) -> None:
+        first = store.record_status(entry("SMdead", "failed"), 30)
+        again = store.record_status(entry("SMdead", "failed"), 30, first.claim.owner)
+        assert again.outcome is Outcome.CLAIMED and not again.recorded
+        assert again.final  # the hooks may run: the status is known
+        record = store.get_message("SMdead")
+        assert record is not None and len(record.history) == 1
+
+
+def test_an_owner_is_dead_once_its_process_is_gone() -> None:
+    import os
+
+    from webhook_kit.stores import new_owner
+
+    mine = new_owner()
+    assert not new_owner.is_dead(mine)
+    assert not new_owner.is_dead("otherhost.1.2.3")  # another host: only its lease can tell
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.write(write, new_owner().encode())
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 100).decode()
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert new_owner.is_dead(child)
+
+
+def test_new_idempotency_tokens_never_rerun_a_handler(make_store: StoreFactory) -> None:
+    """Twilio does not promise its token survives a retry: the key is the event itself."""
+    from test_kit import client_for
+
+    from webhook_kit import InboundMessage, StatusCallback, WebhookKit
+    from webhook_kit.testing import inbound_sms, status_callback
+
+    runs: list[str] = []
+    kit = WebhookKit(store=make_store())
+
+    @kit.on_message()
+    def reply(message: InboundMessage) -> str:
+        runs.append(message.message_sid)
+        return "ok"
+
+    @kit.on_status()
+    def track(update: StatusCallback) -> None:
+        runs.append(update.status)
+
+    client = client_for(kit)
+    message, callback = inbound_sms("hi"), status_callback(status="undelivered", error_code=30003)
+    for attempt in range(3):
+        headers = {"I-Twilio-Idempotency-Token": f"token-{attempt}"}
+        assert client.send("messages", message, headers=headers).texts == ["ok"]
+        assert client.send("status", callback, headers=headers).status_code == 200
+    assert runs == [message["MessageSid"], "undelivered"]
+
+
+def test_requests_never_sweep_housekeeping_does(tmp_path: Path) -> None:
+    now = [1000.0]
+    store = SQLiteStore(str(tmp_path / "kit.db"), retention=10, clock=lambda: now[0])
+    store.complete("old", store.claim("old", 30).owner, b"x")
+    now[0] = 5000.0  # long past the retention and any sweep interval
+    for index in range(50):
+        store.claim(f"new-{index}", 30)
+    count = "SELECT count(*) FROM wk_claims WHERE key = 'old'"
+    assert store._connection().execute(count).fetchone()[0] == 1
+    store.maintain()
+    assert store._connection().execute(count).fetchone()[0] == 0
+
+
+def test_each_process_maintains_its_stores_in_a_background_thread() -> None:
+    from test_kit import client_for
+
+    from webhook_kit import WebhookKit
+    from webhook_kit.stores.memory import MemoryStore
+
+    class Watched(MemoryStore):
+        threads: set[str] = set()
+
+        def maintain(self, *, full: bool = False) -> None:
+            self.threads.add(threading.current_thread().name)
+            super().maintain(full=full)
+
+    kit = WebhookKit(store=Watched())
+    client_for(kit).send_status("SM" + "0" * 32, "sent")
+    deadline = time.monotonic() + 5
+    while not Watched.threads and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert Watched.threads == {"webhook_kit-housekeeping"}
+
+
+# -- PostgreSQL: schema, migrations, sweeps, failures ----------------------------------------
+
+
+def _schema_state(url: str, schema: str) -> dict[str, int | None]:
+    import psycopg
+
+    with psycopg.connect(url.partition("?")[0]) as db:
+        tables = db.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (schema,)
+        ).fetchall()
+        versions = db.execute(f'SELECT max(version) FROM "{schema}".wk_schema_version').fetchone()
+    return {"tables": len(tables), "version": versions[0] if versions else None}
+
+
+def test_postgres_creates_its_versioned_schema_on_first_use(postgres_url: str) -> None:
+    from webhook_kit.stores.postgres import MIGRATIONS, PostgresStore
+
+    store = open_store(postgres_url)
+    assert isinstance(store, PostgresStore)
+    schema = store.schema
+    assert schema.startswith("wktest_")
+    store.claim("k", 30)
+    assert _schema_state(postgres_url, schema) == {
+        "tables": 5,
+        "version": len(MIGRATIONS),
+    }  # claims, messages, events, jobs, version
+    store.close()
+    again = open_store(postgres_url)  # a second process finds the schema up to date
+    assert again.claim("k", 30).outcome is Outcome.BUSY
+    again.close()
+
+
+def test_postgres_applies_a_new_migration_once(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import psycopg
+
+    from webhook_kit.stores import postgres
+
+    first = open_store(postgres_url)
+    first.record_status(entry("SM1", "sent"))
+    first.close()
+    step = "ALTER TABLE {schema}.wk_messages ADD COLUMN direction text"
+    monkeypatch.setattr(postgres, "MIGRATIONS", (*postgres.MIGRATIONS, step))
+    upgraded = open_store(postgres_url)
+    assert upgraded.get_message("SM1") is not None  # the old rows are still there
+    schema = upgraded.schema  # type: ignore[attr-defined]
+    assert _schema_state(postgres_url, schema)["version"] == len(postgres.MIGRATIONS)
+    with psycopg.connect(postgres_url.partition("?")[0]) as db:
+        column = db.execute(
+            "SELECT 1 FROM information_schema.columns"
+            " WHERE table_schema = %s AND table_name = 'wk_messages' AND column_name = 'direction'",
+            (schema,),
+        ).fetchone()
+    assert column is not None
+    upgraded.close()
+    current = open_store(postgres_url)
+    assert current.get_message("SM1") is not None  # nothing left to apply: no error
+    current.close()
+    monkeypatch.setattr(postgres, "MIGRATIONS", postgres.MIGRATIONS[:1])
+    older = open_store(postgres_url)
+    with pytest.raises(ConfigurationError, match="newer than this webhook_kit knows"):
+        older.claim("k", 30)
+    older.close()
+
+
+def test_postgres_sweep_deletes_only_what_has_expired(postgres_url: str) -> None:
+    from webhook_kit.stores.postgres import PostgresStore
+
+    now = [1000.0]
+    store = PostgresStore(postgres_url, retention=10, ledger_retention=20, clock=lambda: now[0])
+    store.complete("old", store.claim("old", 30).owner, b"gone")
+    store.claim("lapsed", 5)
+    store.record_status(entry("SMold", "sent", at=1000.0))
+    now[0] = 1020.0
+    store.complete("live", store.claim("live", 30).owner, b"kept")
+    store.record_status(entry("SMlive", "sent", at=1020.0))
+    now[0] = 1025.0
+    # Claims "old", "lapsed" and SMold's (expired at 1010 or before), and SMold's one event
+    # (last updated before 1025 - 20); "live" and SMlive's claim are kept until 1030.
+    assert store.sweep() == 4
+    assert store.claim("live", 30).answer == b"kept"
+    assert store.get_message("SMold") is None and store.get_message("SMlive") is not None
+    assert store.sweep() == 0
+    store.close()
+
+
+def test_postgres_down_is_a_fast_store_error() -> None:
+    store = open_store("postgresql://postgres:secret@127.0.0.1:1/test?pool_timeout=0.5")
+    with pytest.raises(StoreError, match="PostgreSQL store") as caught:
+        store.claim("k", 1)
+    assert "secret" not in str(caught.value) and ":***@" in str(caught.value)
+    store.close()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://h/db?schema=1st",
+        "postgresql://h/db?schema=a-b",
+        'postgresql://h/db?schema=a"b',
+        "postgresql://h/db?pool_timeout=soon",
+        "postgresql://h/db?pool_size=0",
+    ],
+)
+def test_postgres_bad_options(url: str) -> None:
+    with pytest.raises(ConfigurationError, match="PostgreSQL"):
+        open_store(url)
+
+
+def test_postgres_claims_commit_asynchronously_and_nothing_else(postgres_url: str) -> None:
+    from webhook_kit.stores.postgres import PostgresStore
+
+    store = PostgresStore(postgres_url + "&pool_size=1")
+    claim = store.claim("k", 30)
+    with store._connection() as db:  # the one pooled connection, back from that claim
+        assert db.execute("SHOW synchronous_commit").fetchone() == ("on",)
+        before = db.execute("SELECT pg_current_wal_insert_lsn()").fetchone()
+    store.complete("k", claim.owner, b"x")
+    with store._connection() as db:
+        flushed = db.execute("SELECT pg_current_wal_flush_lsn() >= %s", before).fetchone()
+    assert flushed == (True,)  # complete() waited for the WAL, the claim's included
+    store.close()
+
+
+def test_postgres_store_used_before_a_fork_works_on_both_sides(postgres_url: str) -> None:
+    import os
+    import warnings
+
+    from webhook_kit.stores.postgres import PostgresStore
+
+    store = PostgresStore(postgres_url + "&pool_size=1")
+    assert store.claim("parent-before", 30).outcome is Outcome.CLAIMED
+    with store._connection() as db:
+        parent_backend = db.info.backend_pid
+    read, write = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the pool's threads: fork anyway
+        pid = os.fork()
+    if pid == 0:  # the child, as a gunicorn worker forked from a master that used the store
+        outcome = store.claim("child", 30).outcome
+        with store._connection() as db:
+            backend = db.info.backend_pid
+        os.write(write, f"{outcome.value} {backend}".encode())
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 100).decode().split()
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert child[0] == Outcome.CLAIMED.value
+    assert int(child[1]) != parent_backend  # the child opened a connection of its own
+    assert store.claim("child", 30).outcome is Outcome.BUSY  # the child's claim is shared
+    assert store.claim("parent-after", 30).outcome is Outcome.CLAIMED  # the parent's pool lives
+    store.close()
+
+
+def test_postgres_runs_in_a_schema_a_dba_created_for_it(postgres_url: str) -> None:
+    """An application role without the CREATE privilege on the database still migrates."""
+    import psycopg
+
+    from webhook_kit.stores.postgres import PostgresStore
+
+    admin_url, _, query = postgres_url.partition("?")
+    schema = query.removeprefix("schema=")
+    role = schema  # unique per test, like the schema the fixture drops
+    with psycopg.connect(admin_url, autocommit=True) as db:
+        db.execute(f'CREATE ROLE "{role}" LOGIN')
+        db.execute(f'CREATE SCHEMA "{schema}" AUTHORIZATION "{role}"')
+    try:
+        store = PostgresStore(postgres_url.replace("postgres@", f"{role}@", 1))
+        assert store.claim("k", 30).outcome is Outcome.CLAIMED
+        store.close()
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as db:
+            db.execute(f'DROP SCHEMA "{schema}" CASCADE')
+            db.execute(f'DROP ROLE "{role}"')

@@ -17,6 +17,7 @@ from .errors import StoreError as StoreError
 from .errors import TooManyMediaError as TooManyMediaError
 from .errors import TwiMLError as TwiMLError
 from .errors import TwiMLParseError as TwiMLParseError
+from .errors import TwiMLTypeError as TwiMLTypeError
 from .errors import WebhookKitError as WebhookKitError
 from .events import Channel as Channel
 from .events import FallbackRequest as FallbackRequest

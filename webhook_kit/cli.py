@@ -24,7 +24,7 @@ from urllib.parse import urlencode, urlsplit
 import click
 
 from . import testing
-from .config import DEFAULTS, Settings
+from .config import Settings
 from .encoding import SegmentInfo, analyze, smart_encode
 from .errors import TwiMLError, WebhookKitError
 from .jobs import JobState
@@ -82,17 +82,12 @@ def maintenance(*, store: str | None) -> None:
     a store no server is using, or to compact at a quiet hour. Retention periods come from
     WEBHOOK_KIT_RETENTION and WEBHOOK_KIT_LEDGER_RETENTION, as for the server.
     """
-    config = {key: os.environ[key] for key in DEFAULTS if os.environ.get(key)}
+    config = config_from_environ()
     if store:
         config["WEBHOOK_KIT_STORE"] = store
     try:
         settings = Settings.from_config(config)
-        opened = open_store(
-            settings.store,
-            retention=settings.retention,
-            ledger_retention=settings.ledger_retention,
-            timeout=settings.store_timeout,
-        )
+        opened = _store(settings)
         try:
             opened.maintain(full=True)
         finally:
@@ -294,7 +289,7 @@ def reconcile(older_than: str, as_json: bool) -> None:
     age = _duration(older_than, "--older-than")
     config = config_from_environ()
     try:
-        store = _store(config)
+        store = _store(Settings.from_config(config))
         report = Sender.from_config(config, store).reconcile(older_than=age)
     except WebhookKitError as error:
         _fail(str(error))
@@ -395,7 +390,7 @@ def jobs_purge(*, state: str) -> None:
 
 def _jobs(operation: Callable[[Store], T]) -> T:
     try:
-        store = _store(config_from_environ())
+        store = _store(Settings.from_config(config_from_environ()))
         try:
             return operation(store)
         finally:
@@ -408,16 +403,18 @@ def _when(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _store(config: dict[str, Any]) -> Store:
-    settings = Settings.from_config(config)
+def _store(settings: Settings) -> Store:
     return open_store(
-        settings.store, retention=settings.retention, ledger_retention=settings.ledger_retention
+        settings.store,
+        retention=settings.retention,
+        ledger_retention=settings.ledger_retention,
+        timeout=settings.store_timeout,
     )
 
 
 def _ledger(query: Callable[[Ledger], T]) -> T:
     try:
-        return query(Ledger(_store(config_from_environ())))
+        return query(Ledger(_store(Settings.from_config(config_from_environ()))))
     except WebhookKitError as error:
         _fail(str(error))
 

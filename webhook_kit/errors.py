@@ -52,6 +52,13 @@ class TwiMLError(WebhookKitError, ValueError):
     """A TwiML reply would be rejected by Twilio; raised while the reply is built."""
 
 
+class TwiMLTypeError(TwiMLError, TypeError):
+    """The TwiML builder was given the wrong kind of child or argument (a ``TypeError`` too).
+
+    twilio-python raises ``TwiMLException`` here, so ``except TwiMLError`` covers ported code.
+    """
+
+
 class TooManyMediaError(TwiMLError):
     """A ``<Message>`` may carry at most 10 ``<Media>`` nouns."""
 

@@ -275,14 +275,6 @@ def timestamp(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
-class Records(Protocol):
-    """Where the ledger reads records from: any store (the ledger never imports the stores)."""
-
-    def get_message(self, message_sid: str) -> MessageRecord | None: ...
-
-    def find_messages(self, query: Query) -> list[MessageRecord]: ...
-
-
 def optional_timestamp(seconds: float | None) -> datetime | None:
     return timestamp(seconds) if seconds is not None else None
 
@@ -311,6 +303,14 @@ def seconds_of(moment: datetime | float | None) -> float | None:
     if moment.tzinfo is None:
         raise LedgerQueryError(f"{moment!r} has no time zone: pass an aware datetime (UTC)")
     return moment.timestamp()
+
+
+class Records(Protocol):
+    """Where the ledger reads records from: any store (the ledger never imports the stores)."""
+
+    def get_message(self, message_sid: str) -> MessageRecord | None: ...
+
+    def find_messages(self, query: Query) -> list[MessageRecord]: ...
 
 
 class Ledger:

@@ -6,28 +6,16 @@ A drop-in for twilio-python's messaging subset: change
 request, so each verb and noun holds its lxml element and serialising is one ``tostring`` call
 (twilio-python rebuilds an ElementTree on every ``str()``, about 4x slower).
 
-Mistakes Twilio would only report at run time raise a :class:`~webhook_kit.errors.TwiMLError`
-subclass while the reply is built: more than 10 ``<Media>``, a body over 1600 characters, a
-``method`` other than GET/POST, a verb after ``<Redirect>``, an underscore in the host of an
-absolute ``action``/``statusCallback`` URL. :func:`parse` reads TwiML back into these objects and
-:func:`lint` lists everything wrong with a document.
+Every refusal raises a :class:`~webhook_kit.errors.TwiMLError` subclass while the reply is built
+(where twilio-python raises ``TwiMLException``, a ``TypeError`` only on ``str()``, or nothing):
+a child or argument of the wrong type (:class:`~webhook_kit.errors.TwiMLTypeError`, also a
+``TypeError``), and the mistakes Twilio would only report at run time: more than 10 ``<Media>``,
+a body over 1600 characters, a ``method`` other than GET/POST, a verb after ``<Redirect>``, an
+underscore in the host of an absolute ``action``/``statusCallback`` URL. :func:`parse` reads
+TwiML back into these objects and :func:`lint` lists everything wrong with a document.
 
-Migration note, the deliberate differences from twilio-python:
-
-- Characters XML 1.0 forbids (control characters, lone surrogates, U+FFFE, U+FFFF) are removed,
-  with a warning logged once per process. twilio-python writes them out (a lone surrogate as a
-  character reference), so no XML parser accepts its reply.
-- A carriage return is kept, written as ``&#13;``. twilio-python writes it raw, so the XML parser
-  at Twilio turns ``\\r\\n`` into ``\\n``.
-- Empty elements are written ``<Message/>``, not ``<Message />``: the same XML.
-- Text is ``str`` only. twilio-python drops every falsy body (``message(0)`` gives
-  ``<Message />``) and JSON-encodes dicts. An empty body gives ``<Message/>`` and ``Body("")``
-  gives ``<Body/>`` in both libraries.
-- The attribute arguments of ``message()`` are keyword-only.
-- A verb or noun belongs to one parent: appending it a second time raises ``TwiMLError``
-  (twilio-python would write it twice).
-- Only the messaging vocabulary: no ``nest()``/``add_child()``, and ``<Response>``, ``<Body>`` and
-  ``<Media>`` take no attributes.
+Every deliberate difference from twilio-python is listed once, in the migration note of the
+README's TwiML section, and checked by a test in ``tests/test_twiml.py``.
 """
 
 from __future__ import annotations
@@ -51,6 +39,7 @@ from .errors import (
     TooManyMediaError,
     TwiMLError,
     TwiMLParseError,
+    TwiMLTypeError,
 )
 
 __all__ = [
@@ -126,6 +115,17 @@ def _xml_text(text: str) -> str:
             first,
         )
     return cleaned
+
+
+def _text(value: object, what: str) -> str:
+    """``value`` as TwiML text: ``str`` only, where twilio-python would ``str()`` or drop it."""
+    if not isinstance(value, str):
+        raise _not_text(value, what)
+    return _xml_text(value)
+
+
+def _not_text(value: object, what: str) -> TwiMLTypeError:
+    return TwiMLTypeError(f"{what} must be str, not {type(value).__name__}; convert it first")
 
 
 def _attribute_name(key: str) -> str:
@@ -206,12 +206,48 @@ def _attrib(named: dict[str, object], extra: dict[str, object]) -> dict[str, str
 
 
 def _body_text(body: str | None) -> str:
-    if not body:
+    if body is None:
         return ""
+    if not isinstance(body, str):  # _text, inlined: this runs for every reply
+        raise _not_text(body, "a message body")
     text = _xml_text(body)
     if len(text) > MAX_BODY_LENGTH:
         raise BodyTooLongError(_body_problem(len(text)))
     return text
+
+
+def _not_a_verb(child: object) -> str:
+    """Why ``child`` cannot go straight into ``<Response>``, and what to write instead."""
+    if isinstance(child, str):
+        return (
+            "text directly inside <Response> is not messaging TwiML, message text goes inside a "
+            "<Message>; write response.message(text) instead"
+        )
+    if isinstance(child, Body | Media):
+        adder = "body" if isinstance(child, Body) else "media"
+        return (
+            f"<{child._el.tag}> must be inside a <Message>; write response.message().{adder}(...) "
+            f"or response.append(Message().append({adder})) instead"
+        )
+    return (
+        f"a <Response> takes Message or Redirect, not {type(child).__name__}; add them with "
+        "response.message(...) and response.redirect(...)"
+    )
+
+
+def _not_a_noun(child: object) -> str:
+    """Why ``child`` cannot go into ``<Message>``, and what to write instead."""
+    if isinstance(child, str):
+        return "a <Message> takes Body or Media, not str; write message.body(text) instead"
+    if isinstance(child, Message | Redirect | MessagingResponse):
+        return (
+            f"a <Message> takes Body or Media, not {type(child).__name__}: verbs go directly "
+            "inside <Response>; append it to the response instead"
+        )
+    return (
+        f"a <Message> takes Body or Media, not {type(child).__name__}; add them with "
+        "message.body(text) and message.media(url)"
+    )
 
 
 def _unattached(node: _Node) -> None:
@@ -268,9 +304,10 @@ class _TextNoun(_Node):
 
     __slots__ = ()
     _tag: ClassVar[str]
+    _what: ClassVar[str]  # how error messages name the text
 
     def __init__(self, text: str) -> None:
-        text = _xml_text(text)
+        text = _text(text, self._what)
         self._el = _Element(self._tag)
         if text:
             self._el.text = text
@@ -281,6 +318,7 @@ class Body(_TextNoun):
 
     __slots__ = ()
     _tag = "Body"
+    _what = "<Body> text"
 
     @property
     def text(self) -> str:
@@ -292,6 +330,7 @@ class Media(_TextNoun):
 
     __slots__ = ()
     _tag = "Media"
+    _what = "a <Media> URL"
 
     @property
     def url(self) -> str:
@@ -363,8 +402,8 @@ class Message(_Node):
         """Append ``<Media>url</Media>``."""
         if self._media >= MAX_MEDIA:
             raise TooManyMediaError(_media_problem())
-        if not (url.isascii() and url.isprintable()):  # _xml_text's fast path, inlined
-            url = _xml_text(url)
+        if not (isinstance(url, str) and url.isascii() and url.isprintable()):  # _text, inlined
+            url = _text(url, Media._what)
         el = _SubElement(self._el, "Media")
         if url:
             el.text = url
@@ -384,7 +423,7 @@ class Message(_Node):
             _unattached(noun)
             self._grow(len(noun.text))
         else:
-            raise TypeError(f"a <Message> takes Body or Media, not {type(noun).__name__}")
+            raise TwiMLTypeError(_not_a_noun(noun))
         self._el.append(noun._el)
         return self
 
@@ -435,8 +474,8 @@ class Message(_Node):
         self._length = total
 
     def _add_body(self, text: str) -> Body:
-        if not (text.isascii() and text.isprintable()):  # _xml_text's fast path, inlined
-            text = _xml_text(text)
+        if not (isinstance(text, str) and text.isascii() and text.isprintable()):  # _text, inlined
+            text = _text(text, Body._what)
         self._grow(len(text))
         el = _SubElement(self._el, "Body")
         if text:
@@ -453,7 +492,7 @@ class Redirect(_Node):
 
     def __init__(self, url: str, method: str | None = None, **extra: object) -> None:
         attrib = _attrib({"method": method}, extra)
-        url = _xml_text(url)
+        url = _text(url, "a <Redirect> URL")
         self._el = _Element("Redirect", attrib)
         if url:
             self._el.text = url
@@ -521,7 +560,7 @@ class MessagingResponse(_Node):
     def append(self, verb: Message | Redirect) -> MessagingResponse:
         """Add a standalone ``Message``/``Redirect``; returns the response, like twilio-python."""
         if not isinstance(verb, Message | Redirect):
-            raise TypeError(f"a <Response> takes Message or Redirect, not {type(verb).__name__}")
+            raise TwiMLTypeError(_not_a_verb(verb))
         if self._redirected:
             raise RedirectNotLastError(_AFTER_REDIRECT)
         _unattached(verb)
@@ -556,7 +595,7 @@ class MessagingResponse(_Node):
         return message
 
     def _add_redirect(self, attrib: dict[str, str] | None, url: str) -> Redirect:
-        url = _xml_text(url)
+        url = _text(url, "a <Redirect> URL")
         el = _SubElement(self._el, "Redirect", attrib)
         if url:
             el.text = url
@@ -627,8 +666,10 @@ def _read(text: str | bytes) -> tuple[etree._Element | None, list[tuple[int | No
         except UnicodeEncodeError as exc:
             return None, [(None, f"not well-formed XML: lone surrogate at index {exc.start}")]
         encoding: str | None = "UTF-8"  # the text is decoded already; ignore its declaration
-    else:
+    elif isinstance(text, bytes):
         data, encoding = text, None
+    else:
+        raise TwiMLTypeError(f"a TwiML document is str or bytes, not {type(text).__name__}")
     parser = etree.XMLParser(
         encoding=encoding,
         resolve_entities=False,

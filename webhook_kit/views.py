@@ -131,8 +131,8 @@ class Pipeline:
         self.runner = runner
         self.verifier = Verifier(settings.auth_tokens, registry.load_tokens)
         self.url_of = URLBuilder(settings.public_url, settings.proxy_hops)
-        self._housekeeping_pid = 0
         self.correlator = Correlator(settings.secret_key)
+        self._housekeeping_pid = 0
         self._error_reply: bytes | None = None
         if settings.error_reply:
             reply = MessagingResponse()
@@ -235,7 +235,7 @@ class Pipeline:
             facts = MessageFacts.inbound(message, ledger_now())  # recorded with the claim
             claim = self._settle(
                 key,
-                lambda replace: self.store.claim(key, lease, replace, facts),
+                lambda replace: self.store.claim(key, lease, replace=replace, message=facts),
                 lambda claim: claim,
             )
         except _REJECTED as error:
@@ -360,7 +360,7 @@ class Pipeline:
         lease, now = self.settings.claim_lease, time.time()
         claim = self.store.claim(key, lease)
         if claim.outcome is Outcome.BUSY and new_owner.is_dead(claim.owner):
-            claim = self.store.claim(key, lease, claim.owner)
+            claim = self.store.claim(key, lease, replace=claim.owner)
         if claim.outcome is not Outcome.CLAIMED:
             return
         jobs: list[Job] = []

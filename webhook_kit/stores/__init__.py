@@ -2,7 +2,8 @@
 
 ``memory://`` keeps everything in the process (tests), ``sqlite:///path`` is the embedded
 default (one file, WAL, shared by every worker process on a host), and ``redis://host/db``
-lets many hosts behave as one. All three pass one behavioural test suite.
+or ``postgresql://user@host/db`` let many hosts behave as one. All of them pass one
+behavioural test suite.
 """
 
 from __future__ import annotations
@@ -143,15 +144,15 @@ class Store(JobStore, Protocol):
     """
 
     def claim(
-        self, key: str, lease: float, replace: str = "", message: MessageFacts | None = None
+        self, key: str, lease: float, *, replace: str = "", message: MessageFacts | None = None
     ) -> Claim:
         """Take ``key`` for ``lease`` seconds, unless a live or finished claim holds it.
 
         ``replace`` names the owner of an unfinished claim known to be dead: the key is
         taken over from exactly that owner (and from no other). A claim that fails with
         :class:`StoreError` may still reach the store later; the store releases it once it
-        answers again (see :meth:`maintain`). When the claim is won, ``message`` (an inbound
-        message) is saved in the same step, as :meth:`save_message` would.
+        answers again (see :meth:`maintain`). When the claim is won, ``message`` (an
+        inbound message) is saved in the same step, as :meth:`save_message` would.
         """
 
     def complete(self, key: str, owner: str, answer: bytes) -> None:
@@ -174,14 +175,6 @@ class Store(JobStore, Protocol):
     def get_message(self, message_sid: str) -> MessageRecord | None:
         """A message's ledger record, or None."""
 
-    def maintain(self, *, full: bool = False) -> None:
-        """Housekeeping, never run inside a request: release abandoned claims, then expire.
-
-        Called about twice a second by each process's housekeeping thread, which expires a
-        batch of old keys and records when one is due; ``full=True`` (``webhook-kit
-        maintenance``) expires everything due and compacts at once.
-        """
-
     def save_message(self, facts: MessageFacts, alias: str | None = None) -> None:
         """Merge ``facts`` into the record of ``facts.message_sid`` (created if missing).
 
@@ -193,6 +186,14 @@ class Store(JobStore, Protocol):
     def find_messages(self, query: Query) -> list[MessageRecord]:
         """Up to ``query.limit`` records matching ``query``, newest ``created_at`` first
         (ties by SID, descending), without their history."""
+
+    def maintain(self, *, full: bool = False) -> None:
+        """Housekeeping, never run inside a request: release abandoned claims, then expire.
+
+        Called about twice a second by each process's housekeeping thread, which expires a
+        batch of old keys and records when one is due; ``full=True`` (``webhook-kit
+        maintenance``) expires everything due and compacts at once.
+        """
 
     def close(self) -> None:
         """Release connections; the store reopens them if used again."""
@@ -240,9 +241,15 @@ def open_store(
         return RedisStore(
             url, retention=retention, ledger_retention=ledger_retention, timeout=timeout
         )
+    if scheme in {"postgresql", "postgres"}:
+        from .postgres import PostgresStore
+
+        return PostgresStore(
+            url, retention=retention, ledger_retention=ledger_retention, timeout=timeout
+        )
     raise ConfigurationError(
-        f"unknown store URL {url!r}: use memory://, sqlite:///path/to/file.db or "
-        "redis://host:port/db"
+        f"unknown store URL {url!r}: use memory://, sqlite:///path/to/file.db, "
+        "redis://host:port/db or postgresql://user@host/db"
     )
 
 

@@ -103,7 +103,7 @@ class MemoryStore:
         self._next_purge = clock() + _PURGE_EVERY
 
     def claim(
-        self, key: str, lease: float, replace: str = "", message: MessageFacts | None = None
+        self, key: str, lease: float, *, replace: str = "", message: MessageFacts | None = None
     ) -> Claim:
         with self._lock:
             claim, won = self._claim(key, lease, replace, self._clock())

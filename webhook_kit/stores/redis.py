@@ -5,9 +5,11 @@ releasing, taking over a dead owner's claim, and claiming-and-recording a callba
 scripts, atomic on the server and one round trip each. Every wait is bounded by the store's
 ``timeout`` (connect and reply), and a timed-out command is not retried: a silent Redis costs
 a request one timeout, then 503. Keys and ledger records expire by Redis's own TTLs, so
-:meth:`RedisStore.maintain` only releases abandoned claims. Durability is Redis's own:
-with ``appendonly yes`` and ``appendfsync always`` an acknowledged callback survives power
-loss, with ``everysec`` at most a second of them can be lost.
+:meth:`RedisStore.maintain` only releases abandoned claims and drops the entries of expired
+records from the creation-time index that :meth:`RedisStore.find_messages` walks.
+Durability is Redis's own: with ``appendonly yes`` and ``appendfsync always`` an
+acknowledged callback survives power loss, with ``everysec`` at most a second of them can be
+lost.
 """
 
 from __future__ import annotations
@@ -65,19 +67,24 @@ if redis.call('GET', KEYS[1]) == 'P' .. ARGV[1] then
     redis.call('DEL', KEYS[1])
 end
 """
-# KEYS: claim. ARGV: claim value, claim ttl ms, dead owner ('' for none).
-# Takes the claim if free, or unfinished and held by the dead owner (nil); else its value.
-_CLAIM = """
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-    return false
+# Shared by the scripts that take a claim. take: set the claim key if free, or if unfinished
+# and held by the dead owner ``dead``; returns false when taken, else the current value.
+_LUA_TAKE = """
+local function take(key, value, ttl, dead)
+    if redis.call('SET', key, value, 'NX', 'PX', ttl) then
+        return false
+    end
+    local current = redis.call('GET', key)
+    if dead ~= '' and current == 'P' .. dead then
+        redis.call('SET', key, value, 'PX', ttl)
+        return false
+    end
+    return current or ''
 end
-local current = redis.call('GET', KEYS[1])
-if ARGV[3] ~= '' and current == 'P' .. ARGV[3] then
-    redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-    return false
-end
-return current
 """
+# KEYS: claim. ARGV: claim value, claim ttl ms, dead owner ('' for none).
+# Returns false when the claim was won, else the current claim value.
+_CLAIM = _LUA_TAKE + "return take(KEYS[1], ARGV[1], ARGV[2], ARGV[3])"
 # Shared by the scripts that write a message hash. apply: the status moves to a higher rank
 # only; updated is the latest time, created/final_at/sent_at the earliest. absorb: merge the
 # hash of a send kept under its correlation id into the SID's, and drop it.
@@ -130,26 +137,24 @@ end
 """
 # KEYS: claim, event marker, message hash, history list, index, alias message hash.
 # ARGV: claim value, claim ttl ms, status, rank, final (0/1), error code ('' for none),
-#       received, history entry, ledger ttl ms, sid, alias ('' for none), dead owner ('' for
-#       none).
+#       received, history entry, ledger ttl ms, dead owner ('' for none), sid,
+#       alias ('' for none).
 # Returns {0, current claim value} when the claim is lost, else {1, recorded, status}.
 _RECORD = (
-    _LUA_LEDGER
+    _LUA_TAKE
+    + _LUA_LEDGER
     + """
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-    local current = redis.call('GET', KEYS[1])
-    if ARGV[12] == '' or current ~= 'P' .. ARGV[12] then
-        return {0, current or ''}
-    end
-    redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+local current = take(KEYS[1], ARGV[1], ARGV[2], ARGV[10])
+if current then
+    return {0, current}
 end
-absorb(KEYS[3], KEYS[5], ARGV[10], KEYS[6], ARGV[11])
+absorb(KEYS[3], KEYS[5], ARGV[11], KEYS[6], ARGV[12])
 local recorded = redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[9])
 if recorded then
     redis.call('RPUSH', KEYS[4], ARGV[8])
     local final_at = ARGV[5] == '1' and ARGV[7] or ''
     local sent_at = ARGV[3] == 'sent' and ARGV[7] or ''
-    apply(KEYS[3], KEYS[5], ARGV[10], ARGV[3], ARGV[4], ARGV[6], ARGV[7], final_at, sent_at)
+    apply(KEYS[3], KEYS[5], ARGV[11], ARGV[3], ARGV[4], ARGV[6], ARGV[7], final_at, sent_at)
     redis.call('PEXPIRE', KEYS[3], ARGV[9])
     redis.call('PEXPIRE', KEYS[4], ARGV[9])
 end
@@ -176,18 +181,16 @@ local function save(K, A)
 end
 """
 _SAVE = _LUA_LEDGER + _LUA_SAVE + "save(KEYS, ARGV)"
-# KEYS: claim, then save's. ARGV: claim value, claim ttl ms, dead owner ('' for none), then
-# save's. Returns false when the claim was won, else the current claim value.
+# KEYS: claim, then save's. ARGV: claim value, claim ttl ms, dead owner, then save's.
+# Returns false when the claim was won, else the current claim value.
 _CLAIM_SAVE = (
-    _LUA_LEDGER
+    _LUA_TAKE
+    + _LUA_LEDGER
     + _LUA_SAVE
     + """
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-    local current = redis.call('GET', KEYS[1])
-    if ARGV[3] == '' or current ~= 'P' .. ARGV[3] then
-        return current or ''
-    end
-    redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+local current = take(KEYS[1], ARGV[1], ARGV[2], ARGV[3])
+if current then
+    return current
 end
 save({KEYS[2], KEYS[3], KEYS[4]}, {unpack(ARGV, 4)})
 return false
@@ -206,7 +209,19 @@ _FACT_FIELDS = {
     "ref": "ref",
     "in_reply_to": "reply_to",
 }
+# KEYS: index, then the message hashes of ARGV's SIDs. Drops from the index each SID whose
+# hash has expired (checked here, so a record written again meanwhile keeps its entry).
+_DROP = """
+local dropped = 0
+for i = 2, #KEYS do
+    if redis.call('EXISTS', KEYS[i]) == 0 then
+        dropped = dropped + redis.call('ZREM', KEYS[1], ARGV[i - 1])
+    end
+end
+return dropped
+"""
 _FIND_BATCH = 500
+_PRUNE_EVERY = 10.0
 
 # Jobs: a hash per job (JOB_COLUMNS), the keys of pending and running ones in the "due"
 # sorted set scored by when they are due (run_at; the lease end while running), the dead
@@ -340,20 +355,24 @@ class RedisStore:
         self._job_sets = [self._prefix + "jobs:due", self._prefix + "jobs:dead"]
         self._save = self._redis.register_script(_SAVE)
         self._claim_save = self._redis.register_script(_CLAIM_SAVE)
+        self._drop = self._redis.register_script(_DROP)
         self._index = prefix + "messages"
+        self._next_prune = 0.0
+        self._pruned = 0  # index entries old enough to have expired, found still alive
 
     def claim(
-        self, key: str, lease: float, replace: str = "", message: MessageFacts | None = None
+        self, key: str, lease: float, *, replace: str = "", message: MessageFacts | None = None
     ) -> Claim:
         owner = new_owner()
-        name = self._prefix + "claim:" + key
-        claim_args: list[Any] = [_PENDING + owner.encode(), int(lease * 1000), replace]
+        taking: list[Any] = [_PENDING + owner.encode(), int(lease * 1000), replace]
         with self._abandoned.guarding(key, owner), self._guard:
             if message is None:
-                value = self._claim(keys=[name], args=claim_args)
+                value = self._claim(keys=[self._prefix + "claim:" + key], args=taking)
             else:
                 keys, args = self._save_call(message, None)
-                value = self._claim_save(keys=[name, *keys], args=[*claim_args, *args])
+                value = self._claim_save(
+                    keys=[self._prefix + "claim:" + key, *keys], args=[*taking, *args]
+                )
         return Claim(Outcome.CLAIMED, owner) if value is None else _lost(value)
 
     def complete(self, key: str, owner: str, answer: bytes) -> None:
@@ -405,9 +424,9 @@ class RedisStore:
                     repr(entry.received_at),
                     history_entry,
                     self._ledger_ms,
+                    replace,
                     entry.message_sid,
                     entry.correlation or "",
-                    replace,
                 ],
             )
         if not result[0]:
@@ -463,9 +482,7 @@ class RedisStore:
                     record = _record(sid, fields, ())
                     if query.matches(record):
                         found.append(record)
-                if gone:
-                    self._redis.zrem(self._index, *gone)
-                    offset -= len(gone)
+                offset -= self._drop_expired(gone)
         return found[: query.limit]
 
     def _hash(self, sid: str) -> str:
@@ -558,14 +575,40 @@ class RedisStore:
             return int(self._purge(keys=[holder], args=[self._jobs, state.value]))
 
     def maintain(self, *, full: bool = False) -> None:
-        """Release abandoned claims; Redis expires keys and records by itself.
+        """Release abandoned claims, then prune the index; Redis expires everything else.
 
-        ``full`` (``webhook-kit maintenance``) also checks that the server answers.
+        The index is pruned a batch every ten seconds, or wholly with ``full``
+        (``webhook-kit maintenance``).
         """
         self._abandoned.release(self.release)
-        if full:
-            with self._guard:
-                self._redis.ping()
+        now = self._clock()
+        if not full and now < self._next_prune:
+            return
+        self._next_prune = now + _PRUNE_EVERY
+        horizon = repr(now - self._ledger_ms / 1000)
+        with self._guard:
+            while True:
+                batch = cast(
+                    list[bytes],
+                    self._redis.zrangebyscore(
+                        self._index, "-inf", horizon, start=self._pruned, num=_FIND_BATCH
+                    ),
+                )
+                sids = [sid.decode() for sid in batch]
+                # Only an entry created before the horizon can have expired; those found
+                # alive are skipped next time, so long-lived records never hold up the rest.
+                self._pruned += len(sids) - self._drop_expired(sids)
+                if len(sids) < _FIND_BATCH:
+                    self._pruned = 0
+                    return
+                if not full:
+                    return
+
+    def _drop_expired(self, sids: list[str]) -> int:
+        """Drop the index entries of those ``sids`` whose record expired; how many went."""
+        if not sids:
+            return 0
+        return int(self._drop(keys=[self._index, *map(self._hash, sids)], args=sids))
 
     def close(self) -> None:
         self._redis.close()

@@ -219,7 +219,7 @@ class SQLiteStore:
             self._connection()  # fail at start-up, not on the first webhook
 
     def claim(
-        self, key: str, lease: float, replace: str = "", message: MessageFacts | None = None
+        self, key: str, lease: float, *, replace: str = "", message: MessageFacts | None = None
     ) -> Claim:
         now = self._clock()
         owner = new_owner()
