@@ -419,3 +419,33 @@ def _eventually(condition: Any, seconds: float) -> bool:
             return False
         time.sleep(0.05)
     return True
+
+
+def test_every_message_of_a_background_reply_is_sent_as_a_reply(
+    twilio_emulator: Emulator,
+) -> None:
+    twilio_emulator.add_number(TWILIO_NUMBER)
+    kit = WebhookKit()
+
+    @kit.on_message(pattern=r"^photo (?P<what>\w+)", background=True)
+    def photo(message: InboundMessage) -> Any:
+        assert message.match is not None  # the route's pattern matched again in the worker
+        reply = kit.reply()
+        reply.message(f"Here is your {message.match['what']}").media("https://example.com/c.png")
+        reply.message("Anything else?")
+        return reply
+
+    app, client, store = manual(
+        kit,
+        WEBHOOK_KIT_AUTH_TOKEN=twilio_emulator.auth_token,
+        WEBHOOK_KIT_ACCOUNT_SID=twilio_emulator.account_sid,
+        WEBHOOK_KIT_TWILIO_BASE_URL=twilio_emulator.url,
+        WEBHOOK_KIT_PUBLIC_URL="http://bot.test",
+    )
+    form = inbound_sms("photo cat", from_="+14155550100")
+    assert client.send("messages", form).texts == []  # no ack: an empty <Response/>
+    assert run_all(kit, app) == 1
+    sent = twilio_emulator.messages(to="+14155550100")
+    assert [(m.body, m.num_media) for m in sent] == [("Here is your cat", 1), ("Anything else?", 0)]
+    records = [store.get_message(m.sid) for m in sent]
+    assert all(r is not None and r.in_reply_to == form["MessageSid"] for r in records)
