@@ -60,3 +60,28 @@ def test_delivery_alerts(
     ]
     finals = [r.getMessage() for r in caplog.records if "ended" in r.getMessage()]
     assert finals == [f"message {sid} ended undelivered after 2 callback(s)"]
+
+
+@pytest.mark.webhook_kit(handlers="examples.survey_bot")
+def test_survey_bot(webhook_client: TwilioTestClient) -> None:
+    conversation = webhook_client.conversation()
+    texts = conversation.send_all(["hi", "Ada", "thirty", "36", "Paris", "9", "5", "yes"])
+    assert texts == [
+        "Welcome to our five-question survey.",
+        "What is your name?",
+        "How old are you?",
+        "Sorry, an age is a whole number from 1 to 129. How old are you?",
+        "Which city do you live in?",
+        "From 1 to 5, how much do you like our service?",
+        "Sorry, please answer with a number from 1 to 5. "
+        "From 1 to 5, how much do you like our service?",
+        "May we contact you about your answers? (yes/no)",
+        "Thank you, Ada! Your answers are saved.",
+    ]
+    assert conversation.send("hello").texts == [
+        "You already answered, Ada. Reply AGAIN to redo it."
+    ]
+    saved = conversation.saved
+    assert saved is not None and saved.state["city"] == "Paris" and saved.step is None
+    assert conversation.send("again").texts[1] == "What is your name?"
+    assert conversation.saved is not None and conversation.saved.state == {}

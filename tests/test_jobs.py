@@ -27,11 +27,14 @@ from webhook_kit import (
     WebhookKit,
 )
 from webhook_kit.cli import main
+from webhook_kit.conversation import Conversation, conversation_id
 from webhook_kit.emulator import Emulator
-from webhook_kit.errors import SendInDoubtError
+from webhook_kit.errors import SendInDoubtError, UnsubscribedRecipientError
+from webhook_kit.events import Fields, parse_inbound
 from webhook_kit.jobs import Job, JobKind, JobState
+from webhook_kit.optout import OptOuts
 from webhook_kit.sending import Sender
-from webhook_kit.stores import Store, open_store
+from webhook_kit.stores import Outcome, Store, open_store
 from webhook_kit.testing import TWILIO_NUMBER, TwilioTestClient, inbound_sms
 
 SID = "SM" + "7" * 32
@@ -89,6 +92,65 @@ def test_a_background_message_handler_is_acknowledged_at_once() -> None:
     assert job.key.startswith("message:SM") and job.kind is JobKind.MESSAGE
     assert "Body=report+please" in job.payload
     assert run_all(kit, app) == 1
+
+
+def test_a_background_step_saves_the_conversation_with_the_job() -> None:
+    kit = WebhookKit()
+
+    @kit.on_message(keyword="QUOTE")
+    def ask(message: InboundMessage, conversation: Conversation) -> str:
+        conversation.goto("quoting")
+        return "Which item?"
+
+    @kit.on_message(step="quoting", background=True, ack="Pricing it…")
+    def price(message: InboundMessage) -> str:
+        return f"{message.body}: 4 EUR"
+
+    _, client, store = manual(kit)
+    first = inbound_sms("QUOTE", from_="+14155550100")
+    assert client.send("messages", first).texts == ["Which item?"]
+    second = inbound_sms("lamp", from_="+14155550100")
+    assert client.send("messages", second).texts == ["Pricing it…"]
+    [job] = store.list_jobs()
+    assert job.key == "message:" + second["MessageSid"]
+    id = conversation_id(parse_inbound(Fields(second.items())))
+    saved = store.get_conversation(id)
+    assert saved is not None and b"Pricing it" in saved and b"lamp" in saved  # with the job
+    assert store.claim("lock:" + id, 30).outcome is Outcome.CLAIMED  # released in that step
+
+
+def test_a_background_reply_to_an_opted_out_person_is_dropped_not_retried(
+    twilio_emulator: Emulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    twilio_emulator.add_number(TWILIO_NUMBER)
+    kit = WebhookKit()
+
+    @kit.on_message(keyword="REPORT", background=True)
+    def report(message: InboundMessage) -> list[str]:
+        return ["Your report", "Anything else?"]
+
+    @kit.on_message(keyword="PING", background=True)
+    def ping(message: InboundMessage) -> None:
+        kit.send(in_reply_to=message, body="pong")  # the handler's own send, not caught
+
+    app, client, store = manual(
+        kit,
+        WEBHOOK_KIT_JOB_ATTEMPTS=5,
+        WEBHOOK_KIT_AUTH_TOKEN=twilio_emulator.auth_token,
+        WEBHOOK_KIT_ACCOUNT_SID=twilio_emulator.account_sid,
+        WEBHOOK_KIT_TWILIO_BASE_URL=twilio_emulator.url,
+        WEBHOOK_KIT_PUBLIC_URL="http://bot.test",
+    )
+    person = "+14155550100"
+    client.send("messages", inbound_sms("REPORT", from_=person))
+    client.send("messages", inbound_sms("PING", from_=person))
+    OptOuts(store).opt_out(person, TWILIO_NUMBER)  # e.g. STOP while the jobs waited
+    assert run_all(kit, app) == 2  # each ran once: no retry of a 21610 refusal
+    assert twilio_emulator.messages(to=person) == []  # nothing reached the API
+    assert "reply 0 dropped" in caplog.text and "reply 1 dropped" in caplog.text
+    [dead] = store.list_jobs()
+    assert dead.state is JobState.DEAD and dead.attempts == 1
+    assert dead.error is not None and dead.error.startswith(UnsubscribedRecipientError.__name__)
 
 
 def test_a_failing_job_is_retried_then_dead_and_reported() -> None:
@@ -225,6 +287,13 @@ class TestRegistration:
         with pytest.raises(ConfigurationError, match="needs a Celery app"):
             kit.init_app(app)
 
+    def test_a_background_handler_cannot_take_the_conversation(self) -> None:
+        def slow(message: InboundMessage, conversation: Conversation) -> None:
+            pass
+
+        with pytest.raises(ConfigurationError, match="takes a conversation"):
+            WebhookKit().on_message(background=True)(slow)
+
     def test_unknown_runner(self) -> None:
         with pytest.raises(ConfigurationError, match="WEBHOOK_KIT_RUNNER"):
             make_app(WebhookKit(), WEBHOOK_KIT_RUNNER="rq")
@@ -298,7 +367,7 @@ class TestCommands:
         jobs = [
             Job(f"status:SM{i}::#bot.track", JobKind.STATUS, "bot.track", "", i) for i in (1, 2)
         ]
-        store.enqueue("status:x", store.claim("status:x", 30).owner, b"", jobs)
+        store.complete("status:x", store.claim("status:x", 30).owner, b"", jobs=jobs)
         for _ in jobs:
             taken = store.take_job(30)
             assert taken is not None

@@ -1,4 +1,4 @@
-"""The job operations of every store (memory, SQLite, real Redis): one behavioural suite."""
+"""The job operations of every store (memory, SQLite, real Redis and PostgreSQL): one suite."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import time
 import test_stores
 
 from webhook_kit.jobs import Job, JobKind, JobState
-from webhook_kit.stores import Outcome, Store
+from webhook_kit.stores import ConversationWrite, Outcome, Store
 
-# The store fixtures of the shared suite: memory, SQLite and Redis.
+# The store fixtures of the shared suite: memory, SQLite, Redis and PostgreSQL.
 kind, make_store, store = test_stores.kind, test_stores.make_store, test_stores.store
 
 
@@ -19,7 +19,7 @@ def job(key: str, created: float | None = None) -> Job:
 
 def enqueued(store: Store, *jobs: Job, key: str = "message:SM1") -> bool:
     claim = store.claim(key, 30)
-    return store.enqueue(key, claim.owner, b"<Response/>", jobs)
+    return store.complete(key, claim.owner, b"<Response/>", jobs=jobs)
 
 
 class TestEnqueue:
@@ -34,8 +34,27 @@ class TestEnqueue:
         claim = store.claim("message:SM1", 30)
         store.release("message:SM1", claim.owner)
         store.claim("message:SM1", 30)  # someone else holds it now
-        assert not store.enqueue("message:SM1", claim.owner, b"", [job("message:SM1")])
+        assert not store.complete("message:SM1", claim.owner, b"", jobs=[job("message:SM1")])
         assert store.list_jobs() == []
+
+    def test_saves_the_conversation_too_and_only_once(self, store: Store) -> None:
+        lock = store.claim("lock:+1|c", 30)
+        claim = store.claim("message:SM1", 30)
+        write = ConversationWrite("+1|c", lock.owner, b"{}", 30, due=5.0)
+        jobs = [job("message:SM1")]
+        assert store.complete("message:SM1", claim.owner, b"", conversation=write, jobs=jobs)
+        assert store.get_conversation("+1|c") == b"{}"
+        assert store.due_conversations(10.0, 10) == ["+1|c"]
+        assert store.claim("lock:+1|c", 30).outcome is Outcome.CLAIMED  # released with it
+        assert [j.key for j in store.list_jobs()] == ["message:SM1"]
+        finished = ConversationWrite("+1|c", lock.owner, None, 30)
+        again = [job("message:SM2")]
+        assert not store.complete(
+            "message:SM1", claim.owner, b"x", conversation=finished, jobs=again
+        )
+        assert store.claim("message:SM1", 30).answer == b""
+        assert store.get_conversation("+1|c") == b"{}"
+        assert [j.key for j in store.list_jobs()] == ["message:SM1"]
 
     def test_an_existing_job_is_never_replaced(self, store: Store) -> None:
         assert enqueued(store, job("status:x#a"), key="status:x")

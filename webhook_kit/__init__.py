@@ -3,9 +3,13 @@
 Verified, typed, exactly-once webhooks with lxml TwiML replies and a delivery ledger.
 """
 
+from .conversation import Conversation as Conversation
+from .conversation import Flow as Flow
+from .conversation import Question as Question
 from .errors import BadRequestError as BadRequestError
 from .errors import BodyTooLongError as BodyTooLongError
 from .errors import ConfigurationError as ConfigurationError
+from .errors import ConversationStateError as ConversationStateError
 from .errors import InvalidCallbackURLError as InvalidCallbackURLError
 from .errors import InvalidMethodError as InvalidMethodError
 from .errors import RedirectNotLastError as RedirectNotLastError

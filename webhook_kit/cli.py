@@ -16,9 +16,10 @@ import threading
 import urllib.error
 import urllib.request
 from base64 import b64encode
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TextIO, TypeVar
 from urllib.parse import urlencode, urlsplit
 
 import click
@@ -29,9 +30,10 @@ from .encoding import SegmentInfo, analyze, smart_encode
 from .errors import TwiMLError, WebhookKitError
 from .jobs import JobState
 from .ledger import Ledger, record_json
+from .optout import OptOuts
 from .sending import Sender
 from .signature import compute_signature
-from .standalone import config_from_environ
+from .standalone import config_from_environ, create_app, load_kit
 from .stores import Store, open_store
 from .twiml import Message, MessagingResponse, Redirect, lint, parse
 
@@ -75,26 +77,98 @@ def serve(
 
 @main.command()
 @click.option("--store", help="Store URL (default: WEBHOOK_KIT_STORE, else the SQLite default).")
-def maintenance(*, store: str | None) -> None:
+@click.option(
+    "--handlers",
+    envvar="WEBHOOK_KIT_HANDLERS",
+    help="Module defining `kit`: also run its due on_timeout hooks [env: WEBHOOK_KIT_HANDLERS].",
+)
+def maintenance(*, store: str | None, handlers: str | None) -> None:
     """Expire old idempotency keys and ledger records, compact the store, and exit.
 
     Every server process already does this in a background thread; run this from cron for
     a store no server is using, or to compact at a quiet hour. Retention periods come from
-    WEBHOOK_KIT_RETENTION and WEBHOOK_KIT_LEDGER_RETENTION, as for the server.
+    WEBHOOK_KIT_RETENTION and WEBHOOK_KIT_LEDGER_RETENTION, as for the server. With
+    --handlers, also run the kit's on_timeout hooks of conversations whose timeout is due.
     """
-    config = config_from_environ()
+    with _opened(store) as (opened, url):
+        opened.maintain(full=True)
+    click.echo(f"maintained {url}")
+    if not handlers:
+        return
+    sys.path.insert(0, os.getcwd())  # the handlers module usually lives in the project
+    environ = {**os.environ, "WEBHOOK_KIT_HANDLERS": handlers}
     if store:
-        config["WEBHOOK_KIT_STORE"] = store
+        environ["WEBHOOK_KIT_STORE"] = store
+    try:
+        ran = load_kit(handlers).run_timeouts(create_app(environ))
+    except WebhookKitError as error:
+        _fail(str(error))
+    click.echo(f"ran {ran} conversation timeout(s)")
+
+
+_STORE_OPTION = click.option(
+    "--store", help="Store URL (default: WEBHOOK_KIT_STORE, else the SQLite default)."
+)
+
+
+@main.group()
+def conversations() -> None:
+    """Conversations kept in the store."""
+
+
+@conversations.command("purge")
+@click.option("--address", required=True, help="The person's address, e.g. +14155550100.")
+@_STORE_OPTION
+def conversations_purge(*, address: str, store: str | None) -> None:
+    """Remove everything kept about one person (a data-subject request).
+
+    Deletes their conversations (state and history) and every ledger record of a message
+    to or from them. Their opt-out records stay, so that they are not texted again.
+    """
+    with _opened(store) as (opened, _):
+        removed = opened.purge_address(address)
+    click.echo(f"removed {removed} conversation(s) and ledger record(s) of {address}")
+
+
+@main.group("opt-outs")
+def opt_outs() -> None:
+    """The opt-out registry: who replied STOP to which sender."""
+
+
+@opt_outs.command("export")
+@click.option("--sender", help="Only this number or Messaging Service SID.")
+@_STORE_OPTION
+def opt_outs_export(*, sender: str | None, store: str | None) -> None:
+    """Write every opt-out record as CSV to standard output."""
+    with _opened(store) as (opened, _):
+        OptOuts(opened).export_csv(sys.stdout, sender)
+
+
+@opt_outs.command("import")
+@click.argument("path", type=click.File("r", encoding="utf-8"))
+@_STORE_OPTION
+def opt_outs_import(*, path: TextIO, store: str | None) -> None:
+    """Read opt-out records from CSV (columns sender, address, optionally opted_out)."""
+    with _opened(store) as (opened, _):
+        count = OptOuts(opened).import_csv(path)
+    click.echo(f"imported {count} opt-out record(s)")
+
+
+@contextmanager
+def _opened(url: str | None) -> Iterator[tuple[Store, str]]:
+    """The store the environment (or ``url``) names; any WebhookKitError is one error line."""
+    config = config_from_environ()
+    if url:
+        config["WEBHOOK_KIT_STORE"] = url
     try:
         settings = Settings.from_config(config)
         opened = _store(settings)
         try:
-            opened.maintain(full=True)
+            yield opened, settings.store
         finally:
             opened.close()
     except WebhookKitError as error:
         _fail(str(error))
-    click.echo(f"maintained {settings.store}")
 
 
 @main.group()

@@ -48,6 +48,17 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     ),
     "WEBHOOK_KIT_MAX_SEGMENTS": (3, "log a warning when a reply costs more SMS segments"),
     "WEBHOOK_KIT_ERROR_REPLY": (None, "text sent when a handler fails (default: no reply, 500)"),
+    "WEBHOOK_KIT_CONVERSATION_TTL": (
+        4 * 3600,
+        "seconds a conversation is kept after its last message",
+    ),
+    "WEBHOOK_KIT_OPT_OUT_KEYWORDS": (
+        "on",
+        "on: answer STOP/START/HELP keywords Advanced Opt-Out did not answer; off: leave them",
+    ),
+    "WEBHOOK_KIT_STOP_REPLY": (None, "text answering STOP and its synonyms (default: built in)"),
+    "WEBHOOK_KIT_START_REPLY": (None, "text answering START, YES, UNSTOP (default: built in)"),
+    "WEBHOOK_KIT_HELP_REPLY": (None, "text answering HELP and INFO (default: built in)"),
     "WEBHOOK_KIT_ACCOUNT_SID": (None, "account that sends (default: $TWILIO_ACCOUNT_SID)"),
     "WEBHOOK_KIT_API_KEY": (None, "API key SID to send with (default: $TWILIO_API_KEY)"),
     "WEBHOOK_KIT_API_SECRET": (None, "its secret (default: $TWILIO_API_SECRET)"),
@@ -89,6 +100,11 @@ class Settings:
     store_timeout: float
     max_segments: int
     error_reply: str | None
+    conversation_ttl: float = 4 * 3600.0
+    #: Recognise the default opt-out keywords when Advanced Opt-Out did not answer them.
+    opt_out_keywords: bool = True
+    #: The compliance texts by keyword type (``STOP``, ``START``, ``HELP``); "" sends none.
+    opt_out_replies: Mapping[str, str] = field(default_factory=dict)
     #: Signs the correlation tokens of sends; None when nothing is configured to sign with.
     secret_key: str | None = None
     #: "embedded", "celery", "off", or "" (celery if init_app gets a Celery app).
@@ -136,6 +152,13 @@ class Settings:
             store_timeout=_number(config, "WEBHOOK_KIT_STORE_TIMEOUT", float, minimum=0.05),
             max_segments=_number(config, "WEBHOOK_KIT_MAX_SEGMENTS", int, minimum=1),
             error_reply=config["WEBHOOK_KIT_ERROR_REPLY"] or None,
+            conversation_ttl=_number(config, "WEBHOOK_KIT_CONVERSATION_TTL", float, minimum=1),
+            opt_out_keywords=_switch(config, "WEBHOOK_KIT_OPT_OUT_KEYWORDS"),
+            opt_out_replies={
+                kind: str(config[f"WEBHOOK_KIT_{kind}_REPLY"])
+                for kind in ("STOP", "START", "HELP")
+                if config[f"WEBHOOK_KIT_{kind}_REPLY"] is not None
+            },
             secret_key=(
                 config["WEBHOOK_KIT_SECRET_KEY"]
                 or config.get("SECRET_KEY")
@@ -161,6 +184,13 @@ def _tokens(value: object) -> tuple[str, ...]:
             "WEBHOOK_KIT_AUTH_TOKEN must be a string (comma-separated for rotation) or a list"
         )
     return tuple(token.strip() for token in items if str(token).strip())
+
+
+def _switch(config: Mapping[str, Any], key: str) -> bool:
+    value = str(config[key]).strip().lower()
+    if value not in ("on", "off", "true", "false", "1", "0"):
+        raise ConfigurationError(f"{key}={config[key]!r}: use on or off")
+    return value in ("on", "true", "1")
 
 
 def _number(config: Mapping[str, Any], key: str, kind: type[N], *, minimum: float) -> N:

@@ -48,6 +48,10 @@ class ReplyTypeError(WebhookKitError, TypeError):
     """A handler returned something that is not a reply (``str``, list of ``str``, TwiML, None)."""
 
 
+class ConversationStateError(WebhookKitError, TypeError):
+    """A handler left a value in ``conversation.state`` that JSON cannot store."""
+
+
 class TwiMLError(WebhookKitError, ValueError):
     """A TwiML reply would be rejected by Twilio; raised while the reply is built."""
 

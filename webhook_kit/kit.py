@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from functools import partial
 from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 from weakref import WeakKeyDictionary
@@ -12,18 +13,21 @@ from weakref import WeakKeyDictionary
 from flask import Blueprint, Flask, current_app
 
 from .config import Settings
+from .conversation import Conversation
 from .errors import ConfigurationError
 from .events import Channel, InboundMessage, OptOutType, StatusCallback
 from .jobs import JobKind, Runner
 from .jobs.embedded import EmbeddedRunner
 from .jobs.execute import Background, Executor, background_name
 from .ledger import Ledger, MessageRecord
+from .optout import OptOuts
 from .registry import FinalHook, Registry
 from .routing import (
     MessageRoute,
     OneOrMany,
     Predicate,
     Reply,
+    handler_name,
     message_route,
     status_route,
 )
@@ -31,7 +35,7 @@ from .sending import Sender
 from .status import MessageStatus
 from .stores import Store, open_store
 from .twiml import Message, MessagingResponse
-from .views import EMPTY_TWIML, DirectDispatch, Pipeline
+from .views import DirectDispatch, Pipeline
 
 log = logging.getLogger("webhook_kit")
 
@@ -41,6 +45,7 @@ FinalHandlerT = TypeVar("FinalHandlerT", bound=Callable[[MessageRecord], None])
 ErrorHandlerT = TypeVar(
     "ErrorHandlerT", bound=Callable[[Exception, InboundMessage | StatusCallback], Reply]
 )
+TimeoutHookT = TypeVar("TimeoutHookT", bound=Callable[[Conversation], object])
 TokenLoaderT = TypeVar("TokenLoaderT", bound=Callable[[str], str | Sequence[str] | None])
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -104,6 +109,7 @@ class WebhookKit:
         when: Predicate | None = None,
         background: bool = False,
         ack: str | None = None,
+        step: OneOrMany | None = None,
     ) -> Callable[[MessageHandlerT], MessageHandlerT]:
         """Register a handler for inbound messages that pass every given filter.
 
@@ -120,6 +126,10 @@ class WebhookKit:
             (or no reply) at once, and what the handler returns is sent with ``kit.send``
             as a reply to the message (see "Slow handlers" in the README).
         :param ack: with ``background``, a text answered at once, e.g. ``"One moment…"``.
+        :param step: the conversation's step(s) (see :meth:`Conversation.goto`).
+
+        A handler that takes a second positional argument receives the
+        :class:`~webhook_kit.conversation.Conversation` there (not with ``background``).
 
         Routes are tried in registration order, the one without filters last; the first
         that accepts a message gets it. The handler returns a ``str`` (one reply), a list
@@ -140,8 +150,15 @@ class WebhookKit:
                 has_media=has_media,
                 opt_out=opt_out,
                 when=when,
+                step=step,
             )
             if background:
+                if route.takes_conversation:
+                    raise ConfigurationError(
+                        f"{handler_name(handler)} takes a conversation and has background=True: "
+                        "the conversation is saved when the webhook answers, before the job "
+                        "runs; change it in a handler that runs in the request"
+                    )
                 self._background(handler, JobKind.MESSAGE, ack, route)
             self.registry.messages.add(route)
             return handler
@@ -229,12 +246,7 @@ class WebhookKit:
                 f"two background handlers are named {name!r}; jobs find their handler by "
                 "module and name, so give each a distinct name at module level"
             )
-        answer = EMPTY_TWIML
-        if ack is not None:
-            reply = MessagingResponse()
-            reply.message(ack)
-            answer = reply.to_bytes()
-        self.registry.background[name] = Background(name, kind, handler, answer, route)
+        self.registry.background[name] = Background(name, kind, handler, ack, route)
 
     def on_error(self, handler: ErrorHandlerT) -> ErrorHandlerT:
         """Register a hook for handler failures: ``handler(error, event)``.
@@ -245,6 +257,25 @@ class WebhookKit:
         """
         self.registry.errors.append(handler)
         return handler
+
+    def on_timeout(self, hook: TimeoutHookT) -> TimeoutHookT:
+        """Register ``hook(conversation)`` for conversations whose person went silent.
+
+        A handler sets the timeout with ``conversation.timeout_after(seconds)``; any message
+        from the person cancels it. Due timeouts run from :meth:`run_timeouts` (``webhook-kit
+        maintenance --handlers ...`` from cron), once each; what the hook changes in the
+        conversation (state, step, ``end()``, a new timeout) is saved.
+        """
+        self.registry.timeouts.append(hook)
+        return hook
+
+    def run_timeouts(self, app: Flask | None = None) -> int:
+        """Run the ``on_timeout`` hooks of every due conversation of ``app``; how many ran."""
+        pipeline = self.pipeline(app)
+        with app.app_context() if app is not None else nullcontext():  # for kit.opt_outs...
+            return pipeline.conversations.run_timeouts(
+                self.registry.timeouts, pipeline.settings.claim_lease
+            )
 
     def auth_token_loader(self, loader: TokenLoaderT) -> TokenLoaderT:
         """Register ``loader(account_sid) -> token(s) | None`` for apps serving subaccounts."""
@@ -368,6 +399,11 @@ class WebhookKit:
     def ledger(self) -> Ledger:
         """The delivery ledger of the current app (needs an app context)."""
         return Ledger(self.pipeline().store)
+
+    @property
+    def opt_outs(self) -> OptOuts:
+        """The opt-out registry of the current app (needs an app context)."""
+        return OptOuts(self.pipeline().store)
 
     # -- sending ---------------------------------------------------------------------------
 

@@ -23,7 +23,8 @@ class Registry:
     """Routes for messages, the fallback URL and status callbacks; final and error hooks."""
 
     __slots__ = (
-        "background", "errors", "fallback", "final", "messages", "status", "token_loader",
+        "background", "errors", "fallback", "final", "messages", "status", "timeouts",
+        "token_loader",
     )  # fmt: skip
 
     def __init__(self) -> None:
@@ -32,6 +33,8 @@ class Registry:
         self.status: list[StatusRoute] = []
         self.final: list[FinalHook] = []
         self.errors: list[ErrorHook] = []
+        #: Hooks run with a conversation whose person went silent past its timeout.
+        self.timeouts: list[Callable[[Any], object]] = []
         #: ``loader(account_sid) -> token(s) | None`` for apps serving subaccounts.
         self.token_loader: TokenLoader | None = None
         #: Handlers registered with ``background=True``, by :func:`background_name`.

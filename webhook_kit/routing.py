@@ -6,6 +6,7 @@ Message routes are tried in registration order, routes with filters before the o
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -38,6 +39,10 @@ class MessageRoute:
     has_media: bool | None = None
     opt_out: frozenset[str] | None = None
     predicate: Predicate | None = None
+    #: The conversation steps this route handles (``on_message(step=...)``).
+    steps: frozenset[str] | None = None
+    #: The handler takes the conversation as its second argument.
+    takes_conversation: bool = False
 
     @property
     def is_default(self) -> bool:
@@ -50,10 +55,15 @@ class MessageRoute:
             and self.has_media is None
             and self.opt_out is None
             and self.predicate is None
+            and self.steps is None
         )
 
-    def accept(self, message: InboundMessage, first_word: str) -> InboundMessage | None:
+    def accept(
+        self, message: InboundMessage, first_word: str, step: str | None = None
+    ) -> InboundMessage | None:
         """The message to hand to the handler (with ``match`` set), or None to skip."""
+        if self.steps is not None and step not in self.steps:
+            return None
         if self.keywords is not None and first_word not in self.keywords:
             return None
         if self.senders is not None and message.from_ not in self.senders:
@@ -89,6 +99,7 @@ def message_route(
     has_media: bool | None = None,
     opt_out: bool | OptOutType | OneOrMany | None = None,
     when: Predicate | None = None,
+    step: OneOrMany | None = None,
 ) -> MessageRoute:
     """Validate and normalise the filters of ``on_message`` once, at registration."""
     keywords = _many(keyword)
@@ -115,19 +126,35 @@ def message_route(
         has_media=has_media,
         opt_out=opt_out_types,
         predicate=when,
+        steps=_many(step),
+        takes_conversation=_positional_parameters(handler) >= 2,
     )
+
+
+def _positional_parameters(handler: Callable[..., Any]) -> int:
+    """How many positional arguments ``handler`` can take (a second one: the conversation)."""
+    try:
+        parameters = inspect.signature(handler).parameters.values()
+    except (TypeError, ValueError):  # some builtins have no signature: one argument
+        return 1
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return sum(p.kind in kinds for p in parameters)
 
 
 class MessageRouter:
     """First-match dispatch over message routes."""
 
-    __slots__ = ("_default", "_routes")
+    __slots__ = ("_default", "_routes", "needs_conversation")
 
     def __init__(self) -> None:
         self._routes: list[MessageRoute] = []
         self._default: MessageRoute | None = None
+        #: A route filters by step or takes the conversation: load it for every message.
+        self.needs_conversation = False
 
     def add(self, route: MessageRoute) -> None:
+        if route.steps is not None or route.takes_conversation:
+            self.needs_conversation = True
         if not route.is_default:
             self._routes.append(route)
             return
@@ -138,8 +165,14 @@ class MessageRouter:
             )
         self._default = route
 
-    def select(self, message: InboundMessage) -> tuple[MessageRoute, InboundMessage] | None:
+    def select(
+        self, message: InboundMessage, step: str | None = None, *, by_keyword: bool = False
+    ) -> tuple[MessageRoute, InboundMessage] | None:
         """The route that gets the message and the message it gets, or None.
+
+        ``step`` is the conversation's current step, for routes registered with ``step=``.
+        ``by_keyword``: an opt-out keyword the kit answers (not Advanced Opt-Out) also reaches
+        routes whose ``keyword`` filter names it.
 
         A message Twilio's Advanced Opt-Out has already answered (``OptOutType`` set) only
         reaches routes that ask for it with ``opt_out=``, so nobody replies twice.
@@ -147,9 +180,10 @@ class MessageRouter:
         word = _first_word(message.body)
         opted_out = message.opt_out_type is not None
         for route in self._routes:
-            if opted_out and route.opt_out is None:
+            named = by_keyword and route.keywords is not None and word in route.keywords
+            if opted_out and route.opt_out is None and not named:
                 continue
-            accepted = route.accept(message, word)
+            accepted = route.accept(message, word, step)
             if accepted is not None:
                 return route, accepted
         if self._default is not None and not opted_out:

@@ -67,6 +67,7 @@ from .ledger import (
     StatusEntry,
 )
 from .ledger import now as ledger_now
+from .optout import refuse_opted_out
 from .status import MessageStatus
 from .stores import Claim, Outcome, new_owner
 
@@ -384,6 +385,7 @@ class Sender:
                 from_ = in_reply_to.to
         if not to:
             raise TypeError("send() needs a recipient: pass to=..., or in_reply_to=message")
+        refuse_opted_out(self.store, to, from_, messaging_service_sid)
         media = [media_url] if isinstance(media_url, str) else list(media_url or ())
         now = ledger_now()
         if status_callback is None:

@@ -12,6 +12,7 @@ rebuild, so tests exercise signature verification instead of switching it off.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import EnvironBuilder, TestResponse
 
+from . import conversation, events
 from .errors import ConfigurationError, TwiMLError
 from .kit import WebhookKit
 from .signature import compute_signature
@@ -340,6 +342,14 @@ class Conversation:
         for body in bodies:
             texts.extend(self.send(body).texts)
         return texts
+
+    @property
+    def saved(self) -> conversation.Conversation | None:
+        """The kit's conversation with this sender as the store holds it (None: none)."""
+        fields = events.Fields(inbound_sms(from_=self.from_, to=self.to).items())
+        id = conversation.conversation_id(events.parse_inbound(fields))
+        data = self.client._kit().pipeline(self.client._app()).store.get_conversation(id)
+        return None if data is None else conversation.loads(id, data, time.time())
 
 
 def _reply(response: TestResponse) -> WebhookReply:

@@ -27,6 +27,7 @@ from urllib.parse import unquote_to_bytes, urlencode
 
 from flask import Flask, Response, request
 
+from .conversation import Conversation, Conversations, Opened
 from .errors import (
     BadRequestError,
     InFlightError,
@@ -37,6 +38,7 @@ from .errors import (
 from .events import (
     Fields,
     InboundMessage,
+    OptOutType,
     StatusCallback,
     parse_fallback,
     parse_inbound,
@@ -45,10 +47,11 @@ from .events import (
 from .jobs import Job, JobKind, Runner
 from .ledger import MessageFacts, StatusEntry
 from .ledger import now as ledger_now
+from .optout import OptOutPolicy
 from .routing import MessageRouter, as_twiml, call_status_handler, handler_name
 from .sending import Correlator
 from .signature import URLBuilder, Verifier
-from .stores import Claim, Outcome, Store, housekeeping, new_owner
+from .stores import Claim, ConversationWrite, Outcome, Store, housekeeping, new_owner
 from .twiml import MessagingResponse
 
 if TYPE_CHECKING:
@@ -131,6 +134,10 @@ class Pipeline:
         self.runner = runner
         self.verifier = Verifier(settings.auth_tokens, registry.load_tokens)
         self.url_of = URLBuilder(settings.public_url, settings.proxy_hops)
+        self.conversations = Conversations(store, settings.conversation_ttl)
+        self.opt_outs = OptOutPolicy(
+            store, recognise=settings.opt_out_keywords, replies=settings.opt_out_replies
+        )
         self.correlator = Correlator(settings.secret_key)
         self._housekeeping_pid = 0
         self._error_reply: bytes | None = None
@@ -243,19 +250,26 @@ class Pipeline:
         if claim.outcome is Outcome.DONE:
             _duplicate(environ, key)
             return Answer(200, claim.answer)  # a retry gets the first answer, handler not rerun
+        opened: Opened | None = None
         try:
-            answer, background = self._answer(message, router)
+            if router.needs_conversation:  # waits while another message of the person runs
+                opened = self.conversations.open(message, self._lock, time.time())
+            reply, background = self._answer(
+                message, router, opened.conversation if opened else None
+            )
+            answer = reply.to_bytes()
+            saved = self.conversations.write(opened, reply, time.time()) if opened else None
             if background is not None:  # durable with the claim, before the webhook's answer
                 job = Job(key, JobKind.MESSAGE, background.name, incoming.form, time.time())
-                self._enqueue(key, claim, answer, [job])
-        except StoreError as error:
-            self._release(key, claim)
+                self._enqueue(key, claim, answer, [job], saved)
+        except (StoreError, InFlightError) as error:
+            self._release(key, claim, opened)
             return _reject(environ, error)
         except _Failed as failure:
-            self._release(key, claim)
+            self._release(key, claim, opened)
             return self._failed(failure, message, environ)
         if background is None:
-            self._complete(key, claim, answer)
+            self._complete(key, claim, answer, saved)
         return Answer(200, answer)
 
     def _read(self, environ: dict[str, Any]) -> Incoming:
@@ -330,20 +344,41 @@ class Pipeline:
             result = attempt("")
         return result
 
+    def _lock(self, key: str) -> Claim:
+        """Take ``key`` as a lock, waiting for its holder (a conversation's other message)."""
+        lease = self.settings.claim_lease
+        return self._settle(
+            key, lambda replace: self.store.claim(key, lease, replace=replace), lambda claim: claim
+        )
+
     def _answer(
-        self, message: InboundMessage, router: MessageRouter
-    ) -> tuple[bytes, Background | None]:
+        self, message: InboundMessage, router: MessageRouter, conversation: Conversation | None
+    ) -> tuple[MessagingResponse, Background | None]:
         """The TwiML answer; for a background handler, its ack and the handler to enqueue."""
+        message, compliance = self.opt_outs.classify(message)
+        if conversation is not None and message.opt_out_type is OptOutType.STOP:
+            conversation.end()  # whoever asked to stop is not in the middle of anything
+        step = conversation.step if conversation is not None else None
         with _running("a message filter (when=)"):
-            chosen = router.select(message)
+            chosen = router.select(message, step, by_keyword=compliance is not None)
         if chosen is None:
-            return EMPTY_TWIML, None
+            return compliance or MessagingResponse(), None
         route, accepted = chosen
         background = self.registry.background_for(route.handler)
-        if background is not None:
-            return background.ack, background
-        with _running(handler_name(route.handler)):
-            reply = as_twiml(route.handler(accepted), route.handler)
+        if background is not None:  # the job runs it later; Twilio gets the ack now
+            reply = MessagingResponse()
+            if background.ack is not None:
+                reply.message(background.ack)
+        else:
+            with _running(handler_name(route.handler)):
+                if route.takes_conversation:
+                    result = route.handler(accepted, conversation)
+                else:
+                    result = route.handler(accepted)
+                reply = as_twiml(result, route.handler)
+        if compliance is not None and not reply.verbs:  # the handler only recorded it
+            return compliance, background
+        reply = self.opt_outs.screen(message, reply)
         segments = reply.segments
         if segments > self.settings.max_segments:
             log.warning(
@@ -352,7 +387,7 @@ class Pipeline:
                 segments,
                 self.settings.max_segments,
             )
-        return reply.to_bytes(), None
+        return reply, background
 
     def _finalise(self, message_sid: str) -> None:
         """Run the final-state hooks once per message, across retries and hosts."""
@@ -406,9 +441,21 @@ class Pipeline:
             return Answer(200, self._error_reply)
         return _FAILED
 
-    def _enqueue(self, key: str, claim: Claim, answer: bytes, jobs: list[Job]) -> None:
-        """Finish the claim and store its jobs in one step; a failure is a 503 (retry)."""
-        if not self.store.enqueue(key, claim.owner, answer, jobs):
+    def _enqueue(
+        self,
+        key: str,
+        claim: Claim,
+        answer: bytes,
+        jobs: list[Job],
+        conversation: ConversationWrite | None = None,
+    ) -> None:
+        """Finish the claim, save the conversation and store the jobs in one step.
+
+        A store failure propagates (the webhook gets a 503 and Twilio retries): the ack must
+        not go out unless the job is durable.
+        """
+        done = self.store.complete(key, claim.owner, answer, conversation=conversation, jobs=jobs)
+        if not done:
             log.warning("%s: its claim was taken over; that delivery enqueues the job", key)
             return
         if self.runner is not None:
@@ -417,16 +464,20 @@ class Pipeline:
             except Exception:  # stored: the runner's sweep finds it
                 log.exception("%s: job stored, but the runner could not be told", key)
 
-    def _complete(self, key: str, claim: Claim, answer: bytes) -> None:
+    def _complete(
+        self, key: str, claim: Claim, answer: bytes, conversation: ConversationWrite | None = None
+    ) -> None:
         try:
-            self.store.complete(key, claim.owner, answer)
+            self.store.complete(key, claim.owner, answer, conversation=conversation)
         except StoreError as error:
             # The answer still goes out; a retry inside the lease gets 409, after it reruns.
             log.warning("could not store the answer for %s: %s", key, error)
 
-    def _release(self, key: str, claim: Claim) -> None:
+    def _release(self, key: str, claim: Claim, opened: Opened | None = None) -> None:
         try:
             self.store.release(key, claim.owner)
+            if opened is not None:
+                self.conversations.close(opened)
         except StoreError as error:
             log.warning("could not release %s (released when the store answers): %s", key, error)
 

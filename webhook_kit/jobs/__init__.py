@@ -2,7 +2,7 @@
 
 A handler registered with ``background=True`` does not run inside the webhook request. The
 request writes a :class:`Job` to the kit's store in the same atomic step that completes the
-webhook's idempotency claim (:meth:`JobStore.enqueue`), answers Twilio at once, and a
+webhook's idempotency claim (``Store.complete(..., jobs=...)``), answers Twilio at once, and a
 *runner* executes the job later with the same typed event:
 
 - :class:`~webhook_kit.jobs.embedded.EmbeddedRunner` (the default) polls the store from a
@@ -73,16 +73,9 @@ class JobStore(Protocol):
     """The job operations a store provides, each atomic across processes and hosts.
 
     Ported to a new backend these are one table (or hash) of :class:`Job` rows keyed by
-    ``key``; the only cross-table step is :meth:`enqueue`, which must write the jobs in the
-    same transaction that completes the webhook's claim.
+    ``key``. Jobs are added only by :meth:`~webhook_kit.stores.Store.complete`, which must
+    write them in the same transaction that completes the webhook's claim.
     """
-
-    def enqueue(self, key: str, owner: str, answer: bytes, jobs: Sequence[Job]) -> bool:
-        """Complete claim ``key`` (held by ``owner``) with ``answer`` and add ``jobs``, atomically.
-
-        Returns False, writing nothing, if ``owner`` no longer holds the claim. A job whose
-        key exists already is left as it is.
-        """
 
     def take_job(self, lease: float, key: str | None = None) -> Job | None:
         """Lease the oldest due job (or the job ``key``) for ``lease`` seconds.

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl
 
-from ..errors import StoreError
+from ..errors import StoreError, UnsubscribedRecipientError
 from ..events import Fields, InboundMessage, parse_inbound, parse_status
 from ..routing import MessageRoute, as_twiml, handler_name
 from ..twiml import Message
@@ -40,8 +40,8 @@ class Background:
     name: str
     kind: JobKind
     handler: Callable[..., Any]
-    #: The TwiML the webhook answers at once (an empty ``<Response/>`` without ``ack=``).
-    ack: bytes
+    #: The text the webhook answers at once (``ack=``); None: no reply.
+    ack: str | None
     #: For messages: the route, whose pattern gives the handler its ``match`` again.
     route: MessageRoute | None = None
 
@@ -141,11 +141,16 @@ class Executor:
             message = replace(message, match=spec.route.pattern.search(message.body))
         reply = as_twiml(spec.handler(message), spec.handler)
         for index, verb in enumerate(reply.messages):
-            self.send_reply(message, verb, f"{job.key}#reply{index}")
+            try:
+                self.send_reply(message, verb, f"{job.key}#reply{index}")
+            except UnsubscribedRecipientError as refused:  # final: a retry is refused again
+                log.warning("job %s: reply %d dropped: %s", job.key, index, refused)
 
     def _failed(self, job: Job, error: Exception) -> float | None:
         reason = f"{type(error).__name__}: {error}"
-        if job.attempts < self.settings.attempts:
+        # An opted-out recipient stays opted out until they reply START: retrying is futile.
+        final = isinstance(error, UnsubscribedRecipientError)
+        if job.attempts < self.settings.attempts and not final:
             delay = self.settings.backoff * 2.0 ** (job.attempts - 1)
             run_at = time.time() + delay
             log.warning(
@@ -158,7 +163,7 @@ class Executor:
             )
             self._settle(job, JobState.PENDING, run_at, reason)
             return run_at
-        log.error("job %s is dead after %d attempts", job.key, job.attempts, exc_info=error)
+        log.error("job %s is dead after %d attempt(s)", job.key, job.attempts, exc_info=error)
         self._settle(job, JobState.DEAD, 0.0, reason)
         self._report(job, error)
         return None

@@ -15,7 +15,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
@@ -24,7 +24,7 @@ from typing import Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 from ..errors import ConfigurationError, StoreError
-from ..jobs import JobStore
+from ..jobs import Job, JobStore
 from ..ledger import MessageFacts, MessageRecord, Query, StatusEntry
 from ..status import MessageStatus
 
@@ -117,6 +117,39 @@ class Claim:
 
 
 @dataclass(frozen=True, slots=True)
+class ConversationWrite:
+    """A conversation saved by :meth:`Store.complete` together with an inbound claim.
+
+    ``id`` starts with the person's address and ``|`` (see :meth:`Store.purge_address`).
+    """
+
+    id: str
+    #: The owner token of the conversation's lock (a :meth:`Store.claim` on ``"lock:" + id``),
+    #: released in the same step.
+    lock_owner: str
+    #: The serialised conversation; None deletes it (the conversation ended).
+    data: bytes | None
+    #: Seconds of inactivity after which the conversation expires.
+    ttl: float
+    #: Epoch seconds when its timeout is due (see :meth:`Store.due_conversations`); None: none.
+    due: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OptOut:
+    """Whether ``address`` may receive messages from ``sender`` (a number or Messaging Service)."""
+
+    sender: str
+    address: str
+    opted_out: bool
+    #: Epoch seconds of the last change.
+    updated_at: float
+    #: What changed it: ``keyword`` (recognised by the kit), ``advanced`` (Twilio's Advanced
+    #: Opt-Out), ``import`` or ``api``.
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
 class Applied:
     """What claiming and recording one callback did."""
 
@@ -155,8 +188,24 @@ class Store(JobStore, Protocol):
         inbound message) is saved in the same step, as :meth:`save_message` would.
         """
 
-    def complete(self, key: str, owner: str, answer: bytes) -> None:
-        """Mark an owned claim finished and keep its answer for the retention period."""
+    def complete(
+        self,
+        key: str,
+        owner: str,
+        answer: bytes,
+        *,
+        conversation: ConversationWrite | None = None,
+        jobs: Sequence[Job] = (),
+    ) -> bool:
+        """Finish the claim ``key`` that ``owner`` holds, keeping ``answer`` for the retention.
+
+        In the same atomic step: save (or delete) ``conversation`` with its TTL and due time
+        and release its lock, and add ``jobs`` (a job whose key exists already is left as it
+        is). A retried webhook therefore neither loses nor applies twice what its handler
+        changed, and a background handler's job exists exactly when the claim is finished.
+        Returns False, writing nothing, if ``owner`` no longer holds ``key`` unfinished (its
+        lease ended and another delivery took it over: that one writes instead).
+        """
 
     def release(self, key: str, owner: str) -> None:
         """Give up an owned claim so that a retry can run."""
@@ -174,6 +223,32 @@ class Store(JobStore, Protocol):
 
     def get_message(self, message_sid: str) -> MessageRecord | None:
         """A message's ledger record, or None."""
+
+    def get_conversation(self, id: str) -> bytes | None:
+        """The saved conversation ``id``, or None if there is none or it expired."""
+
+    def due_conversations(self, now: float, limit: int) -> list[str]:
+        """Up to ``limit`` ids of saved conversations whose ``due`` is at or before ``now``.
+
+        Saving a conversation replaces its due time (None removes it); so does deleting it.
+        An id may name a conversation that expired meanwhile (:meth:`get_conversation` then
+        says None, and saving it with ``data=None`` forgets the due time).
+        """
+
+    def set_opt_out(self, record: OptOut) -> None:
+        """Insert or replace the opt-out record of ``(record.sender, record.address)``."""
+
+    def get_opt_out(self, sender: str, address: str) -> OptOut | None:
+        """The opt-out record of ``address`` for ``sender``, or None if it never changed."""
+
+    def list_opt_outs(self, sender: str | None = None) -> list[OptOut]:
+        """Every opt-out record (of one ``sender``), ordered by sender then address."""
+
+    def purge_address(self, address: str) -> int:
+        """Remove every conversation of ``address`` and every ledger record of a message to
+        or from it (its facts, or a callback's ``To``/``From``); the number of items removed.
+        Opt-out records stay: they are what keeps the person from being texted again.
+        """
 
     def save_message(self, facts: MessageFacts, alias: str | None = None) -> None:
         """Merge ``facts`` into the record of ``facts.message_sid`` (created if missing).
@@ -367,6 +442,12 @@ class Housekeeping:
 
 housekeeping = Housekeeping()
 os.register_at_fork(after_in_child=housekeeping.after_fork)
+
+
+def names_address(form: str, address: str) -> bool:
+    """Whether a callback kept in the ledger (its form fields) was sent to or from ``address``."""
+    fields = dict(parse_qsl(form, keep_blank_values=True))
+    return address in (fields.get("To"), fields.get("From"))
 
 
 def _sqlite_path(path: str, url: str) -> str:

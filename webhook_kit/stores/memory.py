@@ -20,7 +20,17 @@ from ..ledger import (
     timestamp,
 )
 from ..status import MessageStatus
-from . import DEFAULT_LEDGER_RETENTION, DEFAULT_RETENTION, Applied, Claim, Outcome, new_owner
+from . import (
+    DEFAULT_LEDGER_RETENTION,
+    DEFAULT_RETENTION,
+    Applied,
+    Claim,
+    ConversationWrite,
+    OptOut,
+    Outcome,
+    names_address,
+    new_owner,
+)
 
 _PURGE_EVERY = 60.0
 
@@ -100,6 +110,9 @@ class MemoryStore:
         self._claims: dict[str, _Claim] = {}
         self._messages: dict[str, _Message] = {}
         self._jobs: dict[str, Job] = {}
+        #: id -> (data, expires, due or None)
+        self._conversations: dict[str, tuple[bytes, float, float | None]] = {}
+        self._opt_outs: dict[tuple[str, str], OptOut] = {}
         self._next_purge = clock() + _PURGE_EVERY
 
     def claim(
@@ -129,13 +142,37 @@ class MemoryStore:
             return Claim(Outcome.DONE, answer=current.answer), False
         return Claim(Outcome.BUSY, current.owner), False
 
-    def complete(self, key: str, owner: str, answer: bytes) -> None:
+    def complete(
+        self,
+        key: str,
+        owner: str,
+        answer: bytes,
+        *,
+        conversation: ConversationWrite | None = None,
+        jobs: Sequence[Job] = (),
+    ) -> bool:
         with self._lock:
             current = self._claims.get(key)
-            if current is not None and current.owner == owner:
-                current.done = True
-                current.answer = answer
-                current.expires = self._clock() + self._retention
+            if current is None or current.owner != owner or current.done:
+                return False
+            now = self._clock()
+            current.done, current.answer = True, answer
+            current.expires = now + self._retention
+            for job in jobs:
+                self._jobs.setdefault(job.key, job)
+            if conversation is not None:
+                self._save_conversation(conversation, now)
+            return True
+
+    def _save_conversation(self, conversation: ConversationWrite, now: float) -> None:
+        if conversation.data is None:
+            self._conversations.pop(conversation.id, None)
+        else:
+            expires = now + conversation.ttl
+            self._conversations[conversation.id] = (conversation.data, expires, conversation.due)
+        lock = self._claims.get("lock:" + conversation.id)
+        if lock is not None and lock.owner == conversation.lock_owner and not lock.done:
+            del self._claims["lock:" + conversation.id]
 
     def release(self, key: str, owner: str) -> None:
         with self._lock:
@@ -191,18 +228,50 @@ class MemoryStore:
         )
         return found[: query.limit]
 
-    # -- jobs (see webhook_kit.jobs.JobStore) ---------------------------------------------
-
-    def enqueue(self, key: str, owner: str, answer: bytes, jobs: Sequence[Job]) -> bool:
+    def get_conversation(self, id: str) -> bytes | None:
         with self._lock:
-            current = self._claims.get(key)
-            if current is None or current.owner != owner or current.done:
-                return False
-            current.done, current.answer = True, answer
-            current.expires = self._clock() + self._retention
-            for job in jobs:
-                self._jobs.setdefault(job.key, job)
-            return True
+            saved = self._conversations.get(id)
+        return saved[0] if saved is not None and saved[1] >= self._clock() else None
+
+    def due_conversations(self, now: float, limit: int) -> list[str]:
+        with self._lock:
+            due = [
+                id for id, (_, _, at) in self._conversations.items() if at is not None and at <= now
+            ]
+        return due[:limit]
+
+    def set_opt_out(self, record: OptOut) -> None:
+        with self._lock:
+            self._opt_outs[record.sender, record.address] = record
+
+    def get_opt_out(self, sender: str, address: str) -> OptOut | None:
+        with self._lock:
+            return self._opt_outs.get((sender, address))
+
+    def list_opt_outs(self, sender: str | None = None) -> list[OptOut]:
+        with self._lock:
+            return [
+                record
+                for key, record in sorted(self._opt_outs.items())
+                if sender is None or key[0] == sender
+            ]
+
+    def purge_address(self, address: str) -> int:
+        with self._lock:
+            conversations = [id for id in self._conversations if id.startswith(address + "|")]
+            for id in conversations:
+                del self._conversations[id]
+            messages = [
+                sid
+                for sid, message in self._messages.items()
+                if address in (message.facts.get("from_"), message.facts.get("to"))
+                or any(names_address(entry.form, address) for entry in message.history)
+            ]
+            for sid in messages:
+                del self._messages[sid]
+        return len(conversations) + len(messages)
+
+    # -- jobs (see webhook_kit.jobs.JobStore) ---------------------------------------------
 
     def take_job(self, lease: float, key: str | None = None) -> Job | None:
         with self._lock:
@@ -286,6 +355,9 @@ class MemoryStore:
             self._claims = {key: c for key, c in self._claims.items() if c.expires >= now}
             horizon = now - self._ledger_retention
             self._messages = {sid: m for sid, m in self._messages.items() if m.updated >= horizon}
+            self._conversations = {
+                id: saved for id, saved in self._conversations.items() if saved[1] >= now
+            }
 
     def close(self) -> None:
         """Nothing to release."""

@@ -36,8 +36,11 @@ from . import (
     DEFAULT_RETENTION,
     Applied,
     Claim,
+    ConversationWrite,
+    OptOut,
     Outcome,
     StoreErrors,
+    names_address,
     new_owner,
 )
 
@@ -80,6 +83,24 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         received double precision NOT NULL,
         form text NOT NULL,
         PRIMARY KEY (sid, key)
+    );
+    """,
+    """
+    CREATE TABLE {schema}.wk_conversations (
+        id text PRIMARY KEY,
+        data bytea NOT NULL,
+        expires double precision NOT NULL,
+        due double precision
+    );
+    CREATE INDEX wk_conversations_expires ON {schema}.wk_conversations (expires);
+    CREATE INDEX wk_conversations_due ON {schema}.wk_conversations (due) WHERE due IS NOT NULL;
+    CREATE TABLE {schema}.wk_opt_outs (
+        sender text NOT NULL,
+        address text NOT NULL,
+        opted_out boolean NOT NULL,
+        updated double precision NOT NULL,
+        source text NOT NULL,
+        PRIMARY KEY (sender, address)
     );
     """,
     """
@@ -160,7 +181,7 @@ _ASYNC_COMMIT = "WHERE set_config('synchronous_commit', 'off', true) IS NOT NULL
 _LOST = "SELECT done, answer FROM {schema}.wk_claims WHERE key = %s"
 _COMPLETE = """
 UPDATE {schema}.wk_claims SET done = true, answer = %s, expires = %s
-WHERE key = %s AND owner = %s
+WHERE key = %s AND owner = %s AND NOT done
 """
 _RELEASE = "DELETE FROM {schema}.wk_claims WHERE key = %s AND owner = %s"
 _GET = """
@@ -173,10 +194,6 @@ ORDER BY e.received, e.key
 # Jobs (see webhook_kit.jobs.JobStore). Due: pending with its backoff over, or running with
 # its runner's lease over; SKIP LOCKED lets runners on many hosts take different jobs at once.
 _JOB_COLUMNS = ", ".join(JOB_COLUMNS)
-_ENQUEUE_CLAIM = """
-UPDATE {schema}.wk_claims SET done = true, answer = %s, expires = %s
-WHERE key = %s AND owner = %s AND NOT done
-"""
 _INSERT_JOB = f"""
 INSERT INTO {{schema}}.wk_jobs ({_JOB_COLUMNS})
 VALUES ({", ".join(["%s"] * len(JOB_COLUMNS))}) ON CONFLICT DO NOTHING
@@ -221,6 +238,13 @@ WITH expired AS (
 DELETE FROM {schema}.wk_events WHERE sid IN (SELECT sid FROM expired)
 """
 
+_SWEEP_CONVERSATIONS = """
+DELETE FROM {schema}.wk_conversations WHERE id IN (
+    SELECT id FROM {schema}.wk_conversations WHERE expires < %s LIMIT %s
+)
+"""
+_OPT_OUT_COLUMNS = "sender, address, opted_out, updated, source"
+
 
 class PostgresStore:
     """Safe for many threads, worker processes and hosts; each process pools its connections."""
@@ -259,10 +283,11 @@ class PostgresStore:
         self._get_sql = _GET.format(schema=quoted)
         self._sweep_claims_sql = _SWEEP_CLAIMS.format(schema=quoted)
         self._sweep_messages_sql = _SWEEP_MESSAGES.format(schema=quoted)
+        self._sweep_conversations_sql = _SWEEP_CONVERSATIONS.format(schema=quoted)
+        self._quoted = quoted
         self._jobs_sql = {
             name: sql.format(schema=quoted)
             for name, sql in (
-                ("enqueue", _ENQUEUE_CLAIM),
                 ("insert", _INSERT_JOB),
                 ("take", _TAKE_JOB),
                 ("get", _GET_JOB),
@@ -301,9 +326,48 @@ class PostgresStore:
                 return Claim(Outcome.CLAIMED, owner)
             return self._lost(db, key)
 
-    def complete(self, key: str, owner: str, answer: bytes) -> None:
+    def complete(
+        self,
+        key: str,
+        owner: str,
+        answer: bytes,
+        *,
+        conversation: ConversationWrite | None = None,
+        jobs: Sequence[Job] = (),
+    ) -> bool:
+        now = self._clock()
+        values = (answer, now + self._retention, key, owner)
         with self._connection() as db:
-            db.execute(self._complete_sql, (answer, self._clock() + self._retention, key, owner))
+            if conversation is None and not jobs:  # one statement: no transaction needed
+                return db.execute(self._complete_sql, values).rowcount == 1
+            with db.transaction():
+                if db.execute(self._complete_sql, values).rowcount != 1:
+                    return False  # taken over: its new owner writes the conversation and jobs
+                if jobs:
+                    with db.cursor() as cursor:
+                        cursor.executemany(self._jobs_sql["insert"], [job_row(j) for j in jobs])
+                if conversation is not None:
+                    self._save_conversation(db, conversation, now)
+        return True
+
+    def _save_conversation(
+        self, db: psycopg.Connection[Any], conversation: ConversationWrite, now: float
+    ) -> None:
+        """Save (or delete) a conversation and release its lock, in the caller's transaction."""
+        schema = self._quoted
+        if conversation.data is None:
+            db.execute(f"DELETE FROM {schema}.wk_conversations WHERE id = %s", (conversation.id,))
+        else:
+            db.execute(
+                f"INSERT INTO {schema}.wk_conversations (id, data, expires, due)"
+                " VALUES (%s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET"
+                " data = excluded.data, expires = excluded.expires, due = excluded.due",
+                (conversation.id, conversation.data, now + conversation.ttl, conversation.due),
+            )
+        db.execute(
+            self._release_sql + " AND NOT done",
+            ("lock:" + conversation.id, conversation.lock_owner),
+        )
 
     def release(self, key: str, owner: str) -> None:
         with self._connection() as db:
@@ -371,6 +435,7 @@ class PostgresStore:
         for sql, horizon in (
             (self._sweep_claims_sql, now),
             (self._sweep_messages_sql, now - self._ledger_retention),
+            (self._sweep_conversations_sql, now),
         ):
             while True:
                 with self._connection() as db:
@@ -380,6 +445,70 @@ class PostgresStore:
                     break
         return deleted
 
+    def get_conversation(self, id: str) -> bytes | None:
+        with self._connection() as db:
+            row = db.execute(
+                f"SELECT data FROM {self._quoted}.wk_conversations WHERE id = %s AND expires >= %s",
+                (id, self._clock()),
+            ).fetchone()
+        return bytes(row[0]) if row is not None else None
+
+    def due_conversations(self, now: float, limit: int) -> list[str]:
+        with self._connection() as db:
+            rows = db.execute(
+                f"SELECT id FROM {self._quoted}.wk_conversations WHERE due <= %s LIMIT %s",
+                (now, limit),
+            ).fetchall()
+        return [row[0] for row in rows]
+
+    def set_opt_out(self, record: OptOut) -> None:
+        with self._connection() as db:
+            db.execute(
+                f"INSERT INTO {self._quoted}.wk_opt_outs"
+                " (sender, address, opted_out, updated, source) VALUES (%s, %s, %s, %s, %s)"
+                " ON CONFLICT (sender, address) DO UPDATE SET opted_out = excluded.opted_out,"
+                " updated = excluded.updated, source = excluded.source",
+                (record.sender, record.address, record.opted_out, record.updated_at, record.source),
+            )
+
+    def get_opt_out(self, sender: str, address: str) -> OptOut | None:
+        with self._connection() as db:
+            row = db.execute(
+                f"SELECT {_OPT_OUT_COLUMNS} FROM {self._quoted}.wk_opt_outs"
+                " WHERE sender = %s AND address = %s",
+                (sender, address),
+            ).fetchone()
+        return OptOut(*row) if row is not None else None
+
+    def list_opt_outs(self, sender: str | None = None) -> list[OptOut]:
+        query = f"SELECT {_OPT_OUT_COLUMNS} FROM {self._quoted}.wk_opt_outs"
+        with self._connection() as db:
+            if sender is None:
+                cursor = db.execute(query + " ORDER BY sender, address")
+            else:
+                cursor = db.execute(query + " WHERE sender = %s ORDER BY address", (sender,))
+            rows = cursor.fetchall()
+        return [OptOut(*row) for row in rows]
+
+    def purge_address(self, address: str) -> int:
+        """A scan of the ledger (no index by address): for rare data-subject requests."""
+        schema = self._quoted
+        prefix = address + "|"
+        with self._connection() as db, db.transaction():
+            removed = db.execute(
+                f"DELETE FROM {schema}.wk_conversations WHERE left(id, %s) = %s",
+                (len(prefix), prefix),
+            ).rowcount
+            sids = {
+                sid
+                for sid, form in db.execute(f"SELECT sid, form FROM {schema}.wk_events")
+                if names_address(form, address)
+            }
+            for sid in sids:
+                db.execute(f"DELETE FROM {schema}.wk_events WHERE sid = %s", (sid,))
+                db.execute(f"DELETE FROM {schema}.wk_messages WHERE sid = %s", (sid,))
+        return removed + len(sids)
+
     def save_message(self, facts: MessageFacts, alias: str | None = None) -> None:
         raise _not_ported("keep what the kit sends")
 
@@ -387,16 +516,6 @@ class PostgresStore:
         raise _not_ported("search the ledger")
 
     # -- jobs (see webhook_kit.jobs.JobStore) ---------------------------------------------
-
-    def enqueue(self, key: str, owner: str, answer: bytes, jobs: Sequence[Job]) -> bool:
-        sql = self._jobs_sql
-        with self._connection() as db, db.transaction():
-            expires = self._clock() + self._retention
-            if db.execute(sql["enqueue"], (answer, expires, key, owner)).rowcount != 1:
-                return False
-            with db.cursor() as cursor:
-                cursor.executemany(sql["insert"], [job_row(job) for job in jobs])
-        return True
 
     def take_job(self, lease: float, key: str | None = None) -> Job | None:
         now = self._clock()

@@ -39,8 +39,11 @@ from . import (
     Abandoned,
     Applied,
     Claim,
+    ConversationWrite,
+    OptOut,
     Outcome,
     StoreErrors,
+    names_address,
     new_owner,
 )
 
@@ -56,11 +59,52 @@ except ImportError as error:  # pragma: no cover - exercised without the extra i
 _PENDING, _DONE = b"P", b"D"
 
 # KEYS: claim. ARGV: owner, answer, retention ms.
+# Finish a claim (KEYS[1]) owned by ARGV[1]; then, if ARGV[4] names a conversation, save it
+# (KEYS[2], ARGV[5] == '1') or delete it, release its lock (KEYS[3]) and set its due time
+# (KEYS[4]); then add the jobs: ARGV[10] is the hash prefix, ARGV[11] the number n of
+# columns, the next n their names, and the rest the jobs' values, n per job, each job
+# scheduled by run_at in KEYS[5].
 _COMPLETE = """
-if redis.call('GET', KEYS[1]) == 'P' .. ARGV[1] then
-    redis.call('SET', KEYS[1], 'D' .. ARGV[2], 'PX', ARGV[3])
+if redis.call('GET', KEYS[1]) ~= 'P' .. ARGV[1] then
+    return 0
 end
+redis.call('SET', KEYS[1], 'D' .. ARGV[2], 'PX', ARGV[3])
+if ARGV[4] ~= '' then
+    if ARGV[5] == '1' then
+        redis.call('SET', KEYS[2], ARGV[6], 'PX', ARGV[7])
+    else
+        redis.call('DEL', KEYS[2])
+    end
+    if redis.call('GET', KEYS[3]) == 'P' .. ARGV[8] then
+        redis.call('DEL', KEYS[3])
+    end
+    if ARGV[5] == '1' and ARGV[9] ~= '' then
+        redis.call('ZADD', KEYS[4], ARGV[9], ARGV[4])
+    else
+        redis.call('ZREM', KEYS[4], ARGV[4])
+    end
+end
+local n = tonumber(ARGV[11])
+local run_at
+for c = 1, n do
+    if ARGV[11 + c] == 'run_at' then run_at = c end
+end
+local i = 12 + n
+while i <= #ARGV do
+    local name = ARGV[10] .. ARGV[i]
+    if redis.call('EXISTS', name) == 0 then
+        for c = 1, n do
+            redis.call('HSET', name, ARGV[11 + c], ARGV[i + c - 1])
+        end
+        redis.call('ZADD', KEYS[5], ARGV[i + run_at - 1], ARGV[i])
+    end
+    i = i + n
+end
+return 1
 """
+# KEYS: claim, conversation, conversation lock, due-conversations sorted set.
+# ARGV: owner, answer, retention ms, data ('' with ARGV[6] = '0': delete), ttl ms, save (0/1),
+#       lock owner, conversation id, due ('' for none).
 # KEYS: claim. ARGV: owner.
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == 'P' .. ARGV[1] then
@@ -228,29 +272,6 @@ _PRUNE_EVERY = 10.0
 # ones in the "dead" set scored by creation. ARGV[1] is always the key prefix of the hashes.
 # KEYS: claim, due. ARGV: prefix, owner, answer, retention ms, column count n, n column
 # names, then n values per job.
-_ENQUEUE = """
-if redis.call('GET', KEYS[1]) ~= 'P' .. ARGV[2] then
-    return 0
-end
-redis.call('SET', KEYS[1], 'D' .. ARGV[3], 'PX', ARGV[4])
-local n = tonumber(ARGV[5])
-local run_at
-for c = 1, n do
-    if ARGV[5 + c] == 'run_at' then run_at = c end
-end
-local i = 6 + n
-while i <= #ARGV do
-    local name = ARGV[1] .. ARGV[i]
-    if redis.call('EXISTS', name) == 0 then
-        for c = 1, n do
-            redis.call('HSET', name, ARGV[5 + c], ARGV[i + c - 1])
-        end
-        redis.call('ZADD', KEYS[2], ARGV[i + run_at - 1], ARGV[i])
-    end
-    i = i + n
-end
-return 1
-"""
 # KEYS: due. ARGV: prefix, now, owner, lease end, job key ('' for the next due), columns.
 _TAKE = """
 local key = ARGV[5]
@@ -346,7 +367,6 @@ class RedisStore:
         self._complete = self._redis.register_script(_COMPLETE)
         self._release = self._redis.register_script(_RELEASE)
         self._record = self._redis.register_script(_RECORD)
-        self._enqueue = self._redis.register_script(_ENQUEUE)
         self._take = self._redis.register_script(_TAKE)
         self._finish = self._redis.register_script(_FINISH)
         self._retry = self._redis.register_script(_RETRY)
@@ -375,11 +395,34 @@ class RedisStore:
                 )
         return Claim(Outcome.CLAIMED, owner) if value is None else _lost(value)
 
-    def complete(self, key: str, owner: str, answer: bytes) -> None:
+    def complete(
+        self,
+        key: str,
+        owner: str,
+        answer: bytes,
+        *,
+        conversation: ConversationWrite | None = None,
+        jobs: Sequence[Job] = (),
+    ) -> bool:
+        id = conversation.id if conversation is not None else ""
+        saved: list[Any] = ["", "0", b"", 1, "", ""]
+        if conversation is not None:
+            due = "" if conversation.due is None else repr(conversation.due)
+            save = "0" if conversation.data is None else "1"
+            ttl = max(1, int(conversation.ttl * 1000))
+            saved = [id, save, conversation.data or b"", ttl, conversation.lock_owner, due]
+        columns = [self._jobs, len(JOB_COLUMNS), *JOB_COLUMNS]
+        values = [_text(value) for job in jobs for value in job_row(job)]
+        keys = [
+            self._prefix + "claim:" + key,
+            self._prefix + "conv:" + id,
+            self._prefix + "claim:lock:" + id,
+            self._prefix + "conv-due",
+            self._job_sets[0],
+        ]
+        args = [owner, answer, self._retention_ms, *saved, *columns, *values]
         with self._guard:
-            self._complete(
-                keys=[self._prefix + "claim:" + key], args=[owner, answer, self._retention_ms]
-            )
+            return bool(self._complete(keys=keys, args=args))
 
     def release(self, key: str, owner: str) -> None:
         with self._guard:
@@ -513,18 +556,74 @@ class RedisStore:
         ]
         return keys, args
 
-    # -- jobs (see webhook_kit.jobs.JobStore) ---------------------------------------------
-
-    def enqueue(self, key: str, owner: str, answer: bytes, jobs: Sequence[Job]) -> bool:
-        values = [_text(value) for job in jobs for value in job_row(job)]
-        args: list[Any] = [self._jobs, owner, answer, self._retention_ms, len(JOB_COLUMNS)]
+    def get_conversation(self, id: str) -> bytes | None:
         with self._guard:
-            return bool(
-                self._enqueue(
-                    keys=[self._prefix + "claim:" + key, self._job_sets[0]],
-                    args=[*args, *JOB_COLUMNS, *values],
-                )
-            )
+            data = self._redis.get(self._prefix + "conv:" + id)
+        return None if data is None else _bytes(data)
+
+    def due_conversations(self, now: float, limit: int) -> list[str]:
+        with self._guard:
+            ids = self._redis.zrangebyscore(self._prefix + "conv-due", "-inf", now, 0, limit)
+        return [_bytes(id).decode() for id in cast("list[bytes]", ids)]
+
+    def set_opt_out(self, record: OptOut) -> None:
+        value = f"{int(record.opted_out)}|{record.updated_at!r}|{record.source}"
+        with self._guard:
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.hset(self._prefix + "optout:" + record.sender, record.address, value)
+            pipe.sadd(self._prefix + "optout-senders", record.sender)
+            pipe.execute()
+
+    def get_opt_out(self, sender: str, address: str) -> OptOut | None:
+        with self._guard:
+            value = self._redis.hget(self._prefix + "optout:" + sender, address)
+        return _opt_out(sender, address, _bytes(value)) if value is not None else None
+
+    def list_opt_outs(self, sender: str | None = None) -> list[OptOut]:
+        with self._guard:
+            if sender is None:
+                members = self._redis.smembers(self._prefix + "optout-senders")
+                senders = sorted(_bytes(member).decode() for member in members)
+            else:
+                senders = [sender]
+            records = []
+            for name in senders:
+                found = self._redis.hgetall(self._prefix + "optout:" + name)
+                records += [
+                    _opt_out(name, _bytes(address).decode(), _bytes(value))
+                    for address, value in found.items()
+                ]
+        return sorted(records, key=lambda record: (record.sender, record.address))
+
+    def purge_address(self, address: str) -> int:
+        """SCANs the keyspace (no index by address): for rare data-subject requests.
+
+        A ledger record goes if it was sent to or from ``address``, or a callback names it.
+        """
+        prefix = _glob_escape(self._prefix)
+        removed = 0
+        with self._guard:
+            for name in self._redis.scan_iter(match=f"{prefix}conv:{_glob_escape(address)}|*"):
+                removed += self._redis.delete(name)
+                id = _bytes(name)[len(self._prefix + "conv:") :].decode()
+                self._redis.zrem(self._prefix + "conv-due", id)
+            for name in self._redis.scan_iter(match=prefix + "{*}:message", count=1000):
+                tag = _bytes(name)[: -len(b":message")]
+                ends = self._redis.hmget(name, "from", "to")
+                items = self._redis.lrange(tag + b":history", 0, -1)
+                forms = (_event(_bytes(raw)).form for raw in items)
+                if address.encode() not in ends and not any(
+                    names_address(form, address) for form in forms
+                ):
+                    continue
+                events = list(self._redis.scan_iter(match=_glob_escape(tag.decode()) + ":event:*"))
+                self._redis.delete(name, tag + b":history", *events)
+                sid = tag[len(self._prefix) + 1 : -1].decode()  # prefix{SID}
+                self._redis.zrem(self._index, sid)
+                removed += 1
+        return removed
+
+    # -- jobs (see webhook_kit.jobs.JobStore) ---------------------------------------------
 
     def take_job(self, lease: float, key: str | None = None) -> Job | None:
         now = self._clock()
@@ -674,6 +773,21 @@ def _text(value: object) -> str:
     if value is None:
         return ""
     return repr(value) if isinstance(value, float) else str(value)
+
+
+def _opt_out(sender: str, address: str, value: bytes) -> OptOut:
+    opted_out, updated, source = value.decode().split("|", 2)
+    return OptOut(sender, address, opted_out == "1", float(updated), source)
+
+
+def _bytes(value: bytes | str) -> bytes:
+    """redis-py's replies are bytes (no ``decode_responses``); its stubs allow str."""
+    return value.encode() if isinstance(value, str) else value
+
+
+def _glob_escape(text: str) -> str:
+    """``text`` matched literally in a SCAN pattern."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
 def _redacted(url: str) -> str:

@@ -44,8 +44,11 @@ from . import (
     Abandoned,
     Applied,
     Claim,
+    ConversationWrite,
+    OptOut,
     Outcome,
     StoreErrors,
+    names_address,
     new_owner,
 )
 
@@ -87,6 +90,20 @@ CREATE TABLE IF NOT EXISTS wk_jobs (
     owner TEXT NOT NULL,
     expires REAL NOT NULL,
     error TEXT
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS wk_conversations (
+    id TEXT PRIMARY KEY,
+    data BLOB NOT NULL,
+    expires REAL NOT NULL,
+    due REAL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS wk_opt_outs (
+    sender TEXT NOT NULL,
+    address TEXT NOT NULL,
+    opted_out INTEGER NOT NULL,
+    updated REAL NOT NULL,
+    source TEXT NOT NULL,
+    PRIMARY KEY (sender, address)
 ) WITHOUT ROWID;
 """
 
@@ -212,7 +229,8 @@ class SQLiteStore:
         self._local = threading.local()
         self._next_purge = 0.0
         self._next_checkpoint = 0.0
-        self._sweeps = {"claims": "", "messages": ""}  # where each table's next sweep starts
+        # Where each table's next sweep starts.
+        self._sweeps = {"claims": "", "messages": "", "conversations": ""}
         self._abandoned = Abandoned()
         self._guard = StoreErrors(sqlite3.Error, f"SQLite store {path!r}", self.close)
         with self._guard:
@@ -236,13 +254,37 @@ class SQLiteStore:
                 db.execute(_SAVE, _fact_params(message))
             return Claim(Outcome.CLAIMED, owner)
 
-    def complete(self, key: str, owner: str, answer: bytes) -> None:
+    def complete(
+        self,
+        key: str,
+        owner: str,
+        answer: bytes,
+        *,
+        conversation: ConversationWrite | None = None,
+        jobs: Sequence[Job] = (),
+    ) -> bool:
+        now = self._clock()
+        completion = (
+            "UPDATE wk_claims SET done = 1, answer = ?, expires = ?"
+            " WHERE key = ? AND owner = ? AND done = 0"
+        )
+        values = (answer, now + self._retention, key, owner)
         with self._guard:
-            self._connection().execute(
-                "UPDATE wk_claims SET done = 1, answer = ?, expires = ?"
-                " WHERE key = ? AND owner = ?",
-                (answer, self._clock() + self._retention, key, owner),
-            )
+            if conversation is None and not jobs:  # one statement: no transaction needed
+                return bool(self._connection().execute(completion, values).rowcount)
+            with self._transaction() as db:
+                if db.execute(completion, values).rowcount != 1:
+                    return False  # taken over: its new owner writes the conversation and jobs
+                if jobs:
+                    marks = ", ".join("?" * len(JOB_COLUMNS))
+                    db.executemany(
+                        f"INSERT INTO wk_jobs ({_JOB_COLUMNS}) VALUES ({marks})"
+                        " ON CONFLICT DO NOTHING",
+                        [job_row(job) for job in jobs],
+                    )
+                if conversation is not None:
+                    _save_conversation(db, conversation, now)
+        return True
 
     def release(self, key: str, owner: str) -> None:
         with self._guard:
@@ -340,23 +382,81 @@ class SQLiteStore:
             rows = self._connection().execute(sql, (*args, query.limit)).fetchall()
         return [_record(row, ()) for row in rows]
 
-    # -- jobs (see webhook_kit.jobs.JobStore) ---------------------------------------------
+    def get_conversation(self, id: str) -> bytes | None:
+        with self._guard:
+            row = (
+                self._connection()
+                .execute(
+                    "SELECT data FROM wk_conversations WHERE id = ? AND expires >= ?",
+                    (id, self._clock()),
+                )
+                .fetchone()
+            )
+        return bytes(row[0]) if row is not None else None
 
-    def enqueue(self, key: str, owner: str, answer: bytes, jobs: Sequence[Job]) -> bool:
+    def due_conversations(self, now: float, limit: int) -> list[str]:
+        """A scan of the conversations (no index on ``due``): run from maintenance only."""
+        with self._guard:
+            rows = self._connection().execute(
+                "SELECT id FROM wk_conversations WHERE due <= ? LIMIT ?", (now, limit)
+            )
+            return [row[0] for row in rows]
+
+    def set_opt_out(self, record: OptOut) -> None:
+        with self._guard:
+            self._connection().execute(
+                "INSERT OR REPLACE INTO wk_opt_outs (sender, address, opted_out, updated, source)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (record.sender, record.address, record.opted_out, record.updated_at, record.source),
+            )
+
+    def get_opt_out(self, sender: str, address: str) -> OptOut | None:
+        with self._guard:
+            row = (
+                self._connection()
+                .execute(
+                    f"SELECT {_OPT_OUT_COLUMNS} FROM wk_opt_outs WHERE sender = ? AND address = ?",
+                    (sender, address),
+                )
+                .fetchone()
+            )
+        return _opt_out(row) if row is not None else None
+
+    def list_opt_outs(self, sender: str | None = None) -> list[OptOut]:
+        query = f"SELECT {_OPT_OUT_COLUMNS} FROM wk_opt_outs"
+        with self._guard:
+            if sender is None:
+                rows = self._connection().execute(query + " ORDER BY sender, address")
+            else:
+                rows = self._connection().execute(
+                    query + " WHERE sender = ? ORDER BY address", (sender,)
+                )
+            return [_opt_out(row) for row in rows]
+
+    def purge_address(self, address: str) -> int:
+        """A scan of the ledger (no index by address): for rare data-subject requests."""
+        prefix = address + "|"
         with self._guard, self._transaction() as db:
-            done = db.execute(
-                "UPDATE wk_claims SET done = 1, answer = ?, expires = ?"
-                " WHERE key = ? AND owner = ? AND done = 0",
-                (answer, self._clock() + self._retention, key, owner),
+            removed = db.execute(
+                "DELETE FROM wk_conversations WHERE substr(id, 1, ?) = ?", (len(prefix), prefix)
+            ).rowcount
+            sids = {
+                sid
+                for sid, form in db.execute("SELECT sid, form FROM wk_events")
+                if names_address(form, address)
+            }
+            sids.update(
+                sid
+                for (sid,) in db.execute(
+                    "SELECT sid FROM wk_messages WHERE from_addr = ?1 OR to_addr = ?1", (address,)
+                )
             )
-            if done.rowcount != 1:
-                return False
-            marks = ", ".join("?" * len(JOB_COLUMNS))
-            db.executemany(
-                f"INSERT INTO wk_jobs ({_JOB_COLUMNS}) VALUES ({marks}) ON CONFLICT DO NOTHING",
-                [job_row(job) for job in jobs],
-            )
-        return True
+            for sid in sids:
+                db.execute("DELETE FROM wk_events WHERE sid = ?", (sid,))
+                db.execute("DELETE FROM wk_messages WHERE sid = ?", (sid,))
+        return removed + len(sids)
+
+    # -- jobs (see webhook_kit.jobs.JobStore) ---------------------------------------------
 
     def take_job(self, lease: float, key: str | None = None) -> Job | None:
         now = self._clock()
@@ -498,7 +598,8 @@ class SQLiteStore:
         claims = self._sweep(db, "claims", "key", "expires < ?", now)
         horizon = now - self._ledger_retention
         messages = self._sweep(db, "messages", "sid", "updated < ?", horizon)
-        if not claims and not messages:
+        conversations = self._sweep(db, "conversations", "id", "expires < ?", now)
+        if not claims and not messages and not conversations:
             return
         with self._transaction() as db:
             db.executemany(
@@ -514,6 +615,10 @@ class SQLiteStore:
                 " AND NOT EXISTS (SELECT 1 FROM wk_messages WHERE sid = ?1)",
                 [(sid,) for sid in messages],
             )
+            db.executemany(
+                "DELETE FROM wk_conversations WHERE id = ? AND expires < ?",
+                [(id, now) for id in conversations],
+            )
 
     def _sweep(
         self, db: sqlite3.Connection, table: str, key: str, expired: str, limit: float
@@ -525,6 +630,14 @@ class SQLiteStore:
         ).fetchall()
         self._sweeps[table] = rows[-1][0] if len(rows) == _PURGE_BATCH else ""
         return [row[0] for row in rows if row[1]]
+
+
+_OPT_OUT_COLUMNS = "sender, address, opted_out, updated, source"
+
+
+def _opt_out(row: tuple[str, str, int, float, str]) -> OptOut:
+    sender, address, opted_out, updated, source = row
+    return OptOut(sender, address, bool(opted_out), updated, source)
 
 
 def _lost(db: sqlite3.Connection, key: str) -> Claim:
@@ -609,4 +722,19 @@ def _record(row: tuple[Any, ...], history: tuple[LedgerEvent, ...]) -> MessageRe
         price_unit=price_unit,
         ref=ref,
         in_reply_to=reply_to,
+    )
+
+
+def _save_conversation(db: sqlite3.Connection, conversation: ConversationWrite, now: float) -> None:
+    """Save (or delete) a conversation and release its lock, inside the caller's transaction."""
+    if conversation.data is None:
+        db.execute("DELETE FROM wk_conversations WHERE id = ?", (conversation.id,))
+    else:
+        db.execute(
+            "INSERT OR REPLACE INTO wk_conversations (id, data, expires, due) VALUES (?, ?, ?, ?)",
+            (conversation.id, conversation.data, now + conversation.ttl, conversation.due),
+        )
+    db.execute(
+        "DELETE FROM wk_claims WHERE key = ? AND owner = ? AND done = 0",
+        ("lock:" + conversation.id, conversation.lock_owner),
     )
