@@ -235,7 +235,9 @@ class TestStoreContract:
 
     def test_saved_with_the_claim_and_the_lock_released(self, store: Store) -> None:
         claim = store.claim("message:SM1", 30)
-        store.complete("message:SM1", claim.owner, b"<Response/>", self.write(store, b"{}"))
+        store.complete(
+            "message:SM1", claim.owner, b"<Response/>", conversation=self.write(store, b"{}")
+        )
         assert store.get_conversation("+1|c") == b"{}"
         assert store.claim("message:SM1", 30).outcome is Outcome.DONE
         assert store.claim("lock:+1|c", 30).outcome is Outcome.CLAIMED
@@ -244,7 +246,7 @@ class TestStoreContract:
         stale = store.claim("message:SM1", 0.1)
         time.sleep(0.2)
         store.claim("message:SM1", 30)  # taken over by a retry
-        store.complete("message:SM1", stale.owner, b"late", self.write(store, b"{}"))
+        store.complete("message:SM1", stale.owner, b"late", conversation=self.write(store, b"{}"))
         assert store.get_conversation("+1|c") is None
         assert store.claim("lock:+1|c", 30).outcome is Outcome.BUSY  # the lock was not freed
 
@@ -252,7 +254,7 @@ class TestStoreContract:
         for data, ttl in [(b"1", 30.0), (None, 30.0), (b"2", 0.2)]:
             key = f"message:{ttl}:{data!r}"
             claim = store.claim(key, 30)
-            store.complete(key, claim.owner, b"", self.write(store, data, ttl))
+            store.complete(key, claim.owner, b"", conversation=self.write(store, data, ttl))
             assert store.get_conversation("+1|c") == data
         time.sleep(0.3)
         assert store.get_conversation("+1|c") is None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +22,10 @@ from webhook_kit import (
     StoreError,
     WebhookKit,
 )
+from webhook_kit.jobs import Job
 from webhook_kit.ledger import MessageFacts, StatusEntry
 from webhook_kit.signature import compute_signature
-from webhook_kit.stores import Applied, Claim
+from webhook_kit.stores import Applied, Claim, ConversationWrite
 from webhook_kit.stores.memory import MemoryStore
 from webhook_kit.testing import (
     TwilioTestClient,
@@ -984,9 +985,17 @@ def test_direct_status_without_handlers_is_one_store_step() -> None:
             self.calls.append(f"record lease={lease}")
             return super().record_status(entry, lease, replace)
 
-        def complete(self, key: str, owner: str, answer: bytes, conversation: Any = None) -> None:
+        def complete(
+            self,
+            key: str,
+            owner: str,
+            answer: bytes,
+            *,
+            conversation: ConversationWrite | None = None,
+            jobs: Sequence[Job] = (),
+        ) -> bool:
             self.calls.append("complete")
-            super().complete(key, owner, answer, conversation)
+            return super().complete(key, owner, answer, conversation=conversation, jobs=jobs)
 
     store = CountingStore()
     kit = WebhookKit(store=store)

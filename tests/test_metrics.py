@@ -150,6 +150,31 @@ def test_sends_are_counted_by_outcome_and_error_code() -> None:
     }
 
 
+def test_background_jobs_are_counted_by_kind_and_outcome() -> None:
+    from test_jobs import manual, run_all
+
+    kit = WebhookKit()
+    runs: list[str] = []
+
+    @kit.on_status("undelivered", background=True)
+    def flaky(update: StatusCallback) -> None:
+        runs.append(update.message_sid)
+        if len(runs) == 1:
+            raise RuntimeError("first run fails")
+
+    app, client, _ = manual(kit, WEBHOOK_KIT_METRICS="1")
+    before = in_process()
+    assert client.send_status("SM" + "8" * 32, "undelivered", error_code=30003).status_code == 200
+    assert run_all(kit, app) == 2  # the failure is retried at once (no backoff)
+    job = (("kind", "status"),)
+    assert {
+        key: value for key, value in delta(before, in_process()).items() if "jobs" in key[0]
+    } == {
+        ("webhook_kit_jobs_total", (*job, ("outcome", "retried"))): 1,
+        ("webhook_kit_jobs_total", (*job, ("outcome", "done"))): 1,
+    }
+
+
 def test_standalone_metrics_route_and_its_token() -> None:
     env = {"WEBHOOK_KIT_VALIDATE": "off", "WEBHOOK_KIT_STORE": "memory://"}
     app = create_app({**env, "WEBHOOK_KIT_METRICS": "1"})

@@ -268,7 +268,10 @@ class TestPurge:
             lock = store.claim("lock:" + id, 30)
             claim = store.claim("message:" + address, 30)
             store.complete(
-                "message:" + address, claim.owner, b"", ConversationWrite(id, lock.owner, b"{}", 60)
+                "message:" + address,
+                claim.owner,
+                b"",
+                conversation=ConversationWrite(id, lock.owner, b"{}", 60),
             )
             sid = "SM" + address[-4:] * 8
             form = f"MessageSid={sid}&MessageStatus=sent&To=%2B{address[1:]}&From=%2B15005550006"
@@ -299,7 +302,9 @@ class TestPurge:
         store = open_store(url)
         lock = store.claim("lock:+1|x", 30)
         claim = store.claim("k", 30)
-        store.complete("k", claim.owner, b"", ConversationWrite("+1|x", lock.owner, b"{}", 60))
+        store.complete(
+            "k", claim.owner, b"", conversation=ConversationWrite("+1|x", lock.owner, b"{}", 60)
+        )
         runner = CliRunner()
         result = runner.invoke(main, ["conversations", "purge", "--address", "+1"])
         assert result.exit_code == 0, result.output

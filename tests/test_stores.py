@@ -670,7 +670,8 @@ def test_postgres_creates_its_versioned_schema_on_first_use(postgres_url: str) -
     schema = store.schema
     assert schema.startswith("wktest_")
     store.claim("k", 30)
-    assert _schema_state(postgres_url, schema) == {"tables": 6, "version": len(MIGRATIONS)}
+    # claims, messages, events, version; conversations, opt-outs; jobs
+    assert _schema_state(postgres_url, schema) == {"tables": 7, "version": len(MIGRATIONS)}
     store.close()
     again = open_store(postgres_url)  # a second process finds the schema up to date
     assert again.claim("k", 30).outcome is Outcome.BUSY

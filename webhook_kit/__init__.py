@@ -15,6 +15,7 @@ from .errors import InvalidMethodError as InvalidMethodError
 from .errors import RedirectNotLastError as RedirectNotLastError
 from .errors import ReplyTypeError as ReplyTypeError
 from .errors import SendError as SendError
+from .errors import SendInDoubtError as SendInDoubtError
 from .errors import SignatureError as SignatureError
 from .errors import StoreError as StoreError
 from .errors import TooManyMediaError as TooManyMediaError
@@ -32,6 +33,8 @@ from .events import Place as Place
 from .events import Referral as Referral
 from .events import RepliedMessage as RepliedMessage
 from .events import StatusCallback as StatusCallback
+from .jobs import Job as Job
+from .jobs import JobState as JobState
 from .kit import WebhookKit as WebhookKit
 from .ledger import Direction as Direction
 from .ledger import Ledger as Ledger

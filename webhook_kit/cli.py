@@ -29,6 +29,7 @@ from . import testing
 from .config import DEFAULTS, Settings
 from .encoding import SegmentInfo, analyze, smart_encode
 from .errors import TwiMLError, WebhookKitError
+from .jobs import JobState
 from .ledger import Ledger, record_json
 from .optout import OptOuts
 from .sending import Sender
@@ -388,6 +389,108 @@ def reconcile(older_than: str, as_json: bool) -> None:
     click.echo(f"checked {report.checked}, updated {report.updated}")
     for sid in report.missing:
         click.echo(f"not found on Twilio: {sid}")
+
+
+@main.command()
+@click.option("--handlers", help="Module defining `kit` (default: WEBHOOK_KIT_HANDLERS).")
+@click.option("--threads", type=int, help="Jobs run at once (default: WEBHOOK_KIT_JOB_THREADS).")
+def worker(*, handlers: str | None, threads: int | None) -> None:
+    """Run background=True handlers from the store until stopped (SIGTERM or Ctrl-C).
+
+    Serves no HTTP: start as many as you like, on any host that shares the store. Jobs a
+    killed worker held are taken over once their lease (WEBHOOK_KIT_JOB_LEASE) ends.
+    """
+    from .standalone import create_app
+
+    if handlers:
+        os.environ["WEBHOOK_KIT_HANDLERS"] = handlers
+    sys.path.insert(0, os.getcwd())
+    config: dict[str, Any] = {"WEBHOOK_KIT_RUNNER": "embedded"}
+    if threads is not None:
+        config["WEBHOOK_KIT_JOB_THREADS"] = threads
+    try:
+        app = create_app(config=config)
+        app.extensions["webhook_kit"].executor(app)  # fails clearly without background handlers
+    except WebhookKitError as error:
+        _fail(str(error))
+    stop = threading.Event()
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, lambda *_: stop.set())
+    click.echo(f"webhook-kit worker running jobs from {app.config['WEBHOOK_KIT_STORE']}")
+    stop.wait()
+
+
+@main.group()
+def jobs() -> None:
+    """Show, retry and purge the background jobs in the store (WEBHOOK_KIT_STORE)."""
+
+
+@jobs.command("list")
+@click.option(
+    "--state", type=click.Choice([state.value for state in JobState]), help="Only these jobs."
+)
+@click.option("--limit", default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def jobs_list(*, state: str | None, limit: int, as_json: bool) -> None:
+    """Jobs waiting, running or dead, oldest first, with their last error."""
+    found = _jobs(lambda store: store.list_jobs(JobState(state) if state else None, limit))
+    if as_json:
+        for job in found:
+            click.echo(json.dumps({**dataclasses.asdict(job), "kind": job.kind.value,
+                                   "state": job.state.value}))  # fmt: skip
+        return
+    if not found:
+        click.echo("no jobs")
+        return
+    rows = [
+        [job.key, job.state.value, str(job.attempts), _when(job.created), job.error or ""]
+        for job in found
+    ]
+    _table(["KEY", "STATE", "ATTEMPTS", "CREATED", "LAST ERROR"], rows)
+
+
+@jobs.command("retry")
+@click.argument("keys", nargs=-1)
+@click.option("--all", "every", is_flag=True, help="Every dead job.")
+def jobs_retry(*, keys: tuple[str, ...], every: bool) -> None:
+    """Run dead jobs again (attempts start over); the runners pick them up."""
+    if not keys and not every:
+        _fail("name the jobs to retry (see webhook-kit jobs list --state dead), or pass --all")
+
+    def retry(store: Store) -> list[str]:
+        chosen = list(keys) or [job.key for job in store.list_jobs(JobState.DEAD, 100_000)]
+        return [key for key in chosen if store.retry_job(key)]
+
+    retried = _jobs(retry)
+    missing = sorted(set(keys) - set(retried))
+    click.echo(f"retried {len(retried)} job(s)")
+    if missing:
+        _fail(f"not dead jobs (nothing done): {', '.join(missing)}")
+
+
+@jobs.command("purge")
+@click.option(
+    "--state", type=click.Choice([state.value for state in JobState]), default="dead",
+    show_default=True,
+)  # fmt: skip
+def jobs_purge(*, state: str) -> None:
+    """Delete every job in a state (dead, by default) for good."""
+    click.echo(f"purged {_jobs(lambda store: store.purge_jobs(JobState(state)))} job(s)")
+
+
+def _jobs(operation: Callable[[Store], T]) -> T:
+    try:
+        store = _store(Settings.from_config(config_from_environ()))
+        try:
+            return operation(store)
+        finally:
+            store.close()
+    except WebhookKitError as error:
+        _fail(str(error))
+
+
+def _when(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _store(settings: Settings) -> Store:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 from .errors import ConfigurationError
+from .jobs.execute import JobSettings
 
 ValidateMode = Literal["enforce", "log-only", "off"]
 N = TypeVar("N", int, float)
@@ -74,7 +75,19 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
         "signs correlation tokens in status callback URLs (default: SECRET_KEY, else the "
         "primary auth token)",
     ),
+    "WEBHOOK_KIT_RUNNER": (
+        None,
+        "who runs background=True handlers: embedded (threads in each worker), celery "
+        "(init_app(celery=...) or app.extensions['celery']), or off (webhook-kit worker "
+        "only); default: celery when a Celery app is given, else embedded",
+    ),
+    "WEBHOOK_KIT_JOB_LEASE": (30.0, "seconds a runner holds a job before another takes it over"),
+    "WEBHOOK_KIT_JOB_ATTEMPTS": (5, "runs of a failing job before it is dead"),
+    "WEBHOOK_KIT_JOB_BACKOFF": (2.0, "seconds before a job's first retry, doubled each time"),
+    "WEBHOOK_KIT_JOB_THREADS": (4, "embedded runner threads per process"),
+    "WEBHOOK_KIT_JOB_POLL": (0.5, "seconds between the embedded runner's polls of the store"),
 }
+_RUNNERS = ("embedded", "celery", "off")
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +114,11 @@ class Settings:
     opt_out_replies: Mapping[str, str] = field(default_factory=dict)
     #: Signs the correlation tokens of sends; None when nothing is configured to sign with.
     secret_key: str | None = None
+    #: "embedded", "celery", "off", or "" (celery if init_app gets a Celery app).
+    runner: str = ""
+    jobs: JobSettings = field(default_factory=JobSettings)
+    job_threads: int = 4
+    job_poll: float = 0.5
 
     @classmethod
     def from_config(
@@ -121,6 +139,11 @@ class Settings:
         if public_url is not None and not str(public_url).startswith(("http://", "https://")):
             raise ConfigurationError(
                 f"WEBHOOK_KIT_PUBLIC_URL={public_url!r} must start with http:// or https://"
+            )
+        runner = str(config["WEBHOOK_KIT_RUNNER"] or "").strip().lower()
+        if runner and runner not in _RUNNERS:
+            raise ConfigurationError(
+                f"WEBHOOK_KIT_RUNNER={config['WEBHOOK_KIT_RUNNER']!r}: use embedded, celery or off"
             )
         return cls(
             auth_tokens=_tokens(config["WEBHOOK_KIT_AUTH_TOKEN"]),
@@ -150,6 +173,14 @@ class Settings:
                 or config.get("SECRET_KEY")
                 or next(iter(_tokens(config["WEBHOOK_KIT_AUTH_TOKEN"])), None)
             ),
+            runner=runner,
+            jobs=JobSettings(
+                lease=_number(config, "WEBHOOK_KIT_JOB_LEASE", float, minimum=1),
+                attempts=_number(config, "WEBHOOK_KIT_JOB_ATTEMPTS", int, minimum=1),
+                backoff=_number(config, "WEBHOOK_KIT_JOB_BACKOFF", float, minimum=0),
+            ),
+            job_threads=_number(config, "WEBHOOK_KIT_JOB_THREADS", int, minimum=1),
+            job_poll=_number(config, "WEBHOOK_KIT_JOB_POLL", float, minimum=0.01),
         )
 
 

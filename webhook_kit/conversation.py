@@ -274,7 +274,7 @@ class Conversations:
                 self._store.release(key, claim.owner)
                 self._store.release("lock:" + id, lock.owner)
                 continue
-            self._store.complete(key, claim.owner, b"", write)
+            self._store.complete(key, claim.owner, b"", conversation=write)
         return ran
 
     def close(self, opened: Opened) -> None:

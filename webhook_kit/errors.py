@@ -123,6 +123,14 @@ class TwilioUnreachableError(SendError):
     """No answer from Twilio (connection refused, timeout): the send may or may not exist."""
 
 
+class SendInDoubtError(SendError):
+    """A send with the same ``key`` is under way in another process (or died on another host).
+
+    Sending now could send twice, so nothing is sent: retry after a couple of minutes, when
+    the earlier attempt's claim on the key has lapsed and its outcome can be looked up.
+    """
+
+
 class AuthenticationError(SendError):
     """20003: the account SID and auth token (or API key and secret) were refused."""
 

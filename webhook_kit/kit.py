@@ -6,7 +6,8 @@ import logging
 import re
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from functools import partial
+from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 from weakref import WeakKeyDictionary
 
 from flask import Blueprint, Flask, current_app
@@ -15,20 +16,25 @@ from .config import Settings
 from .conversation import Conversation
 from .errors import ConfigurationError
 from .events import Channel, InboundMessage, OptOutType, StatusCallback
+from .jobs import JobKind, Runner
+from .jobs.embedded import EmbeddedRunner
+from .jobs.execute import Background, Executor, background_name
 from .ledger import Ledger, MessageRecord
 from .optout import OptOuts
-from .registry import Registry
+from .registry import FinalHook, Registry
 from .routing import (
+    MessageRoute,
     OneOrMany,
     Predicate,
     Reply,
+    handler_name,
     message_route,
     status_route,
 )
 from .sending import Sender
 from .status import MessageStatus
 from .stores import Store, open_store
-from .twiml import MessagingResponse
+from .twiml import Message, MessagingResponse
 from .views import DirectDispatch, Pipeline
 
 log = logging.getLogger("webhook_kit")
@@ -84,6 +90,7 @@ class WebhookKit:
         self._pipelines: WeakKeyDictionary[Flask, Pipeline] = WeakKeyDictionary()
         self._senders: WeakKeyDictionary[Flask, Sender] = WeakKeyDictionary()
         self._status_paths: WeakKeyDictionary[Flask, str] = WeakKeyDictionary()
+        self._executors: WeakKeyDictionary[Flask, Executor] = WeakKeyDictionary()
         if app is not None:
             self.init_app(app)
 
@@ -100,6 +107,8 @@ class WebhookKit:
         has_media: bool | None = None,
         opt_out: bool | OptOutType | OneOrMany | None = None,
         when: Predicate | None = None,
+        background: bool = False,
+        ack: str | None = None,
         step: OneOrMany | None = None,
     ) -> Callable[[MessageHandlerT], MessageHandlerT]:
         """Register a handler for inbound messages that pass every given filter.
@@ -113,31 +122,45 @@ class WebhookKit:
         :param opt_out: True, or ``"STOP"``/``"START"``/``"HELP"``: messages Twilio's
             Advanced Opt-Out already answered; only such routes receive them.
         :param when: any predicate on the message.
+        :param background: run the handler as a job, off the webhook: Twilio gets ``ack``
+            (or no reply) at once, and what the handler returns is sent with ``kit.send``
+            as a reply to the message (see "Slow handlers" in the README).
+        :param ack: with ``background``, a text answered at once, e.g. ``"One moment…"``.
         :param step: the conversation's step(s) (see :meth:`Conversation.goto`).
 
         A handler that takes a second positional argument receives the
-        :class:`~webhook_kit.conversation.Conversation` there.
+        :class:`~webhook_kit.conversation.Conversation` there (not with ``background``).
 
         Routes are tried in registration order, the one without filters last; the first
         that accepts a message gets it. The handler returns a ``str`` (one reply), a list
         of ``str``, a :class:`MessagingResponse`, or None (no reply).
         """
 
+        if ack is not None and not background:
+            raise ConfigurationError("ack= is the immediate answer of a background=True handler")
+
         def register(handler: MessageHandlerT) -> MessageHandlerT:
-            self.registry.messages.add(
-                message_route(
-                    handler,
-                    keyword=keyword,
-                    pattern=pattern,
-                    from_=from_,
-                    to=to,
-                    channel=channel,
-                    has_media=has_media,
-                    opt_out=opt_out,
-                    when=when,
-                    step=step,
-                )
+            route = message_route(
+                handler,
+                keyword=keyword,
+                pattern=pattern,
+                from_=from_,
+                to=to,
+                channel=channel,
+                has_media=has_media,
+                opt_out=opt_out,
+                when=when,
+                step=step,
             )
+            if background:
+                if route.takes_conversation:
+                    raise ConfigurationError(
+                        f"{handler_name(handler)} takes a conversation and has background=True: "
+                        "the conversation is saved when the webhook answers, before the job "
+                        "runs; change it in a handler that runs in the request"
+                    )
+                self._background(handler, JobKind.MESSAGE, ack, route)
+            self.registry.messages.add(route)
             return handler
 
         return register
@@ -164,29 +187,66 @@ class WebhookKit:
         return register
 
     def on_status(
-        self, *statuses: MessageStatus | str
+        self, *statuses: MessageStatus | str, background: bool = False
     ) -> Callable[[StatusHandlerT], StatusHandlerT]:
         """Register a handler for status callbacks with one of ``statuses`` (none: all).
 
         Every matching handler runs, after the callback is safely in the ledger. Status
-        handlers cannot reply: Twilio ignores what a status callback answers.
+        handlers cannot reply: Twilio ignores what a status callback answers. With
+        ``background=True`` the handler runs as a job, once per callback, off the webhook.
         """
 
         def register(handler: StatusHandlerT) -> StatusHandlerT:
-            self.registry.status.append(status_route(handler, statuses))
+            route = status_route(handler, statuses)
+            if background:
+                self._background(handler, JobKind.STATUS)
+            self.registry.status.append(route)
             return handler
 
         return register
 
-    def on_final(self, handler: FinalHandlerT) -> FinalHandlerT:
+    @overload
+    def on_final(self, handler: FinalHandlerT) -> FinalHandlerT: ...
+
+    @overload
+    def on_final(self, *, background: bool = False) -> Callable[[FinalHandlerT], FinalHandlerT]: ...
+
+    def on_final(self, handler: FinalHook | None = None, *, background: bool = False) -> Any:
         """Register a hook that runs once when a message reaches a final status.
 
         It receives the message's :class:`MessageRecord`. Once means once per message,
         across retries, duplicates and hosts; if it raises, the callback is answered 500
-        and the hook runs again on Twilio's retry.
+        and the hook runs again on Twilio's retry. ``@kit.on_final(background=True)`` runs
+        it as a job instead, retried on failure.
         """
-        self.registry.final.append(handler)
-        return handler
+
+        def register(hook: FinalHook) -> FinalHook:
+            if background:
+                self._background(hook, JobKind.FINAL)
+            self.registry.final.append(hook)
+            return hook
+
+        return register(handler) if handler is not None else register
+
+    def _background(
+        self,
+        handler: Callable[..., Any],
+        kind: JobKind,
+        ack: str | None = None,
+        route: MessageRoute | None = None,
+    ) -> None:
+        name = background_name(handler)
+        if len(self._pipelines):
+            raise ConfigurationError(
+                f"{name}: register background=True handlers before kit.init_app(app), which "
+                "starts the runner"
+            )
+        if name in self.registry.background:
+            raise ConfigurationError(
+                f"two background handlers are named {name!r}; jobs find their handler by "
+                "module and name, so give each a distinct name at module level"
+            )
+        self.registry.background[name] = Background(name, kind, handler, ack, route)
 
     def on_error(self, handler: ErrorHandlerT) -> ErrorHandlerT:
         """Register a hook for handler failures: ``handler(error, event)``.
@@ -224,10 +284,19 @@ class WebhookKit:
 
     # -- Flask integration -------------------------------------------------------------------
 
-    def init_app(self, app: Flask, *, url_prefix: str | None = None, direct: bool = False) -> None:
+    def init_app(
+        self,
+        app: Flask,
+        *,
+        url_prefix: str | None = None,
+        direct: bool = False,
+        celery: Any = None,
+    ) -> None:
         """Read the configuration, open the store and mount the webhook routes on ``app``.
 
         :param url_prefix: where the routes are mounted (default: the kit's ``url_prefix``).
+        :param celery: a Celery app to run ``background=True`` handlers on (default:
+            ``app.extensions["celery"]`` when ``WEBHOOK_KIT_RUNNER=celery``).
         :param direct: answer the webhook routes in front of Flask's request cycle, which
             is about half the cost of a request. Handlers then run in an app context but
             without ``flask.request``, and ``before_request``/``after_request`` hooks do not
@@ -256,7 +325,8 @@ class WebhookKit:
             ledger_retention=settings.ledger_retention,
             timeout=settings.store_timeout,
         )
-        pipeline = Pipeline(self.registry, settings, store)
+        runner = self._runner(app, settings, store, celery)
+        pipeline = Pipeline(self.registry, settings, store, runner)
         self._pipelines[app] = pipeline
         app.extensions["webhook_kit"] = self
 
@@ -272,6 +342,59 @@ class WebhookKit:
         if direct:
             routes = {f"{prefix}/{name}": route for name, route in pipeline.routes.items()}
             app.wsgi_app = DirectDispatch(app.wsgi_app, app, routes)  # type: ignore[method-assign]
+
+    def _runner(self, app: Flask, settings: Settings, store: Store, celery: Any) -> Runner | None:
+        """The runner of ``app``'s background handlers (started here if embedded)."""
+        if not self.registry.background:
+            return None
+        executor = Executor(
+            app,
+            self.registry,
+            store,
+            settings.jobs,
+            partial(self._send_reply, app),
+            metrics=settings.metrics,
+        )
+        self._executors[app] = executor
+        runner = settings.runner or ("celery" if celery is not None else "embedded")
+        if runner == "celery":
+            from .jobs.celery import CeleryRunner
+
+            celery = celery if celery is not None else app.extensions.get("celery")
+            if celery is None:
+                raise ConfigurationError(
+                    "WEBHOOK_KIT_RUNNER=celery needs a Celery app: kit.init_app(app, "
+                    "celery=celery_app), or set app.extensions['celery'] before init_app"
+                )
+            app.extensions.setdefault("celery", celery)  # the worker finds it there
+            return CeleryRunner(celery, executor)
+        if runner == "off":
+            return None
+        embedded = EmbeddedRunner(executor, threads=settings.job_threads, poll=settings.job_poll)
+        embedded.start()
+        return embedded
+
+    def _send_reply(self, app: Flask, message: InboundMessage, reply: Message, key: str) -> None:
+        """Send one ``<Message>`` of a background handler's reply, at most once per ``key``."""
+        self.sender(app).send(
+            reply.to,
+            reply.body or None,
+            from_=reply.from_,
+            media_url=list(reply.media_urls),
+            in_reply_to=message,
+            key=key,
+        )
+
+    def executor(self, app: Flask | None = None) -> Executor:
+        """What runs ``app``'s jobs (``webhook-kit worker`` drives one)."""
+        target = app if app is not None else current_app._get_current_object()  # type: ignore[attr-defined]
+        try:
+            return self._executors[target]
+        except KeyError:
+            raise ConfigurationError(
+                "this app has no background=True handlers (or was not initialised with "
+                "this kit): register them before kit.init_app(app)"
+            ) from None
 
     def reply(self) -> MessagingResponse:
         """A new TwiML response to build a reply with."""

@@ -52,6 +52,8 @@ LEDGER_TRANSITIONS = Counter(
 )
 #: kit.send's API calls, by outcome: sent, refused (with Twilio's error code) or unreachable.
 SENDS = Counter("webhook_kit_sends", "Messages sent through the API", ["outcome", "error_code"])
+#: Background jobs run, by kind (message, status, final) and outcome: done, retried or dead.
+JOBS = Counter("webhook_kit_jobs", "Background jobs run", ["kind", "outcome"])
 
 #: How a webhook's answer maps to (outcome, reason) labels; rejections name their reason.
 OUTCOMES: dict[str, tuple[str, str]] = {
@@ -110,6 +112,11 @@ def count_send(error: SendError | None) -> None:
         SENDS.labels("unreachable", "").inc()
     else:
         SENDS.labels("refused", str(error.code)).inc()
+
+
+def count_job(kind: str, outcome: str) -> None:
+    """Count one run of a background job: ``done``, ``retried`` or ``dead``."""
+    JOBS.labels(kind, outcome).inc()
 
 
 def exposition() -> bytes:

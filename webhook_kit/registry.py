@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, TypeAlias
 
+from .jobs.execute import Background, background_name
 from .ledger import MessageRecord
 from .routing import MessageRouter, Reply, StatusRoute
 
@@ -21,7 +22,10 @@ TokenLoader: TypeAlias = Callable[[str], str | Sequence[str] | None]
 class Registry:
     """Routes for messages, the fallback URL and status callbacks; final and error hooks."""
 
-    __slots__ = ("errors", "fallback", "final", "messages", "status", "timeouts", "token_loader")
+    __slots__ = (
+        "background", "errors", "fallback", "final", "messages", "status", "timeouts",
+        "token_loader",
+    )  # fmt: skip
 
     def __init__(self) -> None:
         self.messages = MessageRouter()
@@ -33,6 +37,13 @@ class Registry:
         self.timeouts: list[Callable[[Any], object]] = []
         #: ``loader(account_sid) -> token(s) | None`` for apps serving subaccounts.
         self.token_loader: TokenLoader | None = None
+        #: Handlers registered with ``background=True``, by :func:`background_name`.
+        self.background: dict[str, Background] = {}
+
+    def background_for(self, handler: Callable[..., Any]) -> Background | None:
+        """How ``handler`` runs in the background, or None if it runs in the request."""
+        found = self.background.get(background_name(handler))
+        return found if found is not None and found.handler is handler else None
 
     def load_tokens(self, account_sid: str) -> str | Sequence[str] | None:
         """The tokens of a subaccount; looked up per request, so a loader may come late."""

@@ -13,6 +13,7 @@ imported only when a :class:`Sender` is built, so receiving webhooks never needs
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -25,7 +26,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from http.client import HTTPResponse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -50,15 +51,25 @@ from .errors import (
     RegionNotPermittedError,
     SenderNotCapableError,
     SendError,
+    SendInDoubtError,
     TwilioUnreachableError,
     UnreachableRecipientError,
     UnsubscribedRecipientError,
 )
 from .events import InboundMessage, Media
-from .ledger import PENDING, RECONCILED, Direction, MessageFacts, Query, StatusEntry
+from .ledger import (
+    PENDING,
+    RECONCILED,
+    Direction,
+    MessageFacts,
+    MessageRecord,
+    Query,
+    StatusEntry,
+)
 from .ledger import now as ledger_now
 from .optout import refuse_opted_out
 from .status import MessageStatus
+from .stores import Claim, Outcome, new_owner
 
 if TYPE_CHECKING:
     from .stores import Store
@@ -70,6 +81,9 @@ T = TypeVar("T")
 #: The query parameter of the StatusCallback URL that carries the signed correlation id.
 TOKEN_PARAM = "c"
 _SALT = "webhook_kit.correlation"
+#: How long an unfinished send holds its idempotency key (longer than any API call takes);
+#: a finished one keeps it, with the SID, for the store's retention.
+_KEY_LEASE = 120.0
 _ERRORS: dict[int, type[SendError]] = {
     cls.twilio_code: cls
     for cls in (
@@ -100,13 +114,19 @@ class Correlator:
         self._signer = Signer(secret_key, salt=_SALT) if secret_key else None
 
     @staticmethod
-    def new_id() -> str:
-        """A fresh correlation id: the ledger key of a send until its SID is known."""
-        return PENDING + secrets.token_hex(16)
+    def new_id(key: str | None = None) -> str:
+        """A correlation id: the ledger key of a send until its SID is known.
 
-    def new(self) -> tuple[str, str]:
-        """A fresh correlation id and its signed token."""
-        correlation = self.new_id()
+        Fresh, or the same for every send with idempotency ``key``, so that a retried send
+        finds the record its earlier attempt wrote before calling the API.
+        """
+        if key is None:
+            return PENDING + secrets.token_hex(16)
+        return PENDING + hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
+
+    def new(self, key: str | None = None) -> tuple[str, str]:
+        """A correlation id (see :meth:`new_id`) and its signed token."""
+        correlation = self.new_id(key)
         if self._signer is None:
             raise ConfigurationError(
                 "no key to sign correlation tokens: set WEBHOOK_KIT_SECRET_KEY (or the auth "
@@ -173,6 +193,32 @@ class SentMessage:
             date_created=message.date_created,
             date_sent=message.date_sent,
             ref=ref,
+        )
+
+    @classmethod
+    def from_ledger(cls, record: MessageRecord | None) -> SentMessage:
+        """A message sent earlier, as the ledger knows it (an idempotent send's answer)."""
+        if record is None:
+            raise MessageNotFoundError(
+                "the message sent earlier with this key is no longer in the ledger (past "
+                "WEBHOOK_KIT_LEDGER_RETENTION)"
+            )
+        return cls(
+            sid=record.message_sid,
+            status=record.status or MessageStatus.QUEUED,
+            to=record.to,
+            from_=record.from_,
+            body=record.body,
+            num_segments=record.num_segments,
+            num_media=record.num_media,
+            price=record.price,
+            price_unit=record.price_unit,
+            error_code=record.error_code,
+            messaging_service_sid=None,
+            direction=record.direction,
+            date_created=record.created_at,
+            date_sent=record.sent_at,
+            ref=record.ref,
         )
 
     def facts(self, at: float) -> MessageFacts:
@@ -326,6 +372,7 @@ class Sender:
         fallback_from: str | None = None,
         application_sid: str | None = None,
         message_intent: str | None = None,
+        key: str | None = None,
     ) -> SentMessage:
         """Send a message and record it in the ledger; raise a :class:`SendError` if refused.
 
@@ -334,6 +381,12 @@ class Sender:
         the number it was sent to, and the record notes the message it answers. ``ref`` is
         yours: find the message later with ``kit.ledger.find(ref=...)``. ``send_at`` alone
         schedules the message (``schedule_type="fixed"`` is implied).
+
+        ``key`` makes the send idempotent: the ledger is checked before the API is called,
+        and a send whose key already sent returns that message without sending again (a
+        retried background job uses its own key). An earlier send with the key whose process
+        died mid-call is looked up on Twilio (same recipient, sender and body) before sending;
+        one still under way elsewhere raises :class:`SendInDoubtError` (retry later).
         """
         if in_reply_to is not None:
             to = to or in_reply_to.from_
@@ -345,10 +398,15 @@ class Sender:
         media = [media_url] if isinstance(media_url, str) else list(media_url or ())
         now = ledger_now()
         if status_callback is None:
-            correlation, token = self.correlator.new()
+            correlation, token = self.correlator.new(key)
             status_callback = self._callback_url(token)
         else:
-            correlation = Correlator.new_id()
+            correlation = Correlator.new_id(key)
+        claim = None
+        if key is not None:
+            claim, earlier = self._claim_key(key, correlation, to, from_, body)
+            if earlier is not None:
+                return earlier
         if send_at is not None and schedule_type is None:
             schedule_type = "fixed"
         if isinstance(content_variables, Mapping):
@@ -404,6 +462,8 @@ class Sender:
                     correlation, ledger_now(), status="failed", error_code=error.code
                 )
                 self.store.save_message(failed)
+            if claim is not None:  # nothing was sent: the key may send again
+                self.store.release(f"send:{key}", claim.owner)
             if self._count is not None:
                 self._count(error)
             raise
@@ -411,7 +471,64 @@ class Sender:
             self._count(None)
         sent = SentMessage.from_instance(message, ref)
         self.store.save_message(sent.facts(ledger_now()), alias=correlation)
+        if claim is not None:
+            self.store.complete(f"send:{key}", claim.owner, sent.sid.encode())
         return sent
+
+    def _claim_key(
+        self, key: str, correlation: str, to: str, from_: str | None, body: str | None
+    ) -> tuple[Claim, SentMessage | None]:
+        """Claim a send's idempotency key; or the message an earlier send with it created.
+
+        A finished key holds its SID. An unfinished one whose process died (or whose claim
+        lapsed) may or may not have reached Twilio: the ledger record it wrote before the
+        API call, and Twilio's list of messages to the same person, tell which.
+        """
+        name = f"send:{key}"
+        claim = self.store.claim(name, _KEY_LEASE)
+        if claim.outcome is Outcome.DONE:
+            sid = claim.answer.decode()
+            return claim, SentMessage.from_ledger(self.store.get_message(sid))
+        taken_over = claim.outcome is Outcome.BUSY
+        if taken_over:
+            if not new_owner.is_dead(claim.owner):
+                raise SendInDoubtError(
+                    f"a send with key {key!r} is under way in another process ({claim.owner}) "
+                    f"or died on another host: retry after {_KEY_LEASE:g} s"
+                )
+            claim = self.store.claim(name, _KEY_LEASE, replace=claim.owner)
+            if claim.outcome is not Outcome.CLAIMED:
+                raise SendInDoubtError(f"another process took over the send with key {key!r}")
+        intent = self.store.get_message(correlation)
+        if intent is None and not taken_over:
+            return claim, None  # no earlier attempt reached the API
+        found = self._find_sent(intent, to, from_, body)
+        if found is not None:
+            self.store.save_message(found.facts(ledger_now()), alias=correlation)
+            self.store.complete(name, claim.owner, found.sid.encode())
+        return claim, found
+
+    def _find_sent(
+        self, intent: MessageRecord | None, to: str, from_: str | None, body: str | None
+    ) -> SentMessage | None:
+        """The message an interrupted send created on Twilio, if it did."""
+        since = datetime.now(UTC) - timedelta(seconds=_KEY_LEASE + 60)
+        if intent is not None:
+            body = intent.body if intent.body is not None else body
+            if intent.created_at is not None:
+                since = intent.created_at - timedelta(seconds=60)
+        options: dict[str, Any] = {"to": to, "limit": 100}
+        if from_ is not None:
+            options["from_"] = from_
+        for message in self._call(lambda: self.client.messages.list(**options)):
+            created = message.date_created
+            if (
+                message.body == (body or "")
+                and str(message.direction or "").startswith("outbound")
+                and (created is None or created >= since)
+            ):
+                return SentMessage.from_instance(message)
+        return None
 
     def fetch(self, sid: str) -> SentMessage:
         """The message as Twilio has it now."""

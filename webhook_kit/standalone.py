@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -33,12 +34,16 @@ def create_app(
     ``TWILIO_AUTH_TOKEN`` is required unless ``WEBHOOK_KIT_VALIDATE=off`` is set explicitly.
     ``config`` overrides the environment (the pytest plugin uses it).
     """
-    kit = load_kit(environ.get("WEBHOOK_KIT_HANDLERS") or DEFAULT_HANDLERS)
+    handlers = environ.get("WEBHOOK_KIT_HANDLERS") or DEFAULT_HANDLERS
+    kit = load_kit(handlers)
     app = Flask("webhook_kit")
     app.config.update(config_from_environ(environ))
     app.config.update(config or {})
     _log_to_stderr()
-    kit.init_app(app, url_prefix=environ.get("WEBHOOK_KIT_URL_PREFIX") or None, direct=True)
+    # A Celery app named ``celery`` beside ``kit`` runs the background handlers.
+    celery = getattr(sys.modules[handlers], "celery", None)
+    prefix = environ.get("WEBHOOK_KIT_URL_PREFIX") or None
+    kit.init_app(app, url_prefix=prefix, direct=True, celery=celery)
     pipeline = kit.pipeline(app)
     app.add_url_rule("/healthz", "healthz", lambda: _healthz(pipeline.store))
     settings = pipeline.settings
@@ -50,6 +55,19 @@ def create_app(
             "/metrics", "metrics", metrics.protected_view(token) if token else metrics.view
         )
     return app
+
+
+def __getattr__(name: str) -> Any:
+    """``celery -A webhook_kit.standalone:celery worker``: the standalone app's Celery app."""
+    if name != "celery":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    celery = create_app().extensions.get("celery")
+    if celery is None:
+        raise ConfigurationError(
+            "the WEBHOOK_KIT_HANDLERS module defines no Celery app: add celery = Celery(...) "
+            "beside kit = WebhookKit()"
+        )
+    return celery
 
 
 def config_from_environ(environ: Mapping[str, str] = os.environ) -> dict[str, Any]:

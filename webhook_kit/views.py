@@ -44,6 +44,7 @@ from .events import (
     parse_inbound,
     parse_status,
 )
+from .jobs import Job, JobKind, Runner
 from .ledger import MessageFacts, StatusEntry
 from .ledger import now as ledger_now
 from .optout import OptOutPolicy
@@ -57,6 +58,7 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
     from .config import Settings
+    from .jobs.execute import Background
     from .metrics import Observer
     from .registry import Registry
 
@@ -141,10 +143,14 @@ class _Running:
 class Pipeline:
     """The request path for one app: one method per webhook route, environ in, answer out."""
 
-    def __init__(self, registry: Registry, settings: Settings, store: Store) -> None:
+    def __init__(
+        self, registry: Registry, settings: Settings, store: Store, runner: Runner | None = None
+    ) -> None:
         self.registry = registry
         self.settings = settings
         self.store = store
+        #: Runs the jobs of ``background=True`` handlers; None when there are none.
+        self.runner = runner
         self.verifier = Verifier(settings.auth_tokens, registry.load_tokens)
         self.url_of = URLBuilder(settings.public_url, settings.proxy_hops)
         self.conversations = Conversations(store, settings.conversation_ttl)
@@ -207,7 +213,8 @@ class Pipeline:
             hooks = self.registry.final if update.status.is_final else []
             # A genuine token links the callback to its send even before the SID was stored.
             correlation = self.correlator.verify_query(environ.get("QUERY_STRING", ""))
-            entry = StatusEntry.from_callback(update, key, time.time(), incoming.form, correlation)
+            now = time.time()
+            entry = StatusEntry.from_callback(update, key, now, incoming.form, correlation)
             # Nothing to run after recording: claim and record finish in one store step.
             lease = self.settings.claim_lease if routes or hooks else None
             applied = self._settle(
@@ -225,8 +232,14 @@ class Pipeline:
                 _duplicate(environ, key)
                 return _REPLAYED  # a retry of a finished callback
             return _EMPTY  # claimed and recorded in the same step
+        jobs: list[Job] = []
         try:
             for route in routes:
+                background = self.registry.background_for(route.handler)
+                if background is not None:
+                    job_key = f"{key}#{background.name}"
+                    jobs.append(Job(job_key, JobKind.STATUS, background.name, incoming.form, now))
+                    continue
                 name = handler_name(route.handler)
                 with _Running(name):
                     started = time.perf_counter()
@@ -234,13 +247,16 @@ class Pipeline:
                     self._timed("status", name, started)
             if hooks and applied.final:
                 self._finalise(update.message_sid)
+            if jobs:
+                self._enqueue(key, claim, b"", jobs)
         except StoreError as failure:
             self._release(key, claim)
             return _reject(environ, failure)
         except _Failed as failure:
             self._release(key, claim)
             return self._failed(failure, update, environ)
-        self._complete(key, claim, b"")
+        if not jobs:
+            self._complete(key, claim, b"")
         return _EMPTY
 
     # -- steps ---------------------------------------------------------------------------
@@ -275,21 +291,27 @@ class Pipeline:
             if router.needs_conversation:  # waits while another message of the person runs
                 opened = self.conversations.open(message, self._lock, time.time())
             conversation = opened.conversation if opened else None
-            reply = self._answer(message, router, kind, conversation)
+            reply, background = self._answer(message, router, kind, conversation)
             answer = reply.to_bytes()
             saved = self.conversations.write(opened, reply, time.time()) if opened else None
+            if background is not None:  # durable with the claim, before the webhook's answer
+                job = Job(key, JobKind.MESSAGE, background.name, incoming.form, time.time())
+                self._enqueue(key, claim, answer, [job], saved)
         except (StoreError, InFlightError) as error:
             self._release(key, claim, opened)
             return _reject(environ, error)
         except _Failed as failure:
             self._release(key, claim, opened)
             return self._failed(failure, message, environ)
-        self._complete(key, claim, answer, saved)
+        if background is None:
+            self._complete(key, claim, answer, saved)
         return Answer(200, answer)
 
     def _read(self, environ: dict[str, Any]) -> Incoming:
         if self._housekeeping_pid != os.getpid():  # first request of this worker process
             housekeeping.watch(self.store)
+            if self.runner is not None:
+                self.runner.start()
             self._housekeeping_pid = os.getpid()
         if environ["REQUEST_METHOD"] in ("GET", "HEAD"):
             # Twilio appends GET parameters to the URL itself; nothing more is signed.
@@ -370,7 +392,8 @@ class Pipeline:
         router: MessageRouter,
         kind: str,
         conversation: Conversation | None,
-    ) -> MessagingResponse:
+    ) -> tuple[MessagingResponse, Background | None]:
+        """The TwiML answer; for a background handler, its ack and the handler to enqueue."""
         message, compliance = self.opt_outs.classify(message)
         if conversation is not None and message.opt_out_type is OptOutType.STOP:
             conversation.end()  # whoever asked to stop is not in the middle of anything
@@ -378,19 +401,25 @@ class Pipeline:
         with _Running("a message filter (when=)"):
             chosen = router.select(message, step, by_keyword=compliance is not None)
         if chosen is None:
-            return compliance or MessagingResponse()
+            return compliance or MessagingResponse(), None
         route, accepted = chosen
-        name = handler_name(route.handler)
-        with _Running(name):
-            started = time.perf_counter()
-            if route.takes_conversation:
-                result = route.handler(accepted, conversation)
-            else:
-                result = route.handler(accepted)
-            reply = as_twiml(result, route.handler)
-            self._timed(kind, name, started)
+        background = self.registry.background_for(route.handler)
+        if background is not None:  # the job runs it later; Twilio gets the ack now
+            reply = MessagingResponse()
+            if background.ack is not None:
+                reply.message(background.ack)
+        else:
+            name = handler_name(route.handler)
+            with _Running(name):
+                started = time.perf_counter()
+                if route.takes_conversation:
+                    result = route.handler(accepted, conversation)
+                else:
+                    result = route.handler(accepted)
+                reply = as_twiml(result, route.handler)
+                self._timed(kind, name, started)
         if compliance is not None and not reply.verbs:  # the handler only recorded it
-            return compliance
+            return compliance, background
         reply = self.opt_outs.screen(message, reply)
         segments = reply.segments
         if segments > self.settings.max_segments:
@@ -400,30 +429,39 @@ class Pipeline:
                 segments,
                 self.settings.max_segments,
             )
-        return reply
+        return reply, background
 
     def _finalise(self, message_sid: str) -> None:
         """Run the final-state hooks once per message, across retries and hosts."""
         key = "final:" + message_sid
-        lease = self.settings.claim_lease
+        lease, now = self.settings.claim_lease, time.time()
         claim = self.store.claim(key, lease)
         if claim.outcome is Outcome.BUSY and new_owner.is_dead(claim.owner):
             claim = self.store.claim(key, lease, replace=claim.owner)
         if claim.outcome is not Outcome.CLAIMED:
             return
+        jobs: list[Job] = []
         try:
             record = self.store.get_message(message_sid)
             if record is not None:
                 for hook in self.registry.final:
+                    background = self.registry.background_for(hook)
+                    if background is not None:
+                        name = background.name
+                        jobs.append(Job(f"{key}#{name}", JobKind.FINAL, name, message_sid, now))
+                        continue
                     name = handler_name(hook)
                     with _Running(name):
                         started = time.perf_counter()
                         hook(record)
                         self._timed("final", name, started)
+            if jobs:
+                self._enqueue(key, claim, b"", jobs)
         except BaseException:
             self._release(key, claim)
             raise
-        self._complete(key, claim, b"")
+        if not jobs:
+            self._complete(key, claim, b"")
 
     def _timed(self, kind: str, handler: str, started: float) -> None:
         """Count the time since ``started`` for a handler that returned (metrics on)."""
@@ -454,11 +492,34 @@ class Pipeline:
             return Answer(200, self._error_reply, TWIML_TYPE, _FAILED.outcome)
         return _FAILED
 
+    def _enqueue(
+        self,
+        key: str,
+        claim: Claim,
+        answer: bytes,
+        jobs: list[Job],
+        conversation: ConversationWrite | None = None,
+    ) -> None:
+        """Finish the claim, save the conversation and store the jobs in one step.
+
+        A store failure propagates (the webhook gets a 503 and Twilio retries): the ack must
+        not go out unless the job is durable.
+        """
+        done = self.store.complete(key, claim.owner, answer, conversation=conversation, jobs=jobs)
+        if not done:
+            log.warning("%s: its claim was taken over; that delivery enqueues the job", key)
+            return
+        if self.runner is not None:
+            try:
+                self.runner.submit(jobs)
+            except Exception:  # stored: the runner's sweep finds it
+                log.exception("%s: job stored, but the runner could not be told", key)
+
     def _complete(
         self, key: str, claim: Claim, answer: bytes, conversation: ConversationWrite | None = None
     ) -> None:
         try:
-            self.store.complete(key, claim.owner, answer, conversation)
+            self.store.complete(key, claim.owner, answer, conversation=conversation)
         except StoreError as error:
             # The answer still goes out; a retry inside the lease gets 409, after it reruns.
             log.warning("could not store the answer for %s: %s", key, error)

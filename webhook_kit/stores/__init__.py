@@ -15,7 +15,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from types import TracebackType
@@ -23,6 +23,7 @@ from typing import Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 from ..errors import ConfigurationError, StoreError
+from ..jobs import Job, JobStore
 from ..records import MessageFacts, MessageRecord, Query, StatusEntry
 from ..status import MessageStatus
 
@@ -168,8 +169,11 @@ class Applied:
         return self.status is not None and self.status.is_final
 
 
-class Store(Protocol):
-    """The operations the request path needs; each one is atomic across processes."""
+class Store(JobStore, Protocol):
+    """The operations the request path needs; each one is atomic across processes.
+
+    The background jobs' operations are :class:`~webhook_kit.jobs.JobStore`'s.
+    """
 
     def claim(
         self, key: str, lease: float, *, replace: str = "", message: MessageFacts | None = None
@@ -184,13 +188,22 @@ class Store(Protocol):
         """
 
     def complete(
-        self, key: str, owner: str, answer: bytes, conversation: ConversationWrite | None = None
-    ) -> None:
-        """Mark an owned claim finished and keep its answer for the retention period.
+        self,
+        key: str,
+        owner: str,
+        answer: bytes,
+        *,
+        conversation: ConversationWrite | None = None,
+        jobs: Sequence[Job] = (),
+    ) -> bool:
+        """Finish the claim ``key`` that ``owner`` holds, keeping ``answer`` for the retention.
 
-        With ``conversation``, in the same atomic step and only if ``owner`` still holds
-        ``key``: save (or delete) the conversation with its TTL, and release its lock. A
-        retried webhook therefore neither loses nor applies twice what its handler changed.
+        In the same atomic step: save (or delete) ``conversation`` with its TTL and due time
+        and release its lock, and add ``jobs`` (a job whose key exists already is left as it
+        is). A retried webhook therefore neither loses nor applies twice what its handler
+        changed, and a background handler's job exists exactly when the claim is finished.
+        Returns False, writing nothing, if ``owner`` no longer holds ``key`` unfinished (its
+        lease ended and another delivery took it over: that one writes instead).
         """
 
     def release(self, key: str, owner: str) -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from ..jobs import Job, JobState
 from ..records import (
     Direction,
     LedgerEvent,
@@ -107,6 +109,7 @@ class MemoryStore:
         self._lock = threading.Lock()
         self._claims: dict[str, _Claim] = {}
         self._messages: dict[str, _Message] = {}
+        self._jobs: dict[str, Job] = {}
         #: id -> (data, expires, due or None)
         self._conversations: dict[str, tuple[bytes, float, float | None]] = {}
         self._opt_outs: dict[tuple[str, str], OptOut] = {}
@@ -140,27 +143,36 @@ class MemoryStore:
         return Claim(Outcome.BUSY, current.owner), False
 
     def complete(
-        self, key: str, owner: str, answer: bytes, conversation: ConversationWrite | None = None
-    ) -> None:
+        self,
+        key: str,
+        owner: str,
+        answer: bytes,
+        *,
+        conversation: ConversationWrite | None = None,
+        jobs: Sequence[Job] = (),
+    ) -> bool:
         with self._lock:
             current = self._claims.get(key)
-            if current is None or current.owner != owner:
-                return
+            if current is None or current.owner != owner or current.done:
+                return False
             now = self._clock()
-            current.done = True
-            current.answer = answer
+            current.done, current.answer = True, answer
             current.expires = now + self._retention
-            if conversation is None:
-                return
-            if conversation.data is None:
-                self._conversations.pop(conversation.id, None)
-            else:
-                expires = now + conversation.ttl
-                saved = (conversation.data, expires, conversation.due)
-                self._conversations[conversation.id] = saved
-            lock = self._claims.get("lock:" + conversation.id)
-            if lock is not None and lock.owner == conversation.lock_owner and not lock.done:
-                del self._claims["lock:" + conversation.id]
+            for job in jobs:
+                self._jobs.setdefault(job.key, job)
+            if conversation is not None:
+                self._save_conversation(conversation, now)
+            return True
+
+    def _save_conversation(self, conversation: ConversationWrite, now: float) -> None:
+        if conversation.data is None:
+            self._conversations.pop(conversation.id, None)
+        else:
+            expires = now + conversation.ttl
+            self._conversations[conversation.id] = (conversation.data, expires, conversation.due)
+        lock = self._claims.get("lock:" + conversation.id)
+        if lock is not None and lock.owner == conversation.lock_owner and not lock.done:
+            del self._claims["lock:" + conversation.id]
 
     def release(self, key: str, owner: str) -> None:
         with self._lock:
@@ -259,6 +271,80 @@ class MemoryStore:
                 del self._messages[sid]
         return len(conversations) + len(messages)
 
+    # -- jobs (see webhook_kit.jobs.JobStore) ---------------------------------------------
+
+    def take_job(self, lease: float, key: str | None = None) -> Job | None:
+        with self._lock:
+            now = self._clock()
+            candidates = [self._jobs[key]] if key in self._jobs else []
+            if key is None:
+                candidates = sorted(self._jobs.values(), key=lambda job: (job.created, job.key))
+            for job in candidates:
+                if _due(job, now):
+                    taken = dataclasses.replace(
+                        job,
+                        state=JobState.RUNNING,
+                        owner=new_owner(),
+                        expires=now + lease,
+                        attempts=job.attempts + 1,
+                    )
+                    self._jobs[job.key] = taken
+                    return taken
+            return None
+
+    def get_job(self, key: str) -> Job | None:
+        with self._lock:
+            return self._jobs.get(key)
+
+    def renew_job(self, key: str, owner: str, lease: float) -> bool:
+        with self._lock:
+            job = self._running(key, owner)
+            if job is not None:
+                self._jobs[key] = dataclasses.replace(job, expires=self._clock() + lease)
+            return job is not None
+
+    def finish_job(
+        self, key: str, owner: str, state: JobState | None, run_at: float = 0.0, error: str = ""
+    ) -> bool:
+        with self._lock:
+            job = self._running(key, owner)
+            if job is None:
+                return False
+            if state is None:
+                del self._jobs[key]
+            else:
+                self._jobs[key] = dataclasses.replace(
+                    job, state=state, run_at=run_at, error=error, owner=""
+                )
+            return True
+
+    def list_jobs(self, state: JobState | None = None, limit: int = 100) -> list[Job]:
+        with self._lock:
+            jobs = sorted(self._jobs.values(), key=lambda job: (job.created, job.key))
+        return [job for job in jobs if state is None or job.state is state][:limit]
+
+    def retry_job(self, key: str) -> bool:
+        with self._lock:
+            job = self._jobs.get(key)
+            if job is None or job.state is not JobState.DEAD:
+                return False
+            self._jobs[key] = dataclasses.replace(
+                job, state=JobState.PENDING, attempts=0, run_at=self._clock()
+            )
+            return True
+
+    def purge_jobs(self, state: JobState = JobState.DEAD) -> int:
+        with self._lock:
+            doomed = [key for key, job in self._jobs.items() if job.state is state]
+            for key in doomed:
+                del self._jobs[key]
+            return len(doomed)
+
+    def _running(self, key: str, owner: str) -> Job | None:
+        job = self._jobs.get(key)
+        ok = job is not None and job.state is JobState.RUNNING and job.owner == owner
+        return job if ok else None
+
     def maintain(self, *, full: bool = False) -> None:
         """Drop expired keys and records, at most once a minute unless ``full``."""
         now = self._clock()
@@ -275,6 +361,12 @@ class MemoryStore:
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+def _due(job: Job, now: float) -> bool:
+    if job.state is JobState.PENDING:
+        return job.run_at <= now
+    return job.state is JobState.RUNNING and job.expires < now
 
 
 def _status(value: str | None) -> MessageStatus | None:

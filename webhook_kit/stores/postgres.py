@@ -31,12 +31,13 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from typing import Any, Final
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from ..errors import ConfigurationError
+from ..jobs import JOB_COLUMNS, Job, JobState, job_from_row, job_row
 from ..records import (
     Direction,
     LedgerEvent,
@@ -141,6 +142,22 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     CREATE INDEX wk_messages_created
         ON {schema}.wk_messages ((coalesce(created, 0)) DESC, (sid COLLATE "C") DESC);
     CREATE INDEX wk_messages_ref ON {schema}.wk_messages (ref) WHERE ref IS NOT NULL;
+    """,
+    """
+    CREATE TABLE {schema}.wk_jobs (
+        key text PRIMARY KEY,
+        kind text NOT NULL,
+        handler text NOT NULL,
+        payload text NOT NULL,
+        created double precision NOT NULL,
+        state text NOT NULL,
+        attempts integer NOT NULL,
+        run_at double precision NOT NULL,
+        owner text NOT NULL,
+        expires double precision NOT NULL,
+        error text
+    );
+    CREATE INDEX wk_jobs_created ON {schema}.wk_jobs (created, key);
     """,
 )
 
@@ -261,7 +278,7 @@ _ASYNC_COMMIT = "WHERE set_config('synchronous_commit', 'off', true) IS NOT NULL
 _LOST = "SELECT done, answer, owner FROM {schema}.wk_claims WHERE key = %s"
 _COMPLETE = """
 UPDATE {schema}.wk_claims SET done = true, answer = %s, expires = %s
-WHERE key = %s AND owner = %s
+WHERE key = %s AND owner = %s AND NOT done
 """
 _RELEASE = "DELETE FROM {schema}.wk_claims WHERE key = %s AND owner = %s AND NOT done"
 _GET = (
@@ -273,6 +290,38 @@ WHERE m.sid = %s
 ORDER BY e.received, e.key
 """
 )
+# Jobs (see webhook_kit.jobs.JobStore). Due: pending with its backoff over, or running with
+# its runner's lease over; SKIP LOCKED lets runners on many hosts take different jobs at once.
+_JOB_COLUMNS = ", ".join(JOB_COLUMNS)
+_INSERT_JOB = f"""
+INSERT INTO {{schema}}.wk_jobs ({_JOB_COLUMNS})
+VALUES ({", ".join(["%s"] * len(JOB_COLUMNS))}) ON CONFLICT DO NOTHING
+"""
+_TAKE_JOB = f"""
+UPDATE {{schema}}.wk_jobs
+SET state = 'running', owner = %(owner)s, expires = %(expires)s, attempts = attempts + 1
+WHERE key = (
+    SELECT key FROM {{schema}}.wk_jobs
+    WHERE (%(key)s::text IS NULL OR key = %(key)s)
+      AND ((state = 'pending' AND run_at <= %(now)s) OR (state = 'running' AND expires < %(now)s))
+    ORDER BY created, key LIMIT 1 FOR UPDATE SKIP LOCKED
+)
+RETURNING {_JOB_COLUMNS}
+"""
+_GET_JOB = f"SELECT {_JOB_COLUMNS} FROM {{schema}}.wk_jobs WHERE key = %s"
+_MINE = "WHERE key = %s AND owner = %s AND state = 'running'"
+_RENEW_JOB = "UPDATE {schema}.wk_jobs SET expires = %s " + _MINE
+_DELETE_JOB = "DELETE FROM {schema}.wk_jobs " + _MINE
+_SETTLE_JOB = "UPDATE {schema}.wk_jobs SET state = %s, run_at = %s, error = %s, owner = '' " + _MINE
+_LIST_JOBS = f"""
+SELECT {_JOB_COLUMNS} FROM {{schema}}.wk_jobs WHERE (%s::text IS NULL OR state = %s)
+ORDER BY created, key LIMIT %s
+"""
+_RETRY_JOB = """
+UPDATE {schema}.wk_jobs SET state = 'pending', attempts = 0, run_at = %s
+WHERE key = %s AND state = 'dead'
+"""
+_PURGE_JOBS = "DELETE FROM {schema}.wk_jobs WHERE state = %s"
 _FIND = "SELECT " + _RECORD_COLUMNS + " FROM {schema}.wk_messages AS m"
 _CREATED = "coalesce(m.created, 0)"
 _OPT_OUT_COLUMNS = "sender, address, opted_out, updated, source"
@@ -299,7 +348,7 @@ SELECT count(*) FROM expired
 """
 _COMPACT = (
     "VACUUM (ANALYZE) {schema}.wk_claims, {schema}.wk_messages, {schema}.wk_events,"
-    " {schema}.wk_conversations"
+    " {schema}.wk_conversations, {schema}.wk_jobs"
 )
 
 
@@ -353,6 +402,20 @@ class PostgresStore:
             (_PURGE_EXPIRED.format(schema=quoted, table="wk_conversations", key="id"), 0.0),
         )
         self._compact_sql = _COMPACT.format(schema=quoted)
+        self._jobs_sql = {
+            name: sql.format(schema=quoted)
+            for name, sql in (
+                ("insert", _INSERT_JOB),
+                ("take", _TAKE_JOB),
+                ("get", _GET_JOB),
+                ("renew", _RENEW_JOB),
+                ("delete", _DELETE_JOB),
+                ("settle", _SETTLE_JOB),
+                ("list", _LIST_JOBS),
+                ("retry", _RETRY_JOB),
+                ("purge", _PURGE_JOBS),
+            )
+        }
         self._lock = threading.Lock()
         self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
         self._pid = 0
@@ -395,35 +458,44 @@ class PostgresStore:
             return self._lost(db, key)
 
     def complete(
-        self, key: str, owner: str, answer: bytes, conversation: ConversationWrite | None = None
-    ) -> None:
+        self,
+        key: str,
+        owner: str,
+        answer: bytes,
+        *,
+        conversation: ConversationWrite | None = None,
+        jobs: Sequence[Job] = (),
+    ) -> bool:
         now = self._clock()
         values = (answer, now + self._retention, key, owner)
         with self._connection() as db:
-            if conversation is None:
-                db.execute(self._complete_sql, values)
-                return
-            schema = self._quoted
+            if conversation is None and not jobs:  # one statement: no transaction needed
+                return db.execute(self._complete_sql, values).rowcount == 1
             with db.transaction():
                 if db.execute(self._complete_sql, values).rowcount != 1:
-                    return  # the claim was taken over: its new owner saves the conversation
-                if conversation.data is None:
-                    db.execute(
-                        f"DELETE FROM {schema}.wk_conversations WHERE id = %s", (conversation.id,)
-                    )
-                else:
-                    db.execute(
-                        f"INSERT INTO {schema}.wk_conversations (id, data, expires, due)"
-                        " VALUES (%s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET"
-                        " data = excluded.data, expires = excluded.expires, due = excluded.due",
-                        (
-                            conversation.id,
-                            conversation.data,
-                            now + conversation.ttl,
-                            conversation.due,
-                        ),
-                    )
-                db.execute(self._release_sql, ("lock:" + conversation.id, conversation.lock_owner))
+                    return False  # taken over: its new owner writes the conversation and jobs
+                if jobs:
+                    with db.cursor() as cursor:
+                        cursor.executemany(self._jobs_sql["insert"], [job_row(j) for j in jobs])
+                if conversation is not None:
+                    self._save_conversation(db, conversation, now)
+        return True
+
+    def _save_conversation(
+        self, db: psycopg.Connection[Any], conversation: ConversationWrite, now: float
+    ) -> None:
+        """Save (or delete) a conversation and release its lock, in the caller's transaction."""
+        schema = self._quoted
+        if conversation.data is None:
+            db.execute(f"DELETE FROM {schema}.wk_conversations WHERE id = %s", (conversation.id,))
+        else:
+            db.execute(
+                f"INSERT INTO {schema}.wk_conversations (id, data, expires, due)"
+                " VALUES (%s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET"
+                " data = excluded.data, expires = excluded.expires, due = excluded.due",
+                (conversation.id, conversation.data, now + conversation.ttl, conversation.due),
+            )
+        db.execute(self._release_sql, ("lock:" + conversation.id, conversation.lock_owner))
 
     def release(self, key: str, owner: str) -> None:
         with self._connection() as db:
@@ -608,6 +680,48 @@ class PostgresStore:
             db.execute(f"DELETE FROM {schema}.wk_events WHERE sid = ANY(%s)", (list(sids),))
             db.execute(f"DELETE FROM {schema}.wk_messages WHERE sid = ANY(%s)", (list(sids),))
         return removed + len(sids)
+
+    # -- jobs (see webhook_kit.jobs.JobStore) ---------------------------------------------
+
+    def take_job(self, lease: float, key: str | None = None) -> Job | None:
+        now = self._clock()
+        params = {"owner": new_owner(), "expires": now + lease, "key": key, "now": now}
+        with self._connection() as db:
+            row = db.execute(self._jobs_sql["take"], params).fetchone()
+        return job_from_row(row) if row is not None else None
+
+    def get_job(self, key: str) -> Job | None:
+        with self._connection() as db:
+            row = db.execute(self._jobs_sql["get"], (key,)).fetchone()
+        return job_from_row(row) if row is not None else None
+
+    def renew_job(self, key: str, owner: str, lease: float) -> bool:
+        with self._connection() as db:
+            args = (self._clock() + lease, key, owner)
+            return db.execute(self._jobs_sql["renew"], args).rowcount == 1
+
+    def finish_job(
+        self, key: str, owner: str, state: JobState | None, run_at: float = 0.0, error: str = ""
+    ) -> bool:
+        with self._connection() as db:
+            if state is None:
+                return db.execute(self._jobs_sql["delete"], (key, owner)).rowcount == 1
+            args = (state.value, run_at, error, key, owner)
+            return db.execute(self._jobs_sql["settle"], args).rowcount == 1
+
+    def list_jobs(self, state: JobState | None = None, limit: int = 100) -> list[Job]:
+        value = state.value if state is not None else None
+        with self._connection() as db:
+            rows = db.execute(self._jobs_sql["list"], (value, value, limit)).fetchall()
+        return [job_from_row(row) for row in rows]
+
+    def retry_job(self, key: str) -> bool:
+        with self._connection() as db:
+            return db.execute(self._jobs_sql["retry"], (self._clock(), key)).rowcount == 1
+
+    def purge_jobs(self, state: JobState = JobState.DEAD) -> int:
+        with self._connection() as db:
+            return int(db.execute(self._jobs_sql["purge"], (state.value,)).rowcount)
 
     def maintain(self, *, full: bool = False) -> None:
         """Release abandoned claims, drop broken connections, then expire a batch when due.

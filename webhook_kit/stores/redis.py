@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import ConfigurationError
+from ..jobs import JOB_COLUMNS, Job, JobState, job_from_row, job_row
 from ..records import (
     Direction,
     LedgerEvent,
@@ -58,32 +59,46 @@ except ImportError as error:  # pragma: no cover - exercised without the extra i
 
 _PENDING, _DONE = b"P", b"D"
 
-# KEYS: claim. ARGV: owner, answer, retention ms.
+# Finish a claim (KEYS[1]) owned by ARGV[1]; then, if ARGV[4] names a conversation, save it
+# (KEYS[2], ARGV[5] == '1') or delete it, release its lock (KEYS[3]) and set its due time
+# (KEYS[4]); then add the jobs: ARGV[10] is the hash prefix, ARGV[11] the number n of
+# columns, the next n their names, and the rest the jobs' values, n per job, each job
+# scheduled by run_at in KEYS[5].
 _COMPLETE = """
-if redis.call('GET', KEYS[1]) == 'P' .. ARGV[1] then
-    redis.call('SET', KEYS[1], 'D' .. ARGV[2], 'PX', ARGV[3])
-end
-"""
-# KEYS: claim, conversation, conversation lock, due-conversations sorted set.
-# ARGV: owner, answer, retention ms, data ('' with ARGV[6] = '0': delete), ttl ms, save (0/1),
-#       lock owner, conversation id, due ('' for none).
-_COMPLETE_CONVERSATION = """
 if redis.call('GET', KEYS[1]) ~= 'P' .. ARGV[1] then
     return 0
 end
 redis.call('SET', KEYS[1], 'D' .. ARGV[2], 'PX', ARGV[3])
-if ARGV[6] == '1' then
-    redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[5])
-else
-    redis.call('DEL', KEYS[2])
+if ARGV[4] ~= '' then
+    if ARGV[5] == '1' then
+        redis.call('SET', KEYS[2], ARGV[6], 'PX', ARGV[7])
+    else
+        redis.call('DEL', KEYS[2])
+    end
+    if redis.call('GET', KEYS[3]) == 'P' .. ARGV[8] then
+        redis.call('DEL', KEYS[3])
+    end
+    if ARGV[5] == '1' and ARGV[9] ~= '' then
+        redis.call('ZADD', KEYS[4], ARGV[9], ARGV[4])
+    else
+        redis.call('ZREM', KEYS[4], ARGV[4])
+    end
 end
-if redis.call('GET', KEYS[3]) == 'P' .. ARGV[7] then
-    redis.call('DEL', KEYS[3])
+local n = tonumber(ARGV[11])
+local run_at
+for c = 1, n do
+    if ARGV[11 + c] == 'run_at' then run_at = c end
 end
-if ARGV[6] == '1' and ARGV[9] ~= '' then
-    redis.call('ZADD', KEYS[4], ARGV[9], ARGV[8])
-else
-    redis.call('ZREM', KEYS[4], ARGV[8])
+local i = 12 + n
+while i <= #ARGV do
+    local name = ARGV[10] .. ARGV[i]
+    if redis.call('EXISTS', name) == 0 then
+        for c = 1, n do
+            redis.call('HSET', name, ARGV[11 + c], ARGV[i + c - 1])
+        end
+        redis.call('ZADD', KEYS[5], ARGV[i + run_at - 1], ARGV[i])
+    end
+    i = i + n
 end
 return 1
 """
@@ -268,6 +283,71 @@ return dropped
 _FIND_BATCH = 500
 _PRUNE_EVERY = 10.0
 
+# Jobs: a hash per job (JOB_COLUMNS), the keys of pending and running ones in the "due"
+# sorted set scored by when they are due (run_at; the lease end while running), the dead
+# ones in the "dead" set scored by creation. ARGV[1] is always the key prefix of the hashes.
+# KEYS: due. ARGV: prefix, now, owner, lease end, job key ('' for the next due), columns.
+_TAKE = """
+local key = ARGV[5]
+if key == '' then
+    local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'LIMIT', 0, 1)
+    if #due == 0 then return false end
+    key = due[1]
+else
+    local score = redis.call('ZSCORE', KEYS[1], key)
+    if not score or tonumber(score) > tonumber(ARGV[2]) then return false end
+end
+local name = ARGV[1] .. key
+redis.call('HSET', name, 'state', 'running', 'owner', ARGV[3], 'expires', ARGV[4])
+redis.call('HINCRBY', name, 'attempts', 1)
+redis.call('ZADD', KEYS[1], ARGV[4], key)
+return redis.call('HMGET', name, unpack(ARGV, 6))
+"""
+# KEYS: due, dead. ARGV: prefix, key, owner, new state ('' deletes; 'renew' extends the
+# lease to ARGV[5]), run_at or lease end, error.
+_FINISH = """
+local name = ARGV[1] .. ARGV[2]
+local mine = redis.call('HMGET', name, 'owner', 'state')
+if mine[1] ~= ARGV[3] or mine[2] ~= 'running' then return 0 end
+if ARGV[4] == 'renew' then
+    redis.call('HSET', name, 'expires', ARGV[5])
+    redis.call('ZADD', KEYS[1], ARGV[5], ARGV[2])
+elseif ARGV[4] == '' then
+    redis.call('DEL', name)
+    redis.call('ZREM', KEYS[1], ARGV[2])
+else
+    redis.call('HSET', name, 'state', ARGV[4], 'run_at', ARGV[5], 'error', ARGV[6], 'owner', '')
+    if ARGV[4] == 'dead' then
+        redis.call('ZREM', KEYS[1], ARGV[2])
+        redis.call('ZADD', KEYS[2], redis.call('HGET', name, 'created'), ARGV[2])
+    else
+        redis.call('ZADD', KEYS[1], ARGV[5], ARGV[2])
+    end
+end
+return 1
+"""
+# KEYS: due, dead. ARGV: prefix, key, now.
+_RETRY = """
+local name = ARGV[1] .. ARGV[2]
+if redis.call('HGET', name, 'state') ~= 'dead' then return 0 end
+redis.call('HSET', name, 'state', 'pending', 'attempts', 0, 'run_at', ARGV[3])
+redis.call('ZREM', KEYS[2], ARGV[2])
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
+return 1
+"""
+# KEYS: the set holding jobs in that state. ARGV: prefix, state.
+_PURGE = """
+local n = 0
+for _, key in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+    if redis.call('HGET', ARGV[1] .. key, 'state') == ARGV[2] then
+        redis.call('DEL', ARGV[1] .. key)
+        redis.call('ZREM', KEYS[1], key)
+        n = n + 1
+    end
+end
+return n
+"""
+
 
 class RedisStore:
     """Every operation is one round trip; connections are pooled and fork-safe."""
@@ -299,9 +379,14 @@ class RedisStore:
         self._guard = StoreErrors(redis.RedisError, f"Redis store {_redacted(url)!r}")
         self._claim = self._redis.register_script(_CLAIM)
         self._complete = self._redis.register_script(_COMPLETE)
-        self._complete_conversation = self._redis.register_script(_COMPLETE_CONVERSATION)
         self._release = self._redis.register_script(_RELEASE)
         self._record = self._redis.register_script(_RECORD)
+        self._take = self._redis.register_script(_TAKE)
+        self._finish = self._redis.register_script(_FINISH)
+        self._retry = self._redis.register_script(_RETRY)
+        self._purge = self._redis.register_script(_PURGE)
+        self._jobs = self._prefix + "job:"
+        self._job_sets = [self._prefix + "jobs:due", self._prefix + "jobs:dead"]
         self._save = self._redis.register_script(_SAVE)
         self._claim_save = self._redis.register_script(_CLAIM_SAVE)
         self._drop = self._redis.register_script(_DROP)
@@ -325,32 +410,33 @@ class RedisStore:
         return Claim(Outcome.CLAIMED, owner) if value is None else _lost(value)
 
     def complete(
-        self, key: str, owner: str, answer: bytes, conversation: ConversationWrite | None = None
-    ) -> None:
-        claim = self._prefix + "claim:" + key
+        self,
+        key: str,
+        owner: str,
+        answer: bytes,
+        *,
+        conversation: ConversationWrite | None = None,
+        jobs: Sequence[Job] = (),
+    ) -> bool:
+        id = conversation.id if conversation is not None else ""
+        saved: list[Any] = ["", "0", b"", 1, "", ""]
+        if conversation is not None:
+            due = "" if conversation.due is None else repr(conversation.due)
+            save = "0" if conversation.data is None else "1"
+            ttl = max(1, int(conversation.ttl * 1000))
+            saved = [id, save, conversation.data or b"", ttl, conversation.lock_owner, due]
+        columns = [self._jobs, len(JOB_COLUMNS), *JOB_COLUMNS]
+        values = [_text(value) for job in jobs for value in job_row(job)]
+        keys = [
+            self._prefix + "claim:" + key,
+            self._prefix + "conv:" + id,
+            self._prefix + "claim:lock:" + id,
+            self._prefix + "conv-due",
+            self._job_sets[0],
+        ]
+        args = [owner, answer, self._retention_ms, *saved, *columns, *values]
         with self._guard:
-            if conversation is None:
-                self._complete(keys=[claim], args=[owner, answer, self._retention_ms])
-                return
-            self._complete_conversation(
-                keys=[
-                    claim,
-                    self._prefix + "conv:" + conversation.id,
-                    self._prefix + "claim:lock:" + conversation.id,
-                    self._prefix + "conv-due",
-                ],
-                args=[
-                    owner,
-                    answer,
-                    self._retention_ms,
-                    conversation.data or b"",
-                    max(1, int(conversation.ttl * 1000)),
-                    0 if conversation.data is None else 1,
-                    conversation.lock_owner,
-                    conversation.id,
-                    "" if conversation.due is None else repr(conversation.due),
-                ],
-            )
+            return bool(self._complete(keys=keys, args=args))
 
     def release(self, key: str, owner: str) -> None:
         with self._guard:
@@ -551,6 +637,56 @@ class RedisStore:
                 removed += 1
         return removed
 
+    # -- jobs (see webhook_kit.jobs.JobStore) ---------------------------------------------
+
+    def take_job(self, lease: float, key: str | None = None) -> Job | None:
+        now = self._clock()
+        args = [self._jobs, repr(now), new_owner(), repr(now + lease), key or "", *JOB_COLUMNS]
+        with self._guard:
+            row = self._take(keys=self._job_sets[:1], args=args)
+        return job_from_row(row) if row else None
+
+    def get_job(self, key: str) -> Job | None:
+        with self._guard:
+            row = self._redis.hmget(self._jobs + key, JOB_COLUMNS)
+        return job_from_row(row) if row[0] is not None else None
+
+    def renew_job(self, key: str, owner: str, lease: float) -> bool:
+        return self._finish_job(key, owner, "renew", self._clock() + lease, "")
+
+    def finish_job(
+        self, key: str, owner: str, state: JobState | None, run_at: float = 0.0, error: str = ""
+    ) -> bool:
+        return self._finish_job(key, owner, state.value if state else "", run_at, error)
+
+    def _finish_job(self, key: str, owner: str, state: str, at: float, error: str) -> bool:
+        with self._guard:
+            args = [self._jobs, key, owner, state, repr(at), error]
+            return bool(self._finish(keys=self._job_sets, args=args))
+
+    def list_jobs(self, state: JobState | None = None, limit: int = 100) -> list[Job]:
+        with self._guard:
+            keys: list[bytes] = []
+            for name in self._job_sets:
+                keys += cast(list[bytes], self._redis.zrange(name, 0, -1))
+            pipe = self._redis.pipeline(transaction=False)
+            for key in keys:
+                pipe.hmget(self._jobs + key.decode(), JOB_COLUMNS)
+            rows = pipe.execute()
+        jobs = [job_from_row(row) for row in rows if row[0] is not None]
+        jobs.sort(key=lambda job: (job.created, job.key))
+        return [job for job in jobs if state is None or job.state is state][:limit]
+
+    def retry_job(self, key: str) -> bool:
+        with self._guard:
+            args = [self._jobs, key, repr(self._clock())]
+            return bool(self._retry(keys=self._job_sets, args=args))
+
+    def purge_jobs(self, state: JobState = JobState.DEAD) -> int:
+        holder = self._job_sets[1] if state is JobState.DEAD else self._job_sets[0]
+        with self._guard:
+            return int(self._purge(keys=[holder], args=[self._jobs, state.value]))
+
     def maintain(self, *, full: bool = False) -> None:
         """Release abandoned claims, then prune the index; Redis expires everything else.
 
@@ -650,6 +786,13 @@ def _event(raw: bytes) -> LedgerEvent:
         item["key"],
         item["form"],
     )
+
+
+def _text(value: object) -> str:
+    """A job column for a Redis hash: floats exactly, None as empty."""
+    if value is None:
+        return ""
+    return repr(value) if isinstance(value, float) else str(value)
 
 
 def _opt_out(sender: str, address: str, value: bytes) -> OptOut:

@@ -20,11 +20,12 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 
 from ..errors import ConfigurationError
+from ..jobs import JOB_COLUMNS, Job, JobState, job_from_row, job_row
 from ..records import (
     Direction,
     LedgerEvent,
@@ -76,6 +77,19 @@ CREATE TABLE IF NOT EXISTS wk_events (
     received REAL NOT NULL,
     form TEXT NOT NULL,
     PRIMARY KEY (sid, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS wk_jobs (
+    key TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    handler TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    created REAL NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    run_at REAL NOT NULL,
+    owner TEXT NOT NULL,
+    expires REAL NOT NULL,
+    error TEXT
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS wk_conversations (
     id TEXT PRIMARY KEY,
@@ -136,6 +150,13 @@ ON CONFLICT (sid) DO UPDATE SET
     created = min(coalesce(created, ?5), ?5),
     sent_at = CASE WHEN ?7 IS NULL THEN sent_at ELSE min(coalesce(sent_at, ?7), ?7) END
 RETURNING status
+"""
+_JOB_COLUMNS = ", ".join(JOB_COLUMNS)
+# Due: pending and its backoff over, or running and its runner's lease over.
+_DUE = "((state = 'pending' AND run_at <= ?1) OR (state = 'running' AND expires < ?1))"
+_TAKE = f"""
+UPDATE wk_jobs SET state = 'running', owner = ?2, expires = ?3, attempts = attempts + 1
+WHERE key = ?4 AND {_DUE} RETURNING {_JOB_COLUMNS}
 """
 # The same rules for MessageFacts: given fields replace stored ones, redaction drops the body.
 _SAVE = """
@@ -234,37 +255,36 @@ class SQLiteStore:
             return Claim(Outcome.CLAIMED, owner)
 
     def complete(
-        self, key: str, owner: str, answer: bytes, conversation: ConversationWrite | None = None
-    ) -> None:
+        self,
+        key: str,
+        owner: str,
+        answer: bytes,
+        *,
+        conversation: ConversationWrite | None = None,
+        jobs: Sequence[Job] = (),
+    ) -> bool:
         now = self._clock()
         completion = (
-            "UPDATE wk_claims SET done = 1, answer = ?, expires = ? WHERE key = ? AND owner = ?"
+            "UPDATE wk_claims SET done = 1, answer = ?, expires = ?"
+            " WHERE key = ? AND owner = ? AND done = 0"
         )
         values = (answer, now + self._retention, key, owner)
         with self._guard:
-            if conversation is None:
-                self._connection().execute(completion, values)
-                return
+            if conversation is None and not jobs:  # one statement: no transaction needed
+                return bool(self._connection().execute(completion, values).rowcount)
             with self._transaction() as db:
                 if db.execute(completion, values).rowcount != 1:
-                    return  # the claim was taken over: its new owner saves the conversation
-                if conversation.data is None:
-                    db.execute("DELETE FROM wk_conversations WHERE id = ?", (conversation.id,))
-                else:
-                    db.execute(
-                        "INSERT OR REPLACE INTO wk_conversations (id, data, expires, due)"
-                        " VALUES (?, ?, ?, ?)",
-                        (
-                            conversation.id,
-                            conversation.data,
-                            now + conversation.ttl,
-                            conversation.due,
-                        ),
+                    return False  # taken over: its new owner writes the conversation and jobs
+                if jobs:
+                    marks = ", ".join("?" * len(JOB_COLUMNS))
+                    db.executemany(
+                        f"INSERT INTO wk_jobs ({_JOB_COLUMNS}) VALUES ({marks})"
+                        " ON CONFLICT DO NOTHING",
+                        [job_row(job) for job in jobs],
                     )
-                db.execute(
-                    "DELETE FROM wk_claims WHERE key = ? AND owner = ? AND done = 0",
-                    ("lock:" + conversation.id, conversation.lock_owner),
-                )
+                if conversation is not None:
+                    _save_conversation(db, conversation, now)
+        return True
 
     def release(self, key: str, owner: str) -> None:
         with self._guard:
@@ -454,6 +474,86 @@ class SQLiteStore:
                 db.execute("DELETE FROM wk_events WHERE sid = ?", (sid,))
                 db.execute("DELETE FROM wk_messages WHERE sid = ?", (sid,))
         return removed + len(sids)
+
+    # -- jobs (see webhook_kit.jobs.JobStore) ---------------------------------------------
+
+    def take_job(self, lease: float, key: str | None = None) -> Job | None:
+        now = self._clock()
+        with self._guard:
+            db = self._connection()
+            if key is None:  # a read first: an idle poll never takes the write lock
+                row = db.execute(
+                    f"SELECT key FROM wk_jobs WHERE {_DUE} ORDER BY created, key LIMIT 1", (now,)
+                ).fetchone()
+                if row is None:
+                    return None
+                key = str(row[0])
+            taken = db.execute(_TAKE, (now, new_owner(), now + lease, key)).fetchone()
+        return job_from_row(taken) if taken is not None else None
+
+    def get_job(self, key: str) -> Job | None:
+        with self._guard:
+            row = (
+                self._connection()
+                .execute(f"SELECT {_JOB_COLUMNS} FROM wk_jobs WHERE key = ?", (key,))
+                .fetchone()
+            )
+        return job_from_row(row) if row is not None else None
+
+    def renew_job(self, key: str, owner: str, lease: float) -> bool:
+        with self._guard:
+            return bool(
+                self._connection()
+                .execute(
+                    "UPDATE wk_jobs SET expires = ? WHERE key = ? AND owner = ?"
+                    " AND state = 'running'",
+                    (self._clock() + lease, key, owner),
+                )
+                .rowcount
+            )
+
+    def finish_job(
+        self, key: str, owner: str, state: JobState | None, run_at: float = 0.0, error: str = ""
+    ) -> bool:
+        mine = " WHERE key = ? AND owner = ? AND state = 'running'"
+        with self._guard:
+            db = self._connection()
+            if state is None:
+                return bool(db.execute("DELETE FROM wk_jobs" + mine, (key, owner)).rowcount)
+            return bool(
+                db.execute(
+                    "UPDATE wk_jobs SET state = ?, run_at = ?, error = ?, owner = ''" + mine,
+                    (state.value, run_at, error, key, owner),
+                ).rowcount
+            )
+
+    def list_jobs(self, state: JobState | None = None, limit: int = 100) -> list[Job]:
+        where, args = ("WHERE state = ?", (state.value, limit)) if state else ("", (limit,))
+        with self._guard:
+            rows = self._connection().execute(
+                f"SELECT {_JOB_COLUMNS} FROM wk_jobs {where} ORDER BY created, key LIMIT ?", args
+            )
+            return [job_from_row(row) for row in rows]
+
+    def retry_job(self, key: str) -> bool:
+        with self._guard:
+            return bool(
+                self._connection()
+                .execute(
+                    "UPDATE wk_jobs SET state = 'pending', attempts = 0, run_at = ?"
+                    " WHERE key = ? AND state = 'dead'",
+                    (self._clock(), key),
+                )
+                .rowcount
+            )
+
+    def purge_jobs(self, state: JobState = JobState.DEAD) -> int:
+        with self._guard:
+            return int(
+                self._connection()
+                .execute("DELETE FROM wk_jobs WHERE state = ?", (state.value,))
+                .rowcount
+            )
 
     def maintain(self, *, full: bool = False) -> None:
         self._abandoned.release(self.release)
@@ -645,4 +745,19 @@ def _record(row: tuple[Any, ...], history: tuple[LedgerEvent, ...]) -> MessageRe
         price_unit=price_unit,
         ref=ref,
         in_reply_to=reply_to,
+    )
+
+
+def _save_conversation(db: sqlite3.Connection, conversation: ConversationWrite, now: float) -> None:
+    """Save (or delete) a conversation and release its lock, inside the caller's transaction."""
+    if conversation.data is None:
+        db.execute("DELETE FROM wk_conversations WHERE id = ?", (conversation.id,))
+    else:
+        db.execute(
+            "INSERT OR REPLACE INTO wk_conversations (id, data, expires, due) VALUES (?, ?, ?, ?)",
+            (conversation.id, conversation.data, now + conversation.ttl, conversation.due),
+        )
+    db.execute(
+        "DELETE FROM wk_claims WHERE key = ? AND owner = ? AND done = 0",
+        ("lock:" + conversation.id, conversation.lock_owner),
     )

@@ -1,0 +1,78 @@
+"""The default runner: threads in each serving process poll the kit's store for due jobs.
+
+No other service is needed: jobs live in the store (the SQLite file by default), so any
+gunicorn worker of any host sharing the store, or a ``webhook-kit worker`` process, runs
+them. A job whose runner was killed is taken over by another once its lease ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Sequence
+
+from ..errors import StoreError
+from . import Job
+from .execute import Executor
+
+log = logging.getLogger("webhook_kit")
+
+
+class EmbeddedRunner:
+    """``threads`` daemon threads per process, each running one job at a time.
+
+    A job submitted in this process wakes a thread at once; jobs enqueued by other
+    processes are found by polling every ``poll`` seconds (an idle poll is one read).
+    Threads start lazily in each process (a fork never inherits them).
+    """
+
+    def __init__(self, executor: Executor, *, threads: int = 4, poll: float = 0.5) -> None:
+        self.executor = executor
+        self.threads = threads
+        self.poll = poll
+        self._pid = 0
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        os.register_at_fork(after_in_child=self._after_fork)
+
+    def submit(self, jobs: Sequence[Job]) -> None:
+        self.start()
+        self._wake.set()
+
+    def start(self) -> None:
+        with self._lock:
+            if self._pid == os.getpid():
+                return
+            self._pid = os.getpid()
+            self._stop.clear()
+            for index in range(self.threads):
+                name = f"webhook_kit-jobs-{index}"
+                threading.Thread(target=self.run_forever, name=name, daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def run_forever(self) -> None:
+        """Run due jobs until :meth:`stop`; ``webhook-kit worker`` calls this directly."""
+        failing = False
+        while not self._stop.is_set():
+            try:
+                ran = self.executor.run_next()
+                failing = False
+            except StoreError as error:  # the store is down: try again after a poll
+                if not failing:
+                    log.warning("job runner: %s", error)
+                failing, ran = True, False
+            if not ran:
+                self._wake.wait(self.poll)
+                self._wake.clear()
+
+    def _after_fork(self) -> None:
+        # The parent's threads are gone; its locks may have been held at the fork.
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._pid = 0
