@@ -21,7 +21,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
-from conftest import REQUIRE_SERVICES, require_redis
+from conftest import require_redis, require_service
 from server import ROOT, TOKEN, Gunicorn
 
 from webhook_kit import Direction
@@ -196,11 +196,11 @@ class CeleryWorker:
 def test_celery_200_messages_twice_on_two_hosts_and_a_killed_worker(
     broker: str, emulator: Emulator, redis_url: str
 ) -> None:
-    if broker == "rabbitmq" and not broker_reachable(5672):
-        message = "no RabbitMQ on 127.0.0.1:5672 (start one with: rabbitmq-server -detached)"
-        if REQUIRE_SERVICES:
-            pytest.fail(f"WEBHOOK_KIT_REQUIRE_SERVICES=1 but {message}")
-        pytest.skip(message)
+    if broker == "rabbitmq":
+        require_service(
+            broker_reachable(5672),
+            "no RabbitMQ on 127.0.0.1:5672 (start one with: rabbitmq-server -detached)",
+        )
     require_redis()
     queue = f"wk-test-{uuid.uuid4().hex[:10]}"
     broker_url = RABBITMQ if broker == "rabbitmq" else "redis://127.0.0.1:6379/0"
