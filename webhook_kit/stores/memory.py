@@ -248,6 +248,11 @@ class MemoryStore:
         with self._lock:
             return self._opt_outs.get((sender, address))
 
+    def opted_out(self, address: str, senders: Sequence[str]) -> bool:
+        with self._lock:
+            records = [self._opt_outs.get((sender, address)) for sender in senders]
+        return any(record is not None and record.opted_out for record in records)
+
     def list_opt_outs(self, sender: str | None = None) -> list[OptOut]:
         with self._lock:
             return [
