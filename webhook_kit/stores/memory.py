@@ -205,7 +205,9 @@ class MemoryStore:
 
     def _message(self, sid: str, alias: str | None) -> _Message:
         """The record of ``sid``, with the one kept under ``alias`` merged in; hold the lock."""
-        message = self._messages.setdefault(sid, _Message())
+        message = self._messages.get(sid)
+        if message is None:  # not setdefault: that builds a record for every callback
+            message = self._messages[sid] = _Message()
         pending = self._messages.pop(alias, None) if alias and alias != sid else None
         if pending is not None:
             message.absorb(pending)
