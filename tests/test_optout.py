@@ -225,6 +225,10 @@ class TestRegistry:
             ("MG1", "+1415"),
         ]
         assert store.list_opt_outs("MG1") == [OptOut("MG1", "+1415", True, 11.0, "advanced")]
+        assert store.opted_out("+1415", ["+1500", "MG1"])  # MG1's record says opted out
+        assert not store.opted_out("+1415", ["+1500"])  # opted in again
+        assert not store.opted_out("+1416", ["+1500", "MG1"])
+        assert not store.opted_out("+1415", [])
 
     def test_csv_round_trip(self, store: Store) -> None:
         opt_outs = OptOuts(store)

@@ -77,11 +77,7 @@ class OptOuts:
 
     def is_opted_out(self, address: str, *senders: str) -> bool:
         """True if ``address`` opted out of any of ``senders`` (numbers or Messaging Services)."""
-        for sender in senders:
-            record = self._store.get_opt_out(sender, address)
-            if record is not None and record.opted_out:
-                return True
-        return False
+        return self._store.opted_out(address, senders)
 
     def get(self, address: str, sender: str) -> OptOut | None:
         """The record of ``address`` for ``sender``, or None if it never opted in or out."""

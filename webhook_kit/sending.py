@@ -147,6 +147,8 @@ class Correlator:
 
     def verify_query(self, query: str) -> str | None:
         """:meth:`verify` the token in a raw query string."""
+        if not query:  # the usual callback URL: nothing to parse
+            return None
         for name, value in parse_qsl(query):
             if name == TOKEN_PARAM:
                 return self.verify(value)

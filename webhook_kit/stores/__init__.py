@@ -242,6 +242,10 @@ class Store(JobStore, Protocol):
     def get_opt_out(self, sender: str, address: str) -> OptOut | None:
         """The opt-out record of ``address`` for ``sender``, or None if it never changed."""
 
+    def opted_out(self, address: str, senders: Sequence[str]) -> bool:
+        """True if ``address`` is opted out of any of ``senders``: one round trip, as the
+        request path asks it before every reply."""
+
     def list_opt_outs(self, sender: str | None = None) -> list[OptOut]:
         """Every opt-out record (of one ``sender``), ordered by sender then address."""
 

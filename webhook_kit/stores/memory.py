@@ -205,7 +205,9 @@ class MemoryStore:
 
     def _message(self, sid: str, alias: str | None) -> _Message:
         """The record of ``sid``, with the one kept under ``alias`` merged in; hold the lock."""
-        message = self._messages.setdefault(sid, _Message())
+        message = self._messages.get(sid)
+        if message is None:  # not setdefault: that builds a record for every callback
+            message = self._messages[sid] = _Message()
         pending = self._messages.pop(alias, None) if alias and alias != sid else None
         if pending is not None:
             message.absorb(pending)
@@ -247,6 +249,11 @@ class MemoryStore:
     def get_opt_out(self, sender: str, address: str) -> OptOut | None:
         with self._lock:
             return self._opt_outs.get((sender, address))
+
+    def opted_out(self, address: str, senders: Sequence[str]) -> bool:
+        with self._lock:
+            records = [self._opt_outs.get((sender, address)) for sender in senders]
+        return any(record is not None and record.opted_out for record in records)
 
     def list_opt_outs(self, sender: str | None = None) -> list[OptOut]:
         with self._lock:

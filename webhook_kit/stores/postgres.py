@@ -642,6 +642,17 @@ class PostgresStore:
             ).fetchone()
         return OptOut(*row) if row is not None else None
 
+    def opted_out(self, address: str, senders: Sequence[str]) -> bool:
+        if not senders:
+            return False
+        with self._connection() as db:
+            row = db.execute(
+                f"SELECT 1 FROM {self._quoted}.wk_opt_outs"
+                " WHERE sender = ANY(%s) AND address = %s AND opted_out LIMIT 1",
+                (list(senders), address),
+            ).fetchone()
+        return row is not None
+
     def list_opt_outs(self, sender: str | None = None) -> list[OptOut]:
         query = f"SELECT {_OPT_OUT_COLUMNS} FROM {self._quoted}.wk_opt_outs"
         with self._connection() as db:

@@ -593,6 +593,19 @@ class RedisStore:
             value = self._redis.hget(self._prefix + "optout:" + sender, address)
         return _opt_out(sender, address, _bytes(value)) if value is not None else None
 
+    def opted_out(self, address: str, senders: Sequence[str]) -> bool:
+        if not senders:
+            return False
+        with self._guard:
+            pipe = self._redis.pipeline(transaction=False)
+            for sender in senders:
+                pipe.hget(self._prefix + "optout:" + sender, address)
+            values = pipe.execute()
+        return any(
+            value is not None and _opt_out(sender, address, _bytes(value)).opted_out
+            for sender, value in zip(senders, values, strict=True)
+        )
+
     def list_opt_outs(self, sender: str | None = None) -> list[OptOut]:
         with self._guard:
             if sender is None:

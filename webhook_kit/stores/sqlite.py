@@ -441,6 +441,22 @@ class SQLiteStore:
             )
         return _opt_out(row) if row is not None else None
 
+    def opted_out(self, address: str, senders: Sequence[str]) -> bool:
+        if not senders:
+            return False
+        marks = ", ".join("?" * len(senders))
+        with self._guard:
+            row = (
+                self._connection()
+                .execute(
+                    "SELECT 1 FROM wk_opt_outs WHERE address = ? AND opted_out"
+                    f" AND sender IN ({marks}) LIMIT 1",
+                    (address, *senders),
+                )
+                .fetchone()
+            )
+        return row is not None
+
     def list_opt_outs(self, sender: str | None = None) -> list[OptOut]:
         query = f"SELECT {_OPT_OUT_COLUMNS} FROM wk_opt_outs"
         with self._guard:
