@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from server import ROOT
+from server import run_readme_example
 from twilio.rest import Client
 
 from webhook_kit.emulator import Emulator
@@ -35,16 +33,4 @@ def test_each_test_gets_a_fresh_emulator(twilio_emulator: Emulator) -> None:
 
 
 def test_readme_example_passes(tmp_path: Path) -> None:
-    readme = (ROOT / "README.md").read_text()
-    block = readme.split("<!-- emulator-example -->\n```python\n", 1)[1].split("```", 1)[0]
-    (tmp_path / "test_example.py").write_text(block)
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "3 passed" in result.stdout
+    assert "3 passed" in run_readme_example("emulator-example", tmp_path)

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -22,6 +20,7 @@ from urllib.parse import urlencode
 import pytest
 from click.testing import CliRunner
 from flask import Flask
+from server import run_readme_example
 from twilio.http.response import Response
 from twilio.rest import Client
 from werkzeug.serving import make_server
@@ -459,19 +458,7 @@ def test_ledger_and_reconcile_commands(tmp_path: Path) -> None:
 
 
 def test_readme_sending_example_passes(tmp_path: Path) -> None:
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    block = readme.split("<!-- sending-example -->\n```python\n", 1)[1].split("```", 1)[0]
-    (tmp_path / "test_sending_example.py").write_text(block)
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "2 passed" in result.stdout
+    assert "2 passed" in run_readme_example("sending-example", tmp_path)
 
 
 def test_credentials_region_and_edge_come_from_the_configuration() -> None:
