@@ -477,6 +477,32 @@ def names_address(form: str, address: str) -> bool:
     return address in (fields.get("To"), fields.get("From"))
 
 
+def fact_columns(facts: MessageFacts) -> dict[str, object]:
+    """The ``wk_messages`` columns of ``facts`` the SQL stores share, with its timestamp rules.
+
+    ``final_at`` and ``sent_at`` are the save's time when it is final or sent, and ``created``
+    falls back to it. Each store adds the update time, ``body`` and ``redacted`` its own way.
+    """
+    return {
+        "sid": facts.message_sid,
+        "status": facts.status,
+        "rank": facts.rank,
+        "error_code": facts.error_code,
+        "final_at": facts.at if facts.final else None,
+        "created": facts.created_at if facts.created_at is not None else facts.at,
+        "sent_at": facts.at if facts.status == "sent" else None,
+        "direction": facts.direction,
+        "from_addr": facts.from_,
+        "to_addr": facts.to,
+        "segments": facts.num_segments,
+        "media": facts.num_media,
+        "price": facts.price,
+        "price_unit": facts.price_unit,
+        "ref": facts.ref,
+        "reply_to": facts.in_reply_to,
+    }
+
+
 def _sqlite_path(path: str, url: str) -> str:
     # sqlite:///relative.db and sqlite:////absolute/path.db, as SQLAlchemy spells them.
     if not path.startswith("/") or path == "/":

@@ -48,6 +48,7 @@ from . import (
     OptOut,
     Outcome,
     StoreErrors,
+    fact_columns,
     names_address,
     new_owner,
 )
@@ -702,26 +703,10 @@ def _add_fact_columns(db: sqlite3.Connection) -> None:
 
 
 def _fact_params(facts: MessageFacts) -> dict[str, object]:
-    return {
-        "sid": facts.message_sid,
-        "status": facts.status,
-        "rank": facts.rank,
-        "error_code": facts.error_code,
+    return fact_columns(facts) | {
         "at": facts.at,
-        "final_at": facts.at if facts.final else None,
-        "created": facts.created_at if facts.created_at is not None else facts.at,
-        "sent_at": facts.at if facts.status == "sent" else None,
-        "direction": facts.direction,
-        "from_addr": facts.from_,
-        "to_addr": facts.to,
         "body": facts.body,
         "redacted": int(facts.redact),
-        "segments": facts.num_segments,
-        "media": facts.num_media,
-        "price": facts.price,
-        "price_unit": facts.price_unit,
-        "ref": facts.ref,
-        "reply_to": facts.in_reply_to,
     }
 
 
