@@ -19,12 +19,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from types import TracebackType
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 from ..errors import ConfigurationError, StoreError
 from ..jobs import Job, JobStore
-from ..records import MessageFacts, MessageRecord, Query, StatusEntry
+from ..records import (
+    Direction,
+    LedgerEvent,
+    MessageFacts,
+    MessageRecord,
+    Query,
+    StatusEntry,
+    optional_timestamp,
+    timestamp,
+)
 from ..status import MessageStatus
 
 log = logging.getLogger("webhook_kit")
@@ -501,6 +510,41 @@ def fact_columns(facts: MessageFacts) -> dict[str, object]:
         "ref": facts.ref,
         "reply_to": facts.in_reply_to,
     }
+
+
+#: The ``wk_messages`` columns :func:`record_from_row` reads, in its order.
+RECORD_COLUMNS = (
+    "sid", "status", "error_code", "updated", "final_at", "direction", "from_addr", "to_addr",
+    "body", "redacted", "segments", "media", "created", "sent_at", "price", "price_unit", "ref",
+    "reply_to",
+)  # fmt: skip
+
+
+def record_from_row(row: Sequence[Any], history: tuple[LedgerEvent, ...]) -> MessageRecord:
+    """The record of a SQL store's ``wk_messages`` row, its columns in :data:`RECORD_COLUMNS`."""
+    (sid, status, error_code, updated, final_at, direction, from_addr, to_addr, body, redacted,
+     segments, media, created, sent_at, price, price_unit, ref, reply_to) = row  # fmt: skip
+    return MessageRecord(
+        sid,
+        MessageStatus(status) if status else None,
+        error_code,
+        timestamp(updated),
+        optional_timestamp(final_at),
+        history,
+        direction=Direction(direction) if direction else None,
+        from_=from_addr,
+        to=to_addr,
+        body=body,
+        redacted=bool(redacted),
+        num_segments=segments,
+        num_media=media,
+        created_at=optional_timestamp(created),
+        sent_at=optional_timestamp(sent_at),
+        price=price,
+        price_unit=price_unit,
+        ref=ref,
+        in_reply_to=reply_to,
+    )
 
 
 def _sqlite_path(path: str, url: str) -> str:

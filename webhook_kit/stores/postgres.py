@@ -33,19 +33,18 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
+from operator import itemgetter
 from typing import Any, Final
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from ..errors import ConfigurationError
 from ..jobs import JOB_COLUMNS, Job, JobState, job_from_row, job_row
 from ..records import (
-    Direction,
     LedgerEvent,
     MessageFacts,
     MessageRecord,
     Query,
     StatusEntry,
-    optional_timestamp,
     timestamp,
 )
 from ..status import MessageStatus
@@ -53,6 +52,7 @@ from . import (
     DEFAULT_LEDGER_RETENTION,
     DEFAULT_RETENTION,
     DEFAULT_TIMEOUT,
+    RECORD_COLUMNS,
     Abandoned,
     Applied,
     Claim,
@@ -63,6 +63,7 @@ from . import (
     fact_columns,
     names_address,
     new_owner,
+    record_from_row,
 )
 
 try:
@@ -217,6 +218,7 @@ _COLUMNS = (
     "direction", "from_addr", "to_addr", "body", "redacted", "segments", "media", "price",
     "price_unit", "ref", "reply_to",
 )  # fmt: skip
+_IN_RECORD_ORDER = itemgetter(*map(_COLUMNS.index, RECORD_COLUMNS))
 # MessageFacts saved (``{where}``: only if a claim in the same statement was won).
 _SAVE = (
     "INSERT INTO {schema}.wk_messages AS m ("
@@ -870,29 +872,7 @@ def _fact_params(facts: MessageFacts) -> dict[str, object]:
 
 
 def _record(row: tuple[Any, ...], history: tuple[LedgerEvent, ...]) -> MessageRecord:
-    (sid, status, _, error_code, updated, final_at, created, sent_at, direction, from_addr,
-     to_addr, body, redacted, segments, media, price, price_unit, ref, reply_to) = row  # fmt: skip
-    return MessageRecord(
-        sid,
-        _status(status),
-        error_code,
-        timestamp(updated),
-        optional_timestamp(final_at),
-        history,
-        direction=Direction(direction) if direction else None,
-        from_=from_addr,
-        to=to_addr,
-        body=body,
-        redacted=redacted,
-        num_segments=segments,
-        num_media=media,
-        created_at=optional_timestamp(created),
-        sent_at=optional_timestamp(sent_at),
-        price=price,
-        price_unit=price_unit,
-        ref=ref,
-        in_reply_to=reply_to,
-    )
+    return record_from_row(_IN_RECORD_ORDER(row), history)
 
 
 def _missing(db: psycopg.Connection[Any], lookup: str, name: str) -> bool:

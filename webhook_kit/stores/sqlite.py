@@ -22,18 +22,17 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
+from operator import itemgetter
 from typing import Any
 
 from ..errors import ConfigurationError
 from ..jobs import JOB_COLUMNS, Job, JobState, job_from_row, job_row
 from ..records import (
-    Direction,
     LedgerEvent,
     MessageFacts,
     MessageRecord,
     Query,
     StatusEntry,
-    optional_timestamp,
     timestamp,
 )
 from ..status import MessageStatus
@@ -41,6 +40,7 @@ from . import (
     DEFAULT_LEDGER_RETENTION,
     DEFAULT_RETENTION,
     DEFAULT_TIMEOUT,
+    RECORD_COLUMNS,
     Abandoned,
     Applied,
     Claim,
@@ -51,6 +51,7 @@ from . import (
     fact_columns,
     names_address,
     new_owner,
+    record_from_row,
 )
 
 _SCHEMA = """
@@ -194,6 +195,7 @@ _COLUMN_NAMES = (
     "body", "redacted", "segments", "media", "created", "sent_at", "price", "price_unit", "ref",
     "reply_to", "rank",
 )  # fmt: skip
+_IN_RECORD_ORDER = itemgetter(*map(_COLUMN_NAMES.index, RECORD_COLUMNS))
 _RECORD_COLUMNS = ", ".join(_COLUMN_NAMES)
 _PURGE_EVERY = 10.0
 _PURGE_BATCH = 5000
@@ -724,29 +726,7 @@ def _absorb(db: sqlite3.Connection, sid: str, alias: str) -> None:
 
 
 def _record(row: tuple[Any, ...], history: tuple[LedgerEvent, ...]) -> MessageRecord:
-    (sid, status, error_code, updated, final_at, direction, from_addr, to_addr, body, redacted,
-     segments, media, created, sent_at, price, price_unit, ref, reply_to, _) = row  # fmt: skip
-    return MessageRecord(
-        sid,
-        MessageStatus(status) if status else None,
-        error_code,
-        timestamp(updated),
-        optional_timestamp(final_at),
-        history,
-        direction=Direction(direction) if direction else None,
-        from_=from_addr,
-        to=to_addr,
-        body=body,
-        redacted=bool(redacted),
-        num_segments=segments,
-        num_media=media,
-        created_at=optional_timestamp(created),
-        sent_at=optional_timestamp(sent_at),
-        price=price,
-        price_unit=price_unit,
-        ref=ref,
-        in_reply_to=reply_to,
-    )
+    return record_from_row(_IN_RECORD_ORDER(row), history)
 
 
 def _save_conversation(db: sqlite3.Connection, conversation: ConversationWrite, now: float) -> None:
