@@ -486,20 +486,27 @@ def names_address(form: str, address: str) -> bool:
     return address in (fields.get("To"), fields.get("From"))
 
 
+def marked_times(status: str | None, final: bool, at: float) -> tuple[float | None, float | None]:
+    """The ``final_at`` and ``sent_at`` a save or callback at ``at`` offers to the SQL stores:
+    ``at`` when the status is final, resp. ``sent``, else None."""
+    return (at if final else None), (at if status == "sent" else None)
+
+
 def fact_columns(facts: MessageFacts) -> dict[str, object]:
     """The ``wk_messages`` columns of ``facts`` the SQL stores share, with its timestamp rules.
 
     ``final_at`` and ``sent_at`` are the save's time when it is final or sent, and ``created``
     falls back to it. Each store adds the update time, ``body`` and ``redacted`` its own way.
     """
+    final_at, sent_at = marked_times(facts.status, facts.final, facts.at)
     return {
         "sid": facts.message_sid,
         "status": facts.status,
         "rank": facts.rank,
         "error_code": facts.error_code,
-        "final_at": facts.at if facts.final else None,
+        "final_at": final_at,
         "created": facts.created_at if facts.created_at is not None else facts.at,
-        "sent_at": facts.at if facts.status == "sent" else None,
+        "sent_at": sent_at,
         "direction": facts.direction,
         "from_addr": facts.from_,
         "to_addr": facts.to,

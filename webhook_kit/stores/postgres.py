@@ -61,6 +61,7 @@ from . import (
     Outcome,
     StoreErrors,
     fact_columns,
+    marked_times,
     names_address,
     new_owner,
     record_from_row,
@@ -525,10 +526,11 @@ class PostgresStore:
             "error_code": entry.error_code,
             "event_type": entry.event_type,
             "received": entry.received_at,
-            "final_at": entry.received_at if entry.final else None,
-            "sent_at": entry.received_at if entry.status == "sent" else None,
             "form": entry.form,
         }
+        params["final_at"], params["sent_at"] = marked_times(
+            entry.status, entry.final, entry.received_at
+        )
         sql = self._record_unclaimed_sql if lease is None else self._record_sql
         alias = entry.correlation if entry.correlation != entry.message_sid else None
         with (

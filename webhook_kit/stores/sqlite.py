@@ -49,6 +49,7 @@ from . import (
     Outcome,
     StoreErrors,
     fact_columns,
+    marked_times,
     names_address,
     new_owner,
     record_from_row,
@@ -335,8 +336,7 @@ class SQLiteStore:
     def _apply(db: sqlite3.Connection, entry: StatusEntry) -> tuple[str | None] | None:
         """Move the message's status forward; returns its status row."""
         at = entry.received_at
-        final_at = at if entry.final else None
-        sent_at = at if entry.status == "sent" else None
+        final_at, sent_at = marked_times(entry.status, entry.final, at)
         applied = (entry.message_sid, entry.status, entry.rank, entry.error_code)
         row: tuple[str | None] | None = db.execute(
             _APPLY, (*applied, at, final_at, sent_at)
