@@ -486,6 +486,16 @@ def names_address(form: str, address: str) -> bool:
     return address in (fields.get("To"), fields.get("From"))
 
 
+def lost_claim(row: Sequence[Any] | None) -> Claim:
+    """Why a claim was not won, from a SQL store's ``done, answer, owner`` row of ``wk_claims``:
+    a finished claim (with its answer) or a live one (or none left: busy, no owner)."""
+    if row is None:
+        return Claim(Outcome.BUSY)
+    if row[0]:
+        return Claim(Outcome.DONE, answer=bytes(row[1] or b""))
+    return Claim(Outcome.BUSY, row[2])
+
+
 def marked_times(status: str | None, final: bool, at: float) -> tuple[float | None, float | None]:
     """The ``final_at`` and ``sent_at`` a save or callback at ``at`` offers to the SQL stores:
     ``at`` when the status is final, resp. ``sent``, else None."""

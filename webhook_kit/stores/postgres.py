@@ -61,6 +61,7 @@ from . import (
     Outcome,
     StoreErrors,
     fact_columns,
+    lost_claim,
     marked_times,
     names_address,
     new_owner,
@@ -853,11 +854,7 @@ class PostgresStore:
     def _lost(self, db: psycopg.Connection[Any], key: str) -> Claim:
         """Why a claim on ``key`` was not won: a finished claim (with its answer) or a live one."""
         row = db.execute(self._lost_sql, (key,)).fetchone()
-        if row is None:
-            return Claim(Outcome.BUSY)
-        if row[0]:
-            return Claim(Outcome.DONE, answer=bytes(row[1] or b""))
-        return Claim(Outcome.BUSY, row[2])
+        return lost_claim(row)
 
 
 def _status(value: str | None) -> MessageStatus | None:

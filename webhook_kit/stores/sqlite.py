@@ -49,6 +49,7 @@ from . import (
     Outcome,
     StoreErrors,
     fact_columns,
+    lost_claim,
     marked_times,
     names_address,
     new_owner,
@@ -685,11 +686,7 @@ def _opt_out(row: tuple[str, str, int, float, str]) -> OptOut:
 def _lost(db: sqlite3.Connection, key: str) -> Claim:
     """Why a claim on ``key`` was not won: a finished claim (with its answer) or a live one."""
     row = db.execute("SELECT done, answer, owner FROM wk_claims WHERE key = ?", (key,)).fetchone()
-    if row is None:
-        return Claim(Outcome.BUSY)
-    if row[0]:
-        return Claim(Outcome.DONE, answer=bytes(row[1] or b""))
-    return Claim(Outcome.BUSY, row[2])
+    return lost_claim(row)
 
 
 def _add_fact_columns(db: sqlite3.Connection) -> None:
