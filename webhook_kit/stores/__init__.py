@@ -19,12 +19,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from types import TracebackType
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 from ..errors import ConfigurationError, StoreError
 from ..jobs import Job, JobStore
-from ..records import MessageFacts, MessageRecord, Query, StatusEntry
+from ..records import (
+    Direction,
+    LedgerEvent,
+    MessageFacts,
+    MessageRecord,
+    Query,
+    StatusEntry,
+    optional_timestamp,
+    timestamp,
+)
 from ..status import MessageStatus
 
 log = logging.getLogger("webhook_kit")
@@ -475,6 +484,84 @@ def names_address(form: str, address: str) -> bool:
     """Whether a callback kept in the ledger (its form fields) was sent to or from ``address``."""
     fields = dict(parse_qsl(form, keep_blank_values=True))
     return address in (fields.get("To"), fields.get("From"))
+
+
+def lost_claim(row: Sequence[Any] | None) -> Claim:
+    """Why a claim was not won, from a SQL store's ``done, answer, owner`` row of ``wk_claims``:
+    a finished claim (with its answer) or a live one (or none left: busy, no owner)."""
+    if row is None:
+        return Claim(Outcome.BUSY)
+    if row[0]:
+        return Claim(Outcome.DONE, answer=bytes(row[1] or b""))
+    return Claim(Outcome.BUSY, row[2])
+
+
+def marked_times(status: str | None, final: bool, at: float) -> tuple[float | None, float | None]:
+    """The ``final_at`` and ``sent_at`` a save or callback at ``at`` offers to the SQL stores:
+    ``at`` when the status is final, resp. ``sent``, else None."""
+    return (at if final else None), (at if status == "sent" else None)
+
+
+def fact_columns(facts: MessageFacts) -> dict[str, object]:
+    """The ``wk_messages`` columns of ``facts`` the SQL stores share, with its timestamp rules.
+
+    ``final_at`` and ``sent_at`` are the save's time when it is final or sent, and ``created``
+    falls back to it. Each store adds the update time, ``body`` and ``redacted`` its own way.
+    """
+    final_at, sent_at = marked_times(facts.status, facts.final, facts.at)
+    return {
+        "sid": facts.message_sid,
+        "status": facts.status,
+        "rank": facts.rank,
+        "error_code": facts.error_code,
+        "final_at": final_at,
+        "created": facts.created_at if facts.created_at is not None else facts.at,
+        "sent_at": sent_at,
+        "direction": facts.direction,
+        "from_addr": facts.from_,
+        "to_addr": facts.to,
+        "segments": facts.num_segments,
+        "media": facts.num_media,
+        "price": facts.price,
+        "price_unit": facts.price_unit,
+        "ref": facts.ref,
+        "reply_to": facts.in_reply_to,
+    }
+
+
+#: The ``wk_messages`` columns :func:`record_from_row` reads, in its order.
+RECORD_COLUMNS = (
+    "sid", "status", "error_code", "updated", "final_at", "direction", "from_addr", "to_addr",
+    "body", "redacted", "segments", "media", "created", "sent_at", "price", "price_unit", "ref",
+    "reply_to",
+)  # fmt: skip
+
+
+def record_from_row(row: Sequence[Any], history: tuple[LedgerEvent, ...]) -> MessageRecord:
+    """The record of a SQL store's ``wk_messages`` row, its columns in :data:`RECORD_COLUMNS`."""
+    (sid, status, error_code, updated, final_at, direction, from_addr, to_addr, body, redacted,
+     segments, media, created, sent_at, price, price_unit, ref, reply_to) = row  # fmt: skip
+    return MessageRecord(
+        sid,
+        MessageStatus(status) if status else None,
+        error_code,
+        timestamp(updated),
+        optional_timestamp(final_at),
+        history,
+        direction=Direction(direction) if direction else None,
+        from_=from_addr,
+        to=to_addr,
+        body=body,
+        redacted=bool(redacted),
+        num_segments=segments,
+        num_media=media,
+        created_at=optional_timestamp(created),
+        sent_at=optional_timestamp(sent_at),
+        price=price,
+        price_unit=price_unit,
+        ref=ref,
+        in_reply_to=reply_to,
+    )
 
 
 def _sqlite_path(path: str, url: str) -> str:

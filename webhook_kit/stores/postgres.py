@@ -33,19 +33,18 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
+from operator import itemgetter
 from typing import Any, Final
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from ..errors import ConfigurationError
 from ..jobs import JOB_COLUMNS, Job, JobState, job_from_row, job_row
 from ..records import (
-    Direction,
     LedgerEvent,
     MessageFacts,
     MessageRecord,
     Query,
     StatusEntry,
-    optional_timestamp,
     timestamp,
 )
 from ..status import MessageStatus
@@ -53,6 +52,7 @@ from . import (
     DEFAULT_LEDGER_RETENTION,
     DEFAULT_RETENTION,
     DEFAULT_TIMEOUT,
+    RECORD_COLUMNS,
     Abandoned,
     Applied,
     Claim,
@@ -60,8 +60,12 @@ from . import (
     OptOut,
     Outcome,
     StoreErrors,
+    fact_columns,
+    lost_claim,
+    marked_times,
     names_address,
     new_owner,
+    record_from_row,
 )
 
 try:
@@ -216,6 +220,7 @@ _COLUMNS = (
     "direction", "from_addr", "to_addr", "body", "redacted", "segments", "media", "price",
     "price_unit", "ref", "reply_to",
 )  # fmt: skip
+_IN_RECORD_ORDER = itemgetter(*map(_COLUMNS.index, RECORD_COLUMNS))
 # MessageFacts saved (``{where}``: only if a claim in the same statement was won).
 _SAVE = (
     "INSERT INTO {schema}.wk_messages AS m ("
@@ -522,10 +527,11 @@ class PostgresStore:
             "error_code": entry.error_code,
             "event_type": entry.event_type,
             "received": entry.received_at,
-            "final_at": entry.received_at if entry.final else None,
-            "sent_at": entry.received_at if entry.status == "sent" else None,
             "form": entry.form,
         }
+        params["final_at"], params["sent_at"] = marked_times(
+            entry.status, entry.final, entry.received_at
+        )
         sql = self._record_unclaimed_sql if lease is None else self._record_sql
         alias = entry.correlation if entry.correlation != entry.message_sid else None
         with (
@@ -848,11 +854,7 @@ class PostgresStore:
     def _lost(self, db: psycopg.Connection[Any], key: str) -> Claim:
         """Why a claim on ``key`` was not won: a finished claim (with its answer) or a live one."""
         row = db.execute(self._lost_sql, (key,)).fetchone()
-        if row is None:
-            return Claim(Outcome.BUSY)
-        if row[0]:
-            return Claim(Outcome.DONE, answer=bytes(row[1] or b""))
-        return Claim(Outcome.BUSY, row[2])
+        return lost_claim(row)
 
 
 def _status(value: str | None) -> MessageStatus | None:
@@ -861,53 +863,15 @@ def _status(value: str | None) -> MessageStatus | None:
 
 def _fact_params(facts: MessageFacts) -> dict[str, object]:
     """The columns of ``facts`` as :data:`_SAVE` takes them."""
-    return {
-        "sid": facts.message_sid,
-        "status": facts.status,
-        "rank": facts.rank,
-        "error_code": facts.error_code,
+    return fact_columns(facts) | {
         "updated": facts.at,
-        "final_at": facts.at if facts.final else None,
-        "created": facts.created_at if facts.created_at is not None else facts.at,
-        "sent_at": facts.at if facts.status == "sent" else None,
-        "direction": facts.direction,
-        "from_addr": facts.from_,
-        "to_addr": facts.to,
         "body": None if facts.redact else facts.body,
         "redacted": facts.redact,
-        "segments": facts.num_segments,
-        "media": facts.num_media,
-        "price": facts.price,
-        "price_unit": facts.price_unit,
-        "ref": facts.ref,
-        "reply_to": facts.in_reply_to,
     }
 
 
 def _record(row: tuple[Any, ...], history: tuple[LedgerEvent, ...]) -> MessageRecord:
-    (sid, status, _, error_code, updated, final_at, created, sent_at, direction, from_addr,
-     to_addr, body, redacted, segments, media, price, price_unit, ref, reply_to) = row  # fmt: skip
-    return MessageRecord(
-        sid,
-        _status(status),
-        error_code,
-        timestamp(updated),
-        optional_timestamp(final_at),
-        history,
-        direction=Direction(direction) if direction else None,
-        from_=from_addr,
-        to=to_addr,
-        body=body,
-        redacted=redacted,
-        num_segments=segments,
-        num_media=media,
-        created_at=optional_timestamp(created),
-        sent_at=optional_timestamp(sent_at),
-        price=price,
-        price_unit=price_unit,
-        ref=ref,
-        in_reply_to=reply_to,
-    )
+    return record_from_row(_IN_RECORD_ORDER(row), history)
 
 
 def _missing(db: psycopg.Connection[Any], lookup: str, name: str) -> bool:

@@ -22,18 +22,17 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
+from operator import itemgetter
 from typing import Any
 
 from ..errors import ConfigurationError
 from ..jobs import JOB_COLUMNS, Job, JobState, job_from_row, job_row
 from ..records import (
-    Direction,
     LedgerEvent,
     MessageFacts,
     MessageRecord,
     Query,
     StatusEntry,
-    optional_timestamp,
     timestamp,
 )
 from ..status import MessageStatus
@@ -41,6 +40,7 @@ from . import (
     DEFAULT_LEDGER_RETENTION,
     DEFAULT_RETENTION,
     DEFAULT_TIMEOUT,
+    RECORD_COLUMNS,
     Abandoned,
     Applied,
     Claim,
@@ -48,8 +48,12 @@ from . import (
     OptOut,
     Outcome,
     StoreErrors,
+    fact_columns,
+    lost_claim,
+    marked_times,
     names_address,
     new_owner,
+    record_from_row,
 )
 
 _SCHEMA = """
@@ -193,6 +197,7 @@ _COLUMN_NAMES = (
     "body", "redacted", "segments", "media", "created", "sent_at", "price", "price_unit", "ref",
     "reply_to", "rank",
 )  # fmt: skip
+_IN_RECORD_ORDER = itemgetter(*map(_COLUMN_NAMES.index, RECORD_COLUMNS))
 _RECORD_COLUMNS = ", ".join(_COLUMN_NAMES)
 _PURGE_EVERY = 10.0
 _PURGE_BATCH = 5000
@@ -332,8 +337,7 @@ class SQLiteStore:
     def _apply(db: sqlite3.Connection, entry: StatusEntry) -> tuple[str | None] | None:
         """Move the message's status forward; returns its status row."""
         at = entry.received_at
-        final_at = at if entry.final else None
-        sent_at = at if entry.status == "sent" else None
+        final_at, sent_at = marked_times(entry.status, entry.final, at)
         applied = (entry.message_sid, entry.status, entry.rank, entry.error_code)
         row: tuple[str | None] | None = db.execute(
             _APPLY, (*applied, at, final_at, sent_at)
@@ -682,11 +686,7 @@ def _opt_out(row: tuple[str, str, int, float, str]) -> OptOut:
 def _lost(db: sqlite3.Connection, key: str) -> Claim:
     """Why a claim on ``key`` was not won: a finished claim (with its answer) or a live one."""
     row = db.execute("SELECT done, answer, owner FROM wk_claims WHERE key = ?", (key,)).fetchone()
-    if row is None:
-        return Claim(Outcome.BUSY)
-    if row[0]:
-        return Claim(Outcome.DONE, answer=bytes(row[1] or b""))
-    return Claim(Outcome.BUSY, row[2])
+    return lost_claim(row)
 
 
 def _add_fact_columns(db: sqlite3.Connection) -> None:
@@ -702,26 +702,10 @@ def _add_fact_columns(db: sqlite3.Connection) -> None:
 
 
 def _fact_params(facts: MessageFacts) -> dict[str, object]:
-    return {
-        "sid": facts.message_sid,
-        "status": facts.status,
-        "rank": facts.rank,
-        "error_code": facts.error_code,
+    return fact_columns(facts) | {
         "at": facts.at,
-        "final_at": facts.at if facts.final else None,
-        "created": facts.created_at if facts.created_at is not None else facts.at,
-        "sent_at": facts.at if facts.status == "sent" else None,
-        "direction": facts.direction,
-        "from_addr": facts.from_,
-        "to_addr": facts.to,
         "body": facts.body,
         "redacted": int(facts.redact),
-        "segments": facts.num_segments,
-        "media": facts.num_media,
-        "price": facts.price,
-        "price_unit": facts.price_unit,
-        "ref": facts.ref,
-        "reply_to": facts.in_reply_to,
     }
 
 
@@ -739,29 +723,7 @@ def _absorb(db: sqlite3.Connection, sid: str, alias: str) -> None:
 
 
 def _record(row: tuple[Any, ...], history: tuple[LedgerEvent, ...]) -> MessageRecord:
-    (sid, status, error_code, updated, final_at, direction, from_addr, to_addr, body, redacted,
-     segments, media, created, sent_at, price, price_unit, ref, reply_to, _) = row  # fmt: skip
-    return MessageRecord(
-        sid,
-        MessageStatus(status) if status else None,
-        error_code,
-        timestamp(updated),
-        optional_timestamp(final_at),
-        history,
-        direction=Direction(direction) if direction else None,
-        from_=from_addr,
-        to=to_addr,
-        body=body,
-        redacted=bool(redacted),
-        num_segments=segments,
-        num_media=media,
-        created_at=optional_timestamp(created),
-        sent_at=optional_timestamp(sent_at),
-        price=price,
-        price_unit=price_unit,
-        ref=ref,
-        in_reply_to=reply_to,
-    )
+    return record_from_row(_IN_RECORD_ORDER(row), history)
 
 
 def _save_conversation(db: sqlite3.Connection, conversation: ConversationWrite, now: float) -> None:
