@@ -287,20 +287,27 @@ def private_postgres() -> Iterator[pgcluster.PrivateCluster]:
         yield cluster
 
 
-RECOVERED = 40  # successes in a row that show every worker is back
+RECOVERED = 2.0  # seconds of sending answered 200 in a row: every worker is back, 4x pool_timeout
 
 
-def _successes_in_a_row(replies: list[tuple[float, int, str]]) -> int:
-    """How many of the latest replies are 200s, counting back to the last failure."""
-    statuses = [status for _, status, _ in replies]
-    return len(statuses) - 1 - max((i for i, s in enumerate(statuses) if s != 200), default=-1)
+def _recovered_for(replies: list[tuple[float, int, str]]) -> float:
+    """For how long, in sending time, the latest requests were all answered 200.
+
+    Ordered by sending time, not by answer: a worker whose pool still waits to reconnect
+    answers 503 only after pool_timeout, when later requests to the other worker were already
+    answered 200. A run of successes longer than that shows both workers are back.
+    """
+    ordered = sorted(replies)
+    failures = [i for i, (_, status, _) in enumerate(ordered) if status != 200]
+    streak = ordered[failures[-1] + 1 :] if failures else ordered
+    return streak[-1][0] - streak[0][0] if streak else 0.0
 
 
 def test_database_restart_gives_503s_then_recovers_without_a_worker_restart(
     private_postgres: pgcluster.PrivateCluster,
 ) -> None:
     url = f"{private_postgres.url}?pool_timeout=0.5"
-    replies: list[tuple[float, int, str]] = []  # (time, status, MessageSid)
+    replies: list[tuple[float, int, str]] = []  # (time sent, status, MessageSid)
     stop = threading.Event()
     with Gunicorn({"WEBHOOK_KIT_STORE": url}, workers=2) as server:
         workers = sorted(server.worker_pids())
@@ -308,8 +315,9 @@ def test_database_restart_gives_503s_then_recovers_without_a_worker_restart(
         def stream() -> None:
             while not stop.is_set():
                 sid = new_sid()
+                sent = time.monotonic()
                 reply = server.post_signed("/twilio/status", status_callback(sid, "sent"))
-                replies.append((time.monotonic(), reply.status, sid))
+                replies.append((sent, reply.status, sid))
                 assert "Traceback" not in reply.text
 
         senders = [threading.Thread(target=stream) for _ in range(3)]
@@ -322,7 +330,7 @@ def test_database_restart_gives_503s_then_recovers_without_a_worker_restart(
         private_postgres.start()
         up = time.monotonic()
         deadline = up + 30
-        while time.monotonic() < deadline and _successes_in_a_row(replies) < RECOVERED:
+        while time.monotonic() < deadline and _recovered_for(replies) < RECOVERED:
             time.sleep(0.2)
         stop.set()
         for sender in senders:
@@ -330,7 +338,7 @@ def test_database_restart_gives_503s_then_recovers_without_a_worker_restart(
         assert sorted(server.worker_pids()) == workers  # recovered with the same workers
     assert {status for _, status, _ in replies} == {200, 503}
     assert any(status == 503 for at, status, _ in replies if down < at < up)
-    assert _successes_in_a_row(replies) >= RECOVERED  # both workers answer again, to the end
+    assert _recovered_for(replies) >= RECOVERED  # both workers answer again, to the end
     store = open_store(private_postgres.url)
     acknowledged = [sid for _, status, sid in replies if status == 200]
     assert [sid for sid in acknowledged if store.get_message(sid) is None] == []
