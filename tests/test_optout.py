@@ -21,7 +21,7 @@ from webhook_kit.errors import SendError, UnsubscribedRecipientError
 from webhook_kit.ledger import MessageFacts, StatusEntry
 from webhook_kit.optout import DEFAULT_REPLIES, OptOuts, keyword_type
 from webhook_kit.status import MessageStatus
-from webhook_kit.stores import ConversationWrite, OptOut, Store, open_store
+from webhook_kit.stores import ConversationWrite, OptOut, Outcome, Store, open_store
 from webhook_kit.testing import (
     CUSTOMER,
     MESSAGING_SERVICE_SID,
@@ -229,6 +229,24 @@ class TestRegistry:
         assert not store.opted_out("+1415", ["+1500"])  # opted in again
         assert not store.opted_out("+1416", ["+1500", "MG1"])
         assert not store.opted_out("+1415", [])
+
+    def test_an_inbound_claim_reads_the_screen_in_its_own_step(self, store: Store) -> None:
+        store.set_opt_out(OptOut("MG1", "+1415", True, 10.0, "keyword"))
+        store.set_opt_out(OptOut("+1500", "+1416", False, 11.0, "keyword"))  # opted in again
+        now = time.time()
+
+        def claim(n: int, sender: str, senders: tuple[str, ...]) -> bool:
+            facts = MessageFacts(f"SM{n:032x}", now, from_=sender, to="+1500", created_at=now)
+            won = store.claim(f"message:{n}", 15.0, message=facts, senders=senders)
+            assert won.outcome is Outcome.CLAIMED
+            return won.opted_out
+
+        assert claim(1, "+1415", ("+1500", "MG1"))  # MG1's record: opted out
+        assert not claim(2, "+1415", ("+1500",))
+        assert not claim(3, "+1416", ("+1500", "MG1"))
+        assert not claim(4, "+1415", ())  # nothing asked, nothing read
+        again = store.claim("message:1", 15.0, senders=("+1500", "MG1"))
+        assert again.outcome is Outcome.BUSY and not again.opted_out
 
     def test_csv_round_trip(self, store: Store) -> None:
         opt_outs = OptOuts(store)

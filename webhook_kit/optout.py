@@ -163,8 +163,12 @@ class OptOutPolicy:
         self._recognise = recognise
         self._replies = {**DEFAULT_REPLIES, **{OptOutType(k): v for k, v in replies.items()}}
 
-    def classify(self, message: InboundMessage) -> tuple[InboundMessage, MessagingResponse | None]:
+    def classify(
+        self, message: InboundMessage, opted_out: bool
+    ) -> tuple[InboundMessage, MessagingResponse | None]:
         """Record what an opt-out keyword asks, and say what the kit answers to it.
+
+        ``opted_out``: whether the sender had opted out of ``senders_of(message)``.
 
         A keyword Advanced Opt-Out answered is recorded and answered by nobody but the
         app's ``opt_out=`` handlers. One the kit recognises is returned with its
@@ -176,7 +180,7 @@ class OptOutPolicy:
         source = "advanced"
         if kind is None:
             kind = keyword_type(message.body) if self._recognise else None
-            if kind is None or (kind is OptOutType.START and not self._opted_out(message)):
+            if kind is None or (kind is OptOutType.START and not opted_out):
                 return message, None  # "yes" from a subscriber is an answer, not an opt-in
             message = replace(message, opt_out_type=kind)
             source = "keyword"
@@ -190,9 +194,11 @@ class OptOutPolicy:
         reply.message(text)
         return message, reply
 
-    def screen(self, message: InboundMessage, reply: MessagingResponse) -> MessagingResponse:
-        """``reply``, or no reply if it would go to a person who opted out."""
-        if message.opt_out_type is not None or not reply.messages or not self._opted_out(message):
+    def screen(
+        self, message: InboundMessage, reply: MessagingResponse, opted_out: bool
+    ) -> MessagingResponse:
+        """``reply``, or no reply if it would go to a person who opted out (``opted_out``)."""
+        if message.opt_out_type is not None or not reply.messages or not opted_out:
             return reply
         log.warning(
             "reply to %s dropped: %s opted out of %s (Twilio would refuse it: error %d)",
@@ -202,6 +208,3 @@ class OptOutPolicy:
             OPTED_OUT_ERROR,
         )
         return MessagingResponse()
-
-    def _opted_out(self, message: InboundMessage) -> bool:
-        return self.registry.is_opted_out(message.from_, *senders_of(message))

@@ -47,7 +47,7 @@ from .events import (
 from .jobs import Job, JobKind, Runner
 from .ledger import MessageFacts, StatusEntry
 from .ledger import now as ledger_now
-from .optout import OptOutPolicy
+from .optout import OptOutPolicy, senders_of
 from .routing import MessageRouter, as_twiml, call_status_handler, handler_name
 from .sending import Correlator
 from .signature import URLBuilder, Verifier
@@ -281,9 +281,12 @@ class Pipeline:
             key = f"{kind}:{message.message_sid}"
             lease = self.settings.claim_lease
             facts = MessageFacts.inbound(message, ledger_now())  # recorded with the claim
+            senders = senders_of(message)  # the claim also reads the reply's opt-out screen
             claim = self._settle(
                 key,
-                lambda replace: self.store.claim(key, lease, replace=replace, message=facts),
+                lambda replace: self.store.claim(
+                    key, lease, replace=replace, message=facts, senders=senders
+                ),
                 lambda claim: claim,
             )
         except _REJECTED as error:
@@ -297,7 +300,10 @@ class Pipeline:
             if router.needs_conversation:  # waits while another message of the person runs
                 opened = self.conversations.open(message, self._lock, time.time())
             conversation = opened.conversation if opened else None
-            reply, background = self._answer(message, router, kind, conversation)
+            opted_out = claim.opted_out
+            if opened is not None:  # an earlier message held the lock: it may have been STOP
+                opted_out = self.opt_outs.registry.is_opted_out(message.from_, *senders)
+            reply, background = self._answer(message, router, kind, conversation, opted_out)
             answer = reply.to_bytes()
             saved = self.conversations.write(opened, reply, time.time()) if opened else None
             if background is not None:  # durable with the claim, before the webhook's answer
@@ -398,9 +404,13 @@ class Pipeline:
         router: MessageRouter,
         kind: str,
         conversation: Conversation | None,
+        opted_out: bool,
     ) -> tuple[MessagingResponse, Background | None]:
-        """The TwiML answer; for a background handler, its ack and the handler to enqueue."""
-        message, compliance = self.opt_outs.classify(message)
+        """The TwiML answer; for a background handler, its ack and the handler to enqueue.
+
+        ``opted_out``: whether the sender had opted out of the number it wrote to.
+        """
+        message, compliance = self.opt_outs.classify(message, opted_out)
         if conversation is not None and message.opt_out_type is OptOutType.STOP:
             conversation.end()  # whoever asked to stop is not in the middle of anything
         step = conversation.step if conversation is not None else None
@@ -423,7 +433,7 @@ class Pipeline:
                 reply = as_twiml(result, route.handler)
         if compliance is not None and not reply.verbs:  # the handler only recorded it
             return compliance, background
-        reply = self.opt_outs.screen(message, reply)
+        reply = self.opt_outs.screen(message, reply, opted_out)
         segments = reply.segments
         if segments > self.settings.max_segments:
             log.warning(

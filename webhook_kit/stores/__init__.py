@@ -122,6 +122,9 @@ class Claim:
     owner: str = ""
     #: The stored answer of a DONE key.
     answer: bytes = b""
+    #: For a CLAIMED key taken with ``message`` and ``senders``: whether the message's sender
+    #: had opted out of any of them, read in the claim's own step.
+    opted_out: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +188,13 @@ class Store(JobStore, Protocol):
     """
 
     def claim(
-        self, key: str, lease: float, *, replace: str = "", message: MessageFacts | None = None
+        self,
+        key: str,
+        lease: float,
+        *,
+        replace: str = "",
+        message: MessageFacts | None = None,
+        senders: Sequence[str] = (),
     ) -> Claim:
         """Take ``key`` for ``lease`` seconds, unless a live or finished claim holds it.
 
@@ -193,7 +202,9 @@ class Store(JobStore, Protocol):
         taken over from exactly that owner (and from no other). A claim that fails with
         :class:`StoreError` may still reach the store later; the store releases it once it
         answers again (see :meth:`maintain`). When the claim is won, ``message`` (an
-        inbound message) is saved in the same step, as :meth:`save_message` would.
+        inbound message) is saved in the same step, as :meth:`save_message` would, and
+        ``senders`` asks whether its sender opted out of any of them (:attr:`Claim.opted_out`,
+        as :meth:`opted_out` would answer): the reply's opt-out screen costs no extra trip.
         """
 
     def complete(

@@ -116,12 +116,20 @@ class MemoryStore:
         self._next_purge = clock() + _PURGE_EVERY
 
     def claim(
-        self, key: str, lease: float, *, replace: str = "", message: MessageFacts | None = None
+        self,
+        key: str,
+        lease: float,
+        *,
+        replace: str = "",
+        message: MessageFacts | None = None,
+        senders: Sequence[str] = (),
     ) -> Claim:
         with self._lock:
             claim, won = self._claim(key, lease, replace, self._clock())
             if won and message is not None:
                 self._save(message, None)
+                if senders and self._opted_out(message.from_ or "", senders):
+                    return Claim(Outcome.CLAIMED, claim.owner, opted_out=True)
             return claim
 
     def _claim(self, key: str, lease: float | None, replace: str, now: float) -> tuple[Claim, bool]:
@@ -252,8 +260,17 @@ class MemoryStore:
 
     def opted_out(self, address: str, senders: Sequence[str]) -> bool:
         with self._lock:
-            records = [self._opt_outs.get((sender, address)) for sender in senders]
-        return any(record is not None and record.opted_out for record in records)
+            return self._opted_out(address, senders)
+
+    def _opted_out(self, address: str, senders: Sequence[str]) -> bool:
+        """:meth:`opted_out`, holding the lock."""
+        if not self._opt_outs:
+            return False
+        for sender in senders:
+            record = self._opt_outs.get((sender, address))
+            if record is not None and record.opted_out:
+                return True
+        return False
 
     def list_opt_outs(self, sender: str | None = None) -> list[OptOut]:
         with self._lock:

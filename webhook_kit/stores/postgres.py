@@ -433,7 +433,13 @@ class PostgresStore:
         )
 
     def claim(
-        self, key: str, lease: float, *, replace: str = "", message: MessageFacts | None = None
+        self,
+        key: str,
+        lease: float,
+        *,
+        replace: str = "",
+        message: MessageFacts | None = None,
+        senders: Sequence[str] = (),
     ) -> Claim:
         """Take ``key`` (and save ``message`` if won, in the same statement); its commit does
         not wait for the WAL to reach the disk.
@@ -458,9 +464,11 @@ class PostgresStore:
             else:
                 row = db.execute(self._claim_save_sql, params | _fact_params(message)).fetchone()
                 won = row is not None and row[0]
-            if won:
-                return Claim(Outcome.CLAIMED, owner)
-            return self._lost(db, key)
+            if not won:
+                return self._lost(db, key)
+        if message is not None and senders and self.opted_out(message.from_ or "", senders):
+            return Claim(Outcome.CLAIMED, owner, opted_out=True)
+        return Claim(Outcome.CLAIMED, owner)
 
     def complete(
         self,

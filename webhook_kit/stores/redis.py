@@ -395,7 +395,13 @@ class RedisStore:
         self._pruned = 0  # index entries old enough to have expired, found still alive
 
     def claim(
-        self, key: str, lease: float, *, replace: str = "", message: MessageFacts | None = None
+        self,
+        key: str,
+        lease: float,
+        *,
+        replace: str = "",
+        message: MessageFacts | None = None,
+        senders: Sequence[str] = (),
     ) -> Claim:
         owner = new_owner()
         taking: list[Any] = [_PENDING + owner.encode(), int(lease * 1000), replace]
@@ -407,7 +413,11 @@ class RedisStore:
                 value = self._claim_save(
                     keys=[self._prefix + "claim:" + key, *keys], args=[*taking, *args]
                 )
-        return Claim(Outcome.CLAIMED, owner) if value is None else _lost(value)
+        if value is not None:
+            return _lost(value)
+        if message is not None and senders and self.opted_out(message.from_ or "", senders):
+            return Claim(Outcome.CLAIMED, owner, opted_out=True)
+        return Claim(Outcome.CLAIMED, owner)
 
     def complete(
         self,

@@ -242,7 +242,13 @@ class SQLiteStore:
             self._connection()  # fail at start-up, not on the first webhook
 
     def claim(
-        self, key: str, lease: float, *, replace: str = "", message: MessageFacts | None = None
+        self,
+        key: str,
+        lease: float,
+        *,
+        replace: str = "",
+        message: MessageFacts | None = None,
+        senders: Sequence[str] = (),
     ) -> Claim:
         now = self._clock()
         owner = new_owner()
@@ -257,7 +263,8 @@ class SQLiteStore:
                 if db.execute(_CLAIM, claim_row).rowcount != 1:
                     return _lost(db, key)
                 db.execute(_SAVE, _fact_params(message))
-            return Claim(Outcome.CLAIMED, owner)
+            opted_out = bool(senders) and self.opted_out(message.from_ or "", senders)
+            return Claim(Outcome.CLAIMED, owner, opted_out=opted_out)
 
     def complete(
         self,
