@@ -592,11 +592,17 @@ class BrokenStore(MemoryStore):
         raise StoreError("disk full")
 
     def claim(
-        self, key: str, lease: float, *, replace: str = "", message: MessageFacts | None = None
+        self,
+        key: str,
+        lease: float,
+        *,
+        replace: str = "",
+        message: MessageFacts | None = None,
+        senders: Sequence[str] = (),
     ) -> Claim:
         if key.startswith("message:"):
             raise StoreError("redis unreachable")
-        return super().claim(key, lease, replace=replace, message=message)
+        return super().claim(key, lease, replace=replace, message=message, senders=senders)
 
 
 def test_store_failure_is_503_and_releases_the_claim() -> None:
@@ -974,10 +980,16 @@ def test_direct_status_without_handlers_is_one_store_step() -> None:
         calls: list[str] = []
 
         def claim(
-            self, key: str, lease: float, *, replace: str = "", message: MessageFacts | None = None
+            self,
+            key: str,
+            lease: float,
+            *,
+            replace: str = "",
+            message: MessageFacts | None = None,
+            senders: Sequence[str] = (),
         ) -> Claim:
             self.calls.append("claim")
-            return super().claim(key, lease, replace=replace, message=message)
+            return super().claim(key, lease, replace=replace, message=message, senders=senders)
 
         def record_status(
             self, entry: StatusEntry, lease: float | None = None, replace: str = ""

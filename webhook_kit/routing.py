@@ -211,6 +211,10 @@ def as_twiml(result: object, handler: Callable[..., Any]) -> MessagingResponse:
         return MessagingResponse()
     if isinstance(result, MessagingResponse):
         return result
+    if type(result) is str and len(result) <= MAX_BODY_LENGTH:  # the usual reply: one verb
+        response = MessagingResponse()
+        response.message(result)
+        return response
     texts = [result] if isinstance(result, str) else result
     if isinstance(texts, list | tuple) and all(isinstance(item, str) for item in texts):
         response = MessagingResponse()

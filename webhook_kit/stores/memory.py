@@ -43,6 +43,10 @@ class _Claim:
     expires: float
 
 
+#: The facts a record keeps as they were last given.
+_FACT_FIELDS = (*MessageFacts.TEXT_FIELDS, "num_segments", "num_media")
+
+
 @dataclass(slots=True)
 class _Message:
     status: str | None = None
@@ -71,7 +75,7 @@ class _Message:
             self.sent_at = at if self.sent_at is None else min(self.sent_at, at)
 
     def merge(self, facts: MessageFacts) -> None:
-        for name in (*MessageFacts.TEXT_FIELDS, "num_segments", "num_media"):
+        for name in _FACT_FIELDS:
             value = getattr(facts, name)
             if value is not None:
                 self.facts[name] = value
