@@ -951,6 +951,76 @@ def test_direct_handlers_run_in_an_app_context() -> None:
     assert contexts == [(app.name, False)]
 
 
+def test_direct_dispatch_gives_every_kind_of_user_code_one_app_context() -> None:
+    """Filters, handlers, hooks, error handlers and token loaders; none when none runs."""
+    from flask import current_app, g, has_app_context
+
+    kit = WebhookKit()
+    seen: list[str] = []
+
+    def note(kind: str) -> None:
+        assert has_app_context(), kind
+        seen.append(f"{kind}:{current_app.name}:{g.get('mark', '-')}")
+        g.mark = kind  # the same context for the rest of the request
+
+    def busy(message: InboundMessage) -> bool:
+        note("filter")
+        return message.body == "fail"
+
+    @kit.on_message(when=busy)
+    def failing(message: InboundMessage) -> str:
+        note("handler")
+        raise RuntimeError("boom")
+
+    @kit.on_message()
+    def echo(message: InboundMessage) -> str:
+        note("handler")
+        return "ok"
+
+    @kit.on_error
+    def apologise(error: Exception, event: object) -> str:
+        note("on_error")
+        return "sorry"
+
+    @kit.on_final
+    def final(record: object) -> None:
+        note("final")
+
+    @kit.auth_token_loader
+    def tokens(account_sid: str) -> str:
+        note("loader")
+        return TOKEN
+
+    app = direct_app(kit)
+    client = app.test_client()
+    assert isinstance(client, TwilioTestClient)
+    name = app.name
+    assert client.send_message("fail").texts == ["sorry"]
+    assert seen == [f"loader:{name}:-", f"filter:{name}:loader", f"handler:{name}:filter",
+                    f"on_error:{name}:handler"]  # fmt: skip
+    seen.clear()
+    assert client.send_message("hi").texts == ["ok"]
+    assert seen == [f"loader:{name}:-", f"filter:{name}:loader", f"handler:{name}:filter"]
+    seen.clear()
+    assert client.send_status(new_sid(), "delivered").status_code == 200
+    assert seen == [f"loader:{name}:-", f"final:{name}:loader"]
+    assert not has_app_context()  # popped after each request
+
+
+def test_direct_status_without_user_code_pushes_no_app_context() -> None:
+    from flask import appcontext_pushed
+
+    app = direct_app(echo_kit())
+    client = app.test_client()
+    assert isinstance(client, TwilioTestClient)
+    pushed: list[object] = []
+    with appcontext_pushed.connected_to(lambda sender, **extra: pushed.append(sender), app):
+        assert client.send_status(new_sid(), "delivered").status_code == 200
+        assert pushed == []
+        assert client.send_message("hi").texts == ["Echo: hi"]
+        assert pushed == [app]
+
+
 def test_direct_bad_input_and_signatures() -> None:
     client = direct_app(echo_kit()).test_client()
     assert isinstance(client, TwilioTestClient)

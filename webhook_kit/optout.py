@@ -198,7 +198,7 @@ class OptOutPolicy:
         self, message: InboundMessage, reply: MessagingResponse, opted_out: bool
     ) -> MessagingResponse:
         """``reply``, or no reply if it would go to a person who opted out (``opted_out``)."""
-        if message.opt_out_type is not None or not reply.messages or not opted_out:
+        if not opted_out or message.opt_out_type is not None or not reply.messages:
             return reply
         log.warning(
             "reply to %s dropped: %s opted out of %s (Twilio would refuse it: error %d)",

@@ -19,6 +19,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
+from contextvars import ContextVar
 from http import HTTPStatus
 from io import BytesIO
 from types import TracebackType
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 from urllib.parse import unquote_to_bytes, urlencode
 
 from flask import Flask, Response, request
+from flask.ctx import AppContext
 
 from .conversation import Conversation, Conversations, Opened
 from .errors import (
@@ -106,6 +108,40 @@ _S = TypeVar("_S", bound=_Settled)
 Handle = Callable[[dict[str, Any]], Answer]
 
 
+class _AppScope:
+    """The app context of one directly dispatched request, pushed when user code first runs.
+
+    Most status callbacks run no user code at all: they skip Flask's context push and pop.
+    """
+
+    __slots__ = ("_app", "_context")
+
+    def __init__(self, app: Flask) -> None:
+        self._app = app
+        self._context: AppContext | None = None
+
+    def enter(self) -> None:
+        if self._context is None:
+            self._context = self._app.app_context()
+            self._context.push()
+
+    def exit(self) -> None:
+        if self._context is not None:
+            self._context.pop()
+
+
+#: Set by :class:`DirectDispatch` for one request; None behind Flask's request cycle, which
+#: has pushed an app context already.
+_scope: ContextVar[_AppScope | None] = ContextVar("webhook_kit_app_scope", default=None)
+
+
+def _user_code() -> None:
+    """User code is about to run: it gets an app context (``current_app``, ``kit.ledger``)."""
+    scope = _scope.get()
+    if scope is not None:
+        scope.enter()
+
+
 class _Failed(Exception):
     """User code (``name``) raised ``error``: the one failure answered 500."""
 
@@ -132,6 +168,7 @@ class _Running:
         self.started = 0.0
 
     def __enter__(self) -> None:
+        _user_code()
         if self.metrics is not None:
             self.started = time.perf_counter()
 
@@ -353,9 +390,10 @@ class Pipeline:
             return
         url = self.url_of(environ)
         signature = environ.get("HTTP_X_TWILIO_SIGNATURE")
-        account_sid = (
-            incoming.fields.get("AccountSid") if self.registry.token_loader is not None else None
-        )
+        account_sid = None
+        if self.registry.token_loader is not None:  # the user's loader may need current_app
+            _user_code()
+            account_sid = incoming.fields.get("AccountSid")
         if self.verifier.verify(
             url, incoming.signed, signature, json_body=incoming.json_body, account_sid=account_sid
         ):
@@ -489,6 +527,8 @@ class Pipeline:
             environ.get("HTTP_I_TWILIO_IDEMPOTENCY_TOKEN", "-"),
             exc_info=error,
         )
+        if self.registry.errors:
+            _user_code()
         for handler in self.registry.errors:
             try:
                 result = handler(error, event)
@@ -545,8 +585,9 @@ class Pipeline:
 class DirectDispatch:
     """WSGI middleware that answers the kit's routes before Flask builds a request.
 
-    Everything else, and any method a route does not take, goes on to the Flask app. Handlers
-    run inside an app context (``current_app``, ``kit.ledger``, ``url_for`` work) but there
+    Everything else, and any method a route does not take, goes on to the Flask app. User
+    code (handlers, filters, hooks, token loaders) runs inside an app context (``current_app``,
+    ``kit.ledger``, ``url_for`` work), pushed once per request when the first of it runs; there
     is no Flask request: they get everything from the typed event.
     """
 
@@ -566,9 +607,14 @@ class DirectDispatch:
         route = self._routes.get(environ.get("PATH_INFO", ""))
         if route is None or environ["REQUEST_METHOD"] not in route[1]:
             return self._next(environ, start_response)
+        scope = _AppScope(self._app)
+        token = _scope.set(scope)
         try:
-            with self._app.app_context():
+            try:
                 answer = route[0](environ)
+            finally:
+                _scope.reset(token)
+                scope.exit()
         except Exception:  # a bug of ours: log it, never show it
             log.exception("webhook_kit failed on %s", environ.get("PATH_INFO"))
             answer = Answer(500, b"internal error\n", TEXT_TYPE)
