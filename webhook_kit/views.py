@@ -108,6 +108,23 @@ _S = TypeVar("_S", bound=_Settled)
 Handle = Callable[[dict[str, Any]], Answer]
 
 
+class _Process:
+    """Which process this is, as far as pipelines care: each fork counts one more.
+
+    A pipeline starts its threads once per process; comparing a counter bumped in forked
+    children (gunicorn workers) is cheaper than asking for the pid on every request.
+    """
+
+    forks = 0
+
+    @classmethod
+    def forked(cls) -> None:
+        cls.forks += 1
+
+
+os.register_at_fork(after_in_child=_Process.forked)
+
+
 class _AppScope:
     """The app context of one directly dispatched request, pushed when user code first runs.
 
@@ -204,7 +221,7 @@ class Pipeline:
             store, recognise=settings.opt_out_keywords, replies=settings.opt_out_replies
         )
         self.correlator = Correlator(settings.secret_key)
-        self._housekeeping_pid = 0
+        self._started_in = -1  # _Process.forks when its threads were started
         self._error_reply: bytes | None = None
         if settings.error_reply:
             reply = MessagingResponse()
@@ -357,11 +374,11 @@ class Pipeline:
         return Answer(200, answer)
 
     def _read(self, environ: dict[str, Any]) -> Incoming:
-        if self._housekeeping_pid != os.getpid():  # first request of this worker process
+        if self._started_in != _Process.forks:  # first request of this worker process
             housekeeping.watch(self.store)
             if self.runner is not None:
                 self.runner.start()
-            self._housekeeping_pid = os.getpid()
+            self._started_in = _Process.forks
         if environ["REQUEST_METHOD"] in ("GET", "HEAD"):
             # Twilio appends GET parameters to the URL itself; nothing more is signed.
             query = environ.get("QUERY_STRING", "")
