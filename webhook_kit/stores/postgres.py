@@ -230,9 +230,14 @@ _SAVE = (
     + " {where}"
     + _MERGE
 )
+# Also answers whether the message's sender opted out of any of ``senders`` (an empty array
+# matches nothing), so an inbound claim is one round trip.
 _CLAIM_SAVE = """
 WITH claimed AS ({claim}), saved AS ({save})
-SELECT EXISTS (SELECT FROM claimed)
+SELECT EXISTS (SELECT FROM claimed), EXISTS (
+    SELECT FROM {schema}.wk_opt_outs
+    WHERE sender = ANY(%(senders)s) AND address = %(from_addr)s AND opted_out
+)
 """
 # The record kept under a send's correlation id merged into its SID's, and dropped; returns
 # the merged status (no row: there was nothing to merge).
@@ -388,6 +393,7 @@ class PostgresStore:
         self._claim_sql = _CLAIM.format(schema=quoted, commit=_ASYNC_COMMIT)
         self._save_sql = _SAVE.format(schema=quoted, where="")
         self._claim_save_sql = _CLAIM_SAVE.format(
+            schema=quoted,
             claim=self._claim_sql,
             save=_SAVE.format(schema=quoted, where="WHERE EXISTS (SELECT FROM claimed)"),
         )
@@ -441,8 +447,8 @@ class PostgresStore:
         message: MessageFacts | None = None,
         senders: Sequence[str] = (),
     ) -> Claim:
-        """Take ``key`` (and save ``message`` if won, in the same statement); its commit does
-        not wait for the WAL to reach the disk.
+        """Take ``key`` (and save ``message`` if won, and read its sender's opt-outs, in the
+        same statement); its commit does not wait for the WAL to reach the disk.
 
         Nothing is acknowledged on a claim alone: the 200 follows :meth:`complete`, whose
         synchronous commit flushes the WAL, and so this claim, before it returns. That saves
@@ -458,17 +464,19 @@ class PostgresStore:
             "now": now,
             "replace": replace,
         }
+        opted_out = False
         with self._abandoned.guarding(key, owner), self._connection() as db:
             if message is None:
                 won = db.execute(self._claim_sql, params).fetchone() is not None
             else:
-                row = db.execute(self._claim_save_sql, params | _fact_params(message)).fetchone()
-                won = row is not None and row[0]
+                params |= _fact_params(message)
+                params["senders"] = list(senders)
+                row = db.execute(self._claim_save_sql, params).fetchone()
+                assert row is not None  # a SELECT without FROM always returns its row
+                won, opted_out = row
             if not won:
                 return self._lost(db, key)
-        if message is not None and senders and self.opted_out(message.from_ or "", senders):
-            return Claim(Outcome.CLAIMED, owner, opted_out=True)
-        return Claim(Outcome.CLAIMED, owner)
+        return Claim(Outcome.CLAIMED, owner, opted_out=opted_out)
 
     def complete(
         self,
