@@ -760,6 +760,18 @@ def test_postgres_housekeeping_expires_in_batches(
         counts.append(_rows(store)["wk_claims"])
     assert counts == [4, 1, 0, 0]
     store.close()
+    store.maintain()  # the housekeeping thread may call it once more: it opens nothing
+    assert store._pool is None
+
+
+def test_postgres_full_maintenance_opens_the_store(postgres_url: str) -> None:
+    """``webhook-kit maintenance`` runs ``maintain(full=True)`` on a store nobody used yet."""
+    from webhook_kit.stores.postgres import PostgresStore
+
+    store = PostgresStore(postgres_url)
+    store.maintain(full=True)
+    assert _rows(store)["wk_claims"] == 0
+    store.close()
 
 
 def test_postgres_statements_are_bounded_by_the_store_timeout(postgres_url: str) -> None:

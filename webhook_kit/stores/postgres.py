@@ -777,10 +777,14 @@ class PostgresStore:
         Every ten seconds each table loses at most one batch of expired rows (sooner again
         while a batch comes back full), each batch one short statement; ``full=True`` deletes
         everything due and vacuums the tables. Expiry does not depend on it (a lapsed claim
-        can be taken again at once); it only bounds the tables.
+        can be taken again at once); it only bounds the tables. The housekeeping thread's
+        calls (not ``full``) do nothing for a store this process has closed or not used yet:
+        they must not open a pool of their own.
         """
-        self._abandoned.release(self.release)
         pool = self._pool
+        if not full and (pool is None or self._pid != os.getpid()):
+            return
+        self._abandoned.release(self.release)
         if self._suspect and pool is not None and self._pid == os.getpid():
             self._suspect = False
             with self._guard:
