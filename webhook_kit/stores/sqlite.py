@@ -597,8 +597,17 @@ class SQLiteStore:
                     self._purge(now)
             if full or now >= self._next_checkpoint:
                 self._next_checkpoint = now + _CHECKPOINT_EVERY
-                mode = "TRUNCATE" if full else "PASSIVE"
-                self._connection().execute(f"PRAGMA wal_checkpoint({mode})")
+                db = self._connection()
+                if not full:
+                    db.execute("PRAGMA wal_checkpoint(PASSIVE)")  # never waits
+                else:
+                    # TRUNCATE waits for writers and readers through SQLite's busy handler,
+                    # which _Connection turns off: it gets the store's timeout back meanwhile.
+                    db.execute(f"PRAGMA busy_timeout = {round(self._timeout * 1000)}")
+                    try:
+                        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                    finally:
+                        db.execute("PRAGMA busy_timeout = 0")
 
     def close(self) -> None:
         """Close this thread's connection (the next operation opens a new one)."""
