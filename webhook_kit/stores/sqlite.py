@@ -597,17 +597,8 @@ class SQLiteStore:
                     self._purge(now)
             if full or now >= self._next_checkpoint:
                 self._next_checkpoint = now + _CHECKPOINT_EVERY
-                db = self._connection()
-                if not full:
-                    db.execute("PRAGMA wal_checkpoint(PASSIVE)")  # never waits
-                else:
-                    # TRUNCATE waits for writers and readers through SQLite's busy handler,
-                    # which _Connection turns off: it gets the store's timeout back meanwhile.
-                    db.execute(f"PRAGMA busy_timeout = {round(self._timeout * 1000)}")
-                    try:
-                        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-                    finally:
-                        db.execute("PRAGMA busy_timeout = 0")
+                mode = "TRUNCATE" if full else "PASSIVE"
+                self._connection().execute(f"PRAGMA wal_checkpoint({mode})")
 
     def close(self) -> None:
         """Close this thread's connection (the next operation opens a new one)."""
@@ -624,11 +615,7 @@ class SQLiteStore:
         if connection is not None and local.pid == os.getpid():
             return connection
         connection = sqlite3.connect(
-            self.path,
-            timeout=self._timeout,
-            isolation_level=None,
-            check_same_thread=True,
-            factory=_Connection,
+            self.path, timeout=self._timeout, isolation_level=None, check_same_thread=True
         )
         # Smaller pages: each commit appends fewer bytes to the WAL. Only a new file takes it.
         connection.execute(f"PRAGMA page_size = {_PAGE_SIZE}")
@@ -637,9 +624,6 @@ class SQLiteStore:
         connection.execute(f"PRAGMA wal_autocheckpoint = {_CHECKPOINT_PAGES}")
         connection.executescript(_SCHEMA)
         _add_fact_columns(connection)
-        # From here on _Connection waits for locks, in naps shorter than SQLite's.
-        connection.execute("PRAGMA busy_timeout = 0")
-        connection.patience = self._timeout
         local.connection, local.pid = connection, os.getpid()
         return connection
 
@@ -711,43 +695,6 @@ def _opt_out_screen(first: int, senders: int) -> str:
 def _screened_claim(senders: int) -> str:
     """:data:`_CLAIM` answering, when won, the reply's opt-out screen: no statement more."""
     return f"{_CLAIM} RETURNING {_opt_out_screen(7, senders)}"
-
-
-class _Connection(sqlite3.Connection):
-    """Waits for another connection's lock in naps of 20 µs to 1 ms, for ``patience`` seconds.
-
-    SQLite's own busy handler sleeps 1 ms, then 2, 5, 10 ms..., while a webhook holds the
-    write lock for well under 100 µs: with several workers on one file those sleeps were
-    most of the tail, and the lock sat free while its waiters slept. A statement that finds
-    the database busy has changed nothing, so running it again is safe.
-    """
-
-    patience = 0.0
-
-    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
-        try:
-            return super().execute(sql, parameters)
-        except sqlite3.OperationalError as error:
-            if error.sqlite_errorcode not in _BUSY:
-                raise
-            busy = error
-        deadline = time.monotonic() + self.patience
-        nap = 20e-6
-        while time.monotonic() < deadline:
-            time.sleep(nap)
-            nap = min(nap * 2, 1e-3)
-            try:
-                return super().execute(sql, parameters)
-            except sqlite3.OperationalError as error:
-                if error.sqlite_errorcode not in _BUSY:
-                    raise
-                busy = error
-        raise busy
-
-
-# Busy with another connection's lock, or its recovery of the WAL index: worth waiting for.
-# (SQLITE_BUSY_SNAPSHOT is not: only a new transaction can get past it.)
-_BUSY = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_BUSY_RECOVERY})
 
 
 def _status(row: tuple[str | None] | None) -> MessageStatus | None:
