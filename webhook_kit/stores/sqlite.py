@@ -263,17 +263,11 @@ class SQLiteStore:
             facts = _fact_params(message)  # built before the write lock is taken
             screen = (*claim_row, message.from_ or "", *senders)
             with self._transaction() as db:
-                if not senders:
-                    if db.execute(_CLAIM, claim_row).rowcount != 1:
-                        return _lost(db, key)
-                    screened = False
-                else:
-                    won = db.execute(_screened_claim(len(senders)), screen).fetchall()
-                    if not won:
-                        return _lost(db, key)
-                    screened = bool(won[0][0])
+                won = db.execute(_screened_claim(len(senders)), screen).fetchall()
+                if not won:
+                    return _lost(db, key)
                 db.execute(_SAVE, facts)
-            return Claim(Outcome.CLAIMED, owner, opted_out=screened)
+            return Claim(Outcome.CLAIMED, owner, opted_out=bool(won[0][0]))
 
     def complete(
         self,
@@ -693,7 +687,8 @@ def _opt_out_screen(first: int, senders: int) -> str:
 
 @functools.cache
 def _screened_claim(senders: int) -> str:
-    """:data:`_CLAIM` answering, when won, the reply's opt-out screen: no statement more."""
+    """:data:`_CLAIM` answering, when won, the reply's opt-out screen (false without
+    senders: ``IN ()`` is empty): no statement more."""
     return f"{_CLAIM} RETURNING {_opt_out_screen(7, senders)}"
 
 
