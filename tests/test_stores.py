@@ -411,6 +411,50 @@ def test_owner_tokens_are_unique_across_forked_workers() -> None:
     assert child.split("-")[0] not in {token.split("-")[0] for token in parent}
 
 
+def _hold_write_lock(path: Path, seconds: float) -> threading.Thread:
+    """Another connection takes the write lock now and lets go after ``seconds``."""
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+
+    def release() -> None:
+        time.sleep(seconds)
+        holder.execute("ROLLBACK")
+        holder.close()
+
+    thread = threading.Thread(target=release)
+    thread.start()
+    return thread
+
+
+def test_sqlite_waits_out_a_held_write_lock_then_gives_up_after_its_timeout(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "busy.db"
+    store = SQLiteStore(str(path), timeout=1.0)
+    holder = _hold_write_lock(path, 0.2)
+    started = time.monotonic()
+    assert store.claim("k", 30).outcome is Outcome.CLAIMED  # waited for the lock
+    assert 0.15 < time.monotonic() - started < 0.9
+    holder.join()
+    holder = _hold_write_lock(path, 1.5)
+    started = time.monotonic()
+    with pytest.raises(StoreError, match="locked"):
+        store.claim("other", 30)
+    assert 0.9 < time.monotonic() - started < 1.4
+    holder.join()
+
+
+def test_sqlite_full_maintenance_waits_for_a_writer_to_truncate_the_wal(tmp_path: Path) -> None:
+    path = tmp_path / "truncate.db"
+    store = SQLiteStore(str(path))
+    for n in range(50):
+        store.claim(f"k{n}", 30)
+    holder = _hold_write_lock(path, 0.2)
+    store.maintain(full=True)
+    holder.join()
+    assert Path(f"{path}-wal").stat().st_size == 0
+
+
 def test_sqlite_new_files_use_small_pages(tmp_path: Path) -> None:
     store = SQLiteStore(str(tmp_path / "pages.db"))
     assert store._connection().execute("PRAGMA page_size").fetchone()[0] == 2048

@@ -16,6 +16,7 @@ at once; ``timeout`` bounds the wait for another connection's write lock.
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 import threading
@@ -113,7 +114,7 @@ CREATE TABLE IF NOT EXISTS wk_opt_outs (
 
 # A new key, or one whose claim lapsed (a crashed worker's lease, a finished key past its
 # retention, or the unfinished claim of an owner known dead: ?6), is taken in one atomic
-# statement; rowcount tells who won.
+# statement; rowcount (or the row it returns) tells who won.
 _CLAIM = """
 INSERT INTO wk_claims (key, owner, done, answer, expires) VALUES (?1, ?2, ?3, NULL, ?4)
 ON CONFLICT (key) DO UPDATE SET owner = ?2, done = ?3, answer = NULL, expires = ?4
@@ -259,12 +260,14 @@ class SQLiteStore:
                 if db.execute(_CLAIM, claim_row).rowcount == 1:
                     return Claim(Outcome.CLAIMED, owner)
                 return _lost(db, key)
+            facts = _fact_params(message)  # built before the write lock is taken
+            screen = (*claim_row, message.from_ or "", *senders)
             with self._transaction() as db:
-                if db.execute(_CLAIM, claim_row).rowcount != 1:
+                won = db.execute(_screened_claim(len(senders)), screen).fetchall()
+                if not won:
                     return _lost(db, key)
-                db.execute(_SAVE, _fact_params(message))
-            opted_out = bool(senders) and self.opted_out(message.from_ or "", senders)
-            return Claim(Outcome.CLAIMED, owner, opted_out=opted_out)
+                db.execute(_SAVE, facts)
+            return Claim(Outcome.CLAIMED, owner, opted_out=bool(won[0][0]))
 
     def complete(
         self,
@@ -455,18 +458,13 @@ class SQLiteStore:
     def opted_out(self, address: str, senders: Sequence[str]) -> bool:
         if not senders:
             return False
-        marks = ", ".join("?" * len(senders))
         with self._guard:
             row = (
                 self._connection()
-                .execute(
-                    "SELECT 1 FROM wk_opt_outs WHERE address = ? AND opted_out"
-                    f" AND sender IN ({marks}) LIMIT 1",
-                    (address, *senders),
-                )
+                .execute(f"SELECT {_opt_out_screen(1, len(senders))}", (address, *senders))
                 .fetchone()
             )
-        return row is not None
+        return bool(row[0])
 
     def list_opt_outs(self, sender: str | None = None) -> list[OptOut]:
         query = f"SELECT {_OPT_OUT_COLUMNS} FROM wk_opt_outs"
@@ -676,6 +674,22 @@ class SQLiteStore:
         ).fetchall()
         self._sweeps[table] = rows[-1][0] if len(rows) == _PURGE_BATCH else ""
         return [row[0] for row in rows if row[1]]
+
+
+def _opt_out_screen(first: int, senders: int) -> str:
+    """Whether the address in parameter ``first`` opted out of any of the ``senders`` after it."""
+    marks = ", ".join(f"?{first + 1 + n}" for n in range(senders))
+    return (
+        f"EXISTS (SELECT 1 FROM wk_opt_outs WHERE address = ?{first} AND opted_out"
+        f" AND sender IN ({marks}))"
+    )
+
+
+@functools.cache
+def _screened_claim(senders: int) -> str:
+    """:data:`_CLAIM` answering, when won, the reply's opt-out screen (false without
+    senders: ``IN ()`` is empty): no statement more."""
+    return f"{_CLAIM} RETURNING {_opt_out_screen(7, senders)}"
 
 
 def _status(row: tuple[str | None] | None) -> MessageStatus | None:
