@@ -14,7 +14,9 @@ lost.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, cast
@@ -51,6 +53,8 @@ from . import (
 try:
     import redis
     from redis.backoff import NoBackoff
+    from redis.connection import ConnectionPool
+    from redis.exceptions import NoScriptError
     from redis.retry import Retry
 except ImportError as error:  # pragma: no cover - exercised without the extra installed
     raise ConfigurationError(
@@ -349,6 +353,72 @@ return n
 """
 
 
+class _Connections:
+    """Connections taken from redis-py's pool once and kept, for the scripts' own path.
+
+    The pool polls a connection's socket on every checkout (one more system call per
+    command); a connection here is only ever put back after a whole exchange, or after
+    redis-py dropped it on an error (it reconnects when used again), so none holds a reply.
+    """
+
+    __slots__ = ("_idle", "_pid", "_pool")
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self._pool = pool
+        self._idle: list[redis.Connection] = []
+        self._pid = os.getpid()
+
+    def exchange(self, command: bytes) -> Any:
+        """Send ``command`` and read its reply (raised if it is an error)."""
+        if self._pid != os.getpid():  # forked: the parent's sockets are not this process's
+            self._idle, self._pid = [], os.getpid()
+        try:
+            return self._exchange(command)
+        except redis.ConnectionError:  # closed meanwhile (a Redis restart): once more, as
+            return self._exchange(command)  # the client's Retry does; never after a timeout
+
+    def _exchange(self, command: bytes) -> Any:
+        try:
+            connection = self._idle.pop()
+        except IndexError:
+            connection = self._pool.get_connection()
+        try:
+            connection.send_packed_command((command,), check_health=False)  # type: ignore[no-untyped-call]
+            return connection.read_response()
+        finally:
+            self._idle.append(connection)
+
+
+class _Script:
+    """A Lua script run with EVALSHA in one exchange, packed here (NOSCRIPT: run by EVAL).
+
+    redis-py's generic command path (pool checkout, retry, metrics and encoder wrappers)
+    costs about as much as the round trip itself, on every claim and callback.
+    """
+
+    __slots__ = ("_connections", "_sha", "_source")
+
+    def __init__(self, connections: _Connections, source: str) -> None:
+        self._connections = connections
+        self._source = source.encode()
+        self._sha = hashlib.sha1(self._source).hexdigest().encode()
+
+    def __call__(self, *, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        try:
+            return self._connections.exchange(_pack(b"EVALSHA", self._sha, len(keys), *keys, *args))
+        except NoScriptError:  # a new or flushed server: EVAL runs it and keeps it
+            return self._connections.exchange(_pack(b"EVAL", self._source, len(keys), *keys, *args))
+
+
+def _pack(*parts: Any) -> bytes:
+    """A command in RESP, as redis-py would encode it (str as UTF-8, numbers as their repr)."""
+    out = [b"*%d\r\n" % len(parts)]
+    for part in parts:
+        data = part if isinstance(part, bytes) else str(part).encode()
+        out += (b"$%d\r\n" % len(data), data, b"\r\n")
+    return b"".join(out)
+
+
 class RedisStore:
     """Every operation is one round trip; connections are pooled and fork-safe."""
 
@@ -377,19 +447,20 @@ class RedisStore:
         )
         self._abandoned = Abandoned()
         self._guard = StoreErrors(redis.RedisError, f"Redis store {_redacted(url)!r}")
-        self._claim = self._redis.register_script(_CLAIM)
-        self._complete = self._redis.register_script(_COMPLETE)
-        self._release = self._redis.register_script(_RELEASE)
-        self._record = self._redis.register_script(_RECORD)
-        self._take = self._redis.register_script(_TAKE)
-        self._finish = self._redis.register_script(_FINISH)
-        self._retry = self._redis.register_script(_RETRY)
-        self._purge = self._redis.register_script(_PURGE)
+        scripts = _Connections(self._redis.connection_pool)
+        self._claim = _Script(scripts, _CLAIM)
+        self._complete = _Script(scripts, _COMPLETE)
+        self._release = _Script(scripts, _RELEASE)
+        self._record = _Script(scripts, _RECORD)
+        self._take = _Script(scripts, _TAKE)
+        self._finish = _Script(scripts, _FINISH)
+        self._retry = _Script(scripts, _RETRY)
+        self._purge = _Script(scripts, _PURGE)
         self._jobs = self._prefix + "job:"
         self._job_sets = [self._prefix + "jobs:due", self._prefix + "jobs:dead"]
-        self._save = self._redis.register_script(_SAVE)
-        self._claim_save = self._redis.register_script(_CLAIM_SAVE)
-        self._drop = self._redis.register_script(_DROP)
+        self._save = _Script(scripts, _SAVE)
+        self._claim_save = _Script(scripts, _CLAIM_SAVE)
+        self._drop = _Script(scripts, _DROP)
         self._index = prefix + "messages"
         self._next_prune = 0.0
         self._pruned = 0  # index entries old enough to have expired, found still alive
