@@ -128,8 +128,8 @@ local function take(key, value, ttl, dead)
 end
 """
 # KEYS: claim. ARGV: claim value, claim ttl ms, dead owner ('' for none).
-# Returns false when the claim was won, else the current claim value.
-_CLAIM = _LUA_TAKE + "return take(KEYS[1], ARGV[1], ARGV[2], ARGV[3])"
+# Returns 0 when the claim was won, else the current claim value.
+_CLAIM = _LUA_TAKE + "return take(KEYS[1], ARGV[1], ARGV[2], ARGV[3]) or 0"
 # Shared by the scripts that write a message hash. apply: the status moves to a higher rank
 # only; updated is the latest time, created/final_at/sent_at the earliest; one read and at
 # most one write of the hash; returns the status. absorb: merge the hash of a send kept under
@@ -245,8 +245,10 @@ local function save(K, A)
 end
 """
 _SAVE = _LUA_LEDGER + _LUA_SAVE + "save(KEYS, ARGV)"
-# KEYS: claim, then save's. ARGV: claim value, claim ttl ms, dead owner, then save's.
-# Returns false when the claim was won, else the current claim value.
+# KEYS: claim, then save's, then the opt-out hashes of the senders to screen. ARGV: claim
+# value, claim ttl ms, dead owner, the message's sender, then save's.
+# Returns the current claim value when the claim was lost, else 1 if the sender opted out
+# of any of those senders (an opt-out record starts with "1|"), else 0.
 _CLAIM_SAVE = (
     _LUA_TAKE
     + _LUA_LEDGER
@@ -256,8 +258,14 @@ local current = take(KEYS[1], ARGV[1], ARGV[2], ARGV[3])
 if current then
     return current
 end
-save({KEYS[2], KEYS[3], KEYS[4]}, {unpack(ARGV, 4)})
-return false
+save({KEYS[2], KEYS[3], KEYS[4]}, {unpack(ARGV, 5)})
+for i = 5, #KEYS do
+    local record = redis.call('HGET', KEYS[i], ARGV[4])
+    if record and string.sub(record, 1, 2) == '1|' then
+        return 1
+    end
+end
+return 0
 """
 )
 #: MessageFacts field -> hash field, for the descriptive fields.
@@ -481,14 +489,14 @@ class RedisStore:
                 value = self._claim(keys=[self._prefix + "claim:" + key], args=taking)
             else:
                 keys, args = self._save_call(message, None)
+                screens = [self._opt_outs(sender) for sender in senders]
                 value = self._claim_save(
-                    keys=[self._prefix + "claim:" + key, *keys], args=[*taking, *args]
+                    keys=[self._prefix + "claim:" + key, *keys, *screens],
+                    args=[*taking, message.from_ or "", *args],
                 )
-        if value is not None:
+        if isinstance(value, bytes):
             return _lost(value)
-        if message is not None and senders and self.opted_out(message.from_ or "", senders):
-            return Claim(Outcome.CLAIMED, owner, opted_out=True)
-        return Claim(Outcome.CLAIMED, owner)
+        return Claim(Outcome.CLAIMED, owner, opted_out=value == 1)
 
     def complete(
         self,
@@ -623,6 +631,10 @@ class RedisStore:
                 offset -= self._drop_expired(gone)
         return found[: query.limit]
 
+    def _opt_outs(self, sender: str) -> str:
+        """The hash of ``sender``'s opt-out records, by address."""
+        return self._prefix + "optout:" + sender
+
     def _hash(self, sid: str) -> str:
         return self._prefix + "{" + sid + "}:message" if sid else ""
 
@@ -665,13 +677,13 @@ class RedisStore:
         value = f"{int(record.opted_out)}|{record.updated_at!r}|{record.source}"
         with self._guard:
             pipe = self._redis.pipeline(transaction=True)
-            pipe.hset(self._prefix + "optout:" + record.sender, record.address, value)
+            pipe.hset(self._opt_outs(record.sender), record.address, value)
             pipe.sadd(self._prefix + "optout-senders", record.sender)
             pipe.execute()
 
     def get_opt_out(self, sender: str, address: str) -> OptOut | None:
         with self._guard:
-            value = self._redis.hget(self._prefix + "optout:" + sender, address)
+            value = self._redis.hget(self._opt_outs(sender), address)
         return _opt_out(sender, address, _bytes(value)) if value is not None else None
 
     def opted_out(self, address: str, senders: Sequence[str]) -> bool:
@@ -680,7 +692,7 @@ class RedisStore:
         with self._guard:
             pipe = self._redis.pipeline(transaction=False)
             for sender in senders:
-                pipe.hget(self._prefix + "optout:" + sender, address)
+                pipe.hget(self._opt_outs(sender), address)
             values = pipe.execute()
         return any(
             value is not None and _opt_out(sender, address, _bytes(value)).opted_out
@@ -696,7 +708,7 @@ class RedisStore:
                 senders = [sender]
             records = []
             for name in senders:
-                found = self._redis.hgetall(self._prefix + "optout:" + name)
+                found = self._redis.hgetall(self._opt_outs(name))
                 records += [
                     _opt_out(name, _bytes(address).decode(), _bytes(value))
                     for address, value in found.items()
