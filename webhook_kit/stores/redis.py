@@ -66,8 +66,8 @@ _PENDING, _DONE = b"P", b"D"
 # Finish a claim (KEYS[1]) owned by ARGV[1]; then, if ARGV[4] names a conversation, save it
 # (KEYS[2], ARGV[5] == '1') or delete it, release its lock (KEYS[3]) and set its due time
 # (KEYS[4]); then add the jobs: ARGV[10] is the hash prefix, ARGV[11] the number n of
-# columns, the next n their names, and the rest the jobs' values, n per job, each job
-# scheduled by run_at in KEYS[5].
+# columns (0 when there are no jobs), the next n their names, and the rest the jobs'
+# values, n per job, each job scheduled by run_at in KEYS[5].
 _COMPLETE = """
 if redis.call('GET', KEYS[1]) ~= 'P' .. ARGV[1] then
     return 0
@@ -514,7 +514,7 @@ class RedisStore:
             save = "0" if conversation.data is None else "1"
             ttl = max(1, int(conversation.ttl * 1000))
             saved = [id, save, conversation.data or b"", ttl, conversation.lock_owner, due]
-        columns = [self._jobs, len(JOB_COLUMNS), *JOB_COLUMNS]
+        columns = [self._jobs, len(JOB_COLUMNS), *JOB_COLUMNS] if jobs else [self._jobs, 0]
         values = [_text(value) for job in jobs for value in job_row(job)]
         keys = [
             self._prefix + "claim:" + key,
