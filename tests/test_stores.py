@@ -393,6 +393,27 @@ def test_redis_serves_again_after_a_restart_and_a_script_flush() -> None:
         store.close()
 
 
+def test_redis_never_reads_the_reply_of_an_interrupted_call(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call broken off between sending and reading leaves no reply for the next one."""
+    import redis
+
+    store = open_store(redis_url)
+    assert store.claim("a", 30).outcome is Outcome.CLAIMED
+    original = redis.Connection.read_response
+
+    def interrupted(self: redis.Connection, *args: object, **kwargs: object) -> object:
+        monkeypatch.setattr(redis.Connection, "read_response", original)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(redis.Connection, "read_response", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        store.claim("b", 30)  # sent and won; its reply is never read
+    assert store.claim("a", 30).outcome is Outcome.BUSY  # a's own reply, not b's
+    store.close()
+
+
 @pytest.mark.parametrize("url", ["mysql://x", "sqlite://", "sqlite:///", "nothing"])
 def test_bad_store_urls(url: str) -> None:
     with pytest.raises(ConfigurationError):

@@ -365,8 +365,8 @@ class _Connections:
     """Connections taken from redis-py's pool once and kept, for the scripts' own path.
 
     The pool polls a connection's socket on every checkout (one more system call per
-    command); a connection here is only ever put back after a whole exchange, or after
-    redis-py dropped it on an error (it reconnects when used again), so none holds a reply.
+    command), in case a reply was left unread; here a connection goes back after a whole
+    exchange, or disconnected (it reconnects when used again), so none holds a reply.
     """
 
     __slots__ = ("_idle", "_pid", "_pool")
@@ -393,6 +393,11 @@ class _Connections:
         try:
             connection.send_packed_command((command,), check_health=False)  # type: ignore[no-untyped-call]
             return connection.read_response()
+        except redis.ResponseError:
+            raise  # an error reply, read whole
+        except BaseException:
+            connection.disconnect()  # type: ignore[no-untyped-call]  # no reply left behind
+            raise
         finally:
             self._idle.append(connection)
 
