@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import multiprocessing
+import shutil
 import sqlite3
 import threading
 import time
@@ -13,6 +14,8 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
+from conftest import REQUIRE_SERVICES
+from server import RedisServer
 
 from webhook_kit import ConfigurationError, MessageStatus, StoreError
 from webhook_kit.ledger import MessageFacts, Query, StatusEntry
@@ -363,6 +366,52 @@ def test_redis_down_is_a_store_error() -> None:
     store = open_store("redis://127.0.0.1:1/0")
     with pytest.raises(StoreError, match="Redis store"):
         store.claim("k", 1)
+
+
+def test_redis_serves_again_after_a_restart_and_a_script_flush() -> None:
+    """The scripts' kept connections: one closed by a restart is replaced, NOSCRIPT reloads."""
+    import redis
+
+    if shutil.which("redis-server") is None:
+        reason = "redis-server is not installed: this test starts its own"
+        if REQUIRE_SERVICES:
+            pytest.fail(reason)
+        pytest.skip(reason)
+    with RedisServer() as server:
+        store = open_store(server.url)
+        assert store.claim("a", 30).outcome is Outcome.CLAIMED
+        client = redis.Redis.from_url(server.url)
+        client.script_flush()
+        client.close()
+        assert store.claim("b", 30).outcome is Outcome.CLAIMED
+        server.kill()
+        server.start()  # empty, on the same port: the kept connection is closed
+        assert store.claim("c", 30).outcome is Outcome.CLAIMED
+        assert store.claim("c", 30).outcome is Outcome.BUSY
+        store.close()
+        assert store.claim("d", 30).outcome is Outcome.CLAIMED  # reopened
+        store.close()
+
+
+def test_redis_never_reads_the_reply_of_an_interrupted_call(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call broken off between sending and reading leaves no reply for the next one."""
+    import redis
+
+    store = open_store(redis_url)
+    assert store.claim("a", 30).outcome is Outcome.CLAIMED
+    original = redis.Connection.read_response
+
+    def interrupted(self: redis.Connection, *args: object, **kwargs: object) -> object:
+        monkeypatch.setattr(redis.Connection, "read_response", original)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(redis.Connection, "read_response", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        store.claim("b", 30)  # sent and won; its reply is never read
+    assert store.claim("a", 30).outcome is Outcome.BUSY  # a's own reply, not b's
+    store.close()
 
 
 @pytest.mark.parametrize("url", ["mysql://x", "sqlite://", "sqlite:///", "nothing"])

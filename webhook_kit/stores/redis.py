@@ -14,7 +14,9 @@ lost.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, cast
@@ -51,6 +53,8 @@ from . import (
 try:
     import redis
     from redis.backoff import NoBackoff
+    from redis.connection import ConnectionPool
+    from redis.exceptions import NoScriptError
     from redis.retry import Retry
 except ImportError as error:  # pragma: no cover - exercised without the extra installed
     raise ConfigurationError(
@@ -62,8 +66,8 @@ _PENDING, _DONE = b"P", b"D"
 # Finish a claim (KEYS[1]) owned by ARGV[1]; then, if ARGV[4] names a conversation, save it
 # (KEYS[2], ARGV[5] == '1') or delete it, release its lock (KEYS[3]) and set its due time
 # (KEYS[4]); then add the jobs: ARGV[10] is the hash prefix, ARGV[11] the number n of
-# columns, the next n their names, and the rest the jobs' values, n per job, each job
-# scheduled by run_at in KEYS[5].
+# columns (0 when there are no jobs), the next n their names, and the rest the jobs'
+# values, n per job, each job scheduled by run_at in KEYS[5].
 _COMPLETE = """
 if redis.call('GET', KEYS[1]) ~= 'P' .. ARGV[1] then
     return 0
@@ -124,8 +128,8 @@ local function take(key, value, ttl, dead)
 end
 """
 # KEYS: claim. ARGV: claim value, claim ttl ms, dead owner ('' for none).
-# Returns false when the claim was won, else the current claim value.
-_CLAIM = _LUA_TAKE + "return take(KEYS[1], ARGV[1], ARGV[2], ARGV[3])"
+# Returns 0 when the claim was won, else the current claim value.
+_CLAIM = _LUA_TAKE + "return take(KEYS[1], ARGV[1], ARGV[2], ARGV[3]) or 0"
 # Shared by the scripts that write a message hash. apply: the status moves to a higher rank
 # only; updated is the latest time, created/final_at/sent_at the earliest; one read and at
 # most one write of the hash; returns the status. absorb: merge the hash of a send kept under
@@ -241,8 +245,10 @@ local function save(K, A)
 end
 """
 _SAVE = _LUA_LEDGER + _LUA_SAVE + "save(KEYS, ARGV)"
-# KEYS: claim, then save's. ARGV: claim value, claim ttl ms, dead owner, then save's.
-# Returns false when the claim was won, else the current claim value.
+# KEYS: claim, then save's, then the opt-out hashes of the senders to screen. ARGV: claim
+# value, claim ttl ms, dead owner, the message's sender, then save's.
+# Returns the current claim value when the claim was lost, else 1 if the sender opted out
+# of any of those senders (an opt-out record starts with "1|"), else 0.
 _CLAIM_SAVE = (
     _LUA_TAKE
     + _LUA_LEDGER
@@ -252,8 +258,14 @@ local current = take(KEYS[1], ARGV[1], ARGV[2], ARGV[3])
 if current then
     return current
 end
-save({KEYS[2], KEYS[3], KEYS[4]}, {unpack(ARGV, 4)})
-return false
+save({KEYS[2], KEYS[3], KEYS[4]}, {unpack(ARGV, 5)})
+for i = 5, #KEYS do
+    local record = redis.call('HGET', KEYS[i], ARGV[4])
+    if record and string.sub(record, 1, 2) == '1|' then
+        return 1
+    end
+end
+return 0
 """
 )
 #: MessageFacts field -> hash field, for the descriptive fields.
@@ -349,6 +361,77 @@ return n
 """
 
 
+class _Connections:
+    """Connections taken from redis-py's pool once and kept, for the scripts' own path.
+
+    The pool polls a connection's socket on every checkout (one more system call per
+    command), in case a reply was left unread; here a connection goes back after a whole
+    exchange, or disconnected (it reconnects when used again), so none holds a reply.
+    """
+
+    __slots__ = ("_idle", "_pid", "_pool")
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self._pool = pool
+        self._idle: list[redis.Connection] = []
+        self._pid = os.getpid()
+
+    def exchange(self, command: bytes) -> Any:
+        """Send ``command`` and read its reply (raised if it is an error)."""
+        if self._pid != os.getpid():  # forked: the parent's sockets are not this process's
+            self._idle, self._pid = [], os.getpid()
+        try:
+            return self._exchange(command)
+        except redis.ConnectionError:  # closed meanwhile (a Redis restart): once more, as
+            return self._exchange(command)  # the client's Retry does; never after a timeout
+
+    def _exchange(self, command: bytes) -> Any:
+        try:
+            connection = self._idle.pop()
+        except IndexError:
+            connection = self._pool.get_connection()
+        try:
+            connection.send_packed_command((command,), check_health=False)  # type: ignore[no-untyped-call]
+            return connection.read_response()
+        except redis.ResponseError:
+            raise  # an error reply, read whole
+        except BaseException:
+            connection.disconnect()  # type: ignore[no-untyped-call]  # no reply left behind
+            raise
+        finally:
+            self._idle.append(connection)
+
+
+class _Script:
+    """A Lua script run with EVALSHA in one exchange, packed here (NOSCRIPT: run by EVAL).
+
+    redis-py's generic command path (pool checkout, retry, metrics and encoder wrappers)
+    costs about as much as the round trip itself, on every claim and callback.
+    """
+
+    __slots__ = ("_connections", "_sha", "_source")
+
+    def __init__(self, connections: _Connections, source: str) -> None:
+        self._connections = connections
+        self._source = source.encode()
+        self._sha = hashlib.sha1(self._source).hexdigest().encode()
+
+    def __call__(self, *, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        try:
+            return self._connections.exchange(_pack(b"EVALSHA", self._sha, len(keys), *keys, *args))
+        except NoScriptError:  # a new or flushed server: EVAL runs it and keeps it
+            return self._connections.exchange(_pack(b"EVAL", self._source, len(keys), *keys, *args))
+
+
+def _pack(*parts: Any) -> bytes:
+    """A command in RESP, as redis-py would encode it (str as UTF-8, numbers as their repr)."""
+    out = [b"*%d\r\n" % len(parts)]
+    for part in parts:
+        data = part if isinstance(part, bytes) else str(part).encode()
+        out += (b"$%d\r\n" % len(data), data, b"\r\n")
+    return b"".join(out)
+
+
 class RedisStore:
     """Every operation is one round trip; connections are pooled and fork-safe."""
 
@@ -377,19 +460,20 @@ class RedisStore:
         )
         self._abandoned = Abandoned()
         self._guard = StoreErrors(redis.RedisError, f"Redis store {_redacted(url)!r}")
-        self._claim = self._redis.register_script(_CLAIM)
-        self._complete = self._redis.register_script(_COMPLETE)
-        self._release = self._redis.register_script(_RELEASE)
-        self._record = self._redis.register_script(_RECORD)
-        self._take = self._redis.register_script(_TAKE)
-        self._finish = self._redis.register_script(_FINISH)
-        self._retry = self._redis.register_script(_RETRY)
-        self._purge = self._redis.register_script(_PURGE)
+        scripts = _Connections(self._redis.connection_pool)
+        self._claim = _Script(scripts, _CLAIM)
+        self._complete = _Script(scripts, _COMPLETE)
+        self._release = _Script(scripts, _RELEASE)
+        self._record = _Script(scripts, _RECORD)
+        self._take = _Script(scripts, _TAKE)
+        self._finish = _Script(scripts, _FINISH)
+        self._retry = _Script(scripts, _RETRY)
+        self._purge = _Script(scripts, _PURGE)
         self._jobs = self._prefix + "job:"
         self._job_sets = [self._prefix + "jobs:due", self._prefix + "jobs:dead"]
-        self._save = self._redis.register_script(_SAVE)
-        self._claim_save = self._redis.register_script(_CLAIM_SAVE)
-        self._drop = self._redis.register_script(_DROP)
+        self._save = _Script(scripts, _SAVE)
+        self._claim_save = _Script(scripts, _CLAIM_SAVE)
+        self._drop = _Script(scripts, _DROP)
         self._index = prefix + "messages"
         self._next_prune = 0.0
         self._pruned = 0  # index entries old enough to have expired, found still alive
@@ -410,14 +494,14 @@ class RedisStore:
                 value = self._claim(keys=[self._prefix + "claim:" + key], args=taking)
             else:
                 keys, args = self._save_call(message, None)
+                screens = [self._opt_outs(sender) for sender in senders]
                 value = self._claim_save(
-                    keys=[self._prefix + "claim:" + key, *keys], args=[*taking, *args]
+                    keys=[self._prefix + "claim:" + key, *keys, *screens],
+                    args=[*taking, message.from_ or "", *args],
                 )
-        if value is not None:
+        if isinstance(value, bytes):
             return _lost(value)
-        if message is not None and senders and self.opted_out(message.from_ or "", senders):
-            return Claim(Outcome.CLAIMED, owner, opted_out=True)
-        return Claim(Outcome.CLAIMED, owner)
+        return Claim(Outcome.CLAIMED, owner, opted_out=value == 1)
 
     def complete(
         self,
@@ -435,7 +519,7 @@ class RedisStore:
             save = "0" if conversation.data is None else "1"
             ttl = max(1, int(conversation.ttl * 1000))
             saved = [id, save, conversation.data or b"", ttl, conversation.lock_owner, due]
-        columns = [self._jobs, len(JOB_COLUMNS), *JOB_COLUMNS]
+        columns = [self._jobs, len(JOB_COLUMNS), *JOB_COLUMNS] if jobs else [self._jobs, 0]
         values = [_text(value) for job in jobs for value in job_row(job)]
         keys = [
             self._prefix + "claim:" + key,
@@ -552,6 +636,10 @@ class RedisStore:
                 offset -= self._drop_expired(gone)
         return found[: query.limit]
 
+    def _opt_outs(self, sender: str) -> str:
+        """The hash of ``sender``'s opt-out records, by address."""
+        return self._prefix + "optout:" + sender
+
     def _hash(self, sid: str) -> str:
         return self._prefix + "{" + sid + "}:message" if sid else ""
 
@@ -594,13 +682,13 @@ class RedisStore:
         value = f"{int(record.opted_out)}|{record.updated_at!r}|{record.source}"
         with self._guard:
             pipe = self._redis.pipeline(transaction=True)
-            pipe.hset(self._prefix + "optout:" + record.sender, record.address, value)
+            pipe.hset(self._opt_outs(record.sender), record.address, value)
             pipe.sadd(self._prefix + "optout-senders", record.sender)
             pipe.execute()
 
     def get_opt_out(self, sender: str, address: str) -> OptOut | None:
         with self._guard:
-            value = self._redis.hget(self._prefix + "optout:" + sender, address)
+            value = self._redis.hget(self._opt_outs(sender), address)
         return _opt_out(sender, address, _bytes(value)) if value is not None else None
 
     def opted_out(self, address: str, senders: Sequence[str]) -> bool:
@@ -609,7 +697,7 @@ class RedisStore:
         with self._guard:
             pipe = self._redis.pipeline(transaction=False)
             for sender in senders:
-                pipe.hget(self._prefix + "optout:" + sender, address)
+                pipe.hget(self._opt_outs(sender), address)
             values = pipe.execute()
         return any(
             value is not None and _opt_out(sender, address, _bytes(value)).opted_out
@@ -625,7 +713,7 @@ class RedisStore:
                 senders = [sender]
             records = []
             for name in senders:
-                found = self._redis.hgetall(self._prefix + "optout:" + name)
+                found = self._redis.hgetall(self._opt_outs(name))
                 records += [
                     _opt_out(name, _bytes(address).decode(), _bytes(value))
                     for address, value in found.items()
