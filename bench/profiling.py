@@ -53,7 +53,16 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["TWILIO_AUTH_TOKEN"] = TOKEN  # the twilio recipe reads it per request
     with tempfile.TemporaryDirectory(prefix="webhook_kit_profile_") as workdir:
         store = f"sqlite:///{workdir}/kit.db" if args.store == "sqlite" else args.store
-        return _profile(args, store)
+        if not store.startswith(("redis://", "rediss://")):
+            return _profile(args, store)
+        from bench.run import delete_redis_keys
+
+        prefix = f"webhook_kit_profile_{os.getpid()}"  # its keys are deleted afterwards
+        separator = "&" if "?" in store else "?"
+        try:
+            return _profile(args, f"{store}{separator}prefix={prefix}")
+        finally:
+            delete_redis_keys(prefix + ":", store.partition("?")[0])
 
 
 def _profile(args: argparse.Namespace, store: str) -> int:

@@ -236,7 +236,7 @@ def _store_env(session: Session, store: str | None) -> Iterator[dict[str, str]]:
         try:
             yield env
         finally:
-            _delete_redis_keys(prefix + ":")
+            delete_redis_keys(prefix + ":")
 
 
 def _measure(session: Session, app: App) -> Load:
@@ -379,8 +379,9 @@ def _postgres_up() -> bool:
     return True
 
 
-def _delete_redis_keys(prefix: str) -> None:
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+def delete_redis_keys(prefix: str, url: str = REDIS_URL) -> None:
+    """Delete every key starting with ``prefix`` (a store's, after its run)."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=2)
     try:
         batch: list[bytes] = []
         for key in client.scan_iter(match=prefix + "*", count=1000):
