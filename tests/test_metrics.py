@@ -132,21 +132,26 @@ def test_sends_are_counted_by_outcome_and_error_code() -> None:
     from test_sending import CUSTOMER, SENDER, Served
 
     from webhook_kit.emulator import Emulator
-    from webhook_kit.errors import InvalidToError
+    from webhook_kit.errors import InvalidToError, UnsubscribedRecipientError
 
     with Emulator(clock="manual") as emulator:
         served = Served(emulator, WEBHOOK_KIT_METRICS="1").start()
         try:
+            with served.app.app_context():
+                served.kit.opt_outs.opt_out("+15005550006", SENDER)
             before = in_process()
             served.send(CUSTOMER, "hi", from_=SENDER)
             with pytest.raises(InvalidToError):
                 served.send("+15005550001", "hi", from_=SENDER)
+            with pytest.raises(UnsubscribedRecipientError):  # refused before any API call
+                served.send("+15005550006", "hi", from_=SENDER)
             changes = delta(before, in_process())
         finally:
             served.stop()
     assert changes == {
         ("webhook_kit_sends_total", (("error_code", ""), ("outcome", "sent"))): 1,
         ("webhook_kit_sends_total", (("error_code", "21211"), ("outcome", "refused"))): 1,
+        ("webhook_kit_sends_total", (("error_code", "21610"), ("outcome", "refused"))): 1,
     }
 
 

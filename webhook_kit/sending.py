@@ -396,7 +396,12 @@ class Sender:
                 from_ = in_reply_to.to
         if not to:
             raise TypeError("send() needs a recipient: pass to=..., or in_reply_to=message")
-        refuse_opted_out(self.store, to, from_, messaging_service_sid)
+        try:
+            refuse_opted_out(self.store, to, from_, messaging_service_sid)
+        except SendError as error:  # refused here as Twilio would: counted as refused
+            if self._count is not None:
+                self._count(error)
+            raise
         media = [media_url] if isinstance(media_url, str) else list(media_url or ())
         now = ledger_now()
         if status_callback is None:
