@@ -414,6 +414,33 @@ def test_redis_never_reads_the_reply_of_an_interrupted_call(
     store.close()
 
 
+def test_redis_claim_whose_reply_was_lost_is_won_on_the_retry(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first attempt took the key, the connection dropped before its reply: the retry
+    finds the key held by the same call, which has won it (not a 409 for its own claim)."""
+    import redis
+
+    from webhook_kit.stores import OptOut
+
+    store = open_store(redis_url)
+    store.set_opt_out(OptOut("+1500", "+1415", True, 1.0, "keyword"))
+    original = redis.Connection.read_response
+
+    def dropped(self: redis.Connection, *args: object, **kwargs: object) -> object:
+        monkeypatch.setattr(redis.Connection, "read_response", original)
+        raise redis.ConnectionError("connection reset after the command reached Redis")
+
+    monkeypatch.setattr(redis.Connection, "read_response", dropped)
+    facts = MessageFacts("SM" + "a" * 32, T, from_="+1415", to="+1500", created_at=T)
+    won = store.claim("message:a", 30, message=facts, senders=("+1500",))
+    assert won.outcome is Outcome.CLAIMED and won.opted_out
+    assert store.complete("message:a", won.owner, b"answer")
+    assert store.claim("message:a", 30).answer == b"answer"
+    assert store.get_message("SM" + "a" * 32) is not None
+    store.close()
+
+
 @pytest.mark.parametrize("url", ["mysql://x", "sqlite://", "sqlite:///", "nothing"])
 def test_bad_store_urls(url: str) -> None:
     with pytest.raises(ConfigurationError):

@@ -499,9 +499,17 @@ class RedisStore:
                     keys=[self._prefix + "claim:" + key, *keys, *screens],
                     args=[*taking, message.from_ or "", *args],
                 )
-        if isinstance(value, bytes):
-            return _lost(value)
-        return Claim(Outcome.CLAIMED, owner, opted_out=value == 1)
+        if not isinstance(value, bytes):
+            return Claim(Outcome.CLAIMED, owner, opted_out=value == 1)
+        lost = _lost(value)
+        if lost.owner != owner:
+            return lost
+        # Held by this very call: its first attempt won, and its reply was lost with the
+        # connection (the exchange then sent it again). The screen's answer went with it.
+        opted_out = (
+            bool(senders) and message is not None and self.opted_out(message.from_ or "", senders)
+        )
+        return Claim(Outcome.CLAIMED, owner, opted_out=opted_out)
 
     def complete(
         self,
