@@ -513,6 +513,17 @@ def marked_times(status: str | None, final: bool, at: float) -> tuple[float | No
     return (at if final else None), (at if status == "sent" else None)
 
 
+def query_equalities(query: Query) -> list[tuple[str, object]]:
+    """The ``wk_messages`` column and value of each equality filter ``query`` sets (SQL stores)."""
+    filters = (
+        ("ref", query.ref),
+        ("to_addr", query.to),
+        ("from_addr", query.from_),
+        ("direction", query.direction),
+    )
+    return [(column, value) for column, value in filters if value is not None]
+
+
 def fact_columns(facts: MessageFacts) -> dict[str, object]:
     """The ``wk_messages`` columns of ``facts`` the SQL stores share, with its timestamp rules.
 

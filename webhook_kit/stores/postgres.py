@@ -65,6 +65,7 @@ from . import (
     marked_times,
     names_address,
     new_owner,
+    query_equalities,
     record_from_row,
 )
 
@@ -610,17 +611,9 @@ class PostgresStore:
                 db.execute(self._save_sql, params)
 
     def find_messages(self, query: Query) -> list[MessageRecord]:
-        where: list[str] = []
-        args: list[object] = []
-        for column, value in (
-            ("ref", query.ref),
-            ("to_addr", query.to),
-            ("from_addr", query.from_),
-            ("direction", query.direction),
-        ):
-            if value is not None:
-                where.append(f"m.{column} = %s")
-                args.append(value)
+        equalities = query_equalities(query)
+        where = [f"m.{column} = %s" for column, _ in equalities]
+        args: list[object] = [value for _, value in equalities]
         if query.statuses:
             where.append("m.status = ANY(%s)")
             args.append(list(query.statuses))

@@ -54,6 +54,7 @@ from . import (
     marked_times,
     names_address,
     new_owner,
+    query_equalities,
     record_from_row,
 )
 
@@ -384,17 +385,9 @@ class SQLiteStore:
                 db.execute(_SAVE, _fact_params(facts))
 
     def find_messages(self, query: Query) -> list[MessageRecord]:
-        where: list[str] = []
-        args: list[object] = []
-        for column, value in (
-            ("ref", query.ref),
-            ("to_addr", query.to),
-            ("from_addr", query.from_),
-            ("direction", query.direction),
-        ):
-            if value is not None:
-                where.append(f"{column} = ?")
-                args.append(value)
+        equalities = query_equalities(query)
+        where = [f"{column} = ?" for column, _ in equalities]
+        args: list[object] = [value for _, value in equalities]
         if query.statuses:
             where.append(f"status IN ({', '.join('?' * len(query.statuses))})")
             args.extend(query.statuses)
