@@ -355,7 +355,7 @@ class Pipeline:
                 opened = self.conversations.open(message, self._lock, time.time())
             conversation = opened.conversation if opened else None
             opted_out = claim.opted_out
-            if opened is not None:  # an earlier message held the lock: it may have been STOP
+            if opened is not None:  # read under the lock: the message before may have been STOP
                 opted_out = self.opt_outs.registry.is_opted_out(message.from_, *senders)
             reply, background = self._answer(message, router, kind, conversation, opted_out)
             answer = reply.to_bytes()
