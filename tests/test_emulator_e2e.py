@@ -70,6 +70,11 @@ class EmulatorProcess:
         return out.decode()
 
 
+def _tail(app: Gunicorn) -> str:
+    """The end of the app's stderr, to tell why a delivery found no answer."""
+    return app.stderr_so_far()[-4000:]
+
+
 def _basic() -> str:
     return "Basic " + base64.b64encode(f"{ACCOUNT}:{TOKEN}".encode()).decode()
 
@@ -113,7 +118,9 @@ def test_500_messages_in_chaos_mode_end_in_the_same_state(app: Gunicorn) -> None
             mismatched = [sid for sid in sids if ledger.status(sid) != truth[sid]]
             if finished and not mismatched:
                 break
-            assert time.monotonic() < deadline, f"{len(mismatched)} ledger records differ"
+            assert time.monotonic() < deadline, (
+                f"{len(mismatched)} ledger records differ; gunicorn said:\n{_tail(app)}"
+            )
             time.sleep(0.5)
         assert 0 < list(truth.values()).count("undelivered") < 500
         deliveries = emulator.control("/_emulator/requests")["requests"]
@@ -144,8 +151,8 @@ def test_handset_help_reaches_the_app_and_the_reply_comes_back(app: Gunicorn) ->
                 *CREDENTIALS,
             ],
         )
-        assert result.exit_code == 0, result.output
-        assert "Reply JOIN <name> to subscribe" in result.output
+        assert result.exit_code == 0, f"{result.output}\ngunicorn said:\n{_tail(app)}"
+        assert "Reply JOIN <name> to subscribe" in result.output, _tail(app)
         conversation = emulator.control(f"/_emulator/conversation?Address=%2B{HANDSET[1:]}")
         messages = conversation["messages"]
         assert [(m["direction"], m["body"]) for m in messages] == [

@@ -768,6 +768,35 @@ def test_each_process_maintains_its_stores_in_a_background_thread() -> None:
     assert Watched.threads == {"webhook_kit-housekeeping"}
 
 
+def test_housekeeping_outlives_a_store_whose_maintain_raises(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from webhook_kit.stores import Housekeeping
+    from webhook_kit.stores.memory import MemoryStore
+
+    class Broken(MemoryStore):
+        def maintain(self, *, full: bool = False) -> None:
+            raise OSError(9, "Bad file descriptor")  # as a socket closed under redis-py
+
+    class Counted(MemoryStore):
+        calls = 0
+
+        def maintain(self, *, full: bool = False) -> None:
+            Counted.calls += 1
+
+    broken, counted = Broken(), Counted()
+    keeper = Housekeeping(interval=0.01)
+    keeper.watch(broken)
+    keeper.watch(counted)
+    deadline = time.monotonic() + 5
+    while Counted.calls < 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert Counted.calls >= 5  # rounds went on after the first failure
+    failures = [r for r in caplog.records if "maintain() failed" in r.getMessage()]
+    assert len(failures) == 1  # logged once, with its traceback, not every round
+    assert failures[0].exc_info is not None
+
+
 # -- PostgreSQL: schema, migrations, sweeps, failures ----------------------------------------
 
 

@@ -363,7 +363,10 @@ class StoreErrors:
     __slots__ = ("_kind", "_on_error", "_store")
 
     def __init__(
-        self, kind: type[Exception], store: str, on_error: Callable[[], None] | None = None
+        self,
+        kind: type[Exception] | tuple[type[Exception], ...],
+        store: str,
+        on_error: Callable[[], None] | None = None,
     ) -> None:
         self._kind = kind
         self._store = store
@@ -478,6 +481,10 @@ class Housekeeping:
                 except StoreError as error:  # the store is down: requests answer 503 meanwhile
                     if id(store) not in failing:
                         log.warning("housekeeping: %s", error)
+                    failing.add(id(store))
+                except Exception:  # a bug, in a store of the user's maybe: the thread lives on
+                    if id(store) not in failing:
+                        log.exception("housekeeping: %r.maintain() failed", store)
                     failing.add(id(store))
                 else:
                     failing.discard(id(store))

@@ -459,7 +459,8 @@ class RedisStore:
             retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
         )
         self._abandoned = Abandoned()
-        self._guard = StoreErrors(redis.RedisError, f"Redis store {_redacted(url)!r}")
+        # OSError too: redis-py lets one through when a socket is closed under it (close()).
+        self._guard = StoreErrors((redis.RedisError, OSError), f"Redis store {_redacted(url)!r}")
         scripts = _Connections(self._redis.connection_pool)
         self._claim = _Script(scripts, _CLAIM)
         self._complete = _Script(scripts, _COMPLETE)
