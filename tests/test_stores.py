@@ -441,6 +441,34 @@ def test_redis_claim_whose_reply_was_lost_is_won_on_the_retry(
     store.close()
 
 
+def test_redis_status_whose_reply_was_lost_is_won_on_the_retry(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As for claims: the first attempt claimed and recorded the callback, the reply was lost;
+    the resend finds its own claim and reports the callback recorded and the status applied."""
+    import redis
+
+    store = open_store(redis_url)
+    sid = "SM" + "b" * 32
+    store.record_status(entry("SM" + "c" * 32, "sent"))  # a connection, its handshake done
+    original = redis.Connection.read_response
+
+    def dropped(self: redis.Connection, *args: object, **kwargs: object) -> object:
+        monkeypatch.setattr(redis.Connection, "read_response", original)
+        raise redis.ConnectionError("connection reset after the command reached Redis")
+
+    monkeypatch.setattr(redis.Connection, "read_response", dropped)
+    applied = store.record_status(entry(sid, "delivered"), lease=30)
+    assert applied.outcome is Outcome.CLAIMED and applied.recorded
+    assert applied.status is MessageStatus.DELIVERED and applied.final
+    assert store.complete(f"status:{sid}:delivered:", applied.claim.owner, b"")
+    again = store.record_status(entry(sid, "delivered"), lease=30)
+    assert again.outcome is Outcome.DONE and not again.recorded
+    record = store.get_message(sid)
+    assert record is not None and len(record.history) == 1
+    store.close()
+
+
 @pytest.mark.parametrize("url", ["mysql://x", "sqlite://", "sqlite:///", "nothing"])
 def test_bad_store_urls(url: str) -> None:
     with pytest.raises(ConfigurationError):

@@ -590,7 +590,15 @@ class RedisStore:
                 ],
             )
         if not result[0]:
-            return Applied(_lost(result[1]), False, None)
+            lost = _lost(result[1])
+            if not owner or lost.owner != owner:
+                return Applied(lost, False, None)
+            # Held by this very call: its first attempt won and recorded the callback, and
+            # its reply was lost with the connection (the exchange then sent it again).
+            with self._guard:
+                current = cast(bytes | None, self._redis.hget(tag + ":message", "status"))
+            status = MessageStatus(current.decode()) if current else None
+            return Applied(Claim(Outcome.CLAIMED, owner), True, status)
         claim = Claim(Outcome.DONE) if lease is None else Claim(Outcome.CLAIMED, owner)
         status = result[2].decode()
         return Applied(claim, bool(result[1]), MessageStatus(status) if status else None)
