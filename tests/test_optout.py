@@ -289,7 +289,7 @@ class TestPurge:
             id = f"{address}|MG1|AC1|sms"
             lock = store.claim("lock:" + id, 30)
             claim = store.claim("message:" + address, 30)
-            store.complete(  # an hour: Redis's purge SCANs the whole keyspace, maybe slowly
+            store.complete(  # an hour: a purge on a shared Redis SCANs its keyspace
                 "message:" + address,
                 claim.owner,
                 b"",

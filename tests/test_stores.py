@@ -469,6 +469,27 @@ def test_redis_status_whose_reply_was_lost_is_won_on_the_retry(
     store.close()
 
 
+def test_redis_purge_walks_the_index_and_leaves_no_key_of_the_record(redis_url: str) -> None:
+    import redis
+
+    store = open_store(redis_url)  # a prefix of its own, its keys deleted afterwards
+    prefix = redis_url.partition("prefix=")[2]
+    person = "+14155550100"
+    sids = [f"SM{index:032d}" for index in range(1200)]  # more than one batch of the walk
+    for index, sid in enumerate(sids):
+        to = person if index % 2 else "+14155550199"
+        store.save_message(MessageFacts(sid, T, from_="+15005550006", to=to, created_at=T))
+        store.record_status(entry(sid, "sent"))
+    assert store.purge_address(person) == 600
+    client = redis.Redis.from_url(redis_url.partition("?")[0])
+    left = {key.decode() for key in client.scan_iter(match=f"{prefix}*", count=1000)}
+    client.close()
+    assert not [key for key in left if sids[1] in key]  # message, history, event marker
+    assert any(sids[0] in key for key in left)
+    assert store.get_message(sids[0]) is not None and store.get_message(sids[1]) is None
+    store.close()
+
+
 @pytest.mark.parametrize("url", ["mysql://x", "sqlite://", "sqlite:///", "nothing"])
 def test_bad_store_urls(url: str) -> None:
     with pytest.raises(ConfigurationError):

@@ -738,7 +738,8 @@ class RedisStore:
         return sorted(records, key=lambda record: (record.sender, record.address))
 
     def purge_address(self, address: str) -> int:
-        """SCANs the keyspace (no index by address): for rare data-subject requests.
+        """For rare data-subject requests: conversations by one SCAN of the keyspace (they
+        have no index by address), ledger records by a walk over this store's SID index.
 
         A ledger record goes if it was sent to or from ``address``, or a callback names it.
         """
@@ -749,21 +750,32 @@ class RedisStore:
                 removed += self._redis.delete(name)
                 id = _bytes(name)[len(self._prefix + "conv:") :].decode()
                 self._redis.zrem(self._prefix + "conv-due", id)
-            for name in self._redis.scan_iter(match=prefix + "{*}:message", count=1000):
-                tag = _bytes(name)[: -len(b":message")]
-                ends = self._redis.hmget(name, "from", "to")
-                items = self._redis.lrange(tag + b":history", 0, -1)
-                forms = (_event(_bytes(raw)).form for raw in items)
-                if address.encode() not in ends and not any(
-                    names_address(form, address) for form in forms
-                ):
-                    continue
-                events = list(self._redis.scan_iter(match=_glob_escape(tag.decode()) + ":event:*"))
-                self._redis.delete(name, tag + b":history", *events)
-                sid = tag[len(self._prefix) + 1 : -1].decode()  # prefix{SID}
-                self._redis.zrem(self._index, sid)
-                removed += 1
+            sids = [_bytes(sid).decode() for sid, _ in self._redis.zscan_iter(self._index)]
+            for start in range(0, len(sids), _FIND_BATCH):
+                removed += self._purge_records(sids[start : start + _FIND_BATCH], address)
         return removed
+
+    def _purge_records(self, sids: list[str], address: str) -> int:
+        """Delete those of ``sids``' records that name ``address``; how many went."""
+        read = self._redis.pipeline(transaction=False)
+        for sid in sids:
+            tag = self._prefix + "{" + sid + "}"
+            read.hmget(tag + ":message", "from", "to")
+            read.lrange(tag + ":history", 0, -1)
+        replies = read.execute()
+        doomed: list[str] = []
+        drop = self._redis.pipeline(transaction=False)
+        for sid, ends, items in zip(sids, replies[::2], replies[1::2], strict=True):
+            events = [_event(_bytes(raw)) for raw in items]
+            if address.encode() in ends or any(names_address(e.form, address) for e in events):
+                tag = self._prefix + "{" + sid + "}"
+                markers = [f"{tag}:event:{event.key}" for event in events]
+                drop.delete(tag + ":message", tag + ":history", *markers)
+                doomed.append(sid)
+        if doomed:
+            drop.zrem(self._index, *doomed)
+            drop.execute()
+        return len(doomed)
 
     # -- jobs (see webhook_kit.jobs.JobStore) ---------------------------------------------
 
