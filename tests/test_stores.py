@@ -633,6 +633,19 @@ class TestMessageFacts:
         assert record.final_at is not None and record.final_at.timestamp() == T + 102.0
         assert len(record.history) == 2 and store.get_message("WKtwo") is None
 
+    def test_an_absorbed_send_fills_gaps_and_keeps_what_the_sid_knows(self, store: Store) -> None:
+        store.save_message(facts("SMkeep", T + 2.0, status="sent", to="+14155550100",
+                                 num_segments=2))  # fmt: skip
+        store.save_message(facts("WKkeep", T + 1.0, to="+1415555XXXX", body="hi", ref="r",
+                                 num_segments=1, created_at=T + 1.0))  # fmt: skip
+        store.record_status(correlated("SMkeep", "delivered", "WKkeep", T + 3.0))
+        record = store.get_message("SMkeep")
+        assert record is not None and store.get_message("WKkeep") is None
+        assert (record.to, record.num_segments) == ("+14155550100", 2)  # Twilio's, kept
+        assert (record.body, record.ref) == ("hi", "r")  # only the send knew them
+        assert record.status is MessageStatus.DELIVERED
+        assert record.created_at is not None and record.created_at.timestamp() == T + 1.0
+
     def test_a_failed_send_is_final_with_its_code(self, store: Store) -> None:
         store.save_message(facts("WKbad", T + 5.0, to="+15005550001", created_at=T + 5.0))
         store.save_message(facts("WKbad", T + 6.0, status="failed", error_code=21211))
@@ -644,6 +657,9 @@ class TestMessageFacts:
         store.save_message(facts("SMr", T + 1.0, body="secret", to="+1"))
         store.save_message(facts("SMr", T + 2.0, redact=True))
         store.save_message(facts("SMr", T + 3.0, price="-0.0075", price_unit="USD"))
+        store.save_message(facts("SMr", T + 4.0, body="fetched again"))  # e.g. a reconcile
+        store.save_message(facts("WKr", T + 0.5, body="pending copy"))
+        store.save_message(facts("SMr", T + 5.0), alias="WKr")
         record = store.get_message("SMr")
         assert record is not None and record.body is None and record.redacted
         assert (record.price, record.price_unit, record.to) == ("-0.0075", "USD", "+1")

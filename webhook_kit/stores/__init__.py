@@ -520,6 +520,12 @@ def marked_times(status: str | None, final: bool, at: float) -> tuple[float | No
     return (at if final else None), (at if status == "sent" else None)
 
 
+#: The ``wk_messages`` columns that describe a message (not its status or times), which the
+#: SQL stores merge alike.
+DESCRIPTIVE_COLUMNS = ("direction", "from_addr", "to_addr", "segments", "media", "price",
+                       "price_unit", "ref", "reply_to")  # fmt: skip
+
+
 def query_equalities(query: Query) -> list[tuple[str, object]]:
     """The ``wk_messages`` column and value of each equality filter ``query`` sets (SQL stores)."""
     filters = (

@@ -77,8 +77,8 @@ class _Message:
     def merge(self, facts: MessageFacts) -> None:
         for name in _FACT_FIELDS:
             value = getattr(facts, name)
-            if value is not None:
-                self.facts[name] = value
+            if value is not None and not (name == "body" and self.redacted):
+                self.facts[name] = value  # once redacted, a body is never stored again
         if facts.redact:
             self.facts.pop("body", None)
             self.redacted = True
@@ -91,6 +91,8 @@ class _Message:
         for name, value in other.facts.items():
             self.facts.setdefault(name, value)
         self.redacted = self.redacted or other.redacted
+        if self.redacted:
+            self.facts.pop("body", None)
         if other.created is not None:
             self.apply(other.status, other.rank, other.error_code, other.created, False)
         if other.final_at is not None:

@@ -52,6 +52,7 @@ from . import (
     DEFAULT_LEDGER_RETENTION,
     DEFAULT_RETENTION,
     DEFAULT_TIMEOUT,
+    DESCRIPTIVE_COLUMNS,
     RECORD_COLUMNS,
     Abandoned,
     Applied,
@@ -191,10 +192,18 @@ SET owner = excluded.owner, done = excluded.done, answer = NULL, expires = exclu
 WHERE c.expires < %(now)s OR (NOT c.done AND c.owner = %(replace)s AND %(replace)s <> '')
 RETURNING true
 """
-# Merging a new row into the stored one (``excluded`` holds the new values; a column it
-# leaves NULL keeps the stored value). GREATEST and LEAST skip NULLs, so the times keep the
-# earliest value given, and the status only moves to a higher rank, with its error code.
-_MERGE = """
+# Merging a new row into the stored one (``excluded`` holds the new values). GREATEST and
+# LEAST skip NULLs, so the times keep the earliest value given, and the status only moves to
+# a higher rank, with its error code. A descriptive column the preferred side leaves NULL
+# takes the other's: a save prefers the new values, an absorbed send the stored ones.
+
+
+def _merge(first: str, second: str) -> str:
+    """The ON CONFLICT clause, descriptive columns taken from ``first`` unless NULL."""
+    described = ",\n".join(
+        f"    {name} = coalesce({first}.{name}, {second}.{name})" for name in DESCRIPTIVE_COLUMNS
+    )
+    return f"""
 ON CONFLICT (sid) DO UPDATE SET
     status = CASE WHEN excluded.rank > m.rank THEN excluded.status ELSE m.status END,
     error_code = CASE WHEN excluded.rank > m.rank THEN excluded.error_code ELSE m.error_code END,
@@ -203,19 +212,14 @@ ON CONFLICT (sid) DO UPDATE SET
     final_at = least(m.final_at, excluded.final_at),
     created = least(m.created, excluded.created),
     sent_at = least(m.sent_at, excluded.sent_at),
-    direction = coalesce(excluded.direction, m.direction),
-    from_addr = coalesce(excluded.from_addr, m.from_addr),
-    to_addr = coalesce(excluded.to_addr, m.to_addr),
     body = CASE WHEN m.redacted OR excluded.redacted THEN NULL
-                ELSE coalesce(excluded.body, m.body) END,
+                ELSE coalesce({first}.body, {second}.body) END,
     redacted = m.redacted OR excluded.redacted,
-    segments = coalesce(excluded.segments, m.segments),
-    media = coalesce(excluded.media, m.media),
-    price = coalesce(excluded.price, m.price),
-    price_unit = coalesce(excluded.price_unit, m.price_unit),
-    ref = coalesce(excluded.ref, m.ref),
-    reply_to = coalesce(excluded.reply_to, m.reply_to)
+{described}
 """
+
+
+_MERGE = _merge("excluded", "m")
 _COLUMNS = (
     "sid", "status", "rank", "error_code", "updated", "final_at", "created", "sent_at",
     "direction", "from_addr", "to_addr", "body", "redacted", "segments", "media", "price",
@@ -249,7 +253,7 @@ _ABSORB = (
     + ") SELECT %(sid)s, "
     + ", ".join(_COLUMNS[1:])
     + " FROM alias"
-    + _MERGE
+    + _merge("m", "excluded")
     + "RETURNING m.status"
 )
 # The claim (``{claim}``: a claim statement, or ``SELECT true`` when none is written), the

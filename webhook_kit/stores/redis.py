@@ -230,8 +230,8 @@ local function save(K, A)
     for i = 12, #A, 2 do
         redis.call('HSET', K[1], A[i], A[i + 1])
     end
-    if A[10] == '1' then
-        redis.call('HDEL', K[1], 'body')
+    if A[10] == '1' or redis.call('HGET', K[1], 'redacted') == '1' then
+        redis.call('HDEL', K[1], 'body')  -- once redacted, a body is never stored again
         redis.call('HSET', K[1], 'redacted', '1')
     end
     apply(K[1], K[2], A[1], A[3], A[4], A[5], A[6], A[7], A[8])

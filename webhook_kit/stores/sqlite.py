@@ -41,6 +41,7 @@ from . import (
     DEFAULT_LEDGER_RETENTION,
     DEFAULT_RETENTION,
     DEFAULT_TIMEOUT,
+    DESCRIPTIVE_COLUMNS,
     RECORD_COLUMNS,
     Abandoned,
     Applied,
@@ -164,8 +165,18 @@ _TAKE = f"""
 UPDATE wk_jobs SET state = 'running', owner = ?2, expires = ?3, attempts = attempts + 1
 WHERE key = ?4 AND {_DUE} RETURNING {_JOB_COLUMNS}
 """
-# The same rules for MessageFacts: given fields replace stored ones, redaction drops the body.
-_SAVE = """
+
+
+def _save_sql(prefer_given: bool) -> str:
+    """The same rules for MessageFacts; a descriptive field comes from the preferred side
+    unless it has none there (a save prefers the given fields, an absorbed send the stored
+    ones); once redacted, a body is never stored again."""
+
+    def preferred(name: str) -> str:
+        return f"coalesce(:{name}, {name})" if prefer_given else f"coalesce({name}, :{name})"
+
+    described = ",\n".join(f"    {name} = {preferred(name)}" for name in DESCRIPTIVE_COLUMNS)
+    return f"""
 INSERT INTO wk_messages (sid, status, rank, error_code, updated, final_at, created, sent_at,
     direction, from_addr, to_addr, body, redacted, segments, media, price, price_unit, ref,
     reply_to)
@@ -182,18 +193,14 @@ ON CONFLICT (sid) DO UPDATE SET
     created = min(coalesce(created, :created), :created),
     sent_at = CASE WHEN :sent_at IS NULL THEN sent_at
         ELSE min(coalesce(sent_at, :sent_at), :sent_at) END,
-    direction = coalesce(:direction, direction),
-    from_addr = coalesce(:from_addr, from_addr),
-    to_addr = coalesce(:to_addr, to_addr),
-    body = CASE WHEN :redacted THEN NULL ELSE coalesce(:body, body) END,
+    body = CASE WHEN :redacted OR redacted THEN NULL ELSE {preferred("body")} END,
     redacted = max(redacted, :redacted),
-    segments = coalesce(:segments, segments),
-    media = coalesce(:media, media),
-    price = coalesce(:price, price),
-    price_unit = coalesce(:price_unit, price_unit),
-    ref = coalesce(:ref, ref),
-    reply_to = coalesce(:reply_to, reply_to)
+{described}
 """
+
+
+_SAVE = _save_sql(prefer_given=True)
+_ABSORB = _save_sql(prefer_given=False)
 _COLUMN_NAMES = (
     "sid", "status", "error_code", "updated", "final_at", "direction", "from_addr", "to_addr",
     "body", "redacted", "segments", "media", "created", "sent_at", "price", "price_unit", "ref",
@@ -735,7 +742,7 @@ def _absorb(db: sqlite3.Connection, sid: str, alias: str) -> None:
     if row is not None:
         params = dict(zip(_COLUMN_NAMES, row, strict=True))
         params["sid"], params["at"] = sid, params.pop("updated")
-        db.execute(_SAVE, params)
+        db.execute(_ABSORB, params)
 
 
 def _record(row: tuple[Any, ...], history: tuple[LedgerEvent, ...]) -> MessageRecord:
