@@ -253,6 +253,35 @@ def test_the_embedded_runner_runs_jobs_in_the_serving_process() -> None:
     assert kit.pipeline(app).store.list_jobs() == []
 
 
+def test_the_embedded_runner_outlives_an_unexpected_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from webhook_kit.jobs.embedded import EmbeddedRunner
+
+    class Flaky:
+        """An executor whose first rounds raise what no store should (a bug, say)."""
+
+        calls = 0
+
+        def run_next(self) -> bool:
+            Flaky.calls += 1
+            if Flaky.calls <= 3:
+                raise OSError(9, "Bad file descriptor")
+            return False
+
+    runner = EmbeddedRunner(Flaky(), threads=1, poll=0.01)  # type: ignore[arg-type]
+    runner.start()
+    try:
+        deadline = time.monotonic() + 5
+        while Flaky.calls < 6 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        runner.stop()
+    assert Flaky.calls >= 6  # polling went on after the errors
+    failures = [r for r in caplog.records if "taking or running a job failed" in r.message]
+    assert len(failures) == 1 and failures[0].exc_info is not None  # once per streak
+
+
 class TestRegistration:
     def test_ack_needs_background(self) -> None:
         with pytest.raises(ConfigurationError, match="ack="):

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import ConfigurationError
+from ..process import PerProcess
 from . import Job, JobState
 from .execute import Executor
 
@@ -46,9 +47,8 @@ class CeleryRunner:
     def __init__(self, app: celery.Celery, executor: Executor) -> None:
         self.app = app
         self.executor = executor
-        self._pid = 0
-        self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._started = PerProcess(self._start)
         os.register_at_fork(after_in_child=self._after_fork)
 
         @app.task(  # type: ignore[untyped-decorator]
@@ -67,13 +67,12 @@ class CeleryRunner:
 
     def start(self) -> None:
         """Start this process's sweep (Celery's own workers consume the tasks)."""
-        with self._lock:
-            if self._pid == os.getpid():
-                return
-            self._pid = os.getpid()
-            self._stop.clear()
-            name = "webhook_kit-celery-sweep"
-            threading.Thread(target=self._sweep_forever, name=name, daemon=True).start()
+        self._started()
+
+    def _start(self) -> None:
+        self._stop.clear()
+        name = "webhook_kit-celery-sweep"
+        threading.Thread(target=self._sweep_forever, name=name, daemon=True).start()
 
     def stop(self) -> None:
         self._stop.set()
@@ -99,10 +98,8 @@ class CeleryRunner:
                 log.exception("celery runner: the sweep for lost jobs failed")
 
     def _after_fork(self) -> None:
-        # The parent's sweep thread is gone; its locks may have been held at the fork.
-        self._lock = threading.Lock()
+        # The parent's sweep thread is gone; its event's lock may have been held at the fork.
         self._stop = threading.Event()
-        self._pid = 0
 
     def _publish(self, key: str, due: float) -> None:
         self.task.apply_async((key,), countdown=max(0.0, due - time.time()))

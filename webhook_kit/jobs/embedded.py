@@ -13,6 +13,7 @@ import threading
 from collections.abc import Sequence
 
 from ..errors import StoreError
+from ..process import PerProcess
 from . import Job
 from .execute import Executor
 
@@ -31,10 +32,9 @@ class EmbeddedRunner:
         self.executor = executor
         self.threads = threads
         self.poll = poll
-        self._pid = 0
-        self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._started = PerProcess(self._start)
         os.register_at_fork(after_in_child=self._after_fork)
 
     def submit(self, jobs: Sequence[Job]) -> None:
@@ -42,14 +42,13 @@ class EmbeddedRunner:
         self._wake.set()
 
     def start(self) -> None:
-        with self._lock:
-            if self._pid == os.getpid():
-                return
-            self._pid = os.getpid()
-            self._stop.clear()
-            for index in range(self.threads):
-                name = f"webhook_kit-jobs-{index}"
-                threading.Thread(target=self.run_forever, name=name, daemon=True).start()
+        self._started()
+
+    def _start(self) -> None:
+        self._stop.clear()
+        for index in range(self.threads):
+            name = f"webhook_kit-jobs-{index}"
+            threading.Thread(target=self.run_forever, name=name, daemon=True).start()
 
     def stop(self) -> None:
         self._stop.set()
@@ -66,13 +65,15 @@ class EmbeddedRunner:
                 if not failing:
                     log.warning("job runner: %s", error)
                 failing, ran = True, False
+            except Exception:  # a bug (in a custom store, say): logged, and the thread lives on
+                if not failing:
+                    log.exception("job runner: taking or running a job failed")
+                failing, ran = True, False
             if not ran:
                 self._wake.wait(self.poll)
                 self._wake.clear()
 
     def _after_fork(self) -> None:
-        # The parent's threads are gone; its locks may have been held at the fork.
-        self._lock = threading.Lock()
+        # The parent's threads are gone; its events' locks may have been held at the fork.
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._pid = 0

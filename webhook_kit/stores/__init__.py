@@ -24,6 +24,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from ..errors import ConfigurationError, StoreError
 from ..jobs import Job, JobStore
+from ..process import PerProcess
 from ..records import (
     Direction,
     LedgerEvent,
@@ -457,19 +458,16 @@ class Housekeeping:
 
     def __init__(self, interval: float = 0.5) -> None:
         self.interval = interval
-        self._lock = threading.Lock()
         self._stores: weakref.WeakSet[Store] = weakref.WeakSet()
-        self._pid = 0
+        self._started = PerProcess(self._start)
 
     def watch(self, store: Store) -> None:
         """Maintain ``store`` from now on, starting this process's thread if needed."""
-        with self._lock:
-            self._stores.add(store)
-            if self._pid != os.getpid():
-                self._pid = os.getpid()
-                thread = threading.Thread(target=self._run, name="webhook_kit-housekeeping")
-                thread.daemon = True
-                thread.start()
+        self._stores.add(store)
+        self._started()
+
+    def _start(self) -> None:
+        threading.Thread(target=self._run, name="webhook_kit-housekeeping", daemon=True).start()
 
     def _run(self) -> None:
         failing: set[int] = set()
@@ -489,13 +487,8 @@ class Housekeeping:
                 else:
                     failing.discard(id(store))
 
-    def after_fork(self) -> None:
-        """In a forked child: a fresh lock (the parent's may have been held mid-fork)."""
-        self._lock = threading.Lock()
-
 
 housekeeping = Housekeeping()
-os.register_at_fork(after_in_child=housekeeping.after_fork)
 
 
 def names_address(form: str, address: str) -> bool:
