@@ -11,6 +11,7 @@ import glob
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
 from pathlib import Path
@@ -98,6 +99,24 @@ class PrivateCluster:
         """Stop the server (``fast``: it ends every session, as a restart does)."""
         if (self._data / "postmaster.pid").exists():
             self._run("pg_ctl", "stop", "-D", str(self._data), "-m", mode, "-w", "-t", "30")
+
+    def pause(self) -> None:
+        """SIGSTOP the server and every backend: connections stay open, nothing answers."""
+        for pid in self._processes():
+            os.kill(pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        for pid in self._processes():
+            os.kill(pid, signal.SIGCONT)
+
+    def _processes(self) -> list[int]:
+        """The postmaster and all its descendants."""
+        found = [int((self._data / "postmaster.pid").read_text().split()[0])]
+        for pid in found:  # grows as it goes: children, then theirs
+            children = Path(f"/proc/{pid}/task/{pid}/children")
+            if children.exists():
+                found += [int(child) for child in children.read_text().split()]
+        return found
 
     def _remove(self) -> None:
         shutil.rmtree(self._dir, ignore_errors=True)

@@ -400,7 +400,7 @@ def _due(job: Job, now: float) -> bool:
 
 
 def _status(value: str | None) -> MessageStatus | None:
-    return MessageStatus(value) if value is not None else None
+    return MessageStatus(value) if value else None
 
 
 def _record(sid: str, message: _Message, history: tuple[LedgerEvent, ...]) -> MessageRecord:

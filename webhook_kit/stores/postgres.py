@@ -26,11 +26,14 @@ record (``WK…``) is merged into its SID's record in the same transaction that 
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
+import socket
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from operator import itemgetter
@@ -167,6 +170,7 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     """,
 )
 
+log = logging.getLogger("webhook_kit")
 _SCHEMA_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _OUR_OPTIONS: Final = ("schema", "pool_size", "pool_timeout")
 DEFAULT_SCHEMA: Final = "webhook_kit"
@@ -179,6 +183,11 @@ _MIN_CONNECT_TIMEOUT: Final = 2
 _RECONNECT_TIMEOUT: Final = 2.0
 _PURGE_EVERY: Final = 10.0
 _PURGE_BATCH: Final = 5000
+# A server that stopped answering (SIGSTOP, a hung host) cancels nothing and its kernel still
+# acknowledges every packet: no timeout of libpq's fires. A connection busy for this many
+# store timeouts has its socket cut by the store's watchdog (statement_timeout, the server's
+# own answer, comes at one).
+_STUCK_AFTER: Final = 2.0
 
 # A new key, or one whose claim lapsed (a dead worker's lease, or a finished key past its
 # retention), or the unfinished claim of an owner known dead (``replace``), is taken in one
@@ -450,6 +459,9 @@ class PostgresStore:
         self._lock = threading.Lock()
         self._pool: ConnectionPool[_Connection] | None = None
         self._pid = 0
+        #: id(connection) -> (connection, deadline) while an operation uses it.
+        self._busy: dict[int, tuple[_Connection, float]] = {}
+        self._stuck_after = _STUCK_AFTER * timeout
         self._migrated = False
         self._next_purge = 0.0
         self._suspect = False  # an operation failed: idle connections may be broken too
@@ -800,7 +812,7 @@ class PostgresStore:
                     self._next_purge = now  # more is due: the next round goes on
                     break
         if full:
-            with self._connection() as db:
+            with self._connection(watched=False) as db:
                 db.execute("SET statement_timeout = 0")  # a vacuum may take a while
                 try:
                     db.execute(self._compact_sql)
@@ -814,8 +826,11 @@ class PostgresStore:
             self._pool = None  # a forked child drops its parent's: psycopg leaves it open
 
     @contextmanager
-    def _connection(self) -> Iterator[_Connection]:
-        """A pooled connection of this process; database errors become StoreError (503)."""
+    def _connection(self, *, watched: bool = True) -> Iterator[_Connection]:
+        """A pooled connection of this process; database errors become StoreError (503).
+
+        ``watched``: cut by the watchdog if the operation outlasts the store timeout twice.
+        """
         pool = self._pool
         if pool is None or self._pid != os.getpid():
             pool = self._open()
@@ -826,9 +841,12 @@ class PostgresStore:
             db = pool.getconn()
             try:
                 if not self._migrated:
-                    self._migrate(db)
+                    self._migrate(db)  # may take long: unwatched
+                if watched:
+                    self._busy[id(db)] = (db, time.monotonic() + self._stuck_after)
                 yield db
             finally:
+                self._busy.pop(id(db), None)
                 pool.putconn(db)
 
     def _suspect_pool(self) -> None:
@@ -859,7 +877,28 @@ class PostgresStore:
                     name=f"webhook_kit-{self.schema}",
                 )
                 self._pid = os.getpid()
+                self._busy = {}
+                watchdog = threading.Thread(
+                    target=_watch,
+                    args=(weakref.ref(self), self._pool, min(0.25, self._stuck_after / 4)),
+                    name="webhook_kit-postgres-watchdog",
+                    daemon=True,
+                )
+                watchdog.start()
             return self._pool
+
+    def _cut_stuck(self, now: float) -> None:
+        """Cut the socket of every connection busy past its deadline: the blocked call then
+        fails (StoreError, a 503) and the pool drops the connection."""
+        for key, (db, deadline) in self._busy.copy().items():
+            # Still the same use (a finished one may have handed the connection on).
+            if deadline < now and self._busy.get(key, (None, 0.0))[1] == deadline:
+                log.warning(
+                    "PostgreSQL store %r: no answer in %.1f s; cutting the connection",
+                    _redacted(self._conninfo),
+                    self._stuck_after,
+                )
+                _shut(db)
 
     def _migrate(self, db: psycopg.Connection[Any]) -> None:
         """Create the schema or bring it up to date, once per process, under an advisory lock."""
@@ -917,6 +956,26 @@ def _record(row: tuple[Any, ...], history: tuple[LedgerEvent, ...]) -> MessageRe
 def _missing(db: psycopg.Connection[Any], lookup: str, name: str) -> bool:
     row = db.execute(lookup, (name,)).fetchone()
     return row is None or row[0] is None
+
+
+def _watch(ref: weakref.ReferenceType[PostgresStore], pool: object, every: float) -> None:
+    """The watchdog of one store's pool in this process: it ends with the pool."""
+    while True:
+        time.sleep(every)
+        store = ref()
+        if store is None or store._pool is not pool:
+            return
+        store._cut_stuck(time.monotonic())
+        del store  # held weakly between rounds
+
+
+def _shut(db: psycopg.Connection[Any]) -> None:
+    """Shut the connection's socket down (on a duplicate descriptor: libpq still owns it)."""
+    try:
+        with socket.socket(fileno=os.dup(db.pgconn.socket)) as sock:
+            sock.shutdown(socket.SHUT_RDWR)
+    except (OSError, psycopg.Error):
+        pass  # closed meanwhile: nothing left to cut
 
 
 def _split_options(url: str, timeout: float) -> tuple[str, dict[str, str]]:
