@@ -8,6 +8,7 @@ echo bot answers to the benchmark's message.
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -68,11 +69,49 @@ def twilio_message() -> str:
     return str(reply)
 
 
+twilio_sqlite = Flask("bench.twilio_sqlite")
+_seen: dict[int, sqlite3.Connection] = {}  # one connection per worker process
+
+
+def _seen_db() -> sqlite3.Connection:
+    """The hand-written dedupe table, in the file ``WEBHOOK_KIT_STORE`` names."""
+    db = _seen.get(os.getpid())
+    if db is None:
+        path = os.environ["WEBHOOK_KIT_STORE"].removeprefix("sqlite:///")
+        db = sqlite3.connect(path, timeout=5.0, isolation_level=None)
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")
+        db.execute("CREATE TABLE IF NOT EXISTS seen (sid TEXT PRIMARY KEY, reply TEXT NOT NULL)")
+        _seen[os.getpid()] = db
+    return db
+
+
+@twilio_sqlite.post(MESSAGES)
+def twilio_sqlite_message() -> str:
+    """What the kit replaces when a retry must not run twice: Twilio's recipe plus a table of
+    seen MessageSids in SQLite (WAL), a retry answered with the stored reply."""
+    validator = RequestValidator(os.environ.get("TWILIO_AUTH_TOKEN"))
+    if not validator.validate(
+        request.url, request.form, request.headers.get("X-Twilio-Signature", "")
+    ):
+        abort(403)
+    db = _seen_db()
+    sid = request.form["MessageSid"]
+    row = db.execute("SELECT reply FROM seen WHERE sid = ?", (sid,)).fetchone()
+    if row is not None:
+        return str(row[0])
+    reply = MessagingResponse()
+    reply.message(f"Echo: {request.form['Body']}")
+    answer = str(reply)
+    db.execute("INSERT OR IGNORE INTO seen (sid, reply) VALUES (?, ?)", (sid, answer))
+    return answer
+
+
 def _healthz() -> str:
     return "ok\n"
 
 
-for _app in (bare_flask, twilio_flask):
+for _app in (bare_flask, twilio_flask, twilio_sqlite):
     _app.add_url_rule("/healthz", "healthz", _healthz)
 
 

@@ -23,6 +23,7 @@ FLASK, TWILIO, KIT_MEMORY, KIT_SQLITE = "flask", "twilio", "kit_memory", "kit_sq
 FLASK_STATUS, KIT_STATUS = "flask_status", "kit_status_sqlite"
 KIT_POSTGRES, KIT_REDIS = "kit_postgres", "kit_status_redis"
 FLASK_W3, KIT_SQLITE_W3 = "flask_w3", "kit_sqlite_w3"
+TWILIO_SQLITE = "twilio_sqlite"
 #: The scenario of the apps run with 3 workers each (inbound webhooks, unpinned).
 WORKERS = "inbound-3w"
 SCENARIOS = ("inbound", "status", WORKERS)
@@ -105,6 +106,11 @@ def collect(
         ),
         _target("webhook_kit SQLite store vs bare Flask", _ratio(runs, KIT_SQLITE, FLASK), 1.2),
         _target("webhook_kit SQLite store: p99 / p50", tails[KIT_SQLITE], 3.0, op="<="),
+        _target(
+            "webhook_kit SQLite store vs Flask + twilio-python + SQLite dedupe",
+            _ratio(runs, KIT_SQLITE, TWILIO_SQLITE),
+            1.0,
+        ),
         _target("status callbacks, SQLite ledger vs bare Flask", ratios["status_vs_flask"], 1.1),
         _target("status callbacks, SQLite ledger: p99 / p50", tails[KIT_STATUS], 3.0, op="<="),
         _target("verify a 20-field signature", by_name[VERIFY].webhook_kit_us, 10.0, " µs"),
@@ -116,7 +122,7 @@ def collect(
         (KIT_REDIS, FLASK_STATUS, "status callbacks, Redis ledger vs bare Flask", 0.8),
         (KIT_SQLITE_W3, FLASK_W3, "3 workers each: webhook_kit SQLite store vs bare Flask", 1.0),
     ]
-    targets[6:6] = [
+    targets[7:7] = [
         _target(name, _ratio(runs, app, baseline), limit)
         for app, baseline, name, limit in optional
         if app in runs and baseline in runs

@@ -40,6 +40,7 @@ from bench.report import (
     KIT_SQLITE_W3,
     KIT_STATUS,
     TWILIO,
+    TWILIO_SQLITE,
     WORKERS,
 )
 from webhook_kit.signature import compute_signature
@@ -76,6 +77,8 @@ INBOUND = [
     App("raw", "raw WSGI (ceiling)", "inbound", "bench.apps:raw", REPLY),
     App(FLASK, "bare Flask, request.form", "inbound", "bench.apps:bare_flask", REPLY),
     App(TWILIO, "Flask + twilio-python", "inbound", "bench.apps:twilio_flask", REPLY, None, True),
+    App(TWILIO_SQLITE, "Flask + twilio-python + SQLite dedupe", "inbound",
+        "bench.apps:twilio_sqlite", REPLY, "sqlite", True),
     App(KIT_MEMORY, "webhook_kit, memory store", "inbound", "wsgi:app", REPLY, "memory", True),
     App(KIT_SQLITE, "webhook_kit, SQLite store", "inbound", "wsgi:app", REPLY, "sqlite", True),
     App(KIT_POSTGRES, "webhook_kit, PostgreSQL store", "inbound", "wsgi:app", REPLY, "postgres",
