@@ -1,4 +1,5 @@
-"""Benchmarks of webhook_kit against bare Flask and twilio-python's documented recipe.
+"""Benchmarks of webhook_kit against bare Flask, twilio-python's documented recipe, and that
+recipe with a hand-written SQLite dedupe table.
 
 ``python -m bench`` (or ``python bench/run.py``) from the repository root measures, on
 loopback: throughput and latency under wrk, micro benchmarks of the request path's steps,
