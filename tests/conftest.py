@@ -5,7 +5,9 @@ import socket
 import uuid
 from collections.abc import Iterator
 
+import pgcluster
 import pytest
+from pgcluster import PrivateCluster
 
 pytest_plugins = ["pytester"]
 
@@ -82,3 +84,12 @@ def postgres_url() -> Iterator[str]:
     yield f"{POSTGRES_URL}?schema={schema}"
     with psycopg.connect(POSTGRES_URL, autocommit=True) as db:
         db.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PrivateCluster]:
+    """A PostgreSQL cluster of this test's own, which it may stop: never the shared server."""
+    reason = pgcluster.unavailable()
+    require_service(reason is None, reason or "")
+    with PrivateCluster() as cluster:
+        yield cluster

@@ -15,9 +15,9 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import pgcluster
 import pytest
-from conftest import REQUIRE_SERVICES, require_redis
+from conftest import require_redis
+from pgcluster import PrivateCluster
 from server import ROOT, TOKEN, Gunicorn
 
 from webhook_kit import MessageStatus
@@ -275,18 +275,6 @@ def test_killed_worker_loses_no_acknowledged_callback(
     assert missing == []
 
 
-@pytest.fixture
-def private_postgres() -> Iterator[pgcluster.PrivateCluster]:
-    """A PostgreSQL cluster of this test's own, which it may stop: never the shared server."""
-    reason = pgcluster.unavailable()
-    if reason is not None:
-        if REQUIRE_SERVICES:
-            pytest.fail(f"WEBHOOK_KIT_REQUIRE_SERVICES=1 but {reason}")
-        pytest.skip(reason)
-    with pgcluster.PrivateCluster() as cluster:
-        yield cluster
-
-
 RECOVERED = 2.0  # seconds of sending answered 200 in a row: every worker is back, 4x pool_timeout
 
 
@@ -304,7 +292,7 @@ def _recovered_for(replies: list[tuple[float, int, str]]) -> float:
 
 
 def test_database_restart_gives_503s_then_recovers_without_a_worker_restart(
-    private_postgres: pgcluster.PrivateCluster,
+    private_postgres: PrivateCluster,
 ) -> None:
     url = f"{private_postgres.url}?pool_timeout=0.5"
     replies: list[tuple[float, int, str]] = []  # (time sent, status, MessageSid)

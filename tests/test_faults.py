@@ -18,9 +18,9 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import pgcluster
 import pytest
-from conftest import REDIS_HOST, REDIS_PORT, REQUIRE_SERVICES, require_redis
+from conftest import REDIS_HOST, REDIS_PORT, require_redis, require_service
+from pgcluster import PrivateCluster
 from server import Gunicorn, RedisServer, Reply, free_port
 
 from webhook_kit.testing import inbound_sms, status_callback
@@ -50,11 +50,8 @@ class Counter:
 @pytest.fixture
 def counter() -> Iterator[Counter]:
     require_redis()
-    if shutil.which("redis-server") is None:
-        reason = "redis-server is not installed: the fault tests start their own"
-        if REQUIRE_SERVICES:
-            pytest.fail(reason)
-        pytest.skip(reason)
+    installed = shutil.which("redis-server") is not None
+    require_service(installed, "redis-server is not installed: the fault tests start their own")
     counting = Counter()
     yield counting
     keys = list(counting.client.scan_iter(match=f"{counting.prefix}:*"))
@@ -187,33 +184,27 @@ def test_a_silent_redis_costs_one_short_timeout(counter: Counter) -> None:
 
 
 def test_a_paused_postgres_is_a_503_within_two_timeouts_not_a_killed_worker(
-    counter: Counter,
+    counter: Counter, private_postgres: PrivateCluster
 ) -> None:
     """Every PostgreSQL process SIGSTOPped: sockets open, no answer, no libpq timeout fires.
     The store's watchdog cuts the connection; the same worker serves once it is resumed."""
-    reason = pgcluster.unavailable()
-    if reason is not None:
-        if REQUIRE_SERVICES:
-            pytest.fail(f"WEBHOOK_KIT_REQUIRE_SERVICES=1 but {reason}")
-        pytest.skip(reason)
-    with pgcluster.PrivateCluster() as cluster:
-        env = bot(counter, cluster.url, WEBHOOK_KIT_STORE_TIMEOUT="0.5")
-        with Gunicorn(env, workers=1) as server:
-            workers = server.worker_pids()
-            assert server.post_signed("/twilio/status", status_callback()).status == 200
-            cluster.pause()
-            try:
-                reply, waited = timed(lambda: server.post_signed("/twilio/messages", inbound_sms()))
-            finally:
-                cluster.resume()
-            assert reply.status == 503 and "Traceback" not in reply.text
-            assert waited < 5  # two 0.5 s timeouts and a watchdog round, not gunicorn's 14 s
-            deadline = time.monotonic() + 15
-            while (status := server.post_signed("/twilio/status", status_callback()).status) != 200:
-                assert status == 503 and time.monotonic() < deadline
-                time.sleep(0.2)
-            assert server.worker_pids() == workers
-            log = server.stderr()
+    env = bot(counter, private_postgres.url, WEBHOOK_KIT_STORE_TIMEOUT="0.5")
+    with Gunicorn(env, workers=1) as server:
+        workers = server.worker_pids()
+        assert server.post_signed("/twilio/status", status_callback()).status == 200
+        private_postgres.pause()
+        try:
+            reply, waited = timed(lambda: server.post_signed("/twilio/messages", inbound_sms()))
+        finally:
+            private_postgres.resume()
+        assert reply.status == 503 and "Traceback" not in reply.text
+        assert waited < 5  # two 0.5 s timeouts and a watchdog round, not gunicorn's 14 s
+        deadline = time.monotonic() + 15
+        while (status := server.post_signed("/twilio/status", status_callback()).status) != 200:
+            assert status == 503 and time.monotonic() < deadline
+            time.sleep(0.2)
+        assert server.worker_pids() == workers
+        log = server.stderr()
     assert "no answer in 1.0 s; cutting the connection" in log
 
 
