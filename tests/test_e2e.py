@@ -6,6 +6,7 @@ import http.client
 import itertools
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 from conftest import require_redis
 from pgcluster import PrivateCluster
-from server import ROOT, TOKEN, Gunicorn
+from server import ROOT, TOKEN, Gunicorn, Reply
 
 from webhook_kit import MessageStatus
 from webhook_kit.stores import open_store
@@ -232,6 +233,54 @@ def test_two_hosts_sharing_a_store_run_each_handler_once(
         ok = [body for status, body in pair if status == 200]
         assert ok and all(body == ok[0] for body in ok), sid  # the loser replays the answer
         assert all(status in (200, 409) for status, _ in pair)
+
+
+def test_threaded_workers_run_each_handler_once_and_a_lingering_client_holds_up_nobody(
+    tmp_path: Path,
+) -> None:
+    """The README's production setting: ``--worker-class gthread``. A client that keeps its
+    connection open after its answer (a distant Twilio, whose close comes a round trip later)
+    holds no worker: the next request is answered meanwhile, where a sync worker waits up to
+    2 s for that close. Threads sharing one SQLite file run each message's handler once."""
+    import redis
+
+    require_redis()  # the bot counts its handler runs in Redis
+    prefix = f"wkcount-{uuid.uuid4().hex[:12]}"
+    env = {
+        "WEBHOOK_KIT_STORE": f"sqlite:///{tmp_path / 'kit.db'}",
+        "WEBHOOK_KIT_HANDLERS": "apps.counting_bot",
+        "COUNTER_PREFIX": prefix,
+        "COUNTER_DELAY": "0.01",
+    }
+    threaded = ["--worker-class", "gthread", "--threads", "4"]
+    with Gunicorn(env, workers=1, extra=threaded) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as lingering:
+            lingering.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            answer = b""
+            while b"\r\n\r\n" not in answer:
+                answer += lingering.recv(4096)
+            assert answer.startswith(b"HTTP/1.1 200")
+            # Answered while the first client still holds its connection: well within the
+            # 2 s a sync worker would have waited for that client to close.
+            other = http.client.HTTPConnection("127.0.0.1", server.port, timeout=1.5)
+            other.request("GET", "/healthz")
+            assert other.getresponse().status == 200
+            other.close()
+        messages = [inbound_sms(f"message {i}") for i in range(100)]
+
+        def deliver(fields: dict[str, str]) -> Reply:
+            return server.post_signed("/twilio/messages", fields)
+
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            replies = list(pool.map(deliver, messages * 2))
+    counter = redis.Redis(host="127.0.0.1", port=6379)
+    runs = counter.hgetall(f"{prefix}:runs")
+    counter.delete(f"{prefix}:runs")
+    assert sorted(int(n) for n in runs.values()) == [1] * 100
+    for first, second in zip(replies[:100], replies[100:], strict=True):
+        ok = [reply.body for reply in (first, second) if reply.status == 200]
+        assert ok and all(body == ok[0] for body in ok)  # the loser replays the answer
+        assert {first.status, second.status} <= {200, 409}
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
