@@ -387,6 +387,33 @@ def test_stop_opts_the_handset_out_until_start(app: Receiver, emulator: Emulator
     assert client.messages.create(to=HANDSET, from_=NUMBER, body="welcome back").status == "queued"
 
 
+def test_a_mounted_app_tracks_its_own_sends(emulator: Emulator) -> None:
+    """kit.send's status callback URL carries its signed correlation token in the query
+    string; the mounted app checks each callback's signature over it, as a served app does."""
+    bot = create_app(
+        {"WEBHOOK_KIT_HANDLERS": "examples.echo_bot"},
+        config={
+            "WEBHOOK_KIT_AUTH_TOKEN": emulator.auth_token,
+            "WEBHOOK_KIT_ACCOUNT_SID": emulator.account_sid,
+            "WEBHOOK_KIT_TWILIO_BASE_URL": emulator.url,
+            "WEBHOOK_KIT_PUBLIC_URL": "http://bot.test",
+            "WEBHOOK_KIT_STORE": "memory://",
+        },
+    )
+    emulator.mount("http://bot.test", bot)
+    kit = load_kit("examples.echo_bot")
+    with bot.app_context():
+        sent = kit.send(TO, "on its way", from_=FROM)
+    emulator.advance(5)
+    callbacks = [d for d in emulator.deliveries if d.kind == "status"]
+    assert callbacks and all("/twilio/status?" in d.url for d in callbacks)
+    assert {d.response.status for d in callbacks if d.response} == {200}
+    with bot.app_context():
+        record = kit.ledger.get(sent.sid)
+    assert record is not None and record.status is MessageStatus.DELIVERED
+    assert [event.status for event in record.history][-1] is MessageStatus.DELIVERED
+
+
 def test_a_mounted_app_gets_webhooks_in_process(emulator: Emulator) -> None:
     bot = create_app(
         {"WEBHOOK_KIT_HANDLERS": "examples.keyword_router"},

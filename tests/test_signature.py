@@ -207,6 +207,11 @@ class TestURLBuilder:
         environ = self.environ(RAW_URI="", PATH_INFO="/caf\xc3\xa9", QUERY_STRING="y=caf%C3%A9")
         assert URLBuilder()(environ) == "http://10.0.0.5:8000/caf%C3%A9?y=caf%C3%A9"
 
+    def test_a_raw_uri_without_the_query_gets_it_back(self) -> None:
+        """werkzeug's test client given ``query_string=`` sets RAW_URI to the path alone."""
+        environ = self.environ(RAW_URI="/twilio/status", QUERY_STRING="c=tok%2Ben")
+        assert URLBuilder()(environ) == "http://10.0.0.5:8000/twilio/status?c=tok%2Ben"
+
     def test_absolute_form_request_target(self) -> None:
         environ = self.environ(RAW_URI="http://10.0.0.5:8000/twilio/messages?x=1")
         assert URLBuilder()(environ) == "http://10.0.0.5:8000/twilio/messages?x=1"

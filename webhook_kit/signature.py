@@ -219,16 +219,18 @@ def _public_base(public_url: str) -> str:
 def _raw_target(environ: Mapping[str, Any]) -> str:
     """Path and query string as the client sent them, percent-escapes intact."""
     raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    query = environ.get("QUERY_STRING")
     if raw:
         if raw[0] != "/":  # absolute-form request target: drop scheme://host
             scheme_end = raw.find("://")
             slash = raw.find("/", scheme_end + 3) if scheme_end >= 0 else -1
             raw = raw[slash:] if slash >= 0 else "/"
-        return cast(str, raw).split("#", 1)[0]
+        raw = cast(str, raw).split("#", 1)[0]
+        # Some WSGI layers (werkzeug's test client given query_string=) leave it out.
+        return f"{raw}?{query}" if query and "?" not in raw else raw
     path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
     # WSGI gives the decoded path as latin-1; re-escape it the way clients send it.
     target = quote(path.encode("latin-1").decode("utf-8", "replace"), safe="/:@!$&'()*+,;=-._~")
-    query = environ.get("QUERY_STRING")
     return f"{target}?{query}" if query else target
 
 

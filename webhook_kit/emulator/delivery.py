@@ -132,14 +132,13 @@ def wsgi_transport(app: WSGIApplication) -> Transport:
 
     def send(url: str, body: bytes, headers: dict[str, str]) -> Response:
         parts = urlsplit(url)
+        # The query stays in the target: werkzeug then puts it in RAW_URI too, and the app
+        # checks the signature over the URL exactly as requested.
+        target = f"{parts.path or '/'}?{parts.query}" if parts.query else parts.path or "/"
         client = Client(app)
         try:
             reply = client.post(
-                parts.path or "/",
-                base_url=f"{parts.scheme}://{parts.netloc}",
-                query_string=parts.query,
-                data=body,
-                headers=headers,
+                target, base_url=f"{parts.scheme}://{parts.netloc}", data=body, headers=headers
             )
         except Exception:  # the app raised (e.g. a Flask app with testing=True): a 500
             logger.exception("the app mounted at %s raised", url)
