@@ -316,6 +316,25 @@ class TestRegistration:
         with pytest.raises(ConfigurationError, match="needs a Celery app"):
             kit.init_app(app)
 
+    def test_a_celery_app_in_the_extensions_runs_the_jobs_unless_told_otherwise(self) -> None:
+        from celery import Celery
+
+        from webhook_kit.jobs.celery import CeleryRunner
+        from webhook_kit.jobs.embedded import EmbeddedRunner
+
+        kit = WebhookKit()
+        kit.on_status(background=True)(lambda update: None)
+        runners = []
+        for runner in ("", "embedded"):
+            app = Flask(__name__)
+            app.config.update(WEBHOOK_KIT_AUTH_TOKEN=TOKEN, WEBHOOK_KIT_STORE="memory://")
+            if runner:
+                app.config["WEBHOOK_KIT_RUNNER"] = runner
+            app.extensions["celery"] = Celery("extension_test", broker="memory://")
+            kit.init_app(app)
+            runners.append(kit.pipeline(app).runner)
+        assert [type(runner) for runner in runners] == [CeleryRunner, EmbeddedRunner]
+
     def test_a_background_handler_cannot_take_the_conversation(self) -> None:
         def slow(message: InboundMessage, conversation: Conversation) -> None:
             pass

@@ -296,7 +296,7 @@ class WebhookKit:
 
         :param url_prefix: where the routes are mounted (default: the kit's ``url_prefix``).
         :param celery: a Celery app to run ``background=True`` handlers on (default:
-            ``app.extensions["celery"]`` when ``WEBHOOK_KIT_RUNNER=celery``).
+            ``app.extensions["celery"]``; ``WEBHOOK_KIT_RUNNER=embedded`` keeps them off it).
         :param direct: answer the webhook routes in front of Flask's request cycle, which
             is about half the cost of a request. Handlers then run in an app context but
             without ``flask.request``, and ``before_request``/``after_request`` hooks do not
@@ -356,11 +356,12 @@ class WebhookKit:
             metrics=settings.metrics,
         )
         self._executors[app] = executor
+        # Flask's Celery pattern keeps the Celery app in app.extensions["celery"].
+        celery = celery if celery is not None else app.extensions.get("celery")
         runner = settings.runner or ("celery" if celery is not None else "embedded")
         if runner == "celery":
             from .jobs.celery import CeleryRunner
 
-            celery = celery if celery is not None else app.extensions.get("celery")
             if celery is None:
                 raise ConfigurationError(
                     "WEBHOOK_KIT_RUNNER=celery needs a Celery app: kit.init_app(app, "
