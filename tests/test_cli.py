@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -205,3 +209,152 @@ def test_serve_with_gunicorn_gives_metrics_a_directory_of_their_own(tmp_path: Pa
     off: dict[str, str] = {}
     _share_metrics(off)
     assert off == {}
+
+
+def refused(result: Any, *expected: str) -> None:
+    """One clear line (ours or click's usage error), a non-zero exit, and no traceback."""
+    assert result.exit_code != 0, result.output
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output
+    for text in expected:
+        assert text in result.output, result.output
+
+
+class TestBadInput:
+    """Whatever a user types, one line that says what is wrong, and a non-zero exit."""
+
+    @pytest.fixture
+    def env(self, tmp_path: Path) -> dict[str, str]:
+        return {
+            "WEBHOOK_KIT_STORE": f"sqlite:///{tmp_path / 'kit.db'}",
+            "TWILIO_AUTH_TOKEN": "t",
+            "WEBHOOK_KIT_HANDLERS": "examples.echo_bot",  # restored after each command
+        }
+
+    @pytest.mark.parametrize("since", ["1000000d", "1e400m", "nanh", "-5m"])
+    @pytest.mark.parametrize("command", [["ledger", "find"], ["ledger", "stats"]])
+    def test_durations_out_of_range(
+        self, runner: CliRunner, env: dict[str, str], command: list[str], since: str
+    ) -> None:
+        refused(runner.invoke(main, [*command, "--since", since], env=env), "--since")
+
+    @pytest.mark.parametrize("age", ["nan", "inf", "1e400", "-5m"])
+    def test_reconcile_checks_its_age(
+        self, runner: CliRunner, env: dict[str, str], age: str
+    ) -> None:
+        refused(runner.invoke(main, ["reconcile", "--older-than", age], env=env), "--older-than")
+
+    @pytest.mark.parametrize(
+        "args",
+        [
+            ["serve", "--port", "99999"],
+            ["serve", "--port", "-1"],
+            ["emulator", "--port", "70000"],
+            ["serve", "--gunicorn", "--workers", "0"],
+            ["jobs", "list", "--limit", "0"],
+            ["jobs", "list", "--limit", "99999999999999999999"],
+            ["ledger", "find", "--status", "deliverd"],
+            ["ledger", "find", "--direction", "sideways"],
+            ["emulator", "--chaos", "--drop-final", "5"],
+            ["emulator", "--rate-limit", "0"],
+        ],
+    )
+    def test_values_out_of_range_are_usage_errors(
+        self, runner: CliRunner, env: dict[str, str], args: list[str]
+    ) -> None:
+        refused(runner.invoke(main, args, env=env), "Invalid value")
+
+    def test_emulator_speed_that_is_no_number(self, runner: CliRunner) -> None:
+        refused(runner.invoke(main, ["emulator", "--speed", "nan"]), "error: speed")
+
+    def test_status_filters_ignore_case(self, runner: CliRunner, env: dict[str, str]) -> None:
+        result = runner.invoke(main, ["ledger", "find", "--status", "Queued"], env=env)
+        assert result.exit_code == 0, result.output
+
+    @pytest.mark.parametrize(
+        ("url", "expected"),
+        [
+            ("redis://127.0.0.1:notaport/0", "not valid"),
+            ("redis://127.0.0.1:99999/0", "not valid"),
+            ("redis://[::1", "not valid"),
+            ("redis://127.0.0.1:6379/abc", "must be a number"),
+            ("redis://127.0.0.1:6379/0?prefix=", "prefix"),
+            ("unix:///nonexistent/redis.sock", "Redis store"),  # read right: no such socket
+        ],
+    )
+    def test_redis_urls(
+        self, runner: CliRunner, env: dict[str, str], url: str, expected: str
+    ) -> None:
+        result = runner.invoke(main, ["ledger", "stats"], env={**env, "WEBHOOK_KIT_STORE": url})
+        refused(result, "error:", expected)
+
+    def test_opt_out_csv_that_is_not_utf8(
+        self, runner: CliRunner, env: dict[str, str], tmp_path: Path
+    ) -> None:
+        path = tmp_path / "latin1.csv"
+        path.write_bytes("sender,address\n+15005550006,caf\xe9\n".encode("latin-1"))
+        refused(runner.invoke(main, ["opt-outs", "import", str(path)], env=env), "not UTF-8")
+
+    def test_opt_out_csv_from_excel_and_a_bad_row_imports_nothing(
+        self, runner: CliRunner, env: dict[str, str], tmp_path: Path
+    ) -> None:
+        path = tmp_path / "excel.csv"
+        rows = "sender,address\r\n+15005550006,+14155550100\r\n+15005550006,\r\n"
+        path.write_bytes(b"\xef\xbb\xbf" + rows.encode())  # Excel's "CSV UTF-8" starts with a BOM
+        refused(runner.invoke(main, ["opt-outs", "import", str(path)], env=env), "line 3")
+        exported = runner.invoke(main, ["opt-outs", "export"], env=env)
+        assert exported.output.splitlines()[1:] == []  # the good first row was not written
+        path.write_bytes(b"\xef\xbb\xbf" + rows.rsplit("+1500", 1)[0].encode())
+        result = runner.invoke(main, ["opt-outs", "import", str(path)], env=env)
+        assert result.exit_code == 0 and "imported 1" in result.output
+
+    def test_a_handlers_module_that_fails_says_where(
+        self, runner: CliRunner, env: dict[str, str], tmp_path: Path, monkeypatch: Any
+    ) -> None:
+        (tmp_path / "broken_bot.py").write_text("x = 1\nraise RuntimeError('no CRM key')\n")
+        (tmp_path / "typo_bot.py").write_text("def f(:\n")
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.syspath_prepend(str(tmp_path))
+        for module, where in (("broken_bot", "broken_bot.py:2"), ("typo_bot", "typo_bot.py:1")):
+            for command in (["serve", "--gunicorn"], ["maintenance"], ["worker"]):
+                result = runner.invoke(main, [*command, "--handlers", module], env=env)
+                refused(result, "error:", where)
+
+    @pytest.mark.parametrize(
+        "url", ["http://127.0.0.1:abc/twilio/messages", "http://[::1/twilio/messages", "ftp://x/"]
+    )
+    def test_simulate_url_that_is_no_http_url(self, runner: CliRunner, url: str) -> None:
+        refused(runner.invoke(main, ["simulate", "message", "--url", url, "--token", "t"]), "--url")
+
+    def test_simulate_answer_that_is_not_http(self, runner: CliRunner) -> None:
+        with _answering(b"SSH-2.0-OpenSSH_9.6\r\n") as url:
+            result = runner.invoke(main, ["simulate", "message", "--url", url, "--token", "t"])
+        refused(result, "no HTTP answer")
+
+    def test_emulator_control_answer_that_is_not_json(self, runner: CliRunner) -> None:
+        with _answering(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok") as url:
+            result = runner.invoke(
+                main,
+                ["emulator", "advance", "1", "--url", url],
+                env={"TWILIO_ACCOUNT_SID": "AC" + "0" * 32, "TWILIO_AUTH_TOKEN": "t"},
+            )
+        refused(result, "did not answer JSON")
+
+
+@contextmanager
+def _answering(answer: bytes) -> Iterator[str]:
+    """A loopback server that reads one request and sends ``answer`` as it is."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+
+        def serve() -> None:
+            connection, _ = listener.accept()
+            with connection:
+                connection.recv(65536)
+                connection.sendall(answer)
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/twilio/messages"
+        thread.join(timeout=5)

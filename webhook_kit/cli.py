@@ -8,7 +8,10 @@ file) is one ``error:`` line and a non-zero exit, never a traceback.
 from __future__ import annotations
 
 import dataclasses
+import http.client
+import io
 import json
+import math
 import os
 import signal
 import sys
@@ -30,16 +33,18 @@ from .config import DEFAULTS, Settings
 from .encoding import SegmentInfo, analyze, smart_encode
 from .errors import TwiMLError, WebhookKitError
 from .jobs import JobState
-from .ledger import Ledger, record_json
+from .ledger import Direction, Ledger, record_json
 from .optout import OptOuts
 from .sending import Sender
 from .signature import compute_signature
 from .standalone import config_from_environ, create_app, load_kit
+from .status import MessageStatus
 from .stores import Store, open_store
 from .twiml import Message, MessagingResponse, Redirect, lint, parse
 
 DEFAULT_BASE = "http://127.0.0.1:8000/twilio"
 T = TypeVar("T")
+_PORT = click.IntRange(0, 65535)
 
 
 @click.group()
@@ -50,10 +55,10 @@ def main() -> None:
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8000, show_default=True, help="Port to listen on.")
+@click.option("--port", default=8000, show_default=True, type=_PORT, help="Port to listen on.")
 @click.option("--handlers", help="Module defining `kit` (default: WEBHOOK_KIT_HANDLERS).")
 @click.option("--gunicorn", "use_gunicorn", is_flag=True, help="Serve with gunicorn.")
-@click.option("--workers", type=int, help="gunicorn worker processes.")
+@click.option("--workers", type=click.IntRange(min=1), help="gunicorn worker processes.")
 def serve(
     *, host: str, port: int, handlers: str | None, use_gunicorn: bool, workers: int | None
 ) -> None:
@@ -64,6 +69,7 @@ def serve(
     if use_gunicorn:
         try:
             _share_metrics(os.environ)
+            create_app()  # a configuration error is one line here, not a worker failing to boot
         except WebhookKitError as error:
             _fail(str(error))
         args = [sys.executable, "-m", "gunicorn", "webhook_kit.standalone:create_app()"]
@@ -71,8 +77,6 @@ def serve(
         if workers:
             args += ["--workers", str(workers)]
         os.execv(sys.executable, args)
-    from .standalone import create_app
-
     try:
         app = create_app()
     except WebhookKitError as error:
@@ -161,12 +165,16 @@ def opt_outs_export(*, sender: str | None, store: str | None) -> None:
 
 
 @opt_outs.command("import")
-@click.argument("path", type=click.File("r", encoding="utf-8"))
+@click.argument("path", type=click.File("r", encoding="utf-8-sig"))
 @_STORE_OPTION
 def opt_outs_import(*, path: TextIO, store: str | None) -> None:
     """Read opt-out records from CSV (columns sender, address, optionally opted_out)."""
+    try:
+        text = io.StringIO(path.read())
+    except UnicodeDecodeError as error:
+        _fail(f"{path.name} is not UTF-8 text ({error.reason} at byte {error.start})")
     with _opened(store) as (opened, _):
-        count = OptOuts(opened).import_csv(path)
+        count = OptOuts(opened).import_csv(text)
     click.echo(f"imported {count} opt-out record(s)")
 
 
@@ -294,8 +302,17 @@ def ledger_show(sid: str, as_json: bool) -> None:
 @click.option("--ref", help="Your reference given to send(ref=...).")
 @click.option("--to", help="Recipient address.")
 @click.option("--from", "from_", help="Sender address.")
-@click.option("--status", "statuses", multiple=True, help="Status; repeat for several.")
-@click.option("--direction", help="inbound, outbound-api, ...")
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    type=click.Choice([status.value for status in MessageStatus], case_sensitive=False),
+    help="Status; repeat for several.",
+)
+@click.option(
+    "--direction",
+    type=click.Choice([direction.value for direction in Direction], case_sensitive=False),
+)
 @click.option("--since", help="Created at or after: 1h, 30m, 2d, or an ISO time.")
 @click.option("--until", help="Created before: 1h, 30m, 2d, or an ISO time.")
 @click.option("--limit", default=50, show_default=True, help="Records per page.")
@@ -429,7 +446,7 @@ def jobs() -> None:
 @click.option(
     "--state", type=click.Choice([state.value for state in JobState]), help="Only these jobs."
 )
-@click.option("--limit", default=100, show_default=True)
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 10_000))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 def jobs_list(*, state: str | None, limit: int, as_json: bool) -> None:
     """Jobs waiting, running or dead, oldest first, with their last error."""
@@ -510,15 +527,19 @@ def _ledger(query: Callable[[Ledger], T]) -> T:
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_LONGEST = 100 * 365 * 86400.0
 
 
 def _duration(text: str, option: str) -> float:
-    """``90``, ``90s``, ``10m``, ``1h``, ``2d`` -> seconds."""
+    """``90``, ``90s``, ``10m``, ``1h``, ``2d`` -> seconds (at most 100 years)."""
     number, unit = (text[:-1], text[-1]) if text[-1:] in _UNITS else (text, "s")
     try:
-        return float(number) * _UNITS[unit]
+        seconds = float(number) * _UNITS[unit]
     except ValueError:
-        _fail(f"{option} {text!r} is not a duration like 90s, 10m, 1h or 2d")
+        seconds = math.nan
+    if not 0 <= seconds <= _LONGEST:  # also refuses nan and inf
+        _fail(f"{option} {text!r} is not a duration like 90s, 10m, 1h or 2d (up to 100 years)")
+    return seconds
 
 
 def _moment(text: str | None, option: str) -> datetime | None:
@@ -543,7 +564,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
 
 @main.group(invoke_without_command=True)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8010, show_default=True, help="Port to listen on.")
+@click.option("--port", default=8010, show_default=True, type=_PORT, help="Port to listen on.")
 @click.option("--state", default="memory://", show_default=True, help="sqlite:///emulator.db")
 @click.option("--account-sid", envvar="TWILIO_ACCOUNT_SID", help="[env: TWILIO_ACCOUNT_SID]")
 @click.option("--auth-token", envvar="TWILIO_AUTH_TOKEN", help="[env: TWILIO_AUTH_TOKEN]")
@@ -551,11 +572,26 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     "--api-key", "api_keys", multiple=True, metavar="SK...:SECRET", help="An API key; repeatable."
 )
 @click.option("--chaos", is_flag=True, help="Status callbacks out of order, duplicated, late.")
-@click.option("--drop-final", default=0.0, help="With --chaos: share of final callbacks dropped.")
+@click.option(
+    "--drop-final",
+    default=0.0,
+    type=click.FloatRange(0, 1),
+    help="With --chaos: share of final callbacks dropped.",
+)
 @click.option("--seed", default=0, show_default=True, help="Seed of chaos and probability rules.")
 @click.option("--clock", type=click.Choice(["real", "manual"]), default="real", show_default=True)
-@click.option("--speed", default=1.0, show_default=True, help="Real clock: emulated s per s.")
-@click.option("--rate-limit", type=float, help="REST requests per second before 429s.")
+@click.option(
+    "--speed",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(0, 1e6, min_open=True),
+    help="Real clock: emulated s per s.",
+)
+@click.option(
+    "--rate-limit",
+    type=click.FloatRange(0, min_open=True),
+    help="REST requests per second before 429s.",
+)
 @click.option(
     "--number",
     "numbers",
@@ -698,7 +734,7 @@ def _control(
     base: str, path: str, fields: Sequence[tuple[str, str]], account_sid: str, auth_token: str
 ) -> dict[str, Any]:
     """POST to the emulator's control API; any failure is one ``error:`` line."""
-    if urlsplit(base).scheme not in {"http", "https"}:
+    if not _is_http_url(base):
         _fail(f"--url {base!r} is not an http(s) URL, e.g. http://127.0.0.1:8010")
     credentials = b64encode(f"{account_sid}:{auth_token}".encode()).decode()
     request = urllib.request.Request(
@@ -713,6 +749,8 @@ def _control(
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
             answer: dict[str, Any] = json.loads(response.read())
+    except json.JSONDecodeError:
+        _fail(f"the server at {base} did not answer JSON: is it the emulator?")
     except urllib.error.HTTPError as error:
         try:
             message = json.loads(error.read()).get("message", error.reason)
@@ -721,6 +759,8 @@ def _control(
         _fail(f"the emulator answered {error.code}: {message}")
     except (urllib.error.URLError, OSError) as error:
         _fail(f"cannot reach the emulator at {base}: {getattr(error, 'reason', error)}")
+    except (http.client.HTTPException, ValueError) as error:
+        _fail(f"no HTTP answer from {base}: is it the emulator? ({error!r})")
     return answer
 
 
@@ -734,14 +774,17 @@ def _describe(info: SegmentInfo) -> str:
 
 
 def _post(url: str, fields: dict[str, str], token: str | None) -> None:
-    parts = urlsplit(url)
-    if parts.scheme not in {"http", "https"} or not parts.netloc:
+    if not _is_http_url(url):
         _fail(f"--url {url!r} is not an http(s) URL, e.g. {DEFAULT_BASE}/messages")
+    try:
+        data = urlencode(fields).encode()
+    except UnicodeEncodeError:
+        _fail("the message text is not valid UTF-8")
     if not token:
         _fail("no auth token: set TWILIO_AUTH_TOKEN or pass --token (the server's token)")
     request = urllib.request.Request(
         url,
-        data=urlencode(fields).encode(),
+        data=data,
         headers={
             "Content-Type": "application/x-www-form-urlencoded",
             "X-Twilio-Signature": compute_signature(url, fields, token),
@@ -757,12 +800,22 @@ def _post(url: str, fields: dict[str, str], token: str | None) -> None:
         status, reason, body = error.code, error.reason, error.read()
         content_type = error.headers.get("Content-Type", "")
     except (urllib.error.URLError, OSError) as error:
-        reason = getattr(error, "reason", error)
-        _fail(f"cannot reach {url}: {reason}")
+        _fail(f"cannot reach {url}: {getattr(error, 'reason', error)}")
+    except (http.client.HTTPException, ValueError) as error:
+        _fail(f"no HTTP answer from {url}: {error!r}")
     click.echo(f"{status} {reason}")
     _show_body(body, content_type)
     if status >= 400:
         sys.exit(1)
+
+
+def _is_http_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is no number
+    except ValueError:
+        return False
+    return parts.scheme in {"http", "https"} and bool(parts.hostname)
 
 
 def _show_body(body: bytes, content_type: str) -> None:
@@ -776,7 +829,7 @@ def _show_body(body: bytes, content_type: str) -> None:
     except TwiMLError as error:
         click.echo(f"(not valid TwiML: {error})")
         click.echo(body.decode(errors="replace"))
-        return
+        sys.exit(1)
     _show_twiml(response)
 
 

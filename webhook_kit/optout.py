@@ -109,8 +109,8 @@ class OptOuts:
         """Read CSV with ``sender`` and ``address`` columns (``opted_out`` 1/0, default 1).
 
         Each row replaces the record of its sender and address; how many rows were read.
+        A bad row refuses the whole file, so that nothing is half imported.
         """
-        count = 0
         reader = csv.DictReader(rows)
         missing = {"sender", "address"} - set(reader.fieldnames or ())
         if missing:
@@ -118,16 +118,19 @@ class OptOuts:
                 f"opt-out CSV lacks the column(s) {', '.join(sorted(missing))}: the header "
                 "must name sender and address (and optionally opted_out)"
             )
+        records = []  # every row is checked before any is written
         for line, row in enumerate(reader, start=2):
             sender, address = (row["sender"] or "").strip(), (row["address"] or "").strip()
             flag = (row.get("opted_out") or "1").strip().lower()
             if not sender or not address or flag not in ("1", "0", "true", "false"):
                 raise ConfigurationError(
                     f"opt-out CSV line {line}: needs a sender, an address and opted_out 1 or 0"
+                    " (nothing was imported)"
                 )
-            self.record(address, (sender,), flag in ("1", "true"), source)
-            count += 1
-        return count
+            records.append((address, sender, flag in ("1", "true")))
+        for address, sender, opted_out in records:
+            self.record(address, (sender,), opted_out, source)
+        return len(records)
 
     def record(self, address: str, senders: Iterable[str], opted_out: bool, source: str) -> None:
         """Record ``opted_out`` for ``address`` and each sender."""

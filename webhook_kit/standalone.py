@@ -13,6 +13,7 @@ import importlib
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Mapping
 from typing import Any
 
@@ -87,6 +88,11 @@ def load_kit(module_name: str) -> WebhookKit:
             f"WEBHOOK_KIT_HANDLERS={module_name!r} could not be imported ({error}); name a "
             "module on the Python path that defines kit = WebhookKit()"
         ) from error
+    except Exception as error:  # the module itself failed: say where, in one line
+        raise ConfigurationError(
+            f"importing WEBHOOK_KIT_HANDLERS={module_name!r} failed at {_where(error)}: "
+            f"{type(error).__name__}: {error}"
+        ) from error
     kit = getattr(module, "kit", None)
     if not isinstance(kit, WebhookKit):
         raise ConfigurationError(
@@ -94,6 +100,14 @@ def load_kit(module_name: str) -> WebhookKit:
             "and register handlers on it"
         )
     return kit
+
+
+def _where(error: Exception) -> str:
+    """``file:line`` of a syntax error, or of the innermost frame an exception came from."""
+    if isinstance(error, SyntaxError):
+        return f"{error.filename}:{error.lineno}"
+    frames = traceback.extract_tb(error.__traceback__)
+    return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
 
 
 def _healthz(store: Store) -> tuple[str, int, dict[str, str]]:

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from .errors import EmulatorError
 
 Task = Callable[[], None]
+_LONGEST_STEP = 100 * 365 * 86400.0
 logger = logging.getLogger("webhook_kit.emulator")
 
 
@@ -28,8 +29,8 @@ class Clock:
     manual = False
 
     def __init__(self, speed: float = 1.0) -> None:
-        if speed <= 0:
-            raise EmulatorError(f"speed must be positive, not {speed}")
+        if not (speed > 0 and math.isfinite(speed)):
+            raise EmulatorError(f"speed must be a positive number, not {speed}")
         self.speed = speed
         self._origin = time.time()
         self._start = time.monotonic()
@@ -93,8 +94,11 @@ class Scheduler:
         """Move a manual clock forward, running every task that falls due; returns how many."""
         if not isinstance(self.clock, ManualClock):
             raise EmulatorError("advance() needs the manual clock: Emulator(clock='manual')")
-        if not math.isfinite(seconds) or seconds < 0:
-            raise EmulatorError(f"time only moves forward: seconds must be >= 0, not {seconds}")
+        if not 0 <= seconds <= _LONGEST_STEP:  # also refuses nan and inf
+            raise EmulatorError(
+                f"seconds must be from 0 (time only moves forward) to {_LONGEST_STEP:.0f}"
+                f" (100 years: dates must stay printable), not {seconds}"
+            )
         with self._advance_lock:
             target = self.clock.now() + seconds
             ran = 0

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from enum import Enum
 from types import TracebackType
 from typing import Any, Protocol
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl
 
 from ..errors import ConfigurationError, StoreError
 from ..jobs import Job, JobStore
@@ -319,7 +319,7 @@ def open_store(
     and disk stay bounded. ``timeout`` bounds every wait on the store (SQLite's write lock,
     Redis's connect and reply), after which the request is answered ``503``.
     """
-    scheme = urlsplit(url).scheme.lower()
+    scheme = url.partition(":")[0].lower()  # urlsplit would raise on a malformed host
     if scheme == "memory":
         from .memory import MemoryStore
 

@@ -450,14 +450,17 @@ class RedisStore:
         self._retention_ms = int(retention * 1000)
         self._ledger_ms = int(ledger_retention * 1000)
         self._clock = clock
-        self._redis = redis.Redis.from_url(
-            url,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            # Reconnect once at once if a pooled connection was closed (a Redis restart);
-            # never resend after a timeout, which would double the wait.
-            retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
-        )
+        try:
+            self._redis = redis.Redis.from_url(
+                url,
+                socket_timeout=timeout,
+                socket_connect_timeout=timeout,
+                # Reconnect once at once if a pooled connection was closed (a Redis restart);
+                # never resend after a timeout, which would double the wait.
+                retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
+            )
+        except ValueError as error:  # an option redis-py cannot read
+            raise ConfigurationError(f"Redis store {_redacted(url)!r}: {error}") from None
         self._abandoned = Abandoned()
         # OSError too: redis-py lets one through when a socket is closed under it (close()).
         self._guard = StoreErrors((redis.RedisError, OSError), f"Redis store {_redacted(url)!r}")
@@ -959,9 +962,27 @@ def _redacted(url: str) -> str:
 
 
 def _split_prefix(url: str) -> tuple[str, str]:
-    """``?prefix=name`` namespaces the keys (default ``webhook_kit:``); redis-py never sees it."""
-    parts = urlsplit(url)
-    query: list[tuple[str, Any]] = parse_qsl(parts.query, keep_blank_values=True)
-    prefix = next((value for name, value in query if name == "prefix"), "webhook_kit")
-    rest = urlencode([(name, value) for name, value in query if name != "prefix"])
-    return urlunsplit(parts._replace(query=rest)), prefix.rstrip(":") + ":"
+    """``?prefix=name`` namespaces the keys (default ``webhook_kit:``); redis-py never sees it.
+
+    A URL redis-py would misread (a port or database that is no number: it would quietly use
+    database 0) is a ConfigurationError here, before any connection.
+    """
+    base, _, query = url.partition("?")  # not urlunsplit: it turns unix:///path into unix:/path
+    pairs: list[tuple[str, Any]] = parse_qsl(query, keep_blank_values=True)
+    prefix = next((value for name, value in pairs if name == "prefix"), "webhook_kit")
+    rest = urlencode([(name, value) for name, value in pairs if name != "prefix"])
+    example = "e.g. redis://127.0.0.1:6379/0?prefix=myapp"
+    try:
+        parts = urlsplit(base)
+        parts.port  # noqa: B018 - raises ValueError for a port that is no number or too large
+    except ValueError as error:
+        raise ConfigurationError(f"the Redis store URL is not valid ({error}): {example}") from None
+    database = parts.path.strip("/")
+    if parts.scheme != "unix" and database and not database.isdigit():
+        raise ConfigurationError(
+            f"Redis store URL {_redacted(base)!r}: the database after the host must be a "
+            f"number, {example}"
+        )
+    if not prefix.rstrip(":"):
+        raise ConfigurationError(f"?prefix= in the Redis store URL is empty: {example}")
+    return (f"{base}?{rest}" if rest else base), prefix.rstrip(":") + ":"
