@@ -165,6 +165,19 @@ def test_handset_help_reaches_the_app_and_the_reply_comes_back(app: Gunicorn) ->
         emulator.stop()
 
 
+def test_a_webhook_that_fails_makes_emulator_send_fail() -> None:
+    dead = f"http://127.0.0.1:{free_port()}/twilio/messages"  # nothing listens there
+    emulator = EmulatorProcess("--number", f"{NUMBER}={dead}")
+    try:
+        args = ["--url", emulator.url, "--from", HANDSET, "--to", NUMBER, "--body", "HELP"]
+        result = CliRunner().invoke(main, ["emulator", "send", *args, *CREDENTIALS])
+    finally:
+        emulator.stop()
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"inbound webhook {dead} got no answer" in result.output
+    assert "error: the app did not answer the message" in result.output
+
+
 def test_made_up_account_is_printed_at_start_up() -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TWILIO_")}

@@ -681,6 +681,12 @@ def emulator_send(
         click.echo(f"reply {reply['sid']} to {reply['to']}: {reply['body']}")
     if not answer["replies"]:
         click.echo("(no reply)")
+    failed = [d for d in answer.get("deliveries", ()) if not 200 <= (d["status"] or 0) < 300]
+    for delivery in failed:
+        how = f"answered {delivery['status']}" if delivery["status"] else "got no answer"
+        click.echo(f"{delivery['kind']} webhook {delivery['url']} {how}", err=True)
+    if failed and not answer["replies"]:
+        _fail("the app did not answer the message; see its log")
 
 
 @emulator.command("number")

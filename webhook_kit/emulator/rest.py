@@ -18,6 +18,7 @@ from flask import Blueprint, Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from .core import Emulator, RequestRecord
+from .delivery import Delivery
 from .errors import ApiError, EmulatorError
 from .model import (
     ACCOUNT_SID_RE,
@@ -334,6 +335,7 @@ def _control_api(emulator: Emulator) -> Blueprint:
             {
                 "inbound": message_json(exchange.inbound),
                 "replies": [message_json(r) for r in exchange.replies],
+                "deliveries": [_delivery_json(d) for d in exchange.deliveries],
             }
         )
 
@@ -355,22 +357,7 @@ def _control_api(emulator: Emulator) -> Blueprint:
 
     @control.get("/deliveries")
     def deliveries() -> Response:
-        return jsonify(
-            {
-                "deliveries": [
-                    {
-                        "kind": d.kind,
-                        "url": d.url,
-                        "params": d.form,
-                        "attempts": d.attempts,
-                        "status": d.response.status if d.response else None,
-                        "failure": d.failure,
-                        "at": d.at,
-                    }
-                    for d in emulator.deliveries
-                ]
-            }
-        )
+        return jsonify({"deliveries": [_delivery_json(d) for d in emulator.deliveries]})
 
     @control.post("/reset")
     def reset() -> tuple[str, int]:
@@ -378,3 +365,16 @@ def _control_api(emulator: Emulator) -> Blueprint:
         return "", 204
 
     return control
+
+
+def _delivery_json(delivery: Delivery) -> dict[str, Any]:
+    """A webhook as posted and how it ended (``status`` None: no answer, see ``failure``)."""
+    return {
+        "kind": delivery.kind,
+        "url": delivery.url,
+        "params": delivery.form,
+        "attempts": delivery.attempts,
+        "status": delivery.response.status if delivery.response else None,
+        "failure": delivery.failure,
+        "at": delivery.at,
+    }
