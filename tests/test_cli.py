@@ -264,6 +264,21 @@ class TestBadInput:
     ) -> None:
         refused(runner.invoke(main, args, env=env), "Invalid value")
 
+    @pytest.mark.parametrize(
+        ("args", "expected"),
+        [
+            (["conversations", "purge", "--address", " "], "--address is empty"),
+            (["segments", "caf\udce9"], "TEXT is not valid UTF-8"),
+            (["simulate", "message", "--body", "\udcff", "--token", "t"], "Body is not valid"),
+            (["jobs", "retry", ""], "name the jobs to retry"),
+            (["worker", "--threads", "0"], "Invalid value"),
+        ],
+    )
+    def test_empty_or_undecodable_text(
+        self, runner: CliRunner, env: dict[str, str], args: list[str], expected: str
+    ) -> None:
+        refused(runner.invoke(main, args, env=env), expected)
+
     def test_emulator_speed_that_is_no_number(self, runner: CliRunner) -> None:
         refused(runner.invoke(main, ["emulator", "--speed", "nan"]), "error: speed")
 
@@ -319,6 +334,7 @@ class TestBadInput:
             for command in (["serve", "--gunicorn"], ["maintenance"], ["worker"]):
                 result = runner.invoke(main, [*command, "--handlers", module], env=env)
                 refused(result, "error:", where)
+                assert "maintained" not in result.output  # the store was not touched first
 
     @pytest.mark.parametrize(
         "url", ["http://127.0.0.1:abc/twilio/messages", "http://[::1/twilio/messages", "ftp://x/"]

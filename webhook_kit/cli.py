@@ -110,17 +110,23 @@ def maintenance(*, store: str | None, handlers: str | None) -> None:
     WEBHOOK_KIT_RETENTION and WEBHOOK_KIT_LEDGER_RETENTION, as for the server. With
     --handlers, also run the kit's on_timeout hooks of conversations whose timeout is due.
     """
+    kit = None
+    if handlers:  # a module that cannot load fails before the store is touched
+        sys.path.insert(0, os.getcwd())  # the handlers module usually lives in the project
+        try:
+            kit = load_kit(handlers)
+        except WebhookKitError as error:
+            _fail(str(error))
     with _opened(store) as (opened, url):
         opened.maintain(full=True)
     click.echo(f"maintained {url}")
-    if not handlers:
+    if kit is None:
         return
-    sys.path.insert(0, os.getcwd())  # the handlers module usually lives in the project
-    environ = {**os.environ, "WEBHOOK_KIT_HANDLERS": handlers}
+    environ = {**os.environ, "WEBHOOK_KIT_HANDLERS": str(handlers)}
     if store:
         environ["WEBHOOK_KIT_STORE"] = store
     try:
-        ran = load_kit(handlers).run_timeouts(create_app(environ))
+        ran = kit.run_timeouts(create_app(environ))
     except WebhookKitError as error:
         _fail(str(error))
     click.echo(f"ran {ran} conversation timeout(s)")
@@ -145,6 +151,8 @@ def conversations_purge(*, address: str, store: str | None) -> None:
     Deletes their conversations (state and history) and every ledger record of a message
     to or from them. Their opt-out records stay, so that they are not texted again.
     """
+    if not address.strip():
+        _fail("--address is empty: name the person's number, e.g. +14155550100")
     with _opened(store) as (opened, _):
         removed = opened.purge_address(address)
     click.echo(f"removed {removed} conversation(s) and ledger record(s) of {address}")
@@ -258,6 +266,7 @@ def twiml_check(path: str) -> None:
 @click.option("--toll-free", is_flag=True, help="US/Canada toll-free segment sizes (152/66).")
 def segments(text: str, toll_free: bool) -> None:
     """Show the encoding and SMS segments TEXT would cost."""
+    _utf8(text, "TEXT")
     info = analyze(text, toll_free=toll_free)
     click.echo(_describe(info))
     if info.unicode_chars:
@@ -410,7 +419,11 @@ def reconcile(older_than: str, as_json: bool) -> None:
 
 @main.command()
 @click.option("--handlers", help="Module defining `kit` (default: WEBHOOK_KIT_HANDLERS).")
-@click.option("--threads", type=int, help="Jobs run at once (default: WEBHOOK_KIT_JOB_THREADS).")
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    help="Jobs run at once (default: WEBHOOK_KIT_JOB_THREADS).",
+)
 def worker(*, handlers: str | None, threads: int | None) -> None:
     """Run background=True handlers from the store until stopped (SIGTERM or Ctrl-C).
 
@@ -471,7 +484,7 @@ def jobs_list(*, state: str | None, limit: int, as_json: bool) -> None:
 @click.option("--all", "every", is_flag=True, help="Every dead job.")
 def jobs_retry(*, keys: tuple[str, ...], every: bool) -> None:
     """Run dead jobs again (attempts start over); the runners pick them up."""
-    if not keys and not every:
+    if not any(key.strip() for key in keys) and not every:
         _fail("name the jobs to retry (see webhook-kit jobs list --state dead), or pass --all")
 
     def retry(store: Store) -> list[str]:
@@ -762,7 +775,8 @@ def _control(
             message = json.loads(error.read()).get("message", error.reason)
         except ValueError:
             message = error.reason
-        _fail(f"the emulator answered {error.code}: {message}")
+        hint = " (check --account-sid and --auth-token)" if error.code == 401 else ""
+        _fail(f"the emulator answered {error.code}: {message}{hint}")
     except (urllib.error.URLError, OSError) as error:
         _fail(f"cannot reach the emulator at {base}: {getattr(error, 'reason', error)}")
     except (http.client.HTTPException, ValueError) as error:
@@ -782,10 +796,9 @@ def _describe(info: SegmentInfo) -> str:
 def _post(url: str, fields: dict[str, str], token: str | None) -> None:
     if not _is_http_url(url):
         _fail(f"--url {url!r} is not an http(s) URL, e.g. {DEFAULT_BASE}/messages")
-    try:
-        data = urlencode(fields).encode()
-    except UnicodeEncodeError:
-        _fail("the message text is not valid UTF-8")
+    for name, value in fields.items():
+        _utf8(value, name)
+    data = urlencode(fields).encode()
     if not token:
         _fail("no auth token: set TWILIO_AUTH_TOKEN or pass --token (the server's token)")
     request = urllib.request.Request(
@@ -850,6 +863,14 @@ def _show_twiml(response: MessagingResponse) -> None:
                 click.echo(f"  media: {media_url}")
         elif isinstance(verb, Redirect):
             click.echo(f"Redirect ({verb.method or 'POST'}): {verb.url}")
+
+
+def _utf8(text: str, what: str) -> None:
+    """Refuse text the shell passed as bytes that are not UTF-8 (surrogate escapes)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        _fail(f"{what} is not valid UTF-8 text")
 
 
 def _fail(message: str) -> NoReturn:

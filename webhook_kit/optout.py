@@ -98,9 +98,9 @@ class OptOuts:
 
     def export_csv(self, out: IO[str], sender: str | None = None) -> int:
         """Write every record (opted in again too) as CSV with a header; how many rows."""
+        records = self.list(sender, opted_out_only=False)  # a store error writes nothing
         writer = csv.writer(out)
         writer.writerow(_CSV_FIELDS)
-        records = self.list(sender, opted_out_only=False)
         for r in records:
             writer.writerow((r.sender, r.address, int(r.opted_out), repr(r.updated_at), r.source))
         return len(records)
