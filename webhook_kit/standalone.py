@@ -36,7 +36,16 @@ def create_app(
     ``config`` overrides the environment (the pytest plugin uses it).
     """
     handlers = environ.get("WEBHOOK_KIT_HANDLERS") or DEFAULT_HANDLERS
-    kit = load_kit(handlers)
+    try:
+        kit = load_kit(handlers)
+    except ConfigurationError as error:
+        if environ.get("WEBHOOK_KIT_HANDLERS"):
+            raise
+        raise ConfigurationError(  # the default bot lives in the repository, not the package
+            f"WEBHOOK_KIT_HANDLERS is not set and the default echo bot ({DEFAULT_HANDLERS}, "
+            "in the repository's examples/) is not on the Python path: set "
+            "WEBHOOK_KIT_HANDLERS (or --handlers) to the module that defines your kit"
+        ) from error
     app = Flask("webhook_kit")
     app.config.update(config_from_environ(environ))
     app.config.update(config or {})
