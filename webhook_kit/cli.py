@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn, TextIO, TypeVar
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 import click
 
@@ -694,7 +694,7 @@ def emulator_send(
         click.echo(f"reply {reply['sid']} to {reply['to']}: {reply['body']}")
     if not answer["replies"]:
         click.echo("(no reply)")
-    failed = [d for d in answer.get("deliveries", ()) if not 200 <= (d["status"] or 0) < 300]
+    failed = [d for d in answer["deliveries"] if not 200 <= (d["status"] or 0) < 300]
     for delivery in failed:
         how = f"answered {delivery['status']}" if delivery["status"] else "got no answer"
         click.echo(f"{delivery['kind']} webhook {delivery['url']} {how}", err=True)
@@ -753,8 +753,7 @@ def _control(
     base: str, path: str, fields: Sequence[tuple[str, str]], account_sid: str, auth_token: str
 ) -> dict[str, Any]:
     """POST to the emulator's control API; any failure is one ``error:`` line."""
-    if not _is_http_url(base):
-        _fail(f"--url {base!r} is not an http(s) URL, e.g. http://127.0.0.1:8010")
+    _check_url(base, "http://127.0.0.1:8010")
     credentials = b64encode(f"{account_sid}:{auth_token}".encode()).decode()
     request = urllib.request.Request(
         base.rstrip("/") + path,
@@ -794,8 +793,7 @@ def _describe(info: SegmentInfo) -> str:
 
 
 def _post(url: str, fields: dict[str, str], token: str | None) -> None:
-    if not _is_http_url(url):
-        _fail(f"--url {url!r} is not an http(s) URL, e.g. {DEFAULT_BASE}/messages")
+    _check_url(url, f"{DEFAULT_BASE}/messages")
     for name, value in fields.items():
         _utf8(value, name)
     data = urlencode(fields).encode()
@@ -828,13 +826,12 @@ def _post(url: str, fields: dict[str, str], token: str | None) -> None:
         sys.exit(1)
 
 
-def _is_http_url(url: str) -> bool:
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError for a port that is no number
-    except ValueError:
-        return False
-    return parts.scheme in {"http", "https"} and bool(parts.hostname)
+def _check_url(url: str, example: str) -> None:
+    """``--url`` must be a URL Twilio would call (the emulator's own rule, imported lazily)."""
+    from .emulator.resource import is_url
+
+    if not is_url(url):
+        _fail(f"--url {url!r} is not an http(s) URL, e.g. {example}")
 
 
 def _show_body(body: bytes, content_type: str) -> None:
