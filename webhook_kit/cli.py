@@ -634,11 +634,12 @@ def emulator(
     if context.invoked_subcommand is not None:
         return
     from .emulator import Chaos, Emulator
+    from .emulator.server import EmulatorServer, listen
 
-    try:
-        running = Emulator(
-            account_sid=account_sid,
-            auth_token=auth_token,
+    def build(account: str | None, token: str | None) -> Emulator:
+        built = Emulator(
+            account_sid=account,
+            auth_token=token,
             api_keys=dict(key.partition(":")[::2] for key in api_keys),
             state=state,
             clock="manual" if clock == "manual" else "real",
@@ -651,21 +652,26 @@ def emulator(
         )
         for entry in numbers:
             number, _, url = entry.partition("=")
-            running.add_number(number, sms_url=url or None)
-        running.start()
+            built.add_number(number, sms_url=url or None)
+        return built
+
+    try:  # every bad option fails here, in one line, before gunicorn starts
+        checked = build(account_sid, auth_token)
+        checked.state.close()
+        sock = listen(host, port)
     except (WebhookKitError, OSError) as error:
         _fail(str(error))
-    click.echo(f"Twilio emulator on {running.url} ({clock} clock, state {state})")
-    click.echo(f"TWILIO_ACCOUNT_SID={running.account_sid}")
-    click.echo(f"TWILIO_AUTH_TOKEN={running.auth_token}", nl=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        stop.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        running.stop()
+    account, token, bound = checked.account_sid, checked.auth_token, sock.getsockname()[1]
+
+    def worker_emulator() -> Emulator:
+        running = build(account, token)
+        running.port = bound
+        return running
+
+    click.echo(f"Twilio emulator on http://{host}:{bound} ({clock} clock, state {state})")
+    click.echo(f"TWILIO_ACCOUNT_SID={account}")
+    click.echo(f"TWILIO_AUTH_TOKEN={token}", nl=True)
+    EmulatorServer(worker_emulator, sock).run()
 
 
 @emulator.command("send")

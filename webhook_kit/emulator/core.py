@@ -24,7 +24,15 @@ from ..encoding import segment_count, smart_encode
 from ..errors import TwiMLError
 from ..twiml import Message, MessagingResponse, parse
 from .clock import Clock, ManualClock, Scheduler
-from .delivery import LOG_LIMIT, Delivery, DeliveryLog, Transport, post, wsgi_transport
+from .delivery import (
+    LOG_LIMIT,
+    Connections,
+    Delivery,
+    DeliveryLog,
+    Transport,
+    post,
+    wsgi_transport,
+)
 from .errors import ApiError, EmulatorError
 from .lifecycle import Chaos, Rule, Timing, callback_params, next_status, price_of
 from .model import (
@@ -150,6 +158,7 @@ class Emulator:
         self._lock = threading.RLock()
         self._requests: deque[RequestRecord] = deque(maxlen=LOG_LIMIT)
         self._pool: ThreadPoolExecutor | None = None
+        self._connections: Connections | None = None
         self._server: Any = None
         self._thread: threading.Thread | None = None
         self._mounts: dict[str, Transport] = {}
@@ -164,11 +173,15 @@ class Emulator:
         """The base URL clients talk to, e.g. ``http://127.0.0.1:8010``."""
         return f"http://{self.host}:{self.port}"
 
-    def start(self) -> Emulator:
-        """Serve HTTP in a background thread and start the clock."""
+    def start(self, *, serve: bool = True) -> Emulator:
+        """Serve HTTP in a background thread and start the clock.
+
+        ``serve=False`` starts only the clock and the webhook pool, for a server that serves
+        :func:`~webhook_kit.emulator.rest.create_app` itself (``server.py``: gunicorn).
+        """
         from .rest import create_app
 
-        if self._server is None:
+        if serve and self._server is None:
             self._server = make_server(
                 self.host, self.port, create_app(self), threaded=True, request_handler=_QuietHandler
             )
@@ -182,6 +195,7 @@ class Emulator:
             self._thread.start()
         if not self.clock.manual and self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="emulator-hook")
+            self._connections = Connections()
         self.scheduler.start()
         return self
 
@@ -198,6 +212,9 @@ class Emulator:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+        if self._connections is not None:
+            self._connections.close()
+            self._connections = None
 
     def __enter__(self) -> Emulator:
         return self.start()
@@ -306,8 +323,7 @@ class Emulator:
     @property
     def requests(self) -> list[RequestRecord]:
         """The REST requests answered (the latest 100,000), oldest first."""
-        with self._lock:
-            return list(self._requests)
+        return list(self._requests)
 
     @property
     def deliveries(self) -> list[Delivery]:
@@ -319,8 +335,7 @@ class Emulator:
         return self.scheduler.pending() == 0
 
     def log_request(self, record: RequestRecord) -> None:
-        with self._lock:
-            self._requests.append(record)
+        self._requests.append(record)  # deque.append is atomic: no lock to contend for
 
     # -- outbound -------------------------------------------------------------------------
 
@@ -340,8 +355,7 @@ class Emulator:
             first = "accepted"
         else:
             first = "queued"
-        with self._lock:
-            outcome, error = self._outcome(request.to, body)
+        outcome, error = self._outcome(request.to, body)
         record = MessageRecord(
             sid=sid,
             account_sid=self.account_sid,
@@ -376,9 +390,12 @@ class Emulator:
         return pool[0].number if pool else ""
 
     def _outcome(self, to: str, body: str) -> tuple[str, int | None]:
-        for rule in self.rules:
-            if rule.matches(to, body, self._rng):
-                return rule.status, rule.error_code
+        if not self.rules:  # no lock to take for the common case
+            return "delivered", None
+        with self._lock:
+            for rule in self.rules:
+                if rule.matches(to, body, self._rng):
+                    return rule.status, rule.error_code
         return "delivered", None
 
     def _plan(self, record: MessageRecord) -> None:
@@ -497,7 +514,7 @@ class Emulator:
 
     def _deliver(self, url: str, params: list[tuple[str, str]], kind: str) -> None:
         """Post a webhook: inline on a manual clock, on the delivery pool on a real one."""
-        pool = self._pool
+        pool, connections = self._pool, self._connections
 
         def send() -> None:
             now = self.clock.now()
@@ -509,6 +526,7 @@ class Emulator:
                 now=now,
                 log=self.deliveries_log,
                 transport=self._transport(url),
+                connections=connections,
             )
 
         if pool is None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import http.client
 import logging
-import os
 import threading
 import time
 from collections import deque
@@ -22,7 +21,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from werkzeug.test import Client
 
 from ..signature import compute_signature
-from .model import whole_number
+from .model import random_hex, whole_number
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -157,17 +156,19 @@ def post(
     now: float,
     log: DeliveryLog,
     transport: Transport | None = None,
+    connections: Connections | None = None,
 ) -> Delivery:
     """POST a signed form to ``url`` with Twilio's headers, retrying as its fragment says.
 
-    ``transport`` delivers in-process instead of over HTTP (an app mounted on the emulator).
+    ``transport`` delivers in-process instead of over HTTP (an app mounted on the emulator);
+    ``connections`` keeps connections alive between webhooks.
     """
     target, overrides = split_overrides(url)
     body = urlencode(params).encode()
     headers = {
         "Content-Type": "application/x-www-form-urlencoded",
         "X-Twilio-Signature": compute_signature(target, params, auth_token),
-        "I-Twilio-Idempotency-Token": os.urandom(16).hex(),
+        "I-Twilio-Idempotency-Token": random_hex(),
         "User-Agent": USER_AGENT,
         "X-Home-Region": "us1",
     }
@@ -178,7 +179,7 @@ def post(
     while True:
         attempts += 1
         if transport is None:
-            response, failure = _attempt(target, body, headers, overrides)
+            response, failure = _attempt(target, body, headers, overrides, connections)
         else:
             response, failure = transport(target, body, headers), None
         outcome: str | int | None = failure or (response.status if response else None)
@@ -202,10 +203,63 @@ def post(
     return delivery
 
 
+class Connections:
+    """Idle keep-alive connections to webhook hosts, shared by the delivery threads.
+
+    A real-clock emulator posts thousands of callbacks to the same app; reusing a connection
+    spares both sides a TCP handshake per webhook. :meth:`close` (on ``Emulator.stop``) closes
+    every idle one; a connection the server closed meanwhile is replaced transparently.
+    """
+
+    def __init__(self, per_host: int = 16) -> None:
+        self.per_host = per_host
+        self._idle: dict[tuple[str, str], list[http.client.HTTPConnection]] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def take(self, key: tuple[str, str]) -> http.client.HTTPConnection | None:
+        with self._lock:
+            idle = self._idle.get(key)
+            return idle.pop() if idle else None
+
+    def give(self, key: tuple[str, str], connection: http.client.HTTPConnection) -> None:
+        with self._lock:
+            idle = self._idle.setdefault(key, [])
+            if not self._closed and len(idle) < self.per_host:
+                idle.append(connection)
+                return
+        connection.close()
+
+    def close(self) -> None:
+        with self._lock:
+            idle = [c for connections in self._idle.values() for c in connections]
+            self._idle.clear()
+            self._closed = True
+        for connection in idle:
+            connection.close()
+
+
 def _attempt(
-    url: str, body: bytes, headers: dict[str, str], overrides: Overrides
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    overrides: Overrides,
+    connections: Connections | None,
 ) -> tuple[Response | None, str | None]:
     parts = urlsplit(url)
+    key = (parts.scheme, parts.netloc)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    reused = connections.take(key) if connections is not None else None
+    if reused is not None:
+        if reused.sock is not None:
+            reused.sock.settimeout(overrides.read_timeout)
+        try:
+            return _exchange(reused, path, body, headers, key=key, connections=connections)
+        except (ConnectionError, http.client.BadStatusLine):  # closed while idle: a new one
+            reused.close()
+        except (OSError, http.client.HTTPException):
+            reused.close()
+            return None, "rt"
     connection_class = (
         http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     )
@@ -215,21 +269,36 @@ def _attempt(
         )
     except (http.client.InvalidURL, ValueError):
         return None, "ct"
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     try:
-        try:
-            connection.connect()
-        except OSError:
-            return None, "ct"
-        if connection.sock is not None:
-            connection.sock.settimeout(overrides.read_timeout)
-        try:
-            connection.request("POST", path, body=body, headers=headers)
-            reply = connection.getresponse()
-            content = reply.read(64 * 1024 + 1)
-        except (OSError, http.client.HTTPException):  # timed out, reset or garbled: no answer
-            return None, "rt"
-        content_type = reply.getheader("Content-Type") or ""
-        return Response(reply.status, content_type, content), None
-    finally:
+        connection.connect()
+    except OSError:
         connection.close()
+        return None, "ct"
+    if connection.sock is not None:
+        connection.sock.settimeout(overrides.read_timeout)
+    try:
+        return _exchange(connection, path, body, headers, key=key, connections=connections)
+    except (OSError, http.client.HTTPException):  # timed out, reset or garbled: no answer
+        connection.close()
+        return None, "rt"
+
+
+def _exchange(
+    connection: http.client.HTTPConnection,
+    path: str,
+    body: bytes,
+    headers: dict[str, str],
+    *,
+    key: tuple[str, str],
+    connections: Connections | None,
+) -> tuple[Response | None, str | None]:
+    """One request and its answer; the connection goes back to the pool if it can be reused."""
+    connection.request("POST", path, body=body, headers=headers)
+    reply = connection.getresponse()
+    content = reply.read(64 * 1024 + 1)
+    content_type = reply.getheader("Content-Type") or ""
+    if connections is not None and reply.isclosed() and not reply.will_close:
+        connections.give(key, connection)
+    else:
+        connection.close()
+    return Response(reply.status, content_type, content), None

@@ -9,10 +9,12 @@ types (``num_segments``/``num_media`` as strings, RFC 2822 dates, integer ``erro
 from __future__ import annotations
 
 import os
+import random
 import re
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from email.utils import format_datetime
+from functools import lru_cache
 from typing import Any, Final
 
 from ..status import ERROR_CATALOGUE, MessageStatus
@@ -44,16 +46,31 @@ def whole_number(raw: str | None, digits: int = 9) -> int | None:
     return int(raw)
 
 
+#: SIDs need to be unique, not secret: a generator seeded from the OS (again in a forked
+#: child) never releases the GIL, as ``os.urandom`` does on every call.
+_sids = random.Random(os.urandom(32))
+os.register_at_fork(after_in_child=lambda: _sids.seed(os.urandom(32)))
+
+
+def random_hex() -> str:
+    """32 random hex digits (SIDs, idempotency tokens)."""
+    return f"{_sids.getrandbits(128):032x}"
+
+
 def new_sid(prefix: str) -> str:
     """A random SID of Twilio's shape: two letters and 32 hex digits."""
-    return prefix + os.urandom(16).hex()
+    return prefix + random_hex()
 
 
 def rfc2822(seconds: float | None) -> str | None:
     """Twilio's date format, e.g. ``Thu, 24 Aug 2023 05:01:45 +0000``."""
-    if seconds is None:
-        return None
-    return format_datetime(datetime.fromtimestamp(int(seconds), UTC))
+    return None if seconds is None else _rfc2822_second(int(seconds))
+
+
+@lru_cache(maxsize=256)
+def _rfc2822_second(seconds: int) -> str:
+    """Formatting is slow, and a burst of messages shares its seconds."""
+    return format_datetime(datetime.fromtimestamp(seconds, UTC))
 
 
 def error_title(code: int) -> str:
@@ -117,6 +134,10 @@ class MessageRecord:
     def is_final(self) -> bool:
         """True once the life cycle has nothing left to do but a read receipt."""
         return MessageStatus(self.status).is_final
+
+    def copy(self) -> MessageRecord:
+        """An independent copy (records are mutated in place, then saved)."""
+        return MessageRecord(**self.to_dict())
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for the SQLite state (flat, so no deep copy as ``asdict`` makes)."""

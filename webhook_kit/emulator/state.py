@@ -3,6 +3,9 @@
 One implementation serves both: ``memory://`` is an in-memory SQLite database, and
 ``sqlite:///emulator.db`` a file that survives restarts. Lists are queries (filters, newest
 first, keyset paging by ``PageToken``), so they cost the same on both.
+
+Messages still in their life cycle are also held in memory, newest version first: a step
+reads no row, and a step that changes no column a list filters on (``sent``) writes none.
 """
 
 from __future__ import annotations
@@ -78,6 +81,9 @@ class State:
             raise ConfigurationError(f"cannot open emulator state {url!r}: {error}") from error
         row = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM messages").fetchone()
         self._seq = int(row[0])
+        #: Unfinished messages by SID, and what their row was written with.
+        self._live: dict[str, tuple[MessageRecord, tuple[object, ...]]] = {}
+        self._opt_outs = set(self._db.execute("SELECT number, handset FROM opt_outs"))
 
     @contextmanager
     def _locked(self) -> Iterator[sqlite3.Connection]:
@@ -88,7 +94,16 @@ class State:
 
     def save(self, record: MessageRecord) -> None:
         """Insert a message, or update it in place (keeping its place in the order)."""
+        final = record.is_final
+        columns = (record.to, record.from_, record.date_sent, final)
         with self._locked() as db:
+            live = self._live.get(record.sid)
+            if final:
+                self._live.pop(record.sid, None)
+            else:
+                self._live[record.sid] = (record.copy(), columns)
+                if live is not None and live[1] == columns:
+                    return  # the row's columns are unchanged: memory has the rest
             self._seq += 1
             db.execute(
                 "INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sid) DO "
@@ -102,18 +117,31 @@ class State:
                     record.from_,
                     record.date_created,
                     record.date_sent,
-                    int(record.is_final),
+                    int(final),
                     json.dumps(record.to_dict()),
                 ),
             )
 
     def get(self, sid: str) -> MessageRecord | None:
         with self._locked() as db:
+            live = self._live.get(sid)
+            if live is not None:
+                return live[0].copy()
             row = db.execute("SELECT data FROM messages WHERE sid = ?", (sid,)).fetchone()
         return MessageRecord.from_dict(json.loads(row[0])) if row else None
 
+    def _records(self, rows: list[tuple[str]]) -> list[MessageRecord]:
+        """Rows as records, each in its newest version (held in memory while unfinished)."""
+        records = []
+        for (data,) in rows:
+            record = MessageRecord.from_dict(json.loads(data))
+            live = self._live.get(record.sid)
+            records.append(live[0].copy() if live is not None else record)
+        return records
+
     def delete(self, sid: str) -> None:
         with self._locked() as db:
+            self._live.pop(sid, None)
             db.execute("DELETE FROM messages WHERE sid = ?", (sid,))
             db.execute("DELETE FROM media WHERE message_sid = ?", (sid,))
 
@@ -162,7 +190,7 @@ class State:
                 f"ORDER BY date_created {order}, seq {order} LIMIT ?",
                 (*args, size + 1),
             ).fetchall()
-        records = [MessageRecord.from_dict(json.loads(row[0])) for row in rows[:size]]
+            records = self._records(rows[:size])
         if order == "ASC":
             records.reverse()
         return records, len(rows) > size
@@ -174,7 +202,7 @@ class State:
             query += " WHERE final = 0"
         with self._locked() as db:
             rows = db.execute(query + " ORDER BY seq").fetchall()
-        return [MessageRecord.from_dict(json.loads(row[0])) for row in rows]
+            return self._records(rows)
 
     def conversation(self, address: str) -> list[MessageRecord]:
         """Messages to or from ``address``, oldest first."""
@@ -183,7 +211,7 @@ class State:
                 "SELECT data FROM messages WHERE to_ = ? OR from_ = ? ORDER BY seq",
                 (address, address),
             ).fetchall()
-        return [MessageRecord.from_dict(json.loads(row[0])) for row in rows]
+            return self._records(rows)
 
     # -- media ----------------------------------------------------------------------------
 
@@ -231,23 +259,30 @@ class State:
         """Record that ``handset`` texted STOP (or START) to ``number``."""
         with self._locked() as db:
             if opted_out:
+                self._opt_outs.add((number, handset))
                 db.execute("INSERT OR IGNORE INTO opt_outs VALUES (?, ?)", (number, handset))
             else:
+                self._opt_outs.discard((number, handset))
                 db.execute(
                     "DELETE FROM opt_outs WHERE number = ? AND handset = ?", (number, handset)
                 )
 
     def opted_out(self, number: str, handset: str) -> bool:
-        with self._locked() as db:
-            row = db.execute(
-                "SELECT 1 FROM opt_outs WHERE number = ? AND handset = ?", (number, handset)
-            ).fetchone()
-        return row is not None
+        """Read from memory (the table is loaded at start): every send asks."""
+        with self._locked():
+            return (number, handset) in self._opt_outs
 
     def reset(self) -> None:
         """Forget every message, media item, number and opt-out."""
         with self._locked() as db:
+            self._live.clear()
+            self._opt_outs.clear()
             db.executescript(
                 "DELETE FROM messages; DELETE FROM media; DELETE FROM numbers; "
                 "DELETE FROM opt_outs;"
             )
+
+    def close(self) -> None:
+        """Close the database (a file state can then be opened by another process)."""
+        with self._locked() as db:
+            db.close()
