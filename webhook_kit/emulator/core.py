@@ -1,8 +1,9 @@
-"""The :class:`Emulator`: one Twilio account's messages, their life cycle, and its handsets.
+"""The :class:`Account`: one Twilio account's messages, their life cycle, and its handsets.
 
-The REST layer (``rest.py``) and the Python API both go through this object. It owns the
-state, the clock and its scheduler, the failure rules and chaos settings, and two logs: the
-REST requests it answered and the webhooks it delivered.
+This is the model, in moto's sense: the HTTP surface (``http/``) and the Python API both go
+through it, and it knows nothing of HTTP. It owns the state, the clock and its scheduler,
+the failure rules and chaos settings, and two logs: the REST requests answered and the
+webhooks delivered. :class:`~webhook_kit.emulator.server.Emulator` serves it over HTTP.
 """
 
 from __future__ import annotations
@@ -15,10 +16,8 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urljoin
-
-from werkzeug.serving import WSGIRequestHandler, make_server
 
 from ..encoding import segment_count, smart_encode
 from ..errors import TwiMLError
@@ -40,7 +39,6 @@ from .state import Number, State
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
-    from twilio.rest import Client
 
 #: Redirects followed for one inbound message before giving up (Twilio error 11215).
 MAX_REDIRECTS = 10
@@ -50,13 +48,6 @@ OPT_OUT_WORDS = frozenset(
 )
 OPT_IN_WORDS = frozenset({"START", "YES", "UNSTOP"})
 _COUNTRIES = {"+1": "US", "+44": "GB", "+49": "DE", "+33": "FR", "+61": "AU"}
-
-
-class _QuietHandler(WSGIRequestHandler):
-    """No access log on stderr: the request log (``Emulator.requests``) records each call."""
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        return
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +74,7 @@ class Exchange:
 class Handset:
     """A phone (or WhatsApp user) that texts the account's numbers and reads its replies."""
 
-    def __init__(self, emulator: Emulator, address: str) -> None:
+    def __init__(self, emulator: Account, address: str) -> None:
         if not is_address(address):
             raise EmulatorError(f"{address!r} is not an E.164 number or channel address")
         self.emulator = emulator
@@ -102,12 +93,12 @@ class Handset:
         return [m for m in self.conversation() if m.to == self.address]
 
 
-class Emulator:
-    """An offline Twilio Messaging account: REST API, life cycle, signed webhooks.
+class Account:
+    """An offline Twilio Messaging account: life cycle, signed webhooks, handsets; no HTTP.
 
     ``clock="manual"`` freezes time until :meth:`advance`; otherwise time is real, sped up by
-    ``speed``. Without ``account_sid``/``auth_token`` one is made up. Use it as a context
-    manager (or :meth:`start`/:meth:`stop`) to serve HTTP on ``host:port`` (0: a free port).
+    ``speed``. Without ``account_sid``/``auth_token`` one is made up. :meth:`start` runs the
+    clock and the webhook pool; :class:`~webhook_kit.emulator.server.Emulator` adds HTTP.
     """
 
     def __init__(
@@ -123,8 +114,6 @@ class Emulator:
         chaos: Chaos | None = None,
         seed: int = 0,
         rate_limit: float | None = None,
-        host: str = "127.0.0.1",
-        port: int = 0,
     ) -> None:
         self.account_sid = account_sid or new_sid("AC")
         self.auth_token = auth_token or os.urandom(16).hex()
@@ -150,66 +139,24 @@ class Emulator:
         self._lock = threading.RLock()
         self._requests: deque[RequestRecord] = deque(maxlen=LOG_LIMIT)
         self._pool: ThreadPoolExecutor | None = None
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
         self._mounts: dict[str, Transport] = {}
-        self.host = host
-        self.port = port
         self._resume()
 
-    # -- serving --------------------------------------------------------------------------
+    # -- life cycle -----------------------------------------------------------------------
 
-    @property
-    def url(self) -> str:
-        """The base URL clients talk to, e.g. ``http://127.0.0.1:8010``."""
-        return f"http://{self.host}:{self.port}"
-
-    def start(self) -> Emulator:
-        """Serve HTTP in a background thread and start the clock."""
-        from .rest import create_app
-
-        if self._server is None:
-            self._server = make_server(
-                self.host, self.port, create_app(self), threaded=True, request_handler=_QuietHandler
-            )
-            self.port = self._server.server_port
-            server = self._server
-            self._thread = threading.Thread(
-                target=lambda: server.serve_forever(poll_interval=0.05),
-                name="emulator-http",
-                daemon=True,
-            )
-            self._thread.start()
+    def start(self) -> Account:
+        """Start the clock, and on a real clock the pool that posts webhooks."""
         if not self.clock.manual and self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="emulator-hook")
         self.scheduler.start()
         return self
 
     def stop(self) -> None:
-        """Stop serving and the clock; pending tasks are kept for :meth:`advance` or a restart."""
+        """Stop the clock; pending tasks are kept for :meth:`advance` or a restart."""
         self.scheduler.stop()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
-
-    def __enter__(self) -> Emulator:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    def client(self, **kwargs: Any) -> Client:
-        """An official ``twilio.rest.Client`` whose requests all go to this emulator."""
-        from .client import emulator_client
-
-        return emulator_client(self.url, self.account_sid, self.auth_token, **kwargs)
 
     # -- configuration --------------------------------------------------------------------
 
