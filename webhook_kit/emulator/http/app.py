@@ -20,14 +20,15 @@ from ..errors import ApiError, EmulatorError
 from ..model import API_VERSION
 from .control import control_api
 from .messages import messages_api
+from .numbers import numbers_api
 
 logger = logging.getLogger("webhook_kit.emulator")
 MAX_BODY = 1024 * 1024
 _HTTP_CODES = {404: 20404, 405: 20004, 413: 20001}
 
 
-def create_app(emulator: Account) -> Flask:
-    """The Flask app serving ``emulator``."""
+def create_app(emulator: Account, media_base: str) -> Flask:
+    """The Flask app serving ``emulator``; media bytes redirect to ``media_base``."""
     app = Flask("webhook_kit.emulator")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     app.json.sort_keys = False  # type: ignore[attr-defined]
@@ -85,7 +86,8 @@ def create_app(emulator: Account) -> Flask:
         logger.exception("emulator error on %s %s", request.method, request.path)
         return jsonify(ApiError(20500, "Internal Server Error", 500).body()), 500
 
-    app.register_blueprint(messages_api(emulator))
+    app.register_blueprint(messages_api(emulator, media_base))
+    app.register_blueprint(numbers_api(emulator))
     app.register_blueprint(control_api(emulator))
     return app
 

@@ -40,7 +40,7 @@ def control_api(emulator: Account) -> Blueprint:
             status_callback=form.get("StatusCallback") or None,
             messaging_service_sid=form.get("MessagingServiceSid") or None,
         )
-        return jsonify({"number": number.number, "sms_url": number.sms_url})
+        return jsonify({"number": number.number, "sid": number.sid, "sms_url": number.sms_url})
 
     @control.post("/rules")
     def add_rule() -> Response:

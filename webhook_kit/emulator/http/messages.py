@@ -3,21 +3,35 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlencode
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, jsonify, redirect, request
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from ..core import Account
 from ..errors import ApiError
-from ..model import API_VERSION, MEDIA_SID_RE, MESSAGE_SID_RE, media_json, message_json
-from ..resource import parse_create, parse_filters, parse_page, parse_page_size
+from ..model import (
+    API_VERSION,
+    MEDIA_SID_RE,
+    MESSAGE_SID_RE,
+    feedback_json,
+    media_json,
+    message_json,
+)
+from ..paging import envelope, parse_paging, window
+from ..resource import date_bounds, parse_create, parse_filters
 from .common import account_blueprint, not_found
+from .media_host import media_signer
 
 _FILTERS = ("To", "From", "DateSent", "DateSent<", "DateSent>")
+_MEDIA_FILTERS = ("DateCreated", "DateCreated<", "DateCreated>")
 
 
-def messages_api(emulator: Account) -> Blueprint:
-    """``Messages.json`` and ``Messages/{Sid}`` with its Media."""
+def messages_api(emulator: Account, media_base: str) -> Blueprint:
+    """``Messages.json`` and ``Messages/{Sid}`` with its Feedback and Media.
+
+    ``media_base`` is the media host's URL, where a media item's bytes are redirected.
+    """
+    signer = media_signer(emulator)
     api = account_blueprint("messages", emulator)
 
     @api.post("/Messages.json")
@@ -57,30 +71,39 @@ def messages_api(emulator: Account) -> Blueprint:
         emulator.delete(sid)
         return "", 204
 
+    @api.post("/Messages/<sid>/Feedback.json")
+    def feedback(sid: str) -> Response:
+        _message(emulator, sid)
+        outcome = request.form.get("Outcome", "confirmed")
+        return jsonify(feedback_json(emulator.give_feedback(sid, outcome)))
+
     @api.get("/Messages/<sid>/Media.json")
     def list_media(sid: str) -> Response:
         _message(emulator, sid)
-        size = parse_page_size(request.args.get("PageSize"))
-        items = emulator.state.media(sid)[:size]
+        paging = parse_paging(request.args)
+        lower, upper = date_bounds(request.args, "DateCreated")
+        items = [
+            m
+            for m in emulator.state.media(sid)
+            if (lower is None or m.date_created >= lower)
+            and (upper is None or m.date_created <= upper)
+        ]
+        found, more = window(items, lambda m: m.sid, paging)
         base = f"/{API_VERSION}/Accounts/{emulator.account_sid}/Messages/{sid}/Media.json"
-        first = f"{base}?{urlencode({'PageSize': size, 'Page': 0})}"
-        return jsonify(
-            {
-                "end": max(len(items) - 1, 0),
-                "first_page_uri": first,
-                "media_list": [media_json(emulator.account_sid, m) for m in items],
-                "next_page_uri": None,
-                "page": 0,
-                "page_size": size,
-                "previous_page_uri": None,
-                "start": 0,
-                "uri": first,
-            }
-        )
+        echo = [(k, v) for k in _MEDIA_FILTERS for v in request.args.getlist(k)]
+        records = [media_json(emulator.account_sid, m) for m in found]
+        return jsonify(envelope("media_list", records, paging, base=base, echo=echo, more=more))
 
     @api.get("/Messages/<sid>/Media/<media_sid>.json")
     def fetch_media(sid: str, media_sid: str) -> Response:
         return jsonify(media_json(emulator.account_sid, _media(emulator, sid, media_sid)))
+
+    @api.get("/Messages/<sid>/Media/<media_sid>")
+    def media_bytes(sid: str, media_sid: str) -> WerkzeugResponse:
+        """The bytes live elsewhere: 307 to a short-lived URL on the media host, as Twilio."""
+        media = _media(emulator, sid, media_sid)
+        location = f"{media_base}/{emulator.account_sid}/{signer.dumps(media.sid)}"
+        return redirect(location, 307)
 
     @api.delete("/Messages/<sid>/Media/<media_sid>.json")
     def delete_media(sid: str, media_sid: str) -> tuple[str, int]:
@@ -92,43 +115,21 @@ def messages_api(emulator: Account) -> Blueprint:
 
 
 def _list_page(emulator: Account) -> dict[str, Any]:
-    """One page of ``GET Messages.json``, with Twilio's envelope and paging URIs."""
+    """One page of ``GET Messages.json``, newest first, keyset-paged in the state."""
     query = request.args
-    size = parse_page_size(query.get("PageSize"))
-    page = parse_page(query.get("Page"))
+    paging = parse_paging(query)
     filters = parse_filters(query)
-    token = query.get("PageToken")
-    after = before = None
-    if token is not None:
-        if len(token) != 36 or token[:2] not in {"PA", "PB"}:
-            raise ApiError(21481, "Invalid PageToken")
-        after, before = (token[2:], None) if token[:2] == "PA" else (None, token[2:])
-    found = emulator.state.page(emulator.account_sid, filters, size, after=after, before=before)
+    found = emulator.state.page(
+        emulator.account_sid, filters, paging.size, after=paging.after, before=paging.before
+    )
     if found is None:
         raise ApiError(21481, "Invalid PageToken")
     records, more = found
     base = f"/{API_VERSION}/Accounts/{emulator.account_sid}/Messages.json"
     echo = [(k, v) for k in _FILTERS for v in query.getlist(k)]
-
-    def uri(number: int, page_token: str | None = None) -> str:
-        params = [*echo, ("PageSize", str(size)), ("Page", str(number))]
-        if page_token:
-            params.append(("PageToken", page_token))
-        return f"{base}?{urlencode(params)}"
-
-    has_next = bool(records) and (more or before is not None)
-    has_previous = page > 0 and bool(records)
-    return {
-        "end": page * size + max(len(records) - 1, 0),
-        "first_page_uri": uri(0),
-        "messages": [message_json(r) for r in records],
-        "next_page_uri": uri(page + 1, f"PA{records[-1].sid}") if has_next else None,
-        "page": page,
-        "page_size": size,
-        "previous_page_uri": uri(page - 1, f"PB{records[0].sid}") if has_previous else None,
-        "start": page * size,
-        "uri": uri(page, token),
-    }
+    return envelope(
+        "messages", [message_json(r) for r in records], paging, base=base, echo=echo, more=more
+    )
 
 
 def _message(emulator: Account, sid: str) -> Any:
