@@ -640,7 +640,12 @@ class Account:
         return Exchange(record, tuple(replies), tuple(deliveries))
 
     def _post_now(
-        self, url: str, params: list[tuple[str, str]], kind: str, into: list[Delivery]
+        self,
+        url: str,
+        params: list[tuple[str, str]],
+        kind: str,
+        into: list[Delivery],
+        method: str = "POST",
     ) -> Delivery:
         delivery = post(
             url,
@@ -650,6 +655,7 @@ class Account:
             now=self.clock.now(),
             log=self.deliveries_log,
             transport=self._transport(url),
+            method=method,
         )
         into.append(delivery)
         return delivery
@@ -659,14 +665,16 @@ class Account:
     ) -> tuple[str, MessagingResponse] | None:
         """The primary URL's answer, else the fallback's (with ErrorCode/ErrorUrl)."""
         assert number.sms_url is not None
-        delivery = self._post_now(number.sms_url, params, "inbound", into)
+        delivery = self._post_now(number.sms_url, params, "inbound", into, number.sms_method)
         answer, error = _read_answer(delivery)
         if answer is not None:
             return number.sms_url, answer
         if number.fallback_url is None:
             return None
         fallback = [*params, ("ErrorCode", str(error)), ("ErrorUrl", number.sms_url)]
-        delivery = self._post_now(number.fallback_url, fallback, "fallback", into)
+        delivery = self._post_now(
+            number.fallback_url, fallback, "fallback", into, number.sms_fallback_method
+        )
         answer, _ = _read_answer(delivery)
         return (number.fallback_url, answer) if answer is not None else None
 

@@ -123,22 +123,26 @@ class DeliveryLog:
             self._items.clear()
 
 
-#: Sends one request in-process: (url, body, headers) -> the app's response.
-Transport = Callable[[str, bytes, dict[str, str]], Response]
+#: Sends one request in-process: (method, url, body, headers) -> the app's response.
+Transport = Callable[[str, str, bytes, dict[str, str]], Response]
 
 
 def wsgi_transport(app: WSGIApplication) -> Transport:
     """Deliver to a WSGI app in this process, as if over HTTP (an app error is a 500)."""
 
-    def send(url: str, body: bytes, headers: dict[str, str]) -> Response:
+    def send(method: str, url: str, body: bytes, headers: dict[str, str]) -> Response:
         parts = urlsplit(url)
         # The query stays in the target: werkzeug then puts it in RAW_URI too, and the app
         # checks the signature over the URL exactly as requested.
         target = f"{parts.path or '/'}?{parts.query}" if parts.query else parts.path or "/"
         client = Client(app)
         try:
-            reply = client.post(
-                target, base_url=f"{parts.scheme}://{parts.netloc}", data=body, headers=headers
+            reply = client.open(
+                target,
+                method=method,
+                base_url=f"{parts.scheme}://{parts.netloc}",
+                data=body,
+                headers=headers,
             )
         except Exception:  # the app raised (e.g. a Flask app with testing=True): a 500
             logger.exception("the app mounted at %s raised", url)
@@ -157,20 +161,29 @@ def post(
     now: float,
     log: DeliveryLog,
     transport: Transport | None = None,
+    method: str = "POST",
 ) -> Delivery:
     """POST a signed form to ``url`` with Twilio's headers, retrying as its fragment says.
 
-    ``transport`` delivers in-process instead of over HTTP (an app mounted on the emulator).
+    ``method="GET"`` (a number's ``SmsMethod``) puts the parameters in the query string
+    instead, signed as part of the URL. ``transport`` delivers in-process instead of over
+    HTTP (an app mounted on the emulator).
     """
     target, overrides = split_overrides(url)
-    body = urlencode(params).encode()
+    signed: Sequence[tuple[str, str]] = params
+    if method == "GET":
+        target = f"{target}{'&' if '?' in target else '?'}{urlencode(params)}"
+        signed, body = (), b""
+    else:
+        body = urlencode(params).encode()
     headers = {
-        "Content-Type": "application/x-www-form-urlencoded",
-        "X-Twilio-Signature": compute_signature(target, params, auth_token),
+        "X-Twilio-Signature": compute_signature(target, signed, auth_token),
         "I-Twilio-Idempotency-Token": os.urandom(16).hex(),
         "User-Agent": USER_AGENT,
         "X-Home-Region": "us1",
     }
+    if method == "POST":
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
     deadline = time.monotonic() + overrides.total_time
     attempts = 0
     response: Response | None = None
@@ -178,9 +191,9 @@ def post(
     while True:
         attempts += 1
         if transport is None:
-            response, failure = _attempt(target, body, headers, overrides)
+            response, failure = _attempt(method, target, body, headers, overrides)
         else:
-            response, failure = transport(target, body, headers), None
+            response, failure = transport(method, target, body, headers), None
         outcome: str | int | None = failure or (response.status if response else None)
         if response is not None and response.status < 400:
             break
@@ -203,7 +216,7 @@ def post(
 
 
 def _attempt(
-    url: str, body: bytes, headers: dict[str, str], overrides: Overrides
+    method: str, url: str, body: bytes, headers: dict[str, str], overrides: Overrides
 ) -> tuple[Response | None, str | None]:
     parts = urlsplit(url)
     connection_class = (
@@ -224,7 +237,7 @@ def _attempt(
         if connection.sock is not None:
             connection.sock.settimeout(overrides.read_timeout)
         try:
-            connection.request("POST", path, body=body, headers=headers)
+            connection.request(method, path, body=body or None, headers=headers)
             reply = connection.getresponse()
             content = reply.read(64 * 1024 + 1)
         except (OSError, http.client.HTTPException):  # timed out, reset or garbled: no answer
