@@ -260,13 +260,13 @@ def _serve_bare(port: int) -> None:
     from gunicorn.app.base import BaseApplication
 
     from bench.apps import bare_json
-    from webhook_kit.emulator.server import gunicorn_settings, listen
+    from webhook_kit.emulator.serve import gunicorn_settings, listen
 
     sock = listen("127.0.0.1", port)
 
     class Bare(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
-            for key, value in gunicorn_settings(sock).items():
+            for key, value in gunicorn_settings([sock]).items():
                 self.cfg.set(key, value)
 
         def load(self) -> object:

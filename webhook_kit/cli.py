@@ -633,11 +633,12 @@ def emulator(
     """Run the offline Twilio Messaging emulator (REST API, life cycle, webhooks)."""
     if context.invoked_subcommand is not None:
         return
-    from .emulator import Chaos, Emulator
-    from .emulator.server import EmulatorServer, listen
+    from .emulator import Chaos
+    from .emulator.core import Account
+    from .emulator.serve import AccountServer, listen
 
-    def build(account: str | None, token: str | None) -> Emulator:
-        built = Emulator(
+    def build(account: str | None, token: str | None) -> Account:
+        built = Account(
             account_sid=account,
             auth_token=token,
             api_keys=dict(key.partition(":")[::2] for key in api_keys),
@@ -647,8 +648,6 @@ def emulator(
             chaos=Chaos(seed=seed, drop_final=drop_final) if chaos else None,
             seed=seed,
             rate_limit=rate_limit,
-            host=host,
-            port=port,
         )
         for entry in numbers:
             number, _, url = entry.partition("=")
@@ -658,20 +657,16 @@ def emulator(
     try:  # every bad option fails here, in one line, before gunicorn starts
         checked = build(account_sid, auth_token)
         checked.state.close()
-        sock = listen(host, port)
+        api = listen(host, port)
+        media = listen(host, 0)
     except (WebhookKitError, OSError) as error:
         _fail(str(error))
-    account, token, bound = checked.account_sid, checked.auth_token, sock.getsockname()[1]
-
-    def worker_emulator() -> Emulator:
-        running = build(account, token)
-        running.port = bound
-        return running
-
-    click.echo(f"Twilio emulator on http://{host}:{bound} ({clock} clock, state {state})")
+    account, token = checked.account_sid, checked.auth_token
+    server = AccountServer(lambda: build(account, token), api, media)
+    click.echo(f"Twilio emulator on {server.url} ({clock} clock, state {state})")
     click.echo(f"TWILIO_ACCOUNT_SID={account}")
     click.echo(f"TWILIO_AUTH_TOKEN={token}", nl=True)
-    EmulatorServer(worker_emulator, sock).run()
+    server.run()
 
 
 @emulator.command("send")

@@ -416,6 +416,8 @@ class WebhookKit:
     send = _on_sender(Sender.send)
     cancel = _on_sender(Sender.cancel)
     redact = _on_sender(Sender.redact)
+    confirm = _on_sender(Sender.confirm)
+    delete = _on_sender(Sender.delete)
     fetch = _on_sender(Sender.fetch)
     reconcile = _on_sender(Sender.reconcile)
     download = _on_sender(Sender.download)

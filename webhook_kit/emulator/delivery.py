@@ -122,22 +122,26 @@ class DeliveryLog:
             self._items.clear()
 
 
-#: Sends one request in-process: (url, body, headers) -> the app's response.
-Transport = Callable[[str, bytes, dict[str, str]], Response]
+#: Sends one request in-process: (method, url, body, headers) -> the app's response.
+Transport = Callable[[str, str, bytes, dict[str, str]], Response]
 
 
 def wsgi_transport(app: WSGIApplication) -> Transport:
     """Deliver to a WSGI app in this process, as if over HTTP (an app error is a 500)."""
 
-    def send(url: str, body: bytes, headers: dict[str, str]) -> Response:
+    def send(method: str, url: str, body: bytes, headers: dict[str, str]) -> Response:
         parts = urlsplit(url)
         # The query stays in the target: werkzeug then puts it in RAW_URI too, and the app
         # checks the signature over the URL exactly as requested.
         target = f"{parts.path or '/'}?{parts.query}" if parts.query else parts.path or "/"
         client = Client(app)
         try:
-            reply = client.post(
-                target, base_url=f"{parts.scheme}://{parts.netloc}", data=body, headers=headers
+            reply = client.open(
+                target,
+                method=method,
+                base_url=f"{parts.scheme}://{parts.netloc}",
+                data=body,
+                headers=headers,
             )
         except Exception:  # the app raised (e.g. a Flask app with testing=True): a 500
             logger.exception("the app mounted at %s raised", url)
@@ -156,22 +160,31 @@ def post(
     now: float,
     log: DeliveryLog,
     transport: Transport | None = None,
+    method: str = "POST",
     connections: Connections | None = None,
 ) -> Delivery:
     """POST a signed form to ``url`` with Twilio's headers, retrying as its fragment says.
 
-    ``transport`` delivers in-process instead of over HTTP (an app mounted on the emulator);
-    ``connections`` keeps connections alive between webhooks.
+    ``method="GET"`` (a number's ``SmsMethod``) puts the parameters in the query string
+    instead, signed as part of the URL. ``transport`` delivers in-process instead of over
+    HTTP (an app mounted on the emulator); ``connections`` keeps connections alive between
+    webhooks.
     """
     target, overrides = split_overrides(url)
-    body = urlencode(params).encode()
+    signed: Sequence[tuple[str, str]] = params
+    if method == "GET":
+        target = f"{target}{'&' if '?' in target else '?'}{urlencode(params)}"
+        signed, body = (), b""
+    else:
+        body = urlencode(params).encode()
     headers = {
-        "Content-Type": "application/x-www-form-urlencoded",
-        "X-Twilio-Signature": compute_signature(target, params, auth_token),
+        "X-Twilio-Signature": compute_signature(target, signed, auth_token),
         "I-Twilio-Idempotency-Token": random_hex(),
         "User-Agent": USER_AGENT,
         "X-Home-Region": "us1",
     }
+    if method == "POST":
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
     deadline = time.monotonic() + overrides.total_time
     attempts = 0
     response: Response | None = None
@@ -179,9 +192,11 @@ def post(
     while True:
         attempts += 1
         if transport is None:
-            response, failure = _attempt(target, body, headers, overrides, connections)
+            response, failure = _attempt(
+                method, target, body, headers, overrides, connections=connections
+            )
         else:
-            response, failure = transport(target, body, headers), None
+            response, failure = transport(method, target, body, headers), None
         outcome: str | int | None = failure or (response.status if response else None)
         if response is not None and response.status < 400:
             break
@@ -240,10 +255,12 @@ class Connections:
 
 
 def _attempt(
+    method: str,
     url: str,
     body: bytes,
     headers: dict[str, str],
     overrides: Overrides,
+    *,
     connections: Connections | None,
 ) -> tuple[Response | None, str | None]:
     parts = urlsplit(url)
@@ -254,7 +271,7 @@ def _attempt(
         if reused.sock is not None:
             reused.sock.settimeout(overrides.read_timeout)
         try:
-            return _exchange(reused, path, body, headers, key=key, connections=connections)
+            return _exchange(reused, method, path, body, headers, key=key, connections=connections)
         except (ConnectionError, http.client.BadStatusLine):  # closed while idle: a new one
             reused.close()
         except (OSError, http.client.HTTPException):
@@ -277,7 +294,7 @@ def _attempt(
     if connection.sock is not None:
         connection.sock.settimeout(overrides.read_timeout)
     try:
-        return _exchange(connection, path, body, headers, key=key, connections=connections)
+        return _exchange(connection, method, path, body, headers, key=key, connections=connections)
     except (OSError, http.client.HTTPException):  # timed out, reset or garbled: no answer
         connection.close()
         return None, "rt"
@@ -285,6 +302,7 @@ def _attempt(
 
 def _exchange(
     connection: http.client.HTTPConnection,
+    method: str,
     path: str,
     body: bytes,
     headers: dict[str, str],
@@ -293,7 +311,7 @@ def _exchange(
     connections: Connections | None,
 ) -> tuple[Response | None, str | None]:
     """One request and its answer; the connection goes back to the pool if it can be reused."""
-    connection.request("POST", path, body=body, headers=headers)
+    connection.request(method, path, body=body or None, headers=headers)
     reply = connection.getresponse()
     content = reply.read(64 * 1024 + 1)
     content_type = reply.getheader("Content-Type") or ""

@@ -124,6 +124,9 @@ class MessageRecord:
     validity_period: int | None = None
     max_price: float | None = None
     send_at: float | None = None
+    #: Message Feedback: ``unconfirmed`` once sent with ProvideFeedback, then as reported.
+    feedback: str | None = None
+    feedback_at: float | None = None
 
     @property
     def channel(self) -> str | None:
@@ -176,6 +179,19 @@ def message_json(record: MessageRecord) -> dict[str, Any]:
         "subresource_uris": {"media": f"{base}/Media.json", "feedback": f"{base}/Feedback.json"},
         "to": record.to,
         "uri": f"{base}.json",
+    }
+
+
+def feedback_json(record: MessageRecord) -> dict[str, Any]:
+    """The Message Feedback resource (twilio-more.md §8): answered with 200, not 201."""
+    at = record.feedback_at if record.feedback_at is not None else record.date_created
+    return {
+        "account_sid": record.account_sid,
+        "date_created": rfc2822(at),
+        "date_updated": rfc2822(at),
+        "message_sid": record.sid,
+        "outcome": record.feedback or "unconfirmed",
+        "uri": f"/{API_VERSION}/Accounts/{record.account_sid}/Messages/{record.sid}/Feedback.json",
     }
 
 

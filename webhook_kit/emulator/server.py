@@ -1,86 +1,97 @@
-"""Serving the emulator under gunicorn: one worker process with many threads.
+"""The :class:`Emulator`: an :class:`~webhook_kit.emulator.core.Account` served over HTTP.
 
-The emulator's state (messages, the scheduler's tasks, the handsets' opt-outs) lives in one
-process, so gunicorn runs a single ``gthread`` worker: its threads share that state and its
-keep-alive connections spare the official client (a ``requests`` session) a TCP handshake
-per call. The master binds the socket (so port 0 is known before it starts) and the worker
-builds the :class:`Emulator` after the fork: threads and SQLite connections never cross it.
+The account (the model) never starts or imports a server; this module puts the Flask app of
+``http/`` in front of it on a werkzeug threaded server, and points official clients at it.
 """
 
 from __future__ import annotations
 
-import socket
-from collections.abc import Callable
-from typing import Any
+import threading
+from typing import TYPE_CHECKING, Any
 
-from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from .core import Emulator
-from .rest import create_app
+from .core import Account
+from .http import create_app, create_media_app
 
-#: Threads of the one worker: enough for the client's and the webhooks' concurrent calls.
-THREADS = 16
-
-
-def listen(host: str, port: int) -> socket.socket:
-    """A listening socket on ``host:port`` (port 0: a free one), inheritable by gunicorn."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
+if TYPE_CHECKING:
+    from flask import Flask
+    from twilio.rest import Client
 
 
-def gunicorn_settings(sock: socket.socket, threads: int = THREADS) -> dict[str, Any]:
-    """How the emulator is served: one ``gthread`` worker on ``sock`` (the bench serves its
-    baseline app the same way)."""
-    return {
-        "bind": [f"fd://{sock.fileno()}"],
-        "workers": 1,
-        "worker_class": "gthread",
-        "threads": threads,
-        "keepalive": 5,
-        "graceful_timeout": 5,
-        "loglevel": "warning",
-    }
+class _QuietHandler(WSGIRequestHandler):
+    """No access log on stderr: the request log (``Account.requests``) records each call."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        return
 
 
-class EmulatorServer(BaseApplication):  # type: ignore[misc]
-    """gunicorn serving the emulator ``build`` makes in the worker, on an open socket."""
+class Emulator(Account):
+    """An offline Twilio Messaging account: REST API, life cycle, signed webhooks.
+
+    Everything :class:`Account` takes, plus ``host:port`` to serve on (0: a free port) and
+    ``media_port`` for the media host (0: a free port), the second origin media bytes are
+    redirected to. Use it as a context manager (or :meth:`start`/:meth:`stop`).
+    """
 
     def __init__(
-        self, build: Callable[[], Emulator], sock: socket.socket, threads: int = THREADS
+        self, *, host: str = "127.0.0.1", port: int = 0, media_port: int = 0, **options: Any
     ) -> None:
-        self.build = build
-        self.sock = sock
-        self.threads = threads
-        self.emulator: Emulator | None = None
-        super().__init__()
+        super().__init__(**options)
+        self.host = host
+        self.port = port
+        self.media_port = media_port
+        self._servers: list[tuple[BaseWSGIServer, threading.Thread]] = []
 
-    def load_config(self) -> None:
-        settings = {
-            **gunicorn_settings(self.sock, self.threads),
-            "post_worker_init": self._started,
-            "worker_exit": self._stopped,
-        }
-        for key, value in settings.items():
-            self.cfg.set(key, value)
+    @property
+    def url(self) -> str:
+        """The base URL clients talk to, e.g. ``http://127.0.0.1:8010``."""
+        return f"http://{self.host}:{self.port}"
 
-    def load(self) -> Any:
-        """In the worker: the emulator and its Flask app."""
-        self.emulator = self.build()
-        return create_app(self.emulator)
+    @property
+    def media_base(self) -> str:
+        """The media host's base URL (a different origin from :attr:`url`)."""
+        return f"http://{self.host}:{self.media_port}"
 
-    def _started(self, worker: object) -> None:
-        if self.emulator is not None:
-            self.emulator.start(serve=False)
+    def start(self) -> Emulator:
+        """Serve the API and the media host in background threads, and start the clock."""
+        if not self._servers:
+            media = self._serve(self.media_port, create_media_app(self))
+            self.media_port = media.server_port
+            api = self._serve(self.port, create_app(self, self.media_base))
+            self.port = api.server_port
+            self.api_base = self.url
+        super().start()
+        return self
 
-    def _stopped(self, server: object, worker: object) -> None:
-        if self.emulator is not None:
-            self.emulator.stop()
+    def _serve(self, port: int, app: Flask) -> BaseWSGIServer:
+        server = make_server(self.host, port, app, threaded=True, request_handler=_QuietHandler)
+        thread = threading.Thread(
+            target=lambda: server.serve_forever(poll_interval=0.05),
+            name="emulator-http",
+            daemon=True,
+        )
+        thread.start()
+        self._servers.append((server, thread))
+        return server
+
+    def stop(self) -> None:
+        """Stop serving and the clock; pending tasks are kept for :meth:`advance` or a restart."""
+        super().stop()
+        for server, thread in self._servers:
+            server.shutdown()
+            server.server_close()
+            thread.join(timeout=5)
+        self._servers.clear()
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def client(self, **kwargs: Any) -> Client:
+        """An official ``twilio.rest.Client`` whose requests all go to this emulator."""
+        from .client import emulator_client  # the twilio package is optional until used
+
+        return emulator_client(self.url, self.account_sid, self.auth_token, **kwargs)
