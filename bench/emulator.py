@@ -35,6 +35,7 @@ if __package__ in (None, ""):  # python bench/emulator.py: import the package, n
 
 from bench.apps import STATUS
 from bench.loadgen import BenchError
+from webhook_kit.emulator.throughput import UNQUEUED
 from webhook_kit.signature import compute_signature
 from webhook_kit.testing import status_callback
 
@@ -206,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     bare = [sys.executable, "-m", "bench.emulator", "--serve-bare", str(bare_port)]
     emulator = [
         sys.executable, "-m", "webhook_kit.cli", "emulator", "--port", str(emulator_port),
-        "--speed", "1000", "--account-sid", ACCOUNT, "--auth-token", TOKEN,
+        "--speed", "1000", "--account-sid", ACCOUNT, "--auth-token", TOKEN, *UNQUEUED,
     ]  # fmt: skip
     rows: dict[str, list[float]] = {k: [] for k in ("bare", "create", "direct", "callbacks")}
     try:

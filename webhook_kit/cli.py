@@ -612,6 +612,14 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     metavar="NUMBER=URL",
     help="A number and its incoming-message URL; repeat for several.",
 )
+@click.option(
+    "--throughput",
+    "rates",
+    multiple=True,
+    metavar="KIND=RATE",
+    help="A sender rate (long_code, toll_free, short_code, international, whatsapp, "
+    "whatsapp_media: per second; queue_hours, whatsapp_queue_hours); repeatable.",
+)
 @click.pass_context
 def emulator(
     context: click.Context,
@@ -629,6 +637,7 @@ def emulator(
     speed: float,
     rate_limit: float | None,
     numbers: Sequence[str],
+    rates: Sequence[str],
 ) -> None:
     """Run the offline Twilio Messaging emulator (REST API, life cycle, webhooks)."""
     if context.invoked_subcommand is not None:
@@ -636,6 +645,7 @@ def emulator(
     from .emulator import Chaos
     from .emulator.core import Account
     from .emulator.serve import AccountServer, listen
+    from .emulator.throughput import Throughput
 
     def build(account: str | None, token: str | None) -> Account:
         built = Account(
@@ -648,6 +658,7 @@ def emulator(
             chaos=Chaos(seed=seed, drop_final=drop_final) if chaos else None,
             seed=seed,
             rate_limit=rate_limit,
+            throughput=_throughput(Throughput, rates),
         )
         for entry in numbers:
             number, _, url = entry.partition("=")
@@ -667,6 +678,21 @@ def emulator(
     click.echo(f"TWILIO_ACCOUNT_SID={account}")
     click.echo(f"TWILIO_AUTH_TOKEN={token}", nl=True)
     server.run()
+
+
+def _throughput(kind: Callable[..., T], rates: Sequence[str]) -> T:
+    """``--throughput long_code=5 ...`` as the emulator's Throughput (checked by it)."""
+    values: dict[str, float] = {}
+    for entry in rates:
+        name, _, raw = entry.partition("=")
+        try:
+            values[name.strip()] = float(raw)
+        except ValueError:
+            _fail(f"--throughput {entry!r}: give KIND=RATE, e.g. long_code=10")
+    try:
+        return kind(**values)
+    except TypeError:
+        _fail(f"--throughput: unknown kind in {', '.join(values)}")
 
 
 @emulator.command("send")

@@ -15,13 +15,14 @@ from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urljoin
 
 from ..encoding import segment_count, smart_encode
 from ..errors import TwiMLError
 from ..twiml import Message, MessagingResponse, parse
 from .clock import Clock, ManualClock, Scheduler
+from .content import parse_content
 from .delivery import (
     LOG_LIMIT,
     Connections,
@@ -41,11 +42,14 @@ from .model import (
     MediaRecord,
     MessageRecord,
     channel_of,
+    country_of,
     new_sid,
 )
 from .numbers import check_area_code, check_number, friendly, parse_settings
+from .outbound import Outbound
 from .resource import E164_RE, CreateRequest, is_address, is_url
 from .state import Number, State
+from .throughput import Throughput
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -57,7 +61,6 @@ OPT_OUT_WORDS = frozenset(
     {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"}
 )
 OPT_IN_WORDS = frozenset({"START", "YES", "UNSTOP"})
-_COUNTRIES = {"+1": "US", "+44": "GB", "+49": "DE", "+33": "FR", "+61": "AU"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +127,7 @@ class Account:
         chaos: Chaos | None = None,
         seed: int = 0,
         rate_limit: float | None = None,
+        throughput: Throughput | None = None,
     ) -> None:
         self.account_sid = account_sid or new_sid("AC")
         self.auth_token = auth_token or os.urandom(16).hex()
@@ -137,6 +141,8 @@ class Account:
         else:
             self.clock = ManualClock() if clock == "manual" else Clock(speed)
         self.scheduler = Scheduler(self.clock)
+        #: Messaging Services, Content templates, WhatsApp windows and sender queues.
+        self.outbound = Outbound(self.state, self.clock, throughput)
         self.timing = timing or Timing()
         self.chaos = chaos
         self.rate_limit = rate_limit
@@ -192,8 +198,9 @@ class Account:
 
         An E.164 number becomes an IncomingPhoneNumber (``PN...``), listed by the REST API;
         adding it again replaces its settings and keeps its SID. With
-        ``messaging_service_sid`` the number is in that service's sender pool: inbound
-        webhooks carry the SID, and sends through the service go out from it.
+        ``messaging_service_sid`` the number is in that service's sender pool (the service
+        is made if it does not exist): inbound webhooks carry the SID, and sends through the
+        service go out from it.
         """
         if not is_address(number):
             raise EmulatorError(f"{number!r} is not an E.164 number or channel address")
@@ -211,7 +218,65 @@ class Account:
                 raise EmulatorError(error.message) from None
             entry = replace(entry, messaging_service_sid=messaging_service_sid)
             self.state.put_number(entry)
+            if messaging_service_sid is not None:
+                self._join_pool(messaging_service_sid, entry)
         return entry
+
+    def _join_pool(self, service_sid: str, entry: Number) -> None:
+        """Put a number in a service's pool, making the service if it does not exist yet."""
+        outbound = self.outbound
+        if self.state.resource("service", service_sid) is None:
+            outbound.create_service({"FriendlyName": service_sid}, service_sid)
+        if not any(s.address == entry.number for s in outbound.senders(service_sid)):
+            sid = entry.sid or new_sid("PN")
+            try:
+                outbound.add_sender(service_sid, "phone_number", sid, entry.number)
+            except ApiError as error:
+                raise EmulatorError(error.message) from None
+
+    def add_service(self, friendly_name: str = "Emulated service", **settings: str) -> str:
+        """A Messaging Service, as ``POST /v1/Services`` makes it; returns its SID.
+
+        ``settings`` are the REST parameters (``StatusCallback="..."``); ``sid="MG..."``
+        chooses the SID (a test's fixed one).
+        """
+        sid = settings.pop("sid", None)
+        if sid is not None and not SERVICE_SID_RE.match(sid):
+            raise EmulatorError(f"{sid!r} is not a Messaging Service SID (MG...)")
+        form = {"FriendlyName": friendly_name, **settings}
+        try:
+            return self.outbound.create_service(form, sid).sid
+        except ApiError as error:
+            raise EmulatorError(error.message) from None
+
+    def add_template(
+        self,
+        types: dict[str, dict[str, Any]],
+        variables: dict[str, str] | None = None,
+        *,
+        language: str = "en",
+        friendly_name: str = "",
+    ) -> str:
+        """A Content template, as ``POST /v1/Content`` makes it; returns its ``HX...`` SID.
+
+        ``emulator.add_template({"twilio/text": {"body": "Hi {{1}}"}}, {"1": "there"})``
+        """
+        payload = {"types": types, "variables": variables or {}, "language": language}
+        try:
+            content = parse_content(
+                {**payload, "friendly_name": friendly_name}, new_sid("HX"), self.clock.now()
+            )
+        except ApiError as error:
+            raise EmulatorError(error.message) from None
+        return self.outbound.add_content(content).sid
+
+    def add_short_code(self, code: str) -> str:
+        """An account short code (``SC...``), to put in a service's pool by its SID."""
+        if not code.isascii() or not code.isdigit() or not 3 <= len(code) <= 8:
+            raise EmulatorError(f"{code!r} is not a short code (3 to 8 digits)")
+        sid = new_sid("SC")
+        self.state.put_resource("short_code", sid, {"sid": sid, "short_code": code})
+        return sid
 
     def provision(self, form: Mapping[str, str]) -> Number:
         """``POST IncomingPhoneNumbers.json``: a new number (``PhoneNumber`` or ``AreaCode``)."""
@@ -316,6 +381,7 @@ class Account:
         with self._lock:
             self.scheduler.clear()
             self.state.reset()
+            self.outbound.queues.clear()
             self.rules.clear()
             self._requests.clear()
             self.deliveries_log.clear()
@@ -368,6 +434,8 @@ class Account:
         if request.from_ and self.state.opted_out(request.from_, request.to):
             raise ApiError(21610, "Attempt to send to unsubscribed recipient")
         now = self.clock.now()
+        prepared = self.outbound.prepare(request, now, now + self.timing.queue)
+        request = prepared.request
         body = smart_encode(request.body).text if request.smart_encoded else request.body
         sid = new_sid("MM" if request.media_urls else "SM")
         if request.send_at is not None:
@@ -381,6 +449,9 @@ class Account:
         media_error = outbound_error([f for f in fetched if f is not None])
         if media_error is not None:
             outcome, error = "failed", media_error
+        elif prepared.failure is not None:
+            outcome, error = prepared.failure
+        slot = prepared.slot
         record = MessageRecord(
             sid=sid,
             account_sid=self.account_sid,
@@ -401,6 +472,9 @@ class Account:
             max_price=request.max_price,
             send_at=request.send_at,
             feedback="unconfirmed" if request.provide_feedback else None,
+            departs_at=slot.departs_at if slot else None,
+            expired=slot.expired if slot else False,
+            content_sid=request.content_sid,
         )
         self.state.save(record)
         for url, got in zip(request.media_urls, fetched, strict=True):
@@ -445,12 +519,6 @@ class Account:
             )
         return got
 
-    def _service_sender(self, service: str | None) -> str:
-        """The sender a Messaging Service picks: its first number, else the account's first."""
-        numbers = self.state.numbers()
-        pool = [n for n in numbers if n.messaging_service_sid == service] or numbers
-        return pool[0].number if pool else ""
-
     def _outcome(self, to: str, body: str) -> tuple[str, int | None]:
         if not self.rules:  # no lock to take for the common case
             return "delivered", None
@@ -464,6 +532,9 @@ class Account:
         sid, status = record.sid, record.status
         if status == "scheduled" and record.send_at is not None:
             self.scheduler.at(record.send_at, lambda: self._step(sid, status))
+            return
+        if status == "queued" and record.departs_at is not None:  # its turn in the queue
+            self.scheduler.at(record.departs_at, lambda: self._step(sid, status))
             return
         step = next_status(record, self.timing)
         if step is not None:
@@ -483,13 +554,11 @@ class Account:
             record.date_updated = now
             if status == "queued":
                 record.num_segments = segment_count(record.body)
-                record.from_ = record.from_ or self._service_sender(record.messaging_service_sid)
+                if not self.outbound.assign(record, now + self.timing.queue):
+                    status, record.outcome_error = "failed", 30001
             elif status == "sending":
                 record.date_sent = now
-                expired = record.validity_period is not None and (
-                    now - record.date_created > record.validity_period
-                )
-                if expired:
+                if record.expired:
                     status, record.outcome_error = "failed", 30036
             elif status == "sent":
                 record.price = price_of(record)
@@ -610,6 +679,19 @@ class Account:
         number = self.state.number(to)
         if number is None:
             raise EmulatorError(f"{to} is not a number of this account: add_number({to!r}, ...)")
+        service = self.outbound.service_of(to)
+        if (
+            service is not None
+            and service.inbound_request_url
+            and not service.use_inbound_webhook_on_number
+        ):  # the service's webhooks win over the number's (twilio-more.md §3.4)
+            number = replace(
+                number,
+                sms_url=service.inbound_request_url,
+                sms_method=service.inbound_method,
+                fallback_url=service.fallback_url,
+                sms_fallback_method=service.fallback_method,
+            )
         if not number.sms_url:
             raise EmulatorError(f"{to} has no incoming-message URL: add_number(sms_url=...)")
         for item in media:
@@ -645,7 +727,12 @@ class Account:
         word = body.strip().upper()
         if word in OPT_OUT_WORDS or word in OPT_IN_WORDS:  # still passed on to the app
             self.state.set_opt_out(to, from_, word in OPT_OUT_WORDS)
-        params = inbound_params(record, items, number.messaging_service_sid)
+            if service is not None:  # opting out of one sender opts out of the service
+                self.state.set_opt_out(service.sid, from_, word in OPT_OUT_WORDS)
+        if channel_of(from_) == "whatsapp":
+            self.outbound.user_wrote(to, from_, now)
+        service_sid = service.sid if service is not None else number.messaging_service_sid
+        params = inbound_params(record, items, service_sid)
         deliveries: list[Delivery] = []
         answer = self._fetch_twiml(number, params, deliveries)
         replies: list[MessageRecord] = []
@@ -749,6 +836,8 @@ class Account:
         """Continue the life cycle of messages a previous run left unfinished (SQLite state)."""
         for record in self.state.messages(pending=True):
             if record.direction != "inbound":
+                if record.status == "queued" and record.departs_at is not None:
+                    self.outbound.queues.restore(record.from_, record.departs_at)
                 self._plan(record)
 
 
@@ -762,7 +851,7 @@ def inbound_params(
         ("Body", record.body),
         ("From", record.from_),
         ("FromCity", ""),
-        ("FromCountry", _country(record.from_)),
+        ("FromCountry", country_of(record.from_)),
         ("FromState", ""),
         ("FromZip", ""),
         ("MessageSid", record.sid),
@@ -773,7 +862,7 @@ def inbound_params(
         ("SmsStatus", "received"),
         ("To", record.to),
         ("ToCity", ""),
-        ("ToCountry", _country(record.to)),
+        ("ToCountry", country_of(record.to)),
         ("ToState", ""),
         ("ToZip", ""),
     ]
@@ -786,14 +875,6 @@ def inbound_params(
         wa_id = record.from_.partition(":")[2].lstrip("+")
         params += [("ProfileName", wa_id), ("WaId", wa_id)]
     return params
-
-
-def _country(address: str) -> str:
-    number = address.rpartition(":")[2]
-    for prefix in sorted(_COUNTRIES, key=len, reverse=True):
-        if number.startswith(prefix):
-            return _COUNTRIES[prefix]
-    return ""
 
 
 def _read_answer(delivery: Delivery) -> tuple[MessagingResponse | None, int]:

@@ -73,6 +73,38 @@ def _rfc2822_second(seconds: int) -> str:
     return format_datetime(datetime.fromtimestamp(seconds, UTC))
 
 
+def iso8601(seconds: float) -> str:
+    """The v1 APIs' date format (Messaging Services, Content), e.g. ``2015-07-30T20:00:00Z``."""
+    return datetime.fromtimestamp(int(seconds), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+#: Country calling codes the emulator names (``FromCountry``, sender geomatching).
+COUNTRIES: Final = {
+    "+1": "US",
+    "+31": "NL",
+    "+33": "FR",
+    "+34": "ES",
+    "+39": "IT",
+    "+44": "GB",
+    "+49": "DE",
+    "+52": "MX",
+    "+55": "BR",
+    "+61": "AU",
+    "+81": "JP",
+    "+91": "IN",
+}
+
+
+def country_of(address: str) -> str:
+    """The ISO country of an E.164 number (or channel address), "" when unknown."""
+    number = address.rpartition(":")[2]
+    for length in (4, 3, 2):
+        country = COUNTRIES.get(number[:length])
+        if country is not None:
+            return country
+    return ""
+
+
 def error_title(code: int) -> str:
     """Twilio's short title for an asynchronous error code (the ``error_message`` field)."""
     entry = ERROR_CATALOGUE.get(code)
@@ -127,6 +159,11 @@ class MessageRecord:
     #: Message Feedback: ``unconfirmed`` once sent with ProvideFeedback, then as reported.
     feedback: str | None = None
     feedback_at: float | None = None
+    #: When it leaves its sender's queue; ``expired``: its validity runs out first (30036).
+    departs_at: float | None = None
+    expired: bool = False
+    #: The template it was rendered from (a WhatsApp template may open a conversation).
+    content_sid: str | None = None
 
     @property
     def channel(self) -> str | None:

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from ..errors import ConfigurationError
 from .model import MediaRecord, MessageRecord
@@ -36,6 +37,10 @@ CREATE TABLE IF NOT EXISTS media_content (
 );
 CREATE TABLE IF NOT EXISTS numbers (number TEXT PRIMARY KEY, data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS opt_outs (number TEXT, handset TEXT, PRIMARY KEY (number, handset));
+CREATE TABLE IF NOT EXISTS resources (
+    kind TEXT NOT NULL, sid TEXT NOT NULL, parent TEXT, seq INTEGER NOT NULL, data TEXT NOT NULL,
+    PRIMARY KEY (kind, sid)
+);
 """
 
 
@@ -297,6 +302,42 @@ class State:
         with self._locked() as db:
             db.execute("DELETE FROM numbers WHERE number = ?", (number,))
 
+    # -- other resources (services, senders, content, windows) ----------------------------
+
+    def put_resource(
+        self, kind: str, sid: str, data: dict[str, Any], parent: str | None = None
+    ) -> None:
+        """Insert or replace one resource of ``kind`` (plain JSON data), keeping its order."""
+        with self._locked() as db:
+            db.execute(
+                "INSERT INTO resources VALUES (?, ?, ?, "
+                "(SELECT COALESCE(MAX(seq), 0) + 1 FROM resources), ?) "
+                "ON CONFLICT (kind, sid) DO UPDATE SET parent = excluded.parent, "
+                "data = excluded.data",
+                (kind, sid, parent, json.dumps(data)),
+            )
+
+    def resource(self, kind: str, sid: str) -> dict[str, Any] | None:
+        with self._locked() as db:
+            row = db.execute(
+                "SELECT data FROM resources WHERE kind = ? AND sid = ?", (kind, sid)
+            ).fetchone()
+        return dict(json.loads(row[0])) if row else None
+
+    def resources(self, kind: str, parent: str | None = None) -> list[dict[str, Any]]:
+        """Every resource of ``kind`` (under ``parent`` if given), oldest first."""
+        query, args = "SELECT data FROM resources WHERE kind = ?", [kind]
+        if parent is not None:
+            query += " AND parent = ?"
+            args.append(parent)
+        with self._locked() as db:
+            rows = db.execute(query + " ORDER BY seq", args).fetchall()
+        return [dict(json.loads(row[0])) for row in rows]
+
+    def delete_resource(self, kind: str, sid: str) -> None:
+        with self._locked() as db:
+            db.execute("DELETE FROM resources WHERE kind = ? AND sid = ?", (kind, sid))
+
     # -- opt-outs --------------------------------------------------------------------------
 
     def set_opt_out(self, number: str, handset: str, opted_out: bool) -> None:
@@ -323,7 +364,7 @@ class State:
             self._opt_outs.clear()
             db.executescript(
                 "DELETE FROM messages; DELETE FROM media; DELETE FROM media_content; "
-                "DELETE FROM numbers; DELETE FROM opt_outs;"
+                "DELETE FROM numbers; DELETE FROM opt_outs; DELETE FROM resources;"
             )
 
     def close(self) -> None:
