@@ -54,7 +54,7 @@ def parse_content(payload: object, sid: str, now: float) -> Content:
     language = payload.get("language")
     if not isinstance(language, str) or not re.fullmatch(r"[a-z]{2}([_-][A-Za-z]{2})?", language):
         raise invalid("language is required: an ISO 639-1 code such as en")
-    name = payload.get("friendly_name", "")
+    name = payload.get("friendly_name") or ""
     if not isinstance(name, str) or len(name) > 255:
         raise invalid("friendly_name must be a string of at most 255 characters")
     variables = payload.get("variables") or {}
@@ -64,6 +64,14 @@ def parse_content(payload: object, sid: str, now: float) -> Content:
         if not VARIABLE_RE.match(key) or not isinstance(value, str):
             raise invalid(f"variable {key!r}: names are up to 16 letters/digits, values strings")
     types = payload.get("types")
+    if isinstance(types, dict):  # the official clients send every type, unused ones null
+        types = {
+            kind: {k: v for k, v in spec.items() if v is not None}
+            if isinstance(spec, dict)
+            else spec
+            for kind, spec in types.items()
+            if spec is not None
+        }
     if not isinstance(types, dict) or not types:
         raise invalid("types is required: an object such as {'twilio/text': {'body': 'Hi'}}")
     for kind, spec in types.items():

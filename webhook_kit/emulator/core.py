@@ -270,12 +270,13 @@ class Account:
             raise EmulatorError(error.message) from None
         return self.outbound.add_content(content).sid
 
-    def add_short_code(self, code: str) -> str:
-        """An account short code (``SC...``), to put in a service's pool by its SID."""
+    def add_short_code(self, code: str, country: str = "US") -> str:
+        """An account short code (``SC...``) of ``country``, for a service's pool (by SID)."""
         if not code.isascii() or not code.isdigit() or not 3 <= len(code) <= 8:
             raise EmulatorError(f"{code!r} is not a short code (3 to 8 digits)")
         sid = new_sid("SC")
-        self.state.put_resource("short_code", sid, {"sid": sid, "short_code": code})
+        data = {"sid": sid, "short_code": code, "country": country}
+        self.state.put_resource("short_code", sid, data)
         return sid
 
     def provision(self, form: Mapping[str, str]) -> Number:

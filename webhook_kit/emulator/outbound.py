@@ -18,7 +18,7 @@ from ..encoding import segment_count
 from .clock import Clock
 from .content import Content, render
 from .errors import ApiError
-from .model import MessageRecord, channel_of, new_sid
+from .model import MessageRecord, channel_of, country_of, new_sid
 from .resource import CreateRequest, bad
 from .services import (
     ALPHA_SENDER_RE,
@@ -95,8 +95,13 @@ class Outbound:
 
     # -- sender pools ---------------------------------------------------------------------
 
-    def add_sender(self, service_sid: str, kind: str, sid: str, address: str) -> Sender:
-        """Put a phone number, short code (by SID) or alphanumeric ID in a service's pool."""
+    def add_sender(
+        self, service_sid: str, kind: str, sid: str, address: str, country: str | None = None
+    ) -> Sender:
+        """Put a phone number, short code (by SID) or alphanumeric ID in a service's pool.
+
+        ``country``: where it sends from (a number's own country when not given).
+        """
         with self._lock:
             self.service(service_sid)
             for other in self.state.resources("sender"):
@@ -104,7 +109,9 @@ class Outbound:
                     if other["service_sid"] == service_sid:
                         raise bad(21710, f"{address} has already been added to this Service")
                     raise bad(21712, f"{address} is already in another Messaging Service")
-            sender = Sender(sid, service_sid, kind, address, self.clock.now())
+            if country is None:
+                country = country_of(address) if kind == "phone_number" else ""
+            sender = Sender(sid, service_sid, kind, address, self.clock.now(), country)
             self.state.put_resource("sender", sid, sender.to_dict(), parent=service_sid)
         return sender
 

@@ -111,3 +111,38 @@ def envelope(
         "start": page * size,
         "uri": uri(page, paging.token),
     }
+
+
+def meta_envelope(
+    key: str,
+    records: list[dict[str, Any]],
+    paging: Paging,
+    *,
+    url: str,
+    more: bool,
+) -> dict[str, Any]:
+    """The v1 list body (Messaging Services, Content): ``records`` and a ``meta`` of URLs."""
+    size, page = paging.size, paging.page
+
+    def page_url(number: int, token: str | None = None) -> str:
+        params = [("PageSize", str(size)), ("Page", str(number))]
+        if token:
+            params.append(("PageToken", token))
+        return f"{url}?{urlencode(params)}"
+
+    has_next = bool(records) and (more or paging.before is not None)
+    has_previous = page > 0 and bool(records)
+    return {
+        key: records,
+        "meta": {
+            "page": page,
+            "page_size": size,
+            "first_page_url": page_url(0),
+            "previous_page_url": (
+                page_url(page - 1, f"PB{records[0]['sid']}") if has_previous else None
+            ),
+            "url": page_url(page, paging.token),
+            "next_page_url": page_url(page + 1, f"PA{records[-1]['sid']}") if has_next else None,
+            "key": key,
+        },
+    }

@@ -86,10 +86,8 @@ class Sender:
     kind: str
     address: str
     date_created: float
-
-    @property
-    def country(self) -> str:
-        return "" if self.kind == "alpha_sender" else country_of(self.address)
+    #: ISO country it sends from ("" for an alphanumeric ID, which has none).
+    country: str = ""
 
     def reaches(self, to: str) -> bool:
         """Whether this sender can send to ``to`` at all (alphanumeric IDs: not US/Canada)."""

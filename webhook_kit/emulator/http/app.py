@@ -18,9 +18,11 @@ from werkzeug.exceptions import HTTPException
 from ..core import Account, RequestRecord
 from ..errors import ApiError, EmulatorError
 from ..model import API_VERSION
+from .content import content_api
 from .control import control_api
 from .messages import messages_api
 from .numbers import numbers_api
+from .services import services_api
 
 logger = logging.getLogger("webhook_kit.emulator")
 MAX_BODY = 1024 * 1024
@@ -88,6 +90,8 @@ def create_app(emulator: Account, media_base: str) -> Flask:
 
     app.register_blueprint(messages_api(emulator, media_base))
     app.register_blueprint(numbers_api(emulator))
+    app.register_blueprint(services_api(emulator))
+    app.register_blueprint(content_api(emulator))
     app.register_blueprint(control_api(emulator))
     return app
 
