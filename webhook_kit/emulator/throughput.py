@@ -128,7 +128,7 @@ class Queues:
         rate = self.throughput.rate(sender, to, media)
         with self._lock:
             free = max(self._free.get(sender, now), ready)
-            if free - now + units / rate > self.throughput.limit(sender):
+            if free - ready + units / rate > self.throughput.limit(sender):
                 return None
             if deadline is not None and free > deadline:
                 return Slot(deadline, expired=True)
