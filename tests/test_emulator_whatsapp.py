@@ -8,10 +8,12 @@ from collections.abc import Iterator
 
 import pytest
 from emulator_support import UNTHROTTLED, Receiver
+from flask import Flask
 from twilio.base.exceptions import TwilioRestException
 from twilio.rest import Client
 from twilio.rest.content.v1.content import ContentList
 
+from webhook_kit import Template, WebhookKit
 from webhook_kit.emulator import Emulator
 
 BUSINESS = "whatsapp:+14155238886"
@@ -166,3 +168,40 @@ def test_service_send_to_whatsapp_checks_the_window(client: Client, emulator: Em
     emulator.advance(1)
     fetched = client.messages(allowed.sid).fetch()
     assert fetched.status == "read" and fetched.from_ == BUSINESS
+
+
+def test_kit_send_falls_back_to_the_template_outside_the_window(emulator: Emulator) -> None:
+    emulator.add_number(BUSINESS, sms_url="https://bot.test/twilio/messages")
+    kit = WebhookKit()
+
+    @kit.on_message()
+    def ignore(message: object) -> None:
+        return None
+
+    app = Flask("bot")
+    app.config.update(
+        WEBHOOK_KIT_AUTH_TOKEN=emulator.auth_token,
+        WEBHOOK_KIT_ACCOUNT_SID=emulator.account_sid,
+        WEBHOOK_KIT_STORE="memory://",
+        WEBHOOK_KIT_PUBLIC_URL="https://bot.test",
+        WEBHOOK_KIT_TWILIO_BASE_URL=emulator.url,
+    )
+    kit.init_app(app)
+    emulator.mount("https://bot.test", app)
+    emulator.handset(USER).send(BUSINESS, "hi")  # the ledger sees the user write
+    reminder = Template(
+        emulator.add_template({"twilio/text": {"body": "Reminder for {{1}}"}}), {"1": "Ann"}
+    )
+    stranger = "whatsapp:+15550002222"
+    with app.app_context():
+        assert kit.window_open(USER, BUSINESS) and not kit.window_open(stranger, BUSINESS)
+        inside = kit.send(USER, "Free text", from_=BUSINESS, fallback_template=reminder)
+        outside = kit.send(stranger, "Free text", from_=BUSINESS, fallback_template=reminder)
+        plain = kit.send(stranger, "No fallback", from_=BUSINESS)
+    emulator.advance(5)
+    assert [emulator.message(s.sid).body for s in (inside, outside)] == [  # type: ignore[union-attr]
+        "Free text",
+        "Reminder for Ann",
+    ]
+    assert emulator.message(outside.sid).status == "read"  # type: ignore[union-attr]
+    assert emulator.message(plain.sid).error_code == 63016  # type: ignore[union-attr]

@@ -48,3 +48,4 @@ from .status import MessageStatus as MessageStatus
 from .twiml import Message as Message
 from .twiml import MessagingResponse as MessagingResponse
 from .twiml import Redirect as Redirect
+from .whatsapp import Template as Template

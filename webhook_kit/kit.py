@@ -422,6 +422,7 @@ class WebhookKit:
     reconcile = _on_sender(Sender.reconcile)
     download = _on_sender(Sender.download)
     delete_media = _on_sender(Sender.delete_media)
+    window_open = _on_sender(Sender.window_open)
 
     def sender(self, app: Flask | None = None, *, client: Any = None) -> Sender:
         """The :class:`Sender` of ``app`` (default: the current app), built on first use.
