@@ -23,7 +23,7 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 from ..encoding import segment_count, smart_encode
 from ..errors import TwiMLError
 from ..twiml import Message, MessagingResponse, parse
-from .clock import Clock, ManualClock, Scheduler
+from .clock import Clock, ManualClock, Scheduler, Task
 from .delivery import LOG_LIMIT, Delivery, DeliveryLog, Transport, post, wsgi_transport
 from .errors import ApiError, EmulatorError
 from .lifecycle import Chaos, Rule, Timing, callback_params, next_status, price_of
@@ -37,6 +37,8 @@ from .model import (
 )
 from .resource import CreateRequest, is_address, is_url
 from .state import Number, State
+from .streams import EventStreams
+from .webhooks_config import WebhooksConfig
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -155,6 +157,19 @@ class Emulator:
         self._mounts: dict[str, Transport] = {}
         self.host = host
         self.port = port
+        #: Shared keys, Settings and Rules: how each webhook URL is signed.
+        self.webhooks = WebhooksConfig(self.clock.now, random.Random(seed))
+        #: Event Streams sinks and subscriptions, and the events on their way.
+        self.streams = EventStreams(
+            self.account_sid,
+            self.scheduler,
+            lambda url: self.webhooks.signing(url, self.auth_token),
+            self._transport,
+            self._background,
+            self.deliveries_log,
+            chaos,
+            seed,
+        )
         self._resume()
 
     # -- serving --------------------------------------------------------------------------
@@ -282,6 +297,8 @@ class Emulator:
             self._requests.clear()
             self.deliveries_log.clear()
             self.dropped_callbacks = 0
+            self.webhooks.reset()
+            self.streams.reset()
             self._rng.seed(self._seed)
             self._chaos_rng.seed(self.chaos.seed if self.chaos else self._seed)
 
@@ -469,7 +486,9 @@ class Emulator:
     # -- callbacks ------------------------------------------------------------------------
 
     def _callback(self, record: MessageRecord) -> None:
-        """Schedule the status callback of the record's current status (chaos permitting)."""
+        """Schedule the status callback of the record's current status (chaos permitting),
+        and publish its Event Streams event (which chaos never drops)."""
+        self.streams.message_changed(record)
         url = record.status_callback
         if url is None:
             return
@@ -497,7 +516,6 @@ class Emulator:
 
     def _deliver(self, url: str, params: list[tuple[str, str]], kind: str) -> None:
         """Post a webhook: inline on a manual clock, on the delivery pool on a real one."""
-        pool = self._pool
 
         def send() -> None:
             now = self.clock.now()
@@ -509,12 +527,18 @@ class Emulator:
                 now=now,
                 log=self.deliveries_log,
                 transport=self._transport(url),
+                signing=self.webhooks.signing(url, self.auth_token),
             )
 
+        self._background(send)
+
+    def _background(self, task: Task) -> None:
+        """Run a delivery inline on a manual clock, on the delivery pool on a real one."""
+        pool = self._pool
         if pool is None:
-            send()
+            task()
         else:
-            pool.submit(send)
+            pool.submit(task)
 
     # -- inbound --------------------------------------------------------------------------
 
@@ -548,6 +572,7 @@ class Emulator:
         for url in media:
             kind = mimetypes.guess_type(url)[0] or "image/jpeg"
             self.state.add_media(MediaRecord(new_sid("ME"), sid, url, kind, now))
+        self.streams.message_changed(record)
         word = body.strip().upper()
         if word in OPT_OUT_WORDS or word in OPT_IN_WORDS:  # still passed on to the app
             self.state.set_opt_out(to, from_, word in OPT_OUT_WORDS)
@@ -570,6 +595,7 @@ class Emulator:
             now=self.clock.now(),
             log=self.deliveries_log,
             transport=self._transport(url),
+            signing=self.webhooks.signing(url, self.auth_token),
         )
         into.append(delivery)
         return delivery

@@ -30,6 +30,8 @@ from .model import (
     whole_number,
 )
 from .resource import parse_create, parse_filters, parse_page, parse_page_size
+from .streams import events_api
+from .webhooks_config import webhooks_api
 
 logger = logging.getLogger("webhook_kit.emulator")
 MAX_BODY = 1024 * 1024
@@ -98,6 +100,8 @@ def create_app(emulator: Emulator) -> Flask:
 
     app.register_blueprint(_messages_api(emulator))
     app.register_blueprint(_control_api(emulator))
+    app.register_blueprint(webhooks_api(emulator.webhooks))
+    app.register_blueprint(events_api(emulator.streams))
     return app
 
 
