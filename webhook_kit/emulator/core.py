@@ -24,7 +24,15 @@ from ..encoding import segment_count, smart_encode
 from ..errors import TwiMLError
 from ..twiml import Message, MessagingResponse, parse
 from .clock import Clock, ManualClock, Scheduler, Task
-from .delivery import LOG_LIMIT, Delivery, DeliveryLog, Transport, post, wsgi_transport
+from .delivery import (
+    LOG_LIMIT,
+    Delivery,
+    DeliveryLog,
+    Transport,
+    post,
+    split_userinfo,
+    wsgi_transport,
+)
 from .errors import ApiError, EmulatorError
 from .lifecycle import Chaos, Rule, Timing, callback_params, next_status, price_of
 from .model import (
@@ -279,6 +287,7 @@ class Emulator:
         self._mounts[base_url.rstrip("/")] = wsgi_transport(app)
 
     def _transport(self, url: str) -> Transport | None:
+        url = split_userinfo(url)[0]  # credentials in a URL do not change where it goes
         for base, transport in self._mounts.items():
             if url == base or url.startswith((base + "/", base + "?", base + "#")):
                 return transport
