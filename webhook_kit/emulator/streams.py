@@ -159,7 +159,8 @@ class EventStreams:
     delivered: int = 0
     duplicated: int = 0
     abandoned: int = 0
-    _pending: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    #: Per sink: events waiting for their batch, each with whether it is a chaos copy.
+    _pending: dict[str, list[tuple[dict[str, Any], bool]]] = field(default_factory=dict)
     _lock: threading.RLock = field(default_factory=threading.RLock)
     _rng: random.Random = field(default_factory=random.Random)
 
@@ -295,34 +296,39 @@ class EventStreams:
             "data": data,
         }
 
-    def _enqueue(self, sink_sid: str, events: list[dict[str, Any]], delay: float = 0.0) -> None:
+    def _enqueue(
+        self, sink_sid: str, events: list[dict[str, Any]], delay: float = 0.0, copy: bool = False
+    ) -> None:
         with self._lock:
             pending = self._pending.setdefault(sink_sid, [])
             first = not pending
-            pending.extend(events)
+            pending.extend((event, copy) for event in events)
         if first or delay:
             self.scheduler.after(BATCH_WINDOW + delay, lambda: self._flush(sink_sid))
 
     def _flush(self, sink_sid: str) -> None:
         """Cut the sink's pending events into batches (chaos: shuffled, some sent again)."""
         with self._lock:
-            events = self._pending.pop(sink_sid, [])
+            pending = self._pending.pop(sink_sid, [])
             sink = self.sinks.get(sink_sid)
-            if not events or sink is None:
+            if not pending or sink is None:
                 return
             chaos, rng = self.chaos, self._rng
             again: list[dict[str, Any]] = []
             if chaos is not None:
                 if rng.random() < chaos.reorder:
-                    rng.shuffle(events)
-                again = [e for e in events if rng.random() < chaos.duplicate]
+                    rng.shuffle(pending)
+                # A copy is not copied again: each event comes at most twice.
+                again = [e for e, copy in pending if not copy and rng.random() < chaos.duplicate]
                 self.duplicated += len(again)
+            events = [event for event, _ in pending]
             size = MAX_BATCH if sink.configuration.get("batch_events", True) else 1
         for start in range(0, len(events), size):
             batch = _Batch(sink_sid, events[start : start + size])
             self.run(lambda batch=batch: self._send(batch))  # type: ignore[misc]
         if again and chaos is not None:
-            self._enqueue(sink_sid, again, delay=rng.uniform(0, chaos.jitter) + BATCH_WINDOW)
+            delay = rng.uniform(0, chaos.jitter) + BATCH_WINDOW
+            self._enqueue(sink_sid, again, delay, copy=True)
 
     def _send(self, batch: _Batch) -> None:
         with self._lock:
