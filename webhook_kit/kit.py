@@ -15,7 +15,7 @@ from flask import Blueprint, Flask, current_app
 from .config import Settings
 from .conversation import Conversation
 from .errors import ConfigurationError
-from .events import Channel, InboundMessage, OptOutType, StatusCallback
+from .events import Channel, InboundMessage, OptOutType, StatusCallback, StreamEvent
 from .jobs import JobKind, Runner
 from .jobs.embedded import EmbeddedRunner
 from .jobs.execute import Background, Executor, background_name
@@ -34,6 +34,7 @@ from .routing import (
 from .sending import Sender
 from .status import MessageStatus
 from .stores import Store, open_store
+from .streams import event_route
 from .twiml import Message, MessagingResponse
 from .views import DirectDispatch, Pipeline
 
@@ -42,6 +43,7 @@ log = logging.getLogger("webhook_kit")
 MessageHandlerT = TypeVar("MessageHandlerT", bound=Callable[..., Reply])
 StatusHandlerT = TypeVar("StatusHandlerT", bound=Callable[[StatusCallback], None])
 FinalHandlerT = TypeVar("FinalHandlerT", bound=Callable[[MessageRecord], None])
+EventHandlerT = TypeVar("EventHandlerT", bound=Callable[[StreamEvent], None])
 ErrorHandlerT = TypeVar(
     "ErrorHandlerT", bound=Callable[[Exception, InboundMessage | StatusCallback], Reply]
 )
@@ -71,9 +73,10 @@ class WebhookKit:
     """Receive Twilio messaging webhooks in a Flask app.
 
     Register handlers with the decorators, then call :meth:`init_app` (or pass the app
-    here). The app gets ``POST /twilio/messages`` (GET too), ``POST /twilio/status`` and
-    ``POST /twilio/fallback``; configuration comes from ``WEBHOOK_KIT_*`` keys in
-    ``app.config`` (see :data:`webhook_kit.config.DEFAULTS`).
+    here). The app gets ``POST /twilio/messages`` (GET too), ``POST /twilio/status``,
+    ``POST /twilio/fallback`` and ``POST /twilio/events`` (an Event Streams sink);
+    configuration comes from ``WEBHOOK_KIT_*`` keys in ``app.config`` (see
+    :data:`webhook_kit.config.DEFAULTS`).
 
     :param app: an app to initialise now.
     :param url_prefix: where the webhook routes are mounted.
@@ -205,6 +208,23 @@ class WebhookKit:
 
         return register
 
+    def on_event(self, *types: str) -> Callable[[EventHandlerT], EventHandlerT]:
+        """Register a handler for Event Streams events of ``types`` (none: every type).
+
+        A type is exact (``com.twilio.messaging.inbound-message.received``) or a prefix
+        ending in ``.*`` (``com.twilio.messaging.*``). The handler receives the
+        :class:`StreamEvent` once per event id, across retries, duplicates and hosts, after
+        a message status event is safely in the ledger (where ``on_status`` handlers ran for
+        it, unless its status callback came first). If it raises, the batch is answered 500
+        and Twilio retries it; events already applied are skipped then.
+        """
+
+        def register(handler: EventHandlerT) -> EventHandlerT:
+            self.registry.events.append(event_route(handler, types))
+            return handler
+
+        return register
+
     @overload
     def on_final(self, handler: FinalHandlerT) -> FinalHandlerT: ...
 
@@ -313,11 +333,12 @@ class WebhookKit:
                 "WEBHOOK_KIT_VALIDATE=off: X-Twilio-Signature is NOT verified; anyone who "
                 "can reach this app can post webhooks to it"
             )
-        elif not settings.auth_tokens and self.registry.token_loader is None:
+        elif not (settings.auth_tokens or settings.shared_keys or self.registry.token_loader):
             raise ConfigurationError(
                 "no Twilio auth token: set TWILIO_AUTH_TOKEN (or app.config"
-                "['WEBHOOK_KIT_AUTH_TOKEN']), or register @kit.auth_token_loader before "
-                "init_app; WEBHOOK_KIT_VALIDATE=off disables verification explicitly"
+                "['WEBHOOK_KIT_AUTH_TOKEN']), WEBHOOK_KIT_SHARED_KEYS, or register "
+                "@kit.auth_token_loader before init_app; WEBHOOK_KIT_VALIDATE=off disables "
+                "verification explicitly"
             )
         store = self._store or open_store(
             settings.store,

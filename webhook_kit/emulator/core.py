@@ -21,8 +21,16 @@ from urllib.parse import urljoin
 from ..encoding import segment_count, smart_encode
 from ..errors import TwiMLError
 from ..twiml import Message, MessagingResponse, parse
-from .clock import Clock, ManualClock, Scheduler
-from .delivery import LOG_LIMIT, Delivery, DeliveryLog, Transport, post, wsgi_transport
+from .clock import Clock, ManualClock, Scheduler, Task
+from .delivery import (
+    LOG_LIMIT,
+    Delivery,
+    DeliveryLog,
+    Transport,
+    post,
+    split_userinfo,
+    wsgi_transport,
+)
 from .errors import ApiError, EmulatorError
 from .lifecycle import Chaos, Rule, Timing, callback_params, next_status, price_of
 from .media import Attachment, Fetched, fetch, guess_type, outbound_error, reachable_offline
@@ -38,6 +46,8 @@ from .model import (
 from .numbers import check_area_code, check_number, friendly, parse_settings
 from .resource import E164_RE, CreateRequest, is_address, is_url
 from .state import Number, State
+from .streams import EventStreams
+from .webhooks_config import WebhooksConfig
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -144,6 +154,19 @@ class Account:
         self._mounts: dict[str, Transport] = {}
         #: Where clients reach the REST API (``MediaUrl{N}`` point there); a server sets it.
         self.api_base = "https://api.twilio.com"
+        #: Shared keys, Settings and Rules: how each webhook URL is signed.
+        self.webhooks = WebhooksConfig(self.clock.now, random.Random(seed))
+        #: Event Streams sinks and subscriptions, and the events on their way.
+        self.streams = EventStreams(
+            self.account_sid,
+            self.scheduler,
+            lambda url: self.webhooks.signing(url, self.auth_token),
+            self._transport,
+            self._background,
+            self.deliveries_log,
+            chaos,
+            seed,
+        )
         self._resume()
 
     # -- life cycle -----------------------------------------------------------------------
@@ -289,6 +312,7 @@ class Account:
         self._mounts[base_url.rstrip("/")] = wsgi_transport(app)
 
     def _transport(self, url: str) -> Transport | None:
+        url = split_userinfo(url)[0]  # credentials in a URL do not change where it goes
         for base, transport in self._mounts.items():
             if url == base or url.startswith((base + "/", base + "?", base + "#")):
                 return transport
@@ -307,6 +331,8 @@ class Account:
             self._requests.clear()
             self.deliveries_log.clear()
             self.dropped_callbacks = 0
+            self.webhooks.reset()
+            self.streams.reset()
             self._rng.seed(self._seed)
             self._chaos_rng.seed(self.chaos.seed if self.chaos else self._seed)
 
@@ -535,7 +561,9 @@ class Account:
     # -- callbacks ------------------------------------------------------------------------
 
     def _callback(self, record: MessageRecord) -> None:
-        """Schedule the status callback of the record's current status (chaos permitting)."""
+        """Schedule the status callback of the record's current status (chaos permitting),
+        and publish its Event Streams event (which chaos never drops)."""
+        self.streams.message_changed(record)
         url = record.status_callback
         if url is None:
             return
@@ -563,7 +591,6 @@ class Account:
 
     def _deliver(self, url: str, params: list[tuple[str, str]], kind: str) -> None:
         """Post a webhook: inline on a manual clock, on the delivery pool on a real one."""
-        pool = self._pool
 
         def send() -> None:
             now = self.clock.now()
@@ -575,12 +602,18 @@ class Account:
                 now=now,
                 log=self.deliveries_log,
                 transport=self._transport(url),
+                signing=self.webhooks.signing(url, self.auth_token),
             )
 
+        self._background(send)
+
+    def _background(self, task: Task) -> None:
+        """Run a delivery inline on a manual clock, on the delivery pool on a real one."""
+        pool = self._pool
         if pool is None:
-            send()
+            task()
         else:
-            pool.submit(send)
+            pool.submit(task)
 
     # -- inbound --------------------------------------------------------------------------
 
@@ -628,6 +661,7 @@ class Account:
                 url, kind = item, guess_type(item)
             self.state.add_media(MediaRecord(media_sid, sid, url, kind, now))
             items.append((self.media_url(sid, media_sid), kind))
+        self.streams.message_changed(record)
         word = body.strip().upper()
         if word in OPT_OUT_WORDS or word in OPT_IN_WORDS:  # still passed on to the app
             self.state.set_opt_out(to, from_, word in OPT_OUT_WORDS)
@@ -655,6 +689,7 @@ class Account:
             now=self.clock.now(),
             log=self.deliveries_log,
             transport=self._transport(url),
+            signing=self.webhooks.signing(url, self.auth_token),
             method=method,
         )
         into.append(delivery)

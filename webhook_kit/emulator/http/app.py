@@ -18,6 +18,8 @@ from werkzeug.exceptions import HTTPException
 from ..core import Account, RequestRecord
 from ..errors import ApiError, EmulatorError
 from ..model import API_VERSION
+from ..streams import events_api
+from ..webhooks_config import webhooks_api
 from .control import control_api
 from .messages import messages_api
 from .numbers import numbers_api
@@ -89,6 +91,8 @@ def create_app(emulator: Account, media_base: str) -> Flask:
     app.register_blueprint(messages_api(emulator, media_base))
     app.register_blueprint(numbers_api(emulator))
     app.register_blueprint(control_api(emulator))
+    app.register_blueprint(webhooks_api(emulator.webhooks))
+    app.register_blueprint(events_api(emulator.streams))
     return app
 
 
