@@ -13,16 +13,18 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
-from emulator_support import Receiver
+from emulator_support import Receiver, RecordingHttpClient
 from flask import Flask
 from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.rest import Client
 
 from webhook_kit import Media, WebhookKit
 from webhook_kit.emulator import Emulator
+from webhook_kit.emulator.http.domains import DOMAINS, domain_of
 from webhook_kit.emulator.media import Attachment
 from webhook_kit.errors import SendError
 
@@ -395,3 +397,39 @@ def test_kit_confirm_and_delete(emulator: Emulator) -> None:
         kit.delete(sent.sid)
         assert emulator.message(sent.sid) is None
         assert kit.ledger.get(sent.sid) is not None  # the app's own record stays
+
+
+# -- every domain on one port ----------------------------------------------------------
+
+
+def test_every_domain_reaches_the_one_port(emulator: Emulator) -> None:
+    """The client's per-product hosts all land on the emulator, each path in its domain."""
+    http = RecordingHttpClient(emulator.url)
+    client = Client(emulator.account_sid, emulator.auth_token, http_client=http)
+    calls = [
+        client.messages.list,
+        client.incoming_phone_numbers.list,
+        client.messaging.v1.services.list,
+        client.content.v1.contents.list,
+        client.events.v1.sinks.list,
+        client.events.v1.subscriptions.list,
+    ]
+    for call in calls:
+        try:
+            call()
+        except TwilioException:  # a resource this build does not serve: the emulator's 404
+            _, _, status, text = http.seen[-1]
+            assert status == 404 and json.loads(text)["code"] == 20404
+    assert len(http.seen) == len(calls)
+    for _, url, _, _ in http.seen:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        assert host.endswith(".twilio.com") and domain_of(parts.path) == host.split(".")[0]
+
+
+def test_no_path_belongs_to_two_domains() -> None:
+    owners: dict[tuple[str, str], str] = {}
+    for domain, prefixes in DOMAINS.items():
+        for prefix in prefixes:
+            assert owners.setdefault(prefix, domain) == domain, prefix
+    assert domain_of("/_emulator/health") is None

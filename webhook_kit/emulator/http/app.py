@@ -17,10 +17,10 @@ from werkzeug.exceptions import HTTPException
 
 from ..core import Account, RequestRecord
 from ..errors import ApiError, EmulatorError
-from ..model import API_VERSION
 from ..streams import events_api
 from ..webhooks_config import webhooks_api
 from .control import control_api
+from .domains import domain_of
 from .messages import messages_api
 from .numbers import numbers_api
 
@@ -44,12 +44,12 @@ def create_app(emulator: Account, media_base: str) -> Flask:
             return
         if not _authorised(emulator):
             raise ApiError(20003, "Authenticate", 401)
-        if request.path.startswith(f"/{API_VERSION}/") and not limiter.allow():
+        if domain_of(request.path) is not None and not limiter.allow():
             raise ApiError(20429, "Too Many Requests", 429)
 
     @app.after_request
     def log(response: Response) -> Response:
-        if request.path.startswith(f"/{API_VERSION}/"):
+        if domain_of(request.path) is not None:
             emulator.log_request(
                 RequestRecord(
                     request.method,
