@@ -27,6 +27,7 @@ from webhook_kit.emulator import Emulator
 from webhook_kit.emulator.http.domains import DOMAINS, domain_of
 from webhook_kit.emulator.media import Attachment
 from webhook_kit.errors import SendError
+from webhook_kit.events import parse_status
 
 HANDSET = "+15558675310"
 PICTURE = b"\x89PNG\r\n\x1a\n" + b"pixels" * 1000
@@ -433,3 +434,30 @@ def test_no_path_belongs_to_two_domains() -> None:
         for prefix in prefixes:
             assert owners.setdefault(prefix, domain) == domain, prefix
     assert domain_of("/_emulator/health") is None
+
+
+# -- Channel* callback fields ----------------------------------------------------------
+
+
+def test_whatsapp_callbacks_carry_the_channel_fields(
+    client: Client, emulator: Emulator, app: Receiver
+) -> None:
+    emulator.add_rule("undelivered", 63024, to="whatsapp:+15550000001")
+    for to in ("whatsapp:" + HANDSET, "whatsapp:+15550000001"):
+        client.messages.create(
+            to=to, from_="whatsapp:+15017122661", body="hi", status_callback=app.base + "/s"
+        )
+    client.messages.create(
+        to=HANDSET, from_="+15017122661", body="sms", status_callback=app.base + "/sms-status"
+    )
+    emulator.advance(5)
+    forms = app.forms("/s")
+    installs = {f["ChannelInstallSid"] for f in forms}
+    assert len(installs) == 1 and next(iter(installs)).startswith("XE")  # one installed channel
+    failed = [parse_status(f) for f in forms if f["MessageStatus"] == "undelivered"]
+    assert [u.error.code for u in failed] == [63024]
+    assert failed[0].channel_status_message and failed[0].channel_install_sid in installs
+    assert all(
+        "ChannelStatusMessage" not in f for f in forms if f["MessageStatus"] != "undelivered"
+    )
+    assert all("ChannelInstallSid" not in f for f in app.forms("/sms-status"))  # SMS has none
