@@ -92,7 +92,7 @@ class WebhookKit:
         self.registry = Registry()
         self._pipelines: WeakKeyDictionary[Flask, Pipeline] = WeakKeyDictionary()
         self._senders: WeakKeyDictionary[Flask, Sender] = WeakKeyDictionary()
-        self._status_paths: WeakKeyDictionary[Flask, str] = WeakKeyDictionary()
+        self._prefixes: WeakKeyDictionary[Flask, str] = WeakKeyDictionary()
         self._executors: WeakKeyDictionary[Flask, Executor] = WeakKeyDictionary()
         if app is not None:
             self.init_app(app)
@@ -359,7 +359,7 @@ class WebhookKit:
         if csrf is not None and hasattr(csrf, "exempt"):  # Flask-WTF would reject Twilio
             csrf.exempt(blueprint)
         app.register_blueprint(blueprint, url_prefix=prefix)
-        self._status_paths[app] = f"{prefix}/status"
+        self._prefixes[app] = prefix
         if direct:
             routes = {f"{prefix}/{name}": route for name, route in pipeline.routes.items()}
             app.wsgi_app = DirectDispatch(app.wsgi_app, app, routes)  # type: ignore[method-assign]
@@ -444,6 +444,20 @@ class WebhookKit:
     download = _on_sender(Sender.download)
     delete_media = _on_sender(Sender.delete_media)
 
+    def route_path(self, name: str, app: Flask | None = None) -> str:
+        """The path of a webhook route (``messages``, ``status``, ...) on ``app``."""
+        target = app if app is not None else current_app._get_current_object()  # type: ignore[attr-defined]
+        return f"{self._prefixes[target]}/{name}"
+
+    def webhook_url(self, name: str, app: Flask | None = None) -> str | None:
+        """The URL Twilio must call for a route: ``WEBHOOK_KIT_PUBLIC_URL`` + its path.
+
+        None without a public URL (the app then verifies against the Host it is asked for).
+        """
+        target = app if app is not None else current_app._get_current_object()  # type: ignore[attr-defined]
+        public = self.pipeline(target).settings.public_url
+        return public.rstrip("/") + self.route_path(name, target) if public else None
+
     def sender(self, app: Flask | None = None, *, client: Any = None) -> Sender:
         """The :class:`Sender` of ``app`` (default: the current app), built on first use.
 
@@ -456,8 +470,7 @@ class WebhookKit:
         sender = self._senders.get(target)
         if sender is None or client is not None:
             pipeline = self.pipeline(target)
-            public = pipeline.settings.public_url
-            status_url = public.rstrip("/") + self._status_paths[target] if public else None
+            status_url = self.webhook_url("status", target)
             sender = Sender.from_config(
                 target.config, pipeline.store, status_url=status_url, client=client
             )

@@ -139,6 +139,8 @@ class Account:
         else:
             self.clock = ManualClock() if clock == "manual" else Clock(speed)
         self.scheduler = Scheduler(self.clock)
+        #: When the account was opened (the Account resource's dates).
+        self.created = self.clock.now()
         self.timing = timing or Timing()
         self.chaos = chaos
         self.rate_limit = rate_limit

@@ -19,6 +19,7 @@ from ..core import Account, RequestRecord
 from ..errors import ApiError, EmulatorError
 from ..streams import events_api
 from ..webhooks_config import webhooks_api
+from .accounts import accounts_api
 from .control import control_api
 from .domains import domain_of
 from .messages import messages_api
@@ -88,6 +89,7 @@ def create_app(emulator: Account, media_base: str) -> Flask:
         logger.exception("emulator error on %s %s", request.method, request.path)
         return jsonify(ApiError(20500, "Internal Server Error", 500).body()), 500
 
+    app.register_blueprint(accounts_api(emulator))
     app.register_blueprint(messages_api(emulator, media_base))
     app.register_blueprint(numbers_api(emulator))
     app.register_blueprint(control_api(emulator))
