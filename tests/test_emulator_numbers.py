@@ -461,3 +461,22 @@ def test_whatsapp_callbacks_carry_the_channel_fields(
         "ChannelStatusMessage" not in f for f in forms if f["MessageStatus"] != "undelivered"
     )
     assert all("ChannelInstallSid" not in f for f in app.forms("/sms-status"))  # SMS has none
+
+
+# -- receiving -------------------------------------------------------------------------
+
+
+def test_long_inbound_messages_pass_through_receiving(
+    client: Client, emulator: Emulator, app: Receiver
+) -> None:
+    emulator.add_number("+15017122661", sms_url=app.base + "/sms")
+    long = emulator.handset(HANDSET).send("+15017122661", "x" * 200).inbound  # two segments
+    short = emulator.handset(HANDSET).send("+15017122661", "hi").inbound
+    assert [s for s, _ in emulator.history(long.sid)] == ["receiving", "received"]
+    assert [s for s, _ in emulator.history(short.sid)] == ["received"]
+    assert client.messages(long.sid).fetch().status == "received"
+    assert [f["SmsStatus"] for f in app.forms("/sms")] == ["received", "received"]
+    assert app.forms("/sms")[0]["NumSegments"] == "2"
+    sent = client.messages.create(to=HANDSET, from_="+15017122661", body="out")
+    emulator.advance(5)
+    assert [s for s, _ in emulator.history(sent.sid)] == ["queued", "sending", "sent", "delivered"]

@@ -344,6 +344,11 @@ class Account:
         """Move the manual clock forward; every transition and callback due runs before return."""
         return self.scheduler.advance(seconds)
 
+    def history(self, sid: str) -> list[tuple[str, float]]:
+        """Every status a message took, oldest first, with its emulated time."""
+        record = self.state.get(sid)
+        return [(str(status), float(at)) for status, at in record.history] if record else []
+
     def message(self, sid: str) -> MessageRecord | None:
         """The record of one message (its true status, even if a callback was dropped)."""
         return self.state.get(sid)
@@ -409,6 +414,7 @@ class Account:
             status=first,
             date_created=now,
             date_updated=now,
+            history=[[first, now]],
             num_segments=0 if first != "queued" else segment_count(body),
             num_media=len(request.media_urls),
             messaging_service_sid=request.messaging_service_sid,
@@ -495,7 +501,6 @@ class Account:
                 return
             status = step[0]
             now = self.clock.now()
-            record.date_updated = now
             if status == "queued":
                 record.num_segments = segment_count(record.body)
                 record.from_ = record.from_ or self._service_sender(record.messaging_service_sid)
@@ -510,7 +515,7 @@ class Account:
                 record.price = price_of(record)
                 if record.max_price is not None and abs(float(record.price)) > record.max_price:
                     status, record.outcome_error = "failed", 30010
-            record.status = status
+            record.set_status(status, now)
             if status in {"failed", "undelivered", "partially_delivered"}:
                 record.error_code = record.outcome_error
             self.state.save(record)
@@ -523,8 +528,7 @@ class Account:
             record = self._get(sid)
             if record.status != "scheduled":
                 raise ApiError(30409, "This message cannot be canceled", 400)
-            record.status = "canceled"
-            record.date_updated = self.clock.now()
+            record.set_status("canceled", self.clock.now())
             self.state.save(record)
         self._callback(record)
         return record
@@ -638,6 +642,9 @@ class Account:
                 raise EmulatorError(f"{item!r} is not an http(s) media URL")
         now = self.clock.now()
         sid = new_sid("MM" if media else "SM")
+        segments = segment_count(body)
+        # A long message arrives in segments: ``receiving`` until the last is in.
+        first = "receiving" if segments > 1 else "received"
         record = MessageRecord(
             sid=sid,
             account_sid=self.account_sid,
@@ -645,14 +652,18 @@ class Account:
             from_=from_,
             to=to,
             body=body,
-            status="received",
+            status=first,
             date_created=now,
             date_updated=now,
             date_sent=now,
-            num_segments=segment_count(body),
+            num_segments=segments,
             num_media=len(media),
+            history=[[first, now]],
         )
         self.state.save(record)
+        if first == "receiving":
+            record.set_status("received", self.clock.now())
+            self.state.save(record)
         items: list[tuple[str, str]] = []
         for item in media:
             media_sid = new_sid("ME")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any, Final
@@ -110,6 +110,14 @@ class MessageRecord:
     #: Message Feedback: ``unconfirmed`` once sent with ProvideFeedback, then as reported.
     feedback: str | None = None
     feedback_at: float | None = None
+    #: Every status the message took, with when: ``[[status, epoch seconds], ...]``.
+    history: list[list[Any]] = field(default_factory=list)
+
+    def set_status(self, status: str, at: float) -> None:
+        """Move to ``status`` at ``at``, keeping the step in :attr:`history`."""
+        self.status = status
+        self.date_updated = at
+        self.history.append([status, at])
 
     @property
     def channel(self) -> str | None:
@@ -122,7 +130,7 @@ class MessageRecord:
         return MessageStatus(self.status).is_final
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data for the SQLite state (flat, so no deep copy as ``asdict`` makes)."""
+        """Plain data for the SQLite state (flat but for the history, so no deep copy)."""
         return {name: getattr(self, name) for name in _RECORD_FIELDS}
 
     @classmethod
