@@ -189,6 +189,23 @@ def test_paging_errors_on_every_list(emulator: Emulator, client: Client, path: s
     assert raw_get(emulator, path, PageSize="1000", Page="0").status_code == 200
 
 
+def test_v1_lists_page_the_same_way(emulator: Emulator, client: Client) -> None:
+    config = {"destination": "https://bot.test/twilio/events", "method": "POST"}
+    created = [
+        client.events.v1.sinks.create(
+            description=f"sink {i}", sink_configuration=config, sink_type="webhook"
+        ).sid
+        for i in range(3)
+    ]
+    assert sorted(s.sid for s in client.events.v1.sinks.list(page_size=2)) == sorted(created)
+    first = client.events.v1.sinks.page(page_size=2)
+    assert len(list(first)) == 2 and "PageToken=PA" in (first.next_page_url or "")
+    auth = (emulator.account_sid, emulator.auth_token)
+    for params, code in [({"Page": "1"}, 20001), ({"PageSize": "1001"}, 20007)]:
+        answer = requests.get(f"{emulator.url}/v1/Sinks", params=params, auth=auth)
+        assert answer.status_code == 400 and answer.json()["code"] == code
+
+
 def test_paging_errors_reach_the_official_client(client: Client) -> None:
     """twilio-python raises a plain TwilioException("Unable to fetch page") with the answer."""
     for call, code in [
