@@ -23,9 +23,8 @@ from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.rest import Client
 
 from webhook_kit import Media, WebhookKit
-from webhook_kit.emulator import Emulator
+from webhook_kit.emulator import Attachment, Emulator
 from webhook_kit.emulator.http.domains import DOMAINS, domain_of
-from webhook_kit.emulator.media import Attachment
 from webhook_kit.errors import SendError
 from webhook_kit.events import parse_status
 
