@@ -496,3 +496,25 @@ def test_long_inbound_messages_pass_through_receiving(
     sent = client.messages.create(to=HANDSET, from_="+15017122661", body="out")
     emulator.advance(5)
     assert [s for s, _ in emulator.history(sent.sid)] == ["queued", "sending", "sent", "delivered"]
+
+
+def test_local_and_toll_free_subresources(client: Client, emulator: Emulator) -> None:
+    local = client.incoming_phone_numbers.local.create(phone_number="+15017122661")
+    free = client.incoming_phone_numbers.toll_free.create(phone_number="+18005550100")
+    assert local.sid.startswith("PN") and free.phone_number == "+18005550100"
+    assert [n.phone_number for n in client.incoming_phone_numbers.toll_free.list()] == [
+        "+18005550100"
+    ]
+    assert [n.phone_number for n in client.incoming_phone_numbers.local.list()] == ["+15017122661"]
+    assert client.incoming_phone_numbers(free.sid).fetch().phone_number == "+18005550100"
+    mismatch = error_of(
+        lambda: client.incoming_phone_numbers.local.create(phone_number="+18885550100")
+    )
+    assert mismatch.code == 21458
+    area = requests.post(  # the clients do not even offer AreaCode here
+        f"{emulator.url}/2010-04-01/Accounts/{emulator.account_sid}/IncomingPhoneNumbers"
+        "/TollFree.json",
+        data={"AreaCode": "800"},
+        auth=(emulator.account_sid, emulator.auth_token),
+    )
+    assert area.status_code == 400 and area.json()["code"] == 21457

@@ -43,7 +43,7 @@ from .model import (
     channel_of,
     new_sid,
 )
-from .numbers import check_area_code, check_number, friendly, parse_settings
+from .numbers import check_area_code, check_number, friendly, number_type, parse_settings
 from .resource import E164_RE, CreateRequest, is_address, is_url
 from .state import Number, State
 from .streams import EventStreams
@@ -225,12 +225,26 @@ class Account:
             self.state.put_number(entry)
         return entry
 
-    def provision(self, form: Mapping[str, str]) -> Number:
-        """``POST IncomingPhoneNumbers.json``: a new number (``PhoneNumber`` or ``AreaCode``)."""
+    def provision(self, form: Mapping[str, str], kind: str | None = None) -> Number:
+        """``POST IncomingPhoneNumbers.json``: a new number (``PhoneNumber`` or ``AreaCode``).
+
+        ``kind`` (``local``, ``mobile``, ``tollfree``) is the subresource posted to
+        (``IncomingPhoneNumbers/Local.json``...): it takes no AreaCode (21457), and only
+        numbers of its type (21458).
+        """
         raw, area = form.get("PhoneNumber"), form.get("AreaCode")
+        if kind in {"local", "tollfree"} and area:
+            raise ApiError(21457, "AreaCode Parameter not Supported on this subresource", 400)
         with self._lock:
             if raw:
                 number = check_number(raw)
+                if kind is not None and kind != "mobile" and number_type(number) != kind:
+                    raise ApiError(
+                        21458,
+                        f"PhoneNumber {number} is not a {kind} number: provision it from "
+                        "IncomingPhoneNumbers.json or the matching subresource",
+                        400,
+                    )
                 if self.state.number(number) is not None:
                     raise ApiError(21422, f"PhoneNumber {number} is not available", 400)
             elif area:
