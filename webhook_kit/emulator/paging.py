@@ -105,25 +105,25 @@ def envelope(
     }
 
 
-def v1_envelope(
+def meta_envelope(
     key: str,
     records: list[dict[str, Any]],
     paging: Paging,
     *,
-    base_url: str,
-    echo: Sequence[tuple[str, str]] = (),
+    url: str,
     more: bool,
+    echo: Sequence[tuple[str, str]] = (),
 ) -> dict[str, Any]:
     """The v1 list body (Messaging, Content, Events): ``meta`` with absolute page URLs."""
-    url, next_url, previous_url = _uris(records, paging, base_url, echo, more)
+    this, next_url, previous_url = _uris(records, paging, url, echo, more)
     meta = {
-        "first_page_url": _uris([], Paging(paging.size, 0), base_url, echo, False)[0],
+        "first_page_url": _uris([], Paging(paging.size, 0), url, echo, False)[0],
         "key": key,
         "next_page_url": next_url,
         "page": paging.page,
         "page_size": paging.size,
         "previous_page_url": previous_url,
-        "url": url,
+        "url": this,
     }
     return {key: records, "meta": meta}
 

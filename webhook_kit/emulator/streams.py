@@ -43,7 +43,7 @@ from .delivery import (
 from .errors import ApiError
 from .lifecycle import Chaos
 from .model import API_VERSION, MessageRecord, new_sid
-from .paging import parse_paging, v1_envelope, window
+from .paging import meta_envelope, parse_paging, window
 from .resource import is_url
 
 BASE_URL: Final = "https://events.twilio.com/v1"
@@ -408,7 +408,7 @@ def _listing(key: str, path: str, items: list[dict[str, Any]]) -> Response:
     """One page of ``items`` (each with a ``sid``) in the v1 ``meta`` envelope, paged as Twilio."""
     paging = parse_paging(request.args)
     found, more = window(items, lambda item: str(item["sid"]), paging)
-    return jsonify(v1_envelope(key, found, paging, base_url=f"{BASE_URL}/{path}", more=more))
+    return jsonify(meta_envelope(key, found, paging, url=f"{BASE_URL}/{path}", more=more))
 
 
 def _sink_routes(api: Blueprint, streams: EventStreams) -> None:
