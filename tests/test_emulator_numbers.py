@@ -13,18 +13,20 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
-from emulator_support import Receiver
+from emulator_support import Receiver, RecordingHttpClient
 from flask import Flask
 from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.rest import Client
 
 from webhook_kit import Media, WebhookKit
-from webhook_kit.emulator import Emulator
-from webhook_kit.emulator.media import Attachment
+from webhook_kit.emulator import Attachment, Emulator
+from webhook_kit.emulator.http.domains import DOMAINS, domain_of
 from webhook_kit.errors import SendError
+from webhook_kit.events import parse_status
 
 HANDSET = "+15558675310"
 PICTURE = b"\x89PNG\r\n\x1a\n" + b"pixels" * 1000
@@ -184,6 +186,23 @@ def test_paging_errors_on_every_list(emulator: Emulator, client: Client, path: s
     bad_token = raw_get(emulator, path, PageToken="PA" + "0" * 34, Page="1")
     assert bad_token.status_code == 400 and bad_token.json()["code"] == 21481
     assert raw_get(emulator, path, PageSize="1000", Page="0").status_code == 200
+
+
+def test_v1_lists_page_the_same_way(emulator: Emulator, client: Client) -> None:
+    config = {"destination": "https://bot.test/twilio/events", "method": "POST"}
+    created = [
+        client.events.v1.sinks.create(
+            description=f"sink {i}", sink_configuration=config, sink_type="webhook"
+        ).sid
+        for i in range(3)
+    ]
+    assert sorted(s.sid for s in client.events.v1.sinks.list(page_size=2)) == sorted(created)
+    first = client.events.v1.sinks.page(page_size=2)
+    assert len(list(first)) == 2 and "PageToken=PA" in (first.next_page_url or "")
+    auth = (emulator.account_sid, emulator.auth_token)
+    for params, code in [({"Page": "1"}, 20001), ({"PageSize": "1001"}, 20007)]:
+        answer = requests.get(f"{emulator.url}/v1/Sinks", params=params, auth=auth)
+        assert answer.status_code == 400 and answer.json()["code"] == code
 
 
 def test_paging_errors_reach_the_official_client(client: Client) -> None:
@@ -395,3 +414,109 @@ def test_kit_confirm_and_delete(emulator: Emulator) -> None:
         kit.delete(sent.sid)
         assert emulator.message(sent.sid) is None
         assert kit.ledger.get(sent.sid) is not None  # the app's own record stays
+
+
+# -- every domain on one port ----------------------------------------------------------
+
+
+def test_every_domain_reaches_the_one_port(emulator: Emulator) -> None:
+    """The client's per-product hosts all land on the emulator, each path in its domain."""
+    http = RecordingHttpClient(emulator.url)
+    client = Client(emulator.account_sid, emulator.auth_token, http_client=http)
+    calls = [
+        client.messages.list,
+        client.incoming_phone_numbers.list,
+        client.messaging.v1.services.list,
+        client.content.v1.contents.list,
+        client.events.v1.sinks.list,
+        client.events.v1.subscriptions.list,
+    ]
+    for call in calls:
+        try:
+            call()
+        except TwilioException:  # a resource this build does not serve: the emulator's 404
+            _, _, status, text = http.seen[-1]
+            assert status == 404 and json.loads(text)["code"] == 20404
+    assert len(http.seen) == len(calls)
+    for _, url, _, _ in http.seen:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        assert host.endswith(".twilio.com") and domain_of(parts.path) == host.split(".")[0]
+
+
+def test_no_path_belongs_to_two_domains() -> None:
+    owners: dict[tuple[str, str], str] = {}
+    for domain, prefixes in DOMAINS.items():
+        for prefix in prefixes:
+            assert owners.setdefault(prefix, domain) == domain, prefix
+    assert domain_of("/_emulator/health") is None
+
+
+# -- Channel* callback fields ----------------------------------------------------------
+
+
+def test_whatsapp_callbacks_carry_the_channel_fields(
+    client: Client, emulator: Emulator, app: Receiver
+) -> None:
+    emulator.add_rule("undelivered", 63024, to="whatsapp:+15550000001")
+    emulator.add_number("whatsapp:+15017122661", sms_url=app.base + "/in")
+    for to in ("whatsapp:" + HANDSET, "whatsapp:+15550000001"):
+        emulator.handset(to).send("whatsapp:+15017122661", "hi")  # opens the 24-hour window
+        client.messages.create(
+            to=to, from_="whatsapp:+15017122661", body="hi", status_callback=app.base + "/s"
+        )
+    client.messages.create(
+        to=HANDSET, from_="+15017122661", body="sms", status_callback=app.base + "/sms-status"
+    )
+    emulator.advance(5)
+    forms = app.forms("/s")
+    installs = {f["ChannelInstallSid"] for f in forms}
+    assert len(installs) == 1 and next(iter(installs)).startswith("XE")  # one installed channel
+    failed = [parse_status(f) for f in forms if f["MessageStatus"] == "undelivered"]
+    assert [u.error.code for u in failed] == [63024]
+    assert failed[0].channel_status_message and failed[0].channel_install_sid in installs
+    assert all(
+        "ChannelStatusMessage" not in f for f in forms if f["MessageStatus"] != "undelivered"
+    )
+    assert all("ChannelInstallSid" not in f for f in app.forms("/sms-status"))  # SMS has none
+
+
+# -- receiving -------------------------------------------------------------------------
+
+
+def test_long_inbound_messages_pass_through_receiving(
+    client: Client, emulator: Emulator, app: Receiver
+) -> None:
+    emulator.add_number("+15017122661", sms_url=app.base + "/sms")
+    long = emulator.handset(HANDSET).send("+15017122661", "x" * 200).inbound  # two segments
+    short = emulator.handset(HANDSET).send("+15017122661", "hi").inbound
+    assert [s for s, _ in emulator.history(long.sid)] == ["receiving", "received"]
+    assert [s for s, _ in emulator.history(short.sid)] == ["received"]
+    assert client.messages(long.sid).fetch().status == "received"
+    assert [f["SmsStatus"] for f in app.forms("/sms")] == ["received", "received"]
+    assert app.forms("/sms")[0]["NumSegments"] == "2"
+    sent = client.messages.create(to=HANDSET, from_="+15017122661", body="out")
+    emulator.advance(5)
+    assert [s for s, _ in emulator.history(sent.sid)] == ["queued", "sending", "sent", "delivered"]
+
+
+def test_local_and_toll_free_subresources(client: Client, emulator: Emulator) -> None:
+    local = client.incoming_phone_numbers.local.create(phone_number="+15017122661")
+    free = client.incoming_phone_numbers.toll_free.create(phone_number="+18005550100")
+    assert local.sid.startswith("PN") and free.phone_number == "+18005550100"
+    assert [n.phone_number for n in client.incoming_phone_numbers.toll_free.list()] == [
+        "+18005550100"
+    ]
+    assert [n.phone_number for n in client.incoming_phone_numbers.local.list()] == ["+15017122661"]
+    assert client.incoming_phone_numbers(free.sid).fetch().phone_number == "+18005550100"
+    mismatch = error_of(
+        lambda: client.incoming_phone_numbers.local.create(phone_number="+18885550100")
+    )
+    assert mismatch.code == 21458
+    area = requests.post(  # the clients do not even offer AreaCode here
+        f"{emulator.url}/2010-04-01/Accounts/{emulator.account_sid}/IncomingPhoneNumbers"
+        "/TollFree.json",
+        data={"AreaCode": "800"},
+        auth=(emulator.account_sid, emulator.auth_token),
+    )
+    assert area.status_code == 400 and area.json()["code"] == 21457

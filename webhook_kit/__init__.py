@@ -22,6 +22,7 @@ from .errors import TooManyMediaError as TooManyMediaError
 from .errors import TwiMLError as TwiMLError
 from .errors import TwiMLParseError as TwiMLParseError
 from .errors import TwiMLTypeError as TwiMLTypeError
+from .errors import UnauthorizedError as UnauthorizedError
 from .errors import WebhookKitError as WebhookKitError
 from .events import Channel as Channel
 from .events import FallbackRequest as FallbackRequest
@@ -33,6 +34,7 @@ from .events import Place as Place
 from .events import Referral as Referral
 from .events import RepliedMessage as RepliedMessage
 from .events import StatusCallback as StatusCallback
+from .events import StreamEvent as StreamEvent
 from .jobs import Job as Job
 from .jobs import JobState as JobState
 from .kit import WebhookKit as WebhookKit

@@ -29,6 +29,7 @@ from urllib.parse import unquote_to_bytes, urlencode
 from flask import Flask, Response, request
 from flask.ctx import AppContext
 
+from .basic_auth import CHALLENGE, BasicAuth
 from .conversation import Conversation, Conversations, Opened
 from .errors import (
     BadRequestError,
@@ -36,12 +37,14 @@ from .errors import (
     PayloadTooLargeError,
     SignatureError,
     StoreError,
+    UnauthorizedError,
 )
 from .events import (
     Fields,
     InboundMessage,
     OptOutType,
     StatusCallback,
+    StreamEvent,
     parse_fallback,
     parse_inbound,
     parse_status,
@@ -54,6 +57,7 @@ from .routing import MessageRouter, as_twiml, call_status_handler, handler_name
 from .sending import Correlator
 from .signature import URLBuilder, Verifier
 from .stores import Claim, ConversationWrite, Outcome, Store, housekeeping, new_owner
+from .streams import Received, parse_batch
 from .twiml import MessagingResponse
 
 if TYPE_CHECKING:
@@ -70,7 +74,8 @@ TWIML_TYPE = "text/xml; charset=utf-8"
 TEXT_TYPE = "text/plain; charset=utf-8"
 EMPTY_TWIML = MessagingResponse().to_bytes()
 _MAX_FIELDS = 1000
-_REJECTED = (BadRequestError, SignatureError, StoreError, InFlightError)
+_REJECTED = (UnauthorizedError, BadRequestError, SignatureError, StoreError, InFlightError)
+Rejection = UnauthorizedError | BadRequestError | SignatureError | StoreError | InFlightError
 
 
 class Answer(NamedTuple):
@@ -82,12 +87,15 @@ class Answer(NamedTuple):
     #: How the webhook ended, as metrics count it: handled, replayed, failed, or the reason
     #: it was rejected (an error's ``reason``).
     outcome: str = "handled"
+    #: More response headers (a 401's challenge).
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 _EMPTY = Answer(200, EMPTY_TWIML)
 _REPLAYED = Answer(200, EMPTY_TWIML, TWIML_TYPE, "replayed")
 _FAILED = Answer(500, EMPTY_TWIML, TWIML_TYPE, "failed")
 _STORE_DOWN = Answer(503, b"store unavailable: try again later\n", TEXT_TYPE, StoreError.reason)
+_APPLIED = Answer(200, b"", TEXT_TYPE)
 
 
 class Incoming(NamedTuple):
@@ -162,10 +170,12 @@ def _user_code() -> None:
 class _Failed(Exception):
     """User code (``name``) raised ``error``: the one failure answered 500."""
 
-    def __init__(self, name: str, error: Exception) -> None:
+    def __init__(self, name: str, error: Exception, event: StreamEvent | None = None) -> None:
         super().__init__(name, error)
         self.name = name
         self.error = error
+        #: The Event Streams event whose handler raised, if it was one.
+        self.event = event
 
 
 class _Running:
@@ -176,12 +186,19 @@ class _Running:
     third as much.
     """
 
-    __slots__ = ("kind", "metrics", "name", "started")
+    __slots__ = ("event", "kind", "metrics", "name", "started")
 
-    def __init__(self, name: str, kind: str = "", metrics: Observer | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        kind: str = "",
+        metrics: Observer | None = None,
+        event: StreamEvent | None = None,
+    ) -> None:
         self.name = name
         self.kind = kind
         self.metrics = metrics
+        self.event = event
         self.started = 0.0
 
     def __enter__(self) -> None:
@@ -200,7 +217,7 @@ class _Running:
                 elapsed = time.perf_counter() - self.started
                 self.metrics.handler(self.kind, self.name, elapsed)
         elif isinstance(error, Exception) and not isinstance(error, StoreError):
-            raise _Failed(self.name, error) from error
+            raise _Failed(self.name, error, self.event) from error
 
 
 class Pipeline:
@@ -214,7 +231,8 @@ class Pipeline:
         self.store = store
         #: Runs the jobs of ``background=True`` handlers; None when there are none.
         self.runner = runner
-        self.verifier = Verifier(settings.auth_tokens, registry.load_tokens)
+        self.verifier = Verifier(settings.auth_tokens, registry.load_tokens, settings.shared_keys)
+        self.basic_auth = BasicAuth(settings.basic_auth)
         self.url_of = URLBuilder(settings.public_url, settings.proxy_hops)
         self.conversations = Conversations(store, settings.conversation_ttl)
         self.opt_outs = OptOutPolicy(
@@ -233,6 +251,7 @@ class Pipeline:
             "messages": (self.messages, both),
             "fallback": (self.fallback, both),
             "status": (self.status, frozenset(("POST",))),
+            "events": (self.events, frozenset(("POST",))),
         }
         #: What is counted when WEBHOOK_KIT_METRICS is on; None (and nothing imported) if off.
         self.metrics: Observer | None = None
@@ -251,7 +270,9 @@ class Pipeline:
 
         def respond() -> Response:
             answer = handle(request.environ)
-            return Response(answer.body, answer.status, content_type=answer.content_type)
+            return Response(
+                answer.body, answer.status, answer.headers, content_type=answer.content_type
+            )
 
         return respond
 
@@ -268,16 +289,75 @@ class Pipeline:
             incoming = self._read(environ)
             self._verify(environ, incoming)
             update = parse_status(incoming.fields)
-            error = update.error.code if update.error else ""
-            key = f"status:{update.message_sid}:{update.status.value}:"
-            key += f"{update.event_type or ''}:{error}"
+            # A genuine token links the callback to its send even before the SID was stored.
+            correlation = self.correlator.verify_query(environ.get("QUERY_STRING", ""))
+        except _REJECTED as rejected:
+            return _reject(environ, rejected)
+        return self._update(environ, update, incoming.form, correlation)
+
+    def events(self, environ: dict[str, Any]) -> Answer:
+        """Event Streams: a signed JSON array of CloudEvents, checked whole before any of it
+        is applied; answered 200 only when every event is (a retry skips those done)."""
+        try:
+            self._start_process()
+            body = _read_body(environ, self.settings.events_max_body)
+            if _media_type(environ) != "application/json":
+                raise BadRequestError("Event Streams batches are application/json")
+            self._verify(environ, Incoming(Fields(()), (), body, ""))
+            batch = parse_batch(body, self.settings.events_max_batch)
+            for received in batch:
+                failed = self._apply_event(environ, received)
+                if failed is not None:
+                    return failed
+        except _REJECTED as rejected:
+            return _reject(environ, rejected)
+        except _Failed as failure:  # an on_event handler: its event travels with the failure
+            event = failure.event
+            return self._failed(failure, event, environ) if event is not None else _FAILED
+        return _APPLIED
+
+    def _apply_event(self, environ: dict[str, Any], received: Received) -> Answer | None:
+        """Apply one event once by its id: its status to the ledger (as a callback would
+        be), then the ``on_event`` handlers. An answer other than 200 stops the batch."""
+        key = received.key
+        claim = self._lock(key)
+        if claim.outcome is Outcome.DONE:
+            _duplicate(environ, key)
+            return None
+        try:
+            if received.update is not None:
+                answer = self._update(environ, received.update, None, None)
+                if answer.status != 200:
+                    self._release(key, claim)
+                    return answer
+            for route in self.registry.events:
+                if route.accepts(received.event):
+                    with self._running("event", route.handler, received.event):
+                        route.handler(received.event)
+        except BaseException:
+            self._release(key, claim)
+            raise
+        self._complete(key, claim, b"")
+        return None
+
+    def _update(
+        self,
+        environ: dict[str, Any],
+        update: StatusCallback,
+        form: str | None,
+        correlation: str | None,
+    ) -> Answer:
+        """Record a status update once by its key and run its handlers and final hooks.
+
+        ``form`` is the callback's body as received (None: encode ``update.raw``).
+        """
+        try:
+            key = StatusEntry.key_of(update)
             routes = [route for route in self.registry.status if route.accepts(update)]
             # Only a final status can make a message final, so only then can hooks run.
             hooks = self.registry.final if update.status.is_final else []
-            # A genuine token links the callback to its send even before the SID was stored.
-            correlation = self.correlator.verify_query(environ.get("QUERY_STRING", ""))
             now = time.time()
-            entry = StatusEntry.from_callback(update, key, now, incoming.form, correlation)
+            entry = StatusEntry.from_callback(update, key, now, form, correlation)
             # Nothing to run after recording: claim and record finish in one store step.
             lease = self.settings.claim_lease if routes or hooks else None
             applied = self._settle(
@@ -301,7 +381,7 @@ class Pipeline:
                 background = self.registry.background_for(route.handler)
                 if background is not None:
                     job_key = f"{key}#{background.name}"
-                    jobs.append(Job(job_key, JobKind.STATUS, background.name, incoming.form, now))
+                    jobs.append(Job(job_key, JobKind.STATUS, background.name, entry.form, now))
                     continue
                 with self._running("status", route.handler):
                     call_status_handler(route, update)
@@ -373,19 +453,21 @@ class Pipeline:
             self._complete(key, claim, answer, saved)
         return Answer(200, answer)
 
-    def _read(self, environ: dict[str, Any]) -> Incoming:
+    def _start_process(self) -> None:
         if self._started_in != _Process.forks:  # first request of this worker process
             housekeeping.watch(self.store)
             if self.runner is not None:
                 self.runner.start()
             self._started_in = _Process.forks
+
+    def _read(self, environ: dict[str, Any]) -> Incoming:
+        self._start_process()
         if environ["REQUEST_METHOD"] in ("GET", "HEAD"):
             # Twilio appends GET parameters to the URL itself; nothing more is signed.
             query = environ.get("QUERY_STRING", "")
             return Incoming(Fields(_parse_form(_latin1_to_utf8(query))), (), None, query)
         body = _read_body(environ, self.settings.max_body)
-        content_type = environ.get("CONTENT_TYPE", "")
-        media_type = content_type.partition(";")[0].strip().lower()
+        media_type = _media_type(environ)
         if media_type == "application/x-www-form-urlencoded" or (not media_type and not body):
             try:
                 form = body.decode()
@@ -402,6 +484,12 @@ class Pipeline:
         )
 
     def _verify(self, environ: dict[str, Any], incoming: Incoming) -> None:
+        if self.basic_auth:  # Twilio's credentials first: the signature is checked too
+            try:
+                self.basic_auth.check(environ.get("HTTP_AUTHORIZATION"))
+            except UnauthorizedError as refused:
+                log.warning("rejected %s: %s", environ.get("PATH_INFO"), refused)
+                raise
         mode = self.settings.validate
         if mode == "off":
             return
@@ -411,11 +499,16 @@ class Pipeline:
         if self.registry.token_loader is not None:  # the user's loader may need current_app
             _user_code()
             account_sid = incoming.fields.get("AccountSid")
-        if self.verifier.verify(
-            url, incoming.signed, signature, json_body=incoming.json_body, account_sid=account_sid
-        ):
+        reason = self.verifier.refusal(
+            url,
+            incoming.signed,
+            signature,
+            json_body=incoming.json_body,
+            account_sid=account_sid,
+            settings=environ.get("HTTP_X_TWILIO_WEBHOOKS_SIGNATURE_SETTINGS"),
+        )
+        if reason is None:
             return
-        reason = "missing X-Twilio-Signature header" if not signature else "invalid signature"
         hint = _proxy_hint(environ, self.settings)
         if mode == "log-only":
             log.warning("log-only: would reject %s for %s%s", reason, url, hint)
@@ -528,19 +621,24 @@ class Pipeline:
         if not jobs:
             self._complete(key, claim, b"")
 
-    def _running(self, kind: str, handler: Callable[..., Any]) -> _Running:
+    def _running(
+        self, kind: str, handler: Callable[..., Any], event: StreamEvent | None = None
+    ) -> _Running:
         """A guard for calling the user's ``handler``: a 500 if it raises, timed if it returns."""
-        return _Running(handler_name(handler), kind, self.metrics)
+        return _Running(handler_name(handler), kind, self.metrics, event)
 
     def _failed(
-        self, failure: _Failed, event: InboundMessage | StatusCallback, environ: dict[str, Any]
+        self,
+        failure: _Failed,
+        event: InboundMessage | StatusCallback | StreamEvent,
+        environ: dict[str, Any],
     ) -> Answer:
         error = failure.error
         log.error(
             "handler %s failed for %s %s (I-Twilio-Idempotency-Token %s)",
             failure.name,
             type(event).__name__,
-            event.message_sid,
+            event.id if isinstance(event, StreamEvent) else event.message_sid,
             environ.get("HTTP_I_TWILIO_IDEMPOTENCY_TOKEN", "-"),
             exc_info=error,
         )
@@ -637,7 +735,11 @@ class DirectDispatch:
             answer = Answer(500, b"internal error\n", TEXT_TYPE)
         start_response(
             _status_line(answer.status),
-            [("Content-Type", answer.content_type), ("Content-Length", str(len(answer.body)))],
+            [
+                ("Content-Type", answer.content_type),
+                ("Content-Length", str(len(answer.body))),
+                *answer.headers,
+            ],
         )
         return [answer.body]
 
@@ -652,9 +754,10 @@ def _status_line(code: int) -> str:
     return line
 
 
-def _reject(
-    environ: Mapping[str, Any], error: BadRequestError | SignatureError | StoreError | InFlightError
-) -> Answer:
+def _reject(environ: Mapping[str, Any], error: Rejection) -> Answer:
+    if isinstance(error, UnauthorizedError):  # logged by _verify
+        body = f"{error}\n".encode()
+        return Answer(401, body, TEXT_TYPE, error.reason, (("WWW-Authenticate", CHALLENGE),))
     if not isinstance(error, SignatureError):  # signature failures were logged with the URL
         log.warning(
             "rejected %s %s: %s", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"), error
@@ -752,6 +855,10 @@ def _json_fields(body: bytes) -> tuple[list[tuple[str, str]], str]:
         return pairs, urlencode(pairs)
     except UnicodeEncodeError:  # "\ud800": a lone surrogate is no character
         raise BadRequestError("JSON body holds a lone surrogate (\\ud800-\\udfff)") from None
+
+
+def _media_type(environ: Mapping[str, Any]) -> str:
+    return str(environ.get("CONTENT_TYPE", "")).partition(";")[0].strip().lower()
 
 
 def _latin1_to_utf8(text: str) -> str:

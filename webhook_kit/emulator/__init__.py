@@ -28,6 +28,7 @@ from .core import Account, Exchange, Handset, RequestRecord
 from .delivery import Delivery
 from .errors import ApiError, EmulatorError
 from .lifecycle import Chaos, Rule, Timing
+from .media import Attachment
 from .model import MediaRecord, MessageRecord, media_json, message_json
 from .server import Emulator
 from .state import Number
@@ -35,6 +36,7 @@ from .state import Number
 __all__ = [
     "Account",
     "ApiError",
+    "Attachment",
     "Chaos",
     "Clock",
     "Delivery",

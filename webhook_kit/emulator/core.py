@@ -21,7 +21,7 @@ from urllib.parse import urljoin
 from ..encoding import segment_count, smart_encode
 from ..errors import TwiMLError
 from ..twiml import Message, MessagingResponse, parse
-from .clock import Clock, ManualClock, Scheduler
+from .clock import Clock, ManualClock, Scheduler, Task
 from .content import parse_content
 from .delivery import (
     LOG_LIMIT,
@@ -30,6 +30,7 @@ from .delivery import (
     DeliveryLog,
     Transport,
     post,
+    split_userinfo,
     wsgi_transport,
 )
 from .errors import ApiError, EmulatorError
@@ -45,11 +46,13 @@ from .model import (
     country_of,
     new_sid,
 )
-from .numbers import check_area_code, check_number, friendly, parse_settings
+from .numbers import check_area_code, check_number, friendly, number_type, parse_settings
 from .outbound import Outbound
 from .resource import E164_RE, CreateRequest, is_address, is_url
 from .state import Number, State
+from .streams import EventStreams
 from .throughput import Throughput
+from .webhooks_config import WebhooksConfig
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -143,6 +146,8 @@ class Account:
         self.scheduler = Scheduler(self.clock)
         #: Messaging Services, Content templates, WhatsApp windows and sender queues.
         self.outbound = Outbound(self.state, self.clock, throughput)
+        #: When the account was opened (the Account resource's dates).
+        self.created = self.clock.now()
         self.timing = timing or Timing()
         self.chaos = chaos
         self.rate_limit = rate_limit
@@ -159,6 +164,19 @@ class Account:
         self._mounts: dict[str, Transport] = {}
         #: Where clients reach the REST API (``MediaUrl{N}`` point there); a server sets it.
         self.api_base = "https://api.twilio.com"
+        #: Shared keys, Settings and Rules: how each webhook URL is signed.
+        self.webhooks = WebhooksConfig(self.clock.now, random.Random(seed))
+        #: Event Streams sinks and subscriptions, and the events on their way.
+        self.streams = EventStreams(
+            self.account_sid,
+            self.scheduler,
+            lambda url: self.webhooks.signing(url, self.auth_token),
+            self._transport,
+            self._background,
+            self.deliveries_log,
+            chaos,
+            seed,
+        )
         self._resume()
 
     # -- life cycle -----------------------------------------------------------------------
@@ -279,12 +297,26 @@ class Account:
         self.state.put_resource("short_code", sid, data)
         return sid
 
-    def provision(self, form: Mapping[str, str]) -> Number:
-        """``POST IncomingPhoneNumbers.json``: a new number (``PhoneNumber`` or ``AreaCode``)."""
+    def provision(self, form: Mapping[str, str], kind: str | None = None) -> Number:
+        """``POST IncomingPhoneNumbers.json``: a new number (``PhoneNumber`` or ``AreaCode``).
+
+        ``kind`` (``local``, ``mobile``, ``tollfree``) is the subresource posted to
+        (``IncomingPhoneNumbers/Local.json``...): it takes no AreaCode (21457), and only
+        numbers of its type (21458).
+        """
         raw, area = form.get("PhoneNumber"), form.get("AreaCode")
+        if kind in {"local", "tollfree"} and area:
+            raise ApiError(21457, "AreaCode Parameter not Supported on this subresource", 400)
         with self._lock:
             if raw:
                 number = check_number(raw)
+                if kind is not None and kind != "mobile" and number_type(number) != kind:
+                    raise ApiError(
+                        21458,
+                        f"PhoneNumber {number} is not a {kind} number: provision it from "
+                        "IncomingPhoneNumbers.json or the matching subresource",
+                        400,
+                    )
                 if self.state.number(number) is not None:
                     raise ApiError(21422, f"PhoneNumber {number} is not available", 400)
             elif area:
@@ -368,6 +400,7 @@ class Account:
         self._mounts[base_url.rstrip("/")] = wsgi_transport(app)
 
     def _transport(self, url: str) -> Transport | None:
+        url = split_userinfo(url)[0]  # credentials in a URL do not change where it goes
         for base, transport in self._mounts.items():
             if url == base or url.startswith((base + "/", base + "?", base + "#")):
                 return transport
@@ -387,6 +420,8 @@ class Account:
             self._requests.clear()
             self.deliveries_log.clear()
             self.dropped_callbacks = 0
+            self.webhooks.reset()
+            self.streams.reset()
             self._rng.seed(self._seed)
             self._chaos_rng.seed(self.chaos.seed if self.chaos else self._seed)
 
@@ -395,6 +430,11 @@ class Account:
     def advance(self, seconds: float) -> int:
         """Move the manual clock forward; every transition and callback due runs before return."""
         return self.scheduler.advance(seconds)
+
+    def history(self, sid: str) -> list[tuple[str, float]]:
+        """Every status a message took, oldest first, with its emulated time."""
+        record = self.state.get(sid)
+        return [(str(status), float(at)) for status, at in record.history] if record else []
 
     def message(self, sid: str) -> MessageRecord | None:
         """The record of one message (its true status, even if a callback was dropped)."""
@@ -463,6 +503,7 @@ class Account:
             status=first,
             date_created=now,
             date_updated=now,
+            history=[[first, now]],
             num_segments=0 if first != "queued" else segment_count(body),
             num_media=len(request.media_urls),
             messaging_service_sid=request.messaging_service_sid,
@@ -552,7 +593,6 @@ class Account:
                 return
             status = step[0]
             now = self.clock.now()
-            record.date_updated = now
             if status == "queued":
                 record.num_segments = segment_count(record.body)
                 if not self.outbound.assign(record, now + self.timing.queue):
@@ -565,7 +605,7 @@ class Account:
                 record.price = price_of(record)
                 if record.max_price is not None and abs(float(record.price)) > record.max_price:
                     status, record.outcome_error = "failed", 30010
-            record.status = status
+            record.set_status(status, now)
             if status in {"failed", "undelivered", "partially_delivered"}:
                 record.error_code = record.outcome_error
             self.state.save(record)
@@ -578,8 +618,7 @@ class Account:
             record = self._get(sid)
             if record.status != "scheduled":
                 raise ApiError(30409, "This message cannot be canceled", 400)
-            record.status = "canceled"
-            record.date_updated = self.clock.now()
+            record.set_status("canceled", self.clock.now())
             self.state.save(record)
         self._callback(record)
         return record
@@ -618,7 +657,9 @@ class Account:
     # -- callbacks ------------------------------------------------------------------------
 
     def _callback(self, record: MessageRecord) -> None:
-        """Schedule the status callback of the record's current status (chaos permitting)."""
+        """Schedule the status callback of the record's current status (chaos permitting),
+        and publish its Event Streams event (which chaos never drops)."""
+        self.streams.message_changed(record)
         url = record.status_callback
         if url is None:
             return
@@ -646,7 +687,7 @@ class Account:
 
     def _deliver(self, url: str, params: list[tuple[str, str]], kind: str) -> None:
         """Post a webhook: inline on a manual clock, on the delivery pool on a real one."""
-        pool, connections = self._pool, self._connections
+        connections = self._connections
 
         def send() -> None:
             now = self.clock.now()
@@ -659,12 +700,18 @@ class Account:
                 log=self.deliveries_log,
                 transport=self._transport(url),
                 connections=connections,
+                signing=self.webhooks.signing(url, self.auth_token),
             )
 
+        self._background(send)
+
+    def _background(self, task: Task) -> None:
+        """Run a delivery inline on a manual clock, on the delivery pool on a real one."""
+        pool = self._pool
         if pool is None:
-            send()
+            task()
         else:
-            pool.submit(send)
+            pool.submit(task)
 
     # -- inbound --------------------------------------------------------------------------
 
@@ -700,6 +747,9 @@ class Account:
                 raise EmulatorError(f"{item!r} is not an http(s) media URL")
         now = self.clock.now()
         sid = new_sid("MM" if media else "SM")
+        segments = segment_count(body)
+        # A long message arrives in segments: ``receiving`` until the last is in.
+        first = "receiving" if segments > 1 else "received"
         record = MessageRecord(
             sid=sid,
             account_sid=self.account_sid,
@@ -707,14 +757,18 @@ class Account:
             from_=from_,
             to=to,
             body=body,
-            status="received",
+            status=first,
             date_created=now,
             date_updated=now,
             date_sent=now,
-            num_segments=segment_count(body),
+            num_segments=segments,
             num_media=len(media),
+            history=[[first, now]],
         )
         self.state.save(record)
+        if first == "receiving":
+            record.set_status("received", self.clock.now())
+            self.state.save(record)
         items: list[tuple[str, str]] = []
         for item in media:
             media_sid = new_sid("ME")
@@ -725,6 +779,7 @@ class Account:
                 url, kind = item, guess_type(item)
             self.state.add_media(MediaRecord(media_sid, sid, url, kind, now))
             items.append((self.media_url(sid, media_sid), kind))
+        self.streams.message_changed(record)
         word = body.strip().upper()
         if word in OPT_OUT_WORDS or word in OPT_IN_WORDS:  # still passed on to the app
             self.state.set_opt_out(to, from_, word in OPT_OUT_WORDS)
@@ -757,6 +812,7 @@ class Account:
             now=self.clock.now(),
             log=self.deliveries_log,
             transport=self._transport(url),
+            signing=self.webhooks.signing(url, self.auth_token),
             method=method,
         )
         into.append(delivery)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import random
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from functools import lru_cache
@@ -164,6 +164,14 @@ class MessageRecord:
     expired: bool = False
     #: The template it was rendered from (a WhatsApp template may open a conversation).
     content_sid: str | None = None
+    #: Every status the message took, with when: ``[[status, epoch seconds], ...]``.
+    history: list[list[Any]] = field(default_factory=list)
+
+    def set_status(self, status: str, at: float) -> None:
+        """Move to ``status`` at ``at``, keeping the step in :attr:`history`."""
+        self.status = status
+        self.date_updated = at
+        self.history.append([status, at])
 
     @property
     def channel(self) -> str | None:
@@ -177,10 +185,12 @@ class MessageRecord:
 
     def copy(self) -> MessageRecord:
         """An independent copy (records are mutated in place, then saved)."""
-        return MessageRecord(**self.to_dict())
+        data = self.to_dict()
+        data["history"] = [list(step) for step in self.history]
+        return MessageRecord(**data)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data for the SQLite state (flat, so no deep copy as ``asdict`` makes)."""
+        """Plain data for the SQLite state (flat but for the history, so no deep copy)."""
         return {name: getattr(self, name) for name in _RECORD_FIELDS}
 
     @classmethod

@@ -17,9 +17,12 @@ from werkzeug.exceptions import HTTPException
 
 from ..core import Account, RequestRecord
 from ..errors import ApiError, EmulatorError
-from ..model import API_VERSION
+from ..streams import events_api
+from ..webhooks_config import webhooks_api
+from .accounts import accounts_api
 from .content import content_api
 from .control import control_api
+from .domains import domain_of
 from .messages import messages_api
 from .numbers import numbers_api
 from .services import services_api
@@ -44,12 +47,12 @@ def create_app(emulator: Account, media_base: str) -> Flask:
             return
         if not _authorised(emulator):
             raise ApiError(20003, "Authenticate", 401)
-        if request.path.startswith(f"/{API_VERSION}/") and not limiter.allow():
+        if domain_of(request.path) is not None and not limiter.allow():
             raise ApiError(20429, "Too Many Requests", 429)
 
     @app.after_request
     def log(response: Response) -> Response:
-        if request.path.startswith(f"/{API_VERSION}/"):
+        if domain_of(request.path) is not None:
             emulator.log_request(
                 RequestRecord(
                     request.method,
@@ -88,11 +91,14 @@ def create_app(emulator: Account, media_base: str) -> Flask:
         logger.exception("emulator error on %s %s", request.method, request.path)
         return jsonify(ApiError(20500, "Internal Server Error", 500).body()), 500
 
+    app.register_blueprint(accounts_api(emulator))
     app.register_blueprint(messages_api(emulator, media_base))
     app.register_blueprint(numbers_api(emulator))
     app.register_blueprint(services_api(emulator))
     app.register_blueprint(content_api(emulator))
     app.register_blueprint(control_api(emulator))
+    app.register_blueprint(webhooks_api(emulator.webhooks))
+    app.register_blueprint(events_api(emulator.streams))
     return app
 
 
