@@ -415,7 +415,7 @@ class Account:
         with self._lock:
             self.scheduler.clear()
             self.state.reset()
-            self.outbound.queues.clear()
+            self.outbound.clear()
             self.rules.clear()
             self._requests.clear()
             self.deliveries_log.clear()

@@ -185,16 +185,17 @@ class MessageRecord:
 
     def copy(self) -> MessageRecord:
         """An independent copy (records are mutated in place, then saved)."""
-        data = self.to_dict()
-        data["history"] = [list(step) for step in self.history]
-        return MessageRecord(**data)
+        return MessageRecord.from_dict(self.to_dict(), copy=True)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for the SQLite state (flat but for the history, so no deep copy)."""
         return {name: getattr(self, name) for name in _RECORD_FIELDS}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> MessageRecord:
+    def from_dict(cls, data: dict[str, Any], *, copy: bool = False) -> MessageRecord:
+        """The record of ``data``; ``copy``: sharing no list with it (the history)."""
+        if copy:
+            data = {**data, "history": [list(step) for step in data["history"]]}
         return cls(**data)
 
 

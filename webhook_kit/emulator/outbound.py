@@ -58,6 +58,14 @@ class Outbound:
         self.clock = clock
         self.queues = Queues(throughput or Throughput())
         self._lock = threading.RLock()
+        #: Sender address -> its service's SID (every send asks; rebuilt after a change).
+        self._pools: dict[str, str] | None = None
+
+    def clear(self) -> None:
+        """Forget the queues and what was read from the state (the state was reset)."""
+        with self._lock:
+            self.queues.clear()
+            self._pools = None
 
     # -- Messaging Services ---------------------------------------------------------------
 
@@ -113,6 +121,7 @@ class Outbound:
                 country = country_of(address) if kind == "phone_number" else ""
             sender = Sender(sid, service_sid, kind, address, self.clock.now(), country)
             self.state.put_resource("sender", sid, sender.to_dict(), parent=service_sid)
+            self._pools = None
         return sender
 
     def add_alpha_sender(self, service_sid: str, alpha: str) -> Sender:
@@ -139,16 +148,20 @@ class Outbound:
         with self._lock:
             sender = self.sender(service_sid, kind, sid)
             self.state.delete_resource("sender", sid)
+            self._pools = None
             for mapping in self.state.resources("sticky", service_sid):
                 if mapping["from"] == sender.address:
                     self.state.delete_resource("sticky", f"{service_sid}:{mapping['to']}")
 
     def service_of(self, address: str) -> Service | None:
         """The service whose pool holds ``address``, if any."""
-        for data in self.state.resources("sender"):
-            if data["address"] == address:
-                return self.service(data["service_sid"])
-        return None
+        with self._lock:
+            pools = self._pools
+            if pools is None:
+                senders = self.state.resources("sender")
+                pools = self._pools = {data["address"]: data["service_sid"] for data in senders}
+            service_sid = pools.get(address)
+        return None if service_sid is None else self.service(service_sid)
 
     # -- Content --------------------------------------------------------------------------
 

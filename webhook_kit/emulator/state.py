@@ -6,6 +6,8 @@ first, keyset paging by ``PageToken``), so they cost the same on both.
 
 Messages still in their life cycle are also held in memory, newest version first: a step
 reads no row, and a step that changes no column a list filters on (``sent``) writes none.
+In memory, message rows are written in batches, before anything else reads or writes the
+database (a file state writes each at once, so nothing acknowledged is lost).
 """
 
 from __future__ import annotations
@@ -20,6 +22,13 @@ from typing import Any
 
 from ..errors import ConfigurationError
 from .model import MediaRecord, MessageRecord
+
+_UPSERT = (
+    "INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sid) DO "
+    "UPDATE SET date_sent = excluded.date_sent, final = excluded.final, data = excluded.data"
+)
+#: Message rows an in-memory state keeps back before writing them together.
+BATCH = 256
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -102,12 +111,22 @@ class State:
         self._seq = int(row[0])
         #: Unfinished messages by SID, and what their row was written with.
         self._live: dict[str, tuple[MessageRecord, tuple[object, ...]]] = {}
+        #: Message rows not written yet, in order; written when ``_batch`` are waiting.
+        self._rows: list[tuple[object, ...]] = []
+        self._batch = BATCH if path == ":memory:" else 1
         self._opt_outs = set(self._db.execute("SELECT number, handset FROM opt_outs"))
 
     @contextmanager
     def _locked(self) -> Iterator[sqlite3.Connection]:
+        """The database, with every message row written: each reader sees them all."""
         with self._lock:
+            if self._rows:
+                self._write_rows()
             yield self._db
+
+    def _write_rows(self) -> None:
+        self._db.executemany(_UPSERT, self._rows)
+        self._rows.clear()
 
     # -- messages -------------------------------------------------------------------------
 
@@ -115,19 +134,17 @@ class State:
         """Insert a message, or update it in place (keeping its place in the order)."""
         final = record.is_final
         columns = (record.to, record.from_, record.date_sent, final)
-        with self._locked() as db:
+        data = record.to_dict()
+        with self._lock:
             live = self._live.get(record.sid)
             if final:
                 self._live.pop(record.sid, None)
             else:
-                self._live[record.sid] = (record.copy(), columns)
+                self._live[record.sid] = (MessageRecord.from_dict(data, copy=True), columns)
                 if live is not None and live[1] == columns:
                     return  # the row's columns are unchanged: memory has the rest
             self._seq += 1
-            db.execute(
-                "INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sid) DO "
-                "UPDATE SET date_sent = excluded.date_sent, final = excluded.final, "
-                "data = excluded.data",
+            self._rows.append(
                 (
                     record.sid,
                     record.account_sid,
@@ -137,9 +154,11 @@ class State:
                     record.date_created,
                     record.date_sent,
                     int(final),
-                    json.dumps(record.to_dict()),
-                ),
+                    json.dumps(data),
+                )
             )
+            if len(self._rows) >= self._batch:
+                self._write_rows()
 
     def get(self, sid: str) -> MessageRecord | None:
         with self._locked() as db:
@@ -354,7 +373,7 @@ class State:
 
     def opted_out(self, number: str, handset: str) -> bool:
         """Read from memory (the table is loaded at start): every send asks."""
-        with self._locked():
+        with self._lock:
             return (number, handset) in self._opt_outs
 
     def reset(self) -> None:
@@ -362,6 +381,7 @@ class State:
         with self._locked() as db:
             self._live.clear()
             self._opt_outs.clear()
+            self._rows.clear()
             db.executescript(
                 "DELETE FROM messages; DELETE FROM media; DELETE FROM media_content; "
                 "DELETE FROM numbers; DELETE FROM opt_outs; DELETE FROM resources;"
