@@ -676,7 +676,10 @@ class Account:
                 if rng.random() < chaos.duplicate:
                     delays.append(self._chaos_delay(chaos, rng))
         for delay in delays:
-            self.scheduler.after(delay, lambda: self._deliver(url, params, "status"))
+            if delay == 0 and self._pool is not None:  # now, on a real clock: no task needed
+                self._deliver(url, params, "status")
+            else:
+                self.scheduler.after(delay, lambda: self._deliver(url, params, "status"))
 
     @staticmethod
     def _chaos_delay(chaos: Chaos, rng: random.Random) -> float:

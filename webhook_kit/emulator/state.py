@@ -118,6 +118,11 @@ class State:
 
     @contextmanager
     def _locked(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            yield self._db
+
+    @contextmanager
+    def _messages(self) -> Iterator[sqlite3.Connection]:
         """The database, with every message row written: each reader sees them all."""
         with self._lock:
             if self._rows:
@@ -161,10 +166,11 @@ class State:
                 self._write_rows()
 
     def get(self, sid: str) -> MessageRecord | None:
-        with self._locked() as db:
+        with self._lock:  # an unfinished message is read from memory, with no row written
             live = self._live.get(sid)
             if live is not None:
                 return live[0].copy()
+        with self._messages() as db:
             row = db.execute("SELECT data FROM messages WHERE sid = ?", (sid,)).fetchone()
         return MessageRecord.from_dict(json.loads(row[0])) if row else None
 
@@ -178,7 +184,7 @@ class State:
         return records
 
     def delete(self, sid: str) -> None:
-        with self._locked() as db:
+        with self._messages() as db:
             self._live.pop(sid, None)
             db.execute("DELETE FROM messages WHERE sid = ?", (sid,))
             db.execute(
@@ -216,7 +222,7 @@ class State:
                 where.append(bound)
                 args.append(instant)
         order = "DESC"
-        with self._locked() as db:
+        with self._messages() as db:
             cursor_sid = after or before
             if cursor_sid is not None:
                 cursor = db.execute(
@@ -243,13 +249,13 @@ class State:
         query = "SELECT data FROM messages"
         if pending:
             query += " WHERE final = 0"
-        with self._locked() as db:
+        with self._messages() as db:
             rows = db.execute(query + " ORDER BY seq").fetchall()
             return self._records(rows)
 
     def conversation(self, address: str) -> list[MessageRecord]:
         """Messages to or from ``address``, oldest first."""
-        with self._locked() as db:
+        with self._messages() as db:
             rows = db.execute(
                 "SELECT data FROM messages WHERE to_ = ? OR from_ = ? ORDER BY seq",
                 (address, address),
@@ -378,7 +384,7 @@ class State:
 
     def reset(self) -> None:
         """Forget every message, media item, number and opt-out."""
-        with self._locked() as db:
+        with self._messages() as db:
             self._live.clear()
             self._opt_outs.clear()
             self._rows.clear()
@@ -389,5 +395,5 @@ class State:
 
     def close(self) -> None:
         """Close the database (a file state can then be opened by another process)."""
-        with self._locked() as db:
+        with self._messages() as db:
             db.close()
