@@ -259,7 +259,9 @@ class Outbound:
                 )
                 if chosen is not None:
                     record.from_ = chosen.address
-                    if service.sticky_sender:
+                    if service.sticky_sender and (
+                        sticky is None or sticky["from"] != chosen.address
+                    ):
                         mapping = {"to": record.to, "from": chosen.address}
                         self.state.put_resource(
                             "sticky", f"{service_sid}:{record.to}", mapping, parent=service_sid

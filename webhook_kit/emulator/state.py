@@ -50,6 +50,7 @@ CREATE TABLE IF NOT EXISTS resources (
     kind TEXT NOT NULL, sid TEXT NOT NULL, parent TEXT, seq INTEGER NOT NULL, data TEXT NOT NULL,
     PRIMARY KEY (kind, sid)
 );
+CREATE INDEX IF NOT EXISTS resources_parent ON resources (kind, parent, seq);
 """
 
 
@@ -109,6 +110,8 @@ class State:
             raise ConfigurationError(f"cannot open emulator state {url!r}: {error}") from error
         row = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM messages").fetchone()
         self._seq = int(row[0])
+        row = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM resources").fetchone()
+        self._resource_seq = int(row[0])
         #: Unfinished messages by SID, and what their row was written with.
         self._live: dict[str, tuple[MessageRecord, tuple[object, ...]]] = {}
         #: Message rows not written yet, in order; written when ``_batch`` are waiting.
@@ -334,12 +337,12 @@ class State:
     ) -> None:
         """Insert or replace one resource of ``kind`` (plain JSON data), keeping its order."""
         with self._locked() as db:
+            self._resource_seq += 1
             db.execute(
-                "INSERT INTO resources VALUES (?, ?, ?, "
-                "(SELECT COALESCE(MAX(seq), 0) + 1 FROM resources), ?) "
+                "INSERT INTO resources VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (kind, sid) DO UPDATE SET parent = excluded.parent, "
                 "data = excluded.data",
-                (kind, sid, parent, json.dumps(data)),
+                (kind, sid, parent, self._resource_seq, json.dumps(data)),
             )
 
     def resource(self, kind: str, sid: str) -> dict[str, Any] | None:
