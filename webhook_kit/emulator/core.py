@@ -234,7 +234,6 @@ class Account:
                 entry = parse_settings(form, current)
             except ApiError as error:
                 raise EmulatorError(error.message) from None
-            entry = replace(entry, messaging_service_sid=messaging_service_sid)
             self.state.put_number(entry)
             if messaging_service_sid is not None:
                 self._join_pool(messaging_service_sid, entry)
@@ -790,8 +789,7 @@ class Account:
                 self.state.set_opt_out(service.sid, from_, word in OPT_OUT_WORDS)
         if channel_of(from_) == "whatsapp":
             self.outbound.user_wrote(to, from_, now)
-        service_sid = service.sid if service is not None else number.messaging_service_sid
-        params = inbound_params(record, items, service_sid)
+        params = inbound_params(record, items, service.sid if service is not None else None)
         deliveries: list[Delivery] = []
         answer = self._fetch_twiml(number, params, deliveries)
         replies: list[MessageRecord] = []

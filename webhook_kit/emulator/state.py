@@ -66,8 +66,6 @@ class Number:
     sms_url: str | None = None
     fallback_url: str | None = None
     status_callback: str | None = None
-    #: The Messaging Service whose sender pool holds the number, if any.
-    messaging_service_sid: str | None = None
     sid: str = ""
     friendly_name: str = ""
     sms_method: str = "POST"
