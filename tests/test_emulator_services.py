@@ -172,6 +172,11 @@ def test_inbound_goes_to_the_service_unless_the_number_wins(
     emulator.handset(HANDSET).send("+14155550100", "one")
     assert [f["Body"] for f in app.forms("/service")] == ["one"]
     assert app.forms("/service")[0]["MessagingServiceSid"] == service
+    app.answer("/service", "down", status=500)
+    client.messaging.v1.services(service).update(fallback_url=app.base + "/service-fallback")
+    emulator.handset(HANDSET).send("+14155550100", "one more")
+    fallback = app.forms("/service-fallback")
+    assert [f["Body"] for f in fallback] == ["one more"] and fallback[0]["ErrorCode"] == "11200"
     client.messaging.v1.services(service).update(use_inbound_webhook_on_number=True)
     emulator.handset(HANDSET).send("+14155550100", "two")
     assert [f["Body"] for f in app.forms("/number")] == ["two"]
