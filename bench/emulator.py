@@ -9,7 +9,9 @@ threads, each keeping its connection alive as the official client's ``requests``
 - status callbacks delivered per second (signed, posted by the emulator's delivery pool to
   a bare Flask receiver) against that receiver's own rate for the same POSTs sent directly.
 
-Rounds alternate their order; the report quotes medians and same-round ratios.
+The emulator's senders are unqueued (``throughput.UNQUEUED``): a long code's documented
+1 segment/s would measure Twilio's throttling, not the emulator. Rounds alternate their
+order; the report quotes medians and same-round ratios.
 """
 
 from __future__ import annotations
