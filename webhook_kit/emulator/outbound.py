@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Final
 
 from ..encoding import segment_count
+from ..whatsapp import WINDOW
 from .clock import Clock
 from .content import Content, render
 from .errors import ApiError
@@ -35,8 +36,8 @@ from .throughput import Queues, Slot, Throughput
 #: A service send no sender of the pool can make: "The Messaging Service contains no phone
 #: numbers" (the code is UNCONFIRMED, twilio-more.md §3.2 lists its neighbours).
 NO_SENDER: Final = 21704
-#: WhatsApp's customer-service window: free-form messages within 24 h of the user's last one.
-WINDOW: Final = 24 * 3600.0
+#: WhatsApp's customer-service window, in seconds (the kit's rule, one declaration).
+WINDOW_SECONDS: Final = WINDOW.total_seconds()
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,7 +191,7 @@ class Outbound:
 
     def window_open(self, business: str, user: str, at: float) -> bool:
         data = self.state.resource("window", f"{business}|{user}")
-        return data is not None and at - float(data["at"]) < WINDOW
+        return data is not None and at - float(data["at"]) < WINDOW_SECONDS
 
     # -- sends ----------------------------------------------------------------------------
 
