@@ -123,6 +123,18 @@ def test_a_template_is_delivered_outside_the_window(client: Client, emulator: Em
     assert emulator.handset(USER).received()[-1].body == "Order #42 ships soon"
 
 
+def test_a_list_picker_cannot_open_a_conversation(client: Client, emulator: Emulator) -> None:
+    picker = {"twilio/list-picker": {"body": "Pick one", "button": "Menu", "items": []}}
+    sid = template(client, picker, {})
+    sent = client.messages.create(to=USER, from_=BUSINESS, content_sid=sid)
+    emulator.advance(5)
+    assert client.messages(sent.sid).fetch().error_code == 63016
+    emulator.handset(USER).send(BUSINESS, "menu please")
+    inside = client.messages.create(to=USER, from_=BUSINESS, content_sid=sid)
+    emulator.advance(5)
+    assert client.messages(inside.sid).fetch().status == "read"
+
+
 def test_a_media_template_sends_its_media(client: Client, emulator: Emulator) -> None:
     sid = template(
         client,

@@ -42,6 +42,11 @@ class Content:
         return asdict(self)
 
 
+def opens_conversation(content: Content) -> bool:
+    """Whether WhatsApp accepts this template outside the window (not list-picker/location)."""
+    return not set(content.types) <= NOT_OPENING
+
+
 def invalid(message: str) -> ApiError:
     """A template Twilio would refuse to create (400)."""
     return ApiError(20001, f"Invalid content: {message}", 400)

@@ -17,7 +17,7 @@ from typing import Final
 from ..encoding import segment_count
 from ..whatsapp import WINDOW
 from .clock import Clock
-from .content import Content, render
+from .content import Content, opens_conversation, render
 from .errors import ApiError
 from .model import MessageRecord, channel_of, country_of, new_sid
 from .resource import CreateRequest, bad
@@ -226,11 +226,8 @@ class Outbound:
             )
         failure = None
         sender = request.from_
-        if (
-            sender is not None
-            and channel_of(request.to) == "whatsapp"
-            and request.content_sid is None
-            and not self.window_open(sender, request.to, now)
+        if sender is not None and self._outside_window(
+            sender, request.to, request.content_sid, now
         ):
             failure = ("failed", 63016)
         slot = None
@@ -270,11 +267,8 @@ class Outbound:
         if not record.from_:  # nobody in the pool can reach the recipient
             record.outcome, record.outcome_error = "failed", NO_SENDER
             return True
-        if (
-            channel_of(record.to) == "whatsapp"
-            and record.content_sid is None
-            and record.outcome_error is None
-            and not self.window_open(record.from_, record.to, now)
+        if record.outcome_error is None and self._outside_window(
+            record.from_, record.to, record.content_sid, now
         ):
             record.outcome, record.outcome_error = "failed", 63016
         deadline = None
@@ -293,6 +287,16 @@ class Outbound:
             return False
         record.departs_at, record.expired = slot.departs_at, slot.expired
         return True
+
+    def _outside_window(self, business: str, to: str, content_sid: str | None, at: float) -> bool:
+        """A WhatsApp message WhatsApp refuses now (63016): free-form, or a template that may
+        not open a conversation, with no user message in the last 24 hours."""
+        if channel_of(to) != "whatsapp" or self.window_open(business, to, at):
+            return False
+        if content_sid is None:
+            return True
+        data = self.state.resource("content", content_sid)  # None: deleted since the send
+        return data is not None and not opens_conversation(Content(**data))
 
     def _join(
         self, sender: str, request: CreateRequest, now: float, ready: float, deadline: float | None

@@ -135,11 +135,6 @@ class Queues:
             self._free[sender] = free + units / rate
             return Slot(free)
 
-    def waiting(self, sender: str, now: float) -> float:
-        """Seconds of sending queued ahead of a new message from ``sender``."""
-        with self._lock:
-            return max(self._free.get(sender, now) - now, 0.0)
-
     def restore(self, sender: str, free: float) -> None:
         """After a restart: ``sender`` is busy until ``free`` (a queued message's departure)."""
         with self._lock:
