@@ -144,7 +144,7 @@ def test_list_filters_and_area_code(client: Client, emulator: Emulator) -> None:
         ({"phone_number": "5017122661"}, 21421),
         ({"area_code": "123"}, 21451),
         ({"phone_number": "+15017122662", "sms_url": "ftp://x"}, 21502),
-        ({"phone_number": "+15017122662", "status_callback": "nope"}, 21609),
+        ({"phone_number": "+15017122662", "status_callback": "nope"}, 21502),
         ({"phone_number": "+15017122662", "sms_method": "PUT"}, 20001),
         ({"phone_number": "+15017122661"}, 21422),
     ],

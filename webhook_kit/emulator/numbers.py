@@ -37,12 +37,8 @@ MAX_FRIENDLY_NAME: Final = 64
 TOLL_FREE_AREAS: Final = frozenset({"800", "833", "844", "855", "866", "877", "888"})
 #: The subresources that provision one type of number: path segment -> ``type``.
 KINDS: Final = {"Local": "local", "Mobile": "mobile", "TollFree": "tollfree"}
-#: Twilio's answer to a URL it would never call, per field (the codes its docs give).
-_BAD_URL: Final = {
-    "SmsUrl": (21502, "Invalid SmsUrl"),
-    "SmsFallbackUrl": (21502, "Invalid SmsFallbackUrl"),
-    "StatusCallback": (21609, "Invalid StatusCallback"),
-}
+#: Twilio's "21502 Invalid callback url", for any URL of a number it would never call.
+BAD_URL: Final = 21502
 
 
 def friendly(number: str) -> str:
@@ -70,8 +66,9 @@ def parse_settings(form: Mapping[str, str], current: Number) -> Number:
         if value is None:
             continue
         if value and not is_url(value):
-            code, title = _BAD_URL[field]
-            raise bad(code, f"{title}: {value[:100]!r} is not an http(s) URL with a valid host")
+            raise bad(
+                BAD_URL, f"Invalid {field}: {value[:100]!r} is not an http(s) URL with a valid host"
+            )
         changes[attribute] = value or None
     for field, attribute in METHOD_FIELDS.items():
         value = form.get(field)
