@@ -607,7 +607,7 @@ class Account:
             record.set_status(status, now)
             if status in {"failed", "undelivered", "partially_delivered"}:
                 record.error_code = record.outcome_error
-            self.state.save(record)
+            self.state.save(record, handed_over=True)  # only read from here on
         self._callback(record)
         self._plan(record)
 

@@ -136,8 +136,12 @@ class State:
 
     # -- messages -------------------------------------------------------------------------
 
-    def save(self, record: MessageRecord) -> None:
-        """Insert a message, or update it in place (keeping its place in the order)."""
+    def save(self, record: MessageRecord, *, handed_over: bool = False) -> None:
+        """Insert a message, or update it in place (keeping its place in the order).
+
+        ``handed_over``: the caller never touches ``record`` again, so an unfinished one is
+        kept as it is instead of copied (the life cycle's steps, many per message).
+        """
         final = record.is_final
         columns = (record.to, record.from_, record.date_sent, final)
         data = record.to_dict()
@@ -146,7 +150,8 @@ class State:
             if final:
                 self._live.pop(record.sid, None)
             else:
-                self._live[record.sid] = (MessageRecord.from_dict(data, copy=True), columns)
+                kept = record if handed_over else MessageRecord.from_dict(data, copy=True)
+                self._live[record.sid] = (kept, columns)
                 if live is not None and live[1] == columns:
                     return  # the row's columns are unchanged: memory has the rest
             self._seq += 1
