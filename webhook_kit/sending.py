@@ -1,10 +1,10 @@
-"""Sending messages and following them: ``kit.send``, correlation tokens, reconciliation, media.
+"""Sending messages and following them: ``kit.send``, reconciliation, media downloads.
 
 A send is written to the ledger *before* the API call, under a correlation id, and the
-StatusCallback URL carries that id signed with itsdangerous. So a callback that overtakes
-the API's answer still finds its send, and a forged or foreign token is simply not trusted.
-When the API answers, the pending record is linked to the SID; when it refuses, the record is
-marked failed with Twilio's code and a :class:`~webhook_kit.errors.SendError` is raised.
+StatusCallback URL carries that id signed (see :mod:`webhook_kit.correlation`), so a callback
+that overtakes the API's answer still finds its send. When the API answers, the pending record
+is linked to the SID; when it refuses, the record is marked failed with Twilio's code and a
+:class:`~webhook_kit.errors.SendError` is raised.
 
 The official ``twilio`` client does the HTTP (``pip install 'webhook_kit[twilio]'``); it is
 imported only when a :class:`Sender` is built, so receiving webhooks never needs it.
@@ -13,12 +13,10 @@ imported only when a :class:`Sender` is built, so receiving webhooks never needs
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
 import random
-import secrets
 import shutil
 import tempfile
 import time
@@ -30,11 +28,10 @@ from datetime import UTC, datetime, timedelta
 from http.client import HTTPResponse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit
-
-from itsdangerous import BadSignature, Signer
+from urllib.parse import urlencode, urljoin, urlsplit
 
 from .config import Settings
+from .correlation import TOKEN_PARAM, Correlator
 from .errors import (
     AuthenticationError,
     ConfigurationError,
@@ -58,7 +55,6 @@ from .errors import (
 )
 from .events import InboundMessage, Media
 from .ledger import (
-    PENDING,
     RECONCILED,
     Direction,
     MessageFacts,
@@ -78,9 +74,6 @@ log = logging.getLogger("webhook_kit")
 
 T = TypeVar("T")
 
-#: The query parameter of the StatusCallback URL that carries the signed correlation id.
-TOKEN_PARAM = "c"
-_SALT = "webhook_kit.correlation"
 #: How long an unfinished send holds its idempotency key (longer than any API call takes);
 #: a finished one keeps it, with the SID, for the store's retention.
 _KEY_LEASE = 120.0
@@ -103,56 +96,6 @@ _ERRORS: dict[int, type[SendError]] = {
 }
 #: Twilio's limit for one message's media is 5 MB; the default cap leaves room for overhead.
 DEFAULT_MEDIA_CAP = 16 * 1024 * 1024
-
-
-class Correlator:
-    """Signs and checks the correlation ids carried in StatusCallback URLs."""
-
-    __slots__ = ("_signer",)
-
-    def __init__(self, secret_key: str | None) -> None:
-        self._signer = Signer(secret_key, salt=_SALT) if secret_key else None
-
-    @staticmethod
-    def new_id(key: str | None = None) -> str:
-        """A correlation id: the ledger key of a send until its SID is known.
-
-        Fresh, or the same for every send with idempotency ``key``, so that a retried send
-        finds the record its earlier attempt wrote before calling the API.
-        """
-        if key is None:
-            return PENDING + secrets.token_hex(16)
-        return PENDING + hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
-
-    def new(self, key: str | None = None) -> tuple[str, str]:
-        """A correlation id (see :meth:`new_id`) and its signed token."""
-        correlation = self.new_id(key)
-        if self._signer is None:
-            raise ConfigurationError(
-                "no key to sign correlation tokens: set WEBHOOK_KIT_SECRET_KEY (or the auth "
-                "token, or Flask's SECRET_KEY)"
-            )
-        return correlation, self._signer.sign(correlation).decode()
-
-    def verify(self, token: str | None) -> str | None:
-        """The correlation id a genuine token carries; None for a missing or forged one."""
-        if not token or self._signer is None:
-            return None
-        try:
-            correlation = self._signer.unsign(token).decode()
-        except BadSignature:
-            log.warning("ignored a status callback correlation token with a bad signature")
-            return None
-        return correlation if correlation.startswith(PENDING) else None
-
-    def verify_query(self, query: str) -> str | None:
-        """:meth:`verify` the token in a raw query string."""
-        if not query:  # the usual callback URL: nothing to parse
-            return None
-        for name, value in parse_qsl(query):
-            if name == TOKEN_PARAM:
-                return self.verify(value)
-        return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ from flask import Flask, Response, request
 from flask.ctx import AppContext
 
 from .conversation import Conversation, Conversations, Opened
+from .correlation import Correlator
 from .errors import (
     BadRequestError,
     InFlightError,
@@ -51,7 +52,6 @@ from .ledger import MessageFacts, StatusEntry
 from .ledger import now as ledger_now
 from .optout import OptOutPolicy, senders_of
 from .routing import MessageRouter, as_twiml, call_status_handler, handler_name
-from .sending import Correlator
 from .signature import URLBuilder, Verifier
 from .stores import Claim, ConversationWrite, Outcome, Store, housekeeping, new_owner
 from .twiml import MessagingResponse
