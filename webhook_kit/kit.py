@@ -18,10 +18,10 @@ from .errors import ConfigurationError
 from .events import Channel, InboundMessage, OptOutType, StatusCallback
 from .jobs import JobKind, Runner
 from .jobs.embedded import EmbeddedRunner
-from .jobs.execute import Background, Executor, background_name
+from .jobs.execute import Executor
 from .ledger import Ledger, MessageRecord
 from .optout import OptOuts
-from .registry import FinalHook, Registry
+from .registry import Background, FinalHook, Registry, background_name
 from .routing import (
     MessageRoute,
     OneOrMany,

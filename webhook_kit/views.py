@@ -60,9 +60,8 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
     from .config import Settings
-    from .jobs.execute import Background
     from .metrics import Observer
-    from .registry import Registry
+    from .registry import Background, Registry
 
 log = logging.getLogger("webhook_kit")
 
