@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from .errors import ConversationStateError
 from .ledger import timestamp
@@ -28,7 +28,6 @@ from .twiml import MessagingResponse
 
 if TYPE_CHECKING:
     from .events import InboundMessage
-    from .kit import WebhookKit
     from .routing import Reply
 
 log = logging.getLogger("webhook_kit")
@@ -282,6 +281,18 @@ class Conversations:
         self._store.release("lock:" + opened.conversation.id, opened.lock.owner)
 
 
+class _Registers(Protocol):
+    """What :meth:`Flow.register` needs of a kit: its ``on_message`` decorator.
+
+    A protocol, not the kit's class: the kit builds the request path, which loads
+    conversations, so this module must not import the kit.
+    """
+
+    def on_message(
+        self, *, step: str
+    ) -> Callable[[Callable[[InboundMessage, Conversation], Reply]], object]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Question:
     """One step of a :class:`Flow`: ask ``prompt``, keep ``parse(answer)`` as ``state[name]``.
@@ -330,7 +341,7 @@ class Flow:
         conversation.goto(self.step_of(first))
         return first.prompt
 
-    def register(self, kit: WebhookKit) -> None:
+    def register(self, kit: _Registers) -> None:
         """Register one handler per question on ``kit``."""
         for index, question in enumerate(self.questions):
             following = self.questions[index + 1] if index + 1 < len(self.questions) else None
