@@ -63,9 +63,9 @@ from .ledger import (
     StatusEntry,
 )
 from .ledger import now as ledger_now
+from .once import Claim, Once, Outcome
 from .optout import refuse_opted_out
 from .status import MessageStatus
-from .stores import Claim, Outcome, new_owner
 
 if TYPE_CHECKING:
     from .stores import Store
@@ -229,6 +229,8 @@ class Sender:
         self.client = client
         self.status_url = status_url
         self.correlator = Correlator(secret_key)
+        #: Claims the idempotency keys of sends (``key=``): at most one send per key.
+        self._once = Once(store, _KEY_LEASE)
         self._media_credentials = media_credentials or (client.username, client.password)
         self._media_origins = frozenset(origin.rstrip("/").lower() for origin in media_origins)
         self.retry_delay = retry_delay
@@ -413,7 +415,7 @@ class Sender:
                 )
                 self.store.save_message(failed)
             if claim is not None:  # nothing was sent: the key may send again
-                self.store.release(f"send:{key}", claim.owner)
+                self._once.release(f"send:{key}", claim)
             if self._count is not None:
                 self._count(error)
             raise
@@ -422,7 +424,7 @@ class Sender:
         sent = SentMessage.from_instance(message, ref)
         self.store.save_message(sent.facts(ledger_now()), alias=correlation)
         if claim is not None:
-            self.store.complete(f"send:{key}", claim.owner, sent.sid.encode())
+            self._once.finish(f"send:{key}", claim, sent.sid.encode())
         return sent
 
     def _claim_key(
@@ -435,27 +437,24 @@ class Sender:
         API call, and Twilio's list of messages to the same person, tell which.
         """
         name = f"send:{key}"
-        claim = self.store.claim(name, _KEY_LEASE)
+        claim, replaced = self._once.take(name)
         if claim.outcome is Outcome.DONE:
             sid = claim.answer.decode()
             return claim, SentMessage.from_ledger(self.store.get_message(sid))
-        taken_over = claim.outcome is Outcome.BUSY
-        if taken_over:
-            if not new_owner.is_dead(claim.owner):
-                raise SendInDoubtError(
-                    f"a send with key {key!r} is under way in another process ({claim.owner}) "
-                    f"or died on another host: retry after {_KEY_LEASE:g} s"
-                )
-            claim = self.store.claim(name, _KEY_LEASE, replace=claim.owner)
-            if claim.outcome is not Outcome.CLAIMED:
+        if claim.outcome is Outcome.BUSY:
+            if replaced:
                 raise SendInDoubtError(f"another process took over the send with key {key!r}")
+            raise SendInDoubtError(
+                f"a send with key {key!r} is under way in another process ({claim.owner}) "
+                f"or died on another host: retry after {_KEY_LEASE:g} s"
+            )
         intent = self.store.get_message(correlation)
-        if intent is None and not taken_over:
+        if intent is None and not replaced:
             return claim, None  # no earlier attempt reached the API
         found = self._find_sent(intent, to, from_, body)
         if found is not None:
             self.store.save_message(found.facts(ledger_now()), alias=correlation)
-            self.store.complete(name, claim.owner, found.sid.encode())
+            self._once.finish(name, claim, found.sid.encode())
         return claim, found
 
     def _find_sent(

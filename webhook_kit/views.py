@@ -23,7 +23,7 @@ from contextvars import ContextVar
 from http import HTTPStatus
 from io import BytesIO
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import unquote_to_bytes, urlencode
 
 from flask import Flask, Response, request
@@ -50,10 +50,11 @@ from .events import (
 from .jobs import Job, JobKind, Runner
 from .ledger import MessageFacts, StatusEntry
 from .ledger import now as ledger_now
+from .once import Claim, ConversationWrite, Once, Outcome
 from .optout import OptOutPolicy, senders_of
 from .routing import MessageRouter, as_twiml, call_status_handler, handler_name
 from .signature import URLBuilder, Verifier
-from .stores import Claim, ConversationWrite, Outcome, Store, housekeeping, new_owner
+from .stores import Store, housekeeping
 from .twiml import MessagingResponse
 
 if TYPE_CHECKING:
@@ -98,12 +99,6 @@ class Incoming(NamedTuple):
     form: str
 
 
-class _Settled(Protocol):
-    @property
-    def outcome(self) -> Outcome: ...
-
-
-_S = TypeVar("_S", bound=_Settled)
 Handle = Callable[[dict[str, Any]], Answer]
 
 
@@ -220,6 +215,8 @@ class Pipeline:
             store, recognise=settings.opt_out_keywords, replies=settings.opt_out_replies
         )
         self.correlator = Correlator(settings.secret_key)
+        #: Claims, waits for and takes over the idempotency keys (exactly once).
+        self.once = Once(store, settings.claim_lease, settings.claim_wait)
         self._started_in = -1  # _Process.forks when its threads were started
         self._error_reply: bytes | None = None
         if settings.error_reply:
@@ -279,7 +276,7 @@ class Pipeline:
             entry = StatusEntry.from_callback(update, key, now, incoming.form, correlation)
             # Nothing to run after recording: claim and record finish in one store step.
             lease = self.settings.claim_lease if routes or hooks else None
-            applied = self._settle(
+            applied = self.once.settle(
                 key,
                 lambda replace: self.store.record_status(entry, lease, replace),
                 lambda applied: applied.claim,
@@ -315,7 +312,7 @@ class Pipeline:
             self._release(key, claim)
             return self._failed(failure, update, environ)
         if not jobs:
-            self._complete(key, claim, b"")
+            self.once.complete(key, claim, b"")
         return _EMPTY
 
     # -- steps ---------------------------------------------------------------------------
@@ -335,7 +332,7 @@ class Pipeline:
             lease = self.settings.claim_lease
             facts = MessageFacts.inbound(message, ledger_now())  # recorded with the claim
             senders = senders_of(message)  # the claim also reads the reply's opt-out screen
-            claim = self._settle(
+            claim = self.once.settle(
                 key,
                 lambda replace: self.store.claim(
                     key, lease, replace=replace, message=facts, senders=senders
@@ -351,7 +348,7 @@ class Pipeline:
         opened: Opened | None = None
         try:
             if router.needs_conversation:  # waits while another message of the person runs
-                opened = self.conversations.open(message, self._lock, time.time())
+                opened = self.conversations.open(message, self.once.lock, time.time())
             conversation = opened.conversation if opened else None
             opted_out = claim.opted_out
             if opened is not None:  # read under the lock: the message before may have been STOP
@@ -369,7 +366,7 @@ class Pipeline:
             self._release(key, claim, opened)
             return self._failed(failure, message, environ)
         if background is None:
-            self._complete(key, claim, answer, saved)
+            self.once.complete(key, claim, answer, saved)
         return Answer(200, answer)
 
     def _read(self, environ: dict[str, Any]) -> Incoming:
@@ -422,36 +419,6 @@ class Pipeline:
         log.warning("rejected %s for %s%s", reason, url, hint)
         raise SignatureError(f"{reason}: request not from Twilio")
 
-    def _settle(
-        self, key: str, attempt: Callable[[str], _S], claim_of: Callable[[_S], Claim]
-    ) -> _S:
-        """Claim through ``attempt(replace)``; while another worker holds the key, wait briefly.
-
-        A holder whose process is gone (killed, timed out) is replaced at once: its delivery
-        was never answered, so this one runs the handler, once.
-        """
-        result = attempt("")
-        deadline = time.monotonic() + self.settings.claim_wait
-        delay = 0.005
-        while (claim := claim_of(result)).outcome is Outcome.BUSY:
-            if new_owner.is_dead(claim.owner):
-                log.warning("%s: its owner %s died; this delivery takes it over", key, claim.owner)
-                result = attempt(claim.owner)
-                continue  # won, or lost to a live delivery that took it over first
-            if time.monotonic() >= deadline:
-                raise InFlightError("an earlier delivery of this webhook is still being handled")
-            time.sleep(delay)
-            delay = min(delay * 2, 0.1)
-            result = attempt("")
-        return result
-
-    def _lock(self, key: str) -> Claim:
-        """Take ``key`` as a lock, waiting for its holder (a conversation's other message)."""
-        lease = self.settings.claim_lease
-        return self._settle(
-            key, lambda replace: self.store.claim(key, lease, replace=replace), lambda claim: claim
-        )
-
     def _answer(
         self,
         message: InboundMessage,
@@ -501,10 +468,8 @@ class Pipeline:
     def _finalise(self, message_sid: str) -> None:
         """Run the final-state hooks once per message, across retries and hosts."""
         key = "final:" + message_sid
-        lease, now = self.settings.claim_lease, time.time()
-        claim = self.store.claim(key, lease)
-        if claim.outcome is Outcome.BUSY and new_owner.is_dead(claim.owner):
-            claim = self.store.claim(key, lease, replace=claim.owner)
+        now = time.time()
+        claim = self.once.take(key).claim
         if claim.outcome is not Outcome.CLAIMED:
             return
         jobs: list[Job] = []
@@ -525,7 +490,7 @@ class Pipeline:
             self._release(key, claim)
             raise
         if not jobs:
-            self._complete(key, claim, b"")
+            self.once.complete(key, claim, b"")
 
     def _running(self, kind: str, handler: Callable[..., Any]) -> _Running:
         """A guard for calling the user's ``handler``: a 500 if it raises, timed if it returns."""
@@ -565,37 +530,18 @@ class Pipeline:
         jobs: list[Job],
         conversation: ConversationWrite | None = None,
     ) -> None:
-        """Finish the claim, save the conversation and store the jobs in one step.
-
-        A store failure propagates (the webhook gets a 503 and Twilio retries): the ack must
-        not go out unless the job is durable.
-        """
-        done = self.store.complete(key, claim.owner, answer, conversation=conversation, jobs=jobs)
-        if not done:
-            log.warning("%s: its claim was taken over; that delivery enqueues the job", key)
-            return
-        if self.runner is not None:
+        """Finish the claim with its jobs (durable before the ack), then tell the runner."""
+        if self.once.finish(key, claim, answer, conversation, jobs) and self.runner is not None:
             try:
                 self.runner.submit(jobs)
             except Exception:  # stored: the runner's sweep finds it
                 log.exception("%s: job stored, but the runner could not be told", key)
 
-    def _complete(
-        self, key: str, claim: Claim, answer: bytes, conversation: ConversationWrite | None = None
-    ) -> None:
-        try:
-            self.store.complete(key, claim.owner, answer, conversation=conversation)
-        except StoreError as error:
-            # The answer still goes out; a retry inside the lease gets 409, after it reruns.
-            log.warning("could not store the answer for %s: %s", key, error)
-
     def _release(self, key: str, claim: Claim, opened: Opened | None = None) -> None:
-        try:
-            self.store.release(key, claim.owner)
-            if opened is not None:
-                self.conversations.close(opened)
-        except StoreError as error:
-            log.warning("could not release %s (released when the store answers): %s", key, error)
+        if opened is None:
+            self.once.release(key, claim)
+        else:
+            self.once.release(key, claim, opened.held)
 
 
 class DirectDispatch:

@@ -8,22 +8,23 @@ behavioural test suite.
 
 from __future__ import annotations
 
-import hashlib
-import itertools
 import logging
-import os
 import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from enum import Enum
 from types import TracebackType
 from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
 from ..errors import ConfigurationError, StoreError
 from ..jobs import Job, JobStore
+from ..once import Abandoned as Abandoned
+from ..once import Claim as Claim
+from ..once import ConversationWrite as ConversationWrite
+from ..once import Outcome as Outcome
+from ..once import new_owner as new_owner
 from ..process import PerProcess
 from ..records import (
     Direction,
@@ -38,113 +39,6 @@ from ..records import (
 from ..status import MessageStatus
 
 log = logging.getLogger("webhook_kit")
-
-
-def _host_id() -> str:
-    """Who can check a process id: one boot of one machine, in one pid namespace.
-
-    Without ``/proc`` (not Linux) every process gets a random id, so owners are never
-    judged dead by pid and a stranded claim frees itself when its lease ends.
-    """
-    try:
-        with open("/proc/sys/kernel/random/boot_id", "rb") as boot:
-            seed = boot.read().strip() + str(os.stat("/proc/self/ns/pid").st_ino).encode()
-    except OSError:
-        seed = os.urandom(16)
-    return hashlib.blake2b(seed, digest_size=6).hexdigest()
-
-
-def _start_time(pid: int) -> str | None:
-    """When process ``pid`` started (clock ticks since boot); None: no such process, "": unknown."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            fields = stat.read().rpartition(b")")[2].split()
-    except FileNotFoundError:
-        return None
-    except OSError:  # hidden or unreadable (hidepid): alive, as far as anyone can tell
-        return ""
-    return fields[19].decode() if len(fields) > 19 else ""
-
-
-class _Owners:
-    """Claim owner tokens ``host.pid.started.n``: unique, and telling whether the owner lives.
-
-    The host id, pid and start time let any process on the same host see that the process
-    holding a claim is gone (killed by gunicorn's timeout, ``kill -9``, OOM), so the next
-    delivery takes the claim over at once instead of waiting out the lease.
-    """
-
-    def __init__(self) -> None:
-        self.host = _host_id()
-        self.reset()
-
-    def reset(self) -> None:
-        """A new prefix: called again in every forked process (gunicorn workers)."""
-        pid = os.getpid()
-        self._prefix = f"{self.host}.{pid}.{_start_time(pid) or '?'}."
-        self._counter = itertools.count()
-
-    def __call__(self) -> str:
-        return f"{self._prefix}{next(self._counter)}"
-
-    def is_dead(self, owner: str) -> bool:
-        """True only if ``owner``'s process is known to be gone; False when in doubt."""
-        host, _, rest = owner.partition(".")
-        pid, _, rest = rest.partition(".")
-        started = rest.rpartition(".")[0]
-        if host != self.host or not pid.isdigit():
-            return False  # another host or namespace: only the lease can tell
-        current = _start_time(int(pid))
-        if current is None:
-            return True  # no such process
-        # A different start time: the owner died and a new process got its pid.
-        return started != "?" and current not in ("", started)
-
-
-new_owner = _Owners()
-os.register_at_fork(after_in_child=new_owner.reset)
-
-
-class Outcome(Enum):
-    """How a claim on an idempotency key ended."""
-
-    #: This request owns the key and must complete or release it.
-    CLAIMED = "claimed"
-    #: An earlier request finished; its answer is replayed.
-    DONE = "done"
-    #: An earlier request still holds the key.
-    BUSY = "busy"
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    outcome: Outcome
-    #: The owner token to complete or release a CLAIMED key; the holder of a BUSY one.
-    owner: str = ""
-    #: The stored answer of a DONE key.
-    answer: bytes = b""
-    #: For a CLAIMED key taken with ``message`` and ``senders``: whether the message's sender
-    #: had opted out of any of them, read in the claim's own step.
-    opted_out: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class ConversationWrite:
-    """A conversation saved by :meth:`Store.complete` together with an inbound claim.
-
-    ``id`` starts with the person's address and ``|`` (see :meth:`Store.purge_address`).
-    """
-
-    id: str
-    #: The owner token of the conversation's lock (a :meth:`Store.claim` on ``"lock:" + id``),
-    #: released in the same step.
-    lock_owner: str
-    #: The serialised conversation; None deletes it (the conversation ended).
-    data: bytes | None
-    #: Seconds of inactivity after which the conversation expires.
-    ttl: float
-    #: Epoch seconds when its timeout is due (see :meth:`Store.due_conversations`); None: none.
-    due: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -386,66 +280,6 @@ class StoreErrors:
             if self._on_error is not None:
                 self._on_error()
             raise StoreError(f"{self._store} failed: {error}") from error
-
-
-class Abandoned:
-    """Claims whose request gave up on a failing store, released once the store answers.
-
-    A claim sent to a store that then times out may still be applied later (a paused Redis
-    runs the queued command when it resumes): without this, its owner has answered 503 and
-    moved on, and every retry would find the key held until the lease ends.
-    """
-
-    __slots__ = ("_items", "_lock")
-
-    def __init__(self) -> None:
-        self._items: list[tuple[str, str]] = []
-        self._lock = threading.Lock()
-
-    def guarding(self, key: str, owner: str) -> _Guarding:
-        """Remember ``(key, owner)`` if the operation inside fails with :class:`StoreError`."""
-        return _Guarding(self, key, owner)
-
-    def remember(self, key: str, owner: str) -> None:
-        """Keep ``(key, owner)`` for the next :meth:`release`."""
-        if owner:  # a claim finished in the same step ("") has nothing to release
-            with self._lock:
-                self._items.append((key, owner))
-
-    def release(self, release: Callable[[str, str], None]) -> None:
-        """Release every abandoned claim; those the store still refuses stay for next time."""
-        with self._lock:
-            items, self._items = self._items, []
-        for index, (key, owner) in enumerate(items):
-            try:
-                release(key, owner)
-            except StoreError:
-                with self._lock:
-                    self._items.extend(items[index:])
-                return
-
-
-class _Guarding:
-    """:meth:`Abandoned.guarding`: a class, as it wraps every claim (cheaper than a generator)."""
-
-    __slots__ = ("_abandoned", "_key", "_owner")
-
-    def __init__(self, abandoned: Abandoned, key: str, owner: str) -> None:
-        self._abandoned = abandoned
-        self._key = key
-        self._owner = owner
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        if isinstance(error, StoreError):
-            self._abandoned.remember(self._key, self._owner)
 
 
 class Housekeeping:
