@@ -53,7 +53,7 @@ from .errors import (
     UnreachableRecipientError,
     UnsubscribedRecipientError,
 )
-from .events import InboundMessage, Media
+from .events import Attachment, InboundMessage
 from .ledger import (
     RECONCILED,
     Direction,
@@ -587,7 +587,7 @@ class Sender:
 
     def download(
         self,
-        media: Media | str,
+        media: Attachment | str,
         dest: str | os.PathLike[str],
         *,
         max_bytes: int = DEFAULT_MEDIA_CAP,
@@ -601,8 +601,8 @@ class Sender:
         over ``max_bytes`` or of another content type than the message declared is refused
         and nothing is left at ``dest``.
         """
-        url = media.url if isinstance(media, Media) else media
-        declared = media.content_type if isinstance(media, Media) else None
+        url = media.url if isinstance(media, Attachment) else media
+        declared = media.content_type if isinstance(media, Attachment) else None
         if not self._trusted(url):
             raise MediaHostError(
                 f"refusing to send Twilio credentials to {_origin(url)}: media is downloaded "
@@ -624,9 +624,9 @@ class Sender:
             _stream(response, target, max_bytes, url)
         return target
 
-    def delete_media(self, media: Media | str) -> None:
+    def delete_media(self, media: Attachment | str) -> None:
         """Delete an attachment from Twilio (its URL names the message and the media SID)."""
-        url = media.url if isinstance(media, Media) else media
+        url = media.url if isinstance(media, Attachment) else media
         parts = urlsplit(url).path.removesuffix(".json").split("/")
         try:
             message_sid = parts[parts.index("Messages") + 1]
