@@ -36,6 +36,7 @@ from typing import NamedTuple, Protocol, TypeVar
 
 from .errors import InFlightError, StoreError
 from .jobs import Job
+from .process import process
 
 log = logging.getLogger("webhook_kit")
 
@@ -105,7 +106,7 @@ class _Owners:
 
 
 new_owner = _Owners()
-os.register_at_fork(after_in_child=new_owner.reset)
+process.at_fork(new_owner.reset)
 
 
 # -- what a claim answers, and what completing one saves with it -------------------------

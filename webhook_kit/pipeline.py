@@ -21,7 +21,6 @@ claim whose owner died (same host: its process is gone) is taken over by the nex
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextvars import ContextVar
@@ -44,12 +43,13 @@ from .events import (
     parse_inbound,
     parse_status,
 )
-from .incoming import Incoming, read
+from .incoming import read
 from .jobs import Job, JobKind, Runner
 from .ledger import MessageFacts, StatusEntry
 from .ledger import now as ledger_now
 from .once import Claim, ConversationWrite, Once, Outcome
 from .optout import OptOutPolicy, senders_of
+from .process import process
 from .routing import (
     MessageRouter,
     as_twiml,
@@ -94,23 +94,6 @@ _STORE_DOWN = Answer(503, b"store unavailable: try again later\n", TEXT_TYPE, St
 
 
 Handle = Callable[[dict[str, Any]], Answer]
-
-
-class _Process:
-    """Which process this is, as far as pipelines care: each fork counts one more.
-
-    A pipeline starts its threads once per process; comparing a counter bumped in forked
-    children (gunicorn workers) is cheaper than asking for the pid on every request.
-    """
-
-    forks = 0
-
-    @classmethod
-    def forked(cls) -> None:
-        cls.forks += 1
-
-
-os.register_at_fork(after_in_child=_Process.forked)
 
 
 class _AppScope:
@@ -214,7 +197,7 @@ class Pipeline:
         self.correlator = Correlator(settings.secret_key)
         #: Claims, waits for and takes over the idempotency keys (exactly once).
         self.once = Once(store, settings.claim_lease, settings.claim_wait)
-        self._started_in = -1  # _Process.forks when its threads were started
+        self._started_in = -1  # process.forks when its services were started
         self._error_reply: bytes | None = None
         if settings.error_reply:
             reply = MessagingResponse()
@@ -247,8 +230,9 @@ class Pipeline:
         return self._inbound(environ, parse_fallback, "fallback", self.registry.fallback)
 
     def status(self, environ: dict[str, Any]) -> Answer:
+        self._serving()
         try:
-            incoming = self._read(environ)
+            incoming = read(environ, self.settings.max_body)
             self.check(environ, incoming)
             update = parse_status(incoming.fields)
             error = update.error.code if update.error else ""
@@ -311,8 +295,9 @@ class Pipeline:
         kind: str,
         router: MessageRouter,
     ) -> Answer:
+        self._serving()
         try:
-            incoming = self._read(environ)
+            incoming = read(environ, self.settings.max_body)
             self.check(environ, incoming)
             message = parse(incoming.fields)
             key = f"{kind}:{message.message_sid}"
@@ -356,13 +341,13 @@ class Pipeline:
             self.once.complete(key, claim, answer, saved)
         return Answer(200, answer)
 
-    def _read(self, environ: dict[str, Any]) -> Incoming:
-        if self._started_in != _Process.forks:  # first request of this worker process
+    def _serving(self) -> None:
+        """On the first request of each process: its services (housekeeping, the runner)."""
+        if self._started_in != process.forks:
             housekeeping.watch(self.store)
             if self.runner is not None:
                 self.runner.start()
-            self._started_in = _Process.forks
-        return read(environ, self.settings.max_body)
+            self._started_in = process.forks
 
     def _load_tokens(self, account_sid: str) -> str | Sequence[str] | None:
         """A subaccount's tokens from the user's loader, which may need ``current_app``."""

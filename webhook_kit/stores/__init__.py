@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from ..once import Claim as Claim
 from ..once import ConversationWrite as ConversationWrite
 from ..once import Outcome as Outcome
 from ..once import new_owner as new_owner
-from ..process import PerProcess
+from ..process import process
 from ..records import (
     Direction,
     LedgerEvent,
@@ -293,7 +292,8 @@ class Housekeeping:
     def __init__(self, interval: float = 0.5) -> None:
         self.interval = interval
         self._stores: weakref.WeakSet[Store] = weakref.WeakSet()
-        self._started = PerProcess(self._start)
+        self._stopping = threading.Event()
+        self._started = process.service(self._start, self._stop)
 
     def watch(self, store: Store) -> None:
         """Maintain ``store`` from now on, starting this process's thread if needed."""
@@ -301,12 +301,16 @@ class Housekeeping:
         self._started()
 
     def _start(self) -> None:
-        threading.Thread(target=self._run, name="webhook_kit-housekeeping", daemon=True).start()
+        self._stopping = stopping = threading.Event()
+        name = "webhook_kit-housekeeping"
+        threading.Thread(target=self._run, args=(stopping,), name=name, daemon=True).start()
 
-    def _run(self) -> None:
+    def _stop(self) -> None:
+        self._stopping.set()
+
+    def _run(self, stopping: threading.Event) -> None:
         failing: set[int] = set()
-        while True:
-            time.sleep(self.interval)
+        while not stopping.wait(self.interval):
             for store in list(self._stores):
                 try:
                     store.maintain()
