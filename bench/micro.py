@@ -15,10 +15,10 @@ from werkzeug.formparser import parse_form_data
 
 from webhook_kit.encoding import segment_count
 from webhook_kit.events import Fields, parse_inbound
+from webhook_kit.incoming import parse_form
 from webhook_kit.signature import Verifier, compute_signature
 from webhook_kit.testing import inbound_sms
 from webhook_kit.twiml import MessagingResponse
-from webhook_kit.incoming import parse_form
 
 from .loadgen import FORM_TYPE, TOKEN, BenchError
 
