@@ -18,7 +18,7 @@ import re
 from collections.abc import ItemsView, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, TypeVar, overload
+from typing import Any, Literal, TypeVar, overload
 
 from .errors import BadRequestError
 from .status import DeliveryFailure, MessageStatus, OpenStrEnum
@@ -330,6 +330,31 @@ class StatusCallback:
     @property
     def api_version(self) -> str | None:
         return self.raw.get("ApiVersion")
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEvent:
+    """One CloudEvent of an Event Streams batch, as ``@kit.on_event`` handlers receive it.
+
+    The envelope's attributes are typed; ``data`` is the payload and ``raw`` the whole
+    event, each exactly as sent (read-only at the top level).
+    """
+
+    id: str
+    #: e.g. ``com.twilio.messaging.message.delivered``.
+    type: str
+    source: str
+    #: When Twilio says the event happened; None when absent or not ISO 8601.
+    time: datetime | None
+    dataschema: str | None
+    data: Mapping[str, Any]
+    raw: Mapping[str, Any]
+
+    @property
+    def message_sid(self) -> str | None:
+        """``data.messageSid`` of messaging events."""
+        sid = self.data.get("messageSid")
+        return sid if isinstance(sid, str) else None
 
 
 Event = InboundMessage | StatusCallback

@@ -10,7 +10,7 @@ number is configured for GET, and JSON for some channels; anything else is a 400
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from io import BytesIO
 from typing import Any, NamedTuple
 from urllib.parse import unquote_to_bytes, urlencode
@@ -31,6 +31,19 @@ class Incoming(NamedTuple):
     form: str
 
 
+def read_batch(environ: dict[str, Any], max_body: int) -> Incoming:
+    """An Event Streams batch: a JSON body, signed whole (no fields of its own)."""
+    body = _read_body(environ, max_body)
+    if media_type(environ) != "application/json":
+        raise BadRequestError("Event Streams batches are application/json")
+    return Incoming(Fields(()), (), body, "")
+
+
+def media_type(environ: Mapping[str, Any]) -> str:
+    """The request's media type, lower case, without parameters ("" when missing)."""
+    return str(environ.get("CONTENT_TYPE", "")).partition(";")[0].strip().lower()
+
+
 def read(environ: dict[str, Any], max_body: int) -> Incoming:
     """The request's fields, what its signature covers, and its form for the ledger."""
     if environ["REQUEST_METHOD"] in ("GET", "HEAD"):
@@ -38,20 +51,19 @@ def read(environ: dict[str, Any], max_body: int) -> Incoming:
         query = environ.get("QUERY_STRING", "")
         return Incoming(Fields(parse_form(_latin1_to_utf8(query))), (), None, query)
     body = _read_body(environ, max_body)
-    content_type = environ.get("CONTENT_TYPE", "")
-    media_type = content_type.partition(";")[0].strip().lower()
-    if media_type == "application/x-www-form-urlencoded" or (not media_type and not body):
+    kind = media_type(environ)
+    if kind == "application/x-www-form-urlencoded" or (not kind and not body):
         try:
             form = body.decode()
         except UnicodeDecodeError:
             raise BadRequestError("request body is not valid UTF-8") from None
         pairs = parse_form(form)
         return Incoming(Fields(pairs), pairs, None, form)
-    if media_type == "application/json":
+    if kind == "application/json":
         pairs, form = _json_fields(body)
         return Incoming(Fields(pairs), (), body, form)
     raise BadRequestError(
-        f"Content-Type {media_type or 'missing'!r} is not a Twilio webhook: "
+        f"Content-Type {kind or 'missing'!r} is not a Twilio webhook: "
         "expected application/x-www-form-urlencoded"
     )
 

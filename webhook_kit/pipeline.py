@@ -31,19 +31,27 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from flask import Flask
 from flask.ctx import AppContext
 
+from .basic_auth import CHALLENGE, BasicAuth
 from .conversation import Conversation, Conversations, Opened
 from .correlation import Correlator
-from .errors import BadRequestError, InFlightError, SignatureError, StoreError
+from .errors import (
+    BadRequestError,
+    InFlightError,
+    SignatureError,
+    StoreError,
+    UnauthorizedError,
+)
 from .events import (
     Fields,
     InboundMessage,
     OptOutType,
     StatusCallback,
+    StreamEvent,
     parse_fallback,
     parse_inbound,
     parse_status,
 )
-from .incoming import read
+from .incoming import read, read_batch
 from .jobs import Job, JobKind, Runner
 from .ledger import MessageFacts, StatusEntry
 from .ledger import now as ledger_now
@@ -59,6 +67,7 @@ from .routing import (
 )
 from .signature import SignatureCheck, URLBuilder, Verifier
 from .stores import Store, housekeeping
+from .streams import Received, parse_batch
 from .twiml import MessagingResponse
 
 if TYPE_CHECKING:
@@ -73,7 +82,8 @@ log = logging.getLogger("webhook_kit")
 TWIML_TYPE = "text/xml; charset=utf-8"
 TEXT_TYPE = "text/plain; charset=utf-8"
 EMPTY_TWIML = MessagingResponse().to_bytes()
-_REJECTED = (BadRequestError, SignatureError, StoreError, InFlightError)
+_REJECTED = (UnauthorizedError, BadRequestError, SignatureError, StoreError, InFlightError)
+Rejection = UnauthorizedError | BadRequestError | SignatureError | StoreError | InFlightError
 
 
 class Answer(NamedTuple):
@@ -85,12 +95,15 @@ class Answer(NamedTuple):
     #: How the webhook ended, as metrics count it: handled, replayed, failed, or the reason
     #: it was rejected (an error's ``reason``).
     outcome: str = "handled"
+    #: More response headers (a 401's challenge).
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 _EMPTY = Answer(200, EMPTY_TWIML)
 _REPLAYED = Answer(200, EMPTY_TWIML, TWIML_TYPE, "replayed")
 _FAILED = Answer(500, EMPTY_TWIML, TWIML_TYPE, "failed")
 _STORE_DOWN = Answer(503, b"store unavailable: try again later\n", TEXT_TYPE, StoreError.reason)
+_APPLIED = Answer(200, b"", TEXT_TYPE)
 
 
 Handle = Callable[[dict[str, Any]], Answer]
@@ -133,10 +146,12 @@ def _user_code() -> None:
 class _Failed(Exception):
     """User code (``name``) raised ``error``: the one failure answered 500."""
 
-    def __init__(self, name: str, error: Exception) -> None:
+    def __init__(self, name: str, error: Exception, event: StreamEvent | None = None) -> None:
         super().__init__(name, error)
         self.name = name
         self.error = error
+        #: The Event Streams event whose handler raised, if it was one.
+        self.event = event
 
 
 class _Running:
@@ -147,12 +162,19 @@ class _Running:
     third as much.
     """
 
-    __slots__ = ("kind", "metrics", "name", "started")
+    __slots__ = ("event", "kind", "metrics", "name", "started")
 
-    def __init__(self, name: str, kind: str = "", metrics: Observer | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        kind: str = "",
+        metrics: Observer | None = None,
+        event: StreamEvent | None = None,
+    ) -> None:
         self.name = name
         self.kind = kind
         self.metrics = metrics
+        self.event = event
         self.started = 0.0
 
     def __enter__(self) -> None:
@@ -171,7 +193,7 @@ class _Running:
                 elapsed = time.perf_counter() - self.started
                 self.metrics.handler(self.kind, self.name, elapsed)
         elif isinstance(error, Exception) and not isinstance(error, StoreError):
-            raise _Failed(self.name, error) from error
+            raise _Failed(self.name, error, self.event) from error
 
 
 class Pipeline:
@@ -188,7 +210,10 @@ class Pipeline:
         #: Rebuilds the URL Twilio requested (what its signature covers).
         self.url_of = URLBuilder(settings.public_url, settings.proxy_hops)
         self.check = SignatureCheck(
-            Verifier(settings.auth_tokens, self._load_tokens), self.url_of, settings.validate
+            Verifier(settings.auth_tokens, self._load_tokens, settings.shared_keys),
+            self.url_of,
+            settings.validate,
+            BasicAuth(settings.basic_auth),
         )
         self.conversations = Conversations(store, settings.conversation_ttl)
         self.opt_outs = OptOutPolicy(
@@ -209,6 +234,7 @@ class Pipeline:
             "messages": (self.messages, both),
             "fallback": (self.fallback, both),
             "status": (self.status, frozenset(("POST",))),
+            "events": (self.events, frozenset(("POST",))),
         }
         #: What is counted when WEBHOOK_KIT_METRICS is on; None (and nothing imported) if off.
         self.metrics: Observer | None = None
@@ -235,16 +261,75 @@ class Pipeline:
             incoming = read(environ, self.settings.max_body)
             self.check(environ, incoming)
             update = parse_status(incoming.fields)
-            error = update.error.code if update.error else ""
-            key = f"status:{update.message_sid}:{update.status.value}:"
-            key += f"{update.event_type or ''}:{error}"
+            # A genuine token links the callback to its send even before the SID was stored.
+            correlation = self.correlator.verify_query(environ.get("QUERY_STRING", ""))
+        except _REJECTED as rejected:
+            return _reject(environ, rejected)
+        return self._update(environ, update, incoming.form, correlation)
+
+    def events(self, environ: dict[str, Any]) -> Answer:
+        """Event Streams: a signed JSON array of CloudEvents, checked whole before any of it
+        is applied; answered 200 only when every event is (a retry skips those done)."""
+        self._serving()
+        try:
+            incoming = read_batch(environ, self.settings.events_max_body)
+            self.check(environ, incoming)
+            batch = parse_batch(incoming.json_body or b"", self.settings.events_max_batch)
+            for received in batch:
+                failed = self._apply_event(environ, received)
+                if failed is not None:
+                    return failed
+        except _REJECTED as rejected:
+            return _reject(environ, rejected)
+        except _Failed as failure:  # an on_event handler: its event travels with the failure
+            event = failure.event
+            return self._failed(failure, event, environ) if event is not None else _FAILED
+        return _APPLIED
+
+    # -- steps ---------------------------------------------------------------------------
+
+    def _apply_event(self, environ: dict[str, Any], received: Received) -> Answer | None:
+        """Apply one event once by its id: its status to the ledger (as a callback would
+        be), then the ``on_event`` handlers. An answer other than 200 stops the batch."""
+        key = received.key
+        claim = self.once.lock(key)
+        if claim.outcome is Outcome.DONE:
+            _duplicate(environ, key)
+            return None
+        try:
+            if received.update is not None:
+                answer = self._update(environ, received.update, None, None)
+                if answer.status != 200:
+                    self._release(key, claim)
+                    return answer
+            for route in self.registry.events:
+                if route.accepts(received.event):
+                    with self._running("event", route.handler, received.event):
+                        route.handler(received.event)
+        except BaseException:
+            self._release(key, claim)
+            raise
+        self.once.complete(key, claim, b"")
+        return None
+
+    def _update(
+        self,
+        environ: dict[str, Any],
+        update: StatusCallback,
+        form: str | None,
+        correlation: str | None,
+    ) -> Answer:
+        """Record a status update once by its key and run its handlers and final hooks.
+
+        ``form`` is the callback's body as received (None: encode ``update.raw``).
+        """
+        try:
+            key = StatusEntry.key_of(update)
             routes = [route for route in self.registry.status if route.accepts(update)]
             # Only a final status can make a message final, so only then can hooks run.
             hooks = self.registry.final if update.status.is_final else []
-            # A genuine token links the callback to its send even before the SID was stored.
-            correlation = self.correlator.verify_query(environ.get("QUERY_STRING", ""))
             now = time.time()
-            entry = StatusEntry.from_callback(update, key, now, incoming.form, correlation)
+            entry = StatusEntry.from_callback(update, key, now, form, correlation)
             # Nothing to run after recording: claim and record finish in one store step.
             lease = self.settings.claim_lease if routes or hooks else None
             applied = self.once.settle(
@@ -268,7 +353,7 @@ class Pipeline:
                 background = self.registry.background_for(route.handler)
                 if background is not None:
                     job_key = f"{key}#{background.name}"
-                    jobs.append(Job(job_key, JobKind.STATUS, background.name, incoming.form, now))
+                    jobs.append(Job(job_key, JobKind.STATUS, background.name, entry.form, now))
                     continue
                 with self._running("status", route.handler):
                     call_status_handler(route, update)
@@ -285,8 +370,6 @@ class Pipeline:
         if not jobs:
             self.once.complete(key, claim, b"")
         return _EMPTY
-
-    # -- steps ---------------------------------------------------------------------------
 
     def _inbound(
         self,
@@ -425,19 +508,24 @@ class Pipeline:
         if not jobs:
             self.once.complete(key, claim, b"")
 
-    def _running(self, kind: str, handler: Callable[..., Any]) -> _Running:
+    def _running(
+        self, kind: str, handler: Callable[..., Any], event: StreamEvent | None = None
+    ) -> _Running:
         """A guard for calling the user's ``handler``: a 500 if it raises, timed if it returns."""
-        return _Running(handler_name(handler), kind, self.metrics)
+        return _Running(handler_name(handler), kind, self.metrics, event)
 
     def _failed(
-        self, failure: _Failed, event: InboundMessage | StatusCallback, environ: dict[str, Any]
+        self,
+        failure: _Failed,
+        event: InboundMessage | StatusCallback | StreamEvent,
+        environ: dict[str, Any],
     ) -> Answer:
         error = failure.error
         log.error(
             "handler %s failed for %s %s (I-Twilio-Idempotency-Token %s)",
             failure.name,
             type(event).__name__,
-            event.message_sid,
+            event.id if isinstance(event, StreamEvent) else event.message_sid,
             environ.get("HTTP_I_TWILIO_IDEMPOTENCY_TOKEN", "-"),
             exc_info=error,
         )
@@ -515,7 +603,11 @@ class DirectDispatch:
             answer = Answer(500, b"internal error\n", TEXT_TYPE)
         start_response(
             _status_line(answer.status),
-            [("Content-Type", answer.content_type), ("Content-Length", str(len(answer.body)))],
+            [
+                ("Content-Type", answer.content_type),
+                ("Content-Length", str(len(answer.body))),
+                *answer.headers,
+            ],
         )
         return [answer.body]
 
@@ -530,9 +622,10 @@ def _status_line(code: int) -> str:
     return line
 
 
-def _reject(
-    environ: Mapping[str, Any], error: BadRequestError | SignatureError | StoreError | InFlightError
-) -> Answer:
+def _reject(environ: Mapping[str, Any], error: Rejection) -> Answer:
+    if isinstance(error, UnauthorizedError):  # logged by the signature check
+        body = f"{error}\n".encode()
+        return Answer(401, body, TEXT_TYPE, error.reason, (("WWW-Authenticate", CHALLENGE),))
     if not isinstance(error, SignatureError):  # signature failures were logged with the URL
         log.warning(
             "rejected %s %s: %s", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"), error

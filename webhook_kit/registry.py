@@ -15,6 +15,7 @@ from typing import Any, TypeAlias
 from .jobs import JobKind
 from .ledger import MessageRecord
 from .routing import MessageRoute, MessageRouter, Reply, StatusRoute, handler_name
+from .streams import EventRoute
 
 FinalHook: TypeAlias = Callable[[MessageRecord], None]
 ErrorHook: TypeAlias = Callable[[Exception, Any], Reply]
@@ -44,7 +45,7 @@ class Registry:
     """Routes for messages, the fallback URL and status callbacks; final and error hooks."""
 
     __slots__ = (
-        "background", "errors", "fallback", "final", "messages", "status", "timeouts",
+        "background", "errors", "events", "fallback", "final", "messages", "status", "timeouts",
         "token_loader",
     )  # fmt: skip
 
@@ -52,6 +53,8 @@ class Registry:
         self.messages = MessageRouter()
         self.fallback = MessageRouter()
         self.status: list[StatusRoute] = []
+        #: ``@kit.on_event`` handlers of Event Streams events, in registration order.
+        self.events: list[EventRoute] = []
         self.final: list[FinalHook] = []
         self.errors: list[ErrorHook] = []
         #: Hooks run with a conversation whose person went silent past its timeout.

@@ -491,6 +491,24 @@ class Sender:
         """Erase a finished message's body on Twilio (``Body=""``) and in the ledger."""
         return self._update(sid, body="")
 
+    def confirm(self, sid: str, *, confirmed: bool = True) -> str:
+        """Tell Twilio the recipient acted on a message (Message Feedback); returns the outcome.
+
+        Send with ``provide_feedback=True`` for Twilio to track it (e.g. a one-time code that
+        was entered). ``confirmed=False`` reports that they did not.
+        """
+        outcome = "confirmed" if confirmed else "unconfirmed"
+        feedback = self._call(lambda: self.client.messages(sid).feedback.create(outcome=outcome))
+        return str(feedback.outcome)
+
+    def delete(self, sid: str) -> None:
+        """Delete a finished message (and its media) from Twilio; the ledger keeps its record.
+
+        Twilio refuses a message still under way (20009, a :class:`SendError`): cancel or
+        wait for it first. ``webhook-kit conversations purge`` forgets an address locally.
+        """
+        self._call(lambda: self.client.messages(sid).delete())
+
     def _update(self, sid: str, **changes: str) -> SentMessage:
         message = self._call(lambda: self.client.messages(sid).update(**changes))
         sent = SentMessage.from_instance(message)
@@ -748,14 +766,21 @@ def _client(
             "no credentials to send with: set TWILIO_AUTH_TOKEN, or TWILIO_API_KEY and "
             "TWILIO_API_SECRET"
         )
-    client = Client(
+    if base_url:
+        # Every product domain (api, messaging, content, events) goes to the emulator, after
+        # any region or edge rewrite of the host name.
+        from .emulator.client import EmulatorHttpClient
+
+        return Client(
+            username,
+            password,
+            account_sid,
+            environment=dict(environ),
+            http_client=EmulatorHttpClient(base_url.rstrip("/")),
+        )
+    return Client(
         username, password, account_sid, region=region, edge=edge, environment=dict(environ)
     )
-    if base_url:
-        # Region and edge rewrite the host name, which would break a local base URL.
-        client.region = client.edge = None
-        client.api.base_url = base_url.rstrip("/")
-    return client
 
 
 def _int(value: object) -> int | None:

@@ -20,7 +20,9 @@ def view(handle: Handle) -> Callable[[], Response]:
 
     def respond() -> Response:
         answer = handle(request.environ)
-        return Response(answer.body, answer.status, content_type=answer.content_type)
+        return Response(
+            answer.body, answer.status, answer.headers, content_type=answer.content_type
+        )
 
     return respond
 

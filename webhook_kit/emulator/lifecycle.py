@@ -9,6 +9,7 @@ the callbacks, never the statuses, so fetching a message always shows the truth.
 
 from __future__ import annotations
 
+import hashlib
 import random
 import re
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Final
 
 from .errors import EmulatorError
-from .model import API_VERSION, MessageRecord
+from .model import API_VERSION, MessageRecord, error_title
 
 #: Final statuses a rule may choose, with the status before them.
 OUTCOMES: Final = {
@@ -120,6 +121,14 @@ def price_of(record: MessageRecord) -> str:
     return f"{-per_segment * max(record.num_segments, 1):.5f}"
 
 
+def channel_install_sid(account_sid: str, channel: str) -> str:
+    """The account's installed channel (``XE...``) a WhatsApp/RCS message goes through.
+
+    Stable per account and channel, as an installed channel is on Twilio.
+    """
+    return "XE" + hashlib.sha256(f"{account_sid}:{channel}".encode()).hexdigest()[:32]
+
+
 def callback_params(record: MessageRecord) -> list[tuple[str, str]]:
     """The form of a status callback for the record's current status (documented fields)."""
     params = [
@@ -140,8 +149,11 @@ def callback_params(record: MessageRecord) -> list[tuple[str, str]]:
     channel = record.channel
     if channel:
         params.append(("ChannelPrefix", channel))
+        params.append(("ChannelInstallSid", channel_install_sid(record.account_sid, channel)))
         if record.status == "read":
             params.append(("EventType", "READ"))
+        if record.status in {"failed", "undelivered"} and record.error_code is not None:
+            params.append(("ChannelStatusMessage", error_title(record.error_code)))
     elif record.status in {"delivered", "undelivered"}:
         done = datetime.fromtimestamp(record.date_updated, UTC).strftime("%y%m%d%H%M")
         params.append(("RawDlrDoneDate", done))
