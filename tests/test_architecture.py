@@ -249,7 +249,7 @@ def test_every_exported_name_is_documented(name: str) -> None:
 def test_former_names_still_resolve_with_a_deprecation_warning() -> None:
     with pytest.warns(DeprecationWarning, match="DeliveryFailure"):
         assert webhook_kit.DeliveryError is webhook_kit.DeliveryFailure  # type: ignore[attr-defined]
-    with pytest.warns(DeprecationWarning, match="Attachment"):
-        assert webhook_kit.Media is webhook_kit.Attachment  # type: ignore[attr-defined]
+    with pytest.warns(DeprecationWarning, match="InboundMedia"):
+        assert webhook_kit.Media is webhook_kit.InboundMedia  # type: ignore[attr-defined]
     with pytest.raises(AttributeError):
         webhook_kit.Nothing  # type: ignore[attr-defined]  # noqa: B018

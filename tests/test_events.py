@@ -7,10 +7,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from webhook_kit import (
-    Attachment,
     Channel,
     DeliveryFailure,
     FallbackRequest,
+    InboundMedia,
     InboundMessage,
     Location,
     MessageStatus,
@@ -67,14 +67,14 @@ def test_media_items_are_zero_based_and_typed() -> None:
     message = inbound(fields)
     assert message.num_media == 3
     assert message.channel is Channel.MMS
-    assert message.media[0] == Attachment(fields["MediaUrl0"], "image/png")
+    assert message.media[0] == InboundMedia(fields["MediaUrl0"], "image/png")
     assert [m.url for m in message.media] == [fields[f"MediaUrl{i}"] for i in range(3)]
     assert message.message_sid.startswith("MM")
 
 
 def test_media_without_content_type_keeps_the_url() -> None:
     message = inbound(inbound_sms(MediaUrl0="https://x/1", NumMedia="1"))
-    assert message.media == (Attachment("https://x/1", ""),)
+    assert message.media == (InboundMedia("https://x/1", ""),)
 
 
 @pytest.mark.parametrize(

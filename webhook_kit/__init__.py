@@ -58,9 +58,9 @@ from .errors import (
     WebhookKitError,
 )
 from .events import (
-    Attachment,
     Channel,
     FallbackRequest,
+    InboundMedia,
     InboundMessage,
     Location,
     OptOutType,
@@ -97,7 +97,6 @@ from .twiml import (
 )
 
 __all__ = [
-    "Attachment",
     "AuthenticationError",
     "BadRequestError",
     "BodyTooLongError",
@@ -110,6 +109,7 @@ __all__ = [
     "FallbackRequest",
     "Flow",
     "InFlightError",
+    "InboundMedia",
     "InboundMessage",
     "InvalidCallbackURLError",
     "InvalidFromError",
@@ -167,7 +167,7 @@ __all__ = [
 
 
 #: Former names, still importable for now (with a warning): name -> what it became.
-_RENAMED: dict[str, type] = {"DeliveryError": DeliveryFailure, "Media": Attachment}
+_RENAMED: dict[str, type] = {"DeliveryError": DeliveryFailure, "Media": InboundMedia}
 
 
 def __getattr__(name: str) -> Any:

@@ -120,7 +120,7 @@ class OptOutType(OpenStrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class Attachment:
+class InboundMedia:
     """One attachment of an inbound message: ``MediaUrl{N}`` with its ``MediaContentType{N}``.
 
     (The ``<Media>`` noun of a TwiML reply is :class:`webhook_kit.twiml.Media`.)
@@ -190,7 +190,7 @@ class InboundMessage:
     account_sid: str | None
     messaging_service_sid: str | None
     num_segments: int | None
-    media: tuple[Attachment, ...]
+    media: tuple[InboundMedia, ...]
     channel: Channel
     opt_out_type: OptOutType | None
     #: The regex match of the ``pattern`` route that picked the handler, else None.
@@ -417,7 +417,7 @@ def _inbound_fields(
     str | None,
     str | None,
     int | None,
-    tuple[Attachment, ...],
+    tuple[InboundMedia, ...],
     Channel,
     OptOutType | None,
 ]:
@@ -477,14 +477,14 @@ def _check_shape(name: str, shape: re.Pattern[str], value: str | None, what: str
         raise BadRequestError(f"{name} {value[:40]!r} is not {what}: not from Twilio")
 
 
-def _media(raw: Fields) -> tuple[Attachment, ...]:
+def _media(raw: Fields) -> tuple[InboundMedia, ...]:
     # Trust the MediaUrl{N} fields over NumMedia: they are what the handler can fetch.
     if "MediaUrl0" not in raw:
         return ()
     items = []
     index = 0
     while (url := raw.get(f"MediaUrl{index}")) is not None:
-        items.append(Attachment(url, raw.get(f"MediaContentType{index}", "")))
+        items.append(InboundMedia(url, raw.get(f"MediaContentType{index}", "")))
         index += 1
     return tuple(items)
 

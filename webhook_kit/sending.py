@@ -53,7 +53,7 @@ from .errors import (
     UnreachableRecipientError,
     UnsubscribedRecipientError,
 )
-from .events import Attachment, InboundMessage
+from .events import InboundMedia, InboundMessage
 from .ledger import (
     RECONCILED,
     Direction,
@@ -605,7 +605,7 @@ class Sender:
 
     def download(
         self,
-        media: Attachment | str,
+        media: InboundMedia | str,
         dest: str | os.PathLike[str],
         *,
         max_bytes: int = DEFAULT_MEDIA_CAP,
@@ -619,8 +619,8 @@ class Sender:
         over ``max_bytes`` or of another content type than the message declared is refused
         and nothing is left at ``dest``.
         """
-        url = media.url if isinstance(media, Attachment) else media
-        declared = media.content_type if isinstance(media, Attachment) else None
+        url = media.url if isinstance(media, InboundMedia) else media
+        declared = media.content_type if isinstance(media, InboundMedia) else None
         if not self._trusted(url):
             raise MediaHostError(
                 f"refusing to send Twilio credentials to {_origin(url)}: media is downloaded "
@@ -642,9 +642,9 @@ class Sender:
             _stream(response, target, max_bytes, url)
         return target
 
-    def delete_media(self, media: Attachment | str) -> None:
+    def delete_media(self, media: InboundMedia | str) -> None:
         """Delete an attachment from Twilio (its URL names the message and the media SID)."""
-        url = media.url if isinstance(media, Attachment) else media
+        url = media.url if isinstance(media, InboundMedia) else media
         parts = urlsplit(url).path.removesuffix(".json").split("/")
         try:
             message_sid = parts[parts.index("Messages") + 1]
