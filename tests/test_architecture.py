@@ -150,7 +150,6 @@ def test_the_request_path_does_not_import_the_sending_half() -> None:
         assert not reachable(graph, module) & SENDING, module
 
 
-@pytest.mark.xfail(strict=True, reason="pending on this branch: the emulator's MessageRecord")
 def test_no_public_class_name_is_defined_twice() -> None:
     defined: dict[str, list[str]] = {}
     for name, path in modules(PACKAGE, "webhook_kit").items():
