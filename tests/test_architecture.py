@@ -120,10 +120,6 @@ def reachable(graph: Mapping[str, set[str]], start: str) -> set[str]:
     return seen
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pending on this branch: stores/__init__ <-> its engines",
-)
 def test_the_import_graph_has_no_cycle() -> None:
     assert cycles(import_graph()) == []
 
