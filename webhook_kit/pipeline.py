@@ -255,6 +255,59 @@ class Pipeline:
     def fallback(self, environ: dict[str, Any]) -> Answer:
         return self._inbound(environ, parse_fallback, "fallback", self.registry.fallback)
 
+    def _inbound(
+        self,
+        environ: dict[str, Any],
+        parse: Callable[[Fields], InboundMessage],
+        kind: str,
+        router: MessageRouter,
+    ) -> Answer:
+        self._serving()
+        try:
+            incoming = read(environ, self.settings.max_body)
+            self.check(environ, incoming)
+            message = parse(incoming.fields)
+            key = f"{kind}:{message.message_sid}"
+            lease = self.settings.claim_lease
+            facts = MessageFacts.inbound(message, ledger_now())  # recorded with the claim
+            senders = senders_of(message)  # the claim also reads the reply's opt-out screen
+            claim = self.once.settle(
+                key,
+                lambda replace: self.store.claim(
+                    key, lease, replace=replace, message=facts, senders=senders
+                ),
+                lambda claim: claim,
+            )
+        except _REJECTED as error:
+            return _reject(environ, error)
+        if claim.outcome is Outcome.DONE:
+            _duplicate(environ, key)
+            # A retry gets the first answer, handler not rerun.
+            return Answer(200, claim.answer, TWIML_TYPE, "replayed")
+        opened: Opened | None = None
+        try:
+            if router.needs_conversation:  # waits while another message of the person runs
+                opened = self.conversations.open(message, self.once.lock, time.time())
+            conversation = opened.conversation if opened else None
+            opted_out = claim.opted_out
+            if opened is not None:  # read under the lock: the message before may have been STOP
+                opted_out = self.opt_outs.registry.is_opted_out(message.from_, *senders)
+            reply, background = self._answer(message, router, kind, conversation, opted_out)
+            answer = reply.to_bytes()
+            saved = self.conversations.write(opened, reply, time.time()) if opened else None
+            if background is not None:  # durable with the claim, before the webhook's answer
+                job = Job(key, JobKind.MESSAGE, background.name, incoming.form, time.time())
+                self._enqueue(key, claim, answer, [job], saved)
+        except (StoreError, InFlightError) as error:
+            self._release(key, claim, opened)
+            return _reject(environ, error)
+        except _Failed as failure:
+            self._release(key, claim, opened)
+            return self._failed(failure, message, environ)
+        if background is None:
+            self.once.complete(key, claim, answer, saved)
+        return Answer(200, answer)
+
     def status(self, environ: dict[str, Any]) -> Answer:
         self._serving()
         try:
@@ -266,51 +319,6 @@ class Pipeline:
         except _REJECTED as rejected:
             return _reject(environ, rejected)
         return self._update(environ, update, incoming.form, correlation)
-
-    def events(self, environ: dict[str, Any]) -> Answer:
-        """Event Streams: a signed JSON array of CloudEvents, checked whole before any of it
-        is applied; answered 200 only when every event is (a retry skips those done)."""
-        self._serving()
-        try:
-            incoming = read_batch(environ, self.settings.events_max_body)
-            self.check(environ, incoming)
-            batch = parse_batch(incoming.json_body or b"", self.settings.events_max_batch)
-            for received in batch:
-                failed = self._apply_event(environ, received)
-                if failed is not None:
-                    return failed
-        except _REJECTED as rejected:
-            return _reject(environ, rejected)
-        except _Failed as failure:  # an on_event handler: its event travels with the failure
-            event = failure.event
-            return self._failed(failure, event, environ) if event is not None else _FAILED
-        return _APPLIED
-
-    # -- steps ---------------------------------------------------------------------------
-
-    def _apply_event(self, environ: dict[str, Any], received: Received) -> Answer | None:
-        """Apply one event once by its id: its status to the ledger (as a callback would
-        be), then the ``on_event`` handlers. An answer other than 200 stops the batch."""
-        key = received.key
-        claim = self.once.lock(key)
-        if claim.outcome is Outcome.DONE:
-            _duplicate(environ, key)
-            return None
-        try:
-            if received.update is not None:
-                answer = self._update(environ, received.update, None, None)
-                if answer.status != 200:
-                    self._release(key, claim)
-                    return answer
-            for route in self.registry.events:
-                if route.accepts(received.event):
-                    with self._running("event", route.handler, received.event):
-                        route.handler(received.event)
-        except BaseException:
-            self._release(key, claim)
-            raise
-        self.once.complete(key, claim, b"")
-        return None
 
     def _update(
         self,
@@ -371,58 +379,50 @@ class Pipeline:
             self.once.complete(key, claim, b"")
         return _EMPTY
 
-    def _inbound(
-        self,
-        environ: dict[str, Any],
-        parse: Callable[[Fields], InboundMessage],
-        kind: str,
-        router: MessageRouter,
-    ) -> Answer:
+    def events(self, environ: dict[str, Any]) -> Answer:
+        """Event Streams: a signed JSON array of CloudEvents, checked whole before any of it
+        is applied; answered 200 only when every event is (a retry skips those done)."""
         self._serving()
         try:
-            incoming = read(environ, self.settings.max_body)
+            incoming = read_batch(environ, self.settings.events_max_body)
             self.check(environ, incoming)
-            message = parse(incoming.fields)
-            key = f"{kind}:{message.message_sid}"
-            lease = self.settings.claim_lease
-            facts = MessageFacts.inbound(message, ledger_now())  # recorded with the claim
-            senders = senders_of(message)  # the claim also reads the reply's opt-out screen
-            claim = self.once.settle(
-                key,
-                lambda replace: self.store.claim(
-                    key, lease, replace=replace, message=facts, senders=senders
-                ),
-                lambda claim: claim,
-            )
-        except _REJECTED as error:
-            return _reject(environ, error)
+            batch = parse_batch(incoming.json_body or b"", self.settings.events_max_batch)
+            for received in batch:
+                failed = self._apply_event(environ, received)
+                if failed is not None:
+                    return failed
+        except _REJECTED as rejected:
+            return _reject(environ, rejected)
+        except _Failed as failure:  # an on_event handler: its event travels with the failure
+            event = failure.event
+            return self._failed(failure, event, environ) if event is not None else _FAILED
+        return _APPLIED
+
+    def _apply_event(self, environ: dict[str, Any], received: Received) -> Answer | None:
+        """Apply one event once by its id: its status to the ledger (as a callback would
+        be), then the ``on_event`` handlers. An answer other than 200 stops the batch."""
+        key = received.key
+        claim = self.once.lock(key)
         if claim.outcome is Outcome.DONE:
             _duplicate(environ, key)
-            # A retry gets the first answer, handler not rerun.
-            return Answer(200, claim.answer, TWIML_TYPE, "replayed")
-        opened: Opened | None = None
+            return None
         try:
-            if router.needs_conversation:  # waits while another message of the person runs
-                opened = self.conversations.open(message, self.once.lock, time.time())
-            conversation = opened.conversation if opened else None
-            opted_out = claim.opted_out
-            if opened is not None:  # read under the lock: the message before may have been STOP
-                opted_out = self.opt_outs.registry.is_opted_out(message.from_, *senders)
-            reply, background = self._answer(message, router, kind, conversation, opted_out)
-            answer = reply.to_bytes()
-            saved = self.conversations.write(opened, reply, time.time()) if opened else None
-            if background is not None:  # durable with the claim, before the webhook's answer
-                job = Job(key, JobKind.MESSAGE, background.name, incoming.form, time.time())
-                self._enqueue(key, claim, answer, [job], saved)
-        except (StoreError, InFlightError) as error:
-            self._release(key, claim, opened)
-            return _reject(environ, error)
-        except _Failed as failure:
-            self._release(key, claim, opened)
-            return self._failed(failure, message, environ)
-        if background is None:
-            self.once.complete(key, claim, answer, saved)
-        return Answer(200, answer)
+            if received.update is not None:
+                answer = self._update(environ, received.update, None, None)
+                if answer.status != 200:
+                    self._release(key, claim)
+                    return answer
+            for route in self.registry.events:
+                if route.accepts(received.event):
+                    with self._running("event", route.handler, received.event):
+                        route.handler(received.event)
+        except BaseException:
+            self._release(key, claim)
+            raise
+        self.once.complete(key, claim, b"")
+        return None
+
+    # -- shared by the routes --------------------------------------------------------------
 
     def _serving(self) -> None:
         """On the first request of each process: its services (housekeeping, the runner)."""
