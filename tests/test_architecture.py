@@ -189,6 +189,26 @@ def test_no_module_reaches_into_another_modules_private_names() -> None:
     assert reaching == []
 
 
+def test_fork_and_exit_hooks_are_registered_only_in_process_py() -> None:
+    """Per-process machinery lives in one place: webhook_kit.process (its Process.at_fork
+    and Process.service); nothing else calls os.register_at_fork or atexit.register."""
+    registering: list[str] = []
+    for name, path in modules(PACKAGE, "webhook_kit").items():
+        if name == "webhook_kit.process":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and (
+                node.attr == "register_at_fork"
+                or (node.attr == "register" and getattr(node.value, "id", "") == "atexit")
+            ):
+                registering.append(f"{name}:{node.lineno}")
+            elif isinstance(node, ast.ImportFrom) and node.module in ("atexit", "os"):
+                names = {alias.name for alias in node.names}
+                if names & {"register", "register_at_fork"}:
+                    registering.append(f"{name}:{node.lineno}")
+    assert registering == []
+
+
 def _private(name: str) -> bool:
     return name.startswith("_") and not name.startswith("__")
 
