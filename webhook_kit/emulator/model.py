@@ -1,6 +1,6 @@
 """The emulator's records and their JSON exactly as Twilio's REST API writes it.
 
-A :class:`MessageRecord` holds everything the emulator knows about one message, including
+A :class:`EmulatedMessage` holds everything the emulator knows about one message, including
 what the REST resource never shows (its planned outcome, its callback URL); :func:`message_json`
 turns it into the 20 keys of the spec's ``api.v2010.account.message`` schema, with Twilio's
 types (``num_segments``/``num_media`` as strings, RFC 2822 dates, integer ``error_code``).
@@ -17,6 +17,7 @@ from email.utils import format_datetime
 from functools import lru_cache
 from typing import Any, Final
 
+from ..process import process
 from ..status import ERROR_CATALOGUE, MessageStatus
 
 API_VERSION: Final = "2010-04-01"
@@ -49,7 +50,7 @@ def whole_number(raw: str | None, digits: int = 9) -> int | None:
 #: SIDs need to be unique, not secret: a generator seeded from the OS (again in a forked
 #: child) never releases the GIL, as ``os.urandom`` does on every call.
 _sids = random.Random(os.urandom(32))
-os.register_at_fork(after_in_child=lambda: _sids.seed(os.urandom(32)))
+process.at_fork(lambda: _sids.seed(os.urandom(32)))
 
 
 def random_hex() -> str:
@@ -131,7 +132,7 @@ class MediaRecord:
 
 
 @dataclass(slots=True)
-class MessageRecord:
+class EmulatedMessage:
     """A message and the emulator's private plan for it (outcome, callback URL, limits)."""
 
     sid: str
@@ -183,26 +184,26 @@ class MessageRecord:
         """True once the life cycle has nothing left to do but a read receipt."""
         return MessageStatus(self.status).is_final
 
-    def copy(self) -> MessageRecord:
+    def copy(self) -> EmulatedMessage:
         """An independent copy (records are mutated in place, then saved)."""
-        return MessageRecord.from_dict(self.to_dict(), copy=True)
+        return EmulatedMessage.from_dict(self.to_dict(), copy=True)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for the SQLite state (flat but for the history, so no deep copy)."""
         return {name: getattr(self, name) for name in _RECORD_FIELDS}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], *, copy: bool = False) -> MessageRecord:
+    def from_dict(cls, data: dict[str, Any], *, copy: bool = False) -> EmulatedMessage:
         """The record of ``data``; ``copy``: sharing no list with it (the history)."""
         if copy:
             data = {**data, "history": [list(step) for step in data["history"]]}
         return cls(**data)
 
 
-_RECORD_FIELDS = tuple(f.name for f in fields(MessageRecord))
+_RECORD_FIELDS = tuple(f.name for f in fields(EmulatedMessage))
 
 
-def message_json(record: MessageRecord) -> dict[str, Any]:
+def message_json(record: EmulatedMessage) -> dict[str, Any]:
     """The Message resource as Twilio returns it: exactly the spec's keys and types."""
     base = f"/{API_VERSION}/Accounts/{record.account_sid}/Messages/{record.sid}"
     error = record.error_code
@@ -230,7 +231,7 @@ def message_json(record: MessageRecord) -> dict[str, Any]:
     }
 
 
-def feedback_json(record: MessageRecord) -> dict[str, Any]:
+def feedback_json(record: EmulatedMessage) -> dict[str, Any]:
     """The Message Feedback resource (twilio-more.md §8): answered with 200, not 201."""
     at = record.feedback_at if record.feedback_at is not None else record.date_created
     return {

@@ -19,7 +19,7 @@ from ..whatsapp import WINDOW
 from .clock import Clock
 from .content import Content, opens_conversation, render
 from .errors import ApiError
-from .model import MessageRecord, channel_of, country_of, new_sid
+from .model import EmulatedMessage, channel_of, country_of, new_sid
 from .resource import CreateRequest, bad
 from .services import (
     ALPHA_SENDER_RE,
@@ -241,7 +241,7 @@ class Outbound:
                 )
         return Prepared(request, failure, slot)
 
-    def assign(self, record: MessageRecord, ready: float) -> bool:
+    def assign(self, record: EmulatedMessage, ready: float) -> bool:
         """A service send is queued: pick its sender and its place; False: 30001 (full)."""
         service_sid = record.messaging_service_sid
         now = self.clock.now()

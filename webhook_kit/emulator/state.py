@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..errors import ConfigurationError
-from .model import MediaRecord, MessageRecord
+from .model import EmulatedMessage, MediaRecord
 
 _UPSERT = (
     "INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sid) DO "
@@ -111,7 +111,7 @@ class State:
         row = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM resources").fetchone()
         self._resource_seq = int(row[0])
         #: Unfinished messages by SID, and what their row was written with.
-        self._live: dict[str, tuple[MessageRecord, tuple[object, ...]]] = {}
+        self._live: dict[str, tuple[EmulatedMessage, tuple[object, ...]]] = {}
         #: Message rows not written yet, in order; written when ``_batch`` are waiting.
         self._rows: list[tuple[object, ...]] = []
         self._batch = BATCH if path == ":memory:" else 1
@@ -136,7 +136,7 @@ class State:
 
     # -- messages -------------------------------------------------------------------------
 
-    def save(self, record: MessageRecord, *, handed_over: bool = False) -> None:
+    def save(self, record: EmulatedMessage, *, handed_over: bool = False) -> None:
         """Insert a message, or update it in place (keeping its place in the order).
 
         ``handed_over``: the caller never touches ``record`` again, so an unfinished one is
@@ -150,7 +150,7 @@ class State:
             if final:
                 self._live.pop(record.sid, None)
             else:
-                kept = record if handed_over else MessageRecord.from_dict(data, copy=True)
+                kept = record if handed_over else EmulatedMessage.from_dict(data, copy=True)
                 self._live[record.sid] = (kept, columns)
                 if live is not None and live[1] == columns:
                     return  # the row's columns are unchanged: memory has the rest
@@ -171,20 +171,20 @@ class State:
             if len(self._rows) >= self._batch:
                 self._write_rows()
 
-    def get(self, sid: str) -> MessageRecord | None:
+    def get(self, sid: str) -> EmulatedMessage | None:
         with self._lock:  # an unfinished message is read from memory, with no row written
             live = self._live.get(sid)
             if live is not None:
                 return live[0].copy()
         with self._messages() as db:
             row = db.execute("SELECT data FROM messages WHERE sid = ?", (sid,)).fetchone()
-        return MessageRecord.from_dict(json.loads(row[0])) if row else None
+        return EmulatedMessage.from_dict(json.loads(row[0])) if row else None
 
-    def _records(self, rows: list[tuple[str]]) -> list[MessageRecord]:
+    def _records(self, rows: list[tuple[str]]) -> list[EmulatedMessage]:
         """Rows as records, each in its newest version (held in memory while unfinished)."""
         records = []
         for (data,) in rows:
-            record = MessageRecord.from_dict(json.loads(data))
+            record = EmulatedMessage.from_dict(json.loads(data))
             live = self._live.get(record.sid)
             records.append(live[0].copy() if live is not None else record)
         return records
@@ -208,7 +208,7 @@ class State:
         *,
         after: str | None = None,
         before: str | None = None,
-    ) -> tuple[list[MessageRecord], bool] | None:
+    ) -> tuple[list[EmulatedMessage], bool] | None:
         """Up to ``size`` messages newest first, and whether more follow in that direction.
 
         ``after``: the page following that message; ``before``: the page preceding it. None
@@ -250,7 +250,7 @@ class State:
             records.reverse()
         return records, len(rows) > size
 
-    def messages(self, *, pending: bool = False) -> list[MessageRecord]:
+    def messages(self, *, pending: bool = False) -> list[EmulatedMessage]:
         """Every message, oldest first; ``pending``: only those not yet final."""
         query = "SELECT data FROM messages"
         if pending:
@@ -259,7 +259,7 @@ class State:
             rows = db.execute(query + " ORDER BY seq").fetchall()
             return self._records(rows)
 
-    def conversation(self, address: str) -> list[MessageRecord]:
+    def conversation(self, address: str) -> list[EmulatedMessage]:
         """Messages to or from ``address``, oldest first."""
         with self._messages() as db:
             rows = db.execute(
