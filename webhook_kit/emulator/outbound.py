@@ -25,8 +25,8 @@ from .services import (
     ALPHA_SENDER_RE,
     KINDS,
     SERVICE_BASE,
-    Sender,
-    Service,
+    MessagingService,
+    PoolSender,
     parse_service,
     pick,
 )
@@ -70,25 +70,25 @@ class Outbound:
 
     # -- Messaging Services ---------------------------------------------------------------
 
-    def create_service(self, form: dict[str, str], sid: str | None = None) -> Service:
+    def create_service(self, form: dict[str, str], sid: str | None = None) -> MessagingService:
         """``POST /v1/Services`` (``FriendlyName`` is required)."""
         if not form.get("FriendlyName"):
             raise bad(20001, "Missing required parameter FriendlyName in the post body")
         now = self.clock.now()
-        service = parse_service(form, Service(sid or new_sid("MG"), "", now, now))
+        service = parse_service(form, MessagingService(sid or new_sid("MG"), "", now, now))
         self.state.put_resource("service", service.sid, service.to_dict())
         return service
 
-    def service(self, sid: str) -> Service:
+    def service(self, sid: str) -> MessagingService:
         data = self.state.resource("service", sid)
         if data is None:
             raise _missing(f"{SERVICE_BASE}/{sid}")
-        return Service(**data)
+        return MessagingService(**data)
 
-    def services(self) -> list[Service]:
-        return [Service(**data) for data in self.state.resources("service")]
+    def services(self) -> list[MessagingService]:
+        return [MessagingService(**data) for data in self.state.resources("service")]
 
-    def update_service(self, sid: str, form: dict[str, str]) -> Service:
+    def update_service(self, sid: str, form: dict[str, str]) -> MessagingService:
         with self._lock:
             service = parse_service(form, self.service(sid))
             service = replace(service, date_updated=self.clock.now())
@@ -106,7 +106,7 @@ class Outbound:
 
     def add_sender(
         self, service_sid: str, kind: str, sid: str, address: str, country: str | None = None
-    ) -> Sender:
+    ) -> PoolSender:
         """Put a phone number, short code (by SID) or alphanumeric ID in a service's pool.
 
         ``country``: where it sends from (a number's own country when not given).
@@ -120,12 +120,12 @@ class Outbound:
                     raise bad(21712, f"{address} is already in another Messaging Service")
             if country is None:
                 country = country_of(address) if kind == "phone_number" else ""
-            sender = Sender(sid, service_sid, kind, address, self.clock.now(), country)
+            sender = PoolSender(sid, service_sid, kind, address, self.clock.now(), country)
             self.state.put_resource("sender", sid, sender.to_dict(), parent=service_sid)
             self._pools = None
         return sender
 
-    def add_alpha_sender(self, service_sid: str, alpha: str) -> Sender:
+    def add_alpha_sender(self, service_sid: str, alpha: str) -> PoolSender:
         if not ALPHA_SENDER_RE.match(alpha):
             raise bad(
                 21716,
@@ -134,11 +134,11 @@ class Outbound:
             )
         return self.add_sender(service_sid, "alpha_sender", new_sid("AI"), alpha)
 
-    def senders(self, service_sid: str, kind: str | None = None) -> list[Sender]:
-        pool = [Sender(**data) for data in self.state.resources("sender", service_sid)]
+    def senders(self, service_sid: str, kind: str | None = None) -> list[PoolSender]:
+        pool = [PoolSender(**data) for data in self.state.resources("sender", service_sid)]
         return [s for s in pool if kind is None or s.kind == kind]
 
-    def sender(self, service_sid: str, kind: str, sid: str) -> Sender:
+    def sender(self, service_sid: str, kind: str, sid: str) -> PoolSender:
         for sender in self.senders(service_sid, kind):
             if sender.sid == sid:
                 return sender
@@ -154,7 +154,7 @@ class Outbound:
                 if mapping["from"] == sender.address:
                     self.state.delete_resource("sticky", f"{service_sid}:{mapping['to']}")
 
-    def service_of(self, address: str) -> Service | None:
+    def service_of(self, address: str) -> MessagingService | None:
         """The service whose pool holds ``address``, if any."""
         with self._lock:
             pools = self._pools
@@ -207,7 +207,7 @@ class Outbound:
                 raise bad(
                     21705, f"The Messaging Service Sid {request.messaging_service_sid} is invalid."
                 )
-            service = Service(**data)
+            service = MessagingService(**data)
         elif request.from_ is not None:
             service = self.service_of(request.from_)
         if service is not None and self.state.opted_out(service.sid, request.to):

@@ -31,7 +31,7 @@ KINDS: Final = {
     "short_code": ("ShortCodes", "short_codes"),
     "alpha_sender": ("AlphaSenders", "alpha_senders"),
 }
-#: Form field -> Service attribute, by type.
+#: Form field -> service attribute, by type.
 _URLS: Final = {
     "InboundRequestUrl": "inbound_request_url",
     "FallbackUrl": "fallback_url",
@@ -50,7 +50,7 @@ _FLAGS: Final = {
 
 
 @dataclass(frozen=True, slots=True)
-class Service:
+class MessagingService:
     """A Messaging Service's settings (``MG...``); defaults are Twilio's."""
 
     sid: str
@@ -78,7 +78,7 @@ class Service:
 
 
 @dataclass(frozen=True, slots=True)
-class Sender:
+class PoolSender:
     """One sender in a service's pool: a phone number, short code or alphanumeric ID."""
 
     sid: str
@@ -101,7 +101,7 @@ class Sender:
         return asdict(self)
 
 
-def parse_service(form: Mapping[str, str], current: Service) -> Service:
+def parse_service(form: Mapping[str, str], current: MessagingService) -> MessagingService:
     """``current`` with the settings ``form`` names changed (create and update alike)."""
     changes: dict[str, Any] = {}
     name = form.get("FriendlyName")
@@ -145,7 +145,9 @@ def parse_service(form: Mapping[str, str], current: Service) -> Service:
     return replace(current, **changes)
 
 
-def pick(service: Service, pool: Sequence[Sender], to: str, sticky: str | None) -> Sender | None:
+def pick(
+    service: MessagingService, pool: Sequence[PoolSender], to: str, sticky: str | None
+) -> PoolSender | None:
     """The sender a send to ``to`` goes out from (see the module's order), or None."""
     usable = [s for s in pool if s.reaches(to)]
     country = country_of(to)
@@ -173,7 +175,7 @@ def pick(service: Service, pool: Sequence[Sender], to: str, sticky: str | None) 
     return numbers[0] if numbers else None
 
 
-def service_json(service: Service, account_sid: str, base: str) -> dict[str, Any]:
+def service_json(service: MessagingService, account_sid: str, base: str) -> dict[str, Any]:
     """The Service resource (messaging v1) with the keys the official clients read."""
     url = f"{base}{SERVICE_BASE}/{service.sid}"
     data = service.to_dict()
@@ -200,7 +202,7 @@ def service_json(service: Service, account_sid: str, base: str) -> dict[str, Any
     }
 
 
-def sender_json(sender: Sender, account_sid: str, base: str) -> dict[str, Any]:
+def sender_json(sender: PoolSender, account_sid: str, base: str) -> dict[str, Any]:
     """A PhoneNumber, ShortCode or AlphaSender of a service's pool."""
     path, _ = KINDS[sender.kind]
     stamp = iso8601(sender.date_created)

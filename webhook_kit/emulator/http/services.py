@@ -21,7 +21,7 @@ from ..services import (
     KINDS,
     SERVICE_BASE,
     SHORT_CODE_SID_RE,
-    Sender,
+    PoolSender,
     sender_json,
     service_json,
 )
@@ -116,7 +116,7 @@ def services_api(account: Account) -> Blueprint:
     return api
 
 
-def _add(account: Account, service: str, kind: str, form: Mapping[str, str]) -> Sender:
+def _add(account: Account, service: str, kind: str, form: Mapping[str, str]) -> PoolSender:
     """A sender joins the pool: a number or short code of the account (by SID), or an ID."""
     outbound = account.outbound
     if kind == "alpha_sender":
