@@ -22,7 +22,7 @@ from flask import Flask
 from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.rest import Client
 
-from webhook_kit import Media, WebhookKit
+from webhook_kit import InboundMedia, WebhookKit
 from webhook_kit.emulator import Attachment, Emulator
 from webhook_kit.emulator.http.domains import DOMAINS, domain_of
 from webhook_kit.errors import SendError
@@ -290,7 +290,7 @@ def test_media_bytes_redirect_to_the_media_host(client: Client, emulator: Emulat
 def test_kit_download_through_the_redirect(emulator: Emulator, tmp_path: Path) -> None:
     emulator.add_number("+15017122661", sms_url="https://bot.test/twilio/messages")
     kit = WebhookKit()
-    seen: list[Media] = []
+    seen: list[InboundMedia] = []
 
     @kit.on_message()
     def keep(message: object) -> None:

@@ -10,7 +10,7 @@ from functools import partial
 from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 from weakref import WeakKeyDictionary
 
-from flask import Blueprint, Flask, current_app
+from flask import Flask, current_app
 
 from .config import Settings
 from .conversation import Conversation
@@ -18,10 +18,11 @@ from .errors import ConfigurationError
 from .events import Channel, InboundMessage, OptOutType, StatusCallback, StreamEvent
 from .jobs import JobKind, Runner
 from .jobs.embedded import EmbeddedRunner
-from .jobs.execute import Background, Executor, background_name
+from .jobs.execute import Executor
 from .ledger import Ledger, MessageRecord
 from .optout import OptOuts
-from .registry import FinalHook, Registry
+from .pipeline import DirectDispatch, Pipeline
+from .registry import Background, FinalHook, Registry, background_name
 from .routing import (
     MessageRoute,
     OneOrMany,
@@ -36,7 +37,7 @@ from .status import MessageStatus
 from .stores import Store, open_store
 from .streams import event_route
 from .twiml import Message, MessagingResponse
-from .views import DirectDispatch, Pipeline
+from .views import mount
 
 log = logging.getLogger("webhook_kit")
 
@@ -352,13 +353,7 @@ class WebhookKit:
         app.extensions["webhook_kit"] = self
 
         prefix = (url_prefix or self.url_prefix).rstrip("/")
-        blueprint = Blueprint("webhook_kit", __name__)
-        for name, (handle, methods) in pipeline.routes.items():
-            blueprint.add_url_rule(f"/{name}", name, Pipeline.view(handle), methods=sorted(methods))
-        csrf = app.extensions.get("csrf")
-        if csrf is not None and hasattr(csrf, "exempt"):  # Flask-WTF would reject Twilio
-            csrf.exempt(blueprint)
-        app.register_blueprint(blueprint, url_prefix=prefix)
+        mount(app, pipeline, prefix)
         self._prefixes[app] = prefix
         if direct:
             routes = {f"{prefix}/{name}": route for name, route in pipeline.routes.items()}

@@ -29,7 +29,7 @@ from .delivery import Delivery
 from .errors import ApiError, EmulatorError
 from .lifecycle import Chaos, Rule, Timing
 from .media import Attachment
-from .model import MediaRecord, MessageRecord, media_json, message_json
+from .model import EmulatedMessage, MediaRecord, media_json, message_json
 from .server import Emulator
 from .state import Number
 
@@ -40,13 +40,13 @@ __all__ = [
     "Chaos",
     "Clock",
     "Delivery",
+    "EmulatedMessage",
     "Emulator",
     "EmulatorError",
     "Exchange",
     "Handset",
     "ManualClock",
     "MediaRecord",
-    "MessageRecord",
     "Number",
     "RequestRecord",
     "Rule",

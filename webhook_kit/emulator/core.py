@@ -38,8 +38,8 @@ from .model import (
     API_KEY_SID_RE,
     API_VERSION,
     SERVICE_SID_RE,
+    EmulatedMessage,
     MediaRecord,
-    MessageRecord,
     channel_of,
     new_sid,
 )
@@ -78,8 +78,8 @@ class RequestRecord:
 class Exchange:
     """What one handset message caused: the inbound record and the replies it got."""
 
-    inbound: MessageRecord
-    replies: tuple[MessageRecord, ...]
+    inbound: EmulatedMessage
+    replies: tuple[EmulatedMessage, ...]
     deliveries: tuple[Delivery, ...]
 
 
@@ -96,11 +96,11 @@ class Handset:
         """Text one of the account's numbers; returns once the app answered."""
         return self.emulator.receive(self.address, to, body, media)
 
-    def conversation(self) -> list[MessageRecord]:
+    def conversation(self) -> list[EmulatedMessage]:
         """Everything this handset sent and was sent, oldest first."""
         return self.emulator.state.conversation(self.address)
 
-    def received(self) -> list[MessageRecord]:
+    def received(self) -> list[EmulatedMessage]:
         """The messages sent to this handset, oldest first."""
         return [m for m in self.conversation() if m.to == self.address]
 
@@ -363,11 +363,11 @@ class Account:
         record = self.state.get(sid)
         return [(str(status), float(at)) for status, at in record.history] if record else []
 
-    def message(self, sid: str) -> MessageRecord | None:
+    def message(self, sid: str) -> EmulatedMessage | None:
         """The record of one message (its true status, even if a callback was dropped)."""
         return self.state.get(sid)
 
-    def messages(self, *, to: str | None = None, from_: str | None = None) -> list[MessageRecord]:
+    def messages(self, *, to: str | None = None, from_: str | None = None) -> list[EmulatedMessage]:
         """The account's messages, oldest first, optionally filtered by address."""
         return [
             m
@@ -396,7 +396,7 @@ class Account:
 
     # -- outbound -------------------------------------------------------------------------
 
-    def create(self, request: CreateRequest, *, direction: str = "outbound-api") -> MessageRecord:
+    def create(self, request: CreateRequest, *, direction: str = "outbound-api") -> EmulatedMessage:
         """Store a new outbound message and start its life cycle.
 
         Raises :class:`ApiError` 21610 when the recipient texted STOP to the sender.
@@ -418,7 +418,7 @@ class Account:
         media_error = outbound_error([f for f in fetched if f is not None])
         if media_error is not None:
             outcome, error = "failed", media_error
-        record = MessageRecord(
+        record = EmulatedMessage(
             sid=sid,
             account_sid=self.account_sid,
             direction=direction,
@@ -450,7 +450,7 @@ class Account:
         self._plan(record)
         return record
 
-    def give_feedback(self, sid: str, outcome: str) -> MessageRecord:
+    def give_feedback(self, sid: str, outcome: str) -> EmulatedMessage:
         """``POST Messages/{Sid}/Feedback.json``: the recipient did (or did not) act on it."""
         if outcome not in {"confirmed", "unconfirmed"}:
             raise ApiError(
@@ -495,7 +495,7 @@ class Account:
                 return rule.status, rule.error_code
         return "delivered", None
 
-    def _plan(self, record: MessageRecord) -> None:
+    def _plan(self, record: EmulatedMessage) -> None:
         sid, status = record.sid, record.status
         if status == "scheduled" and record.send_at is not None:
             self.scheduler.at(record.send_at, lambda: self._step(sid, status))
@@ -536,7 +536,7 @@ class Account:
         self._callback(record)
         self._plan(record)
 
-    def cancel(self, sid: str) -> MessageRecord:
+    def cancel(self, sid: str) -> EmulatedMessage:
         """``Status=canceled`` on a scheduled message."""
         with self._lock:
             record = self._get(sid)
@@ -547,7 +547,7 @@ class Account:
         self._callback(record)
         return record
 
-    def redact(self, sid: str) -> MessageRecord:
+    def redact(self, sid: str) -> EmulatedMessage:
         """``Body=""``: empty the body of a message that has finished."""
         with self._lock:
             record = self._get(sid)
@@ -567,7 +567,7 @@ class Account:
                 raise ApiError(20009, "Cannot delete this resource before it is complete", 409)
             self.state.delete(sid)
 
-    def _get(self, sid: str) -> MessageRecord:
+    def _get(self, sid: str) -> EmulatedMessage:
         record = self.state.get(sid)
         if record is None or record.account_sid != self.account_sid:
             raise ApiError(
@@ -580,7 +580,7 @@ class Account:
 
     # -- callbacks ------------------------------------------------------------------------
 
-    def _callback(self, record: MessageRecord) -> None:
+    def _callback(self, record: EmulatedMessage) -> None:
         """Schedule the status callback of the record's current status (chaos permitting),
         and publish its Event Streams event (which chaos never drops)."""
         self.streams.message_changed(record)
@@ -659,7 +659,7 @@ class Account:
         segments = segment_count(body)
         # A long message arrives in segments: ``receiving`` until the last is in.
         first = "receiving" if segments > 1 else "received"
-        record = MessageRecord(
+        record = EmulatedMessage(
             sid=sid,
             account_sid=self.account_sid,
             direction="inbound",
@@ -695,7 +695,7 @@ class Account:
         params = inbound_params(record, items, number.messaging_service_sid)
         deliveries: list[Delivery] = []
         answer = self._fetch_twiml(number, params, deliveries)
-        replies: list[MessageRecord] = []
+        replies: list[EmulatedMessage] = []
         if answer is not None:
             replies = self._reply(number, record, answer, params, deliveries)
         return Exchange(record, tuple(replies), tuple(deliveries))
@@ -743,12 +743,12 @@ class Account:
     def _reply(
         self,
         number: Number,
-        inbound: MessageRecord,
+        inbound: EmulatedMessage,
         answer: tuple[str, MessagingResponse],
         params: list[tuple[str, str]],
         into: list[Delivery],
-    ) -> list[MessageRecord]:
-        replies: list[MessageRecord] = []
+    ) -> list[EmulatedMessage]:
+        replies: list[EmulatedMessage] = []
         url, response = answer
         redirects = 0
         while True:
@@ -772,8 +772,8 @@ class Account:
         return replies
 
     def _send_reply(
-        self, number: Number, inbound: MessageRecord, verb: Message, document_url: str
-    ) -> MessageRecord:
+        self, number: Number, inbound: EmulatedMessage, verb: Message, document_url: str
+    ) -> EmulatedMessage:
         """A ``<Message>`` becomes an outbound-reply; relative URLs resolve against the TwiML's."""
         attribute = verb.status_callback or verb.action
         callback = urljoin(document_url, attribute) if attribute else number.status_callback
@@ -801,7 +801,7 @@ class Account:
 
 
 def inbound_params(
-    record: MessageRecord, media: Iterable[tuple[str, str]], service: str | None = None
+    record: EmulatedMessage, media: Iterable[tuple[str, str]], service: str | None = None
 ) -> list[tuple[str, str]]:
     """Every parameter Twilio posts to an incoming-message webhook (twilio-protocol.md §1)."""
     params = [

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Final
 
 from .errors import EmulatorError
-from .model import API_VERSION, MessageRecord, error_title
+from .model import API_VERSION, EmulatedMessage, error_title
 
 #: Final statuses a rule may choose, with the status before them.
 OUTCOMES: Final = {
@@ -99,7 +99,7 @@ class Chaos:
     drop_final: float = 0.0
 
 
-def next_status(record: MessageRecord, timing: Timing) -> tuple[str, float] | None:
+def next_status(record: EmulatedMessage, timing: Timing) -> tuple[str, float] | None:
     """The status after the current one and how long until it, or None when done."""
     status = record.status
     if status in {"accepted", "scheduled"}:
@@ -115,7 +115,7 @@ def next_status(record: MessageRecord, timing: Timing) -> tuple[str, float] | No
     return None
 
 
-def price_of(record: MessageRecord) -> str:
+def price_of(record: EmulatedMessage) -> str:
     """What Twilio would charge, as its ``price`` string (e.g. ``-0.00790``)."""
     per_segment = MMS_PRICE if record.num_media else SMS_PRICE
     return f"{-per_segment * max(record.num_segments, 1):.5f}"
@@ -129,7 +129,7 @@ def channel_install_sid(account_sid: str, channel: str) -> str:
     return "XE" + hashlib.sha256(f"{account_sid}:{channel}".encode()).hexdigest()[:32]
 
 
-def callback_params(record: MessageRecord) -> list[tuple[str, str]]:
+def callback_params(record: EmulatedMessage) -> list[tuple[str, str]]:
     """The form of a status callback for the record's current status (documented fields)."""
     params = [
         ("AccountSid", record.account_sid),

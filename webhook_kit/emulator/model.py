@@ -1,6 +1,6 @@
 """The emulator's records and their JSON exactly as Twilio's REST API writes it.
 
-A :class:`MessageRecord` holds everything the emulator knows about one message, including
+A :class:`EmulatedMessage` holds everything the emulator knows about one message, including
 what the REST resource never shows (its planned outcome, its callback URL); :func:`message_json`
 turns it into the 20 keys of the spec's ``api.v2010.account.message`` schema, with Twilio's
 types (``num_segments``/``num_media`` as strings, RFC 2822 dates, integer ``error_code``).
@@ -82,7 +82,7 @@ class MediaRecord:
 
 
 @dataclass(slots=True)
-class MessageRecord:
+class EmulatedMessage:
     """A message and the emulator's private plan for it (outcome, callback URL, limits)."""
 
     sid: str
@@ -134,14 +134,14 @@ class MessageRecord:
         return {name: getattr(self, name) for name in _RECORD_FIELDS}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> MessageRecord:
+    def from_dict(cls, data: dict[str, Any]) -> EmulatedMessage:
         return cls(**data)
 
 
-_RECORD_FIELDS = tuple(f.name for f in fields(MessageRecord))
+_RECORD_FIELDS = tuple(f.name for f in fields(EmulatedMessage))
 
 
-def message_json(record: MessageRecord) -> dict[str, Any]:
+def message_json(record: EmulatedMessage) -> dict[str, Any]:
     """The Message resource as Twilio returns it: exactly the spec's keys and types."""
     base = f"/{API_VERSION}/Accounts/{record.account_sid}/Messages/{record.sid}"
     error = record.error_code
@@ -169,7 +169,7 @@ def message_json(record: MessageRecord) -> dict[str, Any]:
     }
 
 
-def feedback_json(record: MessageRecord) -> dict[str, Any]:
+def feedback_json(record: EmulatedMessage) -> dict[str, Any]:
     """The Message Feedback resource (twilio-more.md §8): answered with 200, not 201."""
     at = record.feedback_at if record.feedback_at is not None else record.date_created
     return {

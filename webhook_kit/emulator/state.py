@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 from ..errors import ConfigurationError
-from .model import MediaRecord, MessageRecord
+from .model import EmulatedMessage, MediaRecord
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -100,7 +100,7 @@ class State:
 
     # -- messages -------------------------------------------------------------------------
 
-    def save(self, record: MessageRecord) -> None:
+    def save(self, record: EmulatedMessage) -> None:
         """Insert a message, or update it in place (keeping its place in the order)."""
         with self._locked() as db:
             self._seq += 1
@@ -121,10 +121,10 @@ class State:
                 ),
             )
 
-    def get(self, sid: str) -> MessageRecord | None:
+    def get(self, sid: str) -> EmulatedMessage | None:
         with self._locked() as db:
             row = db.execute("SELECT data FROM messages WHERE sid = ?", (sid,)).fetchone()
-        return MessageRecord.from_dict(json.loads(row[0])) if row else None
+        return EmulatedMessage.from_dict(json.loads(row[0])) if row else None
 
     def delete(self, sid: str) -> None:
         with self._locked() as db:
@@ -144,7 +144,7 @@ class State:
         *,
         after: str | None = None,
         before: str | None = None,
-    ) -> tuple[list[MessageRecord], bool] | None:
+    ) -> tuple[list[EmulatedMessage], bool] | None:
         """Up to ``size`` messages newest first, and whether more follow in that direction.
 
         ``after``: the page following that message; ``before``: the page preceding it. None
@@ -181,28 +181,28 @@ class State:
                 f"ORDER BY date_created {order}, seq {order} LIMIT ?",
                 (*args, size + 1),
             ).fetchall()
-        records = [MessageRecord.from_dict(json.loads(row[0])) for row in rows[:size]]
+        records = [EmulatedMessage.from_dict(json.loads(row[0])) for row in rows[:size]]
         if order == "ASC":
             records.reverse()
         return records, len(rows) > size
 
-    def messages(self, *, pending: bool = False) -> list[MessageRecord]:
+    def messages(self, *, pending: bool = False) -> list[EmulatedMessage]:
         """Every message, oldest first; ``pending``: only those not yet final."""
         query = "SELECT data FROM messages"
         if pending:
             query += " WHERE final = 0"
         with self._locked() as db:
             rows = db.execute(query + " ORDER BY seq").fetchall()
-        return [MessageRecord.from_dict(json.loads(row[0])) for row in rows]
+        return [EmulatedMessage.from_dict(json.loads(row[0])) for row in rows]
 
-    def conversation(self, address: str) -> list[MessageRecord]:
+    def conversation(self, address: str) -> list[EmulatedMessage]:
         """Messages to or from ``address``, oldest first."""
         with self._locked() as db:
             rows = db.execute(
                 "SELECT data FROM messages WHERE to_ = ? OR from_ = ? ORDER BY seq",
                 (address, address),
             ).fetchall()
-        return [MessageRecord.from_dict(json.loads(row[0])) for row in rows]
+        return [EmulatedMessage.from_dict(json.loads(row[0])) for row in rows]
 
     # -- media ----------------------------------------------------------------------------
 

@@ -129,7 +129,9 @@ class Setting:
 
 
 @dataclass(slots=True)
-class Rule:
+class SigningRule:
+    """A Webhooks configuration Rule: which Setting signs webhooks to the URLs it matches."""
+
     id: str
     match_type: str
     #: The URL (EXACT_MATCH), the prefix (PREFIX_MATCH), or "" (DEFAULT).
@@ -172,7 +174,7 @@ class WebhooksConfig:
     rng: random.Random = field(default_factory=random.Random)
     shared_keys: dict[str, SharedKey] = field(default_factory=dict)
     settings: dict[str, Setting] = field(default_factory=dict)
-    rules: dict[str, Rule] = field(default_factory=dict)
+    rules: dict[str, SigningRule] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def signing(self, url: str, auth_token: str) -> Signing:
@@ -190,7 +192,7 @@ class WebhooksConfig:
             algorithm = str((setting.signature or {}).get("algorithm", "")).upper()
             return Signing(self.shared_keys[key_id].secret, algorithm, key_id, setting.basic)
 
-    def _rule_for(self, url: str) -> Rule | None:
+    def _rule_for(self, url: str) -> SigningRule | None:
         for match_type in MATCH_TYPES:
             found = [r for r in self.rules.values() if r.match_type == match_type]
             for rule in sorted(found, key=lambda r: len(r.pattern), reverse=True):
@@ -198,7 +200,7 @@ class WebhooksConfig:
                     return rule
         return None
 
-    def _draw(self, rule: Rule) -> str:
+    def _draw(self, rule: SigningRule) -> str:
         if len(rule.settings) == 1:
             return rule.settings[0][0]
         (first, share), (second, _) = rule.settings
@@ -245,7 +247,7 @@ class WebhooksConfig:
             self.settings[setting.id] = setting
         return setting
 
-    def create_rule(self, payload: dict[str, Any]) -> Rule:
+    def create_rule(self, payload: dict[str, Any]) -> SigningRule:
         match_type = str(payload.get("matchType", ""))
         if match_type not in MATCH_TYPES:
             raise _invalid(f"matchType must be one of {', '.join(MATCH_TYPES)}")
@@ -271,7 +273,7 @@ class WebhooksConfig:
             settings.append((str(setting_id), share))
         if sum(share for _, share in settings) != 100:
             raise _invalid("the percentages of settings must sum to 100")
-        rule = Rule(
+        rule = SigningRule(
             _new_id("webhooks_rule_"), match_type, pattern, settings,
             _text(payload.get("friendlyName"), "friendlyName", 255),
             _text(payload.get("description"), "description", 1024), self.now(),
