@@ -367,3 +367,38 @@ def test_a_sink_that_fails_is_retried_until_it_answers() -> None:
         assert [d.response.status for d in attempts if d.response] == [500, 500, 500, 200]
         assert [event.data["body"] for event in bot.inbound] == ["hello"]
         assert emulator.streams.delivered == 1 and emulator.streams.abandoned == 0
+
+
+def test_sink_batches_carry_url_credentials_and_the_rules_shared_key() -> None:
+    with Emulator(clock="manual") as emulator:
+        key = emulator.webhooks.create_shared_key("sink key")
+        setting = emulator.webhooks.create_setting(
+            {
+                "auth": {"source": "INLINE", "value": {"scheme": "none"}},
+                "signature": {"type": "sharedKey", "sharedKeyId": key.id, "algorithm": "HMAC_SHA1"},
+            }
+        )
+        emulator.webhooks.create_rule(
+            {
+                "matchType": "EXACT_MATCH",
+                "value": "http://bot.test/twilio/events",
+                "settings": [{"settingId": setting.id, "percentage": 100}],
+            }
+        )
+        bot = Bot(
+            WEBHOOK_KIT_AUTH_TOKEN="not-the-emulators",  # only the shared key can verify
+            WEBHOOK_KIT_SHARED_KEYS={key.id: key.secret},
+            WEBHOOK_KIT_BASIC_AUTH="events:pa:ss",
+        )
+        emulator.mount("http://bot.test", bot.app)
+        delivered = MESSAGE_STATUS_PREFIX + "delivered"
+        emulator.streams.add_sink("http://events:pa%3Ass@bot.test/twilio/events", types=[delivered])
+        emulator.add_number("+15005550006")
+        sid = (
+            emulator.client().messages.create(to="+14155550100", from_="+15005550006", body="x").sid
+        )
+        emulator.advance(5)
+        (batch,) = [d for d in emulator.deliveries if d.kind == "events"]
+        assert batch.url.startswith("http://bot.test/twilio/events?bodySHA256=")
+        assert batch.response is not None and batch.response.status == 200
+        assert bot.record(sid).status is MessageStatus.DELIVERED

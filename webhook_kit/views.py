@@ -311,9 +311,9 @@ class Pipeline:
                     return failed
         except _REJECTED as rejected:
             return _reject(environ, rejected)
-        except _Failed as failure:  # an on_event handler: its event travels with the failure
-            event = failure.event
-            return self._failed(failure, event, environ) if event is not None else _FAILED
+        except _Failed as failure:  # only on_event handlers get here; their event comes along
+            assert failure.event is not None
+            return self._failed(failure, failure.event, environ)
         return _APPLIED
 
     def _apply_event(self, environ: dict[str, Any], received: Received) -> Answer | None:
@@ -484,12 +484,8 @@ class Pipeline:
         )
 
     def _verify(self, environ: dict[str, Any], incoming: Incoming) -> None:
-        if self.basic_auth:  # Twilio's credentials first: the signature is checked too
-            try:
-                self.basic_auth.check(environ.get("HTTP_AUTHORIZATION"))
-            except UnauthorizedError as refused:
-                log.warning("rejected %s: %s", environ.get("PATH_INFO"), refused)
-                raise
+        # Twilio's credentials first (when required); the signature is checked too.
+        self.basic_auth.check(environ.get("HTTP_AUTHORIZATION"))
         mode = self.settings.validate
         if mode == "off":
             return
@@ -755,15 +751,15 @@ def _status_line(code: int) -> str:
 
 
 def _reject(environ: Mapping[str, Any], error: Rejection) -> Answer:
-    if isinstance(error, UnauthorizedError):  # logged by _verify
-        body = f"{error}\n".encode()
-        return Answer(401, body, TEXT_TYPE, error.reason, (("WWW-Authenticate", CHALLENGE),))
     if not isinstance(error, SignatureError):  # signature failures were logged with the URL
         log.warning(
             "rejected %s %s: %s", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"), error
         )
     if isinstance(error, StoreError):  # the details (hosts, paths) are for the log only
         return _STORE_DOWN
+    if isinstance(error, UnauthorizedError):
+        challenge = (("WWW-Authenticate", CHALLENGE),)
+        return Answer(401, f"{error}\n".encode(), TEXT_TYPE, error.reason, challenge)
     return Answer(error.status_code, f"{error}\n".encode(), TEXT_TYPE, error.reason)
 
 

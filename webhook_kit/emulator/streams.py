@@ -273,8 +273,12 @@ class EventStreams:
             kind = MESSAGE_STATUS_PREFIX + record.status
         else:
             return
-        with self._lock:
-            sinks = {s.sink_sid for s in self.subscriptions.values() if kind in s.types}
+        with self._lock:  # only webhook sinks have somewhere to go in the emulator
+            sinks = {
+                s.sink_sid
+                for s in self.subscriptions.values()
+                if kind in s.types and self.sinks[s.sink_sid].sink_type == "webhook"
+            }
         if not sinks:
             return
         event = self._event(kind, self._source(record), _data(record, kind), _schema(kind))
