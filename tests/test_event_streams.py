@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import subprocess
+import sys
+import time
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +17,7 @@ import pytest
 from flask import Flask
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from server import free_port
 from test_sending import SENDER, Served
 
 from webhook_kit import MessageStatus, StatusCallback, StreamEvent, WebhookKit
@@ -402,3 +408,33 @@ def test_sink_batches_carry_url_credentials_and_the_rules_shared_key() -> None:
         assert batch.url.startswith("http://bot.test/twilio/events?bodySHA256=")
         assert batch.response is not None and batch.response.status == 200
         assert bot.record(sid).status is MessageStatus.DELIVERED
+
+
+def test_the_emulator_command_subscribes_sinks() -> None:
+    port = free_port()
+    sink = "http://127.0.0.1:9/twilio/events"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "webhook_kit.cli", "emulator", "--port", str(port),
+         "--account-sid", "AC" + "5" * 32, "--auth-token", "cli-token", "--sink", sink],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        credentials = base64.b64encode(f"{'AC' + '5' * 32}:cli-token".encode()).decode()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/Sinks", headers={"Authorization": f"Basic {credentials}"}
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(request, timeout=2) as response:
+                    listed = json.loads(response.read())
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the emulator did not start"
+                time.sleep(0.1)
+        (only,) = listed["sinks"]
+        assert only["sink_configuration"]["destination"] == sink and only["status"] == "active"
+    finally:
+        process.terminate()
+        process.wait(timeout=15)

@@ -707,6 +707,13 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     metavar="NUMBER=URL",
     help="A number and its incoming-message URL; repeat for several.",
 )
+@click.option(
+    "--sink",
+    "sinks",
+    multiple=True,
+    metavar="URL",
+    help="An Event Streams webhook sink subscribed to every messaging event; repeatable.",
+)
 @click.pass_context
 def emulator(
     context: click.Context,
@@ -724,6 +731,7 @@ def emulator(
     speed: float,
     rate_limit: float | None,
     numbers: Sequence[str],
+    sinks: Sequence[str],
 ) -> None:
     """Run the offline Twilio Messaging emulator (REST API, life cycle, webhooks)."""
     if context.invoked_subcommand is not None:
@@ -747,6 +755,8 @@ def emulator(
         for entry in numbers:
             number, _, url = entry.partition("=")
             running.add_number(number, sms_url=url or None)
+        for sink in sinks:
+            running.streams.add_sink(sink)
         running.start()
     except (WebhookKitError, OSError) as error:
         _fail(str(error))
