@@ -438,3 +438,28 @@ def test_the_emulator_command_subscribes_sinks() -> None:
     finally:
         process.terminate()
         process.wait(timeout=15)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis", "postgres"])
+def test_every_store_applies_an_event_once(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    store = (
+        f"sqlite:///{tmp_path / 'events.db'}"
+        if backend == "sqlite"
+        else request.getfixturevalue(f"{backend}_url")
+    )
+    bot = Bot(store)
+    sid = new_sid()
+    batch = [message_event(sid, "sent"), message_event(sid, "failed", error_code=30008)]
+    for _ in range(2):
+        assert bot.client().send_events([*batch, batch[0]]).status_code == 200
+    record = bot.record(sid)
+    assert record.status is MessageStatus.FAILED and record.error_code == 30008
+    assert [(e.status.value, e.source) for e in record.history] == [
+        ("sent", "event-streams"),
+        ("failed", "event-streams"),
+    ]
+    assert json.loads(record.history[1].raw["EventStreamsEvent"]) == batch[1]
+    assert bot.events == [batch[0]["id"], batch[1]["id"]]
+    bot.kit.pipeline(bot.app).store.close()
