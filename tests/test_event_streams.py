@@ -463,3 +463,15 @@ def test_every_store_applies_an_event_once(
     assert json.loads(record.history[1].raw["EventStreamsEvent"]) == batch[1]
     assert bot.events == [batch[0]["id"], batch[1]["id"]]
     bot.kit.pipeline(bot.app).store.close()
+
+
+def test_a_batch_out_of_time_answers_503_and_the_retries_finish_it() -> None:
+    bot = Bot(WEBHOOK_KIT_EVENTS_BUDGET=0)  # every event is past the budget: one per request
+    batch = [message_event(new_sid(), "delivered") for _ in range(3)]
+    answers = [bot.client().send_events(batch) for _ in range(4)]
+    assert [a.status_code for a in answers] == [503, 503, 200, 200]
+    assert (
+        answers[0].get_data()
+        == b"applied 1 of 3 events within WEBHOOK_KIT_EVENTS_BUDGET; retry the rest\n"
+    )
+    assert bot.events == [event["id"] for event in batch]
