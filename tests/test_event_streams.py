@@ -373,6 +373,15 @@ def test_a_sink_that_fails_is_retried_until_it_answers() -> None:
         assert [d.response.status for d in attempts if d.response] == [500, 500, 500, 200]
         assert [event.data["body"] for event in bot.inbound] == ["hello"]
         assert emulator.streams.delivered == 1 and emulator.streams.abandoned == 0
+        credentials = base64.b64encode(f"{emulator.account_sid}:{emulator.auth_token}".encode())
+        request = urllib.request.Request(
+            emulator.url + "/_emulator/deliveries",
+            headers={"Authorization": "Basic " + credentials.decode()},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            logged = json.loads(response.read())["deliveries"]
+        batches = [d["events"] for d in logged if d["kind"] == "events"]
+        assert len(batches) == 4 and batches[-1][0]["data"]["body"] == "hello"
 
 
 def test_sink_batches_carry_url_credentials_and_the_rules_shared_key() -> None:

@@ -8,6 +8,7 @@ error, including a malformed request, is a Twilio-shaped 4xx; a 500 would be a b
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -377,6 +378,7 @@ def _delivery_json(delivery: Delivery) -> dict[str, Any]:
         "kind": delivery.kind,
         "url": delivery.url,
         "params": delivery.form,
+        "events": json.loads(delivery.body) if delivery.body else None,  # an Event Streams batch
         "attempts": delivery.attempts,
         "status": delivery.response.status if delivery.response else None,
         "failure": delivery.failure,
