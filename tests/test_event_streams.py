@@ -23,6 +23,7 @@ from test_sending import SENDER, Served
 from webhook_kit import MessageStatus, StatusCallback, StreamEvent, WebhookKit
 from webhook_kit.emulator import Chaos, Emulator
 from webhook_kit.errors import BadRequestError, PayloadTooLargeError
+from webhook_kit.ledger import record_json
 from webhook_kit.signature import body_sha256, compute_signature
 from webhook_kit.streams import MESSAGE_STATUS_PREFIX, parse_batch
 from webhook_kit.testing import TwilioTestClient, cloud_event, message_event, new_sid
@@ -101,6 +102,9 @@ def test_status_events_reach_the_ledger_with_their_source(bot: Bot) -> None:
     assert kept == batch[1]  # every field of the CloudEvent is kept
     assert record.history[1].raw["MessageStatus"] == "undelivered"
     assert bot.statuses == [(sid, "sent"), (sid, "undelivered")]
+    with bot.app.app_context():
+        shown = record_json(bot.kit.ledger.get(sid))  # what `webhook-kit ledger show` prints
+    assert [entry["source"] for entry in shown["history"]] == ["event-streams"] * 2
     assert bot.prefixed == [MESSAGE_STATUS_PREFIX + "sent", MESSAGE_STATUS_PREFIX + "undelivered"]
 
 

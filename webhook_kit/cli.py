@@ -397,7 +397,9 @@ def ledger_show(sid: str, as_json: bool) -> None:
             click.echo(f"{name:<13} {'' if value is None else value}")
     click.echo(f"history       {len(record.history)} callback(s)")
     for event in record.history:
-        how = " (reconciled)" if event.reconciled else ""
+        how = {"reconcile": " (reconciled)", "event-streams": " (event streams)"}.get(
+            event.source, ""
+        )
         code = f" error {event.error_code}" if event.error_code else ""
         click.echo(f"  {event.received_at.isoformat()}  {event.status.value}{code}{how}")
 
