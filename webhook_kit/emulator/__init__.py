@@ -25,7 +25,7 @@ from __future__ import annotations
 from .clock import Clock, ManualClock
 from .core import Emulator, Exchange, Handset, RequestRecord
 from .delivery import Delivery
-from .errors import ApiError, EmulatorError
+from .errors import ApiError, EmulatorError, ProblemError
 from .lifecycle import Chaos, Rule, Timing
 from .model import MediaRecord, MessageRecord, media_json, message_json
 from .state import Number
@@ -43,6 +43,7 @@ __all__ = [
     "MediaRecord",
     "MessageRecord",
     "Number",
+    "ProblemError",
     "RequestRecord",
     "Rule",
     "Timing",

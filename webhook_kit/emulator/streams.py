@@ -29,6 +29,7 @@ from urllib.parse import urlencode
 from flask import Blueprint, Response, jsonify, request
 
 from ..signature import body_sha256
+from ..streams import MESSAGE_STATUS_PREFIX
 from .clock import Scheduler, Task
 from .delivery import (
     USER_AGENT,
@@ -46,7 +47,6 @@ from .model import API_VERSION, MessageRecord, new_sid
 from .resource import is_url
 
 BASE_URL: Final = "https://events.twilio.com/v1"
-MESSAGE_STATUS_PREFIX: Final = "com.twilio.messaging.message."
 #: The statuses Event Streams reports (``messageStatus``, upper case in the event).
 STATUSES: Final = ("queued", "sent", "failed", "delivered", "undelivered", "read")
 INBOUND_TYPE: Final = "com.twilio.messaging.inbound-message.received"

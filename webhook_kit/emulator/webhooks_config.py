@@ -25,31 +25,11 @@ from flask import Blueprint, Response, jsonify, request
 
 from ..signature import ALGORITHMS
 from .delivery import Signing, split_userinfo
-from .errors import ApiError
+from .errors import ProblemError
 from .resource import is_url
 
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
-_TITLES = {
-    59000: "Validation Error",
-    59100: "Resource Is Still In Use",
-    59103: "Resource Already Exists",
-    59202: "Security Guardrail Violation",
-    20404: "Not Found",
-}
 MATCH_TYPES = ("EXACT_MATCH", "PREFIX_MATCH", "DEFAULT")
-
-
-class ProblemError(ApiError):
-    """A Webhooks API error: an RFC 9457 problem document, not the 2010 API's body."""
-
-    def body(self) -> dict[str, Any]:
-        return {
-            "type": f"https://www.twilio.com/docs/api/errors/{self.code}",
-            "title": _TITLES.get(self.code, "Error"),
-            "status": self.status,
-            "detail": self.message,
-            "code": self.code,
-        }
 
 
 def _invalid(detail: str) -> ProblemError:
@@ -85,7 +65,7 @@ class SharedKey:
 
 
 @dataclass(slots=True)
-class Setting:
+class WebhookSetting:
     id: str
     friendly_name: str
     description: str
@@ -129,7 +109,7 @@ class Setting:
 
 
 @dataclass(slots=True)
-class Rule:
+class WebhookRule:
     id: str
     match_type: str
     #: The URL (EXACT_MATCH), the prefix (PREFIX_MATCH), or "" (DEFAULT).
@@ -171,8 +151,8 @@ class WebhooksConfig:
     now: Callable[[], float]
     rng: random.Random = field(default_factory=random.Random)
     shared_keys: dict[str, SharedKey] = field(default_factory=dict)
-    settings: dict[str, Setting] = field(default_factory=dict)
-    rules: dict[str, Rule] = field(default_factory=dict)
+    settings: dict[str, WebhookSetting] = field(default_factory=dict)
+    rules: dict[str, WebhookRule] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def signing(self, url: str, auth_token: str) -> Signing:
@@ -190,7 +170,7 @@ class WebhooksConfig:
             algorithm = str((setting.signature or {}).get("algorithm", "")).upper()
             return Signing(self.shared_keys[key_id].secret, algorithm, key_id, setting.basic)
 
-    def _rule_for(self, url: str) -> Rule | None:
+    def _rule_for(self, url: str) -> WebhookRule | None:
         for match_type in MATCH_TYPES:
             found = [r for r in self.rules.values() if r.match_type == match_type]
             for rule in sorted(found, key=lambda r: len(r.pattern), reverse=True):
@@ -198,7 +178,7 @@ class WebhooksConfig:
                     return rule
         return None
 
-    def _draw(self, rule: Rule) -> str:
+    def _draw(self, rule: WebhookRule) -> str:
         if len(rule.settings) == 1:
             return rule.settings[0][0]
         (first, share), (second, _) = rule.settings
@@ -215,7 +195,7 @@ class WebhooksConfig:
             self.shared_keys[key.id] = key
         return key
 
-    def create_setting(self, payload: dict[str, Any]) -> Setting:
+    def create_setting(self, payload: dict[str, Any]) -> WebhookSetting:
         auth = payload.get("auth")
         if not isinstance(auth, dict) or str(auth.get("source", "")).upper() not in (
             "INLINE",
@@ -225,7 +205,7 @@ class WebhooksConfig:
         signature = payload.get("signature")
         if signature is not None and not isinstance(signature, dict):
             raise _invalid("signature must be an object")
-        setting = Setting(
+        setting = WebhookSetting(
             _new_id("webhooks_setting_"),
             _text(payload.get("friendlyName"), "friendlyName", 255),
             _text(payload.get("description"), "description", 1024),
@@ -245,7 +225,7 @@ class WebhooksConfig:
             self.settings[setting.id] = setting
         return setting
 
-    def create_rule(self, payload: dict[str, Any]) -> Rule:
+    def create_rule(self, payload: dict[str, Any]) -> WebhookRule:
         match_type = str(payload.get("matchType", ""))
         if match_type not in MATCH_TYPES:
             raise _invalid(f"matchType must be one of {', '.join(MATCH_TYPES)}")
@@ -271,7 +251,7 @@ class WebhooksConfig:
             settings.append((str(setting_id), share))
         if sum(share for _, share in settings) != 100:
             raise _invalid("the percentages of settings must sum to 100")
-        rule = Rule(
+        rule = WebhookRule(
             _new_id("webhooks_rule_"), match_type, pattern, settings,
             _text(payload.get("friendlyName"), "friendlyName", 255),
             _text(payload.get("description"), "description", 1024), self.now(),
