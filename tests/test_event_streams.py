@@ -488,3 +488,19 @@ def test_a_batch_out_of_time_answers_503_and_the_retries_finish_it() -> None:
         == b"applied 1 of 3 events within WEBHOOK_KIT_EVENTS_BUDGET; retry the rest\n"
     )
     assert bot.events == [event["id"] for event in batch]
+
+
+def test_on_final_runs_once_when_the_final_status_comes_by_event_streams() -> None:
+    bot = Bot()
+    finals: list[tuple[str, str]] = []
+
+    @bot.kit.on_final
+    def final(record: Any) -> None:
+        finals.append((record.message_sid, record.status.value))
+
+    sid = new_sid()
+    assert bot.client().send_status(sid, "sent").status_code == 200
+    for _ in range(2):
+        assert bot.client().send_events([message_event(sid, "delivered")]).status_code == 200
+    assert bot.client().send_status(sid, "delivered").status_code == 200
+    assert finals == [(sid, "delivered")]
