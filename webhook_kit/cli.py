@@ -91,6 +91,19 @@ def serve(
     app.run(host=host, port=port)
 
 
+@main.command()
+@click.option("--handlers", help="Module defining `kit` (default: WEBHOOK_KIT_HANDLERS).")
+@click.option("--number", "numbers", multiple=True, help="Check only this number (repeatable).")
+def doctor(*, handlers: str | None, numbers: tuple[str, ...]) -> None:
+    """Check that the account's numbers and services call the URLs this app verifies."""
+    from .doctor import run
+
+    if handlers:
+        os.environ["WEBHOOK_KIT_HANDLERS"] = handlers
+    sys.path.insert(0, os.getcwd())  # the handlers module usually lives in the project
+    sys.exit(run(numbers))
+
+
 def _share_metrics(environ: MutableMapping[str, str]) -> None:
     """With metrics on, gunicorn's workers count together in a fresh directory of their own.
 

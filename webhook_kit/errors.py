@@ -58,6 +58,10 @@ class StoreError(WebhookKitError):
     reason = "store_down"
 
 
+class LedgerQueryError(WebhookKitError, ValueError):
+    """A ledger query is malformed (a bad cursor, limit or time range)."""
+
+
 class ReplyTypeError(WebhookKitError, TypeError):
     """A handler returned something that is not a reply (``str``, list of ``str``, TwiML, None)."""
 

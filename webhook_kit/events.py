@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any, Literal, TypeVar, overload
 
 from .errors import BadRequestError
-from .status import DeliveryError, MessageStatus, OpenStrEnum
+from .status import DeliveryFailure, MessageStatus, OpenStrEnum
 
 _T = TypeVar("_T")
 log = logging.getLogger("webhook_kit")
@@ -120,8 +120,11 @@ class OptOutType(OpenStrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class Media:
-    """One attachment: ``MediaUrl{N}`` with its ``MediaContentType{N}``."""
+class InboundMedia:
+    """One attachment of an inbound message: ``MediaUrl{N}`` with its ``MediaContentType{N}``.
+
+    (The ``<Media>`` noun of a TwiML reply is :class:`webhook_kit.twiml.Media`.)
+    """
 
     url: str
     content_type: str
@@ -187,7 +190,7 @@ class InboundMessage:
     account_sid: str | None
     messaging_service_sid: str | None
     num_segments: int | None
-    media: tuple[Media, ...]
+    media: tuple[InboundMedia, ...]
     channel: Channel
     opt_out_type: OptOutType | None
     #: The regex match of the ``pattern`` route that picked the handler, else None.
@@ -298,7 +301,7 @@ class StatusCallback:
     account_sid: str | None
     from_: str | None
     to: str | None
-    error: DeliveryError | None
+    error: DeliveryFailure | None
     #: ``EventType``: ``READ`` for read receipts on channels that send them.
     event_type: str | None
     channel: Channel | None
@@ -397,7 +400,7 @@ def parse_status(raw: Fields) -> StatusCallback:
         raw.get("AccountSid"),
         from_,
         to,
-        DeliveryError(code, raw.get("ErrorMessage")) if code else None,
+        DeliveryFailure(code, raw.get("ErrorMessage")) if code else None,
         raw.get("EventType"),
         Channel(prefix.lower()) if prefix else _channel(from_ or to or "", 0),
     )
@@ -414,7 +417,7 @@ def _inbound_fields(
     str | None,
     str | None,
     int | None,
-    tuple[Media, ...],
+    tuple[InboundMedia, ...],
     Channel,
     OptOutType | None,
 ]:
@@ -474,14 +477,14 @@ def _check_shape(name: str, shape: re.Pattern[str], value: str | None, what: str
         raise BadRequestError(f"{name} {value[:40]!r} is not {what}: not from Twilio")
 
 
-def _media(raw: Fields) -> tuple[Media, ...]:
+def _media(raw: Fields) -> tuple[InboundMedia, ...]:
     # Trust the MediaUrl{N} fields over NumMedia: they are what the handler can fetch.
     if "MediaUrl0" not in raw:
         return ()
     items = []
     index = 0
     while (url := raw.get(f"MediaUrl{index}")) is not None:
-        items.append(Media(url, raw.get(f"MediaContentType{index}", "")))
+        items.append(InboundMedia(url, raw.get(f"MediaContentType{index}", "")))
         index += 1
     return tuple(items)
 

@@ -10,7 +10,7 @@ from functools import partial
 from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 from weakref import WeakKeyDictionary
 
-from flask import Blueprint, Flask, current_app
+from flask import Flask, current_app
 
 from .config import Settings
 from .conversation import Conversation
@@ -18,10 +18,11 @@ from .errors import ConfigurationError
 from .events import Channel, InboundMessage, OptOutType, StatusCallback, StreamEvent
 from .jobs import JobKind, Runner
 from .jobs.embedded import EmbeddedRunner
-from .jobs.execute import Background, Executor, background_name
+from .jobs.execute import Executor
 from .ledger import Ledger, MessageRecord
 from .optout import OptOuts
-from .registry import FinalHook, Registry
+from .pipeline import DirectDispatch, Pipeline
+from .registry import Background, FinalHook, Registry, background_name
 from .routing import (
     MessageRoute,
     OneOrMany,
@@ -36,7 +37,7 @@ from .status import MessageStatus
 from .stores import Store, open_store
 from .streams import event_route
 from .twiml import Message, MessagingResponse
-from .views import DirectDispatch, Pipeline
+from .views import mount
 
 log = logging.getLogger("webhook_kit")
 
@@ -92,7 +93,7 @@ class WebhookKit:
         self.registry = Registry()
         self._pipelines: WeakKeyDictionary[Flask, Pipeline] = WeakKeyDictionary()
         self._senders: WeakKeyDictionary[Flask, Sender] = WeakKeyDictionary()
-        self._status_paths: WeakKeyDictionary[Flask, str] = WeakKeyDictionary()
+        self._prefixes: WeakKeyDictionary[Flask, str] = WeakKeyDictionary()
         self._executors: WeakKeyDictionary[Flask, Executor] = WeakKeyDictionary()
         if app is not None:
             self.init_app(app)
@@ -352,14 +353,8 @@ class WebhookKit:
         app.extensions["webhook_kit"] = self
 
         prefix = (url_prefix or self.url_prefix).rstrip("/")
-        blueprint = Blueprint("webhook_kit", __name__)
-        for name, (handle, methods) in pipeline.routes.items():
-            blueprint.add_url_rule(f"/{name}", name, Pipeline.view(handle), methods=sorted(methods))
-        csrf = app.extensions.get("csrf")
-        if csrf is not None and hasattr(csrf, "exempt"):  # Flask-WTF would reject Twilio
-            csrf.exempt(blueprint)
-        app.register_blueprint(blueprint, url_prefix=prefix)
-        self._status_paths[app] = f"{prefix}/status"
+        mount(app, pipeline, prefix)
+        self._prefixes[app] = prefix
         if direct:
             routes = {f"{prefix}/{name}": route for name, route in pipeline.routes.items()}
             app.wsgi_app = DirectDispatch(app.wsgi_app, app, routes)  # type: ignore[method-assign]
@@ -437,10 +432,26 @@ class WebhookKit:
     send = _on_sender(Sender.send)
     cancel = _on_sender(Sender.cancel)
     redact = _on_sender(Sender.redact)
+    confirm = _on_sender(Sender.confirm)
+    delete = _on_sender(Sender.delete)
     fetch = _on_sender(Sender.fetch)
     reconcile = _on_sender(Sender.reconcile)
     download = _on_sender(Sender.download)
     delete_media = _on_sender(Sender.delete_media)
+
+    def route_path(self, name: str, app: Flask | None = None) -> str:
+        """The path of a webhook route (``messages``, ``status``, ...) on ``app``."""
+        target = app if app is not None else current_app._get_current_object()  # type: ignore[attr-defined]
+        return f"{self._prefixes[target]}/{name}"
+
+    def webhook_url(self, name: str, app: Flask | None = None) -> str | None:
+        """The URL Twilio must call for a route: ``WEBHOOK_KIT_PUBLIC_URL`` + its path.
+
+        None without a public URL (the app then verifies against the Host it is asked for).
+        """
+        target = app if app is not None else current_app._get_current_object()  # type: ignore[attr-defined]
+        public = self.pipeline(target).settings.public_url
+        return public.rstrip("/") + self.route_path(name, target) if public else None
 
     def sender(self, app: Flask | None = None, *, client: Any = None) -> Sender:
         """The :class:`Sender` of ``app`` (default: the current app), built on first use.
@@ -454,8 +465,7 @@ class WebhookKit:
         sender = self._senders.get(target)
         if sender is None or client is not None:
             pipeline = self.pipeline(target)
-            public = pipeline.settings.public_url
-            status_url = public.rstrip("/") + self._status_paths[target] if public else None
+            status_url = self.webhook_url("status", target)
             sender = Sender.from_config(
                 target.config, pipeline.store, status_url=status_url, client=client
             )

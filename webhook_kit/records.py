@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode
 
 from .events import Fields
-from .status import DeliveryError, MessageStatus, OpenStrEnum
+from .status import DeliveryFailure, MessageStatus, OpenStrEnum
 
 if TYPE_CHECKING:
     from .events import InboundMessage, StatusCallback
@@ -202,8 +202,8 @@ class MessageRecord:
         return self.final_at is not None
 
     @property
-    def error(self) -> DeliveryError | None:
-        return DeliveryError(self.error_code) if self.error_code else None
+    def error(self) -> DeliveryFailure | None:
+        return DeliveryFailure(self.error_code) if self.error_code else None
 
     @property
     def pending(self) -> bool:

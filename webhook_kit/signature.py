@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
 from binascii import b2a_base64
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -24,7 +25,11 @@ from urllib.parse import parse_qsl, quote, urlsplit
 
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from .errors import BadRequestError
+from .basic_auth import BasicAuth
+from .errors import BadRequestError, SignatureError, UnauthorizedError
+from .incoming import Incoming
+
+log = logging.getLogger("webhook_kit")
 
 Params = Mapping[str, str] | Mapping[str, Sequence[str]] | Iterable[tuple[str, str]]
 
@@ -233,6 +238,69 @@ def _macs(tokens: Iterable[str]) -> tuple[hmac.HMAC, ...]:
     return tuple(hmac.new(token.encode(), digestmod="sha1") for token in tokens if token)
 
 
+class SignatureCheck:
+    """Step 2 of the request path, verify: a request Twilio did not sign is answered 403.
+
+    ``mode`` is ``WEBHOOK_KIT_VALIDATE``: ``on``, ``log-only`` (log what would be rejected,
+    let it through) or ``off``. A failure is logged with the URL checked, and with a hint when
+    the request came through a proxy that the configuration does not mention: the most
+    common cause of failed signatures.
+    """
+
+    __slots__ = ("basic_auth", "mode", "url_of", "verifier")
+
+    def __init__(
+        self,
+        verifier: Verifier,
+        url_of: URLBuilder,
+        mode: str = "on",
+        basic_auth: BasicAuth | None = None,
+    ) -> None:
+        self.verifier = verifier
+        self.url_of = url_of
+        self.mode = mode
+        #: HTTP Basic credentials required first (``WEBHOOK_KIT_BASIC_AUTH``), if any.
+        self.basic_auth = basic_auth or BasicAuth()
+
+    def __call__(self, environ: Mapping[str, Any], incoming: Incoming) -> None:
+        """Return if ``incoming`` is signed (or checks are off); else raise SignatureError
+        (or UnauthorizedError, 401, when required Basic credentials are wrong)."""
+        if self.basic_auth:  # Twilio's credentials first: the signature is checked too
+            try:
+                self.basic_auth.check(environ.get("HTTP_AUTHORIZATION"))
+            except UnauthorizedError as refused:
+                log.warning("rejected %s: %s", environ.get("PATH_INFO"), refused)
+                raise
+        if self.mode == "off":
+            return
+        url = self.url_of(environ)
+        reason = self.verifier.refusal(
+            url,
+            incoming.signed,
+            environ.get("HTTP_X_TWILIO_SIGNATURE"),
+            json_body=incoming.json_body,
+            account_sid=incoming.fields.get("AccountSid"),
+            settings=environ.get("HTTP_X_TWILIO_WEBHOOKS_SIGNATURE_SETTINGS"),
+        )
+        if reason is None:
+            return
+        hint = self._proxy_hint(environ)
+        if self.mode == "log-only":
+            log.warning("log-only: would reject %s for %s%s", reason, url, hint)
+            return
+        log.warning("rejected %s for %s%s", reason, url, hint)
+        raise SignatureError(f"{reason}: request not from Twilio")
+
+    def _proxy_hint(self, environ: Mapping[str, Any]) -> str:
+        forwarded = "HTTP_X_FORWARDED_PROTO" in environ or "HTTP_X_FORWARDED_HOST" in environ
+        if forwarded and not self.url_of.configured:
+            return (
+                " (the request came through a proxy: set WEBHOOK_KIT_PROXY_HOPS or "
+                "WEBHOOK_KIT_PUBLIC_URL so the URL matches the one Twilio called)"
+            )
+        return ""
+
+
 class URLBuilder:
     """Rebuilds the URL Twilio requested from a WSGI environ.
 
@@ -277,6 +345,11 @@ class URLBuilder:
         if not _AUTHORITY.fullmatch(host):
             raise BadRequestError(f"host {host[:100]!r} is not a valid host[:port]")
         return f"{scheme}://{host}{target}"
+
+    @property
+    def configured(self) -> bool:
+        """True when a public URL or trusted proxy hops say which URL Twilio called."""
+        return self._base is not None or self._proxy_fix is not None
 
     def _forwarded(self, environ: Mapping[str, Any]) -> Mapping[str, Any]:
         # ProxyFix rewrites the environ it is given: hand it a copy of what it reads.

@@ -9,7 +9,7 @@ whichever channel brought it first; every event is also claimed by its id, so a 
 duplicated event is applied once across retries and hosts.
 
 This module parses and checks a batch (all of it, before anything is applied) and matches
-``@kit.on_event`` handlers; the request path (``views``) applies it.
+``@kit.on_event`` handlers; the request path (``pipeline``) applies it.
 """
 
 from __future__ import annotations

@@ -398,9 +398,9 @@ class TwilioTestClient(FlaskClient):
         finally:
             builder.close()
 
-    def conversation(self, from_: str = CUSTOMER, to: str = TWILIO_NUMBER) -> Conversation:
-        """A conversation from one number: ``convo.send("hi")``, then ``convo.replies``."""
-        return Conversation(self, from_, to)
+    def conversation(self, from_: str = CUSTOMER, to: str = TWILIO_NUMBER) -> Chat:
+        """A chat from one number: ``chat.send("hi")``, then ``chat.replies``."""
+        return Chat(self, from_, to)
 
     def _app(self) -> Flask:
         return self.application
@@ -423,8 +423,12 @@ class TwilioTestClient(FlaskClient):
 
 
 @dataclass
-class Conversation:
-    """Messages from one sender and the replies they got, in order."""
+class Chat:
+    """Messages from one sender and the replies they got, in order, as a test sends them.
+
+    Its :attr:`saved` is the kit's :class:`~webhook_kit.conversation.Conversation` with
+    this sender, as the store holds it.
+    """
 
     client: TwilioTestClient
     from_: str

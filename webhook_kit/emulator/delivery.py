@@ -165,22 +165,26 @@ class DeliveryLog:
             self._items.clear()
 
 
-#: Sends one request in-process: (url, body, headers) -> the app's response.
-Transport = Callable[[str, bytes, dict[str, str]], Response]
+#: Sends one request in-process: (method, url, body, headers) -> the app's response.
+Transport = Callable[[str, str, bytes, dict[str, str]], Response]
 
 
 def wsgi_transport(app: WSGIApplication) -> Transport:
     """Deliver to a WSGI app in this process, as if over HTTP (an app error is a 500)."""
 
-    def send(url: str, body: bytes, headers: dict[str, str]) -> Response:
+    def send(method: str, url: str, body: bytes, headers: dict[str, str]) -> Response:
         parts = urlsplit(url)
         # The query stays in the target: werkzeug then puts it in RAW_URI too, and the app
         # checks the signature over the URL exactly as requested.
         target = f"{parts.path or '/'}?{parts.query}" if parts.query else parts.path or "/"
         client = Client(app)
         try:
-            reply = client.post(
-                target, base_url=f"{parts.scheme}://{parts.netloc}", data=body, headers=headers
+            reply = client.open(
+                target,
+                method=method,
+                base_url=f"{parts.scheme}://{parts.netloc}",
+                data=body,
+                headers=headers,
             )
         except Exception:  # the app raised (e.g. a Flask app with testing=True): a 500
             logger.exception("the app mounted at %s raised", url)
@@ -200,29 +204,38 @@ def post(
     log: DeliveryLog,
     transport: Transport | None = None,
     signing: Signing | None = None,
+    method: str = "POST",
 ) -> Delivery:
     """POST a signed form to ``url`` with Twilio's headers, retrying as its fragment says.
 
-    ``transport`` delivers in-process instead of over HTTP (an app mounted on the emulator);
-    ``signing`` replaces signing with ``auth_token`` (a Webhooks configuration Setting).
+    ``method="GET"`` (a number's ``SmsMethod``) puts the parameters in the query string
+    instead, signed as part of the URL. ``transport`` delivers in-process instead of over
+    HTTP (an app mounted on the emulator); ``signing`` replaces signing with ``auth_token``
+    (a Webhooks configuration Setting).
     """
     target, overrides = split_overrides(url)
     target, userinfo = split_userinfo(target)
-    body = urlencode(params).encode()
+    signed: Sequence[tuple[str, str]] = params
+    if method == "GET":
+        target = f"{target}{'&' if '?' in target else '?'}{urlencode(params)}"
+        signed, body = (), b""
+    else:
+        body = urlencode(params).encode()
     headers = {
-        "Content-Type": "application/x-www-form-urlencoded",
-        **(signing or Signing(auth_token)).headers(target, params, userinfo),
+        **(signing or Signing(auth_token)).headers(target, signed, userinfo),
         "I-Twilio-Idempotency-Token": os.urandom(16).hex(),
         "User-Agent": USER_AGENT,
         "X-Home-Region": "us1",
     }
+    if method == "POST":
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
     deadline = time.monotonic() + overrides.total_time
     attempts = 0
     response: Response | None = None
     failure: str | None = None
     while True:
         attempts += 1
-        response, failure = send_once(target, body, headers, transport, overrides)
+        response, failure = send_once(target, body, headers, transport, overrides, method=method)
         outcome: str | int | None = failure or (response.status if response else None)
         if response is not None and response.status < 400:
             break
@@ -250,15 +263,17 @@ def send_once(
     headers: dict[str, str],
     transport: Transport | None,
     overrides: Overrides,
+    *,
+    method: str = "POST",
 ) -> tuple[Response | None, str | None]:
     """One attempt, no retry (the caller retries its own way): the response, or ``ct``/``rt``."""
     if transport is not None:
-        return transport(url, body, headers), None
-    return _attempt(url, body, headers, overrides)
+        return transport(method, url, body, headers), None
+    return _attempt(method, url, body, headers, overrides)
 
 
 def _attempt(
-    url: str, body: bytes, headers: dict[str, str], overrides: Overrides
+    method: str, url: str, body: bytes, headers: dict[str, str], overrides: Overrides
 ) -> tuple[Response | None, str | None]:
     parts = urlsplit(url)
     connection_class = (
@@ -279,7 +294,7 @@ def _attempt(
         if connection.sock is not None:
             connection.sock.settimeout(overrides.read_timeout)
         try:
-            connection.request("POST", path, body=body, headers=headers)
+            connection.request(method, path, body=body or None, headers=headers)
             reply = connection.getresponse()
             content = reply.read(64 * 1024 + 1)
         except (OSError, http.client.HTTPException):  # timed out, reset or garbled: no answer

@@ -43,7 +43,7 @@ from .delivery import (
 )
 from .errors import ApiError
 from .lifecycle import Chaos
-from .model import API_VERSION, MessageRecord, new_sid
+from .model import API_VERSION, EmulatedMessage, new_sid
 from .resource import is_url
 
 BASE_URL: Final = "https://events.twilio.com/v1"
@@ -265,7 +265,7 @@ class EventStreams:
 
     # -- events ---------------------------------------------------------------------------
 
-    def message_changed(self, record: MessageRecord) -> None:
+    def message_changed(self, record: EmulatedMessage) -> None:
         """Publish the event of a message's new status (or of an inbound message)."""
         if record.direction == "inbound":
             kind = INBOUND_TYPE
@@ -285,7 +285,7 @@ class EventStreams:
         for sink in sorted(sinks):
             self._enqueue(sink, [event])
 
-    def _source(self, record: MessageRecord) -> str:
+    def _source(self, record: EmulatedMessage) -> str:
         return f"/{API_VERSION}/Accounts/{self.account_sid}/Messages/{record.sid}.json"
 
     def _event(self, kind: str, source: str, data: dict[str, Any], schema: str) -> dict[str, Any]:
@@ -375,7 +375,7 @@ def _schema(kind: str) -> str:
     return "Messaging.MessageStatus/8"
 
 
-def _data(record: MessageRecord, kind: str) -> dict[str, Any]:
+def _data(record: EmulatedMessage, kind: str) -> dict[str, Any]:
     """``Messaging.MessageStatus`` (or ``InboundMessageV1``) data of the record, as now."""
     data: dict[str, Any] = {
         "messageSid": record.sid,

@@ -65,7 +65,7 @@ class SharedKey:
 
 
 @dataclass(slots=True)
-class WebhookSetting:
+class Setting:
     id: str
     friendly_name: str
     description: str
@@ -109,7 +109,9 @@ class WebhookSetting:
 
 
 @dataclass(slots=True)
-class WebhookRule:
+class SigningRule:
+    """A Webhooks configuration Rule: which Setting signs webhooks to the URLs it matches."""
+
     id: str
     match_type: str
     #: The URL (EXACT_MATCH), the prefix (PREFIX_MATCH), or "" (DEFAULT).
@@ -151,8 +153,8 @@ class WebhooksConfig:
     now: Callable[[], float]
     rng: random.Random = field(default_factory=random.Random)
     shared_keys: dict[str, SharedKey] = field(default_factory=dict)
-    settings: dict[str, WebhookSetting] = field(default_factory=dict)
-    rules: dict[str, WebhookRule] = field(default_factory=dict)
+    settings: dict[str, Setting] = field(default_factory=dict)
+    rules: dict[str, SigningRule] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def signing(self, url: str, auth_token: str) -> Signing:
@@ -170,7 +172,7 @@ class WebhooksConfig:
             algorithm = str((setting.signature or {}).get("algorithm", "")).upper()
             return Signing(self.shared_keys[key_id].secret, algorithm, key_id, setting.basic)
 
-    def _rule_for(self, url: str) -> WebhookRule | None:
+    def _rule_for(self, url: str) -> SigningRule | None:
         for match_type in MATCH_TYPES:
             found = [r for r in self.rules.values() if r.match_type == match_type]
             for rule in sorted(found, key=lambda r: len(r.pattern), reverse=True):
@@ -178,7 +180,7 @@ class WebhooksConfig:
                     return rule
         return None
 
-    def _draw(self, rule: WebhookRule) -> str:
+    def _draw(self, rule: SigningRule) -> str:
         if len(rule.settings) == 1:
             return rule.settings[0][0]
         (first, share), (second, _) = rule.settings
@@ -195,7 +197,7 @@ class WebhooksConfig:
             self.shared_keys[key.id] = key
         return key
 
-    def create_setting(self, payload: dict[str, Any]) -> WebhookSetting:
+    def create_setting(self, payload: dict[str, Any]) -> Setting:
         auth = payload.get("auth")
         if not isinstance(auth, dict) or str(auth.get("source", "")).upper() not in (
             "INLINE",
@@ -205,7 +207,7 @@ class WebhooksConfig:
         signature = payload.get("signature")
         if signature is not None and not isinstance(signature, dict):
             raise _invalid("signature must be an object")
-        setting = WebhookSetting(
+        setting = Setting(
             _new_id("webhooks_setting_"),
             _text(payload.get("friendlyName"), "friendlyName", 255),
             _text(payload.get("description"), "description", 1024),
@@ -225,7 +227,7 @@ class WebhooksConfig:
             self.settings[setting.id] = setting
         return setting
 
-    def create_rule(self, payload: dict[str, Any]) -> WebhookRule:
+    def create_rule(self, payload: dict[str, Any]) -> SigningRule:
         match_type = str(payload.get("matchType", ""))
         if match_type not in MATCH_TYPES:
             raise _invalid(f"matchType must be one of {', '.join(MATCH_TYPES)}")
@@ -251,7 +253,7 @@ class WebhooksConfig:
             settings.append((str(setting_id), share))
         if sum(share for _, share in settings) != 100:
             raise _invalid("the percentages of settings must sum to 100")
-        rule = WebhookRule(
+        rule = SigningRule(
             _new_id("webhooks_rule_"), match_type, pattern, settings,
             _text(payload.get("friendlyName"), "friendlyName", 255),
             _text(payload.get("description"), "description", 1024), self.now(),
