@@ -410,7 +410,9 @@ def ledger_show(sid: str, as_json: bool) -> None:
             click.echo(f"{name:<13} {'' if value is None else value}")
     click.echo(f"history       {len(record.history)} callback(s)")
     for event in record.history:
-        how = " (reconciled)" if event.reconciled else ""
+        how = {"reconcile": " (reconciled)", "event-streams": " (event streams)"}.get(
+            event.source, ""
+        )
         code = f" error {event.error_code}" if event.error_code else ""
         click.echo(f"  {event.received_at.isoformat()}  {event.status.value}{code}{how}")
 
@@ -728,6 +730,13 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     help="A sender rate (long_code, toll_free, short_code, international, whatsapp, "
     "whatsapp_media: per second; queue_hours, whatsapp_queue_hours); repeatable.",
 )
+@click.option(
+    "--sink",
+    "sinks",
+    multiple=True,
+    metavar="URL",
+    help="An Event Streams webhook sink subscribed to every messaging event; repeatable.",
+)
 @click.pass_context
 def emulator(
     context: click.Context,
@@ -746,6 +755,7 @@ def emulator(
     rate_limit: float | None,
     numbers: Sequence[str],
     rates: Sequence[str],
+    sinks: Sequence[str],
 ) -> None:
     """Run the offline Twilio Messaging emulator (REST API, life cycle, webhooks)."""
     if context.invoked_subcommand is not None:
@@ -771,6 +781,8 @@ def emulator(
         for entry in numbers:
             number, _, url = entry.partition("=")
             built.add_number(number, sms_url=url or None)
+        for sink in sinks:
+            built.streams.add_sink(sink)
         return built
 
     try:  # every bad option fails here, in one line, before gunicorn starts

@@ -50,10 +50,11 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
         1024 * 1024,
         "largest accepted Event Streams batch in bytes (else 413)",
     ),
-    "WEBHOOK_KIT_EVENTS_MAX_BATCH": (
-        1000,
-        "most events accepted in one Event Streams batch (else 413); each costs a few store "
-        "steps, and Twilio waits 5 seconds for the answer",
+    "WEBHOOK_KIT_EVENTS_MAX_BATCH": (1000, "most events in one Event Streams batch (else 413)"),
+    "WEBHOOK_KIT_EVENTS_BUDGET": (
+        3.0,
+        "seconds an Event Streams batch may take (Twilio waits 5): past it the events left "
+        "are not applied, the answer is 503, and Twilio's retry applies them",
     ),
     "WEBHOOK_KIT_CLAIM_WAIT": (2.0, "seconds a duplicate waits for the first delivery"),
     "WEBHOOK_KIT_CLAIM_LEASE": (
@@ -144,6 +145,7 @@ class Settings:
     job_poll: float = 0.5
     events_max_body: int = 1024 * 1024
     events_max_batch: int = 1000
+    events_budget: float = 3.0
 
     @classmethod
     def from_config(
@@ -210,6 +212,7 @@ class Settings:
             job_poll=_number(config, "WEBHOOK_KIT_JOB_POLL", float, minimum=0.01),
             events_max_body=_number(config, "WEBHOOK_KIT_EVENTS_MAX_BODY", int, minimum=1),
             events_max_batch=_number(config, "WEBHOOK_KIT_EVENTS_MAX_BATCH", int, minimum=1),
+            events_budget=_number(config, "WEBHOOK_KIT_EVENTS_BUDGET", float, minimum=0),
         )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
@@ -108,6 +109,7 @@ def _delivery_json(delivery: Delivery) -> dict[str, Any]:
         "kind": delivery.kind,
         "url": delivery.url,
         "params": delivery.form,
+        "events": json.loads(delivery.body) if delivery.body else None,  # an Event Streams batch
         "attempts": delivery.attempts,
         "status": delivery.response.status if delivery.response else None,
         "failure": delivery.failure,
