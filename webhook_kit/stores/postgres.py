@@ -55,7 +55,6 @@ from . import (
     DEFAULT_LEDGER_RETENTION,
     DEFAULT_RETENTION,
     DEFAULT_TIMEOUT,
-    DESCRIPTIVE_COLUMNS,
     RECORD_COLUMNS,
     Abandoned,
     Applied,
@@ -64,13 +63,23 @@ from . import (
     OptOut,
     Outcome,
     StoreErrors,
-    fact_columns,
     lost_claim,
-    marked_times,
     names_address,
     new_owner,
     query_equalities,
     record_from_row,
+)
+from .rules import (
+    CONVERSATION_ORDER_SQL,
+    HISTORY_ORDER_SQL,
+    JOB_DUE_SQL,
+    JOB_ORDER_SQL,
+    LAPSED_SQL,
+    NAMES,
+    entry_row,
+    facts_row,
+    ledger_horizon,
+    merge_sql,
 )
 
 try:
@@ -198,42 +207,17 @@ INSERT INTO {schema}.wk_claims AS c (key, owner, done, answer, expires)
 SELECT %(key)s, %(owner)s, %(done)s, NULL, %(expires)s {commit}
 ON CONFLICT (key) DO UPDATE
 SET owner = excluded.owner, done = excluded.done, answer = NULL, expires = excluded.expires
-WHERE c.expires < %(now)s OR (NOT c.done AND c.owner = %(replace)s AND %(replace)s <> '')
+WHERE {lapsed} OR (NOT c.done AND c.owner = %(replace)s AND %(replace)s <> '')
 RETURNING true
-"""
-# Merging a new row into the stored one (``excluded`` holds the new values). GREATEST and
-# LEAST skip NULLs, so the times keep the earliest value given, and the status only moves to
-# a higher rank, with its error code. A descriptive column the preferred side leaves NULL
-# takes the other's: a save prefers the new values, an absorbed send the stored ones.
-
-
-def _merge(first: str, second: str) -> str:
-    """The ON CONFLICT clause, descriptive columns taken from ``first`` unless NULL."""
-    described = ",\n".join(
-        f"    {name} = coalesce({first}.{name}, {second}.{name})" for name in DESCRIPTIVE_COLUMNS
-    )
-    return f"""
-ON CONFLICT (sid) DO UPDATE SET
-    status = CASE WHEN excluded.rank > m.rank THEN excluded.status ELSE m.status END,
-    error_code = CASE WHEN excluded.rank > m.rank THEN excluded.error_code ELSE m.error_code END,
-    rank = greatest(m.rank, excluded.rank),
-    updated = greatest(m.updated, excluded.updated),
-    final_at = least(m.final_at, excluded.final_at),
-    created = least(m.created, excluded.created),
-    sent_at = least(m.sent_at, excluded.sent_at),
-    body = CASE WHEN m.redacted OR excluded.redacted THEN NULL
-                ELSE coalesce({first}.body, {second}.body) END,
-    redacted = m.redacted OR excluded.redacted,
-{described}
-"""
-
-
-_MERGE = _merge("excluded", "m")
-_COLUMNS = (
-    "sid", "status", "rank", "error_code", "updated", "final_at", "created", "sent_at",
-    "direction", "from_addr", "to_addr", "body", "redacted", "segments", "media", "price",
-    "price_unit", "ref", "reply_to",
-)  # fmt: skip
+""".replace("{lapsed}", LAPSED_SQL.format(ends="c.expires", now="%(now)s"))
+_BINARY = ' COLLATE "C"'
+# Merging a new row into the stored one (``excluded``: the new values) by the declared
+# rules (see .rules); a send's absorbed pending record keeps the SID's descriptive values.
+_MERGE = "\nON CONFLICT (sid) DO UPDATE SET\n    " + merge_sql(binary=_BINARY) + "\n"
+_MERGE_KEPT = (
+    "\nON CONFLICT (sid) DO UPDATE SET\n    " + merge_sql(given_wins=False, binary=_BINARY) + "\n"
+)
+_COLUMNS = NAMES
 _IN_RECORD_ORDER = itemgetter(*map(_COLUMNS.index, RECORD_COLUMNS))
 # MessageFacts saved (``{where}``: only if a claim in the same statement was won).
 _SAVE = (
@@ -262,7 +246,7 @@ _ABSORB = (
     + ") SELECT %(sid)s, "
     + ", ".join(_COLUMNS[1:])
     + " FROM alias"
-    + _merge("m", "excluded")
+    + _MERGE_KEPT
     + "RETURNING m.status"
 )
 # The claim (``{claim}``: a claim statement, or ``SELECT true`` when none is written), the
@@ -278,10 +262,11 @@ recorded AS (
     RETURNING true
 ),
 applied AS (
-    INSERT INTO {schema}.wk_messages AS m
-        (sid, status, rank, error_code, updated, final_at, created, sent_at)
-    SELECT %(sid)s, %(status)s, %(rank)s, %(error_code)s, %(received)s, %(final_at)s,
-        %(received)s, %(sent_at)s
+    INSERT INTO {schema}.wk_messages AS m ("""
+    + ", ".join(_COLUMNS)
+    + ") SELECT "
+    + ", ".join(f"%(row_{name})s" for name in _COLUMNS)
+    + """
     WHERE EXISTS (SELECT FROM recorded)"""
     + _MERGE
     + """
@@ -302,8 +287,8 @@ _ASYNC_COMMIT = "WHERE set_config('synchronous_commit', 'off', true) IS NOT NULL
 _LOST = "SELECT done, answer, owner FROM {schema}.wk_claims WHERE key = %s"
 _COMPLETE = """
 UPDATE {schema}.wk_claims SET done = true, answer = %s, expires = %s
-WHERE key = %s AND owner = %s AND NOT done
-"""
+WHERE key = %s AND owner = %s AND NOT done AND NOT {lapsed}
+""".replace("{lapsed}", LAPSED_SQL.format(ends="expires", now="%s"))
 _RELEASE = "DELETE FROM {schema}.wk_claims WHERE key = %s AND owner = %s AND NOT done"
 _GET = (
     "SELECT "
@@ -311,7 +296,7 @@ _GET = (
     + """, e.status, e.received, e.error_code, e.event_type, e.key, e.form
 FROM {schema}.wk_messages AS m LEFT JOIN {schema}.wk_events AS e ON e.sid = m.sid
 WHERE m.sid = %s
-ORDER BY e.received, e.key
+ORDER BY {order}
 """
 )
 # Jobs (see webhook_kit.jobs.JobStore). Due: pending with its backoff over, or running with
@@ -327,8 +312,8 @@ SET state = 'running', owner = %(owner)s, expires = %(expires)s, attempts = atte
 WHERE key = (
     SELECT key FROM {{schema}}.wk_jobs
     WHERE (%(key)s::text IS NULL OR key = %(key)s)
-      AND ((state = 'pending' AND run_at <= %(now)s) OR (state = 'running' AND expires < %(now)s))
-    ORDER BY created, key LIMIT 1 FOR UPDATE SKIP LOCKED
+      AND {JOB_DUE_SQL.format(now="%(now)s")}
+    ORDER BY {JOB_ORDER_SQL} LIMIT 1 FOR UPDATE SKIP LOCKED
 )
 RETURNING {_JOB_COLUMNS}
 """
@@ -339,7 +324,7 @@ _DELETE_JOB = "DELETE FROM {schema}.wk_jobs " + _MINE
 _SETTLE_JOB = "UPDATE {schema}.wk_jobs SET state = %s, run_at = %s, error = %s, owner = '' " + _MINE
 _LIST_JOBS = f"""
 SELECT {_JOB_COLUMNS} FROM {{schema}}.wk_jobs WHERE (%s::text IS NULL OR state = %s)
-ORDER BY created, key LIMIT %s
+ORDER BY {JOB_ORDER_SQL} LIMIT %s
 """
 _RETRY_JOB = """
 UPDATE {schema}.wk_jobs SET state = 'pending', attempts = 0, run_at = %s
@@ -354,7 +339,7 @@ _OPT_OUT_COLUMNS = "sender, address, opted_out, updated, source"
 _PURGE_EXPIRED = """
 WITH expired AS (
     DELETE FROM {schema}.{table} WHERE {key} IN (
-        SELECT {key} FROM {schema}.{table} WHERE expires < %s LIMIT %s FOR UPDATE SKIP LOCKED
+        SELECT {key} FROM {schema}.{table} WHERE {expired} LIMIT %s FOR UPDATE SKIP LOCKED
     )
     RETURNING true
 )
@@ -363,7 +348,7 @@ SELECT count(*) FROM expired
 _PURGE_MESSAGES = """
 WITH expired AS (
     DELETE FROM {schema}.wk_messages WHERE sid IN (
-        SELECT sid FROM {schema}.wk_messages WHERE updated < %s LIMIT %s FOR UPDATE SKIP LOCKED
+        SELECT sid FROM {schema}.wk_messages WHERE {outlived} LIMIT %s FOR UPDATE SKIP LOCKED
     )
     RETURNING sid
 ),
@@ -434,12 +419,22 @@ class PostgresStore:
         self._lost_sql = _LOST.format(schema=quoted)
         self._complete_sql = _COMPLETE.format(schema=quoted)
         self._release_sql = _RELEASE.format(schema=quoted)
-        self._get_sql = _GET.format(schema=quoted)
+        self._get_sql = _GET.format(schema=quoted, order=HISTORY_ORDER_SQL)
         self._find_sql = _FIND.format(schema=quoted)
+        expired = LAPSED_SQL.format(ends="expires", now="%s")
+        outlived = LAPSED_SQL.format(ends="updated", now="%s")
         self._purge_sql = (
-            (_PURGE_EXPIRED.format(schema=quoted, table="wk_claims", key="key"), 0.0),
-            (_PURGE_MESSAGES.format(schema=quoted), ledger_retention),
-            (_PURGE_EXPIRED.format(schema=quoted, table="wk_conversations", key="id"), 0.0),
+            (
+                _PURGE_EXPIRED.format(schema=quoted, table="wk_claims", key="key", expired=expired),
+                0.0,
+            ),
+            (_PURGE_MESSAGES.format(schema=quoted, outlived=outlived), ledger_retention),
+            (
+                _PURGE_EXPIRED.format(
+                    schema=quoted, table="wk_conversations", key="id", expired=expired
+                ),
+                0.0,
+            ),
         )
         self._compact_sql = _COMPACT.format(schema=quoted)
         self._jobs_sql = {
@@ -520,7 +515,7 @@ class PostgresStore:
         jobs: Sequence[Job] = (),
     ) -> bool:
         now = self._clock()
-        values = (answer, now + self._retention, key, owner)
+        values = (answer, now + self._retention, key, owner, now)
         with self._connection() as db:
             if conversation is None and not jobs:  # one statement: no transaction needed
                 return db.run(self._complete_sql, values).rowcount == 1
@@ -577,9 +572,9 @@ class PostgresStore:
             "received": entry.received_at,
             "form": entry.form,
         }
-        params["final_at"], params["sent_at"] = marked_times(
-            entry.status, entry.final, entry.received_at
-        )
+        params |= {
+            f"row_{name}": value for name, value in zip(_COLUMNS, entry_row(entry), strict=True)
+        }
         sql = self._record_unclaimed_sql if lease is None else self._record_sql
         alias = entry.correlation if entry.correlation != entry.message_sid else None
         with (
@@ -656,7 +651,8 @@ class PostgresStore:
     def get_conversation(self, id: str) -> bytes | None:
         with self._connection() as db:
             row = db.execute(
-                f"SELECT data FROM {self._quoted}.wk_conversations WHERE id = %s AND expires >= %s",
+                f"SELECT data FROM {self._quoted}.wk_conversations WHERE id = %s AND NOT "
+                + LAPSED_SQL.format(ends="expires", now="%s"),
                 (id, self._clock()),
             ).fetchone()
         return bytes(row[0]) if row is not None else None
@@ -664,8 +660,10 @@ class PostgresStore:
     def due_conversations(self, now: float, limit: int) -> list[str]:
         with self._connection() as db:
             rows = db.execute(
-                f"SELECT id FROM {self._quoted}.wk_conversations WHERE due <= %s LIMIT %s",
-                (now, limit),
+                f"SELECT id FROM {self._quoted}.wk_conversations WHERE due <= %s AND NOT "
+                + LAPSED_SQL.format(ends="expires", now="%s")
+                + f" ORDER BY {CONVERSATION_ORDER_SQL} LIMIT %s",
+                (now, self._clock(), limit),
             ).fetchall()
         return [row[0] for row in rows]
 
@@ -718,10 +716,14 @@ class PostgresStore:
         prefix = address + "|"
         with self._connection() as db, db.transaction():
             db.execute("SET LOCAL statement_timeout = 0")  # a scan of the whole ledger
-            removed = db.execute(
-                f"DELETE FROM {schema}.wk_conversations WHERE left(id, %s) = %s",
-                (len(prefix), prefix),
-            ).rowcount
+            removed = sum(  # those that had not expired: the others were gone already
+                not lapsed
+                for (lapsed,) in db.execute(
+                    f"DELETE FROM {schema}.wk_conversations WHERE left(id, %s) = %s RETURNING "
+                    + LAPSED_SQL.format(ends="expires", now="%s"),
+                    (len(prefix), prefix, self._clock()),
+                ).fetchall()
+            )
             sids = {
                 sid
                 for sid, form in db.execute(f"SELECT sid, form FROM {schema}.wk_events")
@@ -805,7 +807,7 @@ class PostgresStore:
         for sql, retention in self._purge_sql:
             while True:
                 with self._connection() as db:
-                    row = db.execute(sql, (now - retention, _PURGE_BATCH)).fetchone()
+                    row = db.execute(sql, (ledger_horizon(now, retention), _PURGE_BATCH)).fetchone()
                 if row is None or row[0] < _PURGE_BATCH:
                     break
                 if not full:
@@ -941,12 +943,8 @@ def _status(value: str | None) -> MessageStatus | None:
 
 
 def _fact_params(facts: MessageFacts) -> dict[str, object]:
-    """The columns of ``facts`` as :data:`_SAVE` takes them."""
-    return fact_columns(facts) | {
-        "updated": facts.at,
-        "body": None if facts.redact else facts.body,
-        "redacted": facts.redact,
-    }
+    """The row of ``facts`` as :data:`_SAVE` takes it."""
+    return dict(zip(_COLUMNS, facts_row(facts), strict=True))
 
 
 def _record(row: tuple[Any, ...], history: tuple[LedgerEvent, ...]) -> MessageRecord:

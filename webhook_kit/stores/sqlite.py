@@ -41,7 +41,6 @@ from . import (
     DEFAULT_LEDGER_RETENTION,
     DEFAULT_RETENTION,
     DEFAULT_TIMEOUT,
-    DESCRIPTIVE_COLUMNS,
     RECORD_COLUMNS,
     Abandoned,
     Applied,
@@ -50,16 +49,31 @@ from . import (
     OptOut,
     Outcome,
     StoreErrors,
-    fact_columns,
     lost_claim,
-    marked_times,
     names_address,
     new_owner,
     query_equalities,
     record_from_row,
 )
+from .rules import (
+    CONVERSATION_ORDER_SQL,
+    HISTORY_ORDER_SQL,
+    JOB_DUE_SQL,
+    JOB_ORDER_SQL,
+    LAPSED_SQL,
+    NAMES,
+    entry_row,
+    facts_row,
+    ledger_horizon,
+    merge_sql,
+)
 
-_SCHEMA = """
+#: The schema's history, oldest first: each step runs once per file, in order, and
+#: ``PRAGMA user_version`` records how many ran (a file from before versioning is at 0 and
+#: takes every step: the first ones create nothing that exists). Append a step to change the
+#: schema; never edit one that has shipped.
+MIGRATIONS: tuple[str, ...] = (
+    """
 CREATE TABLE IF NOT EXISTS wk_claims (
     key TEXT PRIMARY KEY,
     owner TEXT NOT NULL,
@@ -112,102 +126,70 @@ CREATE TABLE IF NOT EXISTS wk_opt_outs (
     source TEXT NOT NULL,
     PRIMARY KEY (sender, address)
 ) WITHOUT ROWID;
-"""
+""",
+    # The ledger as the record of every message: what the kit knows besides the status.
+    # (A file written between the two versions has these already: see _migrate.)
+    """
+ALTER TABLE wk_messages ADD COLUMN created REAL;
+ALTER TABLE wk_messages ADD COLUMN sent_at REAL;
+ALTER TABLE wk_messages ADD COLUMN direction TEXT;
+ALTER TABLE wk_messages ADD COLUMN from_addr TEXT;
+ALTER TABLE wk_messages ADD COLUMN to_addr TEXT;
+ALTER TABLE wk_messages ADD COLUMN body TEXT;
+ALTER TABLE wk_messages ADD COLUMN redacted INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE wk_messages ADD COLUMN segments INTEGER;
+ALTER TABLE wk_messages ADD COLUMN media INTEGER;
+ALTER TABLE wk_messages ADD COLUMN price TEXT;
+ALTER TABLE wk_messages ADD COLUMN price_unit TEXT;
+ALTER TABLE wk_messages ADD COLUMN ref TEXT;
+ALTER TABLE wk_messages ADD COLUMN reply_to TEXT;
+""",
+)
 
 # A new key, or one whose claim lapsed (a crashed worker's lease, a finished key past its
 # retention, or the unfinished claim of an owner known dead: ?6), is taken in one atomic
 # statement; rowcount (or the row it returns) tells who won.
-_CLAIM = """
+_CLAIM = f"""
 INSERT INTO wk_claims (key, owner, done, answer, expires) VALUES (?1, ?2, ?3, NULL, ?4)
 ON CONFLICT (key) DO UPDATE SET owner = ?2, done = ?3, answer = NULL, expires = ?4
-WHERE wk_claims.expires < ?5 OR (wk_claims.done = 0 AND wk_claims.owner = ?6 AND ?6 != '')
+WHERE {LAPSED_SQL.format(ends="wk_claims.expires", now="?5")}
+    OR (wk_claims.done = 0 AND wk_claims.owner = ?6 AND ?6 != '')
 """
+_COLUMNS = ", ".join(NAMES)
+_COLUMNS_AFTER_KEY = ", ".join(NAMES[1:])
+_MARKS = ", ".join(f"?{n}" for n in range(1, len(NAMES) + 1))
 _INSERT_EVENT = """
 INSERT INTO wk_events (sid, key, status, error_code, event_type, received, form)
 VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING
 """
-# The columns of what the kit knows about a message besides its status (MessageFacts),
-# added to files created by earlier versions when they are opened.
-_FACT_COLUMNS = {
-    "created": "REAL",
-    "sent_at": "REAL",
-    "direction": "TEXT",
-    "from_addr": "TEXT",
-    "to_addr": "TEXT",
-    "body": "TEXT",
-    "redacted": "INTEGER NOT NULL DEFAULT 0",
-    "segments": "INTEGER",
-    "media": "INTEGER",
-    "price": "TEXT",
-    "price_unit": "TEXT",
-    "ref": "TEXT",
-    "reply_to": "TEXT",
-}
-# Every expression in SET reads the old row, so the status only moves to a higher rank; the
-# first final time, the earliest creation and the earliest ``sent`` stay.
-_APPLY = """
-INSERT INTO wk_messages (sid, status, rank, error_code, updated, final_at, created, sent_at)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?5, ?7)
+# A row of the ledger merged into the stored one by the declared rules (see .rules); the
+# record's status after the merge comes back.
+_UPSERT = f"""
+INSERT INTO wk_messages AS m ({_COLUMNS}) VALUES ({_MARKS})
 ON CONFLICT (sid) DO UPDATE SET
-    status = CASE WHEN ?3 > rank THEN ?2 ELSE status END,
-    error_code = CASE WHEN ?3 > rank THEN ?4 ELSE error_code END,
-    rank = max(rank, ?3),
-    updated = max(updated, ?5),
-    final_at = coalesce(final_at, ?6),
-    created = min(coalesce(created, ?5), ?5),
-    sent_at = CASE WHEN ?7 IS NULL THEN sent_at ELSE min(coalesce(sent_at, ?7), ?7) END
+    {merge_sql()}
 RETURNING status
+"""
+# The record kept under a send's correlation id (?2) merged into its SID's (?1), the SID's
+# descriptive values winning, and dropped.
+_ABSORB = f"""
+INSERT INTO wk_messages AS m ({_COLUMNS}) SELECT ?1, {_COLUMNS_AFTER_KEY} FROM wk_messages
+WHERE sid = ?2
+ON CONFLICT (sid) DO UPDATE SET
+    {merge_sql(given_wins=False)}
 """
 _JOB_COLUMNS = ", ".join(JOB_COLUMNS)
 # Due: pending and its backoff over, or running and its runner's lease over.
-_DUE = "((state = 'pending' AND run_at <= ?1) OR (state = 'running' AND expires < ?1))"
+_DUE = JOB_DUE_SQL.format(now="?1")
 _TAKE = f"""
 UPDATE wk_jobs SET state = 'running', owner = ?2, expires = ?3, attempts = attempts + 1
 WHERE key = ?4 AND {_DUE} RETURNING {_JOB_COLUMNS}
 """
 
 
-def _save_sql(prefer_given: bool) -> str:
-    """The same rules for MessageFacts; a descriptive field comes from the preferred side
-    unless it has none there (a save prefers the given fields, an absorbed send the stored
-    ones); once redacted, a body is never stored again."""
-
-    def preferred(name: str) -> str:
-        return f"coalesce(:{name}, {name})" if prefer_given else f"coalesce({name}, :{name})"
-
-    described = ",\n".join(f"    {name} = {preferred(name)}" for name in DESCRIPTIVE_COLUMNS)
-    return f"""
-INSERT INTO wk_messages (sid, status, rank, error_code, updated, final_at, created, sent_at,
-    direction, from_addr, to_addr, body, redacted, segments, media, price, price_unit, ref,
-    reply_to)
-VALUES (:sid, :status, :rank, :error_code, :at, :final_at, :created, :sent_at, :direction,
-    :from_addr, :to_addr, CASE WHEN :redacted THEN NULL ELSE :body END, :redacted, :segments,
-    :media, :price, :price_unit, :ref, :reply_to)
-ON CONFLICT (sid) DO UPDATE SET
-    status = CASE WHEN :rank > rank THEN :status ELSE status END,
-    error_code = CASE WHEN :rank > rank THEN :error_code ELSE error_code END,
-    rank = max(rank, :rank),
-    updated = max(updated, :at),
-    final_at = CASE WHEN :final_at IS NULL THEN final_at
-        ELSE min(coalesce(final_at, :final_at), :final_at) END,
-    created = min(coalesce(created, :created), :created),
-    sent_at = CASE WHEN :sent_at IS NULL THEN sent_at
-        ELSE min(coalesce(sent_at, :sent_at), :sent_at) END,
-    body = CASE WHEN :redacted OR redacted THEN NULL ELSE {preferred("body")} END,
-    redacted = max(redacted, :redacted),
-{described}
-"""
-
-
-_SAVE = _save_sql(prefer_given=True)
-_ABSORB = _save_sql(prefer_given=False)
-_COLUMN_NAMES = (
-    "sid", "status", "error_code", "updated", "final_at", "direction", "from_addr", "to_addr",
-    "body", "redacted", "segments", "media", "created", "sent_at", "price", "price_unit", "ref",
-    "reply_to", "rank",
-)  # fmt: skip
-_IN_RECORD_ORDER = itemgetter(*map(_COLUMN_NAMES.index, RECORD_COLUMNS))
-_RECORD_COLUMNS = ", ".join(_COLUMN_NAMES)
+_IN_RECORD_ORDER = itemgetter(*map(NAMES.index, RECORD_COLUMNS))
+_EXPIRED = LAPSED_SQL.format(ends="expires", now="?")
+_OUTLIVED = LAPSED_SQL.format(ends="updated", now="?")
 _PURGE_EVERY = 10.0
 _PURGE_BATCH = 5000
 # Checkpoints run on the housekeeping thread, on each of its rounds; the automatic one
@@ -270,13 +252,13 @@ class SQLiteStore:
                 if db.execute(_CLAIM, claim_row).rowcount == 1:
                     return Claim(Outcome.CLAIMED, owner)
                 return _lost(db, key)
-            facts = _fact_params(message)  # built before the write lock is taken
+            facts = facts_row(message)  # built before the write lock is taken
             screen = (*claim_row, message.from_ or "", *senders)
             with self._transaction() as db:
                 won = db.execute(_screened_claim(len(senders)), screen).fetchall()
                 if not won:
                     return _lost(db, key)
-                db.execute(_SAVE, facts)
+                db.execute(_UPSERT, facts).fetchone()
             return Claim(Outcome.CLAIMED, owner, opted_out=bool(won[0][0]))
 
     def complete(
@@ -291,9 +273,10 @@ class SQLiteStore:
         now = self._clock()
         completion = (
             "UPDATE wk_claims SET done = 1, answer = ?, expires = ?"
-            " WHERE key = ? AND owner = ? AND done = 0"
+            " WHERE key = ? AND owner = ? AND done = 0 AND NOT "
+            + LAPSED_SQL.format(ends="expires", now="?")
         )
-        values = (answer, now + self._retention, key, owner)
+        values = (answer, now + self._retention, key, owner, now)
         with self._guard:
             if conversation is None and not jobs:  # one statement: no transaction needed
                 return bool(self._connection().execute(completion, values).rowcount)
@@ -355,25 +338,20 @@ class SQLiteStore:
 
     @staticmethod
     def _apply(db: sqlite3.Connection, entry: StatusEntry) -> tuple[str | None] | None:
-        """Move the message's status forward; returns its status row."""
-        at = entry.received_at
-        final_at, sent_at = marked_times(entry.status, entry.final, at)
-        applied = (entry.message_sid, entry.status, entry.rank, entry.error_code)
-        row: tuple[str | None] | None = db.execute(
-            _APPLY, (*applied, at, final_at, sent_at)
-        ).fetchone()
+        """Merge the callback into the message's record; returns its status row."""
+        row: tuple[str | None] | None = db.execute(_UPSERT, entry_row(entry)).fetchone()
         return row
 
     def get_message(self, message_sid: str) -> MessageRecord | None:
-        with self._guard, self._transaction() as db:
+        with self._guard, self._transaction(write=False) as db:
             row = db.execute(
-                f"SELECT {_RECORD_COLUMNS} FROM wk_messages WHERE sid = ?", (message_sid,)
+                f"SELECT {_COLUMNS} FROM wk_messages WHERE sid = ?", (message_sid,)
             ).fetchone()
             if row is None:
                 return None
             events = db.execute(
                 "SELECT status, received, error_code, event_type, key, form FROM wk_events"
-                " WHERE sid = ? ORDER BY received, key",
+                f" WHERE sid = ? ORDER BY {HISTORY_ORDER_SQL}",
                 (message_sid,),
             ).fetchall()
         history = tuple(
@@ -385,11 +363,11 @@ class SQLiteStore:
     def save_message(self, facts: MessageFacts, alias: str | None = None) -> None:
         with self._guard:
             if not alias:  # one statement: atomic without an explicit transaction
-                self._connection().execute(_SAVE, _fact_params(facts))
+                self._connection().execute(_UPSERT, facts_row(facts)).fetchone()
                 return
             with self._transaction() as db:
                 _absorb(db, facts.message_sid, alias)
-                db.execute(_SAVE, _fact_params(facts))
+                db.execute(_UPSERT, facts_row(facts)).fetchone()
 
     def find_messages(self, query: Query) -> list[MessageRecord]:
         equalities = query_equalities(query)
@@ -409,7 +387,7 @@ class SQLiteStore:
         if query.after is not None:
             where.append("(coalesce(created, 0) < ? OR (coalesce(created, 0) = ? AND sid < ?))")
             args.extend((query.after[0], query.after[0], query.after[1]))
-        sql = f"SELECT {_RECORD_COLUMNS} FROM wk_messages"
+        sql = f"SELECT {_COLUMNS} FROM wk_messages"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY coalesce(created, 0) DESC, sid DESC LIMIT ?"
@@ -422,7 +400,8 @@ class SQLiteStore:
             row = (
                 self._connection()
                 .execute(
-                    "SELECT data FROM wk_conversations WHERE id = ? AND expires >= ?",
+                    "SELECT data FROM wk_conversations WHERE id = ? AND NOT "
+                    + LAPSED_SQL.format(ends="expires", now="?"),
                     (id, self._clock()),
                 )
                 .fetchone()
@@ -433,7 +412,10 @@ class SQLiteStore:
         """A scan of the conversations (no index on ``due``): run from maintenance only."""
         with self._guard:
             rows = self._connection().execute(
-                "SELECT id FROM wk_conversations WHERE due <= ? LIMIT ?", (now, limit)
+                "SELECT id FROM wk_conversations WHERE due <= ? AND NOT "
+                + LAPSED_SQL.format(ends="expires", now="?")
+                + f" ORDER BY {CONVERSATION_ORDER_SQL} LIMIT ?",
+                (now, self._clock(), limit),
             )
             return [row[0] for row in rows]
 
@@ -483,9 +465,15 @@ class SQLiteStore:
         """A scan of the ledger (no index by address): for rare data-subject requests."""
         prefix = address + "|"
         with self._guard, self._transaction() as db:
-            removed = db.execute(
-                "DELETE FROM wk_conversations WHERE substr(id, 1, ?) = ?", (len(prefix), prefix)
-            ).rowcount
+            now = self._clock()
+            removed = sum(  # those that had not expired: the others were gone already
+                not lapsed
+                for (lapsed,) in db.execute(
+                    "DELETE FROM wk_conversations WHERE substr(id, 1, ?) = ? RETURNING "
+                    + LAPSED_SQL.format(ends="expires", now="?"),
+                    (len(prefix), prefix, now),
+                ).fetchall()
+            )
             sids = {
                 sid
                 for sid, form in db.execute("SELECT sid, form FROM wk_events")
@@ -510,7 +498,8 @@ class SQLiteStore:
             db = self._connection()
             if key is None:  # a read first: an idle poll never takes the write lock
                 row = db.execute(
-                    f"SELECT key FROM wk_jobs WHERE {_DUE} ORDER BY created, key LIMIT 1", (now,)
+                    f"SELECT key FROM wk_jobs WHERE {_DUE} ORDER BY {JOB_ORDER_SQL} LIMIT 1",
+                    (now,),
                 ).fetchone()
                 if row is None:
                     return None
@@ -558,7 +547,8 @@ class SQLiteStore:
         where, args = ("WHERE state = ?", (state.value, limit)) if state else ("", (limit,))
         with self._guard:
             rows = self._connection().execute(
-                f"SELECT {_JOB_COLUMNS} FROM wk_jobs {where} ORDER BY created, key LIMIT ?", args
+                f"SELECT {_JOB_COLUMNS} FROM wk_jobs {where} ORDER BY {JOB_ORDER_SQL} LIMIT ?",
+                args,
             )
             return [job_from_row(row) for row in rows]
 
@@ -618,15 +608,15 @@ class SQLiteStore:
         connection.execute("PRAGMA journal_mode = WAL")
         connection.execute(f"PRAGMA synchronous = {self._synchronous}")
         connection.execute(f"PRAGMA wal_autocheckpoint = {_CHECKPOINT_PAGES}")
-        connection.executescript(_SCHEMA)
-        _add_fact_columns(connection)
+        _migrate(connection)
         local.connection, local.pid = connection, os.getpid()
         return connection
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _transaction(self, *, write: bool = True) -> Iterator[sqlite3.Connection]:
+        """A transaction; ``write=False``: a read snapshot that never takes the write lock."""
         db = self._connection()
-        db.execute("BEGIN IMMEDIATE")
+        db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         try:
             yield db
         except BaseException:
@@ -641,19 +631,19 @@ class SQLiteStore:
         renewed in between is kept, and webhooks wait only for the deletes.
         """
         db = self._connection()
-        claims = self._sweep(db, "claims", "key", "expires < ?", now)
-        horizon = now - self._ledger_retention
-        messages = self._sweep(db, "messages", "sid", "updated < ?", horizon)
-        conversations = self._sweep(db, "conversations", "id", "expires < ?", now)
+        claims = self._sweep(db, "claims", "key", _EXPIRED, now)
+        horizon = ledger_horizon(now, self._ledger_retention)
+        messages = self._sweep(db, "messages", "sid", _OUTLIVED, horizon)
+        conversations = self._sweep(db, "conversations", "id", _EXPIRED, now)
         if not claims and not messages and not conversations:
             return
         with self._transaction() as db:
             db.executemany(
-                "DELETE FROM wk_claims WHERE key = ? AND expires < ?",
+                f"DELETE FROM wk_claims WHERE key = ? AND {_EXPIRED}",
                 [(key, now) for key in claims],
             )
             db.executemany(
-                "DELETE FROM wk_messages WHERE sid = ? AND updated < ?",
+                f"DELETE FROM wk_messages WHERE sid = ? AND {_OUTLIVED}",
                 [(sid, horizon) for sid in messages],
             )
             db.executemany(
@@ -662,7 +652,7 @@ class SQLiteStore:
                 [(sid,) for sid in messages],
             )
             db.executemany(
-                "DELETE FROM wk_conversations WHERE id = ? AND expires < ?",
+                f"DELETE FROM wk_conversations WHERE id = ? AND {_EXPIRED}",
                 [(id, now) for id in conversations],
             )
 
@@ -712,37 +702,32 @@ def _lost(db: sqlite3.Connection, key: str) -> Claim:
     return lost_claim(row)
 
 
-def _add_fact_columns(db: sqlite3.Connection) -> None:
-    """Bring a file created by an earlier version up to the current ``wk_messages`` columns."""
-    present = {row[1] for row in db.execute("PRAGMA table_info(wk_messages)")}
-    for name, kind in _FACT_COLUMNS.items():
-        if name not in present:
-            try:
-                db.execute(f"ALTER TABLE wk_messages ADD COLUMN {name} {kind}")
-            except sqlite3.OperationalError as error:  # another worker added it first
-                if "duplicate column" not in str(error):
-                    raise
-
-
-def _fact_params(facts: MessageFacts) -> dict[str, object]:
-    return fact_columns(facts) | {
-        "at": facts.at,
-        "body": facts.body,
-        "redacted": int(facts.redact),
-    }
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring the file up to :data:`MIGRATIONS`: one read of ``user_version`` when it is."""
+    if db.execute("PRAGMA user_version").fetchone()[0] >= len(MIGRATIONS):
+        return
+    db.execute("BEGIN IMMEDIATE")  # one process migrates; the others wait, then find it done
+    try:
+        done = db.execute("PRAGMA user_version").fetchone()[0]
+        for version in range(done, len(MIGRATIONS)):
+            for statement in MIGRATIONS[version].split(";"):
+                try:
+                    db.execute(statement)
+                except sqlite3.OperationalError as error:
+                    # A file from before versioning (0) may have had later columns already.
+                    if done or "duplicate column" not in str(error):
+                        raise
+        db.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
 def _absorb(db: sqlite3.Connection, sid: str, alias: str) -> None:
     """Merge the record kept under ``alias`` (a send before its SID was known) into ``sid``."""
-    if alias == sid:
-        return
-    row = db.execute(
-        f"DELETE FROM wk_messages WHERE sid = ? RETURNING {_RECORD_COLUMNS}", (alias,)
-    ).fetchone()
-    if row is not None:
-        params = dict(zip(_COLUMN_NAMES, row, strict=True))
-        params["sid"], params["at"] = sid, params.pop("updated")
-        db.execute(_ABSORB, params)
+    if alias != sid and db.execute(_ABSORB, (sid, alias)).rowcount:
+        db.execute("DELETE FROM wk_messages WHERE sid = ?", (alias,))
 
 
 def _record(row: tuple[Any, ...], history: tuple[LedgerEvent, ...]) -> MessageRecord:
