@@ -491,6 +491,31 @@ def test_redis_purge_walks_the_index_and_leaves_no_key_of_the_record(redis_url: 
     store.close()
 
 
+def test_redis_reads_claims_and_conversations_written_before_their_ends_were_kept(
+    redis_url: str,
+) -> None:
+    """After an upgrade, keys written by the previous version still mean what they meant."""
+    import redis
+
+    store = open_store(redis_url)
+    prefix = redis_url.partition("prefix=")[2]
+    client = redis.Redis.from_url(redis_url.partition("?")[0])
+    client.set(f"{prefix}:claim:held", b"Pold-owner.1", px=60_000)
+    client.set(f"{prefix}:claim:done", b"D<Response>a|b</Response>", px=60_000)
+    client.set(f"{prefix}:conv:+1|c", b'{"step": 1}', px=60_000)
+    client.close()
+    assert (store.claim("held", 30).outcome, store.claim("held", 30).owner) == (
+        Outcome.BUSY,
+        "old-owner.1",
+    )
+    done = store.claim("done", 30)
+    assert (done.outcome, done.answer) == (Outcome.DONE, b"<Response>a|b</Response>")
+    assert store.get_conversation("+1|c") == b'{"step": 1}'
+    store.release("held", "old-owner.1")
+    assert store.claim("held", 30).outcome is Outcome.CLAIMED
+    store.close()
+
+
 @pytest.mark.parametrize("url", ["mysql://x", "sqlite://", "sqlite:///", "nothing"])
 def test_bad_store_urls(url: str) -> None:
     with pytest.raises(ConfigurationError):

@@ -81,7 +81,11 @@ _PENDING, _DONE = b"P", b"D"
 _LUA_CLAIMS = """
 local function ends(value)
     local bar = string.find(value, '|', 1, true)
-    return tonumber(string.sub(value, 2, bar - 1)), string.sub(value, bar + 1)
+    local expires = bar and tonumber(string.sub(value, 2, bar - 1))
+    if not expires then  -- written before ends were kept: it ends with its own TTL
+        return math.huge, string.sub(value, 2)
+    end
+    return expires, string.sub(value, bar + 1)
 end
 local function held(key, owner, now)
     local current = redis.call('GET', key)
@@ -298,7 +302,8 @@ local found = {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])) do
     local value = redis.call('GET', ARGV[1] .. id)
     local bar = value and string.find(value, '|', 1, true)
-    if not bar or tonumber(string.sub(value, 1, bar - 1)) <= tonumber(ARGV[3]) then
+    local expires = bar and tonumber(string.sub(value, 1, bar - 1)) or math.huge
+    if not value or expires <= tonumber(ARGV[3]) then
         redis.call('ZREM', KEYS[1], id)
     elseif #found < tonumber(ARGV[4]) then
         found[#found + 1] = id
@@ -912,7 +917,9 @@ class RedisStore:
 
 def _lost(value: bytes) -> Claim:
     """Why a claim was not won: a finished claim (with its answer), or one still running."""
-    held = value.partition(b"|")[2]
+    head, _, held = value[1:].partition(b"|")
+    if not _is_number(head):  # written before ends were kept
+        held = value[1:]
     if value[:1] == _DONE:
         return Claim(Outcome.DONE, answer=held)
     return Claim(Outcome.BUSY, held.decode())
@@ -923,7 +930,17 @@ def _conversation(value: bytes | str | None, now: float) -> bytes | None:
     if value is None:
         return None
     until, _, data = _bytes(value).partition(b"|")
+    if not _is_number(until):  # written before ends were kept: it ends with its own TTL
+        return _bytes(value)
     return None if lapsed(float(until), now) else data
+
+
+def _is_number(text: bytes) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _record(
