@@ -548,6 +548,8 @@ def _without_owner(value: object) -> object:
     return value
 
 
+# About 0.1 s a sequence on a loaded machine; more sequences get more time.
+@pytest.mark.timeout(max(300, EXAMPLES))
 def test_every_store_answers_alike(backends: Backends) -> None:
     StoreMachine.backends = backends
     run_state_machine_as_test(

@@ -42,6 +42,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from ..errors import ConfigurationError
 from ..jobs import JOB_COLUMNS, Job, JobState, job_from_row, job_row
+from ..process import generation
 from ..records import (
     LedgerEvent,
     MessageFacts,
@@ -453,7 +454,7 @@ class PostgresStore:
         }
         self._lock = threading.Lock()
         self._pool: ConnectionPool[_Connection] | None = None
-        self._pid = 0
+        self._generation = -1
         #: id(connection) -> (connection, deadline) while an operation uses it.
         self._busy: dict[int, tuple[_Connection, float]] = {}
         self._stuck_after = _STUCK_AFTER * timeout
@@ -793,10 +794,10 @@ class PostgresStore:
         they must not open a pool of their own.
         """
         pool = self._pool
-        if not full and (pool is None or self._pid != os.getpid()):
+        if not full and (pool is None or self._generation != generation.value):
             return
         self._abandoned.release(self.release)
-        if self._suspect and pool is not None and self._pid == os.getpid():
+        if self._suspect and pool is not None and self._generation == generation.value:
             self._suspect = False
             with self._guard:
                 pool.check()  # drops every broken idle connection, so no request gets one
@@ -823,7 +824,7 @@ class PostgresStore:
 
     def close(self) -> None:
         with self._lock:
-            if self._pool is not None and self._pid == os.getpid():
+            if self._pool is not None and self._generation == generation.value:
                 self._pool.close()
             self._pool = None  # a forked child drops its parent's: psycopg leaves it open
 
@@ -834,7 +835,7 @@ class PostgresStore:
         ``watched``: cut by the watchdog if the operation outlasts the store timeout twice.
         """
         pool = self._pool
-        if pool is None or self._pid != os.getpid():
+        if pool is None or self._generation != generation.value:
             pool = self._open()
         with self._guard:
             # getconn/putconn rather than pool.connection(): its ``with conn`` only commits
@@ -861,7 +862,7 @@ class PostgresStore:
 
     def _open(self) -> ConnectionPool[_Connection]:
         with self._lock:
-            if self._pid != os.getpid():
+            if self._generation != generation.value:
                 # A connection must not cross a fork: a gunicorn worker forked from a master
                 # that used the store opens its own pool. psycopg closes a connection only in
                 # the process that opened it, so dropping the parent's pool is safe.
@@ -878,7 +879,7 @@ class PostgresStore:
                     open=True,
                     name=f"webhook_kit-{self.schema}",
                 )
-                self._pid = os.getpid()
+                self._generation = generation.value
                 self._busy = {}
                 watchdog = threading.Thread(
                     target=_watch,
