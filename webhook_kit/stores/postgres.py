@@ -41,7 +41,7 @@ from typing import Any, Final
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from ..errors import ConfigurationError
-from ..jobs import JOB_COLUMNS, Job, JobState, job_from_row, job_row
+from ..jobs import Job, JobState, job_from_row
 from ..process import generation
 from ..records import (
     LedgerEvent,
@@ -71,10 +71,7 @@ from . import (
     record_from_row,
 )
 from .rules import (
-    CONVERSATION_ORDER_SQL,
     HISTORY_ORDER_SQL,
-    JOB_DUE_SQL,
-    JOB_ORDER_SQL,
     LAPSED_SQL,
     NAMES,
     entry_row,
@@ -82,6 +79,7 @@ from .rules import (
     ledger_horizon,
     merge_sql,
 )
+from .sql import Dialect, Statements, conversation_writes, job_params, opt_out_params
 
 try:
     import psycopg
@@ -285,12 +283,6 @@ SELECT
 _RECORD_COLUMNS = ", ".join(f"m.{name}" for name in _COLUMNS)
 # set_config(..., true) lasts until the end of the statement's own transaction, its commit.
 _ASYNC_COMMIT = "WHERE set_config('synchronous_commit', 'off', true) IS NOT NULL"
-_LOST = "SELECT done, answer, owner FROM {schema}.wk_claims WHERE key = %s"
-_COMPLETE = """
-UPDATE {schema}.wk_claims SET done = true, answer = %s, expires = %s
-WHERE key = %s AND owner = %s AND NOT done AND NOT {lapsed}
-""".replace("{lapsed}", LAPSED_SQL.format(ends="expires", now="%s"))
-_RELEASE = "DELETE FROM {schema}.wk_claims WHERE key = %s AND owner = %s AND NOT done"
 _GET = (
     "SELECT "
     + _RECORD_COLUMNS
@@ -300,41 +292,8 @@ WHERE m.sid = %s
 ORDER BY {order}
 """
 )
-# Jobs (see webhook_kit.jobs.JobStore). Due: pending with its backoff over, or running with
-# its runner's lease over; SKIP LOCKED lets runners on many hosts take different jobs at once.
-_JOB_COLUMNS = ", ".join(JOB_COLUMNS)
-_INSERT_JOB = f"""
-INSERT INTO {{schema}}.wk_jobs ({_JOB_COLUMNS})
-VALUES ({", ".join(["%s"] * len(JOB_COLUMNS))}) ON CONFLICT DO NOTHING
-"""
-_TAKE_JOB = f"""
-UPDATE {{schema}}.wk_jobs
-SET state = 'running', owner = %(owner)s, expires = %(expires)s, attempts = attempts + 1
-WHERE key = (
-    SELECT key FROM {{schema}}.wk_jobs
-    WHERE (%(key)s::text IS NULL OR key = %(key)s)
-      AND {JOB_DUE_SQL.format(now="%(now)s")}
-    ORDER BY {JOB_ORDER_SQL} LIMIT 1 FOR UPDATE SKIP LOCKED
-)
-RETURNING {_JOB_COLUMNS}
-"""
-_GET_JOB = f"SELECT {_JOB_COLUMNS} FROM {{schema}}.wk_jobs WHERE key = %s"
-_MINE = "WHERE key = %s AND owner = %s AND state = 'running'"
-_RENEW_JOB = "UPDATE {schema}.wk_jobs SET expires = %s " + _MINE
-_DELETE_JOB = "DELETE FROM {schema}.wk_jobs " + _MINE
-_SETTLE_JOB = "UPDATE {schema}.wk_jobs SET state = %s, run_at = %s, error = %s, owner = '' " + _MINE
-_LIST_JOBS = f"""
-SELECT {_JOB_COLUMNS} FROM {{schema}}.wk_jobs WHERE (%s::text IS NULL OR state = %s)
-ORDER BY {JOB_ORDER_SQL} LIMIT %s
-"""
-_RETRY_JOB = """
-UPDATE {schema}.wk_jobs SET state = 'pending', attempts = 0, run_at = %s
-WHERE key = %s AND state = 'dead'
-"""
-_PURGE_JOBS = "DELETE FROM {schema}.wk_jobs WHERE state = %s"
 _FIND = "SELECT " + _RECORD_COLUMNS + " FROM {schema}.wk_messages AS m"
 _CREATED = "coalesce(m.created, 0)"
-_OPT_OUT_COLUMNS = "sender, address, opted_out, updated, source"
 # One batch of expired rows per statement, which returns how many went; SKIP LOCKED lets
 # every worker's housekeeping run at once without waiting on each other's rows (or a request's).
 _PURGE_EXPIRED = """
@@ -417,9 +376,10 @@ class PostgresStore:
             claim=_CLAIM.format(schema=quoted, commit=""), schema=quoted
         )
         self._record_unclaimed_sql = _RECORD.format(claim="SELECT true", schema=quoted)
-        self._lost_sql = _LOST.format(schema=quoted)
-        self._complete_sql = _COMPLETE.format(schema=quoted)
-        self._release_sql = _RELEASE.format(schema=quoted)
+        # SKIP LOCKED lets runners on many hosts take different jobs at once.
+        self._sql = Statements(
+            Dialect(tables=f"{quoted}.", pyformat=True, lock_next=" FOR UPDATE SKIP LOCKED")
+        )
         self._get_sql = _GET.format(schema=quoted, order=HISTORY_ORDER_SQL)
         self._find_sql = _FIND.format(schema=quoted)
         expired = LAPSED_SQL.format(ends="expires", now="%s")
@@ -438,20 +398,6 @@ class PostgresStore:
             ),
         )
         self._compact_sql = _COMPACT.format(schema=quoted)
-        self._jobs_sql = {
-            name: sql.format(schema=quoted)
-            for name, sql in (
-                ("insert", _INSERT_JOB),
-                ("take", _TAKE_JOB),
-                ("get", _GET_JOB),
-                ("renew", _RENEW_JOB),
-                ("delete", _DELETE_JOB),
-                ("settle", _SETTLE_JOB),
-                ("list", _LIST_JOBS),
-                ("retry", _RETRY_JOB),
-                ("purge", _PURGE_JOBS),
-            )
-        }
         self._lock = threading.Lock()
         self._pool: ConnectionPool[_Connection] | None = None
         self._generation = -1
@@ -516,39 +462,30 @@ class PostgresStore:
         jobs: Sequence[Job] = (),
     ) -> bool:
         now = self._clock()
-        values = (answer, now + self._retention, key, owner, now)
+        values = {
+            "answer": answer,
+            "expires": now + self._retention,
+            "key": key,
+            "owner": owner,
+            "now": now,
+        }
         with self._connection() as db:
             if conversation is None and not jobs:  # one statement: no transaction needed
-                return db.run(self._complete_sql, values).rowcount == 1
+                return db.run(self._sql.complete, values).rowcount == 1
             with db.transaction():
-                if db.execute(self._complete_sql, values).rowcount != 1:
+                if db.execute(self._sql.complete, values).rowcount != 1:
                     return False  # taken over: its new owner writes the conversation and jobs
                 if jobs:
                     with db.cursor() as cursor:
-                        cursor.executemany(self._jobs_sql["insert"], [job_row(j) for j in jobs])
+                        cursor.executemany(self._sql.insert_job, [job_params(j) for j in jobs])
                 if conversation is not None:
-                    self._save_conversation(db, conversation, now)
+                    for sql, params in conversation_writes(self._sql, conversation, now):
+                        db.execute(sql, params)
         return True
-
-    def _save_conversation(
-        self, db: psycopg.Connection[Any], conversation: ConversationWrite, now: float
-    ) -> None:
-        """Save (or delete) a conversation and release its lock, in the caller's transaction."""
-        schema = self._quoted
-        if conversation.data is None:
-            db.execute(f"DELETE FROM {schema}.wk_conversations WHERE id = %s", (conversation.id,))
-        else:
-            db.execute(
-                f"INSERT INTO {schema}.wk_conversations (id, data, expires, due)"
-                " VALUES (%s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET"
-                " data = excluded.data, expires = excluded.expires, due = excluded.due",
-                (conversation.id, conversation.data, now + conversation.ttl, conversation.due),
-            )
-        db.execute(self._release_sql, ("lock:" + conversation.id, conversation.lock_owner))
 
     def release(self, key: str, owner: str) -> None:
         with self._connection() as db:
-            db.execute(self._release_sql, (key, owner))
+            db.execute(self._sql.release, {"key": key, "owner": owner})
 
     def record_status(
         self, entry: StatusEntry, lease: float | None = None, replace: str = ""
@@ -652,38 +589,24 @@ class PostgresStore:
     def get_conversation(self, id: str) -> bytes | None:
         with self._connection() as db:
             row = db.execute(
-                f"SELECT data FROM {self._quoted}.wk_conversations WHERE id = %s AND NOT "
-                + LAPSED_SQL.format(ends="expires", now="%s"),
-                (id, self._clock()),
+                self._sql.get_conversation, {"id": id, "now": self._clock()}
             ).fetchone()
         return bytes(row[0]) if row is not None else None
 
     def due_conversations(self, now: float, limit: int) -> list[str]:
+        due = {"due": now, "now": self._clock(), "limit": limit}
         with self._connection() as db:
-            rows = db.execute(
-                f"SELECT id FROM {self._quoted}.wk_conversations WHERE due <= %s AND NOT "
-                + LAPSED_SQL.format(ends="expires", now="%s")
-                + f" ORDER BY {CONVERSATION_ORDER_SQL} LIMIT %s",
-                (now, self._clock(), limit),
-            ).fetchall()
+            rows = db.execute(self._sql.due_conversations, due).fetchall()
         return [row[0] for row in rows]
 
     def set_opt_out(self, record: OptOut) -> None:
         with self._connection() as db:
-            db.execute(
-                f"INSERT INTO {self._quoted}.wk_opt_outs"
-                " (sender, address, opted_out, updated, source) VALUES (%s, %s, %s, %s, %s)"
-                " ON CONFLICT (sender, address) DO UPDATE SET opted_out = excluded.opted_out,"
-                " updated = excluded.updated, source = excluded.source",
-                (record.sender, record.address, record.opted_out, record.updated_at, record.source),
-            )
+            db.execute(self._sql.set_opt_out, opt_out_params(record))
 
     def get_opt_out(self, sender: str, address: str) -> OptOut | None:
         with self._connection() as db:
             row = db.execute(
-                f"SELECT {_OPT_OUT_COLUMNS} FROM {self._quoted}.wk_opt_outs"
-                " WHERE sender = %s AND address = %s",
-                (sender, address),
+                self._sql.get_opt_out, {"sender": sender, "address": address}
             ).fetchone()
         return OptOut(*row) if row is not None else None
 
@@ -699,12 +622,11 @@ class PostgresStore:
         return row is not None
 
     def list_opt_outs(self, sender: str | None = None) -> list[OptOut]:
-        query = f"SELECT {_OPT_OUT_COLUMNS} FROM {self._quoted}.wk_opt_outs"
         with self._connection() as db:
             if sender is None:
-                cursor = db.execute(query + " ORDER BY sender, address")
+                cursor = db.execute(self._sql.list_opt_outs)
             else:
-                cursor = db.execute(query + " WHERE sender = %s ORDER BY address", (sender,))
+                cursor = db.execute(self._sql.list_opt_outs_of, {"sender": sender})
             rows = cursor.fetchall()
         return [OptOut(*row) for row in rows]
 
@@ -717,13 +639,10 @@ class PostgresStore:
         prefix = address + "|"
         with self._connection() as db, db.transaction():
             db.execute("SET LOCAL statement_timeout = 0")  # a scan of the whole ledger
-            removed = sum(  # those that had not expired: the others were gone already
-                not lapsed
-                for (lapsed,) in db.execute(
-                    f"DELETE FROM {schema}.wk_conversations WHERE left(id, %s) = %s RETURNING "
-                    + LAPSED_SQL.format(ends="expires", now="%s"),
-                    (len(prefix), prefix, self._clock()),
-                ).fetchall()
+            purge = {"length": len(prefix), "prefix": prefix, "now": self._clock()}
+            # Those that had not expired: the others were gone already.
+            removed = sum(
+                bool(alive) for (alive,) in db.execute(self._sql.purge_conversations, purge)
             )
             sids = {
                 sid
@@ -747,41 +666,43 @@ class PostgresStore:
         now = self._clock()
         params = {"owner": new_owner(), "expires": now + lease, "key": key, "now": now}
         with self._connection() as db:
-            row = db.execute(self._jobs_sql["take"], params).fetchone()
+            row = db.execute(self._sql.take_job, params).fetchone()
         return job_from_row(row) if row is not None else None
 
     def get_job(self, key: str) -> Job | None:
         with self._connection() as db:
-            row = db.execute(self._jobs_sql["get"], (key,)).fetchone()
+            row = db.execute(self._sql.get_job, {"key": key}).fetchone()
         return job_from_row(row) if row is not None else None
 
     def renew_job(self, key: str, owner: str, lease: float) -> bool:
+        renewal = {"expires": self._clock() + lease, "key": key, "owner": owner}
         with self._connection() as db:
-            args = (self._clock() + lease, key, owner)
-            return db.execute(self._jobs_sql["renew"], args).rowcount == 1
+            return db.execute(self._sql.renew_job, renewal).rowcount == 1
 
     def finish_job(
         self, key: str, owner: str, state: JobState | None, run_at: float = 0.0, error: str = ""
     ) -> bool:
+        mine = {"key": key, "owner": owner}
         with self._connection() as db:
             if state is None:
-                return db.execute(self._jobs_sql["delete"], (key, owner)).rowcount == 1
-            args = (state.value, run_at, error, key, owner)
-            return db.execute(self._jobs_sql["settle"], args).rowcount == 1
+                return db.execute(self._sql.delete_job, mine).rowcount == 1
+            settled = mine | {"state": state.value, "run_at": run_at, "error": error}
+            return db.execute(self._sql.settle_job, settled).rowcount == 1
 
     def list_jobs(self, state: JobState | None = None, limit: int = 100) -> list[Job]:
-        value = state.value if state is not None else None
+        listed = {"state": state.value if state is not None else None, "limit": limit}
         with self._connection() as db:
-            rows = db.execute(self._jobs_sql["list"], (value, value, limit)).fetchall()
+            rows = db.execute(self._sql.list_jobs, listed).fetchall()
         return [job_from_row(row) for row in rows]
 
     def retry_job(self, key: str) -> bool:
         with self._connection() as db:
-            return db.execute(self._jobs_sql["retry"], (self._clock(), key)).rowcount == 1
+            retried = {"now": self._clock(), "key": key}
+            return db.execute(self._sql.retry_job, retried).rowcount == 1
 
     def purge_jobs(self, state: JobState = JobState.DEAD) -> int:
         with self._connection() as db:
-            return int(db.execute(self._jobs_sql["purge"], (state.value,)).rowcount)
+            return int(db.execute(self._sql.purge_jobs, {"state": state.value}).rowcount)
 
     def maintain(self, *, full: bool = False) -> None:
         """Release abandoned claims, drop broken connections, then expire a batch when due.
@@ -935,7 +856,7 @@ class PostgresStore:
 
     def _lost(self, db: _Connection, key: str) -> Claim:
         """Why a claim on ``key`` was not won: a finished claim (with its answer) or a live one."""
-        row = db.run(self._lost_sql, (key,)).fetchone()
+        row = db.run(self._sql.lost, {"key": key}).fetchone()
         return lost_claim(row)
 
 

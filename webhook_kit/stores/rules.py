@@ -24,8 +24,8 @@ class Merge(Enum):
     #: The row's key.
     KEY = "key"
     #: Moves with the status: the new value only if its status is further on (status, error
-    #: code): a higher rank, or, for an equal rank, a status that sorts after (so that two
-    #: final statuses converge whatever their order).
+    #: code): a higher rank; for an equal rank, a status that sorts after; for the same
+    #: status, a higher error code (none is lowest). Whatever the order, the same one wins.
     RANKED = "ranked"
     #: The highest value (rank, last update).
     HIGHEST = "highest"
@@ -64,6 +64,15 @@ COLUMNS: Final[tuple[tuple[str, str, Merge], ...]] = (
 NAMES: Final = tuple(name for name, _, _ in COLUMNS)
 _RANK = NAMES.index("rank")
 _STATUS = NAMES.index("status")
+_ERROR = NAMES.index("error_code")
+
+
+def _progress(row: Row) -> tuple[object, ...]:
+    """How far on a row's status is: :attr:`Merge.RANKED` keeps the higher."""
+    code = row[_ERROR]
+    return (row[_RANK], row[_STATUS] or "", -1 if code is None else code)
+
+
 _REDACTED = NAMES.index("redacted")
 #: The rank of a record that has no status yet.
 NO_RANK: Final = -2
@@ -114,7 +123,7 @@ def merge(old: Row | None, new: Row, *, given_wins: bool = True) -> Row:
     SID's record: what the SID's record says is newer)."""
     if old is None:
         return new
-    ranked = (new[_RANK], new[_STATUS] or "") > (old[_RANK], old[_STATUS] or "")
+    ranked = _progress(new) > _progress(old)
     redacted = bool(old[_REDACTED] or new[_REDACTED])
     out: list[object] = []
     for index, (_, _, rule) in enumerate(COLUMNS):
@@ -146,9 +155,14 @@ def merge_sql(
     compares so already). Every expression reads the old row."""
     sets = []
     redacted = f"({old}.redacted OR {new}.redacted)"
+    new_status, old_status = (
+        f"coalesce({new}.status, ''){binary}",
+        f"coalesce({old}.status, ''){binary}",
+    )
     further = (
-        f"{new}.rank > {old}.rank OR ({new}.rank = {old}.rank"
-        f" AND coalesce({new}.status, ''){binary} > coalesce({old}.status, ''){binary})"
+        f"{new}.rank > {old}.rank OR ({new}.rank = {old}.rank AND ({new_status} > {old_status}"
+        f" OR ({new_status} = {old_status}"
+        f" AND coalesce({new}.error_code, -1) > coalesce({old}.error_code, -1))))"
     )
     for name, _, rule in COLUMNS:
         a, b = f"{old}.{name}", f"{new}.{name}"
@@ -191,8 +205,11 @@ local function merge(key, new, given_wins)
         return new, false
     end
     local new_rank, old_rank = tonumber(new['rank']), tonumber(old['rank'])
-    local ranked = new_rank > old_rank
-        or (new_rank == old_rank and (new['status'] or '') > (old['status'] or ''))
+    local new_status, old_status = new['status'] or '', old['status'] or ''
+    local ranked = new_rank > old_rank or (new_rank == old_rank and (new_status > old_status
+        or (new_status == old_status
+            and (tonumber(new['error_code'] or '') or -1)
+                > (tonumber(old['error_code'] or '') or -1))))
     local redacted = old['redacted'] == '1' or new['redacted'] == '1'
     local out = {{}}
     for _, field in ipairs(FIELDS) do

@@ -26,7 +26,7 @@ from operator import itemgetter
 from typing import Any
 
 from ..errors import ConfigurationError
-from ..jobs import JOB_COLUMNS, Job, JobState, job_from_row, job_row
+from ..jobs import Job, JobState, job_from_row
 from ..process import generation
 from ..records import (
     LedgerEvent,
@@ -56,10 +56,7 @@ from . import (
     record_from_row,
 )
 from .rules import (
-    CONVERSATION_ORDER_SQL,
     HISTORY_ORDER_SQL,
-    JOB_DUE_SQL,
-    JOB_ORDER_SQL,
     LAPSED_SQL,
     NAMES,
     entry_row,
@@ -67,6 +64,7 @@ from .rules import (
     ledger_horizon,
     merge_sql,
 )
+from .sql import Dialect, Statements, conversation_writes, job_params, opt_out_params
 
 #: The schema's history, oldest first: each step runs once per file, in order, and
 #: ``PRAGMA user_version`` records how many ran (a file from before versioning is at 0 and
@@ -178,16 +176,9 @@ WHERE sid = ?2
 ON CONFLICT (sid) DO UPDATE SET
     {merge_sql(given_wins=False)}
 """
-_JOB_COLUMNS = ", ".join(JOB_COLUMNS)
-# Due: pending and its backoff over, or running and its runner's lease over.
-_DUE = JOB_DUE_SQL.format(now="?1")
-_TAKE = f"""
-UPDATE wk_jobs SET state = 'running', owner = ?2, expires = ?3, attempts = attempts + 1
-WHERE key = ?4 AND {_DUE} RETURNING {_JOB_COLUMNS}
-"""
-
 
 _IN_RECORD_ORDER = itemgetter(*map(NAMES.index, RECORD_COLUMNS))
+_SQL = Statements(Dialect())
 _EXPIRED = LAPSED_SQL.format(ends="expires", now="?")
 _OUTLIVED = LAPSED_SQL.format(ends="updated", now="?")
 _PURGE_EVERY = 10.0
@@ -271,34 +262,28 @@ class SQLiteStore:
         jobs: Sequence[Job] = (),
     ) -> bool:
         now = self._clock()
-        completion = (
-            "UPDATE wk_claims SET done = 1, answer = ?, expires = ?"
-            " WHERE key = ? AND owner = ? AND done = 0 AND NOT "
-            + LAPSED_SQL.format(ends="expires", now="?")
-        )
-        values = (answer, now + self._retention, key, owner, now)
+        values = {
+            "answer": answer,
+            "expires": now + self._retention,
+            "key": key,
+            "owner": owner,
+            "now": now,
+        }
         with self._guard:
             if conversation is None and not jobs:  # one statement: no transaction needed
-                return bool(self._connection().execute(completion, values).rowcount)
+                return bool(self._connection().execute(_SQL.complete, values).rowcount)
             with self._transaction() as db:
-                if db.execute(completion, values).rowcount != 1:
+                if db.execute(_SQL.complete, values).rowcount != 1:
                     return False  # taken over: its new owner writes the conversation and jobs
                 if jobs:
-                    marks = ", ".join("?" * len(JOB_COLUMNS))
-                    db.executemany(
-                        f"INSERT INTO wk_jobs ({_JOB_COLUMNS}) VALUES ({marks})"
-                        " ON CONFLICT DO NOTHING",
-                        [job_row(job) for job in jobs],
-                    )
+                    db.executemany(_SQL.insert_job, [job_params(job) for job in jobs])
                 if conversation is not None:
                     _save_conversation(db, conversation, now)
         return True
 
     def release(self, key: str, owner: str) -> None:
         with self._guard:
-            self._connection().execute(
-                "DELETE FROM wk_claims WHERE key = ? AND owner = ? AND done = 0", (key, owner)
-            )
+            self._connection().execute(_SQL.release, {"key": key, "owner": owner})
 
     def record_status(
         self, entry: StatusEntry, lease: float | None = None, replace: str = ""
@@ -399,11 +384,7 @@ class SQLiteStore:
         with self._guard:
             row = (
                 self._connection()
-                .execute(
-                    "SELECT data FROM wk_conversations WHERE id = ? AND NOT "
-                    + LAPSED_SQL.format(ends="expires", now="?"),
-                    (id, self._clock()),
-                )
+                .execute(_SQL.get_conversation, {"id": id, "now": self._clock()})
                 .fetchone()
             )
         return bytes(row[0]) if row is not None else None
@@ -412,29 +393,19 @@ class SQLiteStore:
         """A scan of the conversations (no index on ``due``): run from maintenance only."""
         with self._guard:
             rows = self._connection().execute(
-                "SELECT id FROM wk_conversations WHERE due <= ? AND NOT "
-                + LAPSED_SQL.format(ends="expires", now="?")
-                + f" ORDER BY {CONVERSATION_ORDER_SQL} LIMIT ?",
-                (now, self._clock(), limit),
+                _SQL.due_conversations, {"due": now, "now": self._clock(), "limit": limit}
             )
             return [row[0] for row in rows]
 
     def set_opt_out(self, record: OptOut) -> None:
         with self._guard:
-            self._connection().execute(
-                "INSERT OR REPLACE INTO wk_opt_outs (sender, address, opted_out, updated, source)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (record.sender, record.address, record.opted_out, record.updated_at, record.source),
-            )
+            self._connection().execute(_SQL.set_opt_out, opt_out_params(record))
 
     def get_opt_out(self, sender: str, address: str) -> OptOut | None:
         with self._guard:
             row = (
                 self._connection()
-                .execute(
-                    f"SELECT {_OPT_OUT_COLUMNS} FROM wk_opt_outs WHERE sender = ? AND address = ?",
-                    (sender, address),
-                )
+                .execute(_SQL.get_opt_out, {"sender": sender, "address": address})
                 .fetchone()
             )
         return _opt_out(row) if row is not None else None
@@ -451,29 +422,20 @@ class SQLiteStore:
         return bool(row[0])
 
     def list_opt_outs(self, sender: str | None = None) -> list[OptOut]:
-        query = f"SELECT {_OPT_OUT_COLUMNS} FROM wk_opt_outs"
         with self._guard:
             if sender is None:
-                rows = self._connection().execute(query + " ORDER BY sender, address")
+                rows = self._connection().execute(_SQL.list_opt_outs)
             else:
-                rows = self._connection().execute(
-                    query + " WHERE sender = ? ORDER BY address", (sender,)
-                )
+                rows = self._connection().execute(_SQL.list_opt_outs_of, {"sender": sender})
             return [_opt_out(row) for row in rows]
 
     def purge_address(self, address: str) -> int:
         """A scan of the ledger (no index by address): for rare data-subject requests."""
         prefix = address + "|"
         with self._guard, self._transaction() as db:
-            now = self._clock()
-            removed = sum(  # those that had not expired: the others were gone already
-                not lapsed
-                for (lapsed,) in db.execute(
-                    "DELETE FROM wk_conversations WHERE substr(id, 1, ?) = ? RETURNING "
-                    + LAPSED_SQL.format(ends="expires", now="?"),
-                    (len(prefix), prefix, now),
-                ).fetchall()
-            )
+            purge = {"length": len(prefix), "prefix": prefix, "now": self._clock()}
+            # Those that had not expired: the others were gone already.
+            removed = sum(bool(alive) for (alive,) in db.execute(_SQL.purge_conversations, purge))
             sids = {
                 sid
                 for sid, form in db.execute("SELECT sid, form FROM wk_events")
@@ -497,80 +459,49 @@ class SQLiteStore:
         with self._guard:
             db = self._connection()
             if key is None:  # a read first: an idle poll never takes the write lock
-                row = db.execute(
-                    f"SELECT key FROM wk_jobs WHERE {_DUE} ORDER BY {JOB_ORDER_SQL} LIMIT 1",
-                    (now,),
-                ).fetchone()
+                row = db.execute(_SQL.next_job, {"key": None, "now": now}).fetchone()
                 if row is None:
                     return None
                 key = str(row[0])
-            taken = db.execute(_TAKE, (now, new_owner(), now + lease, key)).fetchone()
+            taking = {"key": key, "now": now, "owner": new_owner(), "expires": now + lease}
+            taken = db.execute(_SQL.take_job, taking).fetchone()
         return job_from_row(taken) if taken is not None else None
 
     def get_job(self, key: str) -> Job | None:
         with self._guard:
-            row = (
-                self._connection()
-                .execute(f"SELECT {_JOB_COLUMNS} FROM wk_jobs WHERE key = ?", (key,))
-                .fetchone()
-            )
+            row = self._connection().execute(_SQL.get_job, {"key": key}).fetchone()
         return job_from_row(row) if row is not None else None
 
     def renew_job(self, key: str, owner: str, lease: float) -> bool:
+        renewal = {"expires": self._clock() + lease, "key": key, "owner": owner}
         with self._guard:
-            return bool(
-                self._connection()
-                .execute(
-                    "UPDATE wk_jobs SET expires = ? WHERE key = ? AND owner = ?"
-                    " AND state = 'running'",
-                    (self._clock() + lease, key, owner),
-                )
-                .rowcount
-            )
+            return bool(self._connection().execute(_SQL.renew_job, renewal).rowcount)
 
     def finish_job(
         self, key: str, owner: str, state: JobState | None, run_at: float = 0.0, error: str = ""
     ) -> bool:
-        mine = " WHERE key = ? AND owner = ? AND state = 'running'"
+        mine = {"key": key, "owner": owner}
         with self._guard:
             db = self._connection()
             if state is None:
-                return bool(db.execute("DELETE FROM wk_jobs" + mine, (key, owner)).rowcount)
-            return bool(
-                db.execute(
-                    "UPDATE wk_jobs SET state = ?, run_at = ?, error = ?, owner = ''" + mine,
-                    (state.value, run_at, error, key, owner),
-                ).rowcount
-            )
+                return bool(db.execute(_SQL.delete_job, mine).rowcount)
+            settled = mine | {"state": state.value, "run_at": run_at, "error": error}
+            return bool(db.execute(_SQL.settle_job, settled).rowcount)
 
     def list_jobs(self, state: JobState | None = None, limit: int = 100) -> list[Job]:
-        where, args = ("WHERE state = ?", (state.value, limit)) if state else ("", (limit,))
+        listed = {"state": state.value if state else None, "limit": limit}
         with self._guard:
-            rows = self._connection().execute(
-                f"SELECT {_JOB_COLUMNS} FROM wk_jobs {where} ORDER BY {JOB_ORDER_SQL} LIMIT ?",
-                args,
-            )
+            rows = self._connection().execute(_SQL.list_jobs, listed)
             return [job_from_row(row) for row in rows]
 
     def retry_job(self, key: str) -> bool:
         with self._guard:
-            return bool(
-                self._connection()
-                .execute(
-                    "UPDATE wk_jobs SET state = 'pending', attempts = 0, run_at = ?"
-                    " WHERE key = ? AND state = 'dead'",
-                    (self._clock(), key),
-                )
-                .rowcount
-            )
+            retried = {"now": self._clock(), "key": key}
+            return bool(self._connection().execute(_SQL.retry_job, retried).rowcount)
 
     def purge_jobs(self, state: JobState = JobState.DEAD) -> int:
         with self._guard:
-            return int(
-                self._connection()
-                .execute("DELETE FROM wk_jobs WHERE state = ?", (state.value,))
-                .rowcount
-            )
+            return int(self._connection().execute(_SQL.purge_jobs, {"state": state.value}).rowcount)
 
     def maintain(self, *, full: bool = False) -> None:
         self._abandoned.release(self.release)
@@ -688,9 +619,6 @@ def _status(row: tuple[str | None] | None) -> MessageStatus | None:
     return MessageStatus(row[0]) if row and row[0] else None
 
 
-_OPT_OUT_COLUMNS = "sender, address, opted_out, updated, source"
-
-
 def _opt_out(row: tuple[str, str, int, float, str]) -> OptOut:
     sender, address, opted_out, updated, source = row
     return OptOut(sender, address, bool(opted_out), updated, source)
@@ -698,7 +626,7 @@ def _opt_out(row: tuple[str, str, int, float, str]) -> OptOut:
 
 def _lost(db: sqlite3.Connection, key: str) -> Claim:
     """Why a claim on ``key`` was not won: a finished claim (with its answer) or a live one."""
-    row = db.execute("SELECT done, answer, owner FROM wk_claims WHERE key = ?", (key,)).fetchone()
+    row = db.execute(_SQL.lost, {"key": key}).fetchone()
     return lost_claim(row)
 
 
@@ -736,14 +664,5 @@ def _record(row: tuple[Any, ...], history: tuple[LedgerEvent, ...]) -> MessageRe
 
 def _save_conversation(db: sqlite3.Connection, conversation: ConversationWrite, now: float) -> None:
     """Save (or delete) a conversation and release its lock, inside the caller's transaction."""
-    if conversation.data is None:
-        db.execute("DELETE FROM wk_conversations WHERE id = ?", (conversation.id,))
-    else:
-        db.execute(
-            "INSERT OR REPLACE INTO wk_conversations (id, data, expires, due) VALUES (?, ?, ?, ?)",
-            (conversation.id, conversation.data, now + conversation.ttl, conversation.due),
-        )
-    db.execute(
-        "DELETE FROM wk_claims WHERE key = ? AND owner = ? AND done = 0",
-        ("lock:" + conversation.id, conversation.lock_owner),
-    )
+    for sql, params in conversation_writes(_SQL, conversation, now):
+        db.execute(sql, params)
