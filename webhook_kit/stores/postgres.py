@@ -79,7 +79,15 @@ from .rules import (
     ledger_horizon,
     merge_sql,
 )
-from .sql import Dialect, Statements, conversation_writes, job_params, opt_out_params
+from .sql import (
+    POSTGRES_TYPES,
+    Dialect,
+    Statements,
+    conversation_writes,
+    job_params,
+    migrations,
+    opt_out_params,
+)
 
 try:
     import psycopg
@@ -89,93 +97,10 @@ except ImportError as error:  # pragma: no cover - exercised without the extra i
         "the PostgreSQL store needs psycopg 3: pip install 'webhook_kit[postgres]'"
     ) from error
 
-#: The schema's history, oldest first; ``{schema}`` is the quoted schema name. To change the
-#: schema, append a step (never edit one that has shipped): every store applies the steps its
-#: database has not seen yet, in order, each recorded in ``wk_schema_version``.
-MIGRATIONS: Final[tuple[str, ...]] = (
-    """
-    CREATE TABLE {schema}.wk_claims (
-        key text PRIMARY KEY,
-        owner text NOT NULL,
-        done boolean NOT NULL,
-        answer bytea,
-        expires double precision NOT NULL
-    );
-    CREATE INDEX wk_claims_expires ON {schema}.wk_claims (expires);
-    CREATE TABLE {schema}.wk_messages (
-        sid text PRIMARY KEY,
-        status text,
-        rank integer NOT NULL,
-        error_code integer,
-        updated double precision NOT NULL,
-        final_at double precision
-    );
-    CREATE INDEX wk_messages_updated ON {schema}.wk_messages (updated);
-    CREATE TABLE {schema}.wk_events (
-        sid text NOT NULL,
-        key text NOT NULL,
-        status text NOT NULL,
-        error_code integer,
-        event_type text,
-        received double precision NOT NULL,
-        form text NOT NULL,
-        PRIMARY KEY (sid, key)
-    );
-    """,
-    """
-    CREATE TABLE {schema}.wk_conversations (
-        id text PRIMARY KEY,
-        data bytea NOT NULL,
-        expires double precision NOT NULL,
-        due double precision
-    );
-    CREATE INDEX wk_conversations_expires ON {schema}.wk_conversations (expires);
-    CREATE INDEX wk_conversations_due ON {schema}.wk_conversations (due) WHERE due IS NOT NULL;
-    CREATE TABLE {schema}.wk_opt_outs (
-        sender text NOT NULL,
-        address text NOT NULL,
-        opted_out boolean NOT NULL,
-        updated double precision NOT NULL,
-        source text NOT NULL,
-        PRIMARY KEY (sender, address)
-    );
-    """,
-    # The ledger as the record of every message: what the kit knows besides the status.
-    """
-    ALTER TABLE {schema}.wk_messages
-        ADD COLUMN created double precision,
-        ADD COLUMN sent_at double precision,
-        ADD COLUMN direction text,
-        ADD COLUMN from_addr text,
-        ADD COLUMN to_addr text,
-        ADD COLUMN body text,
-        ADD COLUMN redacted boolean NOT NULL DEFAULT false,
-        ADD COLUMN segments integer,
-        ADD COLUMN media integer,
-        ADD COLUMN price text,
-        ADD COLUMN price_unit text,
-        ADD COLUMN ref text,
-        ADD COLUMN reply_to text;
-    CREATE INDEX wk_messages_created
-        ON {schema}.wk_messages ((coalesce(created, 0)) DESC, (sid COLLATE "C") DESC);
-    CREATE INDEX wk_messages_ref ON {schema}.wk_messages (ref) WHERE ref IS NOT NULL;
-    """,
-    """
-    CREATE TABLE {schema}.wk_jobs (
-        key text PRIMARY KEY,
-        kind text NOT NULL,
-        handler text NOT NULL,
-        payload text NOT NULL,
-        created double precision NOT NULL,
-        state text NOT NULL,
-        attempts integer NOT NULL,
-        run_at double precision NOT NULL,
-        owner text NOT NULL,
-        expires double precision NOT NULL,
-        error text
-    );
-    CREATE INDEX wk_jobs_created ON {schema}.wk_jobs (created, key);
-    """,
+#: The schema's steps (:data:`.sql.MIGRATIONS`) in PostgreSQL's words, each one text of
+#: statements where ``{schema}`` is the quoted schema name.
+MIGRATIONS: Final[tuple[str, ...]] = tuple(
+    ";\n".join(step) for step in migrations("{schema}.", POSTGRES_TYPES, indexes=True)
 )
 
 log = logging.getLogger("webhook_kit")

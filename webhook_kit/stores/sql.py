@@ -161,3 +161,113 @@ def conversation_writes(
     lock: dict[str, object] = {"key": "lock:" + conversation.id, "owner": conversation.lock_owner}
     writes.append((sql.release, lock))
     return writes
+
+
+#: The schema's history, oldest first, for both engines: each step runs once per database,
+#: in order, and the engine records how many ran (PostgreSQL: ``wk_schema_version``; SQLite:
+#: ``PRAGMA user_version``). ``{t}`` is the table prefix and ``{real}``, ``{blob}``,
+#: ``{bool}``, ``{false}``, ``{rowid}`` the engine's spellings (see :func:`migrations`);
+#: ``CREATE INDEX`` statements run only where the engine takes indexes (SQLite's tables stay
+#: one B-tree each, a page less written per webhook). To change the schema, append a step;
+#: never edit one that has shipped.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE IF NOT EXISTS {t}wk_claims (
+        key text PRIMARY KEY,
+        owner text NOT NULL,
+        done {bool} NOT NULL,
+        answer {blob},
+        expires {real} NOT NULL
+    ){rowid};
+    CREATE INDEX wk_claims_expires ON {t}wk_claims (expires);
+    CREATE TABLE IF NOT EXISTS {t}wk_messages (
+        sid text PRIMARY KEY,
+        status text,
+        rank integer NOT NULL,
+        error_code integer,
+        updated {real} NOT NULL,
+        final_at {real}
+    ){rowid};
+    CREATE INDEX wk_messages_updated ON {t}wk_messages (updated);
+    CREATE TABLE IF NOT EXISTS {t}wk_events (
+        sid text NOT NULL,
+        key text NOT NULL,
+        status text NOT NULL,
+        error_code integer,
+        event_type text,
+        received {real} NOT NULL,
+        form text NOT NULL,
+        PRIMARY KEY (sid, key)
+    ){rowid};
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS {t}wk_conversations (
+        id text PRIMARY KEY,
+        data {blob} NOT NULL,
+        expires {real} NOT NULL,
+        due {real}
+    ){rowid};
+    CREATE INDEX wk_conversations_expires ON {t}wk_conversations (expires);
+    CREATE INDEX wk_conversations_due ON {t}wk_conversations (due) WHERE due IS NOT NULL;
+    CREATE TABLE IF NOT EXISTS {t}wk_opt_outs (
+        sender text NOT NULL,
+        address text NOT NULL,
+        opted_out {bool} NOT NULL,
+        updated {real} NOT NULL,
+        source text NOT NULL,
+        PRIMARY KEY (sender, address)
+    ){rowid};
+    """,
+    # The ledger as the record of every message: what the kit knows besides the status.
+    """
+    ALTER TABLE {t}wk_messages ADD COLUMN created {real};
+    ALTER TABLE {t}wk_messages ADD COLUMN sent_at {real};
+    ALTER TABLE {t}wk_messages ADD COLUMN direction text;
+    ALTER TABLE {t}wk_messages ADD COLUMN from_addr text;
+    ALTER TABLE {t}wk_messages ADD COLUMN to_addr text;
+    ALTER TABLE {t}wk_messages ADD COLUMN body text;
+    ALTER TABLE {t}wk_messages ADD COLUMN redacted {bool} NOT NULL DEFAULT {false};
+    ALTER TABLE {t}wk_messages ADD COLUMN segments integer;
+    ALTER TABLE {t}wk_messages ADD COLUMN media integer;
+    ALTER TABLE {t}wk_messages ADD COLUMN price text;
+    ALTER TABLE {t}wk_messages ADD COLUMN price_unit text;
+    ALTER TABLE {t}wk_messages ADD COLUMN ref text;
+    ALTER TABLE {t}wk_messages ADD COLUMN reply_to text;
+    CREATE INDEX wk_messages_created
+        ON {t}wk_messages ((coalesce(created, 0)) DESC, (sid COLLATE "C") DESC);
+    CREATE INDEX wk_messages_ref ON {t}wk_messages (ref) WHERE ref IS NOT NULL;
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS {t}wk_jobs (
+        key text PRIMARY KEY,
+        kind text NOT NULL,
+        handler text NOT NULL,
+        payload text NOT NULL,
+        created {real} NOT NULL,
+        state text NOT NULL,
+        attempts integer NOT NULL,
+        run_at {real} NOT NULL,
+        owner text NOT NULL,
+        expires {real} NOT NULL,
+        error text
+    ){rowid};
+    CREATE INDEX wk_jobs_created ON {t}wk_jobs (created, key);
+    """,
+)
+
+SQLITE_TYPES = {"real": "REAL", "blob": "BLOB", "bool": "INTEGER", "false": "0",
+                "rowid": " WITHOUT ROWID"}  # fmt: skip
+POSTGRES_TYPES = {"real": "double precision", "blob": "bytea", "bool": "boolean",
+                  "false": "false", "rowid": ""}  # fmt: skip
+
+
+def migrations(tables: str, types: dict[str, str], *, indexes: bool) -> tuple[list[str], ...]:
+    """:data:`MIGRATIONS` in one engine's words: each step as its list of statements."""
+    steps = []
+    for step in MIGRATIONS:
+        text = step.replace("{t}", tables)
+        for name, spelling in types.items():
+            text = text.replace("{" + name + "}", spelling)
+        statements = [" ".join(part.split()) for part in text.split(";")]
+        steps.append([s for s in statements if s and (indexes or not s.startswith("CREATE INDEX"))])
+    return tuple(steps)

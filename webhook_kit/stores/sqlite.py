@@ -64,85 +64,18 @@ from .rules import (
     ledger_horizon,
     merge_sql,
 )
-from .sql import Dialect, Statements, conversation_writes, job_params, opt_out_params
-
-#: The schema's history, oldest first: each step runs once per file, in order, and
-#: ``PRAGMA user_version`` records how many ran (a file from before versioning is at 0 and
-#: takes every step: the first ones create nothing that exists). Append a step to change the
-#: schema; never edit one that has shipped.
-MIGRATIONS: tuple[str, ...] = (
-    """
-CREATE TABLE IF NOT EXISTS wk_claims (
-    key TEXT PRIMARY KEY,
-    owner TEXT NOT NULL,
-    done INTEGER NOT NULL,
-    answer BLOB,
-    expires REAL NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS wk_messages (
-    sid TEXT PRIMARY KEY,
-    status TEXT,
-    rank INTEGER NOT NULL,
-    error_code INTEGER,
-    updated REAL NOT NULL,
-    final_at REAL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS wk_events (
-    sid TEXT NOT NULL,
-    key TEXT NOT NULL,
-    status TEXT NOT NULL,
-    error_code INTEGER,
-    event_type TEXT,
-    received REAL NOT NULL,
-    form TEXT NOT NULL,
-    PRIMARY KEY (sid, key)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS wk_jobs (
-    key TEXT PRIMARY KEY,
-    kind TEXT NOT NULL,
-    handler TEXT NOT NULL,
-    payload TEXT NOT NULL,
-    created REAL NOT NULL,
-    state TEXT NOT NULL,
-    attempts INTEGER NOT NULL,
-    run_at REAL NOT NULL,
-    owner TEXT NOT NULL,
-    expires REAL NOT NULL,
-    error TEXT
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS wk_conversations (
-    id TEXT PRIMARY KEY,
-    data BLOB NOT NULL,
-    expires REAL NOT NULL,
-    due REAL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS wk_opt_outs (
-    sender TEXT NOT NULL,
-    address TEXT NOT NULL,
-    opted_out INTEGER NOT NULL,
-    updated REAL NOT NULL,
-    source TEXT NOT NULL,
-    PRIMARY KEY (sender, address)
-) WITHOUT ROWID;
-""",
-    # The ledger as the record of every message: what the kit knows besides the status.
-    # (A file written between the two versions has these already: see _migrate.)
-    """
-ALTER TABLE wk_messages ADD COLUMN created REAL;
-ALTER TABLE wk_messages ADD COLUMN sent_at REAL;
-ALTER TABLE wk_messages ADD COLUMN direction TEXT;
-ALTER TABLE wk_messages ADD COLUMN from_addr TEXT;
-ALTER TABLE wk_messages ADD COLUMN to_addr TEXT;
-ALTER TABLE wk_messages ADD COLUMN body TEXT;
-ALTER TABLE wk_messages ADD COLUMN redacted INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE wk_messages ADD COLUMN segments INTEGER;
-ALTER TABLE wk_messages ADD COLUMN media INTEGER;
-ALTER TABLE wk_messages ADD COLUMN price TEXT;
-ALTER TABLE wk_messages ADD COLUMN price_unit TEXT;
-ALTER TABLE wk_messages ADD COLUMN ref TEXT;
-ALTER TABLE wk_messages ADD COLUMN reply_to TEXT;
-""",
+from .sql import (
+    SQLITE_TYPES,
+    Dialect,
+    Statements,
+    conversation_writes,
+    job_params,
+    migrations,
+    opt_out_params,
 )
+
+#: The schema's steps (:data:`.sql.MIGRATIONS`) in SQLite's words, without indexes.
+MIGRATIONS = migrations("", SQLITE_TYPES, indexes=False)
 
 # A new key, or one whose claim lapsed (a crashed worker's lease, a finished key past its
 # retention, or the unfinished claim of an owner known dead: ?6), is taken in one atomic
@@ -638,11 +571,11 @@ def _migrate(db: sqlite3.Connection) -> None:
     try:
         done = db.execute("PRAGMA user_version").fetchone()[0]
         for version in range(done, len(MIGRATIONS)):
-            for statement in MIGRATIONS[version].split(";"):
+            for statement in MIGRATIONS[version]:
                 try:
                     db.execute(statement)
                 except sqlite3.OperationalError as error:
-                    # A file from before versioning (0) may have had later columns already.
+                    # A file from before versioning (0) may have its later columns already.
                     if done or "duplicate column" not in str(error):
                         raise
         db.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
