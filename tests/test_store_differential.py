@@ -81,6 +81,10 @@ class Backends:
         self.postgres = PostgresStore(f"{POSTGRES_URL}?schema={self.schema}&{fast}", **options)
         self.postgres.get_message("none")  # creates the schema
         self.redis: RedisStore | None = None
+        import psycopg
+
+        # One connection empties the tables before every sequence.
+        self.admin = psycopg.connect(POSTGRES_URL, autocommit=True)
 
     def fresh(self) -> dict[str, Store]:
         """Empty stores for a new sequence (Redis: a new prefix, deleted at the end)."""
@@ -89,10 +93,7 @@ class Backends:
         with sqlite3.connect(self.sqlite_path) as db:
             for table in TABLES:
                 db.execute(f"DELETE FROM {table}")
-        import psycopg
-
-        with psycopg.connect(POSTGRES_URL, autocommit=True) as db:
-            db.execute("; ".join(f'DELETE FROM "{self.schema}".{table}' for table in TABLES))
+        self.admin.execute("; ".join(f'DELETE FROM "{self.schema}".{table}' for table in TABLES))
         if self.redis is not None:
             self.redis.close()
         self.redis = RedisStore(
@@ -107,14 +108,13 @@ class Backends:
         }
 
     def close(self) -> None:
-        import psycopg
         import redis
 
         for store in (self.sqlite, self.postgres, self.redis):
             if store is not None:
                 store.close()
-        with psycopg.connect(POSTGRES_URL, autocommit=True) as db:
-            db.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
+        self.admin.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
+        self.admin.close()
         client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT)
         keys = list(client.scan_iter(match=f"{self.redis_base}-*", count=1000))
         for start in range(0, len(keys), 1000):
