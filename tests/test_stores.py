@@ -217,13 +217,21 @@ class TestLedger:
         assert record is not None and record.history[-1].event_type == "READ"
         assert record.final_at is not None and record.final_at.timestamp() == 10
 
-    def test_first_terminal_state_stays(self, store: Store) -> None:
-        store.record_status(entry("SM1", "undelivered", at=10, error_code=30003))
-        store.record_status(entry("SM1", "delivered", at=11))
+    @pytest.mark.parametrize("first", ["undelivered", "delivered"])
+    def test_two_terminal_states_converge_whatever_their_order(
+        self, store: Store, first: str
+    ) -> None:
+        undelivered = entry("SM1", "undelivered", at=10, error_code=30003)
+        delivered = entry("SM1", "delivered", at=11)
+        for update in (
+            (undelivered, delivered) if first == "undelivered" else (delivered, undelivered)
+        ):
+            store.record_status(update)
         record = store.get_message("SM1")
         assert record is not None and record.status is MessageStatus.UNDELIVERED
         assert record.error_code == 30003 and record.error is not None
         assert record.error.title == "Unreachable destination handset"
+        assert record.final_at is not None and record.final_at.timestamp() == 10
 
     def test_duplicate_is_not_recorded_twice(self, store: Store) -> None:
         first = store.record_status(entry("SM1", "sent"))

@@ -18,10 +18,9 @@ comes back is used again without restarting a worker. Expired rows are deleted, 
 claims released, by :meth:`PostgresStore.maintain` on the housekeeping thread or in
 ``webhook-kit maintenance``, never inside a request.
 
-The ledger follows the rules of the other stores: a given fact replaces the stored one, the
-status only moves to a higher rank (taking its error code with it), the created, sent and
-final times keep the earliest value, and redaction drops the body for good. A send's pending
-record (``WK…``) is merged into its SID's record in the same transaction that learns the SID.
+The ledger follows the rules every store runs (:mod:`.rules`, whose merge is this store's
+``ON CONFLICT`` clause); a send's pending record (``WK…``) is merged into its SID's record in
+the same transaction that learns the SID.
 """
 
 from __future__ import annotations

@@ -74,8 +74,6 @@ def _progress(row: Row) -> tuple[object, ...]:
 
 
 _REDACTED = NAMES.index("redacted")
-#: The rank of a record that has no status yet.
-NO_RANK: Final = -2
 
 Row = tuple[object, ...]
 
@@ -238,8 +236,6 @@ end
 
 
 LUA_MERGE: Final = _lua_merge()
-#: The Redis hash field of each column after the key, in row order.
-REDIS_FIELDS: Final = tuple(field for _, field, _ in COLUMNS[1:])
 
 
 def redis_pairs(row: Row) -> list[object]:
