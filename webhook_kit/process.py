@@ -29,24 +29,3 @@ class PerProcess:
 
     def _forked(self) -> None:
         self._lock = threading.Lock()  # the parent's may have been held mid-fork
-
-
-class Generation:
-    """Which process this is, cheaply: bumped in every forked child.
-
-    Connections must not cross a fork; comparing this with the value a connection was opened
-    under costs an attribute read, where ``os.getpid()`` is a system call on every store
-    operation.
-    """
-
-    __slots__ = ("value",)
-
-    def __init__(self) -> None:
-        self.value = 0
-        os.register_at_fork(after_in_child=self._forked)
-
-    def _forked(self) -> None:
-        self.value += 1
-
-
-generation = Generation()

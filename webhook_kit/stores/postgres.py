@@ -41,7 +41,6 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from ..errors import ConfigurationError
 from ..jobs import Job, JobState, job_from_row
-from ..process import generation
 from ..records import (
     LedgerEvent,
     MessageFacts,
@@ -324,7 +323,7 @@ class PostgresStore:
         self._compact_sql = _COMPACT.format(schema=quoted)
         self._lock = threading.Lock()
         self._pool: ConnectionPool[_Connection] | None = None
-        self._generation = -1
+        self._pid = 0
         #: id(connection) -> (connection, deadline) while an operation uses it.
         self._busy: dict[int, tuple[_Connection, float]] = {}
         self._stuck_after = _STUCK_AFTER * timeout
@@ -639,10 +638,10 @@ class PostgresStore:
         they must not open a pool of their own.
         """
         pool = self._pool
-        if not full and (pool is None or self._generation != generation.value):
+        if not full and (pool is None or self._pid != os.getpid()):
             return
         self._abandoned.release(self.release)
-        if self._suspect and pool is not None and self._generation == generation.value:
+        if self._suspect and pool is not None and self._pid == os.getpid():
             self._suspect = False
             with self._guard:
                 pool.check()  # drops every broken idle connection, so no request gets one
@@ -669,7 +668,7 @@ class PostgresStore:
 
     def close(self) -> None:
         with self._lock:
-            if self._pool is not None and self._generation == generation.value:
+            if self._pool is not None and self._pid == os.getpid():
                 self._pool.close()
             self._pool = None  # a forked child drops its parent's: psycopg leaves it open
 
@@ -680,7 +679,7 @@ class PostgresStore:
         ``watched``: cut by the watchdog if the operation outlasts the store timeout twice.
         """
         pool = self._pool
-        if pool is None or self._generation != generation.value:
+        if pool is None or self._pid != os.getpid():
             pool = self._open()
         with self._guard:
             # getconn/putconn rather than pool.connection(): its ``with conn`` only commits
@@ -707,7 +706,7 @@ class PostgresStore:
 
     def _open(self) -> ConnectionPool[_Connection]:
         with self._lock:
-            if self._generation != generation.value:
+            if self._pid != os.getpid():
                 # A connection must not cross a fork: a gunicorn worker forked from a master
                 # that used the store opens its own pool. psycopg closes a connection only in
                 # the process that opened it, so dropping the parent's pool is safe.
@@ -724,7 +723,7 @@ class PostgresStore:
                     open=True,
                     name=f"webhook_kit-{self.schema}",
                 )
-                self._generation = generation.value
+                self._pid = os.getpid()
                 self._busy = {}
                 watchdog = threading.Thread(
                     target=_watch,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, cast
@@ -23,7 +24,6 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import ConfigurationError
 from ..jobs import JOB_COLUMNS, Job, JobState, job_from_row, job_row
-from ..process import generation
 from ..records import (
     Direction,
     LedgerEvent,
@@ -415,17 +415,17 @@ class _Connections:
     exchange, or disconnected (it reconnects when used again), so none holds a reply.
     """
 
-    __slots__ = ("_generation", "_idle", "_pool")
+    __slots__ = ("_idle", "_pid", "_pool")
 
     def __init__(self, pool: ConnectionPool) -> None:
         self._pool = pool
         self._idle: list[redis.Connection] = []
-        self._generation = generation.value
+        self._pid = os.getpid()
 
     def exchange(self, command: bytes) -> Any:
         """Send ``command`` and read its reply (raised if it is an error)."""
-        if self._generation != generation.value:  # forked: the parent's sockets are not ours
-            self._idle, self._generation = [], generation.value
+        if self._pid != os.getpid():  # forked: the parent's sockets are not ours
+            self._idle, self._pid = [], os.getpid()
         try:
             return self._exchange(command)
         except redis.ConnectionError:  # closed meanwhile (a Redis restart): once more, as

@@ -17,6 +17,7 @@ at once; ``timeout`` bounds the wait for another connection's write lock.
 from __future__ import annotations
 
 import functools
+import os
 import sqlite3
 import threading
 import time
@@ -27,7 +28,6 @@ from typing import Any
 
 from ..errors import ConfigurationError
 from ..jobs import Job, JobState, job_from_row
-from ..process import generation
 from ..records import (
     LedgerEvent,
     MessageFacts,
@@ -462,7 +462,7 @@ class SQLiteStore:
         local = self._local
         connection: sqlite3.Connection | None = getattr(local, "connection", None)
         # A connection must not cross a fork: gunicorn workers each open their own.
-        if connection is not None and local.generation == generation.value:
+        if connection is not None and local.pid == os.getpid():
             return connection
         connection = sqlite3.connect(
             self.path, timeout=self._timeout, isolation_level=None, check_same_thread=True
@@ -473,7 +473,7 @@ class SQLiteStore:
         connection.execute(f"PRAGMA synchronous = {self._synchronous}")
         connection.execute(f"PRAGMA wal_autocheckpoint = {_CHECKPOINT_PAGES}")
         _migrate(connection)
-        local.connection, local.generation = connection, generation.value
+        local.connection, local.pid = connection, os.getpid()
         return connection
 
     @contextmanager
