@@ -273,6 +273,9 @@ def _text_tables(results: Results) -> str:
         "Every request carries a distinct MessageSid and a valid signature; any non-2xx "
         "answer, socket error or timeout fails the run."
     )
+    scaling = _scaling(results["ratios"])
+    if scaling:
+        lines += ["", scaling]
     lines.append("")
     lines.append(
         f"Micro benchmarks, best of {settings['micro_repeat']}, µs per call (empty-loop cost "
@@ -305,6 +308,20 @@ def _text_tables(results: Results) -> str:
     return "\n".join(lines)
 
 
+def _scaling(ratios: dict[str, float]) -> str:
+    """One line: how each app's rate grew from 1 to 3 workers on one SQLite file."""
+    parts = [
+        (label, ratios.get(key))
+        for label, key in (
+            ("bare Flask", "flask_1_to_3_workers"),
+            ("Flask + twilio-python + SQLite dedupe", "twilio_sqlite_1_to_3_workers"),
+            ("webhook_kit SQLite", "kit_sqlite_1_to_3_workers"),
+        )
+    ]
+    shown = [f"{label} {value:.2f}x" for label, value in parts if value is not None]
+    return "Scaling from 1 to 3 workers: " + ", ".join(shown) if shown else ""
+
+
 def _markdown(results: Results) -> str:
     settings, host = results["settings"], results["machine"]
     lines = [
@@ -328,6 +345,9 @@ def _markdown(results: Results) -> str:
             f"| {item['name']} | {item['webhook_kit_us']:.1f} µs | {peer}"
             f" | {_times(item['speedup'], 1)} |"
         )
+    scaling = _scaling(results["ratios"])
+    if scaling:
+        lines += ["", scaling]
     rss = results["rss"]
     lines += [
         "",
