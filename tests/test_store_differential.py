@@ -139,7 +139,17 @@ OWNER_REFS = st.integers(0, 7)
 SIDS = st.sampled_from(["SM0", "SM1", "WK0"])
 ALIASES = st.sampled_from([None, "WK0", "WK1"])
 STATUSES = st.sampled_from(
-    ["queued", "sent", "delivered", "undelivered", "failed", "read", "received", "canceled"]
+    [
+        "queued",
+        "sent",
+        "delivered",
+        "undelivered",
+        "failed",
+        "read",
+        "received",
+        "canceled",
+        "new_thing",
+    ]  # an unknown status: kept, ranked below every known one
 )
 OFFSETS = st.sampled_from([-3.0, -1.0, 0.0, 0.5, 2.0])
 TEXT = st.sampled_from([None, "", "x"])
@@ -162,7 +172,9 @@ def message_facts(draw: st.DrawFn) -> dict[str, Any]:
         "num_segments": draw(st.sampled_from([None, 0, 2])),
         "num_media": draw(st.sampled_from([None, 0, 1])),
         "created_at": draw(st.sampled_from([None, -5.0, 1.0])),
-        "status": draw(st.sampled_from([None, "queued", "sent", "delivered", "read", "failed"])),
+        "status": draw(
+            st.sampled_from([None, "queued", "sent", "delivered", "read", "failed", "new_thing"])
+        ),
         "error_code": draw(st.sampled_from([None, 30003])),
         "price": draw(TEXT),
         "price_unit": draw(TEXT),
