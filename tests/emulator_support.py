@@ -23,6 +23,7 @@ from twilio.rest import Client
 
 from webhook_kit.emulator import Emulator
 from webhook_kit.emulator.client import EmulatorHttpClient
+from webhook_kit.emulator.throughput import Throughput
 
 SPEC = json.loads((Path(__file__).parent / "data" / "twilio-oai-messages.json").read_text())
 COMPONENTS = SPEC["components"]
@@ -112,20 +113,28 @@ def recording_client(emulator: Emulator) -> tuple[Client, RecordingHttpClient]:
 
 
 class Receiver:
-    """A loopback HTTP server standing in for an app: records each POST, answers per path."""
+    """A loopback HTTP server standing in for an app: records each request, answers per path."""
 
     def __init__(self) -> None:
         self.posts: list[tuple[str, dict[str, str], list[tuple[str, str]]]] = []
+        #: Every request, GET included: (method, path with query, headers, form).
+        self.requests: list[tuple[str, str, dict[str, str], list[tuple[str, str]]]] = []
         self.answers: dict[str, tuple[int, str, bytes]] = {}
         self._lock = threading.Lock()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.do_POST()
+
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 form = parse_qsl(self.rfile.read(length).decode(), keep_blank_values=True)
+                headers = dict(self.headers.items())
                 with receiver._lock:
-                    receiver.posts.append((self.path, dict(self.headers.items()), form))
+                    receiver.requests.append((self.command, self.path, headers, form))
+                    if self.command == "POST":
+                        receiver.posts.append((self.path, headers, form))
                 status, kind, body = receiver.answers.get(
                     self.path.split("?")[0], (200, "text/xml", b"<Response/>")
                 )
@@ -155,3 +164,7 @@ class Receiver:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+#: Sender queues that never hold a message back, for tests about something else.
+UNTHROTTLED = Throughput.unqueued()

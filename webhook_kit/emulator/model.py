@@ -1,6 +1,6 @@
 """The emulator's records and their JSON exactly as Twilio's REST API writes it.
 
-A :class:`MessageRecord` holds everything the emulator knows about one message, including
+A :class:`EmulatedMessage` holds everything the emulator knows about one message, including
 what the REST resource never shows (its planned outcome, its callback URL); :func:`message_json`
 turns it into the 20 keys of the spec's ``api.v2010.account.message`` schema, with Twilio's
 types (``num_segments``/``num_media`` as strings, RFC 2822 dates, integer ``error_code``).
@@ -9,12 +9,15 @@ types (``num_segments``/``num_media`` as strings, RFC 2822 dates, integer ``erro
 from __future__ import annotations
 
 import os
+import random
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from email.utils import format_datetime
+from functools import lru_cache
 from typing import Any, Final
 
+from ..process import process
 from ..status import ERROR_CATALOGUE, MessageStatus
 
 API_VERSION: Final = "2010-04-01"
@@ -44,16 +47,63 @@ def whole_number(raw: str | None, digits: int = 9) -> int | None:
     return int(raw)
 
 
+#: SIDs need to be unique, not secret: a generator seeded from the OS (again in a forked
+#: child) never releases the GIL, as ``os.urandom`` does on every call.
+_sids = random.Random(os.urandom(32))
+process.at_fork(lambda: _sids.seed(os.urandom(32)))
+
+
+def random_hex() -> str:
+    """32 random hex digits (SIDs, idempotency tokens)."""
+    return f"{_sids.getrandbits(128):032x}"
+
+
 def new_sid(prefix: str) -> str:
     """A random SID of Twilio's shape: two letters and 32 hex digits."""
-    return prefix + os.urandom(16).hex()
+    return prefix + random_hex()
 
 
 def rfc2822(seconds: float | None) -> str | None:
     """Twilio's date format, e.g. ``Thu, 24 Aug 2023 05:01:45 +0000``."""
-    if seconds is None:
-        return None
-    return format_datetime(datetime.fromtimestamp(int(seconds), UTC))
+    return None if seconds is None else _rfc2822_second(int(seconds))
+
+
+@lru_cache(maxsize=256)
+def _rfc2822_second(seconds: int) -> str:
+    """Formatting is slow, and a burst of messages shares its seconds."""
+    return format_datetime(datetime.fromtimestamp(seconds, UTC))
+
+
+def iso8601(seconds: float) -> str:
+    """The v1 APIs' date format (Messaging Services, Content), e.g. ``2015-07-30T20:00:00Z``."""
+    return datetime.fromtimestamp(int(seconds), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+#: Country calling codes the emulator names (``FromCountry``, sender geomatching).
+COUNTRIES: Final = {
+    "+1": "US",
+    "+31": "NL",
+    "+33": "FR",
+    "+34": "ES",
+    "+39": "IT",
+    "+44": "GB",
+    "+49": "DE",
+    "+52": "MX",
+    "+55": "BR",
+    "+61": "AU",
+    "+81": "JP",
+    "+91": "IN",
+}
+
+
+def country_of(address: str) -> str:
+    """The ISO country of an E.164 number (or channel address), "" when unknown."""
+    number = address.rpartition(":")[2]
+    for length in (4, 3, 2):
+        country = COUNTRIES.get(number[:length])
+        if country is not None:
+            return country
+    return ""
 
 
 def error_title(code: int) -> str:
@@ -82,7 +132,7 @@ class MediaRecord:
 
 
 @dataclass(slots=True)
-class MessageRecord:
+class EmulatedMessage:
     """A message and the emulator's private plan for it (outcome, callback URL, limits)."""
 
     sid: str
@@ -107,6 +157,22 @@ class MessageRecord:
     validity_period: int | None = None
     max_price: float | None = None
     send_at: float | None = None
+    #: Message Feedback: ``unconfirmed`` once sent with ProvideFeedback, then as reported.
+    feedback: str | None = None
+    feedback_at: float | None = None
+    #: When it leaves its sender's queue; ``expired``: its validity runs out first (30036).
+    departs_at: float | None = None
+    expired: bool = False
+    #: The template it was rendered from (a WhatsApp template may open a conversation).
+    content_sid: str | None = None
+    #: Every status the message took, with when: ``[[status, epoch seconds], ...]``.
+    history: list[list[Any]] = field(default_factory=list)
+
+    def set_status(self, status: str, at: float) -> None:
+        """Move to ``status`` at ``at``, keeping the step in :attr:`history`."""
+        self.status = status
+        self.date_updated = at
+        self.history.append([status, at])
 
     @property
     def channel(self) -> str | None:
@@ -118,19 +184,26 @@ class MessageRecord:
         """True once the life cycle has nothing left to do but a read receipt."""
         return MessageStatus(self.status).is_final
 
+    def copy(self) -> EmulatedMessage:
+        """An independent copy (records are mutated in place, then saved)."""
+        return EmulatedMessage.from_dict(self.to_dict(), copy=True)
+
     def to_dict(self) -> dict[str, Any]:
-        """Plain data for the SQLite state (flat, so no deep copy as ``asdict`` makes)."""
+        """Plain data for the SQLite state (flat but for the history, so no deep copy)."""
         return {name: getattr(self, name) for name in _RECORD_FIELDS}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> MessageRecord:
+    def from_dict(cls, data: dict[str, Any], *, copy: bool = False) -> EmulatedMessage:
+        """The record of ``data``; ``copy``: sharing no list with it (the history)."""
+        if copy:
+            data = {**data, "history": [list(step) for step in data["history"]]}
         return cls(**data)
 
 
-_RECORD_FIELDS = tuple(f.name for f in fields(MessageRecord))
+_RECORD_FIELDS = tuple(f.name for f in fields(EmulatedMessage))
 
 
-def message_json(record: MessageRecord) -> dict[str, Any]:
+def message_json(record: EmulatedMessage) -> dict[str, Any]:
     """The Message resource as Twilio returns it: exactly the spec's keys and types."""
     base = f"/{API_VERSION}/Accounts/{record.account_sid}/Messages/{record.sid}"
     error = record.error_code
@@ -155,6 +228,19 @@ def message_json(record: MessageRecord) -> dict[str, Any]:
         "subresource_uris": {"media": f"{base}/Media.json", "feedback": f"{base}/Feedback.json"},
         "to": record.to,
         "uri": f"{base}.json",
+    }
+
+
+def feedback_json(record: EmulatedMessage) -> dict[str, Any]:
+    """The Message Feedback resource (twilio-more.md §8): answered with 200, not 201."""
+    at = record.feedback_at if record.feedback_at is not None else record.date_created
+    return {
+        "account_sid": record.account_sid,
+        "date_created": rfc2822(at),
+        "date_updated": rfc2822(at),
+        "message_sid": record.sid,
+        "outcome": record.feedback or "unconfirmed",
+        "uri": f"/{API_VERSION}/Accounts/{record.account_sid}/Messages/{record.sid}/Feedback.json",
     }
 
 

@@ -81,6 +81,10 @@ class CreateRequest:
     max_price: float | None
     send_at: float | None
     smart_encoded: bool
+    provide_feedback: bool = False
+    #: A template to render (``HX...``) and its variables.
+    content_sid: str | None = None
+    content_variables: tuple[tuple[str, str], ...] = ()
 
 
 def bad(code: int, message: str) -> ApiError:
@@ -146,7 +150,10 @@ def parse_create(form: Mapping[str, str], media: Sequence[str], now: float) -> C
     body = form.get("Body", "")
     content_sid = form.get("ContentSid", "")
     if content_sid and not CONTENT_SID_RE.match(content_sid):
-        raise generic("ContentSid", content_sid, "a Content SID (HX...)")
+        raise bad(21655, f"The ContentSid {content_sid[:40]!r} is Invalid: it is HX + 32 hex")
+    variables = _content_variables(form.get("ContentVariables"))
+    if form.get("ContentVariables") is not None and not content_sid:
+        raise bad(21654, "ContentVariables is only valid with a ContentSid")
     if not body and not media and not content_sid:
         if service is not None and from_ is None:
             raise bad(21619, "A text message body, media URL or Content SID is required")
@@ -173,7 +180,26 @@ def parse_create(form: Mapping[str, str], media: Sequence[str], now: float) -> C
         max_price=_max_price(form.get("MaxPrice")),
         send_at=_send_at(form, service, now),
         smart_encoded=form.get("SmartEncoded", "").lower() == "true",
+        provide_feedback=form.get("ProvideFeedback", "").lower() == "true",
+        content_sid=content_sid or None,
+        content_variables=variables,
     )
+
+
+def _content_variables(raw: str | None) -> tuple[tuple[str, str], ...]:
+    """``ContentVariables``: a JSON object of non-empty text (numbers taken as text), or 21656."""
+    if raw is None:
+        return ()
+    try:
+        parsed = json.loads(raw)
+    except (ValueError, RecursionError):  # deeply nested arrays exhaust the parser
+        parsed = None
+    if not isinstance(parsed, dict) or not all(
+        isinstance(v, str | int | float) and not isinstance(v, bool) and str(v) != ""
+        for v in parsed.values()
+    ):
+        raise bad(21656, "The ContentVariables Parameter is invalid: send a JSON object of text")
+    return tuple((str(k), str(v)) for k, v in parsed.items())
 
 
 def _check_misc(form: Mapping[str, str]) -> None:
@@ -190,14 +216,6 @@ def _check_misc(form: Mapping[str, str]) -> None:
     attempt = form.get("Attempt")
     if attempt is not None and whole_number(attempt) is None:
         raise generic("Attempt", attempt, "a whole number")
-    variables = form.get("ContentVariables")
-    if variables is not None:
-        try:
-            parsed = json.loads(variables)
-        except (ValueError, RecursionError):  # deeply nested arrays exhaust the parser
-            parsed = None
-        if not isinstance(parsed, dict):
-            raise generic("ContentVariables", variables[:50], "a JSON object")
     application = form.get("ApplicationSid")
     if application is not None and not APPLICATION_SID_RE.match(application):
         raise generic("ApplicationSid", application, "an Application SID (AP...)")
@@ -256,23 +274,29 @@ def parse_datetime(value: str) -> float | None:
     return parsed.timestamp()
 
 
-def parse_filters(query: Mapping[str, str]) -> Filters:
-    """``To``, ``From`` and ``DateSent`` / ``DateSent<`` / ``DateSent>`` (date or date-time).
+def date_bounds(query: Mapping[str, str], name: str) -> tuple[float | None, float | None]:
+    """Inclusive epoch bounds from ``name``, ``name<`` and ``name>`` (date or date-time).
 
     A date alone covers that whole day: ``DateSent=2026-01-02`` is that day, ``DateSent<`` on
     or before it, ``DateSent>`` on or after it. A date-time bound is inclusive to the second.
     """
     lower: float | None = None
     upper: float | None = None
-    for name in ("DateSent", "DateSent<", "DateSent>"):
-        raw = query.get(name)
+    for key in (name, f"{name}<", f"{name}>"):
+        raw = query.get(key)
         if raw is None:
             continue
-        start, end = _day_or_instant(name, raw)
-        if name in {"DateSent", "DateSent>"}:
+        start, end = _day_or_instant(key, raw)
+        if key != f"{name}<":
             lower = start if lower is None else max(lower, start)
-        if name in {"DateSent", "DateSent<"}:
+        if key != f"{name}>":
             upper = end if upper is None else min(upper, end)
+    return lower, upper
+
+
+def parse_filters(query: Mapping[str, str]) -> Filters:
+    """The Messages list filters: ``To``, ``From`` and ``DateSent`` / ``<`` / ``>``."""
+    lower, upper = date_bounds(query, "DateSent")
     return Filters(
         to=query.get("To") or None,
         from_=query.get("From") or None,
@@ -293,21 +317,3 @@ def _day_or_instant(name: str, raw: str) -> tuple[float, float]:
     if instant is None:
         raise generic(name, raw, "a date (YYYY-MM-DD) or date-time")
     return instant, instant + 0.999999
-
-
-def parse_page_size(raw: str | None) -> int:
-    if raw is None:
-        return 50
-    size = whole_number(raw)
-    if size is None or not 1 <= size <= 1000:
-        raise generic("PageSize", raw, "a whole number from 1 to 1000")
-    return size
-
-
-def parse_page(raw: str | None) -> int:
-    if raw is None:
-        return 0
-    page = whole_number(raw)
-    if page is None:
-        raise generic("Page", raw, "a whole number")
-    return page

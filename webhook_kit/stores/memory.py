@@ -18,7 +18,7 @@ from ..records import (
     timestamp,
 )
 from ..status import MessageStatus
-from . import (
+from .base import (
     DEFAULT_LEDGER_RETENTION,
     DEFAULT_RETENTION,
     RECORD_COLUMNS,

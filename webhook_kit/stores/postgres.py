@@ -41,6 +41,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from ..errors import ConfigurationError
 from ..jobs import Job, JobState, job_from_row
+from ..process import process
 from ..records import (
     LedgerEvent,
     MessageFacts,
@@ -50,7 +51,7 @@ from ..records import (
     timestamp,
 )
 from ..status import MessageStatus
-from . import (
+from .base import (
     DEFAULT_LEDGER_RETENTION,
     DEFAULT_RETENTION,
     DEFAULT_TIMEOUT,
@@ -323,7 +324,7 @@ class PostgresStore:
         self._compact_sql = _COMPACT.format(schema=quoted)
         self._lock = threading.Lock()
         self._pool: ConnectionPool[_Connection] | None = None
-        self._pid = 0
+        self._forks = -1  # the fork generation its pool was opened in
         #: id(connection) -> (connection, deadline) while an operation uses it.
         self._busy: dict[int, tuple[_Connection, float]] = {}
         self._stuck_after = _STUCK_AFTER * timeout
@@ -638,10 +639,10 @@ class PostgresStore:
         they must not open a pool of their own.
         """
         pool = self._pool
-        if not full and (pool is None or self._pid != os.getpid()):
+        if not full and (pool is None or self._forks != process.forks):
             return
         self._abandoned.release(self.release)
-        if self._suspect and pool is not None and self._pid == os.getpid():
+        if self._suspect and pool is not None and self._forks == process.forks:
             self._suspect = False
             with self._guard:
                 pool.check()  # drops every broken idle connection, so no request gets one
@@ -668,7 +669,7 @@ class PostgresStore:
 
     def close(self) -> None:
         with self._lock:
-            if self._pool is not None and self._pid == os.getpid():
+            if self._pool is not None and self._forks == process.forks:
                 self._pool.close()
             self._pool = None  # a forked child drops its parent's: psycopg leaves it open
 
@@ -679,7 +680,7 @@ class PostgresStore:
         ``watched``: cut by the watchdog if the operation outlasts the store timeout twice.
         """
         pool = self._pool
-        if pool is None or self._pid != os.getpid():
+        if pool is None or self._forks != process.forks:
             pool = self._open()
         with self._guard:
             # getconn/putconn rather than pool.connection(): its ``with conn`` only commits
@@ -706,7 +707,7 @@ class PostgresStore:
 
     def _open(self) -> ConnectionPool[_Connection]:
         with self._lock:
-            if self._pid != os.getpid():
+            if self._forks != process.forks:
                 # A connection must not cross a fork: a gunicorn worker forked from a master
                 # that used the store opens its own pool. psycopg closes a connection only in
                 # the process that opened it, so dropping the parent's pool is safe.
@@ -723,7 +724,7 @@ class PostgresStore:
                     open=True,
                     name=f"webhook_kit-{self.schema}",
                 )
-                self._pid = os.getpid()
+                self._forks = process.forks
                 self._busy = {}
                 watchdog = threading.Thread(
                     target=_watch,

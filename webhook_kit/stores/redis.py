@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, cast
@@ -24,6 +23,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import ConfigurationError
 from ..jobs import JOB_COLUMNS, Job, JobState, job_from_row, job_row
+from ..process import process
 from ..records import (
     Direction,
     LedgerEvent,
@@ -35,7 +35,7 @@ from ..records import (
     timestamp,
 )
 from ..status import MessageStatus
-from . import (
+from .base import (
     DEFAULT_LEDGER_RETENTION,
     DEFAULT_RETENTION,
     DEFAULT_TIMEOUT,
@@ -415,17 +415,17 @@ class _Connections:
     exchange, or disconnected (it reconnects when used again), so none holds a reply.
     """
 
-    __slots__ = ("_idle", "_pid", "_pool")
+    __slots__ = ("_forks", "_idle", "_pool")
 
     def __init__(self, pool: ConnectionPool) -> None:
         self._pool = pool
         self._idle: list[redis.Connection] = []
-        self._pid = os.getpid()
+        self._forks = process.forks
 
     def exchange(self, command: bytes) -> Any:
         """Send ``command`` and read its reply (raised if it is an error)."""
-        if self._pid != os.getpid():  # forked: the parent's sockets are not ours
-            self._idle, self._pid = [], os.getpid()
+        if self._forks != process.forks:  # forked: the parent's sockets are not ours
+            self._idle, self._forks = [], process.forks
         try:
             return self._exchange(command)
         except redis.ConnectionError:  # closed meanwhile (a Redis restart): once more, as

@@ -13,7 +13,8 @@ import re
 from dataclasses import dataclass, field
 
 from ..jobs import JOB_COLUMNS, Job, job_row
-from . import ConversationWrite, OptOut
+from ..once import ConversationWrite
+from .base import OptOut
 from .rules import CONVERSATION_ORDER_SQL, JOB_DUE_SQL, JOB_ORDER_SQL, LAPSED_SQL
 
 _NAMED = re.compile(r":([a-z_]+)")

@@ -17,7 +17,6 @@ at once; ``timeout`` bounds the wait for another connection's write lock.
 from __future__ import annotations
 
 import functools
-import os
 import sqlite3
 import threading
 import time
@@ -28,6 +27,7 @@ from typing import Any
 
 from ..errors import ConfigurationError
 from ..jobs import Job, JobState, job_from_row
+from ..process import process
 from ..records import (
     LedgerEvent,
     MessageFacts,
@@ -37,7 +37,7 @@ from ..records import (
     timestamp,
 )
 from ..status import MessageStatus
-from . import (
+from .base import (
     DEFAULT_LEDGER_RETENTION,
     DEFAULT_RETENTION,
     DEFAULT_TIMEOUT,
@@ -462,7 +462,7 @@ class SQLiteStore:
         local = self._local
         connection: sqlite3.Connection | None = getattr(local, "connection", None)
         # A connection must not cross a fork: gunicorn workers each open their own.
-        if connection is not None and local.pid == os.getpid():
+        if connection is not None and local.forks == process.forks:
             return connection
         connection = sqlite3.connect(
             self.path, timeout=self._timeout, isolation_level=None, check_same_thread=True
@@ -473,7 +473,7 @@ class SQLiteStore:
         connection.execute(f"PRAGMA synchronous = {self._synchronous}")
         connection.execute(f"PRAGMA wal_autocheckpoint = {_CHECKPOINT_PAGES}")
         _migrate(connection)
-        local.connection, local.pid = connection, os.getpid()
+        local.connection, local.forks = connection, process.forks
         return connection
 
     @contextmanager
