@@ -23,6 +23,7 @@ from .errors import TwiMLError as TwiMLError
 from .errors import TwiMLParseError as TwiMLParseError
 from .errors import TwiMLTypeError as TwiMLTypeError
 from .errors import WebhookKitError as WebhookKitError
+from .errors import WebhookRejectedError as WebhookRejectedError
 from .events import Channel as Channel
 from .events import FallbackRequest as FallbackRequest
 from .events import InboundMessage as InboundMessage

@@ -50,6 +50,14 @@ class StoreError(WebhookKitError):
     reason = "store_down"
 
 
+class WebhookRejectedError(WebhookKitError, AssertionError):
+    """In a test, the app answered a webhook of the emulator with an error (4xx or 5xx).
+
+    Twilio would only log it in the console's debugger; a test fails at once, with the
+    app's reason, instead of seeing no reply.
+    """
+
+
 class ReplyTypeError(WebhookKitError, TypeError):
     """A handler returned something that is not a reply (``str``, list of ``str``, TwiML, None)."""
 

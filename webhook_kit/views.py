@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
@@ -416,7 +417,7 @@ class Pipeline:
         ):
             return
         reason = "missing X-Twilio-Signature header" if not signature else "invalid signature"
-        hint = _proxy_hint(environ, self.settings)
+        hint = _hint(environ, self.settings, incoming.fields.get("AccountSid"))
         if mode == "log-only":
             log.warning("log-only: would reject %s for %s%s", reason, url, hint)
             return
@@ -764,12 +765,23 @@ def _latin1_to_utf8(text: str) -> str:
         raise BadRequestError("query string is not valid UTF-8") from None
 
 
-def _proxy_hint(environ: Mapping[str, Any], settings: Settings) -> str:
-    """Say why the URL may be wrong: the most common cause of failed signatures."""
+_ACCOUNT_SID = re.compile(r"AC[0-9a-f]{32}")
+
+
+def _hint(environ: Mapping[str, Any], settings: Settings, account_sid: str | None) -> str:
+    """Say what to check: the URL when a proxy is not configured (the most common cause of
+    failed signatures), else the auth token."""
     forwarded = "HTTP_X_FORWARDED_PROTO" in environ or "HTTP_X_FORWARDED_HOST" in environ
     if forwarded and settings.public_url is None and settings.proxy_hops == 0:
         return (
             " (the request came through a proxy: set WEBHOOK_KIT_PROXY_HOPS or "
             "WEBHOOK_KIT_PUBLIC_URL so the URL matches the one Twilio called)"
         )
-    return ""
+    if "HTTP_X_TWILIO_SIGNATURE" not in environ:
+        return ""
+    known = account_sid is not None and _ACCOUNT_SID.fullmatch(account_sid)  # it is not verified
+    account = f"account {account_sid}" if known else "the account that sent it"
+    return (
+        f" (if that is the URL Twilio called, check that TWILIO_AUTH_TOKEN or "
+        f"WEBHOOK_KIT_AUTH_TOKEN is the auth token of {account})"
+    )
