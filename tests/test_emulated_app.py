@@ -43,9 +43,11 @@ def test_a_rejected_signature_raises_with_the_apps_reason_and_logs_a_token_hint(
         wired = EmulatedApp.wire(_app(), emulator)
         assert [reply.body for reply in wired.text("hi").replies] == ["mine: hi"]
         emulator.auth_token = "not-the-apps"  # the account's token was rotated, say
-        with caplog.at_level(logging.WARNING, "webhook_kit"):
-            with pytest.raises(WebhookRejectedError) as raised:
-                wired.text("hi again")
+        with (
+            caplog.at_level(logging.WARNING, "webhook_kit"),
+            pytest.raises(WebhookRejectedError) as raised,
+        ):
+            wired.text("hi again")
     message = str(raised.value)
     assert "answered 403 to the inbound webhook http://bot.test/twilio/messages" in message
     assert "invalid signature" in message
@@ -55,9 +57,11 @@ def test_a_rejected_signature_raises_with_the_apps_reason_and_logs_a_token_hint(
 
 
 def test_an_emulator_with_another_token_is_refused_at_once() -> None:
-    with Emulator(clock="manual", auth_token="other") as emulator:
-        with pytest.raises(ConfigurationError, match="another auth token"):
-            EmulatedApp.wire(_app(), emulator)
+    with (
+        Emulator(clock="manual", auth_token="other") as emulator,
+        pytest.raises(ConfigurationError, match="another auth token"),
+    ):
+        EmulatedApp.wire(_app(), emulator)
 
 
 def test_the_plugins_fixtures_share_one_account(pytester: pytest.Pytester) -> None:
