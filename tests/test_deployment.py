@@ -33,7 +33,11 @@ from webhook_kit.testing import inbound_sms
 
 DEPLOY = ROOT / "examples" / "deploy"
 TOKEN = "deployment-test-token"
-BOT = 'from webhook_kit import WebhookKit\n\nkit = WebhookKit()\nkit.on_message()(lambda m: "Got " + m.body)\n'
+BOT = """from webhook_kit import WebhookKit
+
+kit = WebhookKit()
+kit.on_message()(lambda message: "Got " + message.body)
+"""
 
 
 def _replace(text: str, old: str, new: str) -> str:
