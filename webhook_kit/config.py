@@ -105,13 +105,13 @@ def unknown_keys(names: Iterable[str], known: Iterable[str]) -> list[str]:
     A misspelt setting is otherwise silently ignored (``WEBHOOK_KIT_STOR`` would leave the
     store at its default), so the server and ``init_app`` report each one at start-up.
     """
-    valid = sorted(set(known))
+    valid = {name.removeprefix(PREFIX) for name in known}  # the shared prefix is no likeness
     messages = []
     for name in sorted(n for n in names if isinstance(n, str) and n.startswith(PREFIX)):
-        if name in valid:
+        if name.removeprefix(PREFIX) in valid:
             continue
-        close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
-        hint = f"did you mean {close[0]}?" if close else "the settings are listed in the docs"
+        close = difflib.get_close_matches(name.removeprefix(PREFIX), sorted(valid), n=1)
+        hint = f"did you mean {PREFIX}{close[0]}?" if close else "the settings are in the docs"
         messages.append(f"{name} is not a webhook_kit setting and is ignored: {hint}")
     return messages
 
