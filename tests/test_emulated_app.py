@@ -101,7 +101,7 @@ def test_the_two_fixtures_agree(webhook_app, twilio_emulator):
     assert [reply.body for reply in exchange.replies] == ["Echo: hi"]
 """
     )
-    result = pytester.runpytest("-p", "no:cacheprovider")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=4)
 
 
@@ -128,4 +128,5 @@ def test_the_docs_example_passes(pytester: pytest.Pytester) -> None:
     example = page.split("<!-- emulated-app-example -->\n```python\n", 1)[1].split("```", 1)[0]
     pytester.makepyfile(mybot=BOT, test_example=example)
     pytester.makeini("[pytest]\nwebhook_kit_handlers = mybot\n")
-    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=3)
+    # In a subprocess: requests' classes must not be imported twice in one process.
+    pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=3)
