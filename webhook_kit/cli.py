@@ -442,7 +442,8 @@ def worker(*, handlers: str | None, threads: int | None) -> None:
     stop = threading.Event()
     for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, lambda *_: stop.set())
-    click.echo(f"webhook-kit worker running jobs from {app.config['WEBHOOK_KIT_STORE']}")
+    store = startup.describe_store(app.config["WEBHOOK_KIT_STORE"])
+    click.echo(f"webhook-kit worker running jobs from {store}")
     stop.wait()
 
 
