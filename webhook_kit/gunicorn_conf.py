@@ -73,8 +73,10 @@ def on_starting(server: object) -> None:
         for stale in glob.glob(os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], "*.db")):
             os.remove(stale)
     if not _started_cleanly():
-        if _own_metrics_dir:
-            shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+        on_exit(server)
+        pidfile = getattr(server, "pidfile", None)  # gunicorn wrote it just before this hook
+        if pidfile is not None:
+            pidfile.unlink()
         sys.exit(1)  # before any socket is bound or worker started: gunicorn exits with 1
 
 
