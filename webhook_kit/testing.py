@@ -15,6 +15,7 @@ import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 from urllib.parse import urlencode
 
@@ -416,7 +417,7 @@ class EmulatedApp:
         assert isinstance(kit, WebhookKit)
         return kit
 
-    @property
+    @cached_property
     def sender(self) -> Sender:
         """The app's :class:`~webhook_kit.sending.Sender` (what ``kit.send`` uses), sending
         through the emulator."""
