@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import POSTGRES_URL, require_postgres
 from flask import Flask
-from server import free_port
+from server import ROOT, free_port
 
 from webhook_kit import WebhookKit
 from webhook_kit.cli import main
@@ -146,6 +146,21 @@ def test_under_plain_gunicorn_a_mistake_is_one_line_not_a_traceback_per_worker(
     errors = [line for line in output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and errors[0].startswith("error: no Twilio auth token")
     assert "Traceback" not in output and "Booting worker" not in output
+
+
+def test_in_the_checkout_gunicorn_wsgi_app_is_checked_the_same_way() -> None:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "WEBHOOK_"))}
+    environ |= {"WEBHOOK_KIT_BIND": f"127.0.0.1:{free_port()}", "WEB_CONCURRENCY": "3"}
+    result = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "wsgi:app"],  # reads ./gunicorn.conf.py
+        cwd=ROOT, env=environ, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert [line for line in result.stderr.splitlines() if "rror" in line] == [
+        "error: no Twilio auth token: set TWILIO_AUTH_TOKEN (or app.config['WEBHOOK_KIT_AUTH_"
+        "TOKEN']), or register @kit.auth_token_loader before init_app; WEBHOOK_KIT_VALIDATE="
+        "off disables verification explicitly"
+    ]
 
 
 def test_under_plain_gunicorn_the_master_logs_one_banner(tmp_path: Path) -> None:
