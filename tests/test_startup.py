@@ -211,7 +211,9 @@ def test_serve_gunicorn_runs_the_packaged_configuration(
         raise SystemExit(0)  # as the real one, it does not return
 
     monkeypatch.setattr(os, "execv", execv)
-    env = {"TWILIO_AUTH_TOKEN": "t", "WEBHOOK_KIT_STORE": "memory://"}
+    monkeypatch.syspath_prepend(str(tmp_path))  # sys.path is restored afterwards
+    # --handlers sets WEBHOOK_KIT_HANDLERS: naming it here has the runner restore it.
+    env = {"TWILIO_AUTH_TOKEN": "t", "WEBHOOK_KIT_STORE": "memory://", "WEBHOOK_KIT_HANDLERS": ""}
     result = CliRunner().invoke(
         main, ["serve", "--gunicorn", "--handlers", "startup_bot", "--workers", "2"], env=env
     )
@@ -233,6 +235,18 @@ class TestCommandsReadTheServersStore:
         assert result.output.startswith(f"error: no store at {tmp_path}/webhook_kit.db")
         assert "relative to the working directory" in result.output
         assert not (tmp_path / "webhook_kit.db").exists()
+
+    def test_a_misspelt_variable_is_reported_before_the_store_is_read(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.chdir(tmp_path)
+        env = {"WEBHOOK_KIT_STORE": None, "WEBHOOK_KIT_STOR": f"sqlite:///{tmp_path}/kit.db"}
+        result = CliRunner().invoke(main, ["ledger", "stats"], env=env)
+        assert result.exit_code == 1
+        assert result.stderr.splitlines()[0] == (
+            "warning: WEBHOOK_KIT_STOR is not a webhook_kit setting and is ignored: "
+            "did you mean WEBHOOK_KIT_STORE?"
+        )
 
     def test_they_say_which_store_they_read(self, tmp_path: Path) -> None:
         url = f"sqlite:///{tmp_path}/kit.db"

@@ -522,6 +522,8 @@ def _when(seconds: float) -> str:
 
 def _store(url: str | None, *, create: bool = False) -> Store:
     """The server's store (or ``url``), resolved as the server resolves it; says which."""
+    for mistake in startup.misspelt():
+        click.echo(f"warning: {mistake}", err=True)
     store, described = startup.open_for_command(url, create=create)
     click.echo(f"store: {described}", err=True)
     return store

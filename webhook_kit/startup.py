@@ -36,7 +36,7 @@ def start(environ: Mapping[str, str] = os.environ) -> Flask:
     Raises :class:`~webhook_kit.errors.WebhookKitError` with a one-line message naming the
     cause (and any misspelt variable, which is often the cause).
     """
-    mistakes = unknown_keys(environ, [*DEFAULTS, *SERVER_KEYS])
+    mistakes = misspelt(environ)
     try:
         app = create_app(environ)
         pipeline = app.extensions["webhook_kit"].pipeline(app)
@@ -49,6 +49,11 @@ def start(environ: Mapping[str, str] = os.environ) -> Flask:
         log.warning("%s", mistake)
     log.info("%s", banner(app, environ))
     return app
+
+
+def misspelt(environ: Mapping[str, str] = os.environ) -> list[str]:
+    """A message for each ``WEBHOOK_KIT_*`` variable that is no setting, with the closest."""
+    return unknown_keys(environ, [*DEFAULTS, *SERVER_KEYS])
 
 
 def check_store(store: Store, url: str) -> None:
