@@ -156,11 +156,8 @@ def test_in_the_checkout_gunicorn_wsgi_app_is_checked_the_same_way() -> None:
         cwd=ROOT, env=environ, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert result.returncode == 1
-    assert [line for line in result.stderr.splitlines() if "rror" in line] == [
-        "error: no Twilio auth token: set TWILIO_AUTH_TOKEN (or app.config['WEBHOOK_KIT_AUTH_"
-        "TOKEN']), or register @kit.auth_token_loader before init_app; WEBHOOK_KIT_VALIDATE="
-        "off disables verification explicitly"
-    ]
+    (line,) = [line for line in result.stderr.splitlines() if "rror" in line]
+    assert line.startswith("error: no Twilio auth token: set TWILIO_AUTH_TOKEN")
 
 
 def test_under_plain_gunicorn_the_master_logs_one_banner(tmp_path: Path) -> None:
