@@ -25,7 +25,7 @@ trap cleanup EXIT
 quiet() { "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
 quiet .venv/bin/pip wheel --no-deps -q -w "$work/dist" "$repo"
 python3 -m venv "$work/venv"
-quiet "$work/venv/bin/pip" install -q "$(ls "$work"/dist/webhook_kit-*.whl)[postgres]"
+quiet "$work/venv/bin/pip" install -q --no-compile "$(ls "$work"/dist/webhook_kit-*.whl)[postgres]"
 mkdir "$work/project"
 cat > "$work/project/mybot.py" <<'PY'
 import time
