@@ -96,6 +96,7 @@ from .twiml import (
     MessagingResponse,
     Redirect,
 )
+from .whatsapp import Template
 
 __all__ = [
     "AuthenticationError",
@@ -153,6 +154,7 @@ __all__ = [
     "StatusCallback",
     "StoreError",
     "StreamEvent",
+    "Template",
     "TooManyMediaError",
     "TwiMLError",
     "TwiMLParseError",
