@@ -435,7 +435,8 @@ def test_ledger_and_reconcile_commands(tmp_path: Path) -> None:
         def run(*args: str) -> str:
             result = runner.invoke(main, list(args), env=env)
             assert result.exit_code == 0, result.output
-            return result.output
+            assert result.stderr == f"store: {store}\n"  # which store it read
+            return result.stdout
 
         found = run("ledger", "find", "--ref", "order-7")
         assert sent.sid in found and "sent" in found and "SID" in found.splitlines()[0]

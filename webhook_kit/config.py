@@ -7,8 +7,9 @@ names the key, never on the first webhook.
 
 from __future__ import annotations
 
+import difflib
 import os
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -108,6 +109,31 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     "WEBHOOK_KIT_JOB_POLL": (0.5, "seconds between the embedded runner's polls of the store"),
 }
 _RUNNERS = ("embedded", "celery", "off")
+PREFIX = "WEBHOOK_KIT_"
+#: Read from the environment by the standalone app and its gunicorn configuration only.
+SERVER_KEYS: dict[str, str] = {
+    "WEBHOOK_KIT_HANDLERS": "the module defining kit = WebhookKit() that the server serves",
+    "WEBHOOK_KIT_URL_PREFIX": "where the standalone app mounts the webhook routes",
+    "WEBHOOK_KIT_BIND": "address gunicorn listens on (default: 0.0.0.0:$PORT, else 127.0.0.1:8000)",
+    "WEBHOOK_KIT_REQUIRE_SERVICES": "1: webhook_kit's own test suite fails instead of skipping",
+}
+
+
+def unknown_keys(names: Iterable[str], known: Iterable[str]) -> list[str]:
+    """One message per ``WEBHOOK_KIT_*`` name that is not in ``known``, with the closest one.
+
+    A misspelt setting is otherwise silently ignored (``WEBHOOK_KIT_STOR`` would leave the
+    store at its default), so the server and ``init_app`` report each one at start-up.
+    """
+    valid = {name.removeprefix(PREFIX) for name in known}  # the shared prefix is no likeness
+    messages = []
+    for name in sorted(n for n in names if isinstance(n, str) and n.startswith(PREFIX)):
+        if name.removeprefix(PREFIX) in valid:
+            continue
+        close = difflib.get_close_matches(name.removeprefix(PREFIX), sorted(valid), n=1)
+        hint = f"did you mean {PREFIX}{close[0]}?" if close else "the settings are in the docs"
+        messages.append(f"{name} is not a webhook_kit setting and is ignored: {hint}")
+    return messages
 
 
 @dataclass(frozen=True, slots=True)

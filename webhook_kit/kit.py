@@ -12,7 +12,7 @@ from weakref import WeakKeyDictionary
 
 from flask import Flask, current_app
 
-from .config import Settings
+from .config import DEFAULTS, Settings, unknown_keys
 from .conversation import Conversation
 from .errors import ConfigurationError
 from .events import Channel, InboundMessage, OptOutType, StatusCallback, StreamEvent
@@ -328,6 +328,8 @@ class WebhookKit:
             raise ConfigurationError(
                 "this app already has a WebhookKit; call init_app once per app"
             )
+        for mistake in unknown_keys(app.config, DEFAULTS):
+            log.warning("app.config: %s", mistake)
         settings = Settings.from_config(app.config)
         if settings.validate == "off":
             log.warning(
