@@ -17,15 +17,19 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from server import free_port
 
 from webhook_kit.config import DEFAULTS
 
@@ -210,3 +214,72 @@ def test_every_setting_is_documented() -> None:
     page = (DOCS / "configuration.md").read_text(encoding="utf-8")
     missing = [key for key in DEFAULTS if f"`{key}`" not in page]
     assert not missing, f"docs/configuration.md does not mention {missing}"
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-c", "from webhook_kit.cli import main; main()", *args]
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"the server on port {port} exited"
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"nothing listens on port {port}")
+
+
+def test_the_emulator_walkthrough_shows_what_the_shell_shows(tmp_path: Path) -> None:
+    """The three terminals of docs/guide/emulator.md, run: the command and the reply it shows."""
+    page = (DOCS / "guide" / "emulator.md").read_text(encoding="utf-8")
+    walkthrough = re.search(
+        r"^\$ \.venv/bin/webhook-kit (emulator send .+)\n((?:[^$`\n].*\n)+)", page, re.MULTILINE
+    )
+    assert walkthrough is not None, "the walkthrough shows no `emulator send` and its output"
+    command, shown = shlex.split(walkthrough.group(1)), walkthrough.group(2)
+    emulator_port, app_port = free_port(), free_port()
+    environ = {
+        **offline_environ(),
+        "TWILIO_ACCOUNT_SID": "AC" + "1" * 32,
+        "TWILIO_AUTH_TOKEN": "2" * 32,
+        "WEBHOOK_KIT_TWILIO_BASE_URL": f"http://127.0.0.1:{emulator_port}",
+        "WEBHOOK_KIT_PUBLIC_URL": f"http://127.0.0.1:{app_port}",
+        "WEBHOOK_KIT_STORE": f"sqlite:///{tmp_path / 'webhook_kit.db'}",
+    }
+    number = f"+15017250604=http://127.0.0.1:{app_port}/twilio/messages"
+    servers = [
+        subprocess.Popen(
+            _cli("emulator", "--port", str(emulator_port), "--number", number),
+            env=environ,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ),
+        subprocess.Popen(  # in the checkout: the echo bot of examples/
+            _cli("serve", "--port", str(app_port)),
+            cwd=ROOT,
+            env=environ,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ),
+    ]
+    try:
+        for port, server in zip((emulator_port, app_port), servers, strict=True):
+            _wait_for_port(port, server)
+        url = f"http://127.0.0.1:{emulator_port}"
+        sent = subprocess.run(
+            _cli(*command, "--url", url),
+            env=environ,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        for server in servers:
+            server.terminate()
+            server.wait(timeout=10)
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    sid = re.compile(r"SM[0-9a-f]{32}")
+    assert sid.sub("SM…", sent.stdout) == sid.sub("SM…", shown)
