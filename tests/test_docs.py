@@ -143,10 +143,17 @@ BLOCKS = python_blocks()
 
 
 @pytest.fixture(scope="module")
-def runs() -> Iterator[dict[str, Future[subprocess.CompletedProcess[str]]]]:
-    """Every block started at once, a few at a time, so the whole file takes seconds."""
+def runs(
+    request: pytest.FixtureRequest,
+) -> Iterator[dict[str, Future[subprocess.CompletedProcess[str]]]]:
+    """Every selected block started at once, a few at a time, so the whole file takes seconds."""
+    selected = [
+        item.callspec.params["block"]
+        for item in request.session.items
+        if isinstance(item, pytest.Function) and item.originalname == "test_example_runs"
+    ]
     with ThreadPoolExecutor(max_workers=max(4, (os.cpu_count() or 1) * 4)) as pool:
-        yield {block.id: pool.submit(run_block, block) for block in BLOCKS}
+        yield {block.id: pool.submit(run_block, block) for block in selected}
 
 
 @pytest.mark.parametrize("block", BLOCKS, ids=[block.id for block in BLOCKS])
