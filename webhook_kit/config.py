@@ -20,7 +20,7 @@ ValidateMode = Literal["enforce", "log-only", "off"]
 N = TypeVar("N", int, float)
 _MODES: tuple[ValidateMode, ...] = ("enforce", "log-only", "off")
 
-#: key -> (default, what it is for); the README's configuration table mirrors this.
+#: key -> (default, what it is for); docs/configuration.md documents each (a test checks).
 DEFAULTS: dict[str, tuple[Any, str]] = {
     "WEBHOOK_KIT_AUTH_TOKEN": (
         None,

@@ -128,7 +128,7 @@ class WebhookKit:
         :param when: any predicate on the message.
         :param background: run the handler as a job, off the webhook: Twilio gets ``ack``
             (or no reply) at once, and what the handler returns is sent with ``kit.send``
-            as a reply to the message (see "Slow handlers" in the README).
+            as a reply to the message (see "Slow handlers" in the docs).
         :param ack: with ``background``, a text answered at once, e.g. ``"One moment…"``.
         :param step: the conversation's step(s) (see :meth:`Conversation.goto`).
 
