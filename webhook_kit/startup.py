@@ -67,7 +67,9 @@ def check_store(store: Store, url: str) -> None:
         try:
             store.get_message("webhook-kit-start-up-check")
         except StoreError as error:
-            if not causes:
+            store.close()  # its pool would go on retrying (and logging) in the background
+            driver = type(error.__cause__).__module__
+            if not causes or not driver.startswith(_DRIVER_LOGGERS):  # only its own driver's
                 raise
             cause = " ".join(str(causes[-1]).split())
             raise StoreError(f"the store {describe_store(url)} cannot be used: {cause}") from error
