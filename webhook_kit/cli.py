@@ -35,6 +35,7 @@ from .errors import TwiMLError, WebhookKitError
 from .jobs import JobState
 from .ledger import Direction, Ledger, record_json
 from .optout import OptOuts
+from .pages import is_loopback
 from .sending import Sender
 from .signature import compute_signature
 from .standalone import config_from_environ, create_app, load_kit
@@ -612,6 +613,11 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     metavar="NUMBER=URL",
     help="A number and its incoming-message URL; repeat for several.",
 )
+@click.option(
+    "--ledger-url",
+    metavar="URL",
+    help="The app's ledger page (WEBHOOK_KIT_LEDGER_PAGE=1), linked from the inspector.",
+)
 @click.pass_context
 def emulator(
     context: click.Context,
@@ -629,11 +635,18 @@ def emulator(
     speed: float,
     rate_limit: float | None,
     numbers: Sequence[str],
+    ledger_url: str | None,
 ) -> None:
-    """Run the offline Twilio Messaging emulator (REST API, life cycle, webhooks)."""
+    """Run the offline Twilio Messaging emulator (REST API, life cycle, webhooks).
+
+    Its inspector page is at the base URL: open http://127.0.0.1:8010/ in a browser.
+    """
     if context.invoked_subcommand is not None:
         return
     from .emulator import Chaos, Emulator
+
+    if ledger_url is not None:
+        _check_url(ledger_url, "http://127.0.0.1:8000/twilio/ledger", "--ledger-url")
 
     try:
         running = Emulator(
@@ -652,12 +665,15 @@ def emulator(
         for entry in numbers:
             number, _, url = entry.partition("=")
             running.add_number(number, sms_url=url or None)
+        running.ledger_url = ledger_url
         running.start()
     except (WebhookKitError, OSError) as error:
         _fail(str(error))
     click.echo(f"Twilio emulator on {running.url} ({clock} clock, state {state})")
     click.echo(f"TWILIO_ACCOUNT_SID={running.account_sid}")
     click.echo(f"TWILIO_AUTH_TOKEN={running.auth_token}", nl=True)
+    access = "no credentials on loopback" if is_loopback(host) else "Basic auth: SID and token"
+    click.echo(f"Inspector: {running.url}/ ({access})")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
@@ -826,12 +842,12 @@ def _post(url: str, fields: dict[str, str], token: str | None) -> None:
         sys.exit(1)
 
 
-def _check_url(url: str, example: str) -> None:
+def _check_url(url: str, example: str, option: str = "--url") -> None:
     """``--url`` must be a URL Twilio would call (the emulator's own rule, imported lazily)."""
     from .emulator.resource import is_url
 
     if not is_url(url):
-        _fail(f"--url {url!r} is not an http(s) URL, e.g. {example}")
+        _fail(f"{option} {url!r} is not an http(s) URL, e.g. {example}")
 
 
 def _show_body(body: bytes, content_type: str) -> None:

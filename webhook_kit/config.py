@@ -86,6 +86,11 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     "WEBHOOK_KIT_JOB_BACKOFF": (2.0, "seconds before a job's first retry, doubled each time"),
     "WEBHOOK_KIT_JOB_THREADS": (4, "embedded runner threads per process"),
     "WEBHOOK_KIT_JOB_POLL": (0.5, "seconds between the embedded runner's polls of the store"),
+    "WEBHOOK_KIT_LEDGER_PAGE": (
+        False,
+        "serve a read-only ledger page at <prefix>/ledger: open from loopback, else Basic "
+        "auth with the account SID and auth token",
+    ),
 }
 _RUNNERS = ("embedded", "celery", "off")
 
@@ -119,6 +124,10 @@ class Settings:
     jobs: JobSettings = field(default_factory=JobSettings)
     job_threads: int = 4
     job_poll: float = 0.5
+    #: The account (``WEBHOOK_KIT_ACCOUNT_SID``, default ``$TWILIO_ACCOUNT_SID``).
+    account_sid: str | None = None
+    #: Serve the read-only ledger page.
+    ledger_page: bool = False
 
     @classmethod
     def from_config(
@@ -181,6 +190,11 @@ class Settings:
             ),
             job_threads=_number(config, "WEBHOOK_KIT_JOB_THREADS", int, minimum=1),
             job_poll=_number(config, "WEBHOOK_KIT_JOB_POLL", float, minimum=0.01),
+            account_sid=(
+                str(config["WEBHOOK_KIT_ACCOUNT_SID"] or environ.get("TWILIO_ACCOUNT_SID") or "")
+                or None
+            ),
+            ledger_page=_flag(config, "WEBHOOK_KIT_LEDGER_PAGE"),
         )
 
 

@@ -20,6 +20,7 @@ from .jobs import JobKind, Runner
 from .jobs.embedded import EmbeddedRunner
 from .jobs.execute import Background, Executor, background_name
 from .ledger import Ledger, MessageRecord
+from .ledger_page import ledger_blueprint
 from .optout import OptOuts
 from .registry import FinalHook, Registry
 from .routing import (
@@ -338,6 +339,8 @@ class WebhookKit:
         if csrf is not None and hasattr(csrf, "exempt"):  # Flask-WTF would reject Twilio
             csrf.exempt(blueprint)
         app.register_blueprint(blueprint, url_prefix=prefix)
+        if settings.ledger_page:
+            app.register_blueprint(ledger_blueprint(store, settings), url_prefix=prefix)
         self._status_paths[app] = f"{prefix}/status"
         if direct:
             routes = {f"{prefix}/{name}": route for name, route in pipeline.routes.items()}

@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urljoin
 
@@ -24,8 +25,9 @@ from ..encoding import segment_count, smart_encode
 from ..errors import TwiMLError
 from ..twiml import Message, MessagingResponse, parse
 from .clock import Clock, ManualClock, Scheduler
-from .delivery import LOG_LIMIT, Delivery, DeliveryLog, Transport, post, wsgi_transport
+from .delivery import LOG_LIMIT, Delivery, DeliveryLog, Transport, post, withhold, wsgi_transport
 from .errors import ApiError, EmulatorError
+from .journal import Journal
 from .lifecycle import Chaos, Rule, Timing, callback_params, next_status, price_of
 from .model import (
     API_KEY_SID_RE,
@@ -142,7 +144,11 @@ class Emulator:
         self.chaos = chaos
         self.rate_limit = rate_limit
         self.rules: list[Rule] = []
-        self.deliveries_log = DeliveryLog()
+        #: Status timelines and the change counter the inspector page waits on.
+        self.journal = Journal()
+        self.deliveries_log = DeliveryLog(self.journal.touch)
+        #: The ledger page of the app beside the emulator, linked from the inspector.
+        self.ledger_url: str | None = None
         self.dropped_callbacks = 0
         self._seed = seed
         self._rng = random.Random(seed)
@@ -168,6 +174,7 @@ class Emulator:
         """Serve HTTP in a background thread and start the clock."""
         from .rest import create_app
 
+        self.journal.reopen()
         if self._server is None:
             self._server = make_server(
                 self.host, self.port, create_app(self), threaded=True, request_handler=_QuietHandler
@@ -188,6 +195,7 @@ class Emulator:
     def stop(self) -> None:
         """Stop serving and the clock; pending tasks are kept for :meth:`advance` or a restart."""
         self.scheduler.stop()
+        self.journal.close()  # ends the inspector's live streams, so the server can stop
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -236,6 +244,7 @@ class Emulator:
             raise EmulatorError(f"{messaging_service_sid!r} is not a Messaging Service SID (MG...)")
         entry = Number(number, sms_url, fallback_url, status_callback, messaging_service_sid)
         self.state.put_number(entry)
+        self.journal.touch()
         return entry
 
     def add_rule(
@@ -251,7 +260,15 @@ class Emulator:
         rule = Rule(status, error_code, to, body, probability)
         with self._lock:
             self.rules.append(rule)
+        self.journal.touch()
         return rule
+
+    def set_chaos(self, chaos: Chaos | None) -> None:
+        """Turn chaos on (with these settings, its generator seeded afresh) or off (None)."""
+        with self._lock:
+            self.chaos = chaos
+            self._chaos_rng.seed(chaos.seed if chaos else self._seed)
+        self.journal.touch()
 
     def mount(self, base_url: str, app: WSGIApplication) -> None:
         """Deliver webhooks for URLs under ``base_url`` to ``app`` in this process, not over HTTP.
@@ -284,12 +301,15 @@ class Emulator:
             self.dropped_callbacks = 0
             self._rng.seed(self._seed)
             self._chaos_rng.seed(self.chaos.seed if self.chaos else self._seed)
+            self.journal.clear()
 
     # -- reading --------------------------------------------------------------------------
 
     def advance(self, seconds: float) -> int:
         """Move the manual clock forward; every transition and callback due runs before return."""
-        return self.scheduler.advance(seconds)
+        ran = self.scheduler.advance(seconds)
+        self.journal.touch()
+        return ran
 
     def message(self, sid: str) -> MessageRecord | None:
         """The record of one message (its true status, even if a callback was dropped)."""
@@ -362,7 +382,7 @@ class Emulator:
             max_price=request.max_price,
             send_at=request.send_at,
         )
-        self.state.save(record)
+        self._save(record)
         for url in request.media_urls:
             kind = mimetypes.guess_type(url)[0] or "image/jpeg"
             self.state.add_media(MediaRecord(new_sid("ME"), sid, url, kind, now))
@@ -419,7 +439,7 @@ class Emulator:
             record.status = status
             if status in {"failed", "undelivered", "partially_delivered"}:
                 record.error_code = record.outcome_error
-            self.state.save(record)
+            self._save(record)
         self._callback(record)
         self._plan(record)
 
@@ -431,7 +451,7 @@ class Emulator:
                 raise ApiError(30409, "This message cannot be canceled", 400)
             record.status = "canceled"
             record.date_updated = self.clock.now()
-            self.state.save(record)
+            self._save(record)
         self._callback(record)
         return record
 
@@ -445,7 +465,7 @@ class Emulator:
                 )
             record.body = ""
             record.date_updated = self.clock.now()
-            self.state.save(record)
+            self._save(record)
         return record
 
     def delete(self, sid: str) -> None:
@@ -454,6 +474,12 @@ class Emulator:
             if not record.is_final:
                 raise ApiError(20009, "Cannot delete this resource before it is complete", 409)
             self.state.delete(sid)
+        self.journal.touch()
+
+    def _save(self, record: MessageRecord) -> None:
+        """Store a new or changed record; its status goes on its timeline."""
+        self.state.save(record)
+        self.journal.status(record)
 
     def _get(self, sid: str) -> MessageRecord:
         record = self.state.get(sid)
@@ -474,28 +500,39 @@ class Emulator:
         if url is None:
             return
         params = callback_params(record)
-        delays = [0.0]
+        plans: list[tuple[float, tuple[str, ...]]] = [(0.0, ())]
         chaos = self.chaos
         if chaos is not None:
             with self._lock:
                 rng = self._chaos_rng
                 if record.is_final and rng.random() < chaos.drop_final:
                     self.dropped_callbacks += 1
+                    now = self.clock.now()
+                    withhold(url, params, kind="status", now=now, log=self.deliveries_log)
                     return
-                delays = [self._chaos_delay(chaos, rng)]
+                plans = [self._chaos_delay(chaos, rng)]
                 if rng.random() < chaos.duplicate:
-                    delays.append(self._chaos_delay(chaos, rng))
-        for delay in delays:
-            self.scheduler.after(delay, lambda: self._deliver(url, params, "status"))
+                    delay, marks = self._chaos_delay(chaos, rng)
+                    plans.append((delay, (*marks, "duplicate")))
+        for delay, marks in plans:
+            self.scheduler.after(delay, partial(self._deliver, url, params, "status", marks))
 
     @staticmethod
-    def _chaos_delay(chaos: Chaos, rng: random.Random) -> float:
-        delay = rng.uniform(0, chaos.jitter) if rng.random() < chaos.reorder else 0.0
+    def _chaos_delay(chaos: Chaos, rng: random.Random) -> tuple[float, tuple[str, ...]]:
+        """A callback's delay, and its marks: ``delayed`` (jitter), ``late``."""
+        marks: list[str] = []
+        delay = 0.0
+        if rng.random() < chaos.reorder:
+            delay = rng.uniform(0, chaos.jitter)
+            marks.append("delayed")
         if rng.random() < chaos.late:
             delay += chaos.late_by
-        return delay
+            marks.append("late")
+        return delay, tuple(marks)
 
-    def _deliver(self, url: str, params: list[tuple[str, str]], kind: str) -> None:
+    def _deliver(
+        self, url: str, params: list[tuple[str, str]], kind: str, chaos: tuple[str, ...] = ()
+    ) -> None:
         """Post a webhook: inline on a manual clock, on the delivery pool on a real one."""
         pool = self._pool
 
@@ -509,6 +546,7 @@ class Emulator:
                 now=now,
                 log=self.deliveries_log,
                 transport=self._transport(url),
+                chaos=chaos,
             )
 
         if pool is None:
@@ -544,7 +582,7 @@ class Emulator:
             num_segments=segment_count(body),
             num_media=len(media),
         )
-        self.state.save(record)
+        self._save(record)
         for url in media:
             kind = mimetypes.guess_type(url)[0] or "image/jpeg"
             self.state.add_media(MediaRecord(new_sid("ME"), sid, url, kind, now))

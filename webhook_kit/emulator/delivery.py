@@ -16,7 +16,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from werkzeug.test import Client
@@ -32,6 +32,8 @@ USER_AGENT: Final = "TwilioProxy/1.1"
 #: Entries the request and delivery logs keep: a long-running emulator must not grow forever.
 LOG_LIMIT: Final = 100_000
 _POLICIES: Final = frozenset({"4xx", "5xx", "ct", "rt", "all"})
+#: How :func:`post` signs a request: the header, and the algorithm over URL and form.
+SIGNATURE: Final = "X-Twilio-Signature (HMAC-SHA1, auth token)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +86,11 @@ class Response:
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """One webhook as delivered (after its retries): what was sent and how it ended."""
+    """One webhook as delivered (after its retries): what was sent and how it ended.
+
+    Under chaos a status callback may be withheld: it is logged all the same, with
+    ``attempts`` 0 and ``"dropped"`` in ``chaos``, so a watcher sees what never came.
+    """
 
     kind: str  # "status", "inbound", "fallback", "redirect"
     url: str
@@ -96,23 +102,78 @@ class Delivery:
     response: Response | None
     #: ``ct``/``rt`` for a connection/read failure of the last attempt, else None.
     failure: str | None = None
+    #: Wall-clock seconds from the first attempt's start to the last one's end.
+    latency: float = 0.0
+    #: How the request was signed (:data:`SIGNATURE`).
+    signature: str = SIGNATURE
+    #: What chaos did to it: ``delayed`` (jitter), ``late``, ``duplicate``, ``dropped``.
+    chaos: tuple[str, ...] = ()
 
     @property
     def form(self) -> dict[str, str]:
         """The posted parameters as a dict (each name once)."""
         return dict(self.params)
 
+    @property
+    def message_sid(self) -> str | None:
+        """The message the webhook was about."""
+        for name, value in self.params:
+            if name == "MessageSid":
+                return value
+        return None
+
+    @property
+    def dropped(self) -> bool:
+        """True when chaos withheld it: the app never got it."""
+        return "dropped" in self.chaos
+
+
+def delivery_json(delivery: Delivery) -> dict[str, Any]:
+    """A webhook as posted and how it ended (``status`` None: no answer, see ``failure``).
+
+    ``answer`` is what the app answered (its TwiML, for an incoming message), as text.
+    """
+    response = delivery.response
+    return {
+        "kind": delivery.kind,
+        "url": delivery.url,
+        "message_sid": delivery.message_sid,
+        "params": delivery.form,
+        "signature": delivery.signature,
+        "attempts": delivery.attempts,
+        "retries": max(delivery.attempts - 1, 0),
+        "status": response.status if response else None,
+        "failure": delivery.failure,
+        "latency": round(delivery.latency, 6),
+        "answer": (
+            {
+                "content_type": response.content_type,
+                "body": response.body.decode("utf-8", "replace"),
+            }
+            if response
+            else None
+        ),
+        "chaos": list(delivery.chaos),
+        "at": delivery.at,
+    }
+
 
 class DeliveryLog:
-    """The latest deliveries (``LOG_LIMIT``), in the order they finished (thread-safe)."""
+    """The latest deliveries (``LOG_LIMIT``), in the order they finished (thread-safe).
 
-    def __init__(self) -> None:
+    ``notify`` is called after each one is added (the emulator's journal counts it).
+    """
+
+    def __init__(self, notify: Callable[[], None] | None = None) -> None:
         self._items: deque[Delivery] = deque(maxlen=LOG_LIMIT)
         self._lock = threading.Lock()
+        self._notify = notify
 
     def add(self, delivery: Delivery) -> None:
         with self._lock:
             self._items.append(delivery)
+        if self._notify is not None:
+            self._notify()
 
     def all(self) -> list[Delivery]:
         with self._lock:
@@ -157,10 +218,12 @@ def post(
     now: float,
     log: DeliveryLog,
     transport: Transport | None = None,
+    chaos: tuple[str, ...] = (),
 ) -> Delivery:
     """POST a signed form to ``url`` with Twilio's headers, retrying as its fragment says.
 
-    ``transport`` delivers in-process instead of over HTTP (an app mounted on the emulator).
+    ``transport`` delivers in-process instead of over HTTP (an app mounted on the emulator);
+    ``chaos`` is recorded with it (what chaos did to its timing).
     """
     target, overrides = split_overrides(url)
     body = urlencode(params).encode()
@@ -171,7 +234,8 @@ def post(
         "User-Agent": USER_AGENT,
         "X-Home-Region": "us1",
     }
-    deadline = time.monotonic() + overrides.total_time
+    started = time.monotonic()
+    deadline = started + overrides.total_time
     attempts = 0
     response: Response | None = None
     failure: str | None = None
@@ -197,6 +261,25 @@ def post(
         now,
         response,
         failure,
+        latency=time.monotonic() - started,
+        chaos=chaos,
+    )
+    log.add(delivery)
+    return delivery
+
+
+def withhold(
+    url: str,
+    params: Sequence[tuple[str, str]],
+    *,
+    kind: str,
+    now: float,
+    log: DeliveryLog,
+) -> Delivery:
+    """Log a webhook that chaos kept from being posted (never signed, no attempt, no answer)."""
+    target, _ = split_overrides(url)
+    delivery = Delivery(
+        kind, target, tuple(params), "", 0, now, None, signature="", chaos=("dropped",)
     )
     log.add(delivery)
     return delivery

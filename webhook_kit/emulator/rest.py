@@ -18,8 +18,9 @@ from flask import Blueprint, Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from .core import Emulator, RequestRecord
-from .delivery import Delivery
+from .delivery import delivery_json
 from .errors import ApiError, EmulatorError
+from .inspector import PageAccess, inspector_blueprint
 from .model import (
     ACCOUNT_SID_RE,
     API_VERSION,
@@ -44,13 +45,15 @@ def create_app(emulator: Emulator) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["emulator"] = emulator
     limiter = _RateLimiter(emulator.rate_limit)
+    page = PageAccess(emulator)
 
     @app.before_request
     def authenticate() -> None:
         g.started = time.time()
         if request.path == "/_emulator/health":
             return
-        if not _authorised(emulator):
+        page.refuse_cross_site()
+        if not (page.allows() or _authorised(emulator)):
             raise ApiError(20003, "Authenticate", 401)
         if request.path.startswith(f"/{API_VERSION}/") and not limiter.allow():
             raise ApiError(20429, "Too Many Requests", 429)
@@ -98,6 +101,7 @@ def create_app(emulator: Emulator) -> Flask:
 
     app.register_blueprint(_messages_api(emulator))
     app.register_blueprint(_control_api(emulator))
+    app.register_blueprint(inspector_blueprint(emulator, page))
     return app
 
 
@@ -335,7 +339,7 @@ def _control_api(emulator: Emulator) -> Blueprint:
             {
                 "inbound": message_json(exchange.inbound),
                 "replies": [message_json(r) for r in exchange.replies],
-                "deliveries": [_delivery_json(d) for d in exchange.deliveries],
+                "deliveries": [delivery_json(d) for d in exchange.deliveries],
             }
         )
 
@@ -357,7 +361,7 @@ def _control_api(emulator: Emulator) -> Blueprint:
 
     @control.get("/deliveries")
     def deliveries() -> Response:
-        return jsonify({"deliveries": [_delivery_json(d) for d in emulator.deliveries]})
+        return jsonify({"deliveries": [delivery_json(d) for d in emulator.deliveries]})
 
     @control.post("/reset")
     def reset() -> tuple[str, int]:
@@ -365,16 +369,3 @@ def _control_api(emulator: Emulator) -> Blueprint:
         return "", 204
 
     return control
-
-
-def _delivery_json(delivery: Delivery) -> dict[str, Any]:
-    """A webhook as posted and how it ended (``status`` None: no answer, see ``failure``)."""
-    return {
-        "kind": delivery.kind,
-        "url": delivery.url,
-        "params": delivery.form,
-        "attempts": delivery.attempts,
-        "status": delivery.response.status if delivery.response else None,
-        "failure": delivery.failure,
-        "at": delivery.at,
-    }

@@ -1,0 +1,277 @@
+"""The inspector: a page at the emulator's base URL to watch and drive the offline account.
+
+The page (``static/inspector.*``, served by the package: no build step, nothing fetched from
+elsewhere) reads one JSON view of the account, ``GET /_emulator/overview``, again each time
+``GET /_emulator/events`` (server-sent events) says something changed. It drives the
+emulator through the control API itself (``/_emulator/send``, ``/advance``, ``/rules``,
+``/numbers``, ``/reset`` and ``/chaos`` below), so the page can do nothing a script cannot.
+
+Safety (:class:`PageAccess`): on a loopback bind, requests naming a loopback host need no
+credentials for the page and its reads, and the page's actions carry a per-process token that
+other sites cannot read; on any other bind everything needs the account's Basic auth, as the
+REST API does. A browser request from another origin is refused outright. The page builds
+its DOM with ``textContent`` only, under a Content-Security-Policy that allows no inline
+script, so a message body is always shown as text.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import asdict
+from importlib.resources import files
+from typing import Any, Final
+
+from flask import Blueprint, Response, jsonify, request
+
+from ..pages import host_name, is_loopback, protect
+from ..status import MessageStatus
+from .core import Emulator
+from .delivery import Delivery, delivery_json
+from .errors import ApiError, EmulatorError
+from .lifecycle import Chaos
+from .model import error_title, message_json, whole_number
+
+#: The header that carries the page's token on its actions.
+TOKEN_HEADER: Final = "X-Emulator-Page"
+#: Messages an overview returns at most (the newest).
+OVERVIEW_LIMIT: Final = 500
+#: A live stream ends after this many seconds; the browser reconnects by itself.
+STREAM_SECONDS: Final = 300.0
+#: Seconds between keep-alive comments on an idle stream.
+KEEP_ALIVE: Final = 15.0
+#: What the page may load: its own script and style, images (media) from anywhere.
+CSP: Final = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: http: https:; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+_ASSETS: Final = {
+    "inspector.js": "text/javascript; charset=utf-8",
+    "inspector.css": "text/css; charset=utf-8",
+}
+_CHAOS_FIELDS: Final = {
+    "Reorder": "reorder",
+    "Jitter": "jitter",
+    "Duplicate": "duplicate",
+    "Late": "late",
+    "LateBy": "late_by",
+    "DropFinal": "drop_final",
+}
+_OPEN_READS: Final = ("/", "/_emulator/overview", "/_emulator/events")
+
+
+class PageAccess:
+    """Who may use the page without the account's credentials, and who may not at all."""
+
+    def __init__(self, emulator: Emulator) -> None:
+        self.emulator = emulator
+        #: Sent by the page with each action; only a page served by this process knows it.
+        self.token = secrets.token_urlsafe(32)
+
+    @property
+    def open(self) -> bool:
+        """True when the emulator listens on loopback only: the page needs no credentials."""
+        return is_loopback(self.emulator.host)
+
+    def refuse_cross_site(self) -> None:
+        """A browser request from another origin (a page elsewhere posting here): 403."""
+        origin = request.headers.get("Origin")
+        if origin is not None and origin != request.host_url.rstrip("/"):
+            raise ApiError(20403, "Forbidden: cross-origin requests are refused", 403)
+
+    def allows(self) -> bool:
+        """True if this request may go on without credentials.
+
+        Only on a loopback bind, and only when the ``Host`` header names loopback too (a
+        DNS-rebinding page arrives with its own host name): the page and its reads, and
+        any request that carries the page's token.
+        """
+        if not self.open or not is_loopback(host_name(request.host)):
+            return False
+        if request.method in {"GET", "HEAD"} and (
+            request.path in _OPEN_READS or request.path.startswith("/_emulator/inspector/")
+        ):
+            return True
+        return hmac.compare_digest(request.headers.get(TOKEN_HEADER, ""), self.token)
+
+
+def inspector_blueprint(emulator: Emulator, access: PageAccess) -> Blueprint:
+    """The page, its assets, the overview, the live stream, and the chaos switch."""
+    page = files(__package__).joinpath("static", "inspector.html").read_text("utf-8")
+    page = page.replace("__PAGE_TOKEN__", access.token)
+    assets = {name: files(__package__).joinpath("static", name).read_bytes() for name in _ASSETS}
+    inspector = Blueprint("inspector", __name__)
+
+    @inspector.after_request
+    def headers(response: Response) -> Response:
+        return protect(response, CSP)
+
+    @inspector.get("/")
+    def index() -> Response:
+        return Response(page, mimetype="text/html")
+
+    @inspector.get("/_emulator/inspector/<name>")
+    def asset(name: str) -> Response:
+        if name not in assets:
+            raise ApiError(20404, f"The requested resource {request.path} was not found", 404)
+        return Response(assets[name], content_type=_ASSETS[name])
+
+    @inspector.get("/_emulator/overview")
+    def overview_view() -> Response:
+        return jsonify(overview(emulator, request.args.get("Address") or None))
+
+    @inspector.get("/_emulator/events")
+    def events() -> Response:
+        return Response(
+            _stream(emulator),
+            mimetype="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
+    @inspector.post("/_emulator/chaos")
+    def chaos() -> Response:
+        emulator.set_chaos(parse_chaos(request.form))
+        return jsonify({"chaos": _chaos_json(emulator.chaos)})
+
+    return inspector
+
+
+def _stream(emulator: Emulator) -> Iterator[str]:
+    """``data: <changes>`` each time the journal moves, comments to keep the line open."""
+    journal = emulator.journal
+    deadline = time.monotonic() + STREAM_SECONDS
+    seen = -1
+    yield "retry: 1000\n\n"
+    while not journal.closed and time.monotonic() < deadline:
+        changes = journal.wait(seen, KEEP_ALIVE)
+        if changes != seen:
+            seen = changes
+            yield f"data: {changes}\n\n"
+        else:
+            yield ": still here\n\n"
+
+
+def parse_chaos(form: Any) -> Chaos | None:
+    """``Enabled=false`` turns chaos off; else a :class:`Chaos` from the given fields."""
+    enabled = form.get("Enabled", "true").strip().lower()
+    if enabled not in {"true", "false"}:
+        raise EmulatorError(f"Enabled must be true or false, not {enabled!r}")
+    if enabled == "false":
+        return None
+    settings: dict[str, Any] = {}
+    raw_seed = form.get("Seed")
+    if raw_seed is not None:
+        seed = whole_number(raw_seed)
+        if seed is None:
+            raise EmulatorError(f"Seed must be a whole number, not {raw_seed!r}")
+        settings["seed"] = seed
+    for name, attribute in _CHAOS_FIELDS.items():
+        raw = form.get(name)
+        if raw is None or raw == "":
+            continue
+        try:
+            settings[attribute] = float(raw)
+        except ValueError:
+            raise EmulatorError(f"{name} must be a number, not {raw!r}") from None
+    return Chaos(**settings)
+
+
+def _chaos_json(chaos: Chaos | None) -> dict[str, Any] | None:
+    return asdict(chaos) if chaos is not None else None
+
+
+def overview(emulator: Emulator, address: str | None = None) -> dict[str, Any]:
+    """Everything the page shows, as JSON: the account, its handsets and their messages.
+
+    ``address`` keeps only messages to or from that number or handset. Each message has
+    its REST resource (``resource``, exactly as the REST API returns it), its media, its
+    status timeline and the webhooks posted for it.
+    """
+    numbers = emulator.state.numbers()
+    own = {n.number for n in numbers}
+    records = [
+        m for m in emulator.state.messages() if address is None or address in {m.to, m.from_}
+    ]
+    shown = records[-OVERVIEW_LIMIT:]
+    webhooks: dict[str, list[Delivery]] = {}
+    for delivery in emulator.deliveries:
+        sid = delivery.message_sid
+        if sid is not None:
+            webhooks.setdefault(sid, []).append(delivery)
+    handsets: dict[str, set[str]] = {}
+    for record in records:
+        inbound = record.direction == "inbound"
+        handset, ours = (record.from_, record.to) if inbound else (record.to, record.from_)
+        if handset and handset not in own:
+            handsets.setdefault(handset, set()).add(ours)
+    services: dict[str, list[str]] = {}
+    for number in numbers:
+        if number.messaging_service_sid:
+            services.setdefault(number.messaging_service_sid, []).append(number.number)
+    clock = emulator.clock
+    return {
+        "account_sid": emulator.account_sid,
+        "now": clock.now(),
+        "manual_clock": clock.manual,
+        "speed": clock.speed,
+        "changes": emulator.journal.changes,
+        "chaos": _chaos_json(emulator.chaos),
+        "dropped_callbacks": emulator.dropped_callbacks,
+        "rules": [asdict(rule) for rule in emulator.rules],
+        "numbers": [asdict(number) for number in numbers],
+        "services": [{"sid": sid, "numbers": pool} for sid, pool in services.items()],
+        "handsets": [
+            {
+                "address": handset,
+                "numbers": sorted(talked),
+                "opted_out_of": sorted(
+                    n for n in talked if n and emulator.state.opted_out(n, handset)
+                ),
+            }
+            for handset, talked in handsets.items()
+        ],
+        "messages": [
+            {
+                "resource": message_json(record),
+                "created_at": record.date_created,
+                "media": [
+                    {"url": media.url, "content_type": media.content_type}
+                    for media in emulator.state.media(record.sid)
+                ],
+                "timeline": [
+                    {
+                        "status": change.status,
+                        "at": change.at,
+                        "error_code": change.error_code,
+                        "error_message": (
+                            error_title(change.error_code) if change.error_code else None
+                        ),
+                    }
+                    for change in emulator.journal.timeline(record.sid)
+                ],
+                "webhooks": _webhooks_json(webhooks.get(record.sid, [])),
+            }
+            for record in shown
+        ],
+        "truncated": len(records) > len(shown),
+        "ledger_url": emulator.ledger_url,
+    }
+
+
+def _webhooks_json(deliveries: list[Delivery]) -> list[dict[str, Any]]:
+    """Each webhook's JSON, with ``out_of_order`` set on a status callback that arrived
+    after one for a later status of the same message (chaos reordered it)."""
+    highest = -1
+    items = []
+    for delivery in deliveries:
+        item = delivery_json(delivery)
+        item["out_of_order"] = False
+        status = delivery.form.get("MessageStatus")
+        if delivery.kind == "status" and status and not delivery.dropped:
+            rank = MessageStatus(status).rank
+            item["out_of_order"] = rank < highest
+            highest = max(highest, rank)
+        items.append(item)
+    return items
