@@ -144,8 +144,10 @@ def _stream(emulator: Emulator) -> Iterator[str]:
     deadline = time.monotonic() + STREAM_SECONDS
     seen = -1
     yield "retry: 1000\n\n"
-    while not journal.closed and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
         changes = journal.wait(seen, KEEP_ALIVE)
+        if journal.closed:
+            return
         if changes != seen:
             seen = changes
             yield f"data: {changes}\n\n"

@@ -7,7 +7,15 @@
 (() => {
   const TOKEN = document.querySelector('meta[name="emulator-page-token"]').content;
   const $ = (id) => document.getElementById(id);
-  const state = { data: null, selected: null, filter: "", cards: new Map(), timer: null };
+  const state = {
+    data: null,
+    selected: null,
+    filter: "",
+    cards: new Map(),
+    timer: null,
+    shown: "", // what the details panel was last drawn from: redrawn only when it changes
+    json: null, // { sid, text }: the REST JSON the user asked for
+  };
 
   // -- DOM helpers --------------------------------------------------------------------
 
@@ -336,22 +344,27 @@
   function renderDetail() {
     const box = $("detail");
     const message = state.data && state.data.messages.find((m) => m.resource.sid === state.selected);
+    const drawn = JSON.stringify([message || null, state.data && state.data.ledger_url, state.json]);
+    if (drawn === state.shown) return; // keeps open sections and focus as they are
+    state.shown = drawn;
     if (!message) {
       box.replaceChildren(el("p", { class: "muted", text: "Select a message to see its status timeline and webhooks." }));
       return;
     }
     const m = message.resource;
-    const json = el("pre", { class: "json", id: "json", hidden: true });
+    const mine = state.json && state.json.sid === m.sid ? state.json.text : null;
+    const json = el("pre", { class: "json", id: "json", hidden: mine === null, tabindex: -1, text: mine || "" });
     const showJson = async () => {
+      let text;
       try {
-        json.textContent = JSON.stringify(await api(m.uri), null, 2);
+        text = JSON.stringify(await api(m.uri), null, 2);
       } catch (error) {
-        json.textContent = `Error: ${error.message}`;
+        text = `Error: ${error.message}`;
       }
-      json.hidden = false;
-      json.focus();
+      state.json = { sid: m.sid, text };
+      renderDetail();
+      $("json").focus();
     };
-    json.tabIndex = -1;
     const ledger = state.data.ledger_url;
     box.replaceChildren(
       el("h2", { text: m.direction === "inbound" ? "Message from a handset" : "Message to a handset" }),
