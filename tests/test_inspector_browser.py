@@ -154,8 +154,10 @@ def test_drive_the_emulator_from_the_page(
         "the timeline in the details",
     )
     assert steps == ["queued", "sending", "sent", "delivered"]
-    hooks = browser.evaluate(
-        "[...document.querySelectorAll('#detail .webhook')].map(w => w.textContent)"
+    hooks = browser.wait_for(
+        "(h => h.length === 3 && [...h].map(w => w.textContent))"
+        "(document.querySelectorAll('#detail .webhook'))",
+        "the three status callbacks",
     )
     assert [hook.split(" · ")[1].split("http")[0] for hook in hooks] == [
         "sending",
@@ -205,6 +207,26 @@ def test_drive_the_emulator_from_the_page(
         "document.querySelector('#chaos-state').textContent.startsWith('Off')", "chaos to be off"
     )
     assert emulator.chaos is None
+
+    # a failure rule for the handset, set from the page: its next reply ends undelivered
+    fill(browser, "#rule-form [name=To]", HANDSET)
+    fill(browser, "#rule-form [name=ErrorCode]", "30003")
+    click(browser, "#rule-form button")
+    browser.wait_for("document.querySelector('#rules').textContent.includes('30003')", "the rule")
+    fill(browser, f"{phone} .compose [name=Body]", "third")
+    click(browser, f"{phone} .compose button[type=submit]")
+    browser.wait_for(bubble(HANDSET, "Echo: third"), "the third reply")
+    click(browser, "#advance-form button")
+    browser.wait_for(
+        bubble(HANDSET, "Echo: third") + ".querySelector('[data-status=undelivered]')",
+        "the third reply to end undelivered",
+    )
+    browser.evaluate(bubble(HANDSET, "Echo: third") + ".click()")
+    error = browser.wait_for(
+        "document.querySelector('#timeline li[data-status=undelivered] .error')?.textContent",
+        "the error in the timeline",
+    )
+    assert error == "Error 30003: Unreachable destination handset"
 
     # a hostile body, from a second handset with a picture: text, never markup
     fill(browser, "#text-form [name=From]", FRIEND)
@@ -286,4 +308,12 @@ def test_drive_the_emulator_from_the_page(
     )
     assert any(HOSTILE in row for row in rows)
     assert browser.evaluate("document.querySelectorAll('tbody script, tbody img').length") == 0
+
+    # reset from the page forgets everything
+    browser.goto(emulator.url + "/")
+    browser.wait_for("document.querySelectorAll('.phone').length === 2", "the handsets again")
+    browser.evaluate("window.confirm = () => true")
+    click(browser, "#reset")
+    browser.wait_for("!document.querySelector('#empty').hidden", "the reset")
+    assert emulator.messages() == [] and emulator.rules == []
     assert browser.problems == []
