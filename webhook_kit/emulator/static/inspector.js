@@ -230,8 +230,10 @@
       card.status.textContent = info.opted_out_of.length ? `Opted out of ${info.opted_out_of.join(", ")}` : "";
       fillNumbers(card.to, data);
       const several = new Set(messages.map((m) => (m.resource.direction === "inbound" ? m.resource.to : m.resource.from))).size > 1;
+      const atEnd = card.thread.scrollHeight - card.thread.scrollTop - card.thread.clientHeight < 40;
       card.thread.replaceChildren(...messages.map((m) => bubble(m, several)));
-      card.thread.scrollTop = card.thread.scrollHeight;
+      if (atEnd || messages.length > card.count) card.thread.scrollTop = card.thread.scrollHeight;
+      card.count = messages.length;
     }
     if (focused) {
       const again = grid.querySelector(`[data-sid="${CSS.escape(focused)}"]`);
@@ -274,7 +276,7 @@
       thread,
       compose,
     );
-    return { root, thread, to, status };
+    return { root, thread, to, status, count: 0 };
   }
 
   function finalOf(message) {
