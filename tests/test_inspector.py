@@ -215,6 +215,7 @@ def test_overview_has_threads_timelines_and_every_webhook() -> None:
     assert posted["latency"] >= 0 and posted["retries"] == 0 and posted["chaos"] == []
     assert "<Message>Echo: hi</Message>" in posted["answer"]["body"]
     assert reply["resource"]["body"] == "Echo: hi"
+    assert inbound["handset"] == reply["handset"] == HANDSET
     assert reply["resource"]["direction"] == "outbound-reply"
     assert [s["status"] for s in reply["timeline"]] == ["queued", "sending", "sent", "delivered"]
     assert [w["params"]["MessageStatus"] for w in reply["webhooks"]] == [
@@ -290,6 +291,16 @@ def test_overview_filters_by_address_and_keeps_the_newest(monkeypatch: pytest.Mo
     assert {h["address"] for h in everything["handsets"]} == {HANDSET, "+15558675310"}
     assert [m["resource"]["body"] for m in one["messages"]] == ["one", "Echo: one"]
     assert one["truncated"] is False
+
+
+def test_a_send_from_a_number_the_emulator_was_not_given_is_the_recipients() -> None:
+    with Emulator(clock="manual") as emulator:
+        emulator.client().messages.create(to=HANDSET, from_="+15550001111", body="api")
+        data = requests.get(f"{emulator.url}/_emulator/overview", timeout=10).json()
+    assert data["handsets"] == [
+        {"address": HANDSET, "numbers": ["+15550001111"], "opted_out_of": []}
+    ]
+    assert data["messages"][0]["handset"] == HANDSET
 
 
 def test_stop_and_start_show_as_an_opt_out() -> None:

@@ -33,6 +33,7 @@ from .delivery import Delivery, delivery_json
 from .errors import ApiError, EmulatorError
 from .lifecycle import Chaos
 from .model import error_title, message_json, whole_number
+from .state import Filters
 
 #: The header that carries the page's token on its actions.
 TOKEN_HEADER: Final = "X-Emulator-Page"
@@ -193,21 +194,23 @@ def overview(emulator: Emulator, address: str | None = None) -> dict[str, Any]:
     """
     numbers = emulator.state.numbers()
     own = {n.number for n in numbers}
-    records = [
-        m for m in emulator.state.messages() if address is None or address in {m.to, m.from_}
-    ]
-    shown = records[-OVERVIEW_LIMIT:]
+    if address is None:  # the newest, by the REST list's own query
+        found = emulator.state.page(emulator.account_sid, Filters(), OVERVIEW_LIMIT)
+        newest, more = found or ([], False)
+        shown = newest[::-1]
+    else:
+        talked = emulator.state.conversation(address)
+        shown, more = talked[-OVERVIEW_LIMIT:], len(talked) > OVERVIEW_LIMIT
     webhooks: dict[str, list[Delivery]] = {}
     for delivery in emulator.deliveries:
         sid = delivery.message_sid
         if sid is not None:
             webhooks.setdefault(sid, []).append(delivery)
     handsets: dict[str, set[str]] = {}
-    for record in records:
-        inbound = record.direction == "inbound"
-        handset, ours = (record.from_, record.to) if inbound else (record.to, record.from_)
-        if handset and handset not in own:
-            handsets.setdefault(handset, set()).add(ours)
+    for to, from_ in emulator.state.pairs():
+        handset = _handset(to, from_, own)
+        if handset is not None:
+            handsets.setdefault(handset, set()).add(from_ if handset == to else to)
     services: dict[str, list[str]] = {}
     for number in numbers:
         if number.messaging_service_sid:
@@ -237,6 +240,7 @@ def overview(emulator: Emulator, address: str | None = None) -> dict[str, Any]:
         "messages": [
             {
                 "resource": message_json(record),
+                "handset": _handset(record.to, record.from_, own),
                 "created_at": record.date_created,
                 "media": [
                     {"url": media.url, "content_type": media.content_type}
@@ -257,9 +261,16 @@ def overview(emulator: Emulator, address: str | None = None) -> dict[str, Any]:
             }
             for record in shown
         ],
-        "truncated": len(records) > len(shown),
+        "truncated": more,
         "ledger_url": emulator.ledger_url,
     }
+
+
+def _handset(to: str, from_: str, own: set[str]) -> str | None:
+    """The handset side of a message: the sender of what reached one of the account's
+    numbers, else the recipient; None when both sides are the account's (or unknown)."""
+    side = from_ if to in own else to
+    return side if side and side not in own else None
 
 
 def _webhooks_json(deliveries: list[Delivery]) -> list[dict[str, Any]]:

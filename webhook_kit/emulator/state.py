@@ -185,6 +185,14 @@ class State:
             ).fetchall()
         return [MessageRecord.from_dict(json.loads(row[0])) for row in rows]
 
+    def pairs(self) -> list[tuple[str, str]]:
+        """Each distinct (to, from) of the messages, first seen first: who talked with whom."""
+        with self._locked() as db:
+            rows = db.execute(
+                "SELECT to_, from_ FROM messages GROUP BY to_, from_ ORDER BY MIN(seq)"
+            ).fetchall()
+        return [(str(to), str(from_)) for to, from_ in rows]
+
     # -- media ----------------------------------------------------------------------------
 
     def add_media(self, media: MediaRecord) -> None:

@@ -193,18 +193,10 @@
     select.value = current;
   }
 
-  function handsetOf(message, numbers) {
-    const m = message.resource;
-    const side = m.direction === "inbound" ? m.from : m.to;
-    return numbers.has(side) ? null : side;
-  }
-
   function renderPhones(data) {
-    const numbers = new Set(data.numbers.map((n) => n.number));
-    const threads = new Map();
-    for (const handset of data.handsets) threads.set(handset.address, []);
+    const threads = new Map(); // handset -> its messages, in the overview's order
     for (const message of data.messages) {
-      const handset = handsetOf(message, numbers);
+      const handset = message.handset;
       if (handset === null) continue;
       if (!threads.has(handset)) threads.set(handset, []);
       threads.get(handset).push(message);
@@ -229,7 +221,7 @@
       const info = data.handsets.find((h) => h.address === address) || { numbers: [], opted_out_of: [] };
       card.status.textContent = info.opted_out_of.length ? `Opted out of ${info.opted_out_of.join(", ")}` : "";
       fillNumbers(card.to, data);
-      const several = new Set(messages.map((m) => (m.resource.direction === "inbound" ? m.resource.to : m.resource.from))).size > 1;
+      const several = new Set(messages.map((m) => (m.resource.from === address ? m.resource.to : m.resource.from))).size > 1;
       const atEnd = card.thread.scrollHeight - card.thread.scrollTop - card.thread.clientHeight < 40;
       card.thread.replaceChildren(...messages.map((m) => bubble(m, several)));
       if (atEnd || messages.length > card.count) card.thread.scrollTop = card.thread.scrollHeight;
@@ -286,7 +278,7 @@
 
   function bubble(message, showNumber) {
     const m = message.resource;
-    const mine = m.direction === "inbound"; // sent by the handset: drawn on its right
+    const mine = m.from === message.handset; // sent by the handset: drawn on its right
     const last = finalOf(message);
     const dropped = message.webhooks.some((w) => w.chaos.includes("dropped"));
     const failedHook = message.webhooks.some((w) => !w.chaos.includes("dropped") && !(w.status >= 200 && w.status < 300));
