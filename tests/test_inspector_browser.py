@@ -317,3 +317,27 @@ def test_drive_the_emulator_from_the_page(
     browser.wait_for("!document.querySelector('#empty').hidden", "the reset")
     assert emulator.messages() == [] and emulator.rules == []
     assert browser.problems == []
+
+
+def test_real_clock_updates_arrive_without_a_reload(browser: Browser) -> None:
+    with Emulator() as emulator:  # the real clock: statuses move by themselves
+        emulator.mount("http://bot.test", bot(emulator))
+        emulator.add_number(
+            NUMBER,
+            sms_url="http://bot.test/twilio/messages",
+            status_callback="http://bot.test/twilio/status",
+        )
+        browser.goto(emulator.url + "/")
+        browser.wait_for(
+            "document.querySelector('#empty') && !document.querySelector('#empty').hidden",
+            "the empty page",
+        )
+        assert browser.evaluate("document.querySelector('#advance-form').hidden")
+        browser.evaluate("window.sameDocument = true")
+        emulator.handset(HANDSET).send(NUMBER, "from a script")  # not from the page
+        browser.wait_for(
+            bubble(HANDSET, "Echo: from a script") + "?.querySelector('[data-status=delivered]')",
+            "the reply, delivered, without a reload",
+        )
+        assert browser.evaluate("window.sameDocument") is True
+    assert browser.problems == []
