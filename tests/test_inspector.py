@@ -9,8 +9,11 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import os
 import random
 import re
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,11 +21,14 @@ from urllib.parse import quote, urlencode
 
 import pytest
 import requests
+from click.testing import CliRunner
 from emulator_support import ERROR_KEYS
 from flask import Flask
 from flask.testing import FlaskClient
+from server import free_port
 
 from webhook_kit import InboundMessage, WebhookKit
+from webhook_kit.cli import main
 from webhook_kit.emulator import Chaos, Emulator, EmulatorError, Timing
 from webhook_kit.emulator import inspector as inspector_module
 from webhook_kit.emulator.inspector import CSP, TOKEN_HEADER
@@ -483,3 +489,45 @@ def test_page_routes_never_answer_5xx() -> None:
             if status >= 400 and method != "HEAD" and text:
                 assert set(json.loads(text)) == ERROR_KEYS, text
     assert statuses.get(200, 0) > 20 and sum(c for s, c in statuses.items() if s >= 400) > 50
+
+
+# -- the command line ---------------------------------------------------------------------------
+
+
+def test_cli_prints_the_inspector_and_links_the_ledger() -> None:
+    port = free_port()
+    ledger = "http://127.0.0.1:8000/twilio/ledger"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TWILIO_")}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "webhook_kit.cli",
+            "emulator",
+            "--port",
+            str(port),
+            "--ledger-url",
+            ledger,
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        lines = [process.stdout.readline().decode() for _ in range(4)]
+        overview = requests.get(f"http://127.0.0.1:{port}/_emulator/overview", timeout=10)
+    finally:
+        process.terminate()
+        process.communicate(timeout=15)
+    assert lines[3] == f"Inspector: http://127.0.0.1:{port}/ (no credentials on loopback)\n"
+    assert overview.json()["ledger_url"] == ledger
+
+
+def test_cli_refuses_a_ledger_url_that_is_not_one() -> None:
+    result = CliRunner().invoke(main, ["emulator", "--ledger-url", "javascript:alert(1)"])
+    assert result.exit_code == 1
+    assert result.output == (
+        "error: --ledger-url 'javascript:alert(1)' is not an http(s) URL, e.g. "
+        "http://127.0.0.1:8000/twilio/ledger\n"
+    )

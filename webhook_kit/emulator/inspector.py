@@ -64,17 +64,16 @@ _OPEN_READS: Final = ("/", "/_emulator/overview", "/_emulator/events")
 
 
 class PageAccess:
-    """Who may use the page without the account's credentials, and who may not at all."""
+    """Who may use the page without the account's credentials, and who may not at all.
 
-    def __init__(self, emulator: Emulator) -> None:
-        self.emulator = emulator
+    ``bind`` is the address the server listens on: only a loopback one opens the page.
+    """
+
+    def __init__(self, bind: str) -> None:
+        #: True when the server listens on loopback only: the page needs no credentials.
+        self.open = is_loopback(bind)
         #: Sent by the page with each action; only a page served by this process knows it.
         self.token = secrets.token_urlsafe(32)
-
-    @property
-    def open(self) -> bool:
-        """True when the emulator listens on loopback only: the page needs no credentials."""
-        return is_loopback(self.emulator.host)
 
     def refuse_cross_site(self) -> None:
         """A browser request from another origin (a page elsewhere posting here): 403."""

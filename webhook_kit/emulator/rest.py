@@ -45,7 +45,7 @@ def create_app(emulator: Emulator) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["emulator"] = emulator
     limiter = _RateLimiter(emulator.rate_limit)
-    page = PageAccess(emulator)
+    page = PageAccess(emulator.host)
 
     @app.before_request
     def authenticate() -> None:
