@@ -14,9 +14,10 @@ numbers, turning the TwiML answers into replies with their own life cycle::
 Modules: ``model`` (records and their JSON), ``resource`` (create/list parameters, checked
 with Twilio's error codes), ``state`` (SQLite, in memory or a file), ``clock`` (real or
 manual time, the scheduler), ``lifecycle`` (statuses, rules, chaos, callback forms),
-``delivery`` (signed POSTs, connection overrides, retries), ``core`` (the :class:`Emulator`),
-``rest`` (the Flask app: REST API and control API), ``client`` (the official client, pointed
-here). It shares the kit's pure modules (signature, encoding, twiml, status), never its
+``delivery`` (signed POSTs, connection overrides, retries, and the record of each webhook),
+``journal`` (status timelines, the change counter watchers wait on), ``core`` (the
+:class:`Emulator`), ``rest`` (the Flask app: REST API and control API), ``inspector`` (the
+page at the base URL, see docs/inspector.md), ``client`` (the official client, pointed here). It shares the kit's pure modules (signature, encoding, twiml, status), never its
 request path.
 """
 
