@@ -13,6 +13,8 @@
     filter: "",
     cards: new Map(),
     timer: null,
+    reading: false,
+    again: false,
     shown: "", // what the details panel was last drawn from: redrawn only when it changes
     json: null, // { sid, text }: the REST JSON the user asked for
   };
@@ -81,23 +83,35 @@
     }
   }
 
+  // One read at a time: changes that arrive meanwhile are picked up by one more read.
   async function refresh() {
+    if (state.reading) {
+      state.again = true;
+      return;
+    }
+    state.reading = true;
     const query = state.filter ? `?Address=${encodeURIComponent(state.filter)}` : "";
     try {
       state.data = await api(`/_emulator/overview${query}`);
+      render();
     } catch (error) {
       notice(`Cannot read the emulator: ${error.message}`, true);
-      return;
+    } finally {
+      state.reading = false;
     }
-    render();
+    if (state.again) {
+      state.again = false;
+      refreshSoon();
+    }
   }
 
+  // A burst of changes (a chaos run, a load test) costs a few reads a second, not one each.
   function refreshSoon() {
     if (state.timer) return;
     state.timer = setTimeout(() => {
       state.timer = null;
       refresh();
-    }, 60);
+    }, 150);
   }
 
   function listen() {
