@@ -346,7 +346,10 @@
       node.setAttribute("aria-pressed", on ? "true" : "false");
     }
     renderDetail();
-    if (state.selected && window.matchMedia("(max-width: 900px)").matches) $("detail").scrollIntoView();
+    const box = $("detail").getBoundingClientRect();
+    if (state.selected && (box.top >= window.innerHeight || box.bottom <= 0)) {
+      $("detail").scrollIntoView({ block: "start" }); // below the phones on a narrow screen
+    }
   }
 
   function renderDetail() {
