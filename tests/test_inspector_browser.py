@@ -333,6 +333,10 @@ def test_real_clock_updates_arrive_without_a_reload(browser: Browser) -> None:
             "the empty page",
         )
         assert browser.evaluate("document.querySelector('#advance-form').hidden")
+        browser.press("Tab", "Tab", 9)  # the first stop skips to the conversations
+        assert browser.evaluate("document.activeElement.textContent") == "Skip to conversations"
+        browser.press("Enter", "Enter", 13, "\r")
+        browser.wait_for("document.activeElement.id === 'phones'", "the skip link to work")
         browser.evaluate("window.sameDocument = true")
         emulator.handset(HANDSET).send(NUMBER, "from a script")  # not from the page
         browser.wait_for(

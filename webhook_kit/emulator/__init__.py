@@ -17,7 +17,8 @@ manual time, the scheduler), ``lifecycle`` (statuses, rules, chaos, callback for
 ``delivery`` (signed POSTs, connection overrides, retries, and the record of each webhook),
 ``journal`` (status timelines, the change counter watchers wait on), ``core`` (the
 :class:`Emulator`), ``rest`` (the Flask app: REST API and control API), ``inspector`` (the
-page at the base URL, see docs/inspector.md), ``client`` (the official client, pointed here). It shares the kit's pure modules (signature, encoding, twiml, status), never its
+page at the base URL, see docs/inspector.md), ``client`` (the official client, pointed
+here). It shares the kit's pure modules (signature, encoding, twiml, status), never its
 request path.
 """
 
