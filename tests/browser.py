@@ -57,6 +57,12 @@ class Browser:
             "--no-default-browser-check",
             "--disable-extensions",
             "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-domain-reliability",
+            "--disable-client-side-phishing-detection",
+            "--no-pings",
+            # only loopback: any other host name fails to resolve, so no test reaches out
+            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost",
             "--disable-sync",
             "--disable-dev-shm-usage",
             "--remote-debugging-port=0",
