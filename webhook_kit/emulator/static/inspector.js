@@ -252,6 +252,11 @@
     const body = el("input", { name: "Body", "aria-label": `Message from ${address}`, placeholder: "Text message", autocomplete: "off" });
     const media = el("input", { name: "MediaUrl", type: "url", "aria-label": `Media URL from ${address}`, placeholder: "Media URL (optional)" });
     const send = (text) => {
+      if (!text.trim() && !media.value.trim()) {
+        notice("Type a message or a media URL first.", true);
+        body.focus();
+        return Promise.resolve();
+      }
       const form = new URLSearchParams({ From: address, To: to.value, Body: text });
       if (media.value.trim()) form.append("MediaUrl", media.value.trim());
       return act((r) => `${address} texted ${to.value}: ${r.replies.length} reply(ies)`, "/_emulator/send", form).then((r) => {
@@ -460,6 +465,11 @@
     $("text-form").addEventListener("submit", async (event) => {
       event.preventDefault();
       const fields = formOf(event.target);
+      if (!(fields.get("Body") || "").trim() && !fields.get("MediaUrl")) {
+        notice("Type a message or a media URL first.", true);
+        event.target.elements.Body.focus();
+        return;
+      }
       const sent = await act((r) => `${fields.get("From")} texted ${fields.get("To")}: ${r.replies.length} reply(ies)`, "/_emulator/send", fields);
       if (sent) event.target.elements.Body.value = "";
     });
