@@ -202,13 +202,16 @@ def test_overview_has_threads_timelines_and_every_webhook() -> None:
         data = requests.get(f"{emulator.url}/_emulator/overview", timeout=10).json()
     assert data["manual_clock"] is True and data["chaos"] is None
     [number] = data["numbers"]
-    assert number.items() >= {
-        "number": NUMBER,
-        "sms_url": "http://bot.test/twilio/messages",
-        "fallback_url": None,
-        "status_callback": "http://bot.test/twilio/status",
-        "messaging_service_sid": None,
-    }.items()
+    assert (
+        number.items()
+        >= {
+            "number": NUMBER,
+            "sms_url": "http://bot.test/twilio/messages",
+            "fallback_url": None,
+            "status_callback": "http://bot.test/twilio/status",
+            "messaging_service_sid": None,
+        }.items()
+    )
     assert data["handsets"] == [{"address": HANDSET, "numbers": [NUMBER], "opted_out_of": []}]
     inbound, reply = data["messages"]
     assert inbound["resource"]["sid"] == exchange.inbound.sid

@@ -286,6 +286,10 @@ def test_drive_the_emulator_from_the_page(
     # the reply selected, for the picture: laptop width, then phone width
     browser.evaluate(bubble(HANDSET, "Echo: second") + ".click()")
     browser.wait_for("document.querySelector('#detail .webhook')", "the details")
+    in_ledger = browser.evaluate(
+        "[...document.querySelectorAll('#detail a')].find(a => a.textContent.includes('ledger'))"
+        ".href"
+    )
     laptop = browser.screenshot(tmp_path / "inspector.png")
     print(f"inspector screenshot (laptop): {laptop}")
     browser.viewport(390, 844, mobile=True)
@@ -308,6 +312,13 @@ def test_drive_the_emulator_from_the_page(
     )
     assert any(HOSTILE in row for row in rows)
     assert browser.evaluate("document.querySelectorAll('tbody script, tbody img').length") == 0
+    # the reply whose final callback chaos dropped: the ledger never heard it was delivered
+    browser.goto(in_ledger)
+    statuses = browser.wait_for(
+        "[...document.querySelectorAll('tr[data-status]')].map(r => r.dataset.status)",
+        "the dropped reply in the ledger",
+    )
+    assert statuses == ["sending", "sent"]
 
     # reset from the page forgets everything
     browser.goto(emulator.url + "/")
