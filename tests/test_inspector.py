@@ -134,6 +134,24 @@ def test_a_rebound_host_name_or_another_origin_is_refused() -> None:
         client.post("/_emulator/reset", headers={**basic(emulator), "Origin": "null"}).status_code
         == 403
     )
+    embedded = client.get(
+        "/_emulator/overview",
+        headers={
+            "Host": "127.0.0.1:8010",
+            "Sec-Fetch-Site": "cross-site",
+            "Sec-Fetch-Mode": "no-cors",
+        },
+    )
+    assert embedded.status_code == 403
+    followed = client.get(
+        "/",
+        headers={
+            "Host": "127.0.0.1:8010",
+            "Sec-Fetch-Site": "cross-site",
+            "Sec-Fetch-Mode": "navigate",
+        },
+    )
+    assert followed.status_code == 200  # a link from elsewhere opens the page
     same = client.post(
         "/_emulator/reset",
         headers={"Host": "127.0.0.1:8010", TOKEN_HEADER: token, "Origin": "http://127.0.0.1:8010"},

@@ -76,9 +76,12 @@ class PageAccess:
         self.token = secrets.token_urlsafe(32)
 
     def refuse_cross_site(self) -> None:
-        """A browser request from another origin (a page elsewhere posting here): 403."""
+        """A browser request another origin made (a page elsewhere posting here, embedding
+        a read): 403. Following a link from elsewhere to the page is fine."""
         origin = request.headers.get("Origin")
-        if origin is not None and origin != request.host_url.rstrip("/"):
+        foreign = origin is not None and origin != request.host_url.rstrip("/")
+        navigation = request.method == "GET" and request.headers.get("Sec-Fetch-Mode") == "navigate"
+        if foreign or (request.headers.get("Sec-Fetch-Site") == "cross-site" and not navigation):
             raise ApiError(20403, "Forbidden: cross-origin requests are refused", 403)
 
     def allows(self) -> bool:
