@@ -12,6 +12,7 @@ import pytest
 from flask import Flask
 
 from webhook_kit import InboundMessage, WebhookKit
+from webhook_kit.standalone import create_app as standalone_app
 from webhook_kit.testing import TwilioTestClient, new_sid
 
 TOKEN = "ledger-page-token"
@@ -181,3 +182,15 @@ def test_no_5xx_from_any_query(app: Flask) -> None:
         )
         answer = client.get(path, environ_base=rng.choice([{}, REMOTE]))
         assert answer.status_code < 500, (path, answer.get_data(as_text=True)[:300])
+
+
+def test_the_standalone_app_serves_it_when_the_environment_says_so() -> None:
+    env = {"TWILIO_AUTH_TOKEN": TOKEN, "WEBHOOK_KIT_STORE": "memory://"}
+    assert standalone_app(env).test_client().get("/twilio/ledger").status_code == 404
+    app = standalone_app(
+        {**env, "WEBHOOK_KIT_LEDGER_PAGE": "1", "WEBHOOK_KIT_ACCOUNT_SID": ACCOUNT}
+    )
+    client = app.test_client()
+    assert client.get("/twilio/ledger").status_code == 200
+    assert client.get("/twilio/ledger", environ_base=REMOTE).status_code == 401
+    assert client.get("/twilio/ledger", environ_base=REMOTE, headers=basic()).status_code == 200
