@@ -15,10 +15,10 @@ from werkzeug.formparser import parse_form_data
 
 from webhook_kit.encoding import segment_count
 from webhook_kit.events import Fields, parse_inbound
+from webhook_kit.incoming import parse_form
 from webhook_kit.signature import Verifier, compute_signature
 from webhook_kit.testing import inbound_sms
 from webhook_kit.twiml import MessagingResponse
-from webhook_kit.views import _parse_form
 
 from .loadgen import FORM_TYPE, TOKEN, BenchError
 
@@ -63,7 +63,7 @@ def run(*, repeat: int, batch_seconds: float) -> list[Micro]:
 
     def kit_parse() -> object:
         env = environ()
-        return parse_inbound(Fields(_parse_form(env["wsgi.input"].read(len(body)).decode())))
+        return parse_inbound(Fields(parse_form(env["wsgi.input"].read(len(body)).decode())))
 
     def kit_one() -> bytes:
         reply = MessagingResponse()

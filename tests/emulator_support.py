@@ -112,20 +112,28 @@ def recording_client(emulator: Emulator) -> tuple[Client, RecordingHttpClient]:
 
 
 class Receiver:
-    """A loopback HTTP server standing in for an app: records each POST, answers per path."""
+    """A loopback HTTP server standing in for an app: records each request, answers per path."""
 
     def __init__(self) -> None:
         self.posts: list[tuple[str, dict[str, str], list[tuple[str, str]]]] = []
+        #: Every request, GET included: (method, path with query, headers, form).
+        self.requests: list[tuple[str, str, dict[str, str], list[tuple[str, str]]]] = []
         self.answers: dict[str, tuple[int, str, bytes]] = {}
         self._lock = threading.Lock()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.do_POST()
+
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 form = parse_qsl(self.rfile.read(length).decode(), keep_blank_values=True)
+                headers = dict(self.headers.items())
                 with receiver._lock:
-                    receiver.posts.append((self.path, dict(self.headers.items()), form))
+                    receiver.requests.append((self.command, self.path, headers, form))
+                    if self.command == "POST":
+                        receiver.posts.append((self.path, headers, form))
                 status, kind, body = receiver.answers.get(
                     self.path.split("?")[0], (200, "text/xml", b"<Response/>")
                 )

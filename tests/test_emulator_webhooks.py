@@ -219,7 +219,10 @@ def test_handset_message_reaches_the_app_and_gets_replies(
     params = dict(form)
     assert params["Body"] == "HELP" and params["From"] == HANDSET and params["To"] == NUMBER
     assert params["MessageSid"] == exchange.inbound.sid and exchange.inbound.sid.startswith("MM")
-    assert params["NumMedia"] == "1" and params["MediaUrl0"] == "https://e.com/in.jpg"
+    [media] = emulator.state.media(exchange.inbound.sid)
+    assert params["NumMedia"] == "1" and media.url == "https://e.com/in.jpg"
+    assert params["MediaUrl0"] == emulator.media_url(exchange.inbound.sid, media.sid)
+    assert params["MediaUrl0"].startswith(emulator.url + "/2010-04-01/")
     assert params["MediaContentType0"] == "image/jpeg" and params["SmsStatus"] == "received"
     assert {"FromCountry", "ToCountry", "NumSegments", "SmsSid", "AccountSid"} <= set(params)
     assert Verifier([emulator.auth_token]).verify(

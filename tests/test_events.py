@@ -8,11 +8,11 @@ from hypothesis import strategies as st
 
 from webhook_kit import (
     Channel,
-    DeliveryError,
+    DeliveryFailure,
     FallbackRequest,
+    InboundMedia,
     InboundMessage,
     Location,
-    Media,
     MessageStatus,
     OptOutType,
     Place,
@@ -67,14 +67,14 @@ def test_media_items_are_zero_based_and_typed() -> None:
     message = inbound(fields)
     assert message.num_media == 3
     assert message.channel is Channel.MMS
-    assert message.media[0] == Media(fields["MediaUrl0"], "image/png")
+    assert message.media[0] == InboundMedia(fields["MediaUrl0"], "image/png")
     assert [m.url for m in message.media] == [fields[f"MediaUrl{i}"] for i in range(3)]
     assert message.message_sid.startswith("MM")
 
 
 def test_media_without_content_type_keeps_the_url() -> None:
     message = inbound(inbound_sms(MediaUrl0="https://x/1", NumMedia="1"))
-    assert message.media == (Media("https://x/1", ""),)
+    assert message.media == (InboundMedia("https://x/1", ""),)
 
 
 @pytest.mark.parametrize(
@@ -219,7 +219,7 @@ def test_status_callback_fields() -> None:
     assert isinstance(update, StatusCallback)
     assert update.message_sid == "SM" + "a" * 32
     assert update.status is MessageStatus.UNDELIVERED
-    assert update.error == DeliveryError(30003, "Unreachable destination handset")
+    assert update.error == DeliveryFailure(30003, "Unreachable destination handset")
     assert update.error is not None and update.error.title == "Unreachable destination handset"
     assert update.raw_dlr_done_date == datetime(2026, 11, 23, 15, 30)
     assert update.channel_install_sid == "XE" + "b" * 32

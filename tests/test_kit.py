@@ -1035,7 +1035,7 @@ def test_direct_internal_error_is_a_plain_500(
 ) -> None:
     kit = echo_kit()
     app = direct_app(kit)
-    monkeypatch.setattr(kit.pipeline(app), "_read", lambda environ: 1 / 0)
+    monkeypatch.setattr(kit.pipeline(app), "check", lambda environ, incoming: 1 / 0)
     client = app.test_client()
     assert isinstance(client, TwilioTestClient)
     with caplog.at_level(logging.ERROR, "webhook_kit"):

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from twilio.rest import Client
 
-from webhook_kit import Media, MessageStatus
+from webhook_kit import InboundMedia, MessageStatus
 from webhook_kit.emulator import Emulator
 from webhook_kit.errors import MediaError, MediaHostError, MediaTooLargeError, MediaTypeError
 from webhook_kit.sending import Sender
@@ -91,7 +91,7 @@ def test_download_from_a_twilio_host_with_credentials(
     hosts: tuple[Host, Host], sender: Sender, tmp_path: Path
 ) -> None:
     twilio_like, _ = hosts
-    path = sender.download(Media(twilio_like.base + MEDIA_PATH, "image/jpeg"), tmp_path)
+    path = sender.download(InboundMedia(twilio_like.base + MEDIA_PATH, "image/jpeg"), tmp_path)
     assert path == tmp_path / f"ME{'3' * 32}" and path.read_bytes() == PICTURE
     assert twilio_like.seen == [(MEDIA_PATH, AUTH)]
 
@@ -101,7 +101,7 @@ def test_a_non_twilio_host_is_refused(
 ) -> None:
     _, other = hosts
     with pytest.raises(MediaHostError, match="refusing to send Twilio credentials"):
-        sender.download(Media(other.base + MEDIA_PATH, "image/jpeg"), tmp_path / "x.jpg")
+        sender.download(InboundMedia(other.base + MEDIA_PATH, "image/jpeg"), tmp_path / "x.jpg")
     with pytest.raises(MediaHostError):
         sender.download("https://api.twilio.com.evil.example/x", tmp_path / "x.jpg")
     assert other.seen == [] and not (tmp_path / "x.jpg").exists()
@@ -121,7 +121,7 @@ def test_a_redirect_to_another_host_is_followed_without_credentials(
 def test_content_type_must_match_what_the_message_declared(
     hosts: tuple[Host, Host], sender: Sender, tmp_path: Path
 ) -> None:
-    media = Media(hosts[0].base + "/media/text", "image/jpeg")
+    media = InboundMedia(hosts[0].base + "/media/text", "image/jpeg")
     with pytest.raises(MediaTypeError, match="text/plain"):
         sender.download(media, tmp_path / "x.jpg")
     assert list(tmp_path.iterdir()) == []

@@ -25,9 +25,10 @@ from test_sending import SlowAnswers
 from twilio.rest import Client
 
 from webhook_kit import MessageStatus
+from webhook_kit.correlation import Correlator
 from webhook_kit.errors import InvalidToError
 from webhook_kit.ledger import Ledger, MessageFacts, now
-from webhook_kit.sending import Correlator, Sender
+from webhook_kit.sending import Sender
 from webhook_kit.stores import open_store
 
 pytestmark = pytest.mark.timeout(240)

@@ -4,7 +4,7 @@ import itertools
 
 import pytest
 
-from webhook_kit import DeliveryError, MessageStatus
+from webhook_kit import DeliveryFailure, MessageStatus
 from webhook_kit.status import ERROR_CATALOGUE
 
 ALL = [
@@ -55,13 +55,13 @@ def test_unknown_status_ranks_below_every_known_one() -> None:
 
 @pytest.mark.parametrize("code", [*range(30001, 30011), *range(63001, 63004), *range(63005, 63015)])
 def test_catalogue_covers_the_required_delivery_codes(code: int) -> None:
-    error = DeliveryError(code)
+    error = DeliveryFailure(code)
     assert error.title and error.description
     assert error.more_info == f"https://www.twilio.com/docs/api/errors/{code}"
 
 
 def test_unknown_error_code_has_no_description() -> None:
-    error = DeliveryError(99999, "carrier said no")
+    error = DeliveryFailure(99999, "carrier said no")
     assert error.title is None and error.description is None
     assert error.message == "carrier said no"
 

@@ -37,7 +37,14 @@ from .ledger import Direction, Ledger, record_json
 from .optout import OptOuts
 from .pages import is_loopback
 from .sending import Sender
-from .signature import compute_signature
+from .signature import (
+    ALGORITHMS,
+    HMAC_SHA256,
+    SETTINGS_HEADER,
+    SignatureSettings,
+    body_sha256,
+    compute_signature,
+)
 from .standalone import config_from_environ, create_app, load_kit
 from .status import MessageStatus
 from .stores import Store, open_store
@@ -83,6 +90,19 @@ def serve(
     except WebhookKitError as error:
         _fail(str(error))
     app.run(host=host, port=port)
+
+
+@main.command()
+@click.option("--handlers", help="Module defining `kit` (default: WEBHOOK_KIT_HANDLERS).")
+@click.option("--number", "numbers", multiple=True, help="Check only this number (repeatable).")
+def doctor(*, handlers: str | None, numbers: tuple[str, ...]) -> None:
+    """Check that the account's numbers and services call the URLs this app verifies."""
+    from .doctor import run
+
+    if handlers:
+        os.environ["WEBHOOK_KIT_HANDLERS"] = handlers
+    sys.path.insert(0, os.getcwd())  # the handlers module usually lives in the project
+    sys.exit(run(numbers))
 
 
 def _share_metrics(environ: MutableMapping[str, str]) -> None:
@@ -209,15 +229,48 @@ def simulate() -> None:
     """Send a signed webhook to a running server, as Twilio would."""
 
 
+def _signing(command: Callable[..., None]) -> Callable[..., None]:
+    """The options saying how ``simulate`` signs: auth token, or a shared key."""
+    for option in reversed(
+        (
+            click.option(
+                "--token", envvar="TWILIO_AUTH_TOKEN", help="Auth token [env: TWILIO_AUTH_TOKEN]."
+            ),
+            click.option(
+                "--shared-key",
+                metavar="KEY_ID:SECRET",
+                help="Sign with this shared key (Webhooks configuration API) instead.",
+            ),
+            click.option(
+                "--algorithm",
+                type=click.Choice(sorted(ALGORITHMS), case_sensitive=False),
+                default=HMAC_SHA256,
+                show_default=True,
+                help="The shared key's algorithm.",
+            ),
+        )
+    ):
+        command = option(command)
+    return command
+
+
 @simulate.command("message")
 @click.option("--url", default=f"{DEFAULT_BASE}/messages", show_default=True)
 @click.option("--from", "from_", default=testing.CUSTOMER, show_default=True)
 @click.option("--to", default=testing.TWILIO_NUMBER, show_default=True)
 @click.option("--body", default="Hello", show_default=True)
 @click.option("--media", multiple=True, help="A media URL; repeat for several.")
-@click.option("--token", envvar="TWILIO_AUTH_TOKEN", help="Auth token [env: TWILIO_AUTH_TOKEN].")
+@_signing
 def simulate_message(
-    *, url: str, from_: str, to: str, body: str, media: Sequence[str], token: str | None
+    *,
+    url: str,
+    from_: str,
+    to: str,
+    body: str,
+    media: Sequence[str],
+    token: str | None,
+    shared_key: str | None,
+    algorithm: str,
 ) -> None:
     """Post an inbound message and print the reply."""
     fields = testing.inbound_sms(body, from_=from_, to=to)
@@ -226,7 +279,7 @@ def simulate_message(
         fields[f"MediaContentType{index}"] = "image/jpeg"
     if media:
         fields["NumMedia"] = str(len(media))
-    _post(url, fields, token)
+    _post(url, fields, _signer(token, shared_key, algorithm))
 
 
 @simulate.command("status")
@@ -234,12 +287,67 @@ def simulate_message(
 @click.option("--sid", required=True, help="The MessageSid the callback is about.")
 @click.option("--status", "status", default="delivered", show_default=True)
 @click.option("--error-code", type=int, help="ErrorCode, for failed/undelivered.")
-@click.option("--token", envvar="TWILIO_AUTH_TOKEN", help="Auth token [env: TWILIO_AUTH_TOKEN].")
+@_signing
 def simulate_status(
-    *, url: str, sid: str, status: str, error_code: int | None, token: str | None
+    *,
+    url: str,
+    sid: str,
+    status: str,
+    error_code: int | None,
+    token: str | None,
+    shared_key: str | None,
+    algorithm: str,
 ) -> None:
     """Post a status callback and print the answer."""
-    _post(url, testing.status_callback(sid, status, error_code=error_code), token)
+    fields = testing.status_callback(sid, status, error_code=error_code)
+    _post(url, fields, _signer(token, shared_key, algorithm))
+
+
+@simulate.command("event")
+@click.option("--url", default=f"{DEFAULT_BASE}/events", show_default=True)
+@click.option("--sid", required=True, help="The MessageSid the event is about.")
+@click.option("--status", "status", default="delivered", show_default=True)
+@click.option("--error-code", type=click.IntRange(0), help="errorCode, for failed/undelivered.")
+@_signing
+def simulate_event(
+    *,
+    url: str,
+    sid: str,
+    status: str,
+    error_code: int | None,
+    token: str | None,
+    shared_key: str | None,
+    algorithm: str,
+) -> None:
+    """Post an Event Streams batch of one message status event and print the answer."""
+    event = testing.message_event(sid, status, error_code=error_code)
+    _post(url, [event], _signer(token, shared_key, algorithm))
+
+
+Signer = Callable[[str, "dict[str, str] | None"], dict[str, str]]
+
+
+def _signer(token: str | None, shared_key: str | None, algorithm: str) -> Signer:
+    """``(url, fields or None for JSON) -> headers``: signed with the shared key if given."""
+    if shared_key is not None:
+        key, colon, secret = shared_key.partition(":")
+        if not colon or not key or not secret:
+            _fail("--shared-key must be KEY_ID:SECRET")
+        settings = str(SignatureSettings(key, algorithm.upper()))
+
+        def keyed(url: str, fields: dict[str, str] | None) -> dict[str, str]:
+            signature = compute_signature(url, fields, secret, algorithm)
+            return {"X-Twilio-Signature": signature, SETTINGS_HEADER: settings}
+
+        return keyed
+    if not token:
+        _fail("no auth token: set TWILIO_AUTH_TOKEN or pass --token (the server's token)")
+    secret_token = token
+
+    def tokened(url: str, fields: dict[str, str] | None) -> dict[str, str]:
+        return {"X-Twilio-Signature": compute_signature(url, fields, secret_token)}
+
+    return tokened
 
 
 @main.group()
@@ -808,21 +916,22 @@ def _describe(info: SegmentInfo) -> str:
     )
 
 
-def _post(url: str, fields: dict[str, str], token: str | None) -> None:
+def _post(url: str, payload: dict[str, str] | list[dict[str, Any]], sign: Signer) -> None:
+    """POST a form (a dict) or an Event Streams batch (a list, sent as signed JSON)."""
     _check_url(url, f"{DEFAULT_BASE}/messages")
-    for name, value in fields.items():
-        _utf8(value, name)
-    data = urlencode(fields).encode()
-    if not token:
-        _fail("no auth token: set TWILIO_AUTH_TOKEN or pass --token (the server's token)")
+    if isinstance(payload, dict):
+        for name, value in payload.items():
+            _utf8(value, name)
+        data = urlencode(payload).encode()
+        headers = {"Content-Type": "application/x-www-form-urlencoded", **sign(url, payload)}
+    else:
+        data = json.dumps(payload).encode()
+        url += ("&" if "?" in url else "?") + "bodySHA256=" + body_sha256(data)
+        headers = {"Content-Type": "application/json", **sign(url, None)}
     request = urllib.request.Request(
         url,
         data=data,
-        headers={
-            "Content-Type": "application/x-www-form-urlencoded",
-            "X-Twilio-Signature": compute_signature(url, fields, token),
-            "User-Agent": "webhook-kit-simulate",
-        },
+        headers={**headers, "User-Agent": "webhook-kit-simulate"},
         method="POST",
     )
     try:

@@ -26,6 +26,16 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
         "Twilio auth token(s); a list or comma-separated string allows rotation. "
         "Defaults to the TWILIO_AUTH_TOKEN environment variable.",
     ),
+    "WEBHOOK_KIT_SHARED_KEYS": (
+        None,
+        "shared keys of Twilio's Webhooks configuration API, KEY_ID:SECRET pairs "
+        "(comma-separated, or a dict); several at once for a rotation",
+    ),
+    "WEBHOOK_KIT_BASIC_AUTH": (
+        None,
+        "USER:PASSWORD pair(s) Twilio must send with HTTP Basic (comma-separated, or a "
+        "list; several for a rotation); the signature is checked as well",
+    ),
     "WEBHOOK_KIT_VALIDATE": ("enforce", "enforce | log-only | off"),
     "WEBHOOK_KIT_PUBLIC_URL": (None, "public base URL Twilio calls, e.g. https://example.com"),
     "WEBHOOK_KIT_PROXY_HOPS": (0, "number of trusted proxies in front of the app"),
@@ -36,6 +46,15 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
         "seconds a message's ledger record is kept after its last callback",
     ),
     "WEBHOOK_KIT_MAX_BODY": (64 * 1024, "largest accepted request body in bytes (else 413)"),
+    "WEBHOOK_KIT_EVENTS_MAX_BODY": (
+        1024 * 1024,
+        "largest accepted Event Streams batch in bytes (else 413)",
+    ),
+    "WEBHOOK_KIT_EVENTS_MAX_BATCH": (
+        1000,
+        "most events accepted in one Event Streams batch (else 413); each costs a few store "
+        "steps, and Twilio waits 5 seconds for the answer",
+    ),
     "WEBHOOK_KIT_CLAIM_WAIT": (2.0, "seconds a duplicate waits for the first delivery"),
     "WEBHOOK_KIT_CLAIM_LEASE": (
         15.0,
@@ -98,6 +117,10 @@ _RUNNERS = ("embedded", "celery", "off")
 @dataclass(frozen=True, slots=True)
 class Settings:
     auth_tokens: tuple[str, ...]
+    #: Shared key id -> secret.
+    shared_keys: Mapping[str, str]
+    #: ``(user, password)`` pairs accepted with HTTP Basic; empty: none required.
+    basic_auth: tuple[tuple[str, str], ...]
     validate: ValidateMode
     public_url: str | None
     proxy_hops: int
@@ -128,6 +151,8 @@ class Settings:
     account_sid: str | None = None
     #: Serve the read-only ledger page.
     ledger_page: bool = False
+    events_max_body: int = 1024 * 1024
+    events_max_batch: int = 1000
 
     @classmethod
     def from_config(
@@ -156,6 +181,8 @@ class Settings:
             )
         return cls(
             auth_tokens=_tokens(config["WEBHOOK_KIT_AUTH_TOKEN"]),
+            shared_keys=dict(_pairs(config, "WEBHOOK_KIT_SHARED_KEYS", "KEY_ID:SECRET")),
+            basic_auth=_pairs(config, "WEBHOOK_KIT_BASIC_AUTH", "USER:PASSWORD"),
             validate=validate,
             public_url=public_url,
             proxy_hops=_number(config, "WEBHOOK_KIT_PROXY_HOPS", int, minimum=0),
@@ -195,6 +222,8 @@ class Settings:
                 or None
             ),
             ledger_page=_flag(config, "WEBHOOK_KIT_LEDGER_PAGE"),
+            events_max_body=_number(config, "WEBHOOK_KIT_EVENTS_MAX_BODY", int, minimum=1),
+            events_max_batch=_number(config, "WEBHOOK_KIT_EVENTS_MAX_BATCH", int, minimum=1),
         )
 
 
@@ -207,6 +236,29 @@ def _tokens(value: object) -> tuple[str, ...]:
             "WEBHOOK_KIT_AUTH_TOKEN must be a string (comma-separated for rotation) or a list"
         )
     return tuple(token.strip() for token in items if str(token).strip())
+
+
+def _pairs(config: Mapping[str, Any], key: str, form: str) -> tuple[tuple[str, str], ...]:
+    """``A:B`` items (comma-separated, a list, or a dict) split at the first colon."""
+    value = config[key]
+    if not value:
+        return ()
+    if isinstance(value, Mapping):
+        items = [(str(name), str(secret)) for name, secret in value.items()]
+    elif isinstance(value, str | list | tuple):
+        parts = value.split(",") if isinstance(value, str) else value
+        items = []
+        for number, part in enumerate(parts, 1):
+            name, colon, secret = str(part).strip().partition(":")
+            if not colon:  # the message must not show the item: it may be the secret
+                raise ConfigurationError(f"{key}: item {number} is not {form} (comma-separated)")
+            items.append((name.strip(), secret.strip()))
+    else:
+        raise ConfigurationError(f"{key} must be a string of {form} pairs, a list or a dict")
+    for name, secret in items:
+        if not name or not secret:
+            raise ConfigurationError(f"{key}: each {form} pair needs both parts")
+    return tuple(items)
 
 
 def _flag(config: Mapping[str, Any], key: str) -> bool:

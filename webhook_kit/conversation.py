@@ -19,16 +19,16 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from .errors import ConversationStateError
 from .ledger import timestamp
-from .stores import Claim, ConversationWrite, Outcome, Store
+from .once import Claim, ConversationWrite, Once, Outcome
+from .stores import Store
 from .twiml import MessagingResponse
 
 if TYPE_CHECKING:
     from .events import InboundMessage
-    from .kit import WebhookKit
     from .routing import Reply
 
 log = logging.getLogger("webhook_kit")
@@ -195,6 +195,11 @@ class Opened:
     conversation: Conversation
     lock: Claim
 
+    @property
+    def held(self) -> tuple[str, str]:
+        """The conversation's lock as ``(key, owner)``: released with the message's claim."""
+        return "lock:" + self.conversation.id, self.lock.owner
+
 
 class Conversations:
     """The conversation step of the request path, for one app's store."""
@@ -209,7 +214,7 @@ class Conversations:
         """Lock the message's conversation (``lock`` waits for another holder), then load it.
 
         The caller must pass the result to :meth:`write` (saving it with the claim) or
-        :meth:`close` (giving the lock up).
+        release :attr:`Opened.held` with the message's claim.
         """
         id = conversation_id(message)
         claim = lock("lock:" + id)
@@ -248,17 +253,18 @@ class Conversations:
         """
         ran = 0
         now = time.time()
+        once = Once(self._store, lease)
         for id in self._store.due_conversations(now, limit):
-            lock = self._store.claim("lock:" + id, lease)
+            lock = once.take("lock:" + id).claim
             if lock.outcome is not Outcome.CLAIMED:
                 continue
             data = self._store.get_conversation(id)
             conversation = loads(id, data, now)
             due = _epoch(conversation.timeout_at)
             key = f"timeout:{id}:{due}"
-            claim = self._store.claim(key, lease)
+            claim = once.take(key).claim
             if claim.outcome is not Outcome.CLAIMED:
-                self._store.release("lock:" + id, lock.owner)
+                once.release("lock:" + id, lock)
                 continue
             try:
                 if data is None:  # expired meanwhile: forget its due time too
@@ -271,15 +277,22 @@ class Conversations:
                 write = self._saving(conversation, lock)
             except Exception:
                 log.exception("on_timeout hook failed for conversation %s", id)
-                self._store.release(key, claim.owner)
-                self._store.release("lock:" + id, lock.owner)
+                once.release(key, claim, ("lock:" + id, lock.owner))
                 continue
-            self._store.complete(key, claim.owner, b"", conversation=write)
+            once.finish(key, claim, b"", write)
         return ran
 
-    def close(self, opened: Opened) -> None:
-        """Give up the lock without saving (the handler failed, or the store did)."""
-        self._store.release("lock:" + opened.conversation.id, opened.lock.owner)
+
+class _Registers(Protocol):
+    """What :meth:`Flow.register` needs of a kit: its ``on_message`` decorator.
+
+    A protocol, not the kit's class: the kit builds the request path, which loads
+    conversations, so this module must not import the kit.
+    """
+
+    def on_message(
+        self, *, step: str
+    ) -> Callable[[Callable[[InboundMessage, Conversation], Reply]], object]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,7 +343,7 @@ class Flow:
         conversation.goto(self.step_of(first))
         return first.prompt
 
-    def register(self, kit: WebhookKit) -> None:
+    def register(self, kit: _Registers) -> None:
         """Register one handler per question on ``kit``."""
         for index, question in enumerate(self.questions):
             following = self.questions[index + 1] if index + 1 < len(self.questions) else None

@@ -43,11 +43,23 @@ class SignatureError(WebhookKitError):
     reason = "signature"
 
 
+class UnauthorizedError(WebhookKitError):
+    """HTTP Basic credentials are required (``WEBHOOK_KIT_BASIC_AUTH``) and were missing or
+    wrong; answered with ``401`` and a ``WWW-Authenticate`` challenge."""
+
+    status_code = 401
+    reason = "unauthorized"
+
+
 class StoreError(WebhookKitError):
     """The store could not be read or written; answered with ``503`` so Twilio may retry."""
 
     status_code = 503
     reason = "store_down"
+
+
+class LedgerQueryError(WebhookKitError, ValueError):
+    """A ledger query is malformed (a bad cursor, limit or time range)."""
 
 
 class ReplyTypeError(WebhookKitError, TypeError):

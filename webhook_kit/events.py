@@ -18,10 +18,10 @@ import re
 from collections.abc import ItemsView, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, TypeVar, overload
+from typing import Any, Literal, TypeVar, overload
 
 from .errors import BadRequestError
-from .status import DeliveryError, MessageStatus, OpenStrEnum
+from .status import DeliveryFailure, MessageStatus, OpenStrEnum
 
 _T = TypeVar("_T")
 log = logging.getLogger("webhook_kit")
@@ -120,8 +120,11 @@ class OptOutType(OpenStrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class Media:
-    """One attachment: ``MediaUrl{N}`` with its ``MediaContentType{N}``."""
+class InboundMedia:
+    """One attachment of an inbound message: ``MediaUrl{N}`` with its ``MediaContentType{N}``.
+
+    (The ``<Media>`` noun of a TwiML reply is :class:`webhook_kit.twiml.Media`.)
+    """
 
     url: str
     content_type: str
@@ -187,7 +190,7 @@ class InboundMessage:
     account_sid: str | None
     messaging_service_sid: str | None
     num_segments: int | None
-    media: tuple[Media, ...]
+    media: tuple[InboundMedia, ...]
     channel: Channel
     opt_out_type: OptOutType | None
     #: The regex match of the ``pattern`` route that picked the handler, else None.
@@ -298,7 +301,7 @@ class StatusCallback:
     account_sid: str | None
     from_: str | None
     to: str | None
-    error: DeliveryError | None
+    error: DeliveryFailure | None
     #: ``EventType``: ``READ`` for read receipts on channels that send them.
     event_type: str | None
     channel: Channel | None
@@ -327,6 +330,31 @@ class StatusCallback:
     @property
     def api_version(self) -> str | None:
         return self.raw.get("ApiVersion")
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEvent:
+    """One CloudEvent of an Event Streams batch, as ``@kit.on_event`` handlers receive it.
+
+    The envelope's attributes are typed; ``data`` is the payload and ``raw`` the whole
+    event, each exactly as sent (read-only at the top level).
+    """
+
+    id: str
+    #: e.g. ``com.twilio.messaging.message.delivered``.
+    type: str
+    source: str
+    #: When Twilio says the event happened; None when absent or not ISO 8601.
+    time: datetime | None
+    dataschema: str | None
+    data: Mapping[str, Any]
+    raw: Mapping[str, Any]
+
+    @property
+    def message_sid(self) -> str | None:
+        """``data.messageSid`` of messaging events."""
+        sid = self.data.get("messageSid")
+        return sid if isinstance(sid, str) else None
 
 
 Event = InboundMessage | StatusCallback
@@ -372,7 +400,7 @@ def parse_status(raw: Fields) -> StatusCallback:
         raw.get("AccountSid"),
         from_,
         to,
-        DeliveryError(code, raw.get("ErrorMessage")) if code else None,
+        DeliveryFailure(code, raw.get("ErrorMessage")) if code else None,
         raw.get("EventType"),
         Channel(prefix.lower()) if prefix else _channel(from_ or to or "", 0),
     )
@@ -389,7 +417,7 @@ def _inbound_fields(
     str | None,
     str | None,
     int | None,
-    tuple[Media, ...],
+    tuple[InboundMedia, ...],
     Channel,
     OptOutType | None,
 ]:
@@ -449,14 +477,14 @@ def _check_shape(name: str, shape: re.Pattern[str], value: str | None, what: str
         raise BadRequestError(f"{name} {value[:40]!r} is not {what}: not from Twilio")
 
 
-def _media(raw: Fields) -> tuple[Media, ...]:
+def _media(raw: Fields) -> tuple[InboundMedia, ...]:
     # Trust the MediaUrl{N} fields over NumMedia: they are what the handler can fetch.
     if "MediaUrl0" not in raw:
         return ()
     items = []
     index = 0
     while (url := raw.get(f"MediaUrl{index}")) is not None:
-        items.append(Media(url, raw.get(f"MediaContentType{index}", "")))
+        items.append(InboundMedia(url, raw.get(f"MediaContentType{index}", "")))
         index += 1
     return tuple(items)
 

@@ -10,19 +10,20 @@ from functools import partial
 from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 from weakref import WeakKeyDictionary
 
-from flask import Blueprint, Flask, current_app
+from flask import Flask, current_app
 
 from .config import Settings
 from .conversation import Conversation
 from .errors import ConfigurationError
-from .events import Channel, InboundMessage, OptOutType, StatusCallback
+from .events import Channel, InboundMessage, OptOutType, StatusCallback, StreamEvent
 from .jobs import JobKind, Runner
 from .jobs.embedded import EmbeddedRunner
-from .jobs.execute import Background, Executor, background_name
+from .jobs.execute import Executor
 from .ledger import Ledger, MessageRecord
 from .ledger_page import ledger_blueprint
 from .optout import OptOuts
-from .registry import FinalHook, Registry
+from .pipeline import DirectDispatch, Pipeline
+from .registry import Background, FinalHook, Registry, background_name
 from .routing import (
     MessageRoute,
     OneOrMany,
@@ -35,14 +36,16 @@ from .routing import (
 from .sending import Sender
 from .status import MessageStatus
 from .stores import Store, open_store
+from .streams import event_route
 from .twiml import Message, MessagingResponse
-from .views import DirectDispatch, Pipeline
+from .views import mount
 
 log = logging.getLogger("webhook_kit")
 
 MessageHandlerT = TypeVar("MessageHandlerT", bound=Callable[..., Reply])
 StatusHandlerT = TypeVar("StatusHandlerT", bound=Callable[[StatusCallback], None])
 FinalHandlerT = TypeVar("FinalHandlerT", bound=Callable[[MessageRecord], None])
+EventHandlerT = TypeVar("EventHandlerT", bound=Callable[[StreamEvent], None])
 ErrorHandlerT = TypeVar(
     "ErrorHandlerT", bound=Callable[[Exception, InboundMessage | StatusCallback], Reply]
 )
@@ -72,9 +75,10 @@ class WebhookKit:
     """Receive Twilio messaging webhooks in a Flask app.
 
     Register handlers with the decorators, then call :meth:`init_app` (or pass the app
-    here). The app gets ``POST /twilio/messages`` (GET too), ``POST /twilio/status`` and
-    ``POST /twilio/fallback``; configuration comes from ``WEBHOOK_KIT_*`` keys in
-    ``app.config`` (see :data:`webhook_kit.config.DEFAULTS`).
+    here). The app gets ``POST /twilio/messages`` (GET too), ``POST /twilio/status``,
+    ``POST /twilio/fallback`` and ``POST /twilio/events`` (an Event Streams sink);
+    configuration comes from ``WEBHOOK_KIT_*`` keys in ``app.config`` (see
+    :data:`webhook_kit.config.DEFAULTS`).
 
     :param app: an app to initialise now.
     :param url_prefix: where the webhook routes are mounted.
@@ -90,7 +94,7 @@ class WebhookKit:
         self.registry = Registry()
         self._pipelines: WeakKeyDictionary[Flask, Pipeline] = WeakKeyDictionary()
         self._senders: WeakKeyDictionary[Flask, Sender] = WeakKeyDictionary()
-        self._status_paths: WeakKeyDictionary[Flask, str] = WeakKeyDictionary()
+        self._prefixes: WeakKeyDictionary[Flask, str] = WeakKeyDictionary()
         self._executors: WeakKeyDictionary[Flask, Executor] = WeakKeyDictionary()
         if app is not None:
             self.init_app(app)
@@ -206,6 +210,23 @@ class WebhookKit:
 
         return register
 
+    def on_event(self, *types: str) -> Callable[[EventHandlerT], EventHandlerT]:
+        """Register a handler for Event Streams events of ``types`` (none: every type).
+
+        A type is exact (``com.twilio.messaging.inbound-message.received``) or a prefix
+        ending in ``.*`` (``com.twilio.messaging.*``). The handler receives the
+        :class:`StreamEvent` once per event id, across retries, duplicates and hosts, after
+        a message status event is safely in the ledger (where ``on_status`` handlers ran for
+        it, unless its status callback came first). If it raises, the batch is answered 500
+        and Twilio retries it; events already applied are skipped then.
+        """
+
+        def register(handler: EventHandlerT) -> EventHandlerT:
+            self.registry.events.append(event_route(handler, types))
+            return handler
+
+        return register
+
     @overload
     def on_final(self, handler: FinalHandlerT) -> FinalHandlerT: ...
 
@@ -314,11 +335,12 @@ class WebhookKit:
                 "WEBHOOK_KIT_VALIDATE=off: X-Twilio-Signature is NOT verified; anyone who "
                 "can reach this app can post webhooks to it"
             )
-        elif not settings.auth_tokens and self.registry.token_loader is None:
+        elif not (settings.auth_tokens or settings.shared_keys or self.registry.token_loader):
             raise ConfigurationError(
                 "no Twilio auth token: set TWILIO_AUTH_TOKEN (or app.config"
-                "['WEBHOOK_KIT_AUTH_TOKEN']), or register @kit.auth_token_loader before "
-                "init_app; WEBHOOK_KIT_VALIDATE=off disables verification explicitly"
+                "['WEBHOOK_KIT_AUTH_TOKEN']), WEBHOOK_KIT_SHARED_KEYS, or register "
+                "@kit.auth_token_loader before init_app; WEBHOOK_KIT_VALIDATE=off disables "
+                "verification explicitly"
             )
         store = self._store or open_store(
             settings.store,
@@ -332,16 +354,10 @@ class WebhookKit:
         app.extensions["webhook_kit"] = self
 
         prefix = (url_prefix or self.url_prefix).rstrip("/")
-        blueprint = Blueprint("webhook_kit", __name__)
-        for name, (handle, methods) in pipeline.routes.items():
-            blueprint.add_url_rule(f"/{name}", name, Pipeline.view(handle), methods=sorted(methods))
-        csrf = app.extensions.get("csrf")
-        if csrf is not None and hasattr(csrf, "exempt"):  # Flask-WTF would reject Twilio
-            csrf.exempt(blueprint)
-        app.register_blueprint(blueprint, url_prefix=prefix)
+        mount(app, pipeline, prefix)
         if settings.ledger_page:
             app.register_blueprint(ledger_blueprint(store, settings), url_prefix=prefix)
-        self._status_paths[app] = f"{prefix}/status"
+        self._prefixes[app] = prefix
         if direct:
             routes = {f"{prefix}/{name}": route for name, route in pipeline.routes.items()}
             app.wsgi_app = DirectDispatch(app.wsgi_app, app, routes)  # type: ignore[method-assign]
@@ -419,10 +435,26 @@ class WebhookKit:
     send = _on_sender(Sender.send)
     cancel = _on_sender(Sender.cancel)
     redact = _on_sender(Sender.redact)
+    confirm = _on_sender(Sender.confirm)
+    delete = _on_sender(Sender.delete)
     fetch = _on_sender(Sender.fetch)
     reconcile = _on_sender(Sender.reconcile)
     download = _on_sender(Sender.download)
     delete_media = _on_sender(Sender.delete_media)
+
+    def route_path(self, name: str, app: Flask | None = None) -> str:
+        """The path of a webhook route (``messages``, ``status``, ...) on ``app``."""
+        target = app if app is not None else current_app._get_current_object()  # type: ignore[attr-defined]
+        return f"{self._prefixes[target]}/{name}"
+
+    def webhook_url(self, name: str, app: Flask | None = None) -> str | None:
+        """The URL Twilio must call for a route: ``WEBHOOK_KIT_PUBLIC_URL`` + its path.
+
+        None without a public URL (the app then verifies against the Host it is asked for).
+        """
+        target = app if app is not None else current_app._get_current_object()  # type: ignore[attr-defined]
+        public = self.pipeline(target).settings.public_url
+        return public.rstrip("/") + self.route_path(name, target) if public else None
 
     def sender(self, app: Flask | None = None, *, client: Any = None) -> Sender:
         """The :class:`Sender` of ``app`` (default: the current app), built on first use.
@@ -436,8 +468,7 @@ class WebhookKit:
         sender = self._senders.get(target)
         if sender is None or client is not None:
             pipeline = self.pipeline(target)
-            public = pipeline.settings.public_url
-            status_url = public.rstrip("/") + self._status_paths[target] if public else None
+            status_url = self.webhook_url("status", target)
             sender = Sender.from_config(
                 target.config, pipeline.store, status_url=status_url, client=client
             )

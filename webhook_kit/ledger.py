@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Protocol
 
-from .errors import WebhookKitError
+from .errors import LedgerQueryError
 from .records import (
     PENDING,
     RECONCILED,
@@ -92,10 +92,6 @@ def parse_cursor(cursor: str) -> tuple[float, str]:
         return float(created), sid
     except ValueError:
         raise LedgerQueryError(f"cursor {cursor!r} is not one that Ledger.find returned") from None
-
-
-class LedgerQueryError(WebhookKitError, ValueError):
-    """A ledger query is malformed (a bad cursor, limit or time range)."""
 
 
 def seconds_of(moment: datetime | float | None) -> float | None:

@@ -62,7 +62,14 @@ OUTCOMES: dict[str, tuple[str, str]] = {
     "failed": ("failed", ""),
     **{
         reason: ("rejected", reason)
-        for reason in ("signature", "bad_request", "too_large", "in_flight", "store_down")
+        for reason in (
+            "signature",
+            "unauthorized",
+            "bad_request",
+            "too_large",
+            "in_flight",
+            "store_down",
+        )
     },
 }
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode
 
 from .events import Fields
-from .status import DeliveryError, MessageStatus, OpenStrEnum
+from .status import DeliveryFailure, MessageStatus, OpenStrEnum
 
 if TYPE_CHECKING:
     from .events import InboundMessage, StatusCallback
@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 RECONCILED = "reconciled:"
 #: Prefix of the ledger key of an outbound message whose SID is not known yet.
 PENDING = "WK"
+#: The form field of a history entry that Event Streams brought: the CloudEvent, as JSON.
+STREAM_FIELD = "EventStreamsEvent"
 
 
 class Direction(OpenStrEnum):
@@ -48,6 +50,14 @@ class StatusEntry:
     #: The verified correlation id of the send this callback belongs to: its pending record
     #: (written before the SID was known) is merged into the SID's record in the same step.
     correlation: str | None = None
+
+    @staticmethod
+    def key_of(update: StatusCallback) -> str:
+        """The idempotency key of a status update: whichever channel brings it (a status
+        callback or Event Streams), the same status of a message is one entry."""
+        error = update.error.code if update.error else ""
+        event_type = update.event_type or ""
+        return f"status:{update.message_sid}:{update.status.value}:{event_type}:{error}"
 
     @classmethod
     def from_callback(
@@ -149,6 +159,13 @@ class LedgerEvent:
         """True when reconciliation fetched this status; no callback brought it."""
         return self.key.startswith(RECONCILED)
 
+    @property
+    def source(self) -> str:
+        """What brought this status first: ``callback``, ``event-streams`` or ``reconcile``."""
+        if self.reconciled:
+            return "reconcile"
+        return "event-streams" if STREAM_FIELD in self.raw else "callback"
+
 
 @dataclass(frozen=True, slots=True)
 class MessageRecord:
@@ -185,8 +202,8 @@ class MessageRecord:
         return self.final_at is not None
 
     @property
-    def error(self) -> DeliveryError | None:
-        return DeliveryError(self.error_code) if self.error_code else None
+    def error(self) -> DeliveryFailure | None:
+        return DeliveryFailure(self.error_code) if self.error_code else None
 
     @property
     def pending(self) -> bool:

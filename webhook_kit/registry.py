@@ -2,28 +2,50 @@
 
 The kit owns one and fills it through its decorators; each app's pipeline receives it. So
 the request path depends on this object and never on the kit (no import circle), and the
-kit's own attributes stay private to it.
+kit's own attributes stay private to it. A background handler's :class:`Background` is a
+registration too: the job executor reads it here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeAlias
 
-from .jobs.execute import Background, background_name
+from .jobs import JobKind
 from .ledger import MessageRecord
-from .routing import MessageRouter, Reply, StatusRoute
+from .routing import MessageRoute, MessageRouter, Reply, StatusRoute, handler_name
+from .streams import EventRoute
 
 FinalHook: TypeAlias = Callable[[MessageRecord], None]
 ErrorHook: TypeAlias = Callable[[Exception, Any], Reply]
 TokenLoader: TypeAlias = Callable[[str], str | Sequence[str] | None]
 
 
+@dataclass(frozen=True, slots=True)
+class Background:
+    """A handler registered with ``background=True``: what runs as a job, and the ack."""
+
+    #: ``module.qualname``: how the job names its handler in every process.
+    name: str
+    kind: JobKind
+    handler: Callable[..., Any]
+    #: The text the webhook answers at once (``ack=``); None: no reply.
+    ack: str | None
+    #: For messages: the route, whose pattern gives the handler its ``match`` again.
+    route: MessageRoute | None = None
+
+
+def background_name(handler: Callable[..., Any]) -> str:
+    """The name a background handler is registered and stored under."""
+    return f"{getattr(handler, '__module__', '?')}.{handler_name(handler)}"
+
+
 class Registry:
     """Routes for messages, the fallback URL and status callbacks; final and error hooks."""
 
     __slots__ = (
-        "background", "errors", "fallback", "final", "messages", "status", "timeouts",
+        "background", "errors", "events", "fallback", "final", "messages", "status", "timeouts",
         "token_loader",
     )  # fmt: skip
 
@@ -31,6 +53,8 @@ class Registry:
         self.messages = MessageRouter()
         self.fallback = MessageRouter()
         self.status: list[StatusRoute] = []
+        #: ``@kit.on_event`` handlers of Event Streams events, in registration order.
+        self.events: list[EventRoute] = []
         self.final: list[FinalHook] = []
         self.errors: list[ErrorHook] = []
         #: Hooks run with a conversation whose person went silent past its timeout.

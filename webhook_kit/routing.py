@@ -244,6 +244,17 @@ def split_text(text: str, limit: int = MAX_BODY_LENGTH) -> list[str]:
     return pieces
 
 
+def call_message_handler(
+    route: MessageRoute, message: InboundMessage, conversation: object
+) -> MessagingResponse:
+    """Run one message handler (with the conversation, if it takes one); its reply as TwiML."""
+    if route.takes_conversation:
+        result = route.handler(message, conversation)
+    else:
+        result = route.handler(message)
+    return as_twiml(result, route.handler)
+
+
 def call_status_handler(route: StatusRoute, update: StatusCallback) -> None:
     """Run one status handler; a reply from it is a mistake worth an error."""
     result = route.handler(update)

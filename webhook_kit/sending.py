@@ -1,10 +1,10 @@
-"""Sending messages and following them: ``kit.send``, correlation tokens, reconciliation, media.
+"""Sending messages and following them: ``kit.send``, reconciliation, media downloads.
 
 A send is written to the ledger *before* the API call, under a correlation id, and the
-StatusCallback URL carries that id signed with itsdangerous. So a callback that overtakes
-the API's answer still finds its send, and a forged or foreign token is simply not trusted.
-When the API answers, the pending record is linked to the SID; when it refuses, the record is
-marked failed with Twilio's code and a :class:`~webhook_kit.errors.SendError` is raised.
+StatusCallback URL carries that id signed (see :mod:`webhook_kit.correlation`), so a callback
+that overtakes the API's answer still finds its send. When the API answers, the pending record
+is linked to the SID; when it refuses, the record is marked failed with Twilio's code and a
+:class:`~webhook_kit.errors.SendError` is raised.
 
 The official ``twilio`` client does the HTTP (``pip install 'webhook_kit[twilio]'``); it is
 imported only when a :class:`Sender` is built, so receiving webhooks never needs it.
@@ -13,12 +13,10 @@ imported only when a :class:`Sender` is built, so receiving webhooks never needs
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
 import random
-import secrets
 import shutil
 import tempfile
 import time
@@ -30,11 +28,10 @@ from datetime import UTC, datetime, timedelta
 from http.client import HTTPResponse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit
-
-from itsdangerous import BadSignature, Signer
+from urllib.parse import urlencode, urljoin, urlsplit
 
 from .config import Settings
+from .correlation import TOKEN_PARAM, Correlator
 from .errors import (
     AuthenticationError,
     ConfigurationError,
@@ -56,9 +53,8 @@ from .errors import (
     UnreachableRecipientError,
     UnsubscribedRecipientError,
 )
-from .events import InboundMessage, Media
+from .events import InboundMedia, InboundMessage
 from .ledger import (
-    PENDING,
     RECONCILED,
     Direction,
     MessageFacts,
@@ -67,9 +63,9 @@ from .ledger import (
     StatusEntry,
 )
 from .ledger import now as ledger_now
+from .once import Claim, Once, Outcome
 from .optout import refuse_opted_out
 from .status import MessageStatus
-from .stores import Claim, Outcome, new_owner
 
 if TYPE_CHECKING:
     from .stores import Store
@@ -78,9 +74,6 @@ log = logging.getLogger("webhook_kit")
 
 T = TypeVar("T")
 
-#: The query parameter of the StatusCallback URL that carries the signed correlation id.
-TOKEN_PARAM = "c"
-_SALT = "webhook_kit.correlation"
 #: How long an unfinished send holds its idempotency key (longer than any API call takes);
 #: a finished one keeps it, with the SID, for the store's retention.
 _KEY_LEASE = 120.0
@@ -103,56 +96,6 @@ _ERRORS: dict[int, type[SendError]] = {
 }
 #: Twilio's limit for one message's media is 5 MB; the default cap leaves room for overhead.
 DEFAULT_MEDIA_CAP = 16 * 1024 * 1024
-
-
-class Correlator:
-    """Signs and checks the correlation ids carried in StatusCallback URLs."""
-
-    __slots__ = ("_signer",)
-
-    def __init__(self, secret_key: str | None) -> None:
-        self._signer = Signer(secret_key, salt=_SALT) if secret_key else None
-
-    @staticmethod
-    def new_id(key: str | None = None) -> str:
-        """A correlation id: the ledger key of a send until its SID is known.
-
-        Fresh, or the same for every send with idempotency ``key``, so that a retried send
-        finds the record its earlier attempt wrote before calling the API.
-        """
-        if key is None:
-            return PENDING + secrets.token_hex(16)
-        return PENDING + hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
-
-    def new(self, key: str | None = None) -> tuple[str, str]:
-        """A correlation id (see :meth:`new_id`) and its signed token."""
-        correlation = self.new_id(key)
-        if self._signer is None:
-            raise ConfigurationError(
-                "no key to sign correlation tokens: set WEBHOOK_KIT_SECRET_KEY (or the auth "
-                "token, or Flask's SECRET_KEY)"
-            )
-        return correlation, self._signer.sign(correlation).decode()
-
-    def verify(self, token: str | None) -> str | None:
-        """The correlation id a genuine token carries; None for a missing or forged one."""
-        if not token or self._signer is None:
-            return None
-        try:
-            correlation = self._signer.unsign(token).decode()
-        except BadSignature:
-            log.warning("ignored a status callback correlation token with a bad signature")
-            return None
-        return correlation if correlation.startswith(PENDING) else None
-
-    def verify_query(self, query: str) -> str | None:
-        """:meth:`verify` the token in a raw query string."""
-        if not query:  # the usual callback URL: nothing to parse
-            return None
-        for name, value in parse_qsl(query):
-            if name == TOKEN_PARAM:
-                return self.verify(value)
-        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,6 +229,8 @@ class Sender:
         self.client = client
         self.status_url = status_url
         self.correlator = Correlator(secret_key)
+        #: Claims the idempotency keys of sends (``key=``): at most one send per key.
+        self._once = Once(store, _KEY_LEASE)
         self._media_credentials = media_credentials or (client.username, client.password)
         self._media_origins = frozenset(origin.rstrip("/").lower() for origin in media_origins)
         self.retry_delay = retry_delay
@@ -470,7 +415,7 @@ class Sender:
                 )
                 self.store.save_message(failed)
             if claim is not None:  # nothing was sent: the key may send again
-                self.store.release(f"send:{key}", claim.owner)
+                self._once.release(f"send:{key}", claim)
             if self._count is not None:
                 self._count(error)
             raise
@@ -479,7 +424,7 @@ class Sender:
         sent = SentMessage.from_instance(message, ref)
         self.store.save_message(sent.facts(ledger_now()), alias=correlation)
         if claim is not None:
-            self.store.complete(f"send:{key}", claim.owner, sent.sid.encode())
+            self._once.finish(f"send:{key}", claim, sent.sid.encode())
         return sent
 
     def _claim_key(
@@ -492,27 +437,24 @@ class Sender:
         API call, and Twilio's list of messages to the same person, tell which.
         """
         name = f"send:{key}"
-        claim = self.store.claim(name, _KEY_LEASE)
+        claim, replaced = self._once.take(name)
         if claim.outcome is Outcome.DONE:
             sid = claim.answer.decode()
             return claim, SentMessage.from_ledger(self.store.get_message(sid))
-        taken_over = claim.outcome is Outcome.BUSY
-        if taken_over:
-            if not new_owner.is_dead(claim.owner):
-                raise SendInDoubtError(
-                    f"a send with key {key!r} is under way in another process ({claim.owner}) "
-                    f"or died on another host: retry after {_KEY_LEASE:g} s"
-                )
-            claim = self.store.claim(name, _KEY_LEASE, replace=claim.owner)
-            if claim.outcome is not Outcome.CLAIMED:
+        if claim.outcome is Outcome.BUSY:
+            if replaced:
                 raise SendInDoubtError(f"another process took over the send with key {key!r}")
+            raise SendInDoubtError(
+                f"a send with key {key!r} is under way in another process ({claim.owner}) "
+                f"or died on another host: retry after {_KEY_LEASE:g} s"
+            )
         intent = self.store.get_message(correlation)
-        if intent is None and not taken_over:
+        if intent is None and not replaced:
             return claim, None  # no earlier attempt reached the API
         found = self._find_sent(intent, to, from_, body)
         if found is not None:
             self.store.save_message(found.facts(ledger_now()), alias=correlation)
-            self.store.complete(name, claim.owner, found.sid.encode())
+            self._once.finish(name, claim, found.sid.encode())
         return claim, found
 
     def _find_sent(
@@ -548,6 +490,24 @@ class Sender:
     def redact(self, sid: str) -> SentMessage:
         """Erase a finished message's body on Twilio (``Body=""``) and in the ledger."""
         return self._update(sid, body="")
+
+    def confirm(self, sid: str, *, confirmed: bool = True) -> str:
+        """Tell Twilio the recipient acted on a message (Message Feedback); returns the outcome.
+
+        Send with ``provide_feedback=True`` for Twilio to track it (e.g. a one-time code that
+        was entered). ``confirmed=False`` reports that they did not.
+        """
+        outcome = "confirmed" if confirmed else "unconfirmed"
+        feedback = self._call(lambda: self.client.messages(sid).feedback.create(outcome=outcome))
+        return str(feedback.outcome)
+
+    def delete(self, sid: str) -> None:
+        """Delete a finished message (and its media) from Twilio; the ledger keeps its record.
+
+        Twilio refuses a message still under way (20009, a :class:`SendError`): cancel or
+        wait for it first. ``webhook-kit conversations purge`` forgets an address locally.
+        """
+        self._call(lambda: self.client.messages(sid).delete())
 
     def _update(self, sid: str, **changes: str) -> SentMessage:
         message = self._call(lambda: self.client.messages(sid).update(**changes))
@@ -645,7 +605,7 @@ class Sender:
 
     def download(
         self,
-        media: Media | str,
+        media: InboundMedia | str,
         dest: str | os.PathLike[str],
         *,
         max_bytes: int = DEFAULT_MEDIA_CAP,
@@ -659,8 +619,8 @@ class Sender:
         over ``max_bytes`` or of another content type than the message declared is refused
         and nothing is left at ``dest``.
         """
-        url = media.url if isinstance(media, Media) else media
-        declared = media.content_type if isinstance(media, Media) else None
+        url = media.url if isinstance(media, InboundMedia) else media
+        declared = media.content_type if isinstance(media, InboundMedia) else None
         if not self._trusted(url):
             raise MediaHostError(
                 f"refusing to send Twilio credentials to {_origin(url)}: media is downloaded "
@@ -682,9 +642,9 @@ class Sender:
             _stream(response, target, max_bytes, url)
         return target
 
-    def delete_media(self, media: Media | str) -> None:
+    def delete_media(self, media: InboundMedia | str) -> None:
         """Delete an attachment from Twilio (its URL names the message and the media SID)."""
-        url = media.url if isinstance(media, Media) else media
+        url = media.url if isinstance(media, InboundMedia) else media
         parts = urlsplit(url).path.removesuffix(".json").split("/")
         try:
             message_sid = parts[parts.index("Messages") + 1]
@@ -806,14 +766,21 @@ def _client(
             "no credentials to send with: set TWILIO_AUTH_TOKEN, or TWILIO_API_KEY and "
             "TWILIO_API_SECRET"
         )
-    client = Client(
+    if base_url:
+        # Every product domain (api, messaging, content, events) goes to the emulator, after
+        # any region or edge rewrite of the host name.
+        from .emulator.client import EmulatorHttpClient
+
+        return Client(
+            username,
+            password,
+            account_sid,
+            environment=dict(environ),
+            http_client=EmulatorHttpClient(base_url.rstrip("/")),
+        )
+    return Client(
         username, password, account_sid, region=region, edge=edge, environment=dict(environ)
     )
-    if base_url:
-        # Region and edge rewrite the host name, which would break a local base URL.
-        client.region = client.edge = None
-        client.api.base_url = base_url.rstrip("/")
-    return client
 
 
 def _int(value: object) -> int | None:

@@ -2,7 +2,10 @@
 
 Twilio signs ``HMAC-SHA1(auth_token, url + name1 + value1 + name2 + value2 ...)``, with the
 POST parameters sorted by name and then value (code-point order, repeated identical pairs
-counted once), and sends it base64-encoded. Verification fails in real deployments mostly
+counted once), and sends it base64-encoded. An account that signs with a shared key (the
+Webhooks configuration API, 2026) sends ``X-Twilio-Webhooks-Signature-Settings:
+key=<id>,algorithm=HMAC_SHA256``: the same string is then signed with that key's secret and
+that algorithm, and the auth token is not used at all. Verification fails in real deployments mostly
 because the URL the app sees is not the one Twilio requested; :func:`request_url` rebuilds
 that one from a configured public URL, or from proxy headers trusted for exactly the
 configured number of hops, and always from the *raw* path and query string.
@@ -12,15 +15,21 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
 from binascii import b2a_base64
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import parse_qsl, quote, urlsplit
 
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from .errors import BadRequestError
+from .basic_auth import BasicAuth
+from .errors import BadRequestError, SignatureError, UnauthorizedError
+from .incoming import Incoming
+
+log = logging.getLogger("webhook_kit")
 
 Params = Mapping[str, str] | Mapping[str, Sequence[str]] | Iterable[tuple[str, str]]
 
@@ -29,14 +38,58 @@ _DEFAULT_PORTS = {"http": "80", "https": "443"}
 _AUTHORITY = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]+)(?::[0-9]{0,5})?")
 
 
-def compute_signature(url: str, params: Params | None, token: str) -> str:
+#: The header naming the shared key and algorithm a webhook was signed with.
+SETTINGS_HEADER = "X-Twilio-Webhooks-Signature-Settings"
+HMAC_SHA1 = "HMAC_SHA1"
+HMAC_SHA256 = "HMAC_SHA256"
+#: Twilio's algorithm names -> hashlib's; anything else is refused (as twilio-node does).
+ALGORITHMS = {HMAC_SHA1: "sha1", HMAC_SHA256: "sha256"}
+
+
+def compute_signature(
+    url: str, params: Params | None, token: str, algorithm: str = HMAC_SHA1
+) -> str:
     """Return the ``X-Twilio-Signature`` Twilio would send for this URL, form and token.
 
     ``params`` may be a dict, a werkzeug ``MultiDict`` (every value of a repeated key
     counts) or a sequence of ``(name, value)`` pairs. Pass ``None`` for JSON bodies, whose
-    URL carries ``bodySHA256`` instead (see :func:`body_sha256`).
+    URL carries ``bodySHA256`` instead (see :func:`body_sha256`). ``token`` is the auth
+    token, or a shared key's secret with its ``algorithm`` (``HMAC_SHA1``/``HMAC_SHA256``).
     """
-    return _sign(_payload(url, _pairs(params)), token.encode())
+    digest = ALGORITHMS.get(algorithm.upper())
+    if digest is None:
+        raise ValueError(f"unsupported signature algorithm {algorithm!r}: use {_SUPPORTED}")
+    return b2a_base64(
+        hmac.digest(token.encode(), _payload(url, _pairs(params)), digest), newline=False
+    ).decode("ascii")
+
+
+_SUPPORTED = " or ".join(ALGORITHMS)
+_HASHES = tuple(ALGORITHMS.items())
+
+
+@dataclass(frozen=True, slots=True)
+class SignatureSettings:
+    """``X-Twilio-Webhooks-Signature-Settings``: which shared key signed, and how."""
+
+    #: The shared key's id (``webhooks_sharedkey_...``); None when the header names none.
+    key: str | None
+    #: As sent, stripped; compared case-insensitively. Missing or empty: ``HMAC_SHA1``.
+    algorithm: str
+
+    @classmethod
+    def parse(cls, header: str) -> SignatureSettings:
+        """Parse the header as twilio-node does: ``name=value`` parts split on commas, in
+        any order, spaces around names and values ignored; the first non-empty one counts."""
+        found: dict[str, str] = {}
+        for part in header.split(","):
+            name, equals, value = part.partition("=")
+            if equals and value.strip():
+                found.setdefault(name.strip(), value.strip())
+        return cls(found.get("key"), found.get("algorithm", HMAC_SHA1))
+
+    def __str__(self) -> str:
+        return f"key={self.key},algorithm={self.algorithm}"
 
 
 def body_sha256(body: bytes) -> str:
@@ -74,22 +127,29 @@ def url_variants(url: str) -> Iterator[str]:
 
 
 class Verifier:
-    """Checks signatures against one or more auth tokens.
+    """Checks signatures against the auth tokens, or the shared key a request names.
 
     Several tokens allow rotation (primary and secondary); ``token_loader`` maps an
-    ``AccountSid`` to that account's tokens for apps serving subaccounts. The common case,
-    a correct signature for the URL as rebuilt, costs one HMAC.
+    ``AccountSid`` to that account's tokens for apps serving subaccounts. ``shared_keys``
+    maps shared key ids to secrets (several at once for a rotation): a request whose
+    settings header names a key is checked with that key only. The common case, a correct
+    signature for the URL as rebuilt, costs one HMAC.
     """
 
-    __slots__ = ("_macs", "_token_loader")
+    __slots__ = ("_macs", "_shared", "_token_loader")
 
     def __init__(
         self,
         tokens: Sequence[str],
         token_loader: Callable[[str], str | Sequence[str] | None] | None = None,
+        shared_keys: Mapping[str, str] | None = None,
     ) -> None:
         self._macs = _macs(tokens)
         self._token_loader = token_loader
+        self._shared = {
+            key: {name: hmac.new(secret.encode(), digestmod=hashed) for name, hashed in _HASHES}
+            for key, secret in (shared_keys or {}).items()
+        }
 
     def verify(
         self,
@@ -99,20 +159,61 @@ class Verifier:
         *,
         json_body: bytes | None = None,
         account_sid: str | None = None,
+        settings: str | None = None,
     ) -> bool:
         """True if ``signature`` matches for any configured token and URL spelling.
 
         For a JSON request pass the raw body as ``json_body``: the URL must then carry a
-        matching ``bodySHA256`` and is signed without parameters. Never raises.
+        matching ``bodySHA256`` and is signed without parameters. ``settings`` is the
+        ``X-Twilio-Webhooks-Signature-Settings`` header, if any. Never raises.
         """
+        return (
+            self.refusal(
+                url,
+                params,
+                signature,
+                json_body=json_body,
+                account_sid=account_sid,
+                settings=settings,
+            )
+            is None
+        )
+
+    def refusal(
+        self,
+        url: str,
+        params: Iterable[tuple[str, str]],
+        signature: str | None,
+        *,
+        json_body: bytes | None = None,
+        account_sid: str | None = None,
+        settings: str | None = None,
+    ) -> str | None:
+        """Why the request is refused, in a few words for the log; None if it verifies."""
         if not signature:
-            return False
-        expected = signature.encode("ascii", "replace")
+            return "missing X-Twilio-Signature header"
+        if settings:
+            parsed = SignatureSettings.parse(settings)
+            keyed = self._shared.get(parsed.key) if parsed.key is not None else None
+            algorithm = parsed.algorithm.upper()
+            if parsed.key is None:
+                return f"{SETTINGS_HEADER} {settings[:100]!r} names no key="
+            if algorithm not in ALGORITHMS:
+                return f"unsupported signature algorithm {parsed.algorithm[:40]!r} ({_SUPPORTED})"
+            if keyed is None:
+                return (
+                    f"shared key {parsed.key[:100]!r} is not configured (WEBHOOK_KIT_SHARED_KEYS)"
+                )
+            macs: tuple[hmac.HMAC, ...] = (keyed[algorithm],)
+            mismatch = f"invalid signature for shared key {parsed.key!r} ({algorithm})"
+        else:
+            macs = self._macs_for(account_sid)
+            mismatch = "invalid signature"
         if json_body is not None:
             if not _body_hash_matches(url, json_body):
-                return False
+                return "body does not match the bodySHA256 in the URL"
             params = ()
-        macs = self._macs_for(account_sid)
+        expected = signature.encode("ascii", "replace")
         suffix = _joined(params)
         for candidate in url_variants(url):
             payload = (candidate + suffix).encode()
@@ -120,8 +221,8 @@ class Verifier:
                 signer = mac.copy()
                 signer.update(payload)
                 if hmac.compare_digest(b2a_base64(signer.digest(), newline=False), expected):
-                    return True
-        return False
+                    return None
+        return mismatch
 
     def _macs_for(self, account_sid: str | None) -> tuple[hmac.HMAC, ...]:
         if self._token_loader is None or not account_sid:
@@ -135,6 +236,69 @@ class Verifier:
 def _macs(tokens: Iterable[str]) -> tuple[hmac.HMAC, ...]:
     """One keyed HMAC-SHA1 per token, copied per check: the key is set up once, not per call."""
     return tuple(hmac.new(token.encode(), digestmod="sha1") for token in tokens if token)
+
+
+class SignatureCheck:
+    """Step 2 of the request path, verify: a request Twilio did not sign is answered 403.
+
+    ``mode`` is ``WEBHOOK_KIT_VALIDATE``: ``on``, ``log-only`` (log what would be rejected,
+    let it through) or ``off``. A failure is logged with the URL checked, and with a hint when
+    the request came through a proxy that the configuration does not mention: the most
+    common cause of failed signatures.
+    """
+
+    __slots__ = ("basic_auth", "mode", "url_of", "verifier")
+
+    def __init__(
+        self,
+        verifier: Verifier,
+        url_of: URLBuilder,
+        mode: str = "on",
+        basic_auth: BasicAuth | None = None,
+    ) -> None:
+        self.verifier = verifier
+        self.url_of = url_of
+        self.mode = mode
+        #: HTTP Basic credentials required first (``WEBHOOK_KIT_BASIC_AUTH``), if any.
+        self.basic_auth = basic_auth or BasicAuth()
+
+    def __call__(self, environ: Mapping[str, Any], incoming: Incoming) -> None:
+        """Return if ``incoming`` is signed (or checks are off); else raise SignatureError
+        (or UnauthorizedError, 401, when required Basic credentials are wrong)."""
+        if self.basic_auth:  # Twilio's credentials first: the signature is checked too
+            try:
+                self.basic_auth.check(environ.get("HTTP_AUTHORIZATION"))
+            except UnauthorizedError as refused:
+                log.warning("rejected %s: %s", environ.get("PATH_INFO"), refused)
+                raise
+        if self.mode == "off":
+            return
+        url = self.url_of(environ)
+        reason = self.verifier.refusal(
+            url,
+            incoming.signed,
+            environ.get("HTTP_X_TWILIO_SIGNATURE"),
+            json_body=incoming.json_body,
+            account_sid=incoming.fields.get("AccountSid"),
+            settings=environ.get("HTTP_X_TWILIO_WEBHOOKS_SIGNATURE_SETTINGS"),
+        )
+        if reason is None:
+            return
+        hint = self._proxy_hint(environ)
+        if self.mode == "log-only":
+            log.warning("log-only: would reject %s for %s%s", reason, url, hint)
+            return
+        log.warning("rejected %s for %s%s", reason, url, hint)
+        raise SignatureError(f"{reason}: request not from Twilio")
+
+    def _proxy_hint(self, environ: Mapping[str, Any]) -> str:
+        forwarded = "HTTP_X_FORWARDED_PROTO" in environ or "HTTP_X_FORWARDED_HOST" in environ
+        if forwarded and not self.url_of.configured:
+            return (
+                " (the request came through a proxy: set WEBHOOK_KIT_PROXY_HOPS or "
+                "WEBHOOK_KIT_PUBLIC_URL so the URL matches the one Twilio called)"
+            )
+        return ""
 
 
 class URLBuilder:
@@ -181,6 +345,11 @@ class URLBuilder:
         if not _AUTHORITY.fullmatch(host):
             raise BadRequestError(f"host {host[:100]!r} is not a valid host[:port]")
         return f"{scheme}://{host}{target}"
+
+    @property
+    def configured(self) -> bool:
+        """True when a public URL or trusted proxy hops say which URL Twilio called."""
+        return self._base is not None or self._proxy_fix is not None
 
     def _forwarded(self, environ: Mapping[str, Any]) -> Mapping[str, Any]:
         # ProxyFix rewrites the environ it is given: hand it a copy of what it reads.
@@ -261,10 +430,6 @@ def _joined(params: Iterable[tuple[str, str]]) -> str:
 
 def _payload(url: str, params: Iterable[tuple[str, str]]) -> bytes:
     return (url + _joined(params)).encode()
-
-
-def _sign(payload: bytes, key: bytes) -> str:
-    return b2a_base64(hmac.digest(key, payload, "sha1"), newline=False).decode("ascii")
 
 
 def _body_hash_matches(url: str, body: bytes) -> bool:

@@ -88,8 +88,13 @@ _FINAL = frozenset(status for status, rank in _RANKS.items() if rank >= 4)
 
 
 @dataclass(frozen=True, slots=True)
-class DeliveryError:
-    """Why Twilio could not deliver a message: ``ErrorCode`` with a readable description."""
+class DeliveryFailure:
+    """Why Twilio could not deliver a message: ``ErrorCode`` with a readable description.
+
+    A value, not an exception: it arrives with a status callback (``update.error``) and is
+    kept on the ledger's record (``record.error``). ``DeliveryError``, its former name, still
+    works for now, with a :class:`DeprecationWarning`.
+    """
 
     code: int
     #: ``ErrorMessage`` when Twilio sent one (it is not documented, so often absent).

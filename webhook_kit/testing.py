@@ -11,10 +11,14 @@ rebuild, so tests exercise signature verification instead of switching it off.
 
 from __future__ import annotations
 
+import json
 import os
 import time
+import uuid
+from base64 import b64encode
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -25,7 +29,14 @@ from werkzeug.test import EnvironBuilder, TestResponse
 from . import conversation, events
 from .errors import ConfigurationError, TwiMLError
 from .kit import WebhookKit
-from .signature import compute_signature
+from .signature import (
+    HMAC_SHA256,
+    SETTINGS_HEADER,
+    SignatureSettings,
+    body_sha256,
+    compute_signature,
+)
+from .streams import MESSAGE_STATUS_PREFIX
 from .twiml import Message, MessagingResponse, parse
 
 Fields = dict[str, str]
@@ -163,6 +174,50 @@ def status_callback(
     return _override(callback, fields)
 
 
+def cloud_event(type: str, data: Mapping[str, Any], *, id: str | None = None) -> dict[str, Any]:
+    """One CloudEvent as Event Streams sends it (a batch is a list of these)."""
+    return {
+        "specversion": "1.0",
+        "type": type,
+        "source": "/2010-04-01/Accounts/" + ACCOUNT_SID,
+        "id": id or str(uuid.uuid4()),
+        "dataschema": "https://events-schemas.twilio.com/Messaging.MessageStatus/8",
+        "datacontenttype": "application/json",
+        "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "data": dict(data),
+    }
+
+
+def message_event(
+    message_sid: str | None = None,
+    status: str = "delivered",
+    *,
+    error_code: int | None = None,
+    from_: str = TWILIO_NUMBER,
+    to: str = CUSTOMER,
+    id: str | None = None,
+    **data: Any,
+) -> dict[str, Any]:
+    """An Event Streams message status event (``messageStatus`` upper case, as Twilio sends
+    it); keyword arguments add or override ``data`` fields (``None`` removes one)."""
+    type = MESSAGE_STATUS_PREFIX + status.lower()
+    fields: dict[str, Any] = {
+        "messageSid": message_sid or new_sid("SM"),
+        "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        "accountSid": ACCOUNT_SID,
+        "eventName": type,
+        "apiVersion": "2010-04-01",
+        "from": from_,
+        "to": to,
+        "messageStatus": status.upper(),
+        "messagingServiceSid": MESSAGING_SERVICE_SID,
+    }
+    if error_code is not None:
+        fields["errorCode"] = error_code
+    fields.update(data)
+    return cloud_event(type, {k: v for k, v in fields.items() if v is not None}, id=id)
+
+
 def fallback_request(
     body: str = "Hello",
     *,
@@ -211,12 +266,26 @@ class TwilioTestClient(FlaskClient):
     """A Flask test client that sends signed Twilio webhooks.
 
     Use it as ``app.test_client_class = TwilioTestClient`` (the pytest plugin does).
-    Requests are signed with the first configured auth token, or ``auth_token=``.
+    Requests are signed with the first configured auth token, or ``auth_token=``; with
+    ``shared_key=(key_id, secret)`` they are signed as a Webhooks configuration Setting
+    would, with that key and ``algorithm``. ``basic_auth=(user, password)`` sends HTTP
+    Basic credentials, as Twilio does for a URL or Setting that carries them.
     """
 
-    def __init__(self, *args: Any, auth_token: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        auth_token: str | None = None,
+        shared_key: tuple[str, str] | None = None,
+        algorithm: str = HMAC_SHA256,
+        basic_auth: tuple[str, str] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.auth_token = auth_token
+        self.shared_key = shared_key
+        self.algorithm = algorithm
+        self.basic_auth = basic_auth
 
     def send_message(
         self,
@@ -290,17 +359,48 @@ class TwilioTestClient(FlaskClient):
                 headers=list((headers or {}).items()),
             )
             signed = pairs
+        return self._open_signed(builder, signed)
+
+    def send_events(
+        self, events: Sequence[Mapping[str, Any]], *, headers: Mapping[str, str] | None = None
+    ) -> TestResponse:
+        """Post an Event Streams batch (see :func:`message_event`) to the kit's sink, signed
+        as Twilio signs JSON: ``bodySHA256`` in the URL, the URL alone signed."""
+        body = json.dumps(list(events)).encode()
+        path = f"{self._kit_prefix()}/events?bodySHA256={body_sha256(body)}"
+        builder = EnvironBuilder(
+            path=path,
+            method="POST",
+            data=body,
+            content_type="application/json",
+            headers=list((headers or {}).items()),
+        )
+        return self._open_signed(builder, None)
+
+    def _open_signed(
+        self, builder: EnvironBuilder, signed: list[tuple[str, str]] | None
+    ) -> TestResponse:
         try:
             environ = builder.get_environ()
             url = self._kit().pipeline(self._app()).url_of(environ)
-            builder.headers["X-Twilio-Signature"] = compute_signature(url, signed, self._token())
+            if self.shared_key is not None:
+                key, secret = self.shared_key
+                signature = compute_signature(url, signed, secret, self.algorithm)
+                settings = SignatureSettings(key, self.algorithm)
+                builder.headers.setdefault(SETTINGS_HEADER, str(settings))
+            else:
+                signature = compute_signature(url, signed, self._token())
+            builder.headers.setdefault("X-Twilio-Signature", signature)
+            if self.basic_auth is not None:
+                pair = ":".join(self.basic_auth).encode()
+                builder.headers.setdefault("Authorization", "Basic " + b64encode(pair).decode())
             return self.open(builder)
         finally:
             builder.close()
 
-    def conversation(self, from_: str = CUSTOMER, to: str = TWILIO_NUMBER) -> Conversation:
-        """A conversation from one number: ``convo.send("hi")``, then ``convo.replies``."""
-        return Conversation(self, from_, to)
+    def conversation(self, from_: str = CUSTOMER, to: str = TWILIO_NUMBER) -> Chat:
+        """A chat from one number: ``chat.send("hi")``, then ``chat.replies``."""
+        return Chat(self, from_, to)
 
     def _app(self) -> Flask:
         return self.application
@@ -323,8 +423,12 @@ class TwilioTestClient(FlaskClient):
 
 
 @dataclass
-class Conversation:
-    """Messages from one sender and the replies they got, in order."""
+class Chat:
+    """Messages from one sender and the replies they got, in order, as a test sends them.
+
+    Its :attr:`saved` is the kit's :class:`~webhook_kit.conversation.Conversation` with
+    this sender, as the store holds it.
+    """
 
     client: TwilioTestClient
     from_: str

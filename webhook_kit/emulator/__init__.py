@@ -11,39 +11,42 @@ numbers, turning the TwiML answers into replies with their own life cycle::
         emulator.advance(5)
         assert client.messages(message.sid).fetch().status == "delivered"
 
-Modules: ``model`` (records and their JSON), ``resource`` (create/list parameters, checked
-with Twilio's error codes), ``state`` (SQLite, in memory or a file), ``clock`` (real or
-manual time, the scheduler), ``lifecycle`` (statuses, rules, chaos, callback forms),
-``delivery`` (signed POSTs, connection overrides, retries, and the record of each webhook),
-``journal`` (status timelines, the change counter watchers wait on), ``core`` (the
-:class:`Emulator`), ``rest`` (the Flask app: REST API and control API), ``inspector`` (the
-page at the base URL, see docs/inspector.md), ``client`` (the official client, pointed
-here). It shares the kit's pure modules (signature, encoding, twiml, status), never its
-request path.
+Modules, state and life cycle apart from HTTP (moto's models and responses): ``model``
+(records and their JSON), ``resource`` (create/list parameters, checked with Twilio's error
+codes), ``state`` (SQLite, in memory or a file), ``clock`` (real or manual time, the
+scheduler), ``lifecycle`` (statuses, rules, chaos, callback forms), ``delivery`` (signed
+POSTs, connection overrides, retries, and the record of each webhook), ``journal`` (the
+change counter watchers wait on), ``core`` (the :class:`Account`, the model), ``http`` (the
+Flask app, one module per resource family; ``http/inspector`` the page at the base URL, see
+docs/inspector.md), ``server`` (the :class:`Emulator`: the account served over HTTP),
+``client`` (the official client, pointed here). It shares
+the kit's pure modules (signature, encoding, twiml, status), never its request path.
 """
 
 from __future__ import annotations
 
 from .clock import Clock, ManualClock
-from .core import Emulator, Exchange, Handset, RequestRecord
+from .core import Account, Exchange, Handset, RequestRecord
 from .delivery import Delivery
 from .errors import ApiError, EmulatorError
 from .lifecycle import Chaos, Rule, Timing
-from .model import MediaRecord, MessageRecord, media_json, message_json
+from .model import EmulatedMessage, MediaRecord, media_json, message_json
+from .server import Emulator
 from .state import Number
 
 __all__ = [
+    "Account",
     "ApiError",
     "Chaos",
     "Clock",
     "Delivery",
+    "EmulatedMessage",
     "Emulator",
     "EmulatorError",
     "Exchange",
     "Handset",
     "ManualClock",
     "MediaRecord",
-    "MessageRecord",
     "Number",
     "RequestRecord",
     "Rule",

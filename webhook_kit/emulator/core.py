@@ -1,48 +1,59 @@
-"""The :class:`Emulator`: one Twilio account's messages, their life cycle, and its handsets.
+"""The :class:`Account`: one Twilio account's messages, their life cycle, and its handsets.
 
-The REST layer (``rest.py``) and the Python API both go through this object. It owns the
-state, the clock and its scheduler, the failure rules and chaos settings, and two logs: the
-REST requests it answered and the webhooks it delivered.
+This is the model, in moto's sense: the HTTP surface (``http/``) and the Python API both go
+through it, and it knows nothing of HTTP. It owns the state, the clock and its scheduler,
+the failure rules and chaos settings, and two logs: the REST requests answered and the
+webhooks delivered. :class:`~webhook_kit.emulator.server.Emulator` serves it over HTTP.
 """
 
 from __future__ import annotations
 
-import mimetypes
 import os
 import random
 import threading
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urljoin
-
-from werkzeug.serving import WSGIRequestHandler, make_server
 
 from ..encoding import segment_count, smart_encode
 from ..errors import TwiMLError
 from ..twiml import Message, MessagingResponse, parse
-from .clock import Clock, ManualClock, Scheduler
-from .delivery import LOG_LIMIT, Delivery, DeliveryLog, Transport, post, withhold, wsgi_transport
+from .clock import Clock, ManualClock, Scheduler, Task
+from .delivery import (
+    LOG_LIMIT,
+    Delivery,
+    DeliveryLog,
+    Transport,
+    post,
+    split_userinfo,
+    withhold,
+    wsgi_transport,
+)
 from .errors import ApiError, EmulatorError
 from .journal import Journal
 from .lifecycle import Chaos, Rule, Timing, callback_params, next_status, price_of
+from .media import Attachment, Fetched, fetch, guess_type, outbound_error, reachable_offline
 from .model import (
     API_KEY_SID_RE,
+    API_VERSION,
     SERVICE_SID_RE,
+    EmulatedMessage,
     MediaRecord,
-    MessageRecord,
     channel_of,
     new_sid,
 )
-from .resource import CreateRequest, is_address, is_url
+from .numbers import check_area_code, check_number, friendly, parse_settings
+from .resource import E164_RE, CreateRequest, is_address, is_url
 from .state import Number, State
+from .streams import EventStreams
+from .webhooks_config import WebhooksConfig
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
-    from twilio.rest import Client
 
 #: Redirects followed for one inbound message before giving up (Twilio error 11215).
 MAX_REDIRECTS = 10
@@ -52,13 +63,6 @@ OPT_OUT_WORDS = frozenset(
 )
 OPT_IN_WORDS = frozenset({"START", "YES", "UNSTOP"})
 _COUNTRIES = {"+1": "US", "+44": "GB", "+49": "DE", "+33": "FR", "+61": "AU"}
-
-
-class _QuietHandler(WSGIRequestHandler):
-    """No access log on stderr: the request log (``Emulator.requests``) records each call."""
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        return
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,15 +81,15 @@ class RequestRecord:
 class Exchange:
     """What one handset message caused: the inbound record and the replies it got."""
 
-    inbound: MessageRecord
-    replies: tuple[MessageRecord, ...]
+    inbound: EmulatedMessage
+    replies: tuple[EmulatedMessage, ...]
     deliveries: tuple[Delivery, ...]
 
 
 class Handset:
     """A phone (or WhatsApp user) that texts the account's numbers and reads its replies."""
 
-    def __init__(self, emulator: Emulator, address: str) -> None:
+    def __init__(self, emulator: Account, address: str) -> None:
         if not is_address(address):
             raise EmulatorError(f"{address!r} is not an E.164 number or channel address")
         self.emulator = emulator
@@ -95,21 +99,21 @@ class Handset:
         """Text one of the account's numbers; returns once the app answered."""
         return self.emulator.receive(self.address, to, body, media)
 
-    def conversation(self) -> list[MessageRecord]:
+    def conversation(self) -> list[EmulatedMessage]:
         """Everything this handset sent and was sent, oldest first."""
         return self.emulator.state.conversation(self.address)
 
-    def received(self) -> list[MessageRecord]:
+    def received(self) -> list[EmulatedMessage]:
         """The messages sent to this handset, oldest first."""
         return [m for m in self.conversation() if m.to == self.address]
 
 
-class Emulator:
-    """An offline Twilio Messaging account: REST API, life cycle, signed webhooks.
+class Account:
+    """An offline Twilio Messaging account: life cycle, signed webhooks, handsets; no HTTP.
 
     ``clock="manual"`` freezes time until :meth:`advance`; otherwise time is real, sped up by
-    ``speed``. Without ``account_sid``/``auth_token`` one is made up. Use it as a context
-    manager (or :meth:`start`/:meth:`stop`) to serve HTTP on ``host:port`` (0: a free port).
+    ``speed``. Without ``account_sid``/``auth_token`` one is made up. :meth:`start` runs the
+    clock and the webhook pool; :class:`~webhook_kit.emulator.server.Emulator` adds HTTP.
     """
 
     def __init__(
@@ -125,8 +129,6 @@ class Emulator:
         chaos: Chaos | None = None,
         seed: int = 0,
         rate_limit: float | None = None,
-        host: str = "127.0.0.1",
-        port: int = 0,
     ) -> None:
         self.account_sid = account_sid or new_sid("AC")
         self.auth_token = auth_token or os.urandom(16).hex()
@@ -140,11 +142,13 @@ class Emulator:
         else:
             self.clock = ManualClock() if clock == "manual" else Clock(speed)
         self.scheduler = Scheduler(self.clock)
+        #: When the account was opened (the Account resource's dates).
+        self.created = self.clock.now()
         self.timing = timing or Timing()
         self.chaos = chaos
         self.rate_limit = rate_limit
         self.rules: list[Rule] = []
-        #: Status timelines and the change counter the inspector page waits on.
+        #: The change counter the inspector page waits on.
         self.journal = Journal()
         self.deliveries_log = DeliveryLog(self.journal.touch)
         #: The ledger page of the app beside the emulator, linked from the inspector.
@@ -156,68 +160,41 @@ class Emulator:
         self._lock = threading.RLock()
         self._requests: deque[RequestRecord] = deque(maxlen=LOG_LIMIT)
         self._pool: ThreadPoolExecutor | None = None
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
         self._mounts: dict[str, Transport] = {}
-        self.host = host
-        self.port = port
+        #: Where clients reach the REST API (``MediaUrl{N}`` point there); a server sets it.
+        self.api_base = "https://api.twilio.com"
+        #: Shared keys, Settings and Rules: how each webhook URL is signed.
+        self.webhooks = WebhooksConfig(self.clock.now, random.Random(seed))
+        #: Event Streams sinks and subscriptions, and the events on their way.
+        self.streams = EventStreams(
+            self.account_sid,
+            self.scheduler,
+            lambda url: self.webhooks.signing(url, self.auth_token),
+            self._transport,
+            self._background,
+            self.deliveries_log,
+            chaos,
+            seed,
+        )
         self._resume()
 
-    # -- serving --------------------------------------------------------------------------
+    # -- life cycle -----------------------------------------------------------------------
 
-    @property
-    def url(self) -> str:
-        """The base URL clients talk to, e.g. ``http://127.0.0.1:8010``."""
-        return f"http://{self.host}:{self.port}"
-
-    def start(self) -> Emulator:
-        """Serve HTTP in a background thread and start the clock."""
-        from .rest import create_app
-
+    def start(self) -> Account:
+        """Start the clock, and on a real clock the pool that posts webhooks."""
         self.journal.reopen()
-        if self._server is None:
-            self._server = make_server(
-                self.host, self.port, create_app(self), threaded=True, request_handler=_QuietHandler
-            )
-            self.port = self._server.server_port
-            server = self._server
-            self._thread = threading.Thread(
-                target=lambda: server.serve_forever(poll_interval=0.05),
-                name="emulator-http",
-                daemon=True,
-            )
-            self._thread.start()
         if not self.clock.manual and self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="emulator-hook")
         self.scheduler.start()
         return self
 
     def stop(self) -> None:
-        """Stop serving and the clock; pending tasks are kept for :meth:`advance` or a restart."""
+        """Stop the clock; pending tasks are kept for :meth:`advance` or a restart."""
         self.scheduler.stop()
         self.journal.close()  # ends the inspector's live streams, so the server can stop
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
-
-    def __enter__(self) -> Emulator:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    def client(self, **kwargs: Any) -> Client:
-        """An official ``twilio.rest.Client`` whose requests all go to this emulator."""
-        from .client import emulator_client
-
-        return emulator_client(self.url, self.account_sid, self.auth_token, **kwargs)
 
     # -- configuration --------------------------------------------------------------------
 
@@ -229,23 +206,97 @@ class Emulator:
         fallback_url: str | None = None,
         status_callback: str | None = None,
         messaging_service_sid: str | None = None,
+        sms_method: str = "POST",
+        friendly_name: str | None = None,
     ) -> Number:
         """Give the account a number (or channel address) with its webhook URLs.
 
-        With ``messaging_service_sid`` the number is in that service's sender pool: inbound
+        An E.164 number becomes an IncomingPhoneNumber (``PN...``), listed by the REST API;
+        adding it again replaces its settings and keeps its SID. With
+        ``messaging_service_sid`` the number is in that service's sender pool: inbound
         webhooks carry the SID, and sends through the service go out from it.
         """
         if not is_address(number):
             raise EmulatorError(f"{number!r} is not an E.164 number or channel address")
-        for url in (sms_url, fallback_url, status_callback):
-            if url is not None and not is_url(url):
-                raise EmulatorError(f"{url!r} is not an http(s) URL with a valid host")
         if messaging_service_sid is not None and not SERVICE_SID_RE.match(messaging_service_sid):
             raise EmulatorError(f"{messaging_service_sid!r} is not a Messaging Service SID (MG...)")
-        entry = Number(number, sms_url, fallback_url, status_callback, messaging_service_sid)
-        self.state.put_number(entry)
+        form = {"SmsUrl": sms_url or "", "SmsFallbackUrl": fallback_url or ""}
+        form |= {"StatusCallback": status_callback or "", "SmsMethod": sms_method}
+        if friendly_name is not None:
+            form["FriendlyName"] = friendly_name
+        with self._lock:
+            current = self.state.number(number) or self._new_number(number)
+            try:
+                entry = parse_settings(form, current)
+            except ApiError as error:
+                raise EmulatorError(error.message) from None
+            entry = replace(entry, messaging_service_sid=messaging_service_sid)
+            self.state.put_number(entry)
         self.journal.touch()
         return entry
+
+    def provision(self, form: Mapping[str, str]) -> Number:
+        """``POST IncomingPhoneNumbers.json``: a new number (``PhoneNumber`` or ``AreaCode``)."""
+        raw, area = form.get("PhoneNumber"), form.get("AreaCode")
+        with self._lock:
+            if raw:
+                number = check_number(raw)
+                if self.state.number(number) is not None:
+                    raise ApiError(21422, f"PhoneNumber {number} is not available", 400)
+            elif area:
+                number = self._free_number(check_area_code(area))
+            else:
+                raise ApiError(21421, "PhoneNumber or AreaCode is required to provision", 400)
+            entry = parse_settings(form, self._new_number(number))
+            self.state.put_number(entry)
+        return entry
+
+    def update_number(self, sid: str, form: Mapping[str, str]) -> Number:
+        """``POST IncomingPhoneNumbers/{Sid}.json``: only the parameters given change."""
+        with self._lock:
+            entry = parse_settings(form, self.number_by_sid(sid))
+            entry = replace(entry, date_updated=self.clock.now())
+            self.state.put_number(entry)
+        return entry
+
+    def release_number(self, sid: str) -> None:
+        """``DELETE IncomingPhoneNumbers/{Sid}.json``: the number no longer receives messages."""
+        with self._lock:
+            self.state.delete_number(self.number_by_sid(sid).number)
+
+    def number_by_sid(self, sid: str) -> Number:
+        for entry in self.state.numbers():
+            if entry.sid == sid:
+                return entry
+        raise ApiError(
+            20404,
+            f"The requested resource /2010-04-01/Accounts/{self.account_sid}/"
+            f"IncomingPhoneNumbers/{sid}.json was not found",
+            404,
+        )
+
+    def phone_numbers(self) -> list[Number]:
+        """The account's IncomingPhoneNumbers (E.164 numbers, not channel addresses)."""
+        return [n for n in self.state.numbers() if E164_RE.match(n.number)]
+
+    def _new_number(self, number: str) -> Number:
+        now = self.clock.now()
+        return Number(
+            number,
+            sid=new_sid("PN"),
+            friendly_name=friendly(number),
+            date_created=now,
+            date_updated=now,
+        )
+
+    def _free_number(self, area: str) -> str:
+        """A number in ``area`` the account does not have yet (from the 555-01XX range)."""
+        taken = {n.number for n in self.state.numbers()}
+        for line in range(100, 200):
+            candidate = f"+1{area}55501{line % 100:02d}"
+            if candidate not in taken:
+                return candidate
+        raise ApiError(21452, f"No phone numbers found in area code {area}", 400)
 
     def add_rule(
         self,
@@ -281,6 +332,7 @@ class Emulator:
         self._mounts[base_url.rstrip("/")] = wsgi_transport(app)
 
     def _transport(self, url: str) -> Transport | None:
+        url = split_userinfo(url)[0]  # credentials in a URL do not change where it goes
         for base, transport in self._mounts.items():
             if url == base or url.startswith((base + "/", base + "?", base + "#")):
                 return transport
@@ -299,9 +351,11 @@ class Emulator:
             self._requests.clear()
             self.deliveries_log.clear()
             self.dropped_callbacks = 0
+            self.webhooks.reset()
+            self.streams.reset()
             self._rng.seed(self._seed)
             self._chaos_rng.seed(self.chaos.seed if self.chaos else self._seed)
-            self.journal.clear()
+            self.journal.touch()
 
     # -- reading --------------------------------------------------------------------------
 
@@ -311,11 +365,16 @@ class Emulator:
         self.journal.touch()
         return ran
 
-    def message(self, sid: str) -> MessageRecord | None:
+    def history(self, sid: str) -> list[tuple[str, float]]:
+        """Every status a message took, oldest first, with its emulated time."""
+        record = self.state.get(sid)
+        return [(str(status), float(at)) for status, at in record.history] if record else []
+
+    def message(self, sid: str) -> EmulatedMessage | None:
         """The record of one message (its true status, even if a callback was dropped)."""
         return self.state.get(sid)
 
-    def messages(self, *, to: str | None = None, from_: str | None = None) -> list[MessageRecord]:
+    def messages(self, *, to: str | None = None, from_: str | None = None) -> list[EmulatedMessage]:
         """The account's messages, oldest first, optionally filtered by address."""
         return [
             m
@@ -344,7 +403,7 @@ class Emulator:
 
     # -- outbound -------------------------------------------------------------------------
 
-    def create(self, request: CreateRequest, *, direction: str = "outbound-api") -> MessageRecord:
+    def create(self, request: CreateRequest, *, direction: str = "outbound-api") -> EmulatedMessage:
         """Store a new outbound message and start its life cycle.
 
         Raises :class:`ApiError` 21610 when the recipient texted STOP to the sender.
@@ -362,7 +421,11 @@ class Emulator:
             first = "queued"
         with self._lock:
             outcome, error = self._outcome(request.to, body)
-        record = MessageRecord(
+        fetched = [fetch(url) if reachable_offline(url) else None for url in request.media_urls]
+        media_error = outbound_error([f for f in fetched if f is not None])
+        if media_error is not None:
+            outcome, error = "failed", media_error
+        record = EmulatedMessage(
             sid=sid,
             account_sid=self.account_sid,
             direction=direction,
@@ -372,6 +435,7 @@ class Emulator:
             status=first,
             date_created=now,
             date_updated=now,
+            history=[[first, now]],
             num_segments=0 if first != "queued" else segment_count(body),
             num_media=len(request.media_urls),
             messaging_service_sid=request.messaging_service_sid,
@@ -381,13 +445,50 @@ class Emulator:
             validity_period=request.validity_period,
             max_price=request.max_price,
             send_at=request.send_at,
+            feedback="unconfirmed" if request.provide_feedback else None,
         )
         self._save(record)
-        for url in request.media_urls:
-            kind = mimetypes.guess_type(url)[0] or "image/jpeg"
-            self.state.add_media(MediaRecord(new_sid("ME"), sid, url, kind, now))
+        for url, got in zip(request.media_urls, fetched, strict=True):
+            media = MediaRecord(new_sid("ME"), sid, url, guess_type(url), now)
+            if got is not None and got.error is None and got.content_type:
+                media.content_type = got.content_type
+                self.state.put_media_content(media.sid, got.content_type, got.content)
+            self.state.add_media(media)
         self._plan(record)
         return record
+
+    def give_feedback(self, sid: str, outcome: str) -> EmulatedMessage:
+        """``POST Messages/{Sid}/Feedback.json``: the recipient did (or did not) act on it."""
+        if outcome not in {"confirmed", "unconfirmed"}:
+            raise ApiError(
+                20001, f"Invalid parameter Outcome: {outcome!r} is not confirmed or unconfirmed"
+            )
+        with self._lock:
+            record = self._get(sid)
+            record.feedback, record.feedback_at = outcome, self.clock.now()
+            self._save(record)
+        return record
+
+    # -- media bytes ----------------------------------------------------------------------
+
+    def media_url(self, message_sid: str, media_sid: str) -> str:
+        """Where Twilio says a media item is (``MediaUrl{N}``): the API, which redirects."""
+        return (
+            f"{self.api_base}/{API_VERSION}/Accounts/{self.account_sid}/Messages/"
+            f"{message_sid}/Media/{media_sid}"
+        )
+
+    def media_content(self, media: MediaRecord) -> Fetched:
+        """The bytes of a media item: as given, else fetched from its URL (then kept)."""
+        stored = self.state.media_content(media.sid)
+        if stored is not None:
+            return Fetched(stored[0], stored[1])
+        got = fetch(media.url) if is_url(media.url) else Fetched(error=11200)
+        if got.error is None:
+            self.state.put_media_content(
+                media.sid, got.content_type or media.content_type, got.content
+            )
+        return got
 
     def _service_sender(self, service: str | None) -> str:
         """The sender a Messaging Service picks: its first number, else the account's first."""
@@ -401,7 +502,7 @@ class Emulator:
                 return rule.status, rule.error_code
         return "delivered", None
 
-    def _plan(self, record: MessageRecord) -> None:
+    def _plan(self, record: EmulatedMessage) -> None:
         sid, status = record.sid, record.status
         if status == "scheduled" and record.send_at is not None:
             self.scheduler.at(record.send_at, lambda: self._step(sid, status))
@@ -421,7 +522,6 @@ class Emulator:
                 return
             status = step[0]
             now = self.clock.now()
-            record.date_updated = now
             if status == "queued":
                 record.num_segments = segment_count(record.body)
                 record.from_ = record.from_ or self._service_sender(record.messaging_service_sid)
@@ -436,26 +536,25 @@ class Emulator:
                 record.price = price_of(record)
                 if record.max_price is not None and abs(float(record.price)) > record.max_price:
                     status, record.outcome_error = "failed", 30010
-            record.status = status
+            record.set_status(status, now)
             if status in {"failed", "undelivered", "partially_delivered"}:
                 record.error_code = record.outcome_error
             self._save(record)
         self._callback(record)
         self._plan(record)
 
-    def cancel(self, sid: str) -> MessageRecord:
+    def cancel(self, sid: str) -> EmulatedMessage:
         """``Status=canceled`` on a scheduled message."""
         with self._lock:
             record = self._get(sid)
             if record.status != "scheduled":
                 raise ApiError(30409, "This message cannot be canceled", 400)
-            record.status = "canceled"
-            record.date_updated = self.clock.now()
+            record.set_status("canceled", self.clock.now())
             self._save(record)
         self._callback(record)
         return record
 
-    def redact(self, sid: str) -> MessageRecord:
+    def redact(self, sid: str) -> EmulatedMessage:
         """``Body=""``: empty the body of a message that has finished."""
         with self._lock:
             record = self._get(sid)
@@ -476,12 +575,12 @@ class Emulator:
             self.state.delete(sid)
         self.journal.touch()
 
-    def _save(self, record: MessageRecord) -> None:
-        """Store a new or changed record; its status goes on its timeline."""
+    def _save(self, record: EmulatedMessage) -> None:
+        """Store a new or changed record; whoever watches the journal sees the change."""
         self.state.save(record)
-        self.journal.status(record)
+        self.journal.touch()
 
-    def _get(self, sid: str) -> MessageRecord:
+    def _get(self, sid: str) -> EmulatedMessage:
         record = self.state.get(sid)
         if record is None or record.account_sid != self.account_sid:
             raise ApiError(
@@ -494,8 +593,10 @@ class Emulator:
 
     # -- callbacks ------------------------------------------------------------------------
 
-    def _callback(self, record: MessageRecord) -> None:
-        """Schedule the status callback of the record's current status (chaos permitting)."""
+    def _callback(self, record: EmulatedMessage) -> None:
+        """Schedule the status callback of the record's current status (chaos permitting),
+        and publish its Event Streams event (which chaos never drops)."""
+        self.streams.message_changed(record)
         url = record.status_callback
         if url is None:
             return
@@ -534,7 +635,6 @@ class Emulator:
         self, url: str, params: list[tuple[str, str]], kind: str, chaos: tuple[str, ...] = ()
     ) -> None:
         """Post a webhook: inline on a manual clock, on the delivery pool on a real one."""
-        pool = self._pool
 
         def send() -> None:
             now = self.clock.now()
@@ -547,58 +647,91 @@ class Emulator:
                 log=self.deliveries_log,
                 transport=self._transport(url),
                 chaos=chaos,
+                signing=self.webhooks.signing(url, self.auth_token),
             )
 
+        self._background(send)
+
+    def _background(self, task: Task) -> None:
+        """Run a delivery inline on a manual clock, on the delivery pool on a real one."""
+        pool = self._pool
         if pool is None:
-            send()
+            task()
         else:
-            pool.submit(send)
+            pool.submit(task)
 
     # -- inbound --------------------------------------------------------------------------
 
-    def receive(self, from_: str, to: str, body: str, media: Sequence[str] = ()) -> Exchange:
-        """A handset texts ``to``: post the signed webhook, then send each TwiML reply."""
+    def receive(
+        self, from_: str, to: str, body: str, media: Sequence[str | Attachment] = ()
+    ) -> Exchange:
+        """A handset texts ``to``: post the signed webhook, then send each TwiML reply.
+
+        Each media item is a URL (fetched, without credentials, when someone reads its
+        bytes) or an :class:`Attachment`. ``MediaUrl{N}`` is the item's Media URL on this
+        emulator, which answers with a redirect to its media host, as Twilio does.
+        """
         number = self.state.number(to)
         if number is None:
             raise EmulatorError(f"{to} is not a number of this account: add_number({to!r}, ...)")
         if not number.sms_url:
             raise EmulatorError(f"{to} has no incoming-message URL: add_number(sms_url=...)")
-        for url in media:
-            if not is_url(url):
-                raise EmulatorError(f"{url!r} is not an http(s) media URL")
+        for item in media:
+            if isinstance(item, str) and not is_url(item):
+                raise EmulatorError(f"{item!r} is not an http(s) media URL")
         now = self.clock.now()
         sid = new_sid("MM" if media else "SM")
-        record = MessageRecord(
+        segments = segment_count(body)
+        # A long message arrives in segments: ``receiving`` until the last is in.
+        first = "receiving" if segments > 1 else "received"
+        record = EmulatedMessage(
             sid=sid,
             account_sid=self.account_sid,
             direction="inbound",
             from_=from_,
             to=to,
             body=body,
-            status="received",
+            status=first,
             date_created=now,
             date_updated=now,
             date_sent=now,
-            num_segments=segment_count(body),
+            num_segments=segments,
             num_media=len(media),
+            history=[[first, now]],
         )
         self._save(record)
-        for url in media:
-            kind = mimetypes.guess_type(url)[0] or "image/jpeg"
-            self.state.add_media(MediaRecord(new_sid("ME"), sid, url, kind, now))
+        if first == "receiving":
+            record.set_status("received", self.clock.now())
+            self._save(record)
+        items: list[tuple[str, str]] = []
+        for item in media:
+            media_sid = new_sid("ME")
+            if isinstance(item, Attachment):
+                self.state.put_media_content(media_sid, item.content_type, item.content)
+                url, kind = self.media_url(sid, media_sid), item.content_type
+            else:
+                url, kind = item, guess_type(item)
+            self.state.add_media(MediaRecord(media_sid, sid, url, kind, now))
+            items.append((self.media_url(sid, media_sid), kind))
+        self.streams.message_changed(record)
         word = body.strip().upper()
         if word in OPT_OUT_WORDS or word in OPT_IN_WORDS:  # still passed on to the app
             self.state.set_opt_out(to, from_, word in OPT_OUT_WORDS)
-        params = inbound_params(record, media, number.messaging_service_sid)
+        params = inbound_params(record, items, number.messaging_service_sid)
         deliveries: list[Delivery] = []
         answer = self._fetch_twiml(number, params, deliveries)
-        replies: list[MessageRecord] = []
+        replies: list[EmulatedMessage] = []
         if answer is not None:
             replies = self._reply(number, record, answer, params, deliveries)
         return Exchange(record, tuple(replies), tuple(deliveries))
 
     def _post_now(
-        self, url: str, params: list[tuple[str, str]], kind: str, into: list[Delivery]
+        self,
+        url: str,
+        params: list[tuple[str, str]],
+        kind: str,
+        into: list[Delivery],
+        method: str = "POST",
     ) -> Delivery:
         delivery = post(
             url,
@@ -608,6 +741,8 @@ class Emulator:
             now=self.clock.now(),
             log=self.deliveries_log,
             transport=self._transport(url),
+            signing=self.webhooks.signing(url, self.auth_token),
+            method=method,
         )
         into.append(delivery)
         return delivery
@@ -617,26 +752,28 @@ class Emulator:
     ) -> tuple[str, MessagingResponse] | None:
         """The primary URL's answer, else the fallback's (with ErrorCode/ErrorUrl)."""
         assert number.sms_url is not None
-        delivery = self._post_now(number.sms_url, params, "inbound", into)
+        delivery = self._post_now(number.sms_url, params, "inbound", into, number.sms_method)
         answer, error = _read_answer(delivery)
         if answer is not None:
             return number.sms_url, answer
         if number.fallback_url is None:
             return None
         fallback = [*params, ("ErrorCode", str(error)), ("ErrorUrl", number.sms_url)]
-        delivery = self._post_now(number.fallback_url, fallback, "fallback", into)
+        delivery = self._post_now(
+            number.fallback_url, fallback, "fallback", into, number.sms_fallback_method
+        )
         answer, _ = _read_answer(delivery)
         return (number.fallback_url, answer) if answer is not None else None
 
     def _reply(
         self,
         number: Number,
-        inbound: MessageRecord,
+        inbound: EmulatedMessage,
         answer: tuple[str, MessagingResponse],
         params: list[tuple[str, str]],
         into: list[Delivery],
-    ) -> list[MessageRecord]:
-        replies: list[MessageRecord] = []
+    ) -> list[EmulatedMessage]:
+        replies: list[EmulatedMessage] = []
         url, response = answer
         redirects = 0
         while True:
@@ -660,8 +797,8 @@ class Emulator:
         return replies
 
     def _send_reply(
-        self, number: Number, inbound: MessageRecord, verb: Message, document_url: str
-    ) -> MessageRecord:
+        self, number: Number, inbound: EmulatedMessage, verb: Message, document_url: str
+    ) -> EmulatedMessage:
         """A ``<Message>`` becomes an outbound-reply; relative URLs resolve against the TwiML's."""
         attribute = verb.status_callback or verb.action
         callback = urljoin(document_url, attribute) if attribute else number.status_callback
@@ -689,7 +826,7 @@ class Emulator:
 
 
 def inbound_params(
-    record: MessageRecord, media: Iterable[str], service: str | None = None
+    record: EmulatedMessage, media: Iterable[tuple[str, str]], service: str | None = None
 ) -> list[tuple[str, str]]:
     """Every parameter Twilio posts to an incoming-message webhook (twilio-protocol.md §1)."""
     params = [
@@ -713,8 +850,8 @@ def inbound_params(
         ("ToState", ""),
         ("ToZip", ""),
     ]
-    for index, url in enumerate(media):
-        params.append((f"MediaContentType{index}", mimetypes.guess_type(url)[0] or "image/jpeg"))
+    for index, (url, content_type) in enumerate(media):
+        params.append((f"MediaContentType{index}", content_type))
         params.append((f"MediaUrl{index}", url))
     if service is not None:
         params.append(("MessagingServiceSid", service))

@@ -3,7 +3,9 @@
 Twilio reads retry and timeout settings from the URL fragment (``#ct=1000&rc=2&rp=5xx``); the
 fragment is never sent and never signed. By default a request is retried once, and only when
 the TCP connection could not be made. Every attempt is logged, so tests can see what was
-posted, in which order, and what the app answered.
+posted, in which order, and what the app answered. Credentials in the URL
+(``https://user:pass@host/...``) are sent as HTTP Basic on every request and left out of the
+signed URL, as Twilio does; a :class:`Signing` says which key signs (see ``webhooks_config``).
 """
 
 from __future__ import annotations
@@ -13,15 +15,16 @@ import logging
 import os
 import threading
 import time
+from base64 import b64encode
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from werkzeug.test import Client
 
-from ..signature import compute_signature
+from ..signature import HMAC_SHA1, SETTINGS_HEADER, SignatureSettings, compute_signature
 from .model import whole_number
 
 if TYPE_CHECKING:
@@ -32,8 +35,6 @@ USER_AGENT: Final = "TwilioProxy/1.1"
 #: Entries the request and delivery logs keep: a long-running emulator must not grow forever.
 LOG_LIMIT: Final = 100_000
 _POLICIES: Final = frozenset({"4xx", "5xx", "ct", "rt", "all"})
-#: How :func:`post` signs a request: the header, and the algorithm over URL and form.
-SIGNATURE: Final = "X-Twilio-Signature (HMAC-SHA1, auth token)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +79,49 @@ def split_overrides(url: str) -> tuple[str, Overrides]:
 
 
 @dataclass(frozen=True, slots=True)
+class Signing:
+    """How one webhook is signed and authenticated: the auth token, or a Setting's shared key
+    (with ``key_id``) and its algorithm; ``basic`` credentials of the Setting, if any."""
+
+    secret: str
+    algorithm: str = HMAC_SHA1
+    key_id: str | None = None
+    basic: tuple[str, str] | None = None
+
+    def headers(
+        self, url: str, params: Sequence[tuple[str, str]] | None, userinfo: tuple[str, str] | None
+    ) -> dict[str, str]:
+        """The signature headers for ``url`` (no userinfo, no fragment) and ``params`` (None
+        for JSON, whose URL carries ``bodySHA256``), and HTTP Basic: the Setting's
+        credentials win over the URL's (``userinfo``)."""
+        headers = {
+            "X-Twilio-Signature": compute_signature(url, params, self.secret, self.algorithm)
+        }
+        if self.key_id is not None:
+            headers[SETTINGS_HEADER] = str(SignatureSettings(self.key_id, self.algorithm))
+        basic = self.basic or userinfo
+        if basic is not None:
+            headers["Authorization"] = "Basic " + b64encode(":".join(basic).encode()).decode()
+        return headers
+
+    def describe(self, userinfo: tuple[str, str] | None = None) -> str:
+        """How a request is signed, for people: the header, algorithm and key, and Basic."""
+        key = f"shared key {self.key_id}" if self.key_id else "auth token"
+        basic = " + HTTP Basic" if (self.basic or userinfo) else ""
+        return f"X-Twilio-Signature ({self.algorithm}, {key}){basic}"
+
+
+def split_userinfo(url: str) -> tuple[str, tuple[str, str] | None]:
+    """The URL without ``user:password@``, and those credentials (percent-decoded)."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, None
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    return urlunsplit(parts._replace(netloc=host)), (unquote(user), unquote(password))
+
+
+@dataclass(frozen=True, slots=True)
 class Response:
     status: int
     content_type: str
@@ -102,10 +146,12 @@ class Delivery:
     response: Response | None
     #: ``ct``/``rt`` for a connection/read failure of the last attempt, else None.
     failure: str | None = None
+    #: The body of a JSON webhook (Event Streams); form webhooks have ``params`` instead.
+    body: bytes = b""
     #: Wall-clock seconds from the first attempt's start to the last one's end.
     latency: float = 0.0
-    #: How the request was signed (:data:`SIGNATURE`).
-    signature: str = SIGNATURE
+    #: How the request was signed (:meth:`Signing.describe`); empty if it never was.
+    signature: str = ""
     #: What chaos did to it: ``delayed`` (jitter), ``late``, ``duplicate``, ``dropped``.
     chaos: tuple[str, ...] = ()
 
@@ -184,22 +230,26 @@ class DeliveryLog:
             self._items.clear()
 
 
-#: Sends one request in-process: (url, body, headers) -> the app's response.
-Transport = Callable[[str, bytes, dict[str, str]], Response]
+#: Sends one request in-process: (method, url, body, headers) -> the app's response.
+Transport = Callable[[str, str, bytes, dict[str, str]], Response]
 
 
 def wsgi_transport(app: WSGIApplication) -> Transport:
     """Deliver to a WSGI app in this process, as if over HTTP (an app error is a 500)."""
 
-    def send(url: str, body: bytes, headers: dict[str, str]) -> Response:
+    def send(method: str, url: str, body: bytes, headers: dict[str, str]) -> Response:
         parts = urlsplit(url)
         # The query stays in the target: werkzeug then puts it in RAW_URI too, and the app
         # checks the signature over the URL exactly as requested.
         target = f"{parts.path or '/'}?{parts.query}" if parts.query else parts.path or "/"
         client = Client(app)
         try:
-            reply = client.post(
-                target, base_url=f"{parts.scheme}://{parts.netloc}", data=body, headers=headers
+            reply = client.open(
+                target,
+                method=method,
+                base_url=f"{parts.scheme}://{parts.netloc}",
+                data=body,
+                headers=headers,
             )
         except Exception:  # the app raised (e.g. a Flask app with testing=True): a 500
             logger.exception("the app mounted at %s raised", url)
@@ -218,22 +268,35 @@ def post(
     now: float,
     log: DeliveryLog,
     transport: Transport | None = None,
+    signing: Signing | None = None,
+    method: str = "POST",
     chaos: tuple[str, ...] = (),
 ) -> Delivery:
     """POST a signed form to ``url`` with Twilio's headers, retrying as its fragment says.
 
-    ``transport`` delivers in-process instead of over HTTP (an app mounted on the emulator);
-    ``chaos`` is recorded with it (what chaos did to its timing).
+    ``method="GET"`` (a number's ``SmsMethod``) puts the parameters in the query string
+    instead, signed as part of the URL. ``transport`` delivers in-process instead of over
+    HTTP (an app mounted on the emulator); ``signing`` replaces signing with ``auth_token``
+    (a Webhooks configuration Setting); ``chaos`` is recorded with it (what chaos did to
+    its timing).
     """
     target, overrides = split_overrides(url)
-    body = urlencode(params).encode()
+    target, userinfo = split_userinfo(target)
+    signed: Sequence[tuple[str, str]] = params
+    if method == "GET":
+        target = f"{target}{'&' if '?' in target else '?'}{urlencode(params)}"
+        signed, body = (), b""
+    else:
+        body = urlencode(params).encode()
+    signer = signing or Signing(auth_token)
     headers = {
-        "Content-Type": "application/x-www-form-urlencoded",
-        "X-Twilio-Signature": compute_signature(target, params, auth_token),
+        **signer.headers(target, signed, userinfo),
         "I-Twilio-Idempotency-Token": os.urandom(16).hex(),
         "User-Agent": USER_AGENT,
         "X-Home-Region": "us1",
     }
+    if method == "POST":
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
     started = time.monotonic()
     deadline = started + overrides.total_time
     attempts = 0
@@ -241,10 +304,7 @@ def post(
     failure: str | None = None
     while True:
         attempts += 1
-        if transport is None:
-            response, failure = _attempt(target, body, headers, overrides)
-        else:
-            response, failure = transport(target, body, headers), None
+        response, failure = send_once(target, body, headers, transport, overrides, method=method)
         outcome: str | int | None = failure or (response.status if response else None)
         if response is not None and response.status < 400:
             break
@@ -262,6 +322,7 @@ def post(
         response,
         failure,
         latency=time.monotonic() - started,
+        signature=signer.describe(userinfo),
         chaos=chaos,
     )
     log.add(delivery)
@@ -278,15 +339,28 @@ def withhold(
 ) -> Delivery:
     """Log a webhook that chaos kept from being posted (never signed, no attempt, no answer)."""
     target, _ = split_overrides(url)
-    delivery = Delivery(
-        kind, target, tuple(params), "", 0, now, None, signature="", chaos=("dropped",)
-    )
+    delivery = Delivery(kind, target, tuple(params), "", 0, now, None, chaos=("dropped",))
     log.add(delivery)
     return delivery
 
 
+def send_once(
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    transport: Transport | None,
+    overrides: Overrides,
+    *,
+    method: str = "POST",
+) -> tuple[Response | None, str | None]:
+    """One attempt, no retry (the caller retries its own way): the response, or ``ct``/``rt``."""
+    if transport is not None:
+        return transport(method, url, body, headers), None
+    return _attempt(method, url, body, headers, overrides)
+
+
 def _attempt(
-    url: str, body: bytes, headers: dict[str, str], overrides: Overrides
+    method: str, url: str, body: bytes, headers: dict[str, str], overrides: Overrides
 ) -> tuple[Response | None, str | None]:
     parts = urlsplit(url)
     connection_class = (
@@ -307,7 +381,7 @@ def _attempt(
         if connection.sock is not None:
             connection.sock.settimeout(overrides.read_timeout)
         try:
-            connection.request("POST", path, body=body, headers=headers)
+            connection.request(method, path, body=body or None, headers=headers)
             reply = connection.getresponse()
             content = reply.read(64 * 1024 + 1)
         except (OSError, http.client.HTTPException):  # timed out, reset or garbled: no answer

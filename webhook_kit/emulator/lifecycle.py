@@ -9,6 +9,7 @@ the callbacks, never the statuses, so fetching a message always shows the truth.
 
 from __future__ import annotations
 
+import hashlib
 import random
 import re
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Final
 
 from .errors import EmulatorError
-from .model import API_VERSION, MessageRecord
+from .model import API_VERSION, EmulatedMessage, error_title
 
 #: Final statuses a rule may choose, with the status before them.
 OUTCOMES: Final = {
@@ -108,7 +109,7 @@ class Chaos:
                 raise EmulatorError(f"chaos {name} must be 0 to 3600 seconds, not {value}")
 
 
-def next_status(record: MessageRecord, timing: Timing) -> tuple[str, float] | None:
+def next_status(record: EmulatedMessage, timing: Timing) -> tuple[str, float] | None:
     """The status after the current one and how long until it, or None when done."""
     status = record.status
     if status in {"accepted", "scheduled"}:
@@ -124,13 +125,21 @@ def next_status(record: MessageRecord, timing: Timing) -> tuple[str, float] | No
     return None
 
 
-def price_of(record: MessageRecord) -> str:
+def price_of(record: EmulatedMessage) -> str:
     """What Twilio would charge, as its ``price`` string (e.g. ``-0.00790``)."""
     per_segment = MMS_PRICE if record.num_media else SMS_PRICE
     return f"{-per_segment * max(record.num_segments, 1):.5f}"
 
 
-def callback_params(record: MessageRecord) -> list[tuple[str, str]]:
+def channel_install_sid(account_sid: str, channel: str) -> str:
+    """The account's installed channel (``XE...``) a WhatsApp/RCS message goes through.
+
+    Stable per account and channel, as an installed channel is on Twilio.
+    """
+    return "XE" + hashlib.sha256(f"{account_sid}:{channel}".encode()).hexdigest()[:32]
+
+
+def callback_params(record: EmulatedMessage) -> list[tuple[str, str]]:
     """The form of a status callback for the record's current status (documented fields)."""
     params = [
         ("AccountSid", record.account_sid),
@@ -150,8 +159,11 @@ def callback_params(record: MessageRecord) -> list[tuple[str, str]]:
     channel = record.channel
     if channel:
         params.append(("ChannelPrefix", channel))
+        params.append(("ChannelInstallSid", channel_install_sid(record.account_sid, channel)))
         if record.status == "read":
             params.append(("EventType", "READ"))
+        if record.status in {"failed", "undelivered"} and record.error_code is not None:
+            params.append(("ChannelStatusMessage", error_title(record.error_code)))
     elif record.status in {"delivered", "undelivered"}:
         done = datetime.fromtimestamp(record.date_updated, UTC).strftime("%y%m%d%H%M")
         params.append(("RawDlrDoneDate", done))

@@ -1,6 +1,6 @@
 """The emulator's records and their JSON exactly as Twilio's REST API writes it.
 
-A :class:`MessageRecord` holds everything the emulator knows about one message, including
+A :class:`EmulatedMessage` holds everything the emulator knows about one message, including
 what the REST resource never shows (its planned outcome, its callback URL); :func:`message_json`
 turns it into the 20 keys of the spec's ``api.v2010.account.message`` schema, with Twilio's
 types (``num_segments``/``num_media`` as strings, RFC 2822 dates, integer ``error_code``).
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any, Final
@@ -82,7 +82,7 @@ class MediaRecord:
 
 
 @dataclass(slots=True)
-class MessageRecord:
+class EmulatedMessage:
     """A message and the emulator's private plan for it (outcome, callback URL, limits)."""
 
     sid: str
@@ -107,6 +107,17 @@ class MessageRecord:
     validity_period: int | None = None
     max_price: float | None = None
     send_at: float | None = None
+    #: Message Feedback: ``unconfirmed`` once sent with ProvideFeedback, then as reported.
+    feedback: str | None = None
+    feedback_at: float | None = None
+    #: Every status the message took, with when: ``[[status, epoch seconds], ...]``.
+    history: list[list[Any]] = field(default_factory=list)
+
+    def set_status(self, status: str, at: float) -> None:
+        """Move to ``status`` at ``at``, keeping the step in :attr:`history`."""
+        self.status = status
+        self.date_updated = at
+        self.history.append([status, at])
 
     @property
     def channel(self) -> str | None:
@@ -119,18 +130,18 @@ class MessageRecord:
         return MessageStatus(self.status).is_final
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data for the SQLite state (flat, so no deep copy as ``asdict`` makes)."""
+        """Plain data for the SQLite state (flat but for the history, so no deep copy)."""
         return {name: getattr(self, name) for name in _RECORD_FIELDS}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> MessageRecord:
+    def from_dict(cls, data: dict[str, Any]) -> EmulatedMessage:
         return cls(**data)
 
 
-_RECORD_FIELDS = tuple(f.name for f in fields(MessageRecord))
+_RECORD_FIELDS = tuple(f.name for f in fields(EmulatedMessage))
 
 
-def message_json(record: MessageRecord) -> dict[str, Any]:
+def message_json(record: EmulatedMessage) -> dict[str, Any]:
     """The Message resource as Twilio returns it: exactly the spec's keys and types."""
     base = f"/{API_VERSION}/Accounts/{record.account_sid}/Messages/{record.sid}"
     error = record.error_code
@@ -155,6 +166,19 @@ def message_json(record: MessageRecord) -> dict[str, Any]:
         "subresource_uris": {"media": f"{base}/Media.json", "feedback": f"{base}/Feedback.json"},
         "to": record.to,
         "uri": f"{base}.json",
+    }
+
+
+def feedback_json(record: EmulatedMessage) -> dict[str, Any]:
+    """The Message Feedback resource (twilio-more.md §8): answered with 200, not 201."""
+    at = record.feedback_at if record.feedback_at is not None else record.date_created
+    return {
+        "account_sid": record.account_sid,
+        "date_created": rfc2822(at),
+        "date_updated": rfc2822(at),
+        "message_sid": record.sid,
+        "outcome": record.feedback or "unconfirmed",
+        "uri": f"/{API_VERSION}/Accounts/{record.account_sid}/Messages/{record.sid}/Feedback.json",
     }
 
 

@@ -81,6 +81,7 @@ class CreateRequest:
     max_price: float | None
     send_at: float | None
     smart_encoded: bool
+    provide_feedback: bool = False
 
 
 def bad(code: int, message: str) -> ApiError:
@@ -173,6 +174,7 @@ def parse_create(form: Mapping[str, str], media: Sequence[str], now: float) -> C
         max_price=_max_price(form.get("MaxPrice")),
         send_at=_send_at(form, service, now),
         smart_encoded=form.get("SmartEncoded", "").lower() == "true",
+        provide_feedback=form.get("ProvideFeedback", "").lower() == "true",
     )
 
 
@@ -256,23 +258,29 @@ def parse_datetime(value: str) -> float | None:
     return parsed.timestamp()
 
 
-def parse_filters(query: Mapping[str, str]) -> Filters:
-    """``To``, ``From`` and ``DateSent`` / ``DateSent<`` / ``DateSent>`` (date or date-time).
+def date_bounds(query: Mapping[str, str], name: str) -> tuple[float | None, float | None]:
+    """Inclusive epoch bounds from ``name``, ``name<`` and ``name>`` (date or date-time).
 
     A date alone covers that whole day: ``DateSent=2026-01-02`` is that day, ``DateSent<`` on
     or before it, ``DateSent>`` on or after it. A date-time bound is inclusive to the second.
     """
     lower: float | None = None
     upper: float | None = None
-    for name in ("DateSent", "DateSent<", "DateSent>"):
-        raw = query.get(name)
+    for key in (name, f"{name}<", f"{name}>"):
+        raw = query.get(key)
         if raw is None:
             continue
-        start, end = _day_or_instant(name, raw)
-        if name in {"DateSent", "DateSent>"}:
+        start, end = _day_or_instant(key, raw)
+        if key != f"{name}<":
             lower = start if lower is None else max(lower, start)
-        if name in {"DateSent", "DateSent<"}:
+        if key != f"{name}>":
             upper = end if upper is None else min(upper, end)
+    return lower, upper
+
+
+def parse_filters(query: Mapping[str, str]) -> Filters:
+    """The Messages list filters: ``To``, ``From`` and ``DateSent`` / ``<`` / ``>``."""
+    lower, upper = date_bounds(query, "DateSent")
     return Filters(
         to=query.get("To") or None,
         from_=query.get("From") or None,
@@ -293,21 +301,3 @@ def _day_or_instant(name: str, raw: str) -> tuple[float, float]:
     if instant is None:
         raise generic(name, raw, "a date (YYYY-MM-DD) or date-time")
     return instant, instant + 0.999999
-
-
-def parse_page_size(raw: str | None) -> int:
-    if raw is None:
-        return 50
-    size = whole_number(raw)
-    if size is None or not 1 <= size <= 1000:
-        raise generic("PageSize", raw, "a whole number from 1 to 1000")
-    return size
-
-
-def parse_page(raw: str | None) -> int:
-    if raw is None:
-        return 0
-    page = whole_number(raw)
-    if page is None:
-        raise generic("Page", raw, "a whole number")
-    return page

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 from ..errors import ConfigurationError
-from .model import MediaRecord, MessageRecord
+from .model import EmulatedMessage, MediaRecord
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -28,6 +28,9 @@ CREATE TABLE IF NOT EXISTS media (
     sid TEXT PRIMARY KEY, message_sid TEXT NOT NULL, seq INTEGER NOT NULL, data TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS media_message ON media (message_sid, seq);
+CREATE TABLE IF NOT EXISTS media_content (
+    sid TEXT PRIMARY KEY, content_type TEXT NOT NULL, content BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS numbers (number TEXT PRIMARY KEY, data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS opt_outs (number TEXT, handset TEXT, PRIMARY KEY (number, handset));
 """
@@ -35,7 +38,11 @@ CREATE TABLE IF NOT EXISTS opt_outs (number TEXT, handset TEXT, PRIMARY KEY (num
 
 @dataclass(frozen=True, slots=True)
 class Number:
-    """A phone number (or channel address) of the account, with its webhook URLs."""
+    """A phone number (or channel address) of the account, with its webhook settings.
+
+    The IncomingPhoneNumber resource (``PN...``) of an E.164 number; a channel address
+    (``whatsapp:+1...``) has the same settings but is not listed there.
+    """
 
     number: str
     sms_url: str | None = None
@@ -43,6 +50,13 @@ class Number:
     status_callback: str | None = None
     #: The Messaging Service whose sender pool holds the number, if any.
     messaging_service_sid: str | None = None
+    sid: str = ""
+    friendly_name: str = ""
+    sms_method: str = "POST"
+    sms_fallback_method: str = "POST"
+    status_callback_method: str = "POST"
+    date_created: float = 0.0
+    date_updated: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +100,7 @@ class State:
 
     # -- messages -------------------------------------------------------------------------
 
-    def save(self, record: MessageRecord) -> None:
+    def save(self, record: EmulatedMessage) -> None:
         """Insert a message, or update it in place (keeping its place in the order)."""
         with self._locked() as db:
             self._seq += 1
@@ -107,14 +121,19 @@ class State:
                 ),
             )
 
-    def get(self, sid: str) -> MessageRecord | None:
+    def get(self, sid: str) -> EmulatedMessage | None:
         with self._locked() as db:
             row = db.execute("SELECT data FROM messages WHERE sid = ?", (sid,)).fetchone()
-        return MessageRecord.from_dict(json.loads(row[0])) if row else None
+        return EmulatedMessage.from_dict(json.loads(row[0])) if row else None
 
     def delete(self, sid: str) -> None:
         with self._locked() as db:
             db.execute("DELETE FROM messages WHERE sid = ?", (sid,))
+            db.execute(
+                "DELETE FROM media_content WHERE sid IN "
+                "(SELECT sid FROM media WHERE message_sid = ?)",
+                (sid,),
+            )
             db.execute("DELETE FROM media WHERE message_sid = ?", (sid,))
 
     def page(
@@ -125,7 +144,7 @@ class State:
         *,
         after: str | None = None,
         before: str | None = None,
-    ) -> tuple[list[MessageRecord], bool] | None:
+    ) -> tuple[list[EmulatedMessage], bool] | None:
         """Up to ``size`` messages newest first, and whether more follow in that direction.
 
         ``after``: the page following that message; ``before``: the page preceding it. None
@@ -162,28 +181,28 @@ class State:
                 f"ORDER BY date_created {order}, seq {order} LIMIT ?",
                 (*args, size + 1),
             ).fetchall()
-        records = [MessageRecord.from_dict(json.loads(row[0])) for row in rows[:size]]
+        records = [EmulatedMessage.from_dict(json.loads(row[0])) for row in rows[:size]]
         if order == "ASC":
             records.reverse()
         return records, len(rows) > size
 
-    def messages(self, *, pending: bool = False) -> list[MessageRecord]:
+    def messages(self, *, pending: bool = False) -> list[EmulatedMessage]:
         """Every message, oldest first; ``pending``: only those not yet final."""
         query = "SELECT data FROM messages"
         if pending:
             query += " WHERE final = 0"
         with self._locked() as db:
             rows = db.execute(query + " ORDER BY seq").fetchall()
-        return [MessageRecord.from_dict(json.loads(row[0])) for row in rows]
+        return [EmulatedMessage.from_dict(json.loads(row[0])) for row in rows]
 
-    def conversation(self, address: str) -> list[MessageRecord]:
+    def conversation(self, address: str) -> list[EmulatedMessage]:
         """Messages to or from ``address``, oldest first."""
         with self._locked() as db:
             rows = db.execute(
                 "SELECT data FROM messages WHERE to_ = ? OR from_ = ? ORDER BY seq",
                 (address, address),
             ).fetchall()
-        return [MessageRecord.from_dict(json.loads(row[0])) for row in rows]
+        return [EmulatedMessage.from_dict(json.loads(row[0])) for row in rows]
 
     def pairs(self) -> list[tuple[str, str]]:
         """Each distinct (to, from) of the messages, first seen first: who talked with whom."""
@@ -210,9 +229,30 @@ class State:
             ).fetchall()
         return [MediaRecord(**json.loads(row[0])) for row in rows]
 
+    def media_item(self, sid: str) -> MediaRecord | None:
+        with self._locked() as db:
+            row = db.execute("SELECT data FROM media WHERE sid = ?", (sid,)).fetchone()
+        return MediaRecord(**json.loads(row[0])) if row else None
+
     def delete_media(self, sid: str) -> None:
         with self._locked() as db:
             db.execute("DELETE FROM media WHERE sid = ?", (sid,))
+            db.execute("DELETE FROM media_content WHERE sid = ?", (sid,))
+
+    def put_media_content(self, sid: str, content_type: str, content: bytes) -> None:
+        """The bytes of a media item (given by a handset, or fetched from its URL once)."""
+        with self._locked() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO media_content VALUES (?, ?, ?)",
+                (sid, content_type, content),
+            )
+
+    def media_content(self, sid: str) -> tuple[str, bytes] | None:
+        with self._locked() as db:
+            row = db.execute(
+                "SELECT content_type, content FROM media_content WHERE sid = ?", (sid,)
+            ).fetchone()
+        return (str(row[0]), bytes(row[1])) if row else None
 
     # -- numbers --------------------------------------------------------------------------
 
@@ -232,6 +272,10 @@ class State:
         with self._locked() as db:
             rows = db.execute("SELECT data FROM numbers ORDER BY number").fetchall()
         return [Number(**json.loads(row[0])) for row in rows]
+
+    def delete_number(self, number: str) -> None:
+        with self._locked() as db:
+            db.execute("DELETE FROM numbers WHERE number = ?", (number,))
 
     # -- opt-outs --------------------------------------------------------------------------
 
@@ -256,6 +300,6 @@ class State:
         """Forget every message, media item, number and opt-out."""
         with self._locked() as db:
             db.executescript(
-                "DELETE FROM messages; DELETE FROM media; DELETE FROM numbers; "
-                "DELETE FROM opt_outs;"
+                "DELETE FROM messages; DELETE FROM media; DELETE FROM media_content; "
+                "DELETE FROM numbers; DELETE FROM opt_outs;"
             )

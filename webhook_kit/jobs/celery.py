@@ -10,14 +10,13 @@ is published again for its retry time.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from ..errors import ConfigurationError
-from ..process import PerProcess
+from ..process import process
 from . import Job, JobState
 from .execute import Executor
 
@@ -48,8 +47,8 @@ class CeleryRunner:
         self.app = app
         self.executor = executor
         self._stop = threading.Event()
-        self._started = PerProcess(self._start)
-        os.register_at_fork(after_in_child=self._after_fork)
+        self._started = process.service(self._start, self.stop)
+        process.at_fork(self._after_fork)
 
         @app.task(  # type: ignore[untyped-decorator]
             name=TASK_NAME, acks_late=True, reject_on_worker_lost=True, ignore_result=True

@@ -8,12 +8,11 @@ them. A job whose runner was killed is taken over by another once its lease ends
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Sequence
 
 from ..errors import StoreError
-from ..process import PerProcess
+from ..process import process
 from . import Job
 from .execute import Executor
 
@@ -34,8 +33,8 @@ class EmbeddedRunner:
         self.poll = poll
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._started = PerProcess(self._start)
-        os.register_at_fork(after_in_child=self._after_fork)
+        self._started = process.service(self._start, self.stop)
+        process.at_fork(self._after_fork)
 
     def submit(self, jobs: Sequence[Job]) -> None:
         self.start()

@@ -19,36 +19,17 @@ from urllib.parse import parse_qsl
 
 from ..errors import StoreError, UnsubscribedRecipientError
 from ..events import Fields, InboundMessage, parse_inbound, parse_status
-from ..routing import MessageRoute, as_twiml, handler_name
+from ..registry import Registry
+from ..routing import as_twiml
 from ..twiml import Message
 from . import Job, JobKind, JobState
 
 if TYPE_CHECKING:
     from flask import Flask
 
-    from ..registry import Registry
     from ..stores import Store
 
 log = logging.getLogger("webhook_kit")
-
-
-@dataclass(frozen=True, slots=True)
-class Background:
-    """A handler registered with ``background=True``: what runs as a job, and the ack."""
-
-    #: ``module.qualname``: how the job names its handler in every process.
-    name: str
-    kind: JobKind
-    handler: Callable[..., Any]
-    #: The text the webhook answers at once (``ack=``); None: no reply.
-    ack: str | None
-    #: For messages: the route, whose pattern gives the handler its ``match`` again.
-    route: MessageRoute | None = None
-
-
-def background_name(handler: Callable[..., Any]) -> str:
-    """The name a background handler is registered and stored under."""
-    return f"{getattr(handler, '__module__', '?')}.{handler_name(handler)}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ from ..records import (
     timestamp,
 )
 from ..status import MessageStatus
-from . import (
+from .base import (
     DEFAULT_LEDGER_RETENTION,
     DEFAULT_RETENTION,
     Applied,

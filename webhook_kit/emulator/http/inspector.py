@@ -26,14 +26,14 @@ from typing import Any, Final
 
 from flask import Blueprint, Response, jsonify, request
 
-from ..pages import host_name, is_loopback, protect
-from ..status import MessageStatus
-from .core import Emulator
-from .delivery import Delivery, delivery_json
-from .errors import ApiError, EmulatorError
-from .lifecycle import Chaos
-from .model import error_title, message_json, whole_number
-from .state import Filters
+from ...pages import host_name, is_loopback, protect
+from ...status import MessageStatus
+from ..core import Account
+from ..delivery import Delivery, delivery_json
+from ..errors import ApiError, EmulatorError
+from ..lifecycle import Chaos
+from ..model import EmulatedMessage, error_title, message_json, whole_number
+from ..state import Filters
 
 #: The header that carries the page's token on its actions.
 TOKEN_HEADER: Final = "X-Emulator-Page"
@@ -100,7 +100,7 @@ class PageAccess:
         return hmac.compare_digest(request.headers.get(TOKEN_HEADER, ""), self.token)
 
 
-def inspector_blueprint(emulator: Emulator, access: PageAccess) -> Blueprint:
+def inspector_blueprint(emulator: Account, access: PageAccess) -> Blueprint:
     """The page, its assets, the overview, the live stream, and the chaos switch."""
     page = files(__package__).joinpath("static", "inspector.html").read_text("utf-8")
     page = page.replace("__PAGE_TOKEN__", access.token)
@@ -141,7 +141,7 @@ def inspector_blueprint(emulator: Emulator, access: PageAccess) -> Blueprint:
     return inspector
 
 
-def _stream(emulator: Emulator) -> Iterator[str]:
+def _stream(emulator: Account) -> Iterator[str]:
     """``data: <changes>`` each time the journal moves, comments to keep the line open."""
     journal = emulator.journal
     deadline = time.monotonic() + STREAM_SECONDS
@@ -187,7 +187,7 @@ def _chaos_json(chaos: Chaos | None) -> dict[str, Any] | None:
     return asdict(chaos) if chaos is not None else None
 
 
-def overview(emulator: Emulator, address: str | None = None) -> dict[str, Any]:
+def overview(emulator: Account, address: str | None = None) -> dict[str, Any]:
     """Everything the page shows, as JSON: the account, its handsets and their messages.
 
     ``address`` keeps only messages to or from that number or handset. Each message has
@@ -248,17 +248,7 @@ def overview(emulator: Emulator, address: str | None = None) -> dict[str, Any]:
                     {"url": media.url, "content_type": media.content_type}
                     for media in emulator.state.media(record.sid)
                 ],
-                "timeline": [
-                    {
-                        "status": change.status,
-                        "at": change.at,
-                        "error_code": change.error_code,
-                        "error_message": (
-                            error_title(change.error_code) if change.error_code else None
-                        ),
-                    }
-                    for change in emulator.journal.timeline(record.sid)
-                ],
+                "timeline": _timeline(record),
                 "webhooks": _webhooks_json(webhooks.get(record.sid, [])),
             }
             for record in shown
@@ -266,6 +256,22 @@ def overview(emulator: Emulator, address: str | None = None) -> dict[str, Any]:
         "truncated": more,
         "ledger_url": emulator.ledger_url,
     }
+
+
+def _timeline(record: EmulatedMessage) -> list[dict[str, Any]]:
+    """Each status the message took, oldest first; the one it ended in carries its error."""
+    steps = []
+    for status, at in record.history:
+        code = record.error_code if status == record.status else None
+        steps.append(
+            {
+                "status": status,
+                "at": at,
+                "error_code": code,
+                "error_message": error_title(code) if code is not None else None,
+            }
+        )
+    return steps
 
 
 def _handset(to: str, from_: str, own: set[str]) -> str | None:

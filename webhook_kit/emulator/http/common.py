@@ -1,0 +1,34 @@
+"""What every resource module shares: the account in the path, and Twilio's 404."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, request
+
+from ..core import Account
+from ..errors import ApiError
+from ..model import ACCOUNT_SID_RE, API_VERSION
+
+
+def not_found() -> ApiError:
+    """Twilio's 20404 for the requested path."""
+    return ApiError(20404, f"The requested resource {request.path} was not found", 404)
+
+
+def account_blueprint(name: str, account: Account) -> Blueprint:
+    """A blueprint under ``/2010-04-01/Accounts/{AccountSid}`` that checks the path's account.
+
+    Twilio answers 404 for a path account that is not a SID, 401 for another account.
+    """
+    api = Blueprint(name, __name__, url_prefix=f"/{API_VERSION}/Accounts/<account_sid>")
+
+    @api.url_value_preprocessor
+    def check_account(endpoint: str | None, values: dict[str, Any] | None) -> None:
+        path_account = (values or {}).pop("account_sid", "")
+        if not ACCOUNT_SID_RE.match(path_account):
+            raise not_found()
+        if path_account != account.account_sid:
+            raise ApiError(20003, "Authenticate", 401)
+
+    return api

@@ -1,0 +1,57 @@
+"""The 2010-04-01 IncomingPhoneNumber resource: provision, list, fetch, update, release."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify, request
+
+from ..core import Account
+from ..model import API_VERSION
+from ..numbers import PHONE_NUMBER_SID_RE, matches, number_json
+from ..paging import envelope, parse_paging, window
+from .common import account_blueprint, not_found
+
+_FILTERS = ("PhoneNumber", "FriendlyName", "Beta", "Origin")
+
+
+def numbers_api(account: Account) -> Blueprint:
+    """``IncomingPhoneNumbers.json`` and ``IncomingPhoneNumbers/{Sid}.json``."""
+    api = account_blueprint("numbers", account)
+
+    def checked(sid: str) -> str:
+        if not PHONE_NUMBER_SID_RE.match(sid):
+            raise not_found()
+        return sid
+
+    @api.post("/IncomingPhoneNumbers.json")
+    def create() -> tuple[Response, int]:
+        entry = account.provision(request.form)
+        return jsonify(number_json(account.account_sid, entry)), 201
+
+    @api.get("/IncomingPhoneNumbers.json")
+    def list_numbers() -> Response:
+        query = request.args
+        paging = parse_paging(query)
+        phone, name = query.get("PhoneNumber"), query.get("FriendlyName")
+        items = [n for n in account.phone_numbers() if matches(n, phone, name)]
+        found, more = window(items, lambda n: n.sid, paging)
+        base = f"/{API_VERSION}/Accounts/{account.account_sid}/IncomingPhoneNumbers.json"
+        echo = [(k, v) for k in _FILTERS for v in query.getlist(k)]
+        records = [number_json(account.account_sid, n) for n in found]
+        body = envelope("incoming_phone_numbers", records, paging, base=base, echo=echo, more=more)
+        return jsonify(body)
+
+    @api.get("/IncomingPhoneNumbers/<sid>.json")
+    def fetch(sid: str) -> Response:
+        return jsonify(number_json(account.account_sid, account.number_by_sid(checked(sid))))
+
+    @api.post("/IncomingPhoneNumbers/<sid>.json")
+    def update(sid: str) -> Response:
+        entry = account.update_number(checked(sid), request.form)
+        return jsonify(number_json(account.account_sid, entry))
+
+    @api.delete("/IncomingPhoneNumbers/<sid>.json")
+    def delete(sid: str) -> tuple[str, int]:
+        account.release_number(checked(sid))
+        return "", 204
+
+    return api
