@@ -30,10 +30,12 @@ from server import free_port
 from webhook_kit import InboundMessage, WebhookKit
 from webhook_kit.cli import main
 from webhook_kit.emulator import Chaos, Emulator, EmulatorError, Timing
+from webhook_kit.emulator.delivery import Signing
 from webhook_kit.emulator.http import create_app
 from webhook_kit.emulator.http import inspector as inspector_module
 from webhook_kit.emulator.http.inspector import CSP, TOKEN_HEADER
 from webhook_kit.emulator.journal import Journal
+from webhook_kit.signature import HMAC_SHA256
 
 NUMBER = "+15017122661"
 HANDSET = "+15558675309"
@@ -537,3 +539,16 @@ def test_cli_refuses_a_ledger_url_that_is_not_one() -> None:
         "error: --ledger-url 'javascript:alert(1)' is not an http(s) URL, e.g. "
         "http://127.0.0.1:8000/twilio/ledger\n"
     )
+
+
+def test_each_webhook_says_how_it_was_signed() -> None:
+    assert Signing("secret").describe() == "X-Twilio-Signature (HMAC_SHA1, auth token)"
+    shared = Signing("secret", HMAC_SHA256, "KS" + "1" * 32, ("user", "pass"))
+    assert shared.describe() == (
+        f"X-Twilio-Signature (HMAC_SHA256, shared key KS{'1' * 32}) + HTTP Basic"
+    )
+    assert Signing("secret").describe(("user", "pass")).endswith("+ HTTP Basic")
+    with with_bot(Emulator(clock="manual")) as emulator:
+        emulator.handset(HANDSET).send(NUMBER, "hi")
+    [inbound] = [d for d in emulator.deliveries if d.kind == "inbound"]
+    assert inbound.signature == "X-Twilio-Signature (HMAC_SHA1, auth token)"
