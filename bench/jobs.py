@@ -28,6 +28,7 @@ from urllib.parse import urlencode
 if __package__ in (None, ""):  # python bench/jobs.py: import the package, not the folder
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
+from webhook_kit.emulator.throughput import UNQUEUED
 from webhook_kit.signature import compute_signature
 from webhook_kit.testing import inbound_sms
 
@@ -46,7 +47,15 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as scratch:
         emulator_port = _free_port()
         emulator = _spawn(
-            [sys.executable, "-m", "webhook_kit.cli", "emulator", "--port", str(emulator_port)],
+            [
+                sys.executable,
+                "-m",
+                "webhook_kit.cli",
+                "emulator",
+                "--port",
+                str(emulator_port),
+                *UNQUEUED,
+            ],
             {"TWILIO_ACCOUNT_SID": ACCOUNT, "TWILIO_AUTH_TOKEN": TOKEN},
         )
         servers = {}

@@ -27,6 +27,7 @@ if __package__ in (None, ""):  # python bench/sending.py: import the package, no
 
 from twilio.rest import Client
 
+from webhook_kit.emulator.throughput import UNQUEUED
 from webhook_kit.sending import Sender
 from webhook_kit.stores import open_store
 
@@ -99,7 +100,15 @@ class _emulator:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
         env = {**os.environ, "TWILIO_ACCOUNT_SID": ACCOUNT, "TWILIO_AUTH_TOKEN": TOKEN}
-        command = [sys.executable, "-m", "webhook_kit.cli", "emulator", "--clock", "manual"]
+        command = [
+            sys.executable,
+            "-m",
+            "webhook_kit.cli",
+            "emulator",
+            "--clock",
+            "manual",
+            *UNQUEUED,
+        ]
         self.process = subprocess.Popen(
             [*command, "--port", str(port)],
             env=env,

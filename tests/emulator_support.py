@@ -23,6 +23,7 @@ from twilio.rest import Client
 
 from webhook_kit.emulator import Emulator
 from webhook_kit.emulator.client import EmulatorHttpClient
+from webhook_kit.emulator.throughput import Throughput
 
 SPEC = json.loads((Path(__file__).parent / "data" / "twilio-oai-messages.json").read_text())
 COMPONENTS = SPEC["components"]
@@ -163,3 +164,7 @@ class Receiver:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+#: Sender queues that never hold a message back, for tests about something else.
+UNTHROTTLED = Throughput.unqueued()

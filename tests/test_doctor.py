@@ -166,3 +166,8 @@ def test_bad_configuration_is_one_line(emulator: Emulator) -> None:
 )
 def test_url_differences(actual: str, expected: str, differences: list[str]) -> None:
     assert url_differences(actual, expected) == differences
+
+
+def test_unreachable_api(emulator: Emulator) -> None:
+    result = doctor(emulator, WEBHOOK_KIT_TWILIO_BASE_URL="http://127.0.0.1:1")
+    assert result.exit_code == 1 and "Twilio API: could not be reached" in result.output

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
-from emulator_support import check_response, recording_client
+from emulator_support import UNTHROTTLED, check_response, recording_client
 from twilio.base.exceptions import TwilioRestException
 from twilio.rest import Client
 
@@ -25,13 +25,16 @@ SERVICE = "MG" + "1" * 32
 
 @pytest.fixture(scope="module")
 def running() -> Iterator[Emulator]:
-    with Emulator(clock="manual", api_keys={"SK" + "a" * 32: "key-secret"}) as emulator:
+    with Emulator(
+        clock="manual", throughput=UNTHROTTLED, api_keys={"SK" + "a" * 32: "key-secret"}
+    ) as emulator:
         yield emulator
 
 
 @pytest.fixture
 def emulator(running: Emulator) -> Emulator:
     running.reset()
+    running.add_service(sid=SERVICE)
     return running
 
 
@@ -69,8 +72,8 @@ def test_messaging_service_starts_accepted(client: Client, emulator: Emulator) -
     assert created.status == "accepted" and created.num_segments == "0"
     assert created.messaging_service_sid == SERVICE and created.from_ is None
     emulator.advance(1)
-    fetched = client.messages(created.sid).fetch()
-    assert fetched.status == "delivered" and fetched.num_segments == "1"
+    fetched = client.messages(created.sid).fetch()  # an empty pool has no sender
+    assert fetched.status == "failed" and fetched.error_code == 21704
     emulator.add_number("+15017122600")
     emulator.add_number(FROM, messaging_service_sid=SERVICE)
     picked = client.messages.create(to=TO, messaging_service_sid=SERVICE, body="hi")
@@ -157,6 +160,7 @@ def test_cancel_a_scheduled_message(client: Client, emulator: Emulator) -> None:
 
 
 def test_scheduled_message_is_sent_at_send_at(client: Client, emulator: Emulator) -> None:
+    emulator.add_number(FROM, messaging_service_sid=SERVICE)
     send_at = datetime.fromtimestamp(emulator.clock.now(), UTC) + timedelta(minutes=10)
     scheduled = client.messages.create(
         to=TO, messaging_service_sid=SERVICE, body="b", schedule_type="fixed", send_at=send_at
@@ -271,8 +275,11 @@ def test_magic_from_that_passes(client: Client) -> None:
         ({"messaging_service_sid": SERVICE, "body": "x", "schedule_type": "fixed"}, 35111),
         ({"from_": FROM, "body": "x", "content_retention": "forever"}, 30029),
         ({"from_": FROM, "body": "x", "smart_encoded": "maybe"}, 20001),
-        ({"from_": FROM, "body": "x", "content_variables": "[1]"}, 20001),
-        ({"from_": FROM, "body": "x", "content_variables": "[" * 100_000}, 20001),
+        ({"from_": FROM, "body": "x", "content_variables": "[1]"}, 21656),
+        ({"from_": FROM, "body": "x", "content_variables": "[" * 100_000}, 21656),
+        ({"from_": FROM, "body": "x", "content_variables": '{"1": "a"}'}, 21654),
+        ({"from_": FROM, "content_sid": "HX" + "0" * 32}, 21655),
+        ({"from_": FROM, "content_sid": "HXnope"}, 21655),
         ({"from_": TO, "body": "x"}, 21266),
     ],
 )
@@ -318,7 +325,7 @@ def test_every_spec_create_parameter_is_accepted(client: Client, emulator: Emula
         send_as_mms=True,
         content_variables='{"1": "x"}',
         risk_check="enable",
-        content_sid="HX" + "c" * 32,
+        content_sid=emulator.add_template({"twilio/text": {"body": "Hi {{1}}"}}),
     )
     assert created.status == "scheduled" and created.to == "whatsapp:" + TO
 
@@ -344,7 +351,7 @@ def test_request_log(client: Client, emulator: Emulator) -> None:
 
 
 def test_rate_limit() -> None:
-    with Emulator(clock="manual", rate_limit=1) as limited:
+    with Emulator(clock="manual", throughput=UNTHROTTLED, rate_limit=1) as limited:
         client = limited.client()
         codes = []
         for _ in range(10):
@@ -359,9 +366,13 @@ def test_rate_limit() -> None:
 def test_sqlite_state_survives_a_restart(tmp_path: object) -> None:
     state = f"sqlite:///{tmp_path}/emulator.db"
     account, token = "AC" + "d" * 32, "token"
-    with Emulator(clock="manual", state=state, account_sid=account, auth_token=token) as first:
+    with Emulator(
+        clock="manual", throughput=UNTHROTTLED, state=state, account_sid=account, auth_token=token
+    ) as first:
         sid = first.client().messages.create(to=TO, from_=FROM, body="kept").sid
-    with Emulator(clock="manual", state=state, account_sid=account, auth_token=token) as second:
+    with Emulator(
+        clock="manual", throughput=UNTHROTTLED, state=state, account_sid=account, auth_token=token
+    ) as second:
         assert second.client().messages(sid).fetch().status == "queued"
         second.advance(1)  # the unfinished life cycle resumes
         assert second.client().messages(sid).fetch().status == "delivered"

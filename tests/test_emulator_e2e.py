@@ -22,6 +22,7 @@ from twilio.rest import Client
 
 from webhook_kit.cli import main
 from webhook_kit.emulator.client import EmulatorHttpClient, emulator_client
+from webhook_kit.emulator.throughput import UNQUEUED
 from webhook_kit.ledger import Ledger
 from webhook_kit.stores import open_store
 
@@ -40,6 +41,7 @@ class EmulatorProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         command = [sys.executable, "-m", "webhook_kit.cli", "emulator", "--port", str(self.port)]
+        command += UNQUEUED  # these tests are about webhooks, not sender queues
         env = {**os.environ, "TWILIO_ACCOUNT_SID": ACCOUNT, "TWILIO_AUTH_TOKEN": TOKEN}
         self.process = subprocess.Popen(
             [*command, *args], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE

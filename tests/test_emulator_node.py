@@ -17,8 +17,7 @@ from emulator_support import Receiver
 from flask import Flask
 from node_support import run_node
 
-from webhook_kit.emulator import Emulator
-from webhook_kit.emulator.media import Attachment
+from webhook_kit.emulator import Attachment, Emulator
 
 HANDSET = "+15558675310"
 NUMBER = "+15017122661"

@@ -23,9 +23,8 @@ from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.rest import Client
 
 from webhook_kit import InboundMedia, WebhookKit
-from webhook_kit.emulator import Emulator
+from webhook_kit.emulator import Attachment, Emulator
 from webhook_kit.emulator.http.domains import DOMAINS, domain_of
-from webhook_kit.emulator.media import Attachment
 from webhook_kit.errors import SendError
 from webhook_kit.events import parse_status
 
@@ -145,7 +144,7 @@ def test_list_filters_and_area_code(client: Client, emulator: Emulator) -> None:
         ({"phone_number": "5017122661"}, 21421),
         ({"area_code": "123"}, 21451),
         ({"phone_number": "+15017122662", "sms_url": "ftp://x"}, 21502),
-        ({"phone_number": "+15017122662", "status_callback": "nope"}, 21609),
+        ({"phone_number": "+15017122662", "status_callback": "nope"}, 21502),
         ({"phone_number": "+15017122662", "sms_method": "PUT"}, 20001),
         ({"phone_number": "+15017122661"}, 21422),
     ],
@@ -187,6 +186,23 @@ def test_paging_errors_on_every_list(emulator: Emulator, client: Client, path: s
     bad_token = raw_get(emulator, path, PageToken="PA" + "0" * 34, Page="1")
     assert bad_token.status_code == 400 and bad_token.json()["code"] == 21481
     assert raw_get(emulator, path, PageSize="1000", Page="0").status_code == 200
+
+
+def test_v1_lists_page_the_same_way(emulator: Emulator, client: Client) -> None:
+    config = {"destination": "https://bot.test/twilio/events", "method": "POST"}
+    created = [
+        client.events.v1.sinks.create(
+            description=f"sink {i}", sink_configuration=config, sink_type="webhook"
+        ).sid
+        for i in range(3)
+    ]
+    assert sorted(s.sid for s in client.events.v1.sinks.list(page_size=2)) == sorted(created)
+    first = client.events.v1.sinks.page(page_size=2)
+    assert len(list(first)) == 2 and "PageToken=PA" in (first.next_page_url or "")
+    auth = (emulator.account_sid, emulator.auth_token)
+    for params, code in [({"Page": "1"}, 20001), ({"PageSize": "1001"}, 20007)]:
+        answer = requests.get(f"{emulator.url}/v1/Sinks", params=params, auth=auth)
+        assert answer.status_code == 400 and answer.json()["code"] == code
 
 
 def test_paging_errors_reach_the_official_client(client: Client) -> None:
@@ -443,7 +459,9 @@ def test_whatsapp_callbacks_carry_the_channel_fields(
     client: Client, emulator: Emulator, app: Receiver
 ) -> None:
     emulator.add_rule("undelivered", 63024, to="whatsapp:+15550000001")
+    emulator.add_number("whatsapp:+15017122661", sms_url=app.base + "/in")
     for to in ("whatsapp:" + HANDSET, "whatsapp:+15550000001"):
+        emulator.handset(to).send("whatsapp:+15017122661", "hi")  # opens the 24-hour window
         client.messages.create(
             to=to, from_="whatsapp:+15017122661", body="hi", status_callback=app.base + "/s"
         )
@@ -480,3 +498,25 @@ def test_long_inbound_messages_pass_through_receiving(
     sent = client.messages.create(to=HANDSET, from_="+15017122661", body="out")
     emulator.advance(5)
     assert [s for s, _ in emulator.history(sent.sid)] == ["queued", "sending", "sent", "delivered"]
+
+
+def test_local_and_toll_free_subresources(client: Client, emulator: Emulator) -> None:
+    local = client.incoming_phone_numbers.local.create(phone_number="+15017122661")
+    free = client.incoming_phone_numbers.toll_free.create(phone_number="+18005550100")
+    assert local.sid.startswith("PN") and free.phone_number == "+18005550100"
+    assert [n.phone_number for n in client.incoming_phone_numbers.toll_free.list()] == [
+        "+18005550100"
+    ]
+    assert [n.phone_number for n in client.incoming_phone_numbers.local.list()] == ["+15017122661"]
+    assert client.incoming_phone_numbers(free.sid).fetch().phone_number == "+18005550100"
+    mismatch = error_of(
+        lambda: client.incoming_phone_numbers.local.create(phone_number="+18885550100")
+    )
+    assert mismatch.code == 21458
+    area = requests.post(  # the clients do not even offer AreaCode here
+        f"{emulator.url}/2010-04-01/Accounts/{emulator.account_sid}/IncomingPhoneNumbers"
+        "/TollFree.json",
+        data={"AreaCode": "800"},
+        auth=(emulator.account_sid, emulator.auth_token),
+    )
+    assert area.status_code == 400 and area.json()["code"] == 21457

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 from click.testing import CliRunner
-from emulator_support import Receiver
+from emulator_support import UNTHROTTLED, Receiver
 from twilio.base.exceptions import TwilioRestException
 
 from webhook_kit.cli import main
@@ -33,7 +33,7 @@ def app() -> Iterator[Receiver]:
 
 @pytest.fixture
 def emulator() -> Iterator[Emulator]:
-    with Emulator(clock="manual") as running:
+    with Emulator(clock="manual", throughput=UNTHROTTLED) as running:
         yield running
 
 
@@ -60,6 +60,8 @@ def test_callbacks_follow_the_life_cycle_signed(app: Receiver, emulator: Emulato
 
 
 def test_whatsapp_is_read_after_delivery(app: Receiver, emulator: Emulator) -> None:
+    emulator.add_number("whatsapp:" + FROM, sms_url=app.base + "/in")
+    emulator.handset("whatsapp:" + TO).send("whatsapp:" + FROM, "hello")  # opens the window
     emulator.client().messages.create(
         to="whatsapp:" + TO, from_="whatsapp:" + FROM, body="hi", status_callback=app.base + "/s"
     )
@@ -94,7 +96,7 @@ def test_failure_rules(app: Receiver, emulator: Emulator) -> None:
 
 def test_probability_rules_are_seeded() -> None:
     def outcomes() -> list[str]:
-        with Emulator(clock="manual", seed=7) as emulator:
+        with Emulator(clock="manual", throughput=UNTHROTTLED, seed=7) as emulator:
             emulator.add_rule("undelivered", 30005, probability=0.3)
             client = emulator.client()
             sids = [client.messages.create(to=TO, from_=FROM, body="x").sid for _ in range(30)]
@@ -138,7 +140,9 @@ def test_retries_follow_connection_overrides(app: Receiver, emulator: Emulator) 
 
 def test_chaos_reorders_duplicates_and_drops(app: Receiver) -> None:
     chaos = Chaos(seed=3, reorder=0.8, jitter=0.5, duplicate=0.4, late=0.1, drop_final=0.3)
-    with Emulator(clock="manual", chaos=chaos, timing=Timing(queue=0.01, send=0.01)) as emulator:
+    with Emulator(
+        clock="manual", throughput=UNTHROTTLED, chaos=chaos, timing=Timing(queue=0.01, send=0.01)
+    ) as emulator:
         client = emulator.client()
         sids = [
             client.messages.create(
@@ -166,7 +170,12 @@ def test_chaos_reorders_duplicates_and_drops(app: Receiver) -> None:
 
 def test_chaos_is_repeatable(app: Receiver) -> None:
     def order() -> list[tuple[str, str]]:
-        with Emulator(clock="manual", chaos=Chaos(seed=11), account_sid="AC" + "e" * 32) as em:
+        with Emulator(
+            clock="manual",
+            throughput=UNTHROTTLED,
+            chaos=Chaos(seed=11),
+            account_sid="AC" + "e" * 32,
+        ) as em:
             client = em.client()
             bodies = {}
             for i in range(10):
@@ -181,7 +190,7 @@ def test_chaos_is_repeatable(app: Receiver) -> None:
 
 
 def test_real_clock_delivers_in_the_background(app: Receiver) -> None:
-    with Emulator(speed=50) as emulator:
+    with Emulator(speed=50, throughput=UNTHROTTLED) as emulator:
         sid = (
             emulator.client()
             .messages.create(to=TO, from_=FROM, body="x", status_callback=app.base + "/s")

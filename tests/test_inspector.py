@@ -228,10 +228,10 @@ def test_overview_has_threads_timelines_and_every_webhook() -> None:
             "sms_url": "http://bot.test/twilio/messages",
             "fallback_url": None,
             "status_callback": "http://bot.test/twilio/status",
-            "messaging_service_sid": None,
         }.items()
     )
     assert data["handsets"] == [{"address": HANDSET, "numbers": [NUMBER], "opted_out_of": []}]
+    assert data["services"] == []
     inbound, reply = data["messages"]
     assert inbound["resource"]["sid"] == exchange.inbound.sid
     assert inbound["media"] == [{"url": "https://example.com/cat.png", "content_type": "image/png"}]
@@ -552,3 +552,22 @@ def test_each_webhook_says_how_it_was_signed() -> None:
         emulator.handset(HANDSET).send(NUMBER, "hi")
     [inbound] = [d for d in emulator.deliveries if d.kind == "inbound"]
     assert inbound.signature == "X-Twilio-Signature (HMAC_SHA1, auth token)"
+
+
+def test_overview_lists_messaging_services_with_their_urls_and_senders() -> None:
+    with Emulator(clock="manual") as emulator:
+        sid = emulator.add_service("Alerts", StatusCallback="http://bot.test/twilio/status")
+        emulator.add_number(
+            NUMBER, sms_url="http://bot.test/twilio/messages", messaging_service_sid=sid
+        )
+        data = requests.get(f"{emulator.url}/_emulator/overview", timeout=10).json()
+    assert data["services"] == [
+        {
+            "sid": sid,
+            "friendly_name": "Alerts",
+            "inbound_request_url": None,
+            "fallback_url": None,
+            "status_callback": "http://bot.test/twilio/status",
+            "senders": [NUMBER],
+        }
+    ]

@@ -26,6 +26,7 @@ from twilio.rest import Client
 
 from webhook_kit import MessageStatus
 from webhook_kit.correlation import Correlator
+from webhook_kit.emulator.throughput import UNQUEUED
 from webhook_kit.errors import InvalidToError
 from webhook_kit.ledger import Ledger, MessageFacts, now
 from webhook_kit.sending import Sender
@@ -46,7 +47,16 @@ class EmulatorProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "TWILIO_ACCOUNT_SID": ACCOUNT, "TWILIO_AUTH_TOKEN": TOKEN}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "webhook_kit.cli", "emulator", "--port", str(self.port), *flags],
+            [
+                sys.executable,
+                "-m",
+                "webhook_kit.cli",
+                "emulator",
+                "--port",
+                str(self.port),
+                *UNQUEUED,
+                *flags,
+            ],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

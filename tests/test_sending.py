@@ -163,6 +163,7 @@ def test_wrong_credentials_are_an_authentication_error(emulator: Emulator) -> No
 
 
 def test_every_create_parameter_reaches_twilio(emulator: Emulator, served: Served) -> None:
+    emulator.add_service(sid=SERVICE)
     send_at = datetime.now(UTC) + timedelta(hours=2)
     sent = served.send(
         CUSTOMER,
@@ -208,15 +209,16 @@ def test_every_create_parameter_reaches_twilio(emulator: Emulator, served: Serve
     assert served.record(sent.sid).status is MessageStatus.CANCELED
 
 
-def test_content_template_and_reply_through_the_api(served: Served) -> None:
+def test_content_template_and_reply_through_the_api(emulator: Emulator, served: Served) -> None:
     inbound = parse_inbound(Fields(inbound_sms("hello", from_=CUSTOMER, to=SENDER).items()))
     sent = served.send(
         body=None,
         in_reply_to=inbound,
-        content_sid="HX" + "b" * 32,
+        content_sid=emulator.add_template({"twilio/text": {"body": "Hi {{1}}"}}),
         content_variables={"1": "Ada"},
     )
     assert (sent.to, sent.from_) == (CUSTOMER, SENDER)
+    assert emulator.message(sent.sid).body == "Hi Ada"  # type: ignore[union-attr]
     record = served.record(sent.sid)
     assert record.in_reply_to == inbound.message_sid and record.direction == "outbound-api"
 

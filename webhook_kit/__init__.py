@@ -95,6 +95,7 @@ from .twiml import (
     MessagingResponse,
     Redirect,
 )
+from .whatsapp import Template
 
 __all__ = [
     "AuthenticationError",
@@ -152,6 +153,7 @@ __all__ = [
     "StatusCallback",
     "StoreError",
     "StreamEvent",
+    "Template",
     "TooManyMediaError",
     "TwiMLError",
     "TwiMLParseError",

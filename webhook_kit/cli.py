@@ -726,6 +726,14 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     metavar="URL",
     help="The app's ledger page (WEBHOOK_KIT_LEDGER_PAGE=1), linked from the inspector.",
 )
+@click.option(
+    "--throughput",
+    "rates",
+    multiple=True,
+    metavar="KIND=RATE",
+    help="A sender rate (long_code, toll_free, short_code, international, whatsapp, "
+    "whatsapp_media: per second; queue_hours, whatsapp_queue_hours); repeatable.",
+)
 @click.pass_context
 def emulator(
     context: click.Context,
@@ -744,6 +752,7 @@ def emulator(
     rate_limit: float | None,
     numbers: Sequence[str],
     ledger_url: str | None,
+    rates: Sequence[str],
 ) -> None:
     """Run the offline Twilio Messaging emulator (REST API, life cycle, webhooks).
 
@@ -751,15 +760,18 @@ def emulator(
     """
     if context.invoked_subcommand is not None:
         return
-    from .emulator import Chaos, Emulator
+    from .emulator import Chaos
+    from .emulator.core import Account
+    from .emulator.serve import AccountServer, listen
+    from .emulator.throughput import Throughput
 
     if ledger_url is not None:
         _check_url(ledger_url, "http://127.0.0.1:8000/twilio/ledger", "--ledger-url")
 
-    try:
-        running = Emulator(
-            account_sid=account_sid,
-            auth_token=auth_token,
+    def build(account: str | None, token: str | None) -> Account:
+        built = Account(
+            account_sid=account,
+            auth_token=token,
             api_keys=dict(key.partition(":")[::2] for key in api_keys),
             state=state,
             clock="manual" if clock == "manual" else "real",
@@ -767,29 +779,44 @@ def emulator(
             chaos=Chaos(seed=seed, drop_final=drop_final) if chaos else None,
             seed=seed,
             rate_limit=rate_limit,
-            host=host,
-            port=port,
+            throughput=_throughput(Throughput, rates),
         )
         for entry in numbers:
             number, _, url = entry.partition("=")
-            running.add_number(number, sms_url=url or None)
-        running.ledger_url = ledger_url
-        running.start()
+            built.add_number(number, sms_url=url or None)
+        built.ledger_url = ledger_url
+        return built
+
+    try:  # every bad option fails here, in one line, before gunicorn starts
+        checked = build(account_sid, auth_token)
+        checked.state.close()
+        api = listen(host, port)
+        media = listen(host, 0)
     except (WebhookKitError, OSError) as error:
         _fail(str(error))
-    click.echo(f"Twilio emulator on {running.url} ({clock} clock, state {state})")
-    click.echo(f"TWILIO_ACCOUNT_SID={running.account_sid}")
-    click.echo(f"TWILIO_AUTH_TOKEN={running.auth_token}", nl=True)
+    account, token = checked.account_sid, checked.auth_token
+    server = AccountServer(lambda: build(account, token), api, media)
+    click.echo(f"Twilio emulator on {server.url} ({clock} clock, state {state})")
+    click.echo(f"TWILIO_ACCOUNT_SID={account}")
+    click.echo(f"TWILIO_AUTH_TOKEN={token}", nl=True)
     access = "no credentials on loopback" if is_loopback(host) else "Basic auth: SID and token"
-    click.echo(f"Inspector: {running.url}/ ({access})")
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    click.echo(f"Inspector: {server.url}/ ({access})")
+    server.run()
+
+
+def _throughput(kind: Callable[..., T], rates: Sequence[str]) -> T:
+    """``--throughput long_code=5 ...`` as the emulator's Throughput (checked by it)."""
+    values: dict[str, float] = {}
+    for entry in rates:
+        name, _, raw = entry.partition("=")
+        try:
+            values[name.strip()] = float(raw)
+        except ValueError:
+            _fail(f"--throughput {entry!r}: give KIND=RATE, e.g. long_code=10")
     try:
-        stop.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        running.stop()
+        return kind(**values)
+    except TypeError:
+        _fail(f"--throughput: unknown kind in {', '.join(values)}")
 
 
 @emulator.command("send")

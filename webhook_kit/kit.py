@@ -441,6 +441,7 @@ class WebhookKit:
     reconcile = _on_sender(Sender.reconcile)
     download = _on_sender(Sender.download)
     delete_media = _on_sender(Sender.delete_media)
+    window_open = _on_sender(Sender.window_open)
 
     def route_path(self, name: str, app: Flask | None = None) -> str:
         """The path of a webhook route (``messages``, ``status``, ...) on ``app``."""

@@ -66,6 +66,7 @@ from .ledger import now as ledger_now
 from .once import Claim, Once, Outcome
 from .optout import refuse_opted_out
 from .status import MessageStatus
+from .whatsapp import Template, template_needed, window_open
 
 if TYPE_CHECKING:
     from .stores import Store
@@ -320,6 +321,7 @@ class Sender:
         application_sid: str | None = None,
         message_intent: str | None = None,
         key: str | None = None,
+        fallback_template: Template | None = None,
     ) -> SentMessage:
         """Send a message and record it in the ledger; raise a :class:`SendError` if refused.
 
@@ -334,6 +336,10 @@ class Sender:
         retried background job uses its own key). An earlier send with the key whose process
         died mid-call is looked up on Twilio (same recipient, sender and body) before sending;
         one still under way elsewhere raises :class:`SendInDoubtError` (retry later).
+
+        ``fallback_template`` (a WhatsApp send): when the recipient has not written to the
+        sender in the last 24 hours (as this app's ledger saw it), the template is sent
+        instead of ``body``/``media_url``, which WhatsApp would refuse with 63016.
         """
         if in_reply_to is not None:
             to = to or in_reply_to.from_
@@ -341,6 +347,10 @@ class Sender:
                 from_ = in_reply_to.to
         if not to:
             raise TypeError("send() needs a recipient: pass to=..., or in_reply_to=message")
+        # outside WhatsApp's customer-service window only the template is delivered
+        body, media_url, content_sid, content_variables = template_needed(
+            self.store, to, from_, fallback_template
+        ) or (body, media_url, content_sid, content_variables)
         try:
             refuse_opted_out(self.store, to, from_, messaging_service_sid)
         except SendError as error:  # refused here as Twilio would: counted as refused
@@ -478,6 +488,10 @@ class Sender:
             ):
                 return SentMessage.from_instance(message)
         return None
+
+    def window_open(self, to: str, from_: str | None = None) -> bool:
+        """Whether WhatsApp would deliver a free-form message to ``to`` now (24-hour window)."""
+        return window_open(self.store, to, from_)
 
     def fetch(self, sid: str) -> SentMessage:
         """The message as Twilio has it now."""

@@ -19,7 +19,10 @@ POSTs, connection overrides, retries, and the record of each webhook), ``journal
 change counter watchers wait on), ``core`` (the :class:`Account`, the model), ``http`` (the
 Flask app, one module per resource family; ``http/inspector`` the page at the base URL, see
 docs/inspector.md), ``server`` (the :class:`Emulator`: the account served over HTTP),
-``client`` (the official client, pointed here). It shares
+``serve`` (``webhook-kit emulator`` under gunicorn), ``client`` (the official client,
+pointed here). What decides how a message leaves: ``outbound`` (Messaging Services,
+templates, the WhatsApp window), ``services`` (pools and sender choice), ``content``
+(templates and their rendering), ``throughput`` (sender queues). It shares
 the kit's pure modules (signature, encoding, twiml, status), never its request path.
 """
 
@@ -30,13 +33,16 @@ from .core import Account, Exchange, Handset, RequestRecord
 from .delivery import Delivery
 from .errors import ApiError, EmulatorError
 from .lifecycle import Chaos, Rule, Timing
+from .media import Attachment
 from .model import EmulatedMessage, MediaRecord, media_json, message_json
 from .server import Emulator
 from .state import Number
+from .throughput import Throughput
 
 __all__ = [
     "Account",
     "ApiError",
+    "Attachment",
     "Chaos",
     "Clock",
     "Delivery",
@@ -50,6 +56,7 @@ __all__ = [
     "Number",
     "RequestRecord",
     "Rule",
+    "Throughput",
     "Timing",
     "media_json",
     "message_json",

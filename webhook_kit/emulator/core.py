@@ -16,15 +16,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urljoin
 
 from ..encoding import segment_count, smart_encode
 from ..errors import TwiMLError
 from ..twiml import Message, MessagingResponse, parse
 from .clock import Clock, ManualClock, Scheduler, Task
+from .content import parse_content
 from .delivery import (
     LOG_LIMIT,
+    Connections,
     Delivery,
     DeliveryLog,
     Transport,
@@ -44,12 +46,15 @@ from .model import (
     EmulatedMessage,
     MediaRecord,
     channel_of,
+    country_of,
     new_sid,
 )
-from .numbers import check_area_code, check_number, friendly, parse_settings
+from .numbers import check_area_code, check_number, friendly, number_type, parse_settings
+from .outbound import Outbound
 from .resource import E164_RE, CreateRequest, is_address, is_url
 from .state import Number, State
 from .streams import EventStreams
+from .throughput import Throughput
 from .webhooks_config import WebhooksConfig
 
 if TYPE_CHECKING:
@@ -62,7 +67,6 @@ OPT_OUT_WORDS = frozenset(
     {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"}
 )
 OPT_IN_WORDS = frozenset({"START", "YES", "UNSTOP"})
-_COUNTRIES = {"+1": "US", "+44": "GB", "+49": "DE", "+33": "FR", "+61": "AU"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +133,7 @@ class Account:
         chaos: Chaos | None = None,
         seed: int = 0,
         rate_limit: float | None = None,
+        throughput: Throughput | None = None,
     ) -> None:
         self.account_sid = account_sid or new_sid("AC")
         self.auth_token = auth_token or os.urandom(16).hex()
@@ -142,6 +147,8 @@ class Account:
         else:
             self.clock = ManualClock() if clock == "manual" else Clock(speed)
         self.scheduler = Scheduler(self.clock)
+        #: Messaging Services, Content templates, WhatsApp windows and sender queues.
+        self.outbound = Outbound(self.state, self.clock, throughput)
         #: When the account was opened (the Account resource's dates).
         self.created = self.clock.now()
         self.timing = timing or Timing()
@@ -160,6 +167,7 @@ class Account:
         self._lock = threading.RLock()
         self._requests: deque[RequestRecord] = deque(maxlen=LOG_LIMIT)
         self._pool: ThreadPoolExecutor | None = None
+        self._connections: Connections | None = None
         self._mounts: dict[str, Transport] = {}
         #: Where clients reach the REST API (``MediaUrl{N}`` point there); a server sets it.
         self.api_base = "https://api.twilio.com"
@@ -185,6 +193,7 @@ class Account:
         self.journal.reopen()
         if not self.clock.manual and self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="emulator-hook")
+            self._connections = Connections()
         self.scheduler.start()
         return self
 
@@ -195,6 +204,9 @@ class Account:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+        if self._connections is not None:
+            self._connections.close()
+            self._connections = None
 
     # -- configuration --------------------------------------------------------------------
 
@@ -213,8 +225,9 @@ class Account:
 
         An E.164 number becomes an IncomingPhoneNumber (``PN...``), listed by the REST API;
         adding it again replaces its settings and keeps its SID. With
-        ``messaging_service_sid`` the number is in that service's sender pool: inbound
-        webhooks carry the SID, and sends through the service go out from it.
+        ``messaging_service_sid`` the number is in that service's sender pool (the service
+        is made if it does not exist): inbound webhooks carry the SID, and sends through the
+        service go out from it.
         """
         if not is_address(number):
             raise EmulatorError(f"{number!r} is not an E.164 number or channel address")
@@ -230,17 +243,89 @@ class Account:
                 entry = parse_settings(form, current)
             except ApiError as error:
                 raise EmulatorError(error.message) from None
-            entry = replace(entry, messaging_service_sid=messaging_service_sid)
             self.state.put_number(entry)
+            if messaging_service_sid is not None:
+                self._join_pool(messaging_service_sid, entry)
         self.journal.touch()
         return entry
 
-    def provision(self, form: Mapping[str, str]) -> Number:
-        """``POST IncomingPhoneNumbers.json``: a new number (``PhoneNumber`` or ``AreaCode``)."""
+    def _join_pool(self, service_sid: str, entry: Number) -> None:
+        """Put a number in a service's pool, making the service if it does not exist yet."""
+        outbound = self.outbound
+        if self.state.resource("service", service_sid) is None:
+            outbound.create_service({"FriendlyName": service_sid}, service_sid)
+        if not any(s.address == entry.number for s in outbound.senders(service_sid)):
+            sid = entry.sid or new_sid("PN")
+            try:
+                outbound.add_sender(service_sid, "phone_number", sid, entry.number)
+            except ApiError as error:
+                raise EmulatorError(error.message) from None
+
+    def add_service(self, friendly_name: str = "Emulated service", **settings: str) -> str:
+        """A Messaging Service, as ``POST /v1/Services`` makes it; returns its SID.
+
+        ``settings`` are the REST parameters (``StatusCallback="..."``); ``sid="MG..."``
+        chooses the SID (a test's fixed one).
+        """
+        sid = settings.pop("sid", None)
+        if sid is not None and not SERVICE_SID_RE.match(sid):
+            raise EmulatorError(f"{sid!r} is not a Messaging Service SID (MG...)")
+        form = {"FriendlyName": friendly_name, **settings}
+        try:
+            return self.outbound.create_service(form, sid).sid
+        except ApiError as error:
+            raise EmulatorError(error.message) from None
+
+    def add_template(
+        self,
+        types: dict[str, dict[str, Any]],
+        variables: dict[str, str] | None = None,
+        *,
+        language: str = "en",
+        friendly_name: str = "",
+    ) -> str:
+        """A Content template, as ``POST /v1/Content`` makes it; returns its ``HX...`` SID.
+
+        ``emulator.add_template({"twilio/text": {"body": "Hi {{1}}"}}, {"1": "there"})``
+        """
+        payload = {"types": types, "variables": variables or {}, "language": language}
+        try:
+            content = parse_content(
+                {**payload, "friendly_name": friendly_name}, new_sid("HX"), self.clock.now()
+            )
+        except ApiError as error:
+            raise EmulatorError(error.message) from None
+        return self.outbound.add_content(content).sid
+
+    def add_short_code(self, code: str, country: str = "US") -> str:
+        """An account short code (``SC...``) of ``country``, for a service's pool (by SID)."""
+        if not code.isascii() or not code.isdigit() or not 3 <= len(code) <= 8:
+            raise EmulatorError(f"{code!r} is not a short code (3 to 8 digits)")
+        sid = new_sid("SC")
+        data = {"sid": sid, "short_code": code, "country": country}
+        self.state.put_resource("short_code", sid, data)
+        return sid
+
+    def provision(self, form: Mapping[str, str], kind: str | None = None) -> Number:
+        """``POST IncomingPhoneNumbers.json``: a new number (``PhoneNumber`` or ``AreaCode``).
+
+        ``kind`` (``local``, ``mobile``, ``tollfree``) is the subresource posted to
+        (``IncomingPhoneNumbers/Local.json``...): it takes no AreaCode (21457), and only
+        numbers of its type (21458).
+        """
         raw, area = form.get("PhoneNumber"), form.get("AreaCode")
+        if kind in {"local", "tollfree"} and area:
+            raise ApiError(21457, "AreaCode Parameter not Supported on this subresource", 400)
         with self._lock:
             if raw:
                 number = check_number(raw)
+                if kind is not None and kind != "mobile" and number_type(number) != kind:
+                    raise ApiError(
+                        21458,
+                        f"PhoneNumber {number} is not a {kind} number: provision it from "
+                        "IncomingPhoneNumbers.json or the matching subresource",
+                        400,
+                    )
                 if self.state.number(number) is not None:
                     raise ApiError(21422, f"PhoneNumber {number} is not available", 400)
             elif area:
@@ -347,6 +432,7 @@ class Account:
         with self._lock:
             self.scheduler.clear()
             self.state.reset()
+            self.outbound.clear()
             self.rules.clear()
             self._requests.clear()
             self.deliveries_log.clear()
@@ -385,8 +471,7 @@ class Account:
     @property
     def requests(self) -> list[RequestRecord]:
         """The REST requests answered (the latest 100,000), oldest first."""
-        with self._lock:
-            return list(self._requests)
+        return list(self._requests)
 
     @property
     def deliveries(self) -> list[Delivery]:
@@ -398,8 +483,7 @@ class Account:
         return self.scheduler.pending() == 0
 
     def log_request(self, record: RequestRecord) -> None:
-        with self._lock:
-            self._requests.append(record)
+        self._requests.append(record)  # deque.append is atomic: no lock to contend for
 
     # -- outbound -------------------------------------------------------------------------
 
@@ -411,6 +495,8 @@ class Account:
         if request.from_ and self.state.opted_out(request.from_, request.to):
             raise ApiError(21610, "Attempt to send to unsubscribed recipient")
         now = self.clock.now()
+        prepared = self.outbound.prepare(request, now, now + self.timing.queue)
+        request = prepared.request
         body = smart_encode(request.body).text if request.smart_encoded else request.body
         sid = new_sid("MM" if request.media_urls else "SM")
         if request.send_at is not None:
@@ -419,12 +505,14 @@ class Account:
             first = "accepted"
         else:
             first = "queued"
-        with self._lock:
-            outcome, error = self._outcome(request.to, body)
+        outcome, error = self._outcome(request.to, body)
         fetched = [fetch(url) if reachable_offline(url) else None for url in request.media_urls]
         media_error = outbound_error([f for f in fetched if f is not None])
         if media_error is not None:
             outcome, error = "failed", media_error
+        elif prepared.failure is not None:
+            outcome, error = prepared.failure
+        slot = prepared.slot
         record = EmulatedMessage(
             sid=sid,
             account_sid=self.account_sid,
@@ -446,6 +534,9 @@ class Account:
             max_price=request.max_price,
             send_at=request.send_at,
             feedback="unconfirmed" if request.provide_feedback else None,
+            departs_at=slot.departs_at if slot else None,
+            expired=slot.expired if slot else False,
+            content_sid=request.content_sid,
         )
         self._save(record)
         for url, got in zip(request.media_urls, fetched, strict=True):
@@ -490,22 +581,22 @@ class Account:
             )
         return got
 
-    def _service_sender(self, service: str | None) -> str:
-        """The sender a Messaging Service picks: its first number, else the account's first."""
-        numbers = self.state.numbers()
-        pool = [n for n in numbers if n.messaging_service_sid == service] or numbers
-        return pool[0].number if pool else ""
-
     def _outcome(self, to: str, body: str) -> tuple[str, int | None]:
-        for rule in self.rules:
-            if rule.matches(to, body, self._rng):
-                return rule.status, rule.error_code
+        if not self.rules:  # no lock to take for the common case
+            return "delivered", None
+        with self._lock:
+            for rule in self.rules:
+                if rule.matches(to, body, self._rng):
+                    return rule.status, rule.error_code
         return "delivered", None
 
     def _plan(self, record: EmulatedMessage) -> None:
         sid, status = record.sid, record.status
         if status == "scheduled" and record.send_at is not None:
             self.scheduler.at(record.send_at, lambda: self._step(sid, status))
+            return
+        if status == "queued" and record.departs_at is not None:  # its turn in the queue
+            self.scheduler.at(record.departs_at, lambda: self._step(sid, status))
             return
         step = next_status(record, self.timing)
         if step is not None:
@@ -524,13 +615,11 @@ class Account:
             now = self.clock.now()
             if status == "queued":
                 record.num_segments = segment_count(record.body)
-                record.from_ = record.from_ or self._service_sender(record.messaging_service_sid)
+                if not self.outbound.assign(record, now + self.timing.queue):
+                    status, record.outcome_error = "failed", 30001
             elif status == "sending":
                 record.date_sent = now
-                expired = record.validity_period is not None and (
-                    now - record.date_created > record.validity_period
-                )
-                if expired:
+                if record.expired:
                     status, record.outcome_error = "failed", 30036
             elif status == "sent":
                 record.price = price_of(record)
@@ -539,7 +628,7 @@ class Account:
             record.set_status(status, now)
             if status in {"failed", "undelivered", "partially_delivered"}:
                 record.error_code = record.outcome_error
-            self._save(record)
+            self._save(record, handed_over=True)  # only read from here on
         self._callback(record)
         self._plan(record)
 
@@ -575,9 +664,10 @@ class Account:
             self.state.delete(sid)
         self.journal.touch()
 
-    def _save(self, record: EmulatedMessage) -> None:
-        """Store a new or changed record; whoever watches the journal sees the change."""
-        self.state.save(record)
+    def _save(self, record: EmulatedMessage, *, handed_over: bool = False) -> None:
+        """Store a new or changed record (``handed_over``: see :meth:`State.save`); whoever
+        watches the journal sees the change."""
+        self.state.save(record, handed_over=handed_over)
         self.journal.touch()
 
     def _get(self, sid: str) -> EmulatedMessage:
@@ -616,7 +706,10 @@ class Account:
                     delay, marks = self._chaos_delay(chaos, rng)
                     plans.append((delay, (*marks, "duplicate")))
         for delay, marks in plans:
-            self.scheduler.after(delay, partial(self._deliver, url, params, "status", marks))
+            if delay == 0 and self._pool is not None:  # now, on a real clock: no task needed
+                self._deliver(url, params, "status", marks)
+            else:
+                self.scheduler.after(delay, partial(self._deliver, url, params, "status", marks))
 
     @staticmethod
     def _chaos_delay(chaos: Chaos, rng: random.Random) -> tuple[float, tuple[str, ...]]:
@@ -635,6 +728,7 @@ class Account:
         self, url: str, params: list[tuple[str, str]], kind: str, chaos: tuple[str, ...] = ()
     ) -> None:
         """Post a webhook: inline on a manual clock, on the delivery pool on a real one."""
+        connections = self._connections
 
         def send() -> None:
             now = self.clock.now()
@@ -647,6 +741,7 @@ class Account:
                 log=self.deliveries_log,
                 transport=self._transport(url),
                 chaos=chaos,
+                connections=connections,
                 signing=self.webhooks.signing(url, self.auth_token),
             )
 
@@ -674,6 +769,19 @@ class Account:
         number = self.state.number(to)
         if number is None:
             raise EmulatorError(f"{to} is not a number of this account: add_number({to!r}, ...)")
+        service = self.outbound.service_of(to)
+        if (
+            service is not None
+            and service.inbound_request_url
+            and not service.use_inbound_webhook_on_number
+        ):  # the service's webhooks win over the number's (twilio-more.md §3.4)
+            number = replace(
+                number,
+                sms_url=service.inbound_request_url,
+                sms_method=service.inbound_method,
+                fallback_url=service.fallback_url,
+                sms_fallback_method=service.fallback_method,
+            )
         if not number.sms_url:
             raise EmulatorError(f"{to} has no incoming-message URL: add_number(sms_url=...)")
         for item in media:
@@ -717,7 +825,11 @@ class Account:
         word = body.strip().upper()
         if word in OPT_OUT_WORDS or word in OPT_IN_WORDS:  # still passed on to the app
             self.state.set_opt_out(to, from_, word in OPT_OUT_WORDS)
-        params = inbound_params(record, items, number.messaging_service_sid)
+            if service is not None:  # opting out of one sender opts out of the service
+                self.state.set_opt_out(service.sid, from_, word in OPT_OUT_WORDS)
+        if channel_of(from_) == "whatsapp":
+            self.outbound.user_wrote(to, from_, now)
+        params = inbound_params(record, items, service.sid if service is not None else None)
         deliveries: list[Delivery] = []
         answer = self._fetch_twiml(number, params, deliveries)
         replies: list[EmulatedMessage] = []
@@ -822,6 +934,8 @@ class Account:
         """Continue the life cycle of messages a previous run left unfinished (SQLite state)."""
         for record in self.state.messages(pending=True):
             if record.direction != "inbound":
+                if record.status == "queued" and record.departs_at is not None:
+                    self.outbound.queues.restore(record.from_, record.departs_at)
                 self._plan(record)
 
 
@@ -835,7 +949,7 @@ def inbound_params(
         ("Body", record.body),
         ("From", record.from_),
         ("FromCity", ""),
-        ("FromCountry", _country(record.from_)),
+        ("FromCountry", country_of(record.from_)),
         ("FromState", ""),
         ("FromZip", ""),
         ("MessageSid", record.sid),
@@ -846,7 +960,7 @@ def inbound_params(
         ("SmsStatus", "received"),
         ("To", record.to),
         ("ToCity", ""),
-        ("ToCountry", _country(record.to)),
+        ("ToCountry", country_of(record.to)),
         ("ToState", ""),
         ("ToZip", ""),
     ]
@@ -859,14 +973,6 @@ def inbound_params(
         wa_id = record.from_.partition(":")[2].lstrip("+")
         params += [("ProfileName", wa_id), ("WaId", wa_id)]
     return params
-
-
-def _country(address: str) -> str:
-    number = address.rpartition(":")[2]
-    for prefix in sorted(_COUNTRIES, key=len, reverse=True):
-        if number.startswith(prefix):
-            return _COUNTRIES[prefix]
-    return ""
 
 
 def _read_answer(delivery: Delivery) -> tuple[MessagingResponse | None, int]:

@@ -9,12 +9,15 @@ types (``num_segments``/``num_media`` as strings, RFC 2822 dates, integer ``erro
 from __future__ import annotations
 
 import os
+import random
 import re
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from email.utils import format_datetime
+from functools import lru_cache
 from typing import Any, Final
 
+from ..process import process
 from ..status import ERROR_CATALOGUE, MessageStatus
 
 API_VERSION: Final = "2010-04-01"
@@ -44,16 +47,63 @@ def whole_number(raw: str | None, digits: int = 9) -> int | None:
     return int(raw)
 
 
+#: SIDs need to be unique, not secret: a generator seeded from the OS (again in a forked
+#: child) never releases the GIL, as ``os.urandom`` does on every call.
+_sids = random.Random(os.urandom(32))
+process.at_fork(lambda: _sids.seed(os.urandom(32)))
+
+
+def random_hex() -> str:
+    """32 random hex digits (SIDs, idempotency tokens)."""
+    return f"{_sids.getrandbits(128):032x}"
+
+
 def new_sid(prefix: str) -> str:
     """A random SID of Twilio's shape: two letters and 32 hex digits."""
-    return prefix + os.urandom(16).hex()
+    return prefix + random_hex()
 
 
 def rfc2822(seconds: float | None) -> str | None:
     """Twilio's date format, e.g. ``Thu, 24 Aug 2023 05:01:45 +0000``."""
-    if seconds is None:
-        return None
-    return format_datetime(datetime.fromtimestamp(int(seconds), UTC))
+    return None if seconds is None else _rfc2822_second(int(seconds))
+
+
+@lru_cache(maxsize=256)
+def _rfc2822_second(seconds: int) -> str:
+    """Formatting is slow, and a burst of messages shares its seconds."""
+    return format_datetime(datetime.fromtimestamp(seconds, UTC))
+
+
+def iso8601(seconds: float) -> str:
+    """The v1 APIs' date format (Messaging Services, Content), e.g. ``2015-07-30T20:00:00Z``."""
+    return datetime.fromtimestamp(int(seconds), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+#: Country calling codes the emulator names (``FromCountry``, sender geomatching).
+COUNTRIES: Final = {
+    "+1": "US",
+    "+31": "NL",
+    "+33": "FR",
+    "+34": "ES",
+    "+39": "IT",
+    "+44": "GB",
+    "+49": "DE",
+    "+52": "MX",
+    "+55": "BR",
+    "+61": "AU",
+    "+81": "JP",
+    "+91": "IN",
+}
+
+
+def country_of(address: str) -> str:
+    """The ISO country of an E.164 number (or channel address), "" when unknown."""
+    number = address.rpartition(":")[2]
+    for length in (4, 3, 2):
+        country = COUNTRIES.get(number[:length])
+        if country is not None:
+            return country
+    return ""
 
 
 def error_title(code: int) -> str:
@@ -110,6 +160,11 @@ class EmulatedMessage:
     #: Message Feedback: ``unconfirmed`` once sent with ProvideFeedback, then as reported.
     feedback: str | None = None
     feedback_at: float | None = None
+    #: When it leaves its sender's queue; ``expired``: its validity runs out first (30036).
+    departs_at: float | None = None
+    expired: bool = False
+    #: The template it was rendered from (a WhatsApp template may open a conversation).
+    content_sid: str | None = None
     #: Every status the message took, with when: ``[[status, epoch seconds], ...]``.
     history: list[list[Any]] = field(default_factory=list)
 
@@ -129,12 +184,19 @@ class EmulatedMessage:
         """True once the life cycle has nothing left to do but a read receipt."""
         return MessageStatus(self.status).is_final
 
+    def copy(self) -> EmulatedMessage:
+        """An independent copy (records are mutated in place, then saved)."""
+        return EmulatedMessage.from_dict(self.to_dict(), copy=True)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain data for the SQLite state (flat but for the history, so no deep copy)."""
         return {name: getattr(self, name) for name in _RECORD_FIELDS}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> EmulatedMessage:
+    def from_dict(cls, data: dict[str, Any], *, copy: bool = False) -> EmulatedMessage:
+        """The record of ``data``; ``copy``: sharing no list with it (the history)."""
+        if copy:
+            data = {**data, "history": [list(step) for step in data["history"]]}
         return cls(**data)
 
 

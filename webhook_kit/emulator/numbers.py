@@ -33,12 +33,12 @@ METHOD_FIELDS: Final = {
     "StatusCallbackMethod": "status_callback_method",
 }
 MAX_FRIENDLY_NAME: Final = 64
-#: Twilio's answer to a URL it would never call, per field (the codes its docs give).
-_BAD_URL: Final = {
-    "SmsUrl": (21502, "Invalid SmsUrl"),
-    "SmsFallbackUrl": (21502, "Invalid SmsFallbackUrl"),
-    "StatusCallback": (21609, "Invalid StatusCallback"),
-}
+#: North American toll-free area codes.
+TOLL_FREE_AREAS: Final = frozenset({"800", "833", "844", "855", "866", "877", "888"})
+#: The subresources that provision one type of number: path segment -> ``type``.
+KINDS: Final = {"Local": "local", "Mobile": "mobile", "TollFree": "tollfree"}
+#: Twilio's "21502 Invalid callback url", for any URL of a number it would never call.
+BAD_URL: Final = 21502
 
 
 def friendly(number: str) -> str:
@@ -47,6 +47,11 @@ def friendly(number: str) -> str:
     if number.startswith("+1") and len(digits) == 10:
         return f"({digits[:3]}) {digits[3:6]}-{digits[6:]}"
     return number
+
+
+def number_type(number: str) -> str:
+    """``tollfree`` for a North American toll-free number, else ``local``."""
+    return "tollfree" if number.startswith("+1") and number[2:5] in TOLL_FREE_AREAS else "local"
 
 
 def parse_settings(form: Mapping[str, str], current: Number) -> Number:
@@ -61,8 +66,9 @@ def parse_settings(form: Mapping[str, str], current: Number) -> Number:
         if value is None:
             continue
         if value and not is_url(value):
-            code, title = _BAD_URL[field]
-            raise bad(code, f"{title}: {value[:100]!r} is not an http(s) URL with a valid host")
+            raise bad(
+                BAD_URL, f"Invalid {field}: {value[:100]!r} is not an http(s) URL with a valid host"
+            )
         changes[attribute] = value or None
     for field, attribute in METHOD_FIELDS.items():
         value = form.get(field)
@@ -140,7 +146,7 @@ def number_json(account_sid: str, number: Number) -> dict[str, Any]:
             )
         },
         "trunk_sid": None,
-        "type": "local",
+        "type": number_type(number.number),
         "uri": f"/{API_VERSION}/Accounts/{account_sid}/IncomingPhoneNumbers/{number.sid}.json",
         "voice_application_sid": None,
         "voice_caller_id_lookup": False,

@@ -91,23 +91,62 @@ def envelope(
 ) -> dict[str, Any]:
     """The 2010 list body: ``records`` under ``key`` and the page URIs (each record a ``sid``)."""
     size, page = paging.size, paging.page
+    uri, next_uri, previous_uri = _uris(records, paging, base, echo, more)
+    return {
+        "end": page * size + max(len(records) - 1, 0),
+        "first_page_uri": _uris([], Paging(size, 0), base, echo, False)[0],
+        key: records,
+        "next_page_uri": next_uri,
+        "page": page,
+        "page_size": size,
+        "previous_page_uri": previous_uri,
+        "start": page * size,
+        "uri": uri,
+    }
+
+
+def meta_envelope(
+    key: str,
+    records: list[dict[str, Any]],
+    paging: Paging,
+    *,
+    url: str,
+    more: bool,
+    echo: Sequence[tuple[str, str]] = (),
+) -> dict[str, Any]:
+    """The v1 list body (Messaging, Content, Events): ``meta`` with absolute page URLs."""
+    this, next_url, previous_url = _uris(records, paging, url, echo, more)
+    meta = {
+        "first_page_url": _uris([], Paging(paging.size, 0), url, echo, False)[0],
+        "key": key,
+        "next_page_url": next_url,
+        "page": paging.page,
+        "page_size": paging.size,
+        "previous_page_url": previous_url,
+        "url": this,
+    }
+    return {key: records, "meta": meta}
+
+
+def _uris(
+    records: list[dict[str, Any]],
+    paging: Paging,
+    base: str,
+    echo: Sequence[tuple[str, str]],
+    more: bool,
+) -> tuple[str, str | None, str | None]:
+    """This page's URI, and the next and previous pages' (None where there is none)."""
 
     def uri(number: int, token: str | None = None) -> str:
-        params = [*echo, ("PageSize", str(size)), ("Page", str(number))]
+        params = [*echo, ("PageSize", str(paging.size)), ("Page", str(number))]
         if token:
             params.append(("PageToken", token))
         return f"{base}?{urlencode(params)}"
 
     has_next = bool(records) and (more or paging.before is not None)
-    has_previous = page > 0 and bool(records)
-    return {
-        "end": page * size + max(len(records) - 1, 0),
-        "first_page_uri": uri(0),
-        key: records,
-        "next_page_uri": uri(page + 1, f"PA{records[-1]['sid']}") if has_next else None,
-        "page": page,
-        "page_size": size,
-        "previous_page_uri": uri(page - 1, f"PB{records[0]['sid']}") if has_previous else None,
-        "start": page * size,
-        "uri": uri(page, paging.token),
-    }
+    has_previous = paging.page > 0 and bool(records)
+    return (
+        uri(paging.page, paging.token),
+        uri(paging.page + 1, f"PA{records[-1]['sid']}") if has_next else None,
+        uri(paging.page - 1, f"PB{records[0]['sid']}") if has_previous else None,
+    )

@@ -82,6 +82,9 @@ class CreateRequest:
     send_at: float | None
     smart_encoded: bool
     provide_feedback: bool = False
+    #: A template to render (``HX...``) and its variables.
+    content_sid: str | None = None
+    content_variables: tuple[tuple[str, str], ...] = ()
 
 
 def bad(code: int, message: str) -> ApiError:
@@ -147,7 +150,10 @@ def parse_create(form: Mapping[str, str], media: Sequence[str], now: float) -> C
     body = form.get("Body", "")
     content_sid = form.get("ContentSid", "")
     if content_sid and not CONTENT_SID_RE.match(content_sid):
-        raise generic("ContentSid", content_sid, "a Content SID (HX...)")
+        raise bad(21655, f"The ContentSid {content_sid[:40]!r} is Invalid: it is HX + 32 hex")
+    variables = _content_variables(form.get("ContentVariables"))
+    if form.get("ContentVariables") is not None and not content_sid:
+        raise bad(21654, "ContentVariables is only valid with a ContentSid")
     if not body and not media and not content_sid:
         if service is not None and from_ is None:
             raise bad(21619, "A text message body, media URL or Content SID is required")
@@ -175,7 +181,25 @@ def parse_create(form: Mapping[str, str], media: Sequence[str], now: float) -> C
         send_at=_send_at(form, service, now),
         smart_encoded=form.get("SmartEncoded", "").lower() == "true",
         provide_feedback=form.get("ProvideFeedback", "").lower() == "true",
+        content_sid=content_sid or None,
+        content_variables=variables,
     )
+
+
+def _content_variables(raw: str | None) -> tuple[tuple[str, str], ...]:
+    """``ContentVariables``: a JSON object of non-empty text (numbers taken as text), or 21656."""
+    if raw is None:
+        return ()
+    try:
+        parsed = json.loads(raw)
+    except (ValueError, RecursionError):  # deeply nested arrays exhaust the parser
+        parsed = None
+    if not isinstance(parsed, dict) or not all(
+        isinstance(v, str | int | float) and not isinstance(v, bool) and str(v) != ""
+        for v in parsed.values()
+    ):
+        raise bad(21656, "The ContentVariables Parameter is invalid: send a JSON object of text")
+    return tuple((str(k), str(v)) for k, v in parsed.items())
 
 
 def _check_misc(form: Mapping[str, str]) -> None:
@@ -192,14 +216,6 @@ def _check_misc(form: Mapping[str, str]) -> None:
     attempt = form.get("Attempt")
     if attempt is not None and whole_number(attempt) is None:
         raise generic("Attempt", attempt, "a whole number")
-    variables = form.get("ContentVariables")
-    if variables is not None:
-        try:
-            parsed = json.loads(variables)
-        except (ValueError, RecursionError):  # deeply nested arrays exhaust the parser
-            parsed = None
-        if not isinstance(parsed, dict):
-            raise generic("ContentVariables", variables[:50], "a JSON object")
     application = form.get("ApplicationSid")
     if application is not None and not APPLICATION_SID_RE.match(application):
         raise generic("ApplicationSid", application, "an Application SID (AP...)")

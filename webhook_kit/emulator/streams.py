@@ -43,6 +43,7 @@ from .delivery import (
 from .errors import ApiError
 from .lifecycle import Chaos
 from .model import API_VERSION, EmulatedMessage, new_sid
+from .paging import meta_envelope, parse_paging, window
 from .resource import is_url
 
 BASE_URL: Final = "https://events.twilio.com/v1"
@@ -418,19 +419,10 @@ def events_api(streams: EventStreams) -> Blueprint:
 
 
 def _listing(key: str, path: str, items: list[dict[str, Any]]) -> Response:
-    """One page holding every item, in the v1 ``meta`` envelope."""
-    size = request.args.get("PageSize", "50")
-    url = f"{BASE_URL}/{path}?PageSize={size}&Page=0"
-    meta = {
-        "page": 0,
-        "page_size": int(size) if size.isdigit() else 50,
-        "first_page_url": url,
-        "previous_page_url": None,
-        "url": url,
-        "next_page_url": None,
-        "key": key,
-    }
-    return jsonify({key: items, "meta": meta})
+    """One page of ``items`` (each with a ``sid``) in the v1 ``meta`` envelope, paged as Twilio."""
+    paging = parse_paging(request.args)
+    found, more = window(items, lambda item: str(item["sid"]), paging)
+    return jsonify(meta_envelope(key, found, paging, url=f"{BASE_URL}/{path}", more=more))
 
 
 def _sink_routes(api: Blueprint, streams: EventStreams) -> None:

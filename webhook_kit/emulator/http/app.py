@@ -20,11 +20,13 @@ from ..errors import ApiError, EmulatorError
 from ..streams import events_api
 from ..webhooks_config import webhooks_api
 from .accounts import accounts_api
+from .content import content_api
 from .control import control_api
 from .domains import domain_of
 from .inspector import PageAccess, inspector_blueprint
 from .messages import messages_api
 from .numbers import numbers_api
+from .services import services_api
 
 logger = logging.getLogger("webhook_kit.emulator")
 MAX_BODY = 1024 * 1024
@@ -101,6 +103,8 @@ def create_app(emulator: Account, media_base: str, *, bind: str) -> Flask:
     app.register_blueprint(accounts_api(emulator))
     app.register_blueprint(messages_api(emulator, media_base))
     app.register_blueprint(numbers_api(emulator))
+    app.register_blueprint(services_api(emulator))
+    app.register_blueprint(content_api(emulator))
     app.register_blueprint(control_api(emulator))
     app.register_blueprint(webhooks_api(emulator.webhooks))
     app.register_blueprint(events_api(emulator.streams))

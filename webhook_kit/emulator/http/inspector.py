@@ -213,10 +213,6 @@ def overview(emulator: Account, address: str | None = None) -> dict[str, Any]:
         handset = _handset(to, from_, own)
         if handset is not None:
             handsets.setdefault(handset, set()).add(from_ if handset == to else to)
-    services: dict[str, list[str]] = {}
-    for number in numbers:
-        if number.messaging_service_sid:
-            services.setdefault(number.messaging_service_sid, []).append(number.number)
     clock = emulator.clock
     return {
         "account_sid": emulator.account_sid,
@@ -228,7 +224,17 @@ def overview(emulator: Account, address: str | None = None) -> dict[str, Any]:
         "dropped_callbacks": emulator.dropped_callbacks,
         "rules": [asdict(rule) for rule in emulator.rules],
         "numbers": [asdict(number) for number in numbers],
-        "services": [{"sid": sid, "numbers": pool} for sid, pool in services.items()],
+        "services": [
+            {
+                "sid": service.sid,
+                "friendly_name": service.friendly_name,
+                "inbound_request_url": service.inbound_request_url,
+                "fallback_url": service.fallback_url,
+                "status_callback": service.status_callback,
+                "senders": [sender.address for sender in emulator.outbound.senders(service.sid)],
+            }
+            for service in emulator.outbound.services()
+        ],
         "handsets": [
             {
                 "address": handset,

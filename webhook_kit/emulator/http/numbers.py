@@ -6,7 +6,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from ..core import Account
 from ..model import API_VERSION
-from ..numbers import PHONE_NUMBER_SID_RE, matches, number_json
+from ..numbers import KINDS, PHONE_NUMBER_SID_RE, matches, number_json, number_type
 from ..paging import envelope, parse_paging, window
 from .common import account_blueprint, not_found
 
@@ -22,19 +22,31 @@ def numbers_api(account: Account) -> Blueprint:
             raise not_found()
         return sid
 
+    def kind_of(segment: str | None) -> str | None:
+        return KINDS[segment] if segment else None
+
     @api.post("/IncomingPhoneNumbers.json")
-    def create() -> tuple[Response, int]:
-        entry = account.provision(request.form)
+    @api.post("/IncomingPhoneNumbers/<any(Local, Mobile, TollFree):segment>.json")
+    def create(segment: str | None = None) -> tuple[Response, int]:
+        entry = account.provision(request.form, kind_of(segment))
         return jsonify(number_json(account.account_sid, entry)), 201
 
     @api.get("/IncomingPhoneNumbers.json")
-    def list_numbers() -> Response:
+    @api.get("/IncomingPhoneNumbers/<any(Local, Mobile, TollFree):segment>.json")
+    def list_numbers(segment: str | None = None) -> Response:
         query = request.args
         paging = parse_paging(query)
-        phone, name = query.get("PhoneNumber"), query.get("FriendlyName")
-        items = [n for n in account.phone_numbers() if matches(n, phone, name)]
+        phone, name, kind = query.get("PhoneNumber"), query.get("FriendlyName"), kind_of(segment)
+        items = [
+            n
+            for n in account.phone_numbers()
+            if matches(n, phone, name) and kind in {None, number_type(n.number)}
+        ]
         found, more = window(items, lambda n: n.sid, paging)
-        base = f"/{API_VERSION}/Accounts/{account.account_sid}/IncomingPhoneNumbers.json"
+        resource = (
+            f"IncomingPhoneNumbers/{segment}.json" if segment else "IncomingPhoneNumbers.json"
+        )
+        base = f"/{API_VERSION}/Accounts/{account.account_sid}/{resource}"
         echo = [(k, v) for k in _FILTERS for v in query.getlist(k)]
         records = [number_json(account.account_sid, n) for n in found]
         body = envelope("incoming_phone_numbers", records, paging, base=base, echo=echo, more=more)

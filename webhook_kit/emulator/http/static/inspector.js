@@ -154,7 +154,6 @@
           hook("Incoming", n.sms_url),
           hook("Fallback", n.fallback_url),
           hook("Status callback", n.status_callback),
-          n.messaging_service_sid ? hook("Service", n.messaging_service_sid) : null,
         ),
       ),
     );
@@ -163,7 +162,18 @@
     }
     $("services-section").hidden = !data.services.length;
     $("services").replaceChildren(
-      ...data.services.map((s) => el("li", {}, el("code", { text: s.sid }), ` ${s.numbers.join(", ")}`)),
+      ...data.services.map((s) =>
+        el(
+          "li",
+          { class: "number" },
+          el("strong", { text: s.friendly_name }),
+          el("div", {}, el("code", { class: "muted", text: s.sid })),
+          hook("Inbound", s.inbound_request_url),
+          hook("Fallback", s.fallback_url),
+          hook("Status callback", s.status_callback),
+          el("div", { class: "hook" }, el("span", { class: "muted", text: "Senders: " }), s.senders.join(", ") || "none"),
+        ),
+      ),
     );
     for (const select of document.querySelectorAll(".number-select")) fillNumbers(select, data);
   }
