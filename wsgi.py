@@ -1,11 +1,5 @@
-"""``gunicorn wsgi:app`` serves webhook_kit standalone, configured from the environment."""
+"""``gunicorn wsgi:app`` in a checkout: the packaged app (see webhook_kit/wsgi.py)."""
 
-import gc
+from webhook_kit.wsgi import app
 
-from webhook_kit.standalone import create_app
-
-app = create_app()
-# What start-up built (modules, the app, its routes) lives as long as the worker: keep it out
-# of the garbage collector's scans, which otherwise walk all of it again and again.
-gc.collect()
-gc.freeze()
+__all__ = ["app"]

@@ -11,6 +11,7 @@ import os
 import sqlite3
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import parse_qsl
 
 from flask import Flask, Response, abort, request
 from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
@@ -107,11 +108,55 @@ def twilio_sqlite_message() -> str:
     return answer
 
 
+twilio_postgres = Flask("bench.twilio_postgres")
+_pg: dict[int, Any] = {}  # one connection per worker process
+
+
+def _pg_db() -> Any:
+    """The hand-written dedupe table in PostgreSQL, in the schema ``WEBHOOK_KIT_STORE`` names
+    (``postgresql://...?schema=NAME``); each statement commits synchronously."""
+    import psycopg
+
+    db = _pg.get(os.getpid())
+    if db is None:
+        url, _, query = os.environ["WEBHOOK_KIT_STORE"].partition("?")
+        schema = dict(parse_qsl(query))["schema"]
+        db = psycopg.connect(url, autocommit=True)
+        db.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        db.execute(f'SET search_path TO "{schema}"')
+        db.execute("CREATE TABLE IF NOT EXISTS seen (sid text PRIMARY KEY, reply text NOT NULL)")
+        _pg[os.getpid()] = db
+    return db
+
+
+@twilio_postgres.post(MESSAGES)
+def twilio_postgres_message() -> str:
+    """The same recipe on PostgreSQL: validate, build the TwiML, ``INSERT ... ON CONFLICT DO
+    NOTHING`` with a synchronous commit; a retry gets the stored reply."""
+    validator = RequestValidator(os.environ.get("TWILIO_AUTH_TOKEN"))
+    if not validator.validate(
+        request.url, request.form, request.headers.get("X-Twilio-Signature", "")
+    ):
+        abort(403)
+    db = _pg_db()
+    sid = request.form["MessageSid"]
+    reply = MessagingResponse()
+    reply.message(f"Echo: {request.form['Body']}")
+    answer = str(reply)
+    inserted = db.execute(
+        "INSERT INTO seen (sid, reply) VALUES (%s, %s) ON CONFLICT DO NOTHING", (sid, answer)
+    ).rowcount
+    if not inserted:
+        row = db.execute("SELECT reply FROM seen WHERE sid = %s", (sid,)).fetchone()
+        return str(row[0])
+    return answer
+
+
 def _healthz() -> str:
     return "ok\n"
 
 
-for _app in (bare_flask, twilio_flask, twilio_sqlite):
+for _app in (bare_flask, twilio_flask, twilio_sqlite, twilio_postgres):
     _app.add_url_rule("/healthz", "healthz", _healthz)
 
 

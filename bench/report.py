@@ -23,7 +23,8 @@ FLASK, TWILIO, KIT_MEMORY, KIT_SQLITE = "flask", "twilio", "kit_memory", "kit_sq
 FLASK_STATUS, KIT_STATUS = "flask_status", "kit_status_sqlite"
 KIT_POSTGRES, KIT_REDIS = "kit_postgres", "kit_status_redis"
 FLASK_W3, KIT_SQLITE_W3 = "flask_w3", "kit_sqlite_w3"
-TWILIO_SQLITE = "twilio_sqlite"
+TWILIO_SQLITE, TWILIO_POSTGRES = "twilio_sqlite", "twilio_postgres"
+TWILIO_SQLITE_W3 = "twilio_sqlite_w3"
 #: The scenario of the apps run with 3 workers each (inbound webhooks, unpinned).
 WORKERS = "inbound-3w"
 SCENARIOS = ("inbound", "status", WORKERS)
@@ -61,6 +62,7 @@ def collect(
     micros: list[Micro],
     rss: dict[str, float | int],
     warnings: list[str],
+    store_bytes: dict[str, float],
 ) -> Results:
     """Everything the run measured, with medians, ratios and targets, ready for JSON."""
     baselines = {
@@ -92,41 +94,70 @@ def collect(
         "webhook_kit_vs_twilio": _ratio(runs, KIT_MEMORY, TWILIO),
         "status_vs_flask": _ratio(runs, KIT_STATUS, FLASK_STATUS),
     }
+    if KIT_SQLITE_W3 in runs and FLASK_W3 in runs:
+        # Scaling from 1 to 3 workers on one SQLite file, against bare Flask's in this run.
+        flask_scaling = _ratio(runs, FLASK_W3, FLASK)
+        ratios["flask_1_to_3_workers"] = flask_scaling
+        ratios["kit_sqlite_1_to_3_workers"] = _ratio(runs, KIT_SQLITE_W3, KIT_SQLITE)
+        ratios["kit_sqlite_scaling_vs_flask"] = ratios["kit_sqlite_1_to_3_workers"] / flask_scaling
+        if TWILIO_SQLITE_W3 in runs:
+            ratios["twilio_sqlite_1_to_3_workers"] = _ratio(runs, TWILIO_SQLITE_W3, TWILIO_SQLITE)
     by_name = {item.name: item for item in micros}
     rss_label = f"RSS growth after {rss['callbacks']:,} status callbacks"
     if settings["quick"]:
         rss_label += " (quick: fewer than 100,000)"
     tails = {row["key"]: row["p99_ms"] / row["p50_ms"] for row in throughput}
     targets = [
-        _target("webhook_kit memory store vs bare Flask", ratios["webhook_kit_vs_flask"], 1.4),
+        _target("webhook_kit memory store vs bare Flask", ratios["webhook_kit_vs_flask"], 1.25),
         _target(
             "webhook_kit memory store vs Flask + twilio-python",
             ratios["webhook_kit_vs_twilio"],
-            1.6,
+            1.5,
         ),
-        _target("webhook_kit SQLite store vs bare Flask", _ratio(runs, KIT_SQLITE, FLASK), 1.2),
+        _target("webhook_kit SQLite store vs bare Flask", _ratio(runs, KIT_SQLITE, FLASK), 0.9),
         _target("webhook_kit SQLite store: p99 / p50", tails[KIT_SQLITE], 3.0, op="<="),
         _target(
             "webhook_kit SQLite store vs Flask + twilio-python + SQLite dedupe",
             _ratio(runs, KIT_SQLITE, TWILIO_SQLITE),
-            1.0,
+            1.5,
         ),
         _target("status callbacks, SQLite ledger vs bare Flask", ratios["status_vs_flask"], 1.1),
         _target("status callbacks, SQLite ledger: p99 / p50", tails[KIT_STATUS], 3.0, op="<="),
         _target("verify a 20-field signature", by_name[VERIFY].webhook_kit_us, 10.0, " µs"),
         _target("one-message TwiML", by_name[TWIML_ONE].webhook_kit_us, 5.0, " µs"),
         _target(rss_label, float(rss["growth_mb"]), 20.0, " MB"),
+        _target(
+            f"memory store: bytes held per inbound message ({store_bytes['messages']:,.0f})",
+            store_bytes["bytes"],
+            600.0,
+            " B",
+        ),
     ]
     optional = [  # apps that need a service, measured when it is reachable
         (KIT_POSTGRES, FLASK, "webhook_kit PostgreSQL store vs bare Flask", 0.8),
         (KIT_REDIS, FLASK_STATUS, "status callbacks, Redis ledger vs bare Flask", 0.8),
         (KIT_SQLITE_W3, FLASK_W3, "3 workers each: webhook_kit SQLite store vs bare Flask", 1.0),
+        (
+            KIT_POSTGRES,
+            TWILIO_POSTGRES,
+            "webhook_kit PostgreSQL store vs Flask + twilio-python + PostgreSQL dedupe",
+            1.5,
+        ),
     ]
     targets[7:7] = [
         _target(name, _ratio(runs, app, baseline), limit)
         for app, baseline, name, limit in optional
         if app in runs and baseline in runs
     ]
+    if "kit_sqlite_scaling_vs_flask" in ratios:
+        targets.insert(
+            7,
+            _target(
+                "SQLite 1 -> 3 workers: webhook_kit's scaling vs bare Flask's",
+                ratios["kit_sqlite_scaling_vs_flask"],
+                0.9,
+            ),
+        )
     return {
         "machine": machine(),
         "settings": settings,
@@ -134,6 +165,7 @@ def collect(
         "ratios": ratios,
         "micro": [{**asdict(item), "speedup": item.speedup} for item in micros],
         "rss": rss,
+        "store_bytes": store_bytes,
         "targets": targets,
         "warnings": warnings,
     }
@@ -241,6 +273,9 @@ def _text_tables(results: Results) -> str:
         "Every request carries a distinct MessageSid and a valid signature; any non-2xx "
         "answer, socket error or timeout fails the run."
     )
+    scaling = _scaling(results["ratios"])
+    if scaling:
+        lines += ["", scaling]
     lines.append("")
     lines.append(
         f"Micro benchmarks, best of {settings['micro_repeat']}, µs per call (empty-loop cost "
@@ -273,6 +308,20 @@ def _text_tables(results: Results) -> str:
     return "\n".join(lines)
 
 
+def _scaling(ratios: dict[str, float]) -> str:
+    """One line: how each app's rate grew from 1 to 3 workers on one SQLite file."""
+    parts = [
+        (label, ratios.get(key))
+        for label, key in (
+            ("bare Flask", "flask_1_to_3_workers"),
+            ("Flask + twilio-python + SQLite dedupe", "twilio_sqlite_1_to_3_workers"),
+            ("webhook_kit SQLite", "kit_sqlite_1_to_3_workers"),
+        )
+    ]
+    shown = [f"{label} {value:.2f}x" for label, value in parts if value is not None]
+    return "Scaling from 1 to 3 workers: " + ", ".join(shown) if shown else ""
+
+
 def _markdown(results: Results) -> str:
     settings, host = results["settings"], results["machine"]
     lines = [
@@ -296,6 +345,9 @@ def _markdown(results: Results) -> str:
             f"| {item['name']} | {item['webhook_kit_us']:.1f} µs | {peer}"
             f" | {_times(item['speedup'], 1)} |"
         )
+    scaling = _scaling(results["ratios"])
+    if scaling:
+        lines += ["", scaling]
     rss = results["rss"]
     lines += [
         "",

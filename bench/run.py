@@ -26,7 +26,7 @@ if __package__ in (None, ""):  # python bench/run.py: import the package, not th
 import psycopg
 import redis
 
-from bench import micro, report
+from bench import memory_store, micro, report
 from bench.apps import EMPTY, MESSAGES, REPLY, STATUS
 from bench.loadgen import TOKEN, BenchError, Load, Payloads, Server, ensure_wrk, run_wrk
 from bench.report import (
@@ -40,7 +40,9 @@ from bench.report import (
     KIT_SQLITE_W3,
     KIT_STATUS,
     TWILIO,
+    TWILIO_POSTGRES,
     TWILIO_SQLITE,
+    TWILIO_SQLITE_W3,
     WORKERS,
 )
 from webhook_kit.signature import compute_signature
@@ -81,6 +83,8 @@ INBOUND = [
         "bench.apps:twilio_sqlite", REPLY, "sqlite", True),
     App(KIT_MEMORY, "webhook_kit, memory store", "inbound", "wsgi:app", REPLY, "memory", True),
     App(KIT_SQLITE, "webhook_kit, SQLite store", "inbound", "wsgi:app", REPLY, "sqlite", True),
+    App(TWILIO_POSTGRES, "Flask + twilio-python + PostgreSQL dedupe", "inbound",
+        "bench.apps:twilio_postgres", REPLY, "postgres", True),
     App(KIT_POSTGRES, "webhook_kit, PostgreSQL store", "inbound", "wsgi:app", REPLY, "postgres",
         True),
 ]  # fmt: skip
@@ -95,6 +99,8 @@ STATUS_APPS = [
 # nothing pinned, against bare Flask with 3 workers.
 WORKERS_APPS = [
     App(FLASK_W3, "bare Flask, 3 workers", WORKERS, "bench.apps:bare_flask", REPLY, workers=3),
+    App(TWILIO_SQLITE_W3, "Flask + twilio-python + SQLite dedupe, 3 workers", WORKERS,
+        "bench.apps:twilio_sqlite", REPLY, "sqlite", True, workers=3),
     App(KIT_SQLITE_W3, "webhook_kit, SQLite, 3 workers", WORKERS, "wsgi:app", REPLY, "sqlite",
         True, workers=3),
 ]  # fmt: skip
@@ -202,7 +208,10 @@ def _run(session: Session) -> dict[str, object]:
                 flush=True,
             )
     rss = _memory(session)
-    return report.collect(asdict(settings), apps, runs, micros, rss, session.warnings)
+    messages = 20_000 if settings.quick else 100_000
+    print(f"memory store: bytes per inbound message over {messages:,}...", flush=True)
+    store_bytes = {"messages": messages, "bytes": memory_store.bytes_per_message(messages)}
+    return report.collect(asdict(settings), apps, runs, micros, rss, session.warnings, store_bytes)
 
 
 @contextmanager

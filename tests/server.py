@@ -225,23 +225,3 @@ class RedisServer:
             self.process.kill()
             self.process.wait()
         self.process = None
-
-
-def run_readme_example(marker: str, directory: Path) -> str:
-    """Run the README's Python block after ``<!-- marker -->`` as a pytest file; its output.
-
-    The README's examples are code a user copies: running them keeps them true.
-    """
-    readme = (ROOT / "README.md").read_text()
-    block = readme.split(f"<!-- {marker} -->\n```python\n", 1)[1].split("```", 1)[0]
-    (directory / f"test_{marker.replace('-', '_')}.py").write_text(block)
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(directory)],
-        capture_output=True,
-        text=True,
-        cwd=directory,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout

@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from server import ROOT, TOKEN, Gunicorn, free_port
 
 from webhook_kit.cli import main
+from webhook_kit.stores import open_store
 
 
 @pytest.fixture
@@ -170,7 +171,7 @@ class TestMaintenance:
         store.close()
         env = {"WEBHOOK_KIT_LEDGER_RETENTION": "3600"}
         result = runner.invoke(main, ["maintenance", "--store", url], env=env)
-        assert result.exit_code == 0 and result.output == f"maintained {url}\n"
+        assert result.exit_code == 0 and result.output == f"store: {url}\nmaintained\n"
         assert open_store(url).get_message("SM" + "0" * 32) is None
         assert (tmp_path / "kit.db-wal").stat().st_size == 0  # checkpointed and truncated
 
@@ -184,7 +185,7 @@ class TestMaintenance:
         store.close()
         env = {"WEBHOOK_KIT_LEDGER_RETENTION": "3600"}
         result = runner.invoke(main, ["maintenance", "--store", postgres_url], env=env)
-        assert result.exit_code == 0 and result.output == f"maintained {postgres_url}\n"
+        assert result.exit_code == 0 and result.output == f"store: {postgres_url}\nmaintained\n"
         store = open_store(postgres_url)
         assert store.get_message("SM" + "0" * 32) is None
         store.close()
@@ -193,22 +194,6 @@ class TestMaintenance:
         result = runner.invoke(main, ["maintenance", "--store", "redis://127.0.0.1:1/0"])
         assert result.exit_code == 1
         assert result.output.startswith("error: Redis store") and "Traceback" not in result.output
-
-
-def test_serve_with_gunicorn_gives_metrics_a_directory_of_their_own(tmp_path: Path) -> None:
-    from webhook_kit.cli import _share_metrics
-
-    environ = {"WEBHOOK_KIT_METRICS": "1"}
-    _share_metrics(environ)
-    directory = environ["PROMETHEUS_MULTIPROC_DIR"]
-    assert os.path.isdir(directory) and not os.listdir(directory)
-    os.rmdir(directory)
-    kept = {"WEBHOOK_KIT_METRICS": "1", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
-    _share_metrics(kept)
-    assert kept["PROMETHEUS_MULTIPROC_DIR"] == str(tmp_path)
-    off: dict[str, str] = {}
-    _share_metrics(off)
-    assert off == {}
 
 
 def refused(result: Any, *expected: str) -> None:
@@ -283,6 +268,7 @@ class TestBadInput:
         refused(runner.invoke(main, ["emulator", "--speed", "nan"]), "error: speed")
 
     def test_status_filters_ignore_case(self, runner: CliRunner, env: dict[str, str]) -> None:
+        open_store(env["WEBHOOK_KIT_STORE"]).close()  # the server made it
         result = runner.invoke(main, ["ledger", "find", "--status", "Queued"], env=env)
         assert result.exit_code == 0, result.output
 
@@ -318,7 +304,7 @@ class TestBadInput:
         path.write_bytes(b"\xef\xbb\xbf" + rows.encode())  # Excel's "CSV UTF-8" starts with a BOM
         refused(runner.invoke(main, ["opt-outs", "import", str(path)], env=env), "line 3")
         exported = runner.invoke(main, ["opt-outs", "export"], env=env)
-        assert exported.output.splitlines()[1:] == []  # the good first row was not written
+        assert exported.stdout.splitlines()[1:] == []  # the good first row was not written
         path.write_bytes(b"\xef\xbb\xbf" + rows.rsplit("+1500", 1)[0].encode())
         result = runner.invoke(main, ["opt-outs", "import", str(path)], env=env)
         assert result.exit_code == 0 and "imported 1" in result.output

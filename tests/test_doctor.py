@@ -171,3 +171,32 @@ def test_url_differences(actual: str, expected: str, differences: list[str]) -> 
 def test_unreachable_api(emulator: Emulator) -> None:
     result = doctor(emulator, WEBHOOK_KIT_TWILIO_BASE_URL="http://127.0.0.1:1")
     assert result.exit_code == 1 and "Twilio API: could not be reached" in result.output
+
+
+def test_messaging_services_are_compared(emulator: Emulator) -> None:
+    """A service's inbound URL stands for its numbers' unless use_inbound_webhook_on_number."""
+    client = emulator.client()
+    pooled = emulator.add_number(NUMBER, sms_url="https://stale.example.com/ignored")
+    own = emulator.add_number(OTHER, sms_url=f"{PUBLIC}/twilio/messages")
+    service = client.messaging.v1.services.create(
+        friendly_name="Bot",
+        inbound_request_url="https://bot.example.com/old/messages",
+        status_callback=f"{PUBLIC}/twilio/status",
+    )
+    client.messaging.v1.services(service.sid).phone_numbers.create(phone_number_sid=pooled.sid)
+    result = doctor(emulator)
+    assert result.exit_code == 1
+    output = result.output
+    assert f"Messaging Service Bot ({service.sid}) inbound_request_url" in output
+    assert "path /old/messages, the app's route is /twilio/messages" in output
+    assert f"number {NUMBER} ({pooled.sid}) sms_url: its Messaging Service" in output
+    assert "stale.example.com" not in output.split("DIFFERENCE", 1)[1]  # not the number's
+    assert f"ok: number {OTHER} ({own.sid}) sms_url" in output
+    client.messaging.v1.services(service.sid).update(
+        inbound_request_url=f"{PUBLIC}/twilio/messages"
+    )
+    assert doctor(emulator).exit_code == 0
+    deferring = client.messaging.v1.services(service.sid).update(use_inbound_webhook_on_number=True)
+    assert deferring.use_inbound_webhook_on_number is True
+    result = doctor(emulator)
+    assert result.exit_code == 1 and "stale.example.com" in result.output  # the number's own

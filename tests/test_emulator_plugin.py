@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from server import run_readme_example
 from twilio.rest import Client
 
 from webhook_kit.emulator import Emulator
@@ -30,7 +27,3 @@ def test_marker_configures_the_emulator(twilio_emulator: Emulator) -> None:
 
 def test_each_test_gets_a_fresh_emulator(twilio_emulator: Emulator) -> None:
     assert twilio_emulator.messages() == [] and twilio_emulator.requests == []
-
-
-def test_readme_example_passes(tmp_path: Path) -> None:
-    assert "3 passed" in run_readme_example("emulator-example", tmp_path)

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import subprocess
+import sys
+import time
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,11 +17,13 @@ import pytest
 from flask import Flask
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from server import free_port
 from test_sending import SENDER, Served
 
 from webhook_kit import MessageStatus, StatusCallback, StreamEvent, WebhookKit
 from webhook_kit.emulator import Chaos, Emulator
 from webhook_kit.errors import BadRequestError, PayloadTooLargeError
+from webhook_kit.ledger import record_json
 from webhook_kit.signature import body_sha256, compute_signature
 from webhook_kit.streams import MESSAGE_STATUS_PREFIX, parse_batch
 from webhook_kit.testing import TwilioTestClient, cloud_event, message_event, new_sid
@@ -95,6 +102,9 @@ def test_status_events_reach_the_ledger_with_their_source(bot: Bot) -> None:
     assert kept == batch[1]  # every field of the CloudEvent is kept
     assert record.history[1].raw["MessageStatus"] == "undelivered"
     assert bot.statuses == [(sid, "sent"), (sid, "undelivered")]
+    with bot.app.app_context():
+        shown = record_json(bot.kit.ledger.get(sid))  # what `webhook-kit ledger show` prints
+    assert [entry["source"] for entry in shown["history"]] == ["event-streams"] * 2
     assert bot.prefixed == [MESSAGE_STATUS_PREFIX + "sent", MESSAGE_STATUS_PREFIX + "undelivered"]
 
 
@@ -367,3 +377,130 @@ def test_a_sink_that_fails_is_retried_until_it_answers() -> None:
         assert [d.response.status for d in attempts if d.response] == [500, 500, 500, 200]
         assert [event.data["body"] for event in bot.inbound] == ["hello"]
         assert emulator.streams.delivered == 1 and emulator.streams.abandoned == 0
+        credentials = base64.b64encode(f"{emulator.account_sid}:{emulator.auth_token}".encode())
+        request = urllib.request.Request(
+            emulator.url + "/_emulator/deliveries",
+            headers={"Authorization": "Basic " + credentials.decode()},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            logged = json.loads(response.read())["deliveries"]
+        batches = [d["events"] for d in logged if d["kind"] == "events"]
+        assert len(batches) == 4 and batches[-1][0]["data"]["body"] == "hello"
+
+
+def test_sink_batches_carry_url_credentials_and_the_rules_shared_key() -> None:
+    with Emulator(clock="manual") as emulator:
+        key = emulator.webhooks.create_shared_key("sink key")
+        setting = emulator.webhooks.create_setting(
+            {
+                "auth": {"source": "INLINE", "value": {"scheme": "none"}},
+                "signature": {"type": "sharedKey", "sharedKeyId": key.id, "algorithm": "HMAC_SHA1"},
+            }
+        )
+        emulator.webhooks.create_rule(
+            {
+                "matchType": "EXACT_MATCH",
+                "value": "http://bot.test/twilio/events",
+                "settings": [{"settingId": setting.id, "percentage": 100}],
+            }
+        )
+        bot = Bot(
+            WEBHOOK_KIT_AUTH_TOKEN="not-the-emulators",  # only the shared key can verify
+            WEBHOOK_KIT_SHARED_KEYS={key.id: key.secret},
+            WEBHOOK_KIT_BASIC_AUTH="events:pa:ss",
+        )
+        emulator.mount("http://bot.test", bot.app)
+        delivered = MESSAGE_STATUS_PREFIX + "delivered"
+        emulator.streams.add_sink("http://events:pa%3Ass@bot.test/twilio/events", types=[delivered])
+        emulator.add_number("+15005550006")
+        sid = (
+            emulator.client().messages.create(to="+14155550100", from_="+15005550006", body="x").sid
+        )
+        emulator.advance(5)
+        (batch,) = [d for d in emulator.deliveries if d.kind == "events"]
+        assert batch.url.startswith("http://bot.test/twilio/events?bodySHA256=")
+        assert batch.response is not None and batch.response.status == 200
+        assert bot.record(sid).status is MessageStatus.DELIVERED
+
+
+def test_the_emulator_command_subscribes_sinks() -> None:
+    port = free_port()
+    sink = "http://127.0.0.1:9/twilio/events"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "webhook_kit.cli", "emulator", "--port", str(port),
+         "--account-sid", "AC" + "5" * 32, "--auth-token", "cli-token", "--sink", sink],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        credentials = base64.b64encode(f"{'AC' + '5' * 32}:cli-token".encode()).decode()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/Sinks", headers={"Authorization": f"Basic {credentials}"}
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(request, timeout=2) as response:
+                    listed = json.loads(response.read())
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the emulator did not start"
+                time.sleep(0.1)
+        (only,) = listed["sinks"]
+        assert only["sink_configuration"]["destination"] == sink and only["status"] == "active"
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis", "postgres"])
+def test_every_store_applies_an_event_once(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    store = (
+        f"sqlite:///{tmp_path / 'events.db'}"
+        if backend == "sqlite"
+        else request.getfixturevalue(f"{backend}_url")
+    )
+    bot = Bot(store)
+    sid = new_sid()
+    batch = [message_event(sid, "sent"), message_event(sid, "failed", error_code=30008)]
+    for _ in range(2):
+        assert bot.client().send_events([*batch, batch[0]]).status_code == 200
+    record = bot.record(sid)
+    assert record.status is MessageStatus.FAILED and record.error_code == 30008
+    assert [(e.status.value, e.source) for e in record.history] == [
+        ("sent", "event-streams"),
+        ("failed", "event-streams"),
+    ]
+    assert json.loads(record.history[1].raw["EventStreamsEvent"]) == batch[1]
+    assert bot.events == [batch[0]["id"], batch[1]["id"]]
+    bot.kit.pipeline(bot.app).store.close()
+
+
+def test_a_batch_out_of_time_answers_503_and_the_retries_finish_it() -> None:
+    bot = Bot(WEBHOOK_KIT_EVENTS_BUDGET=0)  # every event is past the budget: one per request
+    batch = [message_event(new_sid(), "delivered") for _ in range(3)]
+    answers = [bot.client().send_events(batch) for _ in range(4)]
+    assert [a.status_code for a in answers] == [503, 503, 200, 200]
+    assert (
+        answers[0].get_data()
+        == b"applied 1 of 3 events within WEBHOOK_KIT_EVENTS_BUDGET; retry the rest\n"
+    )
+    assert bot.events == [event["id"] for event in batch]
+
+
+def test_on_final_runs_once_when_the_final_status_comes_by_event_streams() -> None:
+    bot = Bot()
+    finals: list[tuple[str, str]] = []
+
+    @bot.kit.on_final
+    def final(record: Any) -> None:
+        finals.append((record.message_sid, record.status.value))
+
+    sid = new_sid()
+    assert bot.client().send_status(sid, "sent").status_code == 200
+    for _ in range(2):
+        assert bot.client().send_events([message_event(sid, "delivered")]).status_code == 200
+    assert bot.client().send_status(sid, "delivered").status_code == 200
+    assert finals == [(sid, "delivered")]

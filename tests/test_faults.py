@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import threading
 import time
@@ -21,7 +20,7 @@ from pathlib import Path
 import pytest
 from conftest import REDIS_HOST, REDIS_PORT, require_redis, require_service
 from pgcluster import PrivateCluster
-from server import Gunicorn, RedisServer, Reply, free_port
+from server import Gunicorn, RedisServer, Reply
 
 from webhook_kit.testing import inbound_sms, status_callback
 
@@ -172,12 +171,14 @@ def test_redis_killed_during_a_final_status_handler_is_503(counter: Counter) -> 
 
 
 def test_a_silent_redis_costs_one_short_timeout(counter: Counter) -> None:
-    """A Redis that accepts and never answers: the kit's own timeout, then 503."""
-    with socket.socket() as silent:
-        silent.bind(("127.0.0.1", free_port()))
-        silent.listen(64)  # the kernel completes connections; nobody ever answers
-        url = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
-        with Gunicorn(bot(counter, url, WEBHOOK_KIT_STORE_TIMEOUT="0.5"), workers=1) as server:
+    """A Redis that accepts and never answers: the kit's own timeout, then 503.
+
+    (The server checks its store before serving: the Redis falls silent after the start.)
+    """
+    with RedisServer() as redis_server:
+        env = bot(counter, redis_server.url, WEBHOOK_KIT_STORE_TIMEOUT="0.5")
+        with Gunicorn(env, workers=1) as server:
+            redis_server.pause()  # the kernel completes connections; nobody answers
             reply, waited = timed(lambda: server.post_signed("/twilio/messages", inbound_sms()))
     assert reply.status == 503
     assert waited < 3  # one 0.5 s timeout, not redis-py's 5 s times its retries

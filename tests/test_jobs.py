@@ -423,7 +423,8 @@ class TestCommands:
         runner = CliRunner()
         listed = runner.invoke(main, ["jobs", "list", "--state", "dead"])
         assert listed.exit_code == 0, listed.output
-        lines = listed.output.splitlines()
+        assert listed.stderr == f"store: {url}\n"  # which store it read
+        lines = listed.stdout.splitlines()
         assert lines[0].split() == ["KEY", "STATE", "ATTEMPTS", "CREATED", "LAST", "ERROR"]
         assert "status:SM1::#bot.track  dead" in lines[1] and "KeyError: 'crm'" in lines[1]
         retried = runner.invoke(main, ["jobs", "retry", jobs[0].key, "status:nope"])
@@ -432,12 +433,12 @@ class TestCommands:
         assert [job.state for job in store.list_jobs()] == [JobState.PENDING, JobState.DEAD]
         assert runner.invoke(main, ["jobs", "retry"]).exit_code == 1  # says what to name
         as_json = runner.invoke(main, ["jobs", "list", "--json"])
-        assert [json.loads(line)["state"] for line in as_json.output.splitlines()] == [
+        assert [json.loads(line)["state"] for line in as_json.stdout.splitlines()] == [
             "pending",
             "dead",
         ]
         purged = runner.invoke(main, ["jobs", "purge"])
-        assert purged.output == "purged 1 job(s)\n"
+        assert purged.stdout == "purged 1 job(s)\n"
         assert [job.key for job in store.list_jobs()] == [jobs[0].key]
 
     def test_worker_runs_what_the_web_process_only_stored(

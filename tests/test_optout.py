@@ -328,14 +328,14 @@ class TestPurge:
         runner = CliRunner()
         result = runner.invoke(main, ["conversations", "purge", "--address", "+1"])
         assert result.exit_code == 0, result.output
-        assert result.output == "removed 1 conversation(s) and ledger record(s) of +1\n"
+        assert result.stdout == "removed 1 conversation(s) and ledger record(s) of +1\n"
         assert store.get_conversation("+1|x") is None
         csv_path = tmp_path / "in.csv"
         csv_path.write_text("sender,address\n+15005550006,+14155550100\n")
-        assert runner.invoke(main, ["opt-outs", "import", str(csv_path)]).output == (
+        assert runner.invoke(main, ["opt-outs", "import", str(csv_path)]).stdout == (
             "imported 1 opt-out record(s)\n"
         )
-        exported = runner.invoke(main, ["opt-outs", "export"]).output.splitlines()
+        exported = runner.invoke(main, ["opt-outs", "export"]).stdout.splitlines()
         assert exported[1].startswith("+15005550006,+14155550100,1,")
         bad = runner.invoke(main, ["conversations", "purge", "--address", "+1", "--store", "x:"])
         assert bad.exit_code == 1 and bad.output.startswith("error: unknown store URL")

@@ -217,13 +217,21 @@ class TestLedger:
         assert record is not None and record.history[-1].event_type == "READ"
         assert record.final_at is not None and record.final_at.timestamp() == 10
 
-    def test_first_terminal_state_stays(self, store: Store) -> None:
-        store.record_status(entry("SM1", "undelivered", at=10, error_code=30003))
-        store.record_status(entry("SM1", "delivered", at=11))
+    @pytest.mark.parametrize("first", ["undelivered", "delivered"])
+    def test_two_terminal_states_converge_whatever_their_order(
+        self, store: Store, first: str
+    ) -> None:
+        undelivered = entry("SM1", "undelivered", at=10, error_code=30003)
+        delivered = entry("SM1", "delivered", at=11)
+        for update in (
+            (undelivered, delivered) if first == "undelivered" else (delivered, undelivered)
+        ):
+            store.record_status(update)
         record = store.get_message("SM1")
         assert record is not None and record.status is MessageStatus.UNDELIVERED
         assert record.error_code == 30003 and record.error is not None
         assert record.error.title == "Unreachable destination handset"
+        assert record.final_at is not None and record.final_at.timestamp() == 10
 
     def test_duplicate_is_not_recorded_twice(self, store: Store) -> None:
         first = store.record_status(entry("SM1", "sent"))
@@ -331,7 +339,8 @@ def test_redis_maintenance_drops_expired_records_from_the_index(redis_url: str) 
     for index in range(3):
         store.save_message(MessageFacts(f"SMgone{index}", old, created_at=old))
     time.sleep(0.4)
-    store.save_message(MessageFacts("SMalive", old, created_at=old))  # old, but written now
+    # Created long ago (its index entry is old), but updated now: it stays.
+    store.save_message(MessageFacts("SMalive", time.time(), created_at=old))
     store.maintain(full=True)
     prefix = dict(parse_qsl(urlsplit(redis_url).query))["prefix"]
     client = redis.Redis.from_url(redis_url.partition("?")[0])
@@ -487,6 +496,31 @@ def test_redis_purge_walks_the_index_and_leaves_no_key_of_the_record(redis_url: 
     assert not [key for key in left if sids[1] in key]  # message, history, event marker
     assert any(sids[0] in key for key in left)
     assert store.get_message(sids[0]) is not None and store.get_message(sids[1]) is None
+    store.close()
+
+
+def test_redis_reads_claims_and_conversations_written_before_their_ends_were_kept(
+    redis_url: str,
+) -> None:
+    """After an upgrade, keys written by the previous version still mean what they meant."""
+    import redis
+
+    store = open_store(redis_url)
+    prefix = redis_url.partition("prefix=")[2]
+    client = redis.Redis.from_url(redis_url.partition("?")[0])
+    client.set(f"{prefix}:claim:held", b"Pold-owner.1", px=60_000)
+    client.set(f"{prefix}:claim:done", b"D<Response>a|b</Response>", px=60_000)
+    client.set(f"{prefix}:conv:+1|c", b'{"step": 1}', px=60_000)
+    client.close()
+    assert (store.claim("held", 30).outcome, store.claim("held", 30).owner) == (
+        Outcome.BUSY,
+        "old-owner.1",
+    )
+    done = store.claim("done", 30)
+    assert (done.outcome, done.answer) == (Outcome.DONE, b"<Response>a|b</Response>")
+    assert store.get_conversation("+1|c") == b'{"step": 1}'
+    store.release("held", "old-owner.1")
+    assert store.claim("held", 30).outcome is Outcome.CLAIMED
     store.close()
 
 

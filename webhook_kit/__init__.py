@@ -56,6 +56,7 @@ from .errors import (
     UnreachableRecipientError,
     UnsubscribedRecipientError,
     WebhookKitError,
+    WebhookRejectedError,
 )
 from .events import (
     Channel,
@@ -164,6 +165,7 @@ __all__ = [
     "UnsubscribedRecipientError",
     "WebhookKit",
     "WebhookKitError",
+    "WebhookRejectedError",
     "compute_signature",
 ]
 

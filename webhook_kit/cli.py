@@ -15,12 +15,11 @@ import math
 import os
 import signal
 import sys
-import tempfile
 import threading
 import urllib.error
 import urllib.request
 from base64 import b64encode
-from collections.abc import Callable, Iterator, MutableMapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn, TextIO, TypeVar
@@ -28,8 +27,7 @@ from urllib.parse import urlencode
 
 import click
 
-from . import testing
-from .config import DEFAULTS, Settings
+from . import startup, testing
 from .encoding import SegmentInfo, analyze, smart_encode
 from .errors import TwiMLError, WebhookKitError
 from .jobs import JobState
@@ -47,7 +45,7 @@ from .signature import (
 )
 from .standalone import config_from_environ, create_app, load_kit
 from .status import MessageStatus
-from .stores import Store, open_store
+from .stores import Store
 from .twiml import Message, MessagingResponse, Redirect, lint, parse
 
 DEFAULT_BASE = "http://127.0.0.1:8000/twilio"
@@ -62,34 +60,46 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8000, show_default=True, type=_PORT, help="Port to listen on.")
+@click.option("--host", help="Address to listen on [default: 127.0.0.1].")
+@click.option("--port", type=_PORT, help="Port to listen on [default: 8000].")
 @click.option("--handlers", help="Module defining `kit` (default: WEBHOOK_KIT_HANDLERS).")
 @click.option("--gunicorn", "use_gunicorn", is_flag=True, help="Serve with gunicorn.")
 @click.option("--workers", type=click.IntRange(min=1), help="gunicorn worker processes.")
 def serve(
-    *, host: str, port: int, handlers: str | None, use_gunicorn: bool, workers: int | None
+    *,
+    host: str | None,
+    port: int | None,
+    handlers: str | None,
+    use_gunicorn: bool,
+    workers: int | None,
 ) -> None:
-    """Serve the standalone app (development server, or gunicorn with --gunicorn)."""
+    """Serve the standalone app (development server, or gunicorn with --gunicorn).
+
+    With --gunicorn the settings are webhook_kit.gunicorn_conf's, as for `gunicorn -c
+    python:webhook_kit.gunicorn_conf webhook_kit.wsgi:app`: without --host and --port it
+    listens on WEBHOOK_KIT_BIND, else 0.0.0.0:$PORT when PORT is set, else 127.0.0.1:8000.
+    """
     if handlers:
         os.environ["WEBHOOK_KIT_HANDLERS"] = handlers
     sys.path.insert(0, os.getcwd())  # the handlers module usually lives in the project
+    address = f"{host or '127.0.0.1'}:{8000 if port is None else port}"
     if use_gunicorn:
         try:
-            _share_metrics(os.environ)
-            create_app()  # a configuration error is one line here, not a worker failing to boot
+            create_app()  # a configuration error is one line here, before gunicorn is started
         except WebhookKitError as error:
             _fail(str(error))
-        args = [sys.executable, "-m", "gunicorn", "webhook_kit.standalone:create_app()"]
-        args += ["--bind", f"{host}:{port}"]
+        args = [sys.executable, "-m", "gunicorn", "--config", "python:webhook_kit.gunicorn_conf"]
+        args += ["webhook_kit.wsgi:app"]
+        if host or port is not None:
+            args += ["--bind", address]
         if workers:
             args += ["--workers", str(workers)]
         os.execv(sys.executable, args)
     try:
-        app = create_app()
+        app = startup.start()
     except WebhookKitError as error:
         _fail(str(error))
-    app.run(host=host, port=port)
+    app.run(host=host or "127.0.0.1", port=8000 if port is None else port)
 
 
 @main.command()
@@ -103,17 +113,6 @@ def doctor(*, handlers: str | None, numbers: tuple[str, ...]) -> None:
         os.environ["WEBHOOK_KIT_HANDLERS"] = handlers
     sys.path.insert(0, os.getcwd())  # the handlers module usually lives in the project
     sys.exit(run(numbers))
-
-
-def _share_metrics(environ: MutableMapping[str, str]) -> None:
-    """With metrics on, gunicorn's workers count together in a fresh directory of their own.
-
-    prometheus_client's multiprocess mode reads ``PROMETHEUS_MULTIPROC_DIR`` when it is
-    imported, so it is set here, before gunicorn starts; one the user set is kept.
-    """
-    config = {key: environ[key] for key in DEFAULTS if environ.get(key)}
-    if Settings.from_config(config).metrics and not environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="webhook_kit-metrics-")
 
 
 @main.command()
@@ -138,9 +137,9 @@ def maintenance(*, store: str | None, handlers: str | None) -> None:
             kit = load_kit(handlers)
         except WebhookKitError as error:
             _fail(str(error))
-    with _opened(store) as (opened, url):
+    with _opened(store) as opened:
         opened.maintain(full=True)
-    click.echo(f"maintained {url}")
+    click.echo("maintained")
     if kit is None:
         return
     environ = {**os.environ, "WEBHOOK_KIT_HANDLERS": str(handlers)}
@@ -174,7 +173,7 @@ def conversations_purge(*, address: str, store: str | None) -> None:
     """
     if not address.strip():
         _fail("--address is empty: name the person's number, e.g. +14155550100")
-    with _opened(store) as (opened, _):
+    with _opened(store) as opened:
         removed = opened.purge_address(address)
     click.echo(f"removed {removed} conversation(s) and ledger record(s) of {address}")
 
@@ -189,7 +188,7 @@ def opt_outs() -> None:
 @_STORE_OPTION
 def opt_outs_export(*, sender: str | None, store: str | None) -> None:
     """Write every opt-out record as CSV to standard output."""
-    with _opened(store) as (opened, _):
+    with _opened(store) as opened:
         OptOuts(opened).export_csv(sys.stdout, sender)
 
 
@@ -202,22 +201,18 @@ def opt_outs_import(*, path: TextIO, store: str | None) -> None:
         text = io.StringIO(path.read())
     except UnicodeDecodeError as error:
         _fail(f"{path.name} is not UTF-8 text ({error.reason} at byte {error.start})")
-    with _opened(store) as (opened, _):
+    with _opened(store, create=True) as opened:
         count = OptOuts(opened).import_csv(text)
     click.echo(f"imported {count} opt-out record(s)")
 
 
 @contextmanager
-def _opened(url: str | None) -> Iterator[tuple[Store, str]]:
-    """The store the environment (or ``url``) names; any WebhookKitError is one error line."""
-    config = config_from_environ()
-    if url:
-        config["WEBHOOK_KIT_STORE"] = url
+def _opened(url: str | None, *, create: bool = False) -> Iterator[Store]:
+    """The store the server uses (or ``url``); any WebhookKitError is one error line."""
     try:
-        settings = Settings.from_config(config)
-        opened = _store(settings)
+        opened = _store(url, create=create)
         try:
-            yield opened, settings.store
+            yield opened
         finally:
             opened.close()
     except WebhookKitError as error:
@@ -411,7 +406,9 @@ def ledger_show(sid: str, as_json: bool) -> None:
             click.echo(f"{name:<13} {'' if value is None else value}")
     click.echo(f"history       {len(record.history)} callback(s)")
     for event in record.history:
-        how = " (reconciled)" if event.reconciled else ""
+        how = {"reconcile": " (reconciled)", "event-streams": " (event streams)"}.get(
+            event.source, ""
+        )
         code = f" error {event.error_code}" if event.error_code else ""
         click.echo(f"  {event.received_at.isoformat()}  {event.status.value}{code}{how}")
 
@@ -450,6 +447,7 @@ def ledger_find(
     as_json: bool,
 ) -> None:
     """List messages matching every given filter, newest first."""
+    start, end = _moment(since, "--since"), _moment(until, "--until")
     page = _ledger(
         lambda book: book.find(
             ref=ref,
@@ -457,8 +455,8 @@ def ledger_find(
             from_=from_,
             status=list(statuses),
             direction=direction,
-            since=_moment(since, "--since"),
-            until=_moment(until, "--until"),
+            since=start,
+            until=end,
             limit=limit,
             cursor=cursor,
         )
@@ -490,7 +488,8 @@ def ledger_find(
 @_JSON
 def ledger_stats(since: str, as_json: bool) -> None:
     """Counts by status and error code, delivery rate and sent->delivered latency."""
-    stats = _ledger(lambda book: book.stats(since=_moment(since, "--since")))
+    start = _moment(since, "--since")
+    stats = _ledger(lambda book: book.stats(since=start))
     if as_json:
         click.echo(json.dumps(dataclasses.asdict(stats), indent=2))
         return
@@ -512,10 +511,9 @@ def ledger_stats(since: str, as_json: bool) -> None:
 def reconcile(older_than: str, as_json: bool) -> None:
     """Fetch every ledger message not final after --older-than from Twilio; apply its status."""
     age = _duration(older_than, "--older-than")
-    config = config_from_environ()
     try:
-        store = _store(Settings.from_config(config))
-        report = Sender.from_config(config, store).reconcile(older_than=age)
+        store = _store(None)
+        report = Sender.from_config(config_from_environ(), store).reconcile(older_than=age)
     except WebhookKitError as error:
         _fail(str(error))
     if as_json:
@@ -555,7 +553,8 @@ def worker(*, handlers: str | None, threads: int | None) -> None:
     stop = threading.Event()
     for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, lambda *_: stop.set())
-    click.echo(f"webhook-kit worker running jobs from {app.config['WEBHOOK_KIT_STORE']}")
+    store = startup.describe_store(app.config["WEBHOOK_KIT_STORE"])
+    click.echo(f"webhook-kit worker running jobs from {store}")
     stop.wait()
 
 
@@ -619,7 +618,7 @@ def jobs_purge(*, state: str) -> None:
 
 def _jobs(operation: Callable[[Store], T]) -> T:
     try:
-        store = _store(Settings.from_config(config_from_environ()))
+        store = _store(None)
         try:
             return operation(store)
         finally:
@@ -632,18 +631,18 @@ def _when(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _store(settings: Settings) -> Store:
-    return open_store(
-        settings.store,
-        retention=settings.retention,
-        ledger_retention=settings.ledger_retention,
-        timeout=settings.store_timeout,
-    )
+def _store(url: str | None, *, create: bool = False) -> Store:
+    """The server's store (or ``url``), resolved as the server resolves it; says which."""
+    for mistake in startup.misspelt():
+        click.echo(f"warning: {mistake}", err=True)
+    store, described = startup.open_for_command(url, create=create)
+    click.echo(f"store: {described}", err=True)
+    return store
 
 
 def _ledger(query: Callable[[Ledger], T]) -> T:
     try:
-        return query(Ledger(_store(Settings.from_config(config_from_environ()))))
+        return query(Ledger(_store(None)))
     except WebhookKitError as error:
         _fail(str(error))
 
@@ -734,6 +733,13 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     help="A sender rate (long_code, toll_free, short_code, international, whatsapp, "
     "whatsapp_media: per second; queue_hours, whatsapp_queue_hours); repeatable.",
 )
+@click.option(
+    "--sink",
+    "sinks",
+    multiple=True,
+    metavar="URL",
+    help="An Event Streams webhook sink subscribed to every messaging event; repeatable.",
+)
 @click.pass_context
 def emulator(
     context: click.Context,
@@ -753,6 +759,7 @@ def emulator(
     numbers: Sequence[str],
     ledger_url: str | None,
     rates: Sequence[str],
+    sinks: Sequence[str],
 ) -> None:
     """Run the offline Twilio Messaging emulator (REST API, life cycle, webhooks).
 
@@ -785,6 +792,8 @@ def emulator(
             number, _, url = entry.partition("=")
             built.add_number(number, sms_url=url or None)
         built.ledger_url = ledger_url
+        for sink in sinks:
+            built.streams.add_sink(sink)
         return built
 
     try:  # every bad option fails here, in one line, before gunicorn starts

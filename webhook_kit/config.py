@@ -7,8 +7,9 @@ names the key, never on the first webhook.
 
 from __future__ import annotations
 
+import difflib
 import os
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -19,7 +20,7 @@ ValidateMode = Literal["enforce", "log-only", "off"]
 N = TypeVar("N", int, float)
 _MODES: tuple[ValidateMode, ...] = ("enforce", "log-only", "off")
 
-#: key -> (default, what it is for); the README's configuration table mirrors this.
+#: key -> (default, what it is for); docs/configuration.md documents each (a test checks).
 DEFAULTS: dict[str, tuple[Any, str]] = {
     "WEBHOOK_KIT_AUTH_TOKEN": (
         None,
@@ -50,10 +51,11 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
         1024 * 1024,
         "largest accepted Event Streams batch in bytes (else 413)",
     ),
-    "WEBHOOK_KIT_EVENTS_MAX_BATCH": (
-        1000,
-        "most events accepted in one Event Streams batch (else 413); each costs a few store "
-        "steps, and Twilio waits 5 seconds for the answer",
+    "WEBHOOK_KIT_EVENTS_MAX_BATCH": (1000, "most events in one Event Streams batch (else 413)"),
+    "WEBHOOK_KIT_EVENTS_BUDGET": (
+        3.0,
+        "seconds an Event Streams batch may take (Twilio waits 5): past it the events left "
+        "are not applied, the answer is 503, and Twilio's retry applies them",
     ),
     "WEBHOOK_KIT_CLAIM_WAIT": (2.0, "seconds a duplicate waits for the first delivery"),
     "WEBHOOK_KIT_CLAIM_LEASE": (
@@ -112,6 +114,31 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     ),
 }
 _RUNNERS = ("embedded", "celery", "off")
+PREFIX = "WEBHOOK_KIT_"
+#: Read from the environment by the standalone app and its gunicorn configuration only.
+SERVER_KEYS: dict[str, str] = {
+    "WEBHOOK_KIT_HANDLERS": "the module defining kit = WebhookKit() that the server serves",
+    "WEBHOOK_KIT_URL_PREFIX": "where the standalone app mounts the webhook routes",
+    "WEBHOOK_KIT_BIND": "address gunicorn listens on (default: 0.0.0.0:$PORT, else 127.0.0.1:8000)",
+    "WEBHOOK_KIT_REQUIRE_SERVICES": "1: webhook_kit's own test suite fails instead of skipping",
+}
+
+
+def unknown_keys(names: Iterable[str], known: Iterable[str]) -> list[str]:
+    """One message per ``WEBHOOK_KIT_*`` name that is not in ``known``, with the closest one.
+
+    A misspelt setting is otherwise silently ignored (``WEBHOOK_KIT_STOR`` would leave the
+    store at its default), so the server and ``init_app`` report each one at start-up.
+    """
+    valid = {name.removeprefix(PREFIX) for name in known}  # the shared prefix is no likeness
+    messages = []
+    for name in sorted(n for n in names if isinstance(n, str) and n.startswith(PREFIX)):
+        if name.removeprefix(PREFIX) in valid:
+            continue
+        close = difflib.get_close_matches(name.removeprefix(PREFIX), sorted(valid), n=1)
+        hint = f"did you mean {PREFIX}{close[0]}?" if close else "the settings are in the docs"
+        messages.append(f"{name} is not a webhook_kit setting and is ignored: {hint}")
+    return messages
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +180,7 @@ class Settings:
     ledger_page: bool = False
     events_max_body: int = 1024 * 1024
     events_max_batch: int = 1000
+    events_budget: float = 3.0
 
     @classmethod
     def from_config(
@@ -224,6 +252,7 @@ class Settings:
             ledger_page=_flag(config, "WEBHOOK_KIT_LEDGER_PAGE"),
             events_max_body=_number(config, "WEBHOOK_KIT_EVENTS_MAX_BODY", int, minimum=1),
             events_max_batch=_number(config, "WEBHOOK_KIT_EVENTS_MAX_BATCH", int, minimum=1),
+            events_budget=_number(config, "WEBHOOK_KIT_EVENTS_BUDGET", float, minimum=0),
         )
 
 

@@ -58,6 +58,14 @@ class StoreError(WebhookKitError):
     reason = "store_down"
 
 
+class WebhookRejectedError(WebhookKitError, AssertionError):
+    """In a test, the app answered a webhook of the emulator with an error (4xx or 5xx).
+
+    Twilio would only log it in the console's debugger; a test fails at once, with the
+    app's reason, instead of seeing no reply.
+    """
+
+
 class LedgerQueryError(WebhookKitError, ValueError):
     """A ledger query is malformed (a bad cursor, limit or time range)."""
 

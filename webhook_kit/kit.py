@@ -12,7 +12,7 @@ from weakref import WeakKeyDictionary
 
 from flask import Flask, current_app
 
-from .config import Settings
+from .config import DEFAULTS, Settings, unknown_keys
 from .conversation import Conversation
 from .errors import ConfigurationError
 from .events import Channel, InboundMessage, OptOutType, StatusCallback, StreamEvent
@@ -129,7 +129,7 @@ class WebhookKit:
         :param when: any predicate on the message.
         :param background: run the handler as a job, off the webhook: Twilio gets ``ack``
             (or no reply) at once, and what the handler returns is sent with ``kit.send``
-            as a reply to the message (see "Slow handlers" in the README).
+            as a reply to the message (see "Slow handlers" in the docs).
         :param ack: with ``background``, a text answered at once, e.g. ``"One moment…"``.
         :param step: the conversation's step(s) (see :meth:`Conversation.goto`).
 
@@ -329,6 +329,8 @@ class WebhookKit:
             raise ConfigurationError(
                 "this app already has a WebhookKit; call init_app once per app"
             )
+        for mistake in unknown_keys(app.config, DEFAULTS):
+            log.warning("app.config: %s", mistake)
         settings = Settings.from_config(app.config)
         if settings.validate == "off":
             log.warning(

@@ -226,6 +226,7 @@ def record_json(record: MessageRecord) -> dict[str, object]:
             "error_code": event.error_code,
             "event_type": event.event_type,
             "reconciled": event.reconciled,
+            "source": event.source,
             "fields": event.raw.to_dict(),
         }
         for event in record.history

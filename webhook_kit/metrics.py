@@ -60,6 +60,7 @@ OUTCOMES: dict[str, tuple[str, str]] = {
     "handled": ("handled", ""),
     "replayed": ("replayed", ""),
     "failed": ("failed", ""),
+    "partial": ("partial", ""),
     **{
         reason: ("rejected", reason)
         for reason in (

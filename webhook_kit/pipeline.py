@@ -382,30 +382,37 @@ class Pipeline:
     def events(self, environ: dict[str, Any]) -> Answer:
         """Event Streams: a signed JSON array of CloudEvents, checked whole before any of it
         is applied; answered 200 only when every event is (a retry skips those done)."""
+        deadline = time.monotonic() + self.settings.events_budget
         self._serving()
         try:
             incoming = read_batch(environ, self.settings.events_max_body)
             self.check(environ, incoming)
             batch = parse_batch(incoming.json_body or b"", self.settings.events_max_batch)
-            for received in batch:
-                failed = self._apply_event(environ, received)
-                if failed is not None:
-                    return failed
+            applied = False  # by this request: each retry makes progress, however slow
+            for done, received in enumerate(batch, 1):
+                answer = self._apply_event(environ, received)
+                if answer is not _REPLAYED:
+                    if answer.status != 200:
+                        return answer
+                    applied = True
+                if applied and done < len(batch) and time.monotonic() > deadline:
+                    return _partial(environ, done, len(batch))
         except _REJECTED as rejected:
             return _reject(environ, rejected)
-        except _Failed as failure:  # an on_event handler: its event travels with the failure
-            event = failure.event
-            return self._failed(failure, event, environ) if event is not None else _FAILED
+        except _Failed as failure:  # only on_event handlers get here; their event comes along
+            assert failure.event is not None
+            return self._failed(failure, failure.event, environ)
         return _APPLIED
 
-    def _apply_event(self, environ: dict[str, Any], received: Received) -> Answer | None:
+    def _apply_event(self, environ: dict[str, Any], received: Received) -> Answer:
         """Apply one event once by its id: its status to the ledger (as a callback would
-        be), then the ``on_event`` handlers. An answer other than 200 stops the batch."""
+        be), then the ``on_event`` handlers. ``_REPLAYED`` if it was applied before; an
+        answer other than 200 stops the batch."""
         key = received.key
         claim = self.once.lock(key)
         if claim.outcome is Outcome.DONE:
             _duplicate(environ, key)
-            return None
+            return _REPLAYED
         try:
             if received.update is not None:
                 answer = self._update(environ, received.update, None, None)
@@ -420,7 +427,7 @@ class Pipeline:
             self._release(key, claim)
             raise
         self.once.complete(key, claim, b"")
-        return None
+        return _APPLIED
 
     # -- shared by the routes --------------------------------------------------------------
 
@@ -633,6 +640,13 @@ def _reject(environ: Mapping[str, Any], error: Rejection) -> Answer:
     if isinstance(error, StoreError):  # the details (hosts, paths) are for the log only
         return _STORE_DOWN
     return Answer(error.status_code, f"{error}\n".encode(), TEXT_TYPE, error.reason)
+
+
+def _partial(environ: Mapping[str, Any], done: int, total: int) -> Answer:
+    """A batch that ran out of time: Twilio retries it, and the retry skips what is done."""
+    message = f"applied {done} of {total} events within WEBHOOK_KIT_EVENTS_BUDGET; retry the rest"
+    log.warning("%s: %s", environ.get("PATH_INFO"), message)
+    return Answer(503, f"{message}\n".encode(), TEXT_TYPE, "partial")
 
 
 def _counted(handle: Handle, count: Mapping[str, Callable[[], None]]) -> Handle:

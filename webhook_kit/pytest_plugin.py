@@ -7,22 +7,26 @@ your own ``app`` fixture, or, with ``webhook_kit_handlers = module`` in the pyte
 
 ``twilio_emulator`` runs the offline Twilio emulator on a free port for one test (manual clock
 unless ``@pytest.mark.twilio_emulator(clock="real", ...)`` says otherwise), and
-``twilio_client`` is the official ``twilio.rest.Client`` pointed at it.
+``twilio_client`` is the official ``twilio.rest.Client`` pointed at it. ``emulated_app`` is
+the two together: the app under test wired to an emulator (one account and token, the app
+mounted, its number's webhooks and ``kit.send`` pointed at each other).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from flask import Flask
 
 from . import testing
 from .emulator import Emulator
+from .errors import ConfigurationError
+from .kit import WebhookKit
 from .standalone import create_app
-from .testing import TwilioTestClient
+from .testing import EmulatedApp, TwilioTestClient
 
 if TYPE_CHECKING:
     from twilio.rest import Client
@@ -54,10 +58,60 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture
 def webhook_app(request: pytest.FixtureRequest) -> Flask:
     """The app under test, set up to hand out :class:`TwilioTestClient` clients."""
+    handlers, options = _handlers(request)
+    app = _standalone(handlers, options) if handlers else _users_app(request)
+    app.test_client_class = TwilioTestClient
+    return app
+
+
+@pytest.fixture
+def emulated_app(request: pytest.FixtureRequest) -> Iterator[EmulatedApp]:
+    """The app under test wired to an emulator (see :class:`~webhook_kit.testing.EmulatedApp`).
+
+    The standalone app around ``webhook_kit_handlers`` is configured as for the emulator in
+    production (its token, account, API base URL and ``WEBHOOK_KIT_PUBLIC_URL``); your own
+    ``app`` fixture's token is given to the emulator instead. The emulator is configured by
+    ``@pytest.mark.twilio_emulator(...)`` as for ``twilio_emulator``.
+    """
+    handlers, options = _handlers(request)
+    settings = _emulator_options(request)
+    if handlers:
+        settings.setdefault("auth_token", TEST_AUTH_TOKEN)
+        settings.setdefault("account_sid", testing.ACCOUNT_SID)
+        with Emulator(**settings) as emulator:
+            app = _standalone(
+                handlers,
+                {
+                    "WEBHOOK_KIT_AUTH_TOKEN": emulator.auth_token,
+                    "WEBHOOK_KIT_ACCOUNT_SID": emulator.account_sid,
+                    "WEBHOOK_KIT_TWILIO_BASE_URL": emulator.url,
+                    "WEBHOOK_KIT_PUBLIC_URL": testing.EMULATED_BASE_URL,
+                    **options,
+                },
+            )
+            app.test_client_class = TwilioTestClient
+            yield EmulatedApp.wire(app, emulator)
+        return
+    app = _users_app(request)
+    kit = app.extensions.get("webhook_kit")
+    tokens = kit.pipeline(app).settings.auth_tokens if isinstance(kit, WebhookKit) else ()
+    if tokens:
+        settings.setdefault("auth_token", tokens[0])
+    settings.setdefault("account_sid", app.config.get("WEBHOOK_KIT_ACCOUNT_SID") or None)
+    with Emulator(**settings) as emulator:
+        yield EmulatedApp.wire(app, emulator)
+
+
+def _handlers(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
     marker = request.node.get_closest_marker("webhook_kit")
     options = dict(marker.kwargs) if marker else {}
     handlers = options.pop("handlers", None) or request.config.getini("webhook_kit_handlers")
-    if handlers:
+    return handlers, options
+
+
+def _standalone(handlers: str, options: dict[str, Any]) -> Flask:
+    """The standalone app around ``handlers``, with an in-memory store and the test token."""
+    try:
         app = create_app(
             {"WEBHOOK_KIT_HANDLERS": handlers},
             config={
@@ -66,10 +120,33 @@ def webhook_app(request: pytest.FixtureRequest) -> Flask:
                 **options,
             },
         )
-        app.testing = True
-    else:
+    except ConfigurationError as error:
+        pytest.fail(
+            f"webhook_kit_handlers = {handlers} (the pytest ini option, or "
+            f"@pytest.mark.webhook_kit(handlers=...)): {error}",
+            pytrace=False,
+        )
+    app.testing = True
+    return app
+
+
+def _users_app(request: pytest.FixtureRequest) -> Flask:
+    """The test suite's own ``app`` fixture; without one, say what to set."""
+    try:
         app = request.getfixturevalue("app")
-    app.test_client_class = TwilioTestClient
+    except pytest.FixtureLookupError:
+        pytest.fail(
+            "webhook_kit's fixtures need your app: set `webhook_kit_handlers = yourbot` (the "
+            "module defining kit = WebhookKit()) under [pytest] in pytest.ini (or [tool.pytest."
+            "ini_options] in pyproject.toml), or mark the test @pytest.mark.webhook_kit("
+            "handlers='yourbot'), or define a fixture named `app` returning your Flask app",
+            pytrace=False,
+        )
+    if not isinstance(app, Flask) or not isinstance(app.extensions.get("webhook_kit"), WebhookKit):
+        pytest.fail(
+            "the `app` fixture must return a Flask app on which kit.init_app(app) was called",
+            pytrace=False,
+        )
     return app
 
 
@@ -89,11 +166,23 @@ def webhook_payloads() -> ModuleType:
 
 @pytest.fixture
 def twilio_emulator(request: pytest.FixtureRequest) -> Iterator[Emulator]:
-    """An :class:`~webhook_kit.emulator.Emulator` serving on a free loopback port."""
-    marker = request.node.get_closest_marker("twilio_emulator")
-    options = {"clock": "manual", **(marker.kwargs if marker else {})}
+    """An :class:`~webhook_kit.emulator.Emulator` serving on a free loopback port.
+
+    Its account and auth token are the ones ``webhook_app`` uses, so the emulator's webhooks
+    verify in the standalone test app; ``emulated_app`` wires the two together.
+    """
+    options = {
+        "account_sid": testing.ACCOUNT_SID,
+        "auth_token": TEST_AUTH_TOKEN,
+        **_emulator_options(request),
+    }
     with Emulator(**options) as emulator:
         yield emulator
+
+
+def _emulator_options(request: pytest.FixtureRequest) -> dict[str, Any]:
+    marker = request.node.get_closest_marker("twilio_emulator")
+    return {"clock": "manual", **(marker.kwargs if marker else {})}
 
 
 @pytest.fixture

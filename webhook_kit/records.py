@@ -87,9 +87,11 @@ class StatusEntry:
 class MessageFacts:
     """What the kit learnt about a message outside its callbacks, written with ``save_message``.
 
-    A store merges facts into the record: every field given (not None) replaces the stored
-    one, except ``status``, which only moves to a higher rank (with its ``error_code``), and
-    ``created_at``, which keeps the earliest. ``redact`` drops the body for good.
+    A store merges facts into the record by the rules of :mod:`webhook_kit.stores.rules`:
+    every field given (not None, an empty string included) replaces the stored one, except
+    ``status``, which only moves further on (with its ``error_code``), and the times, which
+    keep the earliest (``created_at``, sent, final) or the latest (updated). ``redact`` drops
+    the body for good.
     """
 
     message_sid: str

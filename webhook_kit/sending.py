@@ -253,7 +253,7 @@ class Sender:
         client: Any = None,
         environ: Mapping[str, str] = os.environ,
     ) -> Sender:
-        """A sender configured by ``WEBHOOK_KIT_*`` keys (see the README), as an app has them.
+        """A sender configured by ``WEBHOOK_KIT_*`` keys, as an app has them (docs: Sending).
 
         Credentials: ``WEBHOOK_KIT_ACCOUNT_SID`` (default ``$TWILIO_ACCOUNT_SID``) with the
         API key ``WEBHOOK_KIT_API_KEY``/``WEBHOOK_KIT_API_SECRET`` (default ``$TWILIO_API_KEY``/

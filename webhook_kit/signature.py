@@ -284,21 +284,33 @@ class SignatureCheck:
         )
         if reason is None:
             return
-        hint = self._proxy_hint(environ)
+        hint = self._hint(environ, incoming.fields.get("AccountSid"))
         if self.mode == "log-only":
             log.warning("log-only: would reject %s for %s%s", reason, url, hint)
             return
         log.warning("rejected %s for %s%s", reason, url, hint)
         raise SignatureError(f"{reason}: request not from Twilio")
 
-    def _proxy_hint(self, environ: Mapping[str, Any]) -> str:
+    def _hint(self, environ: Mapping[str, Any], account_sid: str | None) -> str:
+        """What to check: the URL when a proxy is not configured (the most common cause of
+        failed signatures), else the auth token."""
         forwarded = "HTTP_X_FORWARDED_PROTO" in environ or "HTTP_X_FORWARDED_HOST" in environ
         if forwarded and not self.url_of.configured:
             return (
                 " (the request came through a proxy: set WEBHOOK_KIT_PROXY_HOPS or "
                 "WEBHOOK_KIT_PUBLIC_URL so the URL matches the one Twilio called)"
             )
-        return ""
+        if "HTTP_X_TWILIO_SIGNATURE" not in environ:
+            return ""
+        known = account_sid is not None and _ACCOUNT_SID.fullmatch(account_sid)  # unverified
+        account = f"account {account_sid}" if known else "the account that sent it"
+        return (
+            " (if that is the URL Twilio called, check that TWILIO_AUTH_TOKEN or "
+            f"WEBHOOK_KIT_AUTH_TOKEN is the auth token of {account})"
+        )
+
+
+_ACCOUNT_SID = re.compile(r"AC[0-9a-f]{32}")
 
 
 class URLBuilder:

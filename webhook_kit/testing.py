@@ -19,6 +19,7 @@ from base64 import b64encode
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 from urllib.parse import urlencode
 
@@ -27,8 +28,10 @@ from flask.testing import FlaskClient
 from werkzeug.test import EnvironBuilder, TestResponse
 
 from . import conversation, events
-from .errors import ConfigurationError, TwiMLError
+from .emulator import Delivery, Emulator, Exchange
+from .errors import ConfigurationError, TwiMLError, WebhookRejectedError
 from .kit import WebhookKit
+from .sending import Sender
 from .signature import (
     HMAC_SHA256,
     SETTINGS_HEADER,
@@ -464,3 +467,101 @@ def _reply(response: TestResponse) -> WebhookReply:
         except TwiMLError:
             twiml = None
     return WebhookReply(response, twiml)
+
+
+#: Where :class:`EmulatedApp` mounts an app without a public URL.
+EMULATED_BASE_URL = "http://bot.test"
+
+
+@dataclass
+class EmulatedApp:
+    """An app wired to an :class:`~webhook_kit.emulator.Emulator`, as in production.
+
+    The two share the account's auth token (so every webhook verifies), the app is mounted
+    in the emulator at its public URL (``WEBHOOK_KIT_PUBLIC_URL``, else
+    :data:`EMULATED_BASE_URL`), the emulator's number ``number`` sends its incoming
+    messages, fallbacks and reply status callbacks to the app's routes, and :attr:`sender`
+    (``kit.send``) goes through the emulator. A webhook the app answers with an error makes
+    :meth:`text` and :meth:`advance` raise :class:`WebhookRejectedError` with the app's
+    reason, instead of the test seeing no reply.
+    """
+
+    app: Flask
+    emulator: Emulator
+    number: str = TWILIO_NUMBER
+    base_url: str = EMULATED_BASE_URL
+
+    @classmethod
+    def wire(cls, app: Flask, emulator: Emulator, number: str = TWILIO_NUMBER) -> EmulatedApp:
+        """Mount ``app`` in ``emulator`` and give the emulator ``number`` pointing at it."""
+        kit = app.extensions.get("webhook_kit")
+        if not isinstance(kit, WebhookKit):
+            raise ConfigurationError("this app has no WebhookKit: call kit.init_app(app) first")
+        settings = kit.pipeline(app).settings
+        if settings.validate != "off" and emulator.auth_token not in settings.auth_tokens:
+            raise ConfigurationError(
+                "the emulator signs with another auth token than the app verifies: create "
+                "the Emulator with auth_token= the app's WEBHOOK_KIT_AUTH_TOKEN"
+            )
+        base = (settings.public_url or EMULATED_BASE_URL).rstrip("/")
+        emulator.mount(base, app)
+        routes = base + next(app.url_map.iter_rules("webhook_kit.messages")).rule
+        routes = routes.rsplit("/", 1)[0]
+        emulator.add_number(
+            number,
+            sms_url=f"{routes}/messages",
+            fallback_url=f"{routes}/fallback",
+            status_callback=f"{routes}/status",
+        )
+        return cls(app, emulator, number, base)
+
+    @property
+    def kit(self) -> WebhookKit:
+        kit = self.app.extensions["webhook_kit"]
+        assert isinstance(kit, WebhookKit)
+        return kit
+
+    @cached_property
+    def sender(self) -> Sender:
+        """The app's :class:`~webhook_kit.sending.Sender` (what ``kit.send`` uses), sending
+        through the emulator."""
+        if self.app.config.get("WEBHOOK_KIT_TWILIO_BASE_URL") == self.emulator.url:
+            return self.kit.sender(self.app)
+        return self.kit.sender(self.app, client=self.emulator.client())
+
+    def text(self, body: str = "", *, from_: str = CUSTOMER, media: Sequence[str] = ()) -> Exchange:
+        """A handset at ``from_`` texts the app's number; the exchange once the app answered."""
+        exchange = self.emulator.handset(from_).send(self.number, body, media)
+        self._raise_rejected(exchange.deliveries)
+        return exchange
+
+    def advance(self, seconds: float) -> int:
+        """Move the emulator's manual clock (status callbacks are delivered meanwhile)."""
+        seen = len(self.emulator.deliveries)
+        ran = self.emulator.advance(seconds)
+        self._raise_rejected(self.emulator.deliveries[seen:])
+        return ran
+
+    def _raise_rejected(self, deliveries: Iterable[Delivery]) -> None:
+        for delivery in deliveries:
+            if not delivery.url.startswith(self.base_url):
+                continue
+            response = delivery.response
+            if response is not None and 200 <= response.status < 300:
+                continue
+            if response is None:
+                raise WebhookRejectedError(
+                    f"the app gave no answer to the {delivery.kind} webhook {delivery.url} "
+                    f"({delivery.failure})"
+                )
+            reason = " ".join(response.body.decode(errors="replace").split())[:300]
+            hint = (
+                " (the app and the emulator share the token: check that the URL the app "
+                "rebuilds is the one signed, e.g. WEBHOOK_KIT_PUBLIC_URL)"
+                if response.status == 403
+                else ""
+            )
+            raise WebhookRejectedError(
+                f"the app answered {response.status} to the {delivery.kind} webhook "
+                f"{delivery.url}: {reason or '(no body: see the log captured above)'}{hint}"
+            )

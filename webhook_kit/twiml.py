@@ -15,7 +15,7 @@ underscore in the host of an absolute ``action``/``statusCallback`` URL. :func:`
 TwiML back into these objects and :func:`lint` lists everything wrong with a document.
 
 Every deliberate difference from twilio-python is listed once, in the migration note of the
-README's TwiML section, and checked by a test in ``tests/test_twiml.py``.
+docs' TwiML section (docs/guide/handlers.md), and checked by a test in ``tests/test_twiml.py``.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ from __future__ import annotations
 from .clock import Clock, ManualClock
 from .core import Account, Exchange, Handset, RequestRecord
 from .delivery import Delivery
-from .errors import ApiError, EmulatorError
+from .errors import ApiError, EmulatorError, ProblemError
 from .lifecycle import Chaos, Rule, Timing
 from .media import Attachment
 from .model import EmulatedMessage, MediaRecord, media_json, message_json
@@ -54,6 +54,7 @@ __all__ = [
     "ManualClock",
     "MediaRecord",
     "Number",
+    "ProblemError",
     "RequestRecord",
     "Rule",
     "Throughput",

@@ -26,11 +26,13 @@ class EmulatorHttpClient(TwilioHttpClient):  # type: ignore[misc]
     """Sends every request the client makes to ``base_url`` instead of Twilio's hosts."""
 
     def __init__(self, base_url: str, **kwargs: Any) -> None:
+        """``kwargs`` go to ``TwilioHttpClient`` (timeout, logger, ...)."""
         super().__init__(**kwargs)
         parts = urlsplit(base_url)
         self.scheme, self.netloc = parts.scheme, parts.netloc
 
     def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Response:
+        """Send the request to the emulator: Twilio's path and query on ``base_url``'s host."""
         parts = urlsplit(url)
         local = urlunsplit((self.scheme, self.netloc, parts.path, parts.query, ""))
         return super().request(method, local, *args, **kwargs)

@@ -11,6 +11,7 @@ signed URL, as Twilio does; a :class:`Signing` says which key signs (see ``webho
 from __future__ import annotations
 
 import http.client
+import json
 import logging
 import threading
 import time
@@ -184,6 +185,7 @@ def delivery_json(delivery: Delivery) -> dict[str, Any]:
         "url": delivery.url,
         "message_sid": delivery.message_sid,
         "params": delivery.form,
+        "events": json.loads(delivery.body) if delivery.body else None,  # an Event Streams batch
         "signature": delivery.signature,
         "attempts": delivery.attempts,
         "retries": max(delivery.attempts - 1, 0),

@@ -29,3 +29,26 @@ class ApiError(EmulatorError):
             "more_info": f"{ERRORS_URL}{self.code}",
             "status": self.status,
         }
+
+
+_PROBLEM_TITLES = {
+    59000: "Validation Error",
+    59100: "Resource Is Still In Use",
+    59103: "Resource Already Exists",
+    59202: "Security Guardrail Violation",
+    20404: "Not Found",
+}
+
+
+class ProblemError(ApiError):
+    """A Webhooks configuration API error: an RFC 9457 problem document (``type, title,
+    status, detail, code``), not the 2010 API's body."""
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "type": f"https://www.twilio.com/docs/api/errors/{self.code}",
+            "title": _PROBLEM_TITLES.get(self.code, "Error"),
+            "status": self.status,
+            "detail": self.message,
+            "code": self.code,
+        }

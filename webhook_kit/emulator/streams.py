@@ -29,6 +29,7 @@ from urllib.parse import urlencode
 from flask import Blueprint, Response, jsonify, request
 
 from ..signature import body_sha256
+from ..streams import MESSAGE_STATUS_PREFIX
 from .clock import Scheduler, Task
 from .delivery import (
     USER_AGENT,
@@ -47,7 +48,6 @@ from .paging import meta_envelope, parse_paging, window
 from .resource import is_url
 
 BASE_URL: Final = "https://events.twilio.com/v1"
-MESSAGE_STATUS_PREFIX: Final = "com.twilio.messaging.message."
 #: The statuses Event Streams reports (``messageStatus``, upper case in the event).
 STATUSES: Final = ("queued", "sent", "failed", "delivered", "undelivered", "read")
 INBOUND_TYPE: Final = "com.twilio.messaging.inbound-message.received"
@@ -274,8 +274,12 @@ class EventStreams:
             kind = MESSAGE_STATUS_PREFIX + record.status
         else:
             return
-        with self._lock:
-            sinks = {s.sink_sid for s in self.subscriptions.values() if kind in s.types}
+        with self._lock:  # only webhook sinks have somewhere to go in the emulator
+            sinks = {
+                s.sink_sid
+                for s in self.subscriptions.values()
+                if kind in s.types and self.sinks[s.sink_sid].sink_type == "webhook"
+            }
         if not sinks:
             return
         event = self._event(kind, self._source(record), _data(record, kind), _schema(kind))

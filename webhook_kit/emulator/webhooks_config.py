@@ -25,31 +25,11 @@ from flask import Blueprint, Response, jsonify, request
 
 from ..signature import ALGORITHMS
 from .delivery import Signing, split_userinfo
-from .errors import ApiError
+from .errors import ProblemError
 from .resource import is_url
 
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
-_TITLES = {
-    59000: "Validation Error",
-    59100: "Resource Is Still In Use",
-    59103: "Resource Already Exists",
-    59202: "Security Guardrail Violation",
-    20404: "Not Found",
-}
 MATCH_TYPES = ("EXACT_MATCH", "PREFIX_MATCH", "DEFAULT")
-
-
-class ProblemError(ApiError):
-    """A Webhooks API error: an RFC 9457 problem document, not the 2010 API's body."""
-
-    def body(self) -> dict[str, Any]:
-        return {
-            "type": f"https://www.twilio.com/docs/api/errors/{self.code}",
-            "title": _TITLES.get(self.code, "Error"),
-            "status": self.status,
-            "detail": self.message,
-            "code": self.code,
-        }
 
 
 def _invalid(detail: str) -> ProblemError:

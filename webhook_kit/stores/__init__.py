@@ -175,10 +175,9 @@ def open_store(
     if scheme == "sqlite":
         from .sqlite import SQLiteStore
 
-        path, _, query = url[len("sqlite://") :].partition("?")
-        options = dict(parse_qsl(query))
+        options = dict(parse_qsl(url.partition("?")[2]))
         return SQLiteStore(
-            _sqlite_path(path, url),
+            sqlite_path(url),
             synchronous=options.get("synchronous", "normal"),
             retention=retention,
             ledger_retention=ledger_retention,
@@ -250,8 +249,10 @@ class Housekeeping:
 housekeeping = Housekeeping()
 
 
-def _sqlite_path(path: str, url: str) -> str:
-    # sqlite:///relative.db and sqlite:////absolute/path.db, as SQLAlchemy spells them.
+def sqlite_path(url: str) -> str:
+    """The file a SQLite store URL names: sqlite:///relative.db (to the working directory)
+    and sqlite:////absolute/path.db, as SQLAlchemy spells them."""
+    path = url[len("sqlite://") :].partition("?")[0]
     if not path.startswith("/") or path == "/":
         raise ConfigurationError(f"SQLite store URL {url!r} needs a file: sqlite:///webhook_kit.db")
     return path[1:]

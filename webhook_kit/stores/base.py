@@ -18,7 +18,6 @@ from ..once import Abandoned, Claim, ConversationWrite, Outcome, new_owner
 from ..records import (
     Direction,
     LedgerEvent,
-    MessageFacts,
     MessageRecord,
     Query,
     optional_timestamp,
@@ -30,7 +29,6 @@ __all__ = [
     "DEFAULT_LEDGER_RETENTION",
     "DEFAULT_RETENTION",
     "DEFAULT_TIMEOUT",
-    "DESCRIPTIVE_COLUMNS",
     "RECORD_COLUMNS",
     "Abandoned",
     "Applied",
@@ -39,9 +37,7 @@ __all__ = [
     "OptOut",
     "Outcome",
     "StoreErrors",
-    "fact_columns",
     "lost_claim",
-    "marked_times",
     "names_address",
     "new_owner",
     "query_equalities",
@@ -138,18 +134,6 @@ def lost_claim(row: Sequence[Any] | None) -> Claim:
     return Claim(Outcome.BUSY, row[2])
 
 
-def marked_times(status: str | None, final: bool, at: float) -> tuple[float | None, float | None]:
-    """The ``final_at`` and ``sent_at`` a save or callback at ``at`` offers to the SQL stores:
-    ``at`` when the status is final, resp. ``sent``, else None."""
-    return (at if final else None), (at if status == "sent" else None)
-
-
-#: The ``wk_messages`` columns that describe a message (not its status or times), which the
-#: SQL stores merge alike.
-DESCRIPTIVE_COLUMNS = ("direction", "from_addr", "to_addr", "segments", "media", "price",
-                       "price_unit", "ref", "reply_to")  # fmt: skip
-
-
 def query_equalities(query: Query) -> list[tuple[str, object]]:
     """The ``wk_messages`` column and value of each equality filter ``query`` sets (SQL stores)."""
     filters = (
@@ -159,33 +143,6 @@ def query_equalities(query: Query) -> list[tuple[str, object]]:
         ("direction", query.direction),
     )
     return [(column, value) for column, value in filters if value is not None]
-
-
-def fact_columns(facts: MessageFacts) -> dict[str, object]:
-    """The ``wk_messages`` columns of ``facts`` the SQL stores share, with its timestamp rules.
-
-    ``final_at`` and ``sent_at`` are the save's time when it is final or sent, and ``created``
-    falls back to it. Each store adds the update time, ``body`` and ``redacted`` its own way.
-    """
-    final_at, sent_at = marked_times(facts.status, facts.final, facts.at)
-    return {
-        "sid": facts.message_sid,
-        "status": facts.status,
-        "rank": facts.rank,
-        "error_code": facts.error_code,
-        "final_at": final_at,
-        "created": facts.created_at if facts.created_at is not None else facts.at,
-        "sent_at": sent_at,
-        "direction": facts.direction,
-        "from_addr": facts.from_,
-        "to_addr": facts.to,
-        "segments": facts.num_segments,
-        "media": facts.num_media,
-        "price": facts.price,
-        "price_unit": facts.price_unit,
-        "ref": facts.ref,
-        "reply_to": facts.in_reply_to,
-    }
 
 
 #: The ``wk_messages`` columns :func:`record_from_row` reads, in its order.

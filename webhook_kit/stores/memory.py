@@ -6,23 +6,22 @@ import dataclasses
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..jobs import Job, JobState
 from ..records import (
-    Direction,
     LedgerEvent,
     MessageFacts,
     MessageRecord,
     Query,
     StatusEntry,
-    optional_timestamp,
     timestamp,
 )
 from ..status import MessageStatus
 from .base import (
     DEFAULT_LEDGER_RETENTION,
     DEFAULT_RETENTION,
+    RECORD_COLUMNS,
     Applied,
     Claim,
     ConversationWrite,
@@ -30,6 +29,19 @@ from .base import (
     Outcome,
     names_address,
     new_owner,
+    record_from_row,
+)
+from .rules import (
+    NAMES,
+    Row,
+    entry_row,
+    facts_row,
+    history_order,
+    job_due,
+    job_order,
+    lapsed,
+    ledger_horizon,
+    merge,
 )
 
 _PURGE_EVERY = 60.0
@@ -43,64 +55,24 @@ class _Claim:
     expires: float
 
 
-#: The facts a record keeps as they were last given.
-_FACT_FIELDS = (*MessageFacts.TEXT_FIELDS, "num_segments", "num_media")
-
-
-@dataclass(slots=True)
 class _Message:
-    status: str | None = None
-    rank: int = -2
-    error_code: int | None = None
-    updated: float = 0.0
-    final_at: float | None = None
-    created: float | None = None
-    sent_at: float | None = None
-    history: list[StatusEntry] = field(default_factory=list)
-    keys: set[str] = field(default_factory=set)
-    facts: dict[str, object] = field(default_factory=dict)
-    redacted: bool = False
+    """A ledger record: its row (see :mod:`.rules`) and its callbacks, as they came."""
 
-    def apply(
-        self, status: str | None, rank: int, error_code: int | None, at: float, final: bool
-    ) -> None:
-        """Move the status forward only; the first final time and the ``sent`` time stay."""
-        self.updated = max(self.updated, at)
-        self.created = at if self.created is None else min(self.created, at)
-        if status and rank > self.rank:
-            self.status, self.rank, self.error_code = status, rank, error_code
-        if final and self.final_at is None:
-            self.final_at = at
-        if status == "sent":
-            self.sent_at = at if self.sent_at is None else min(self.sent_at, at)
+    __slots__ = ("history", "row")
 
-    def merge(self, facts: MessageFacts) -> None:
-        for name in _FACT_FIELDS:
-            value = getattr(facts, name)
-            if value is not None and not (name == "body" and self.redacted):
-                self.facts[name] = value  # once redacted, a body is never stored again
-        if facts.redact:
-            self.facts.pop("body", None)
-            self.redacted = True
-        self.apply(facts.status, facts.rank, facts.error_code, facts.at, facts.final)
-        if facts.created_at is not None:
-            self.created = min(self.created or facts.created_at, facts.created_at)
-
-    def absorb(self, other: _Message) -> None:
-        """Take in the record of the same send kept under its correlation id."""
-        for name, value in other.facts.items():
-            self.facts.setdefault(name, value)
-        self.redacted = self.redacted or other.redacted
-        if self.redacted:
-            self.facts.pop("body", None)
-        if other.created is not None:
-            self.apply(other.status, other.rank, other.error_code, other.created, False)
-        if other.final_at is not None:
-            self.final_at = min(self.final_at or other.final_at, other.final_at)
+    def __init__(self, row: Row) -> None:
+        self.row = row
+        # A tuple: most records (every inbound message) have no callback, and the empty tuple
+        # is shared, where an empty list would cost each of them 56 bytes.
+        self.history: tuple[StatusEntry, ...] = ()
 
 
 class MemoryStore:
-    """Thread-safe, bounded by the retention periods; not shared between processes."""
+    """Thread-safe, bounded by the retention periods; not shared between processes.
+
+    It runs the same declared rules as every other store (:mod:`.rules`), so that a test
+    suite on it sees what production sees.
+    """
 
     def __init__(
         self,
@@ -131,30 +103,27 @@ class MemoryStore:
         senders: Sequence[str] = (),
     ) -> Claim:
         with self._lock:
-            claim, won = self._claim(key, lease, replace, self._clock())
-            if won and message is not None:
-                self._save(message, None)
+            claim = self._claim(key, lease, replace, self._clock())
+            if claim.outcome is Outcome.CLAIMED and message is not None:
+                self._save(facts_row(message), None)
                 if senders and self._opted_out(message.from_ or "", senders):
                     return Claim(Outcome.CLAIMED, claim.owner, opted_out=True)
             return claim
 
-    def _claim(self, key: str, lease: float | None, replace: str, now: float) -> tuple[Claim, bool]:
-        """Take ``key`` (``lease=None``: finished at once) and say if it was won; hold the lock."""
+    def _claim(self, key: str, lease: float, replace: str, now: float) -> Claim:
+        """Take ``key`` if free, lapsed, or unfinished and held by ``replace``; hold the lock."""
         current = self._claims.get(key)
         if (
             current is None
-            or current.expires < now
+            or lapsed(current.expires, now)
             or (replace and not current.done and current.owner == replace)
         ):
-            if lease is None:
-                self._claims[key] = _Claim("", True, b"", now + self._retention)
-                return Claim(Outcome.DONE), True
             owner = new_owner()
             self._claims[key] = _Claim(owner, False, b"", now + lease)
-            return Claim(Outcome.CLAIMED, owner), True
+            return Claim(Outcome.CLAIMED, owner)
         if current.done:
-            return Claim(Outcome.DONE, answer=current.answer), False
-        return Claim(Outcome.BUSY, current.owner), False
+            return Claim(Outcome.DONE, answer=current.answer)
+        return Claim(Outcome.BUSY, current.owner)
 
     def complete(
         self,
@@ -167,9 +136,14 @@ class MemoryStore:
     ) -> bool:
         with self._lock:
             current = self._claims.get(key)
-            if current is None or current.owner != owner or current.done:
-                return False
             now = self._clock()
+            if (
+                current is None
+                or current.owner != owner
+                or current.done
+                or lapsed(current.expires, now)
+            ):
+                return False
             current.done, current.answer = True, answer
             current.expires = now + self._retention
             for job in jobs:
@@ -184,47 +158,59 @@ class MemoryStore:
         else:
             expires = now + conversation.ttl
             self._conversations[conversation.id] = (conversation.data, expires, conversation.due)
-        lock = self._claims.get("lock:" + conversation.id)
-        if lock is not None and lock.owner == conversation.lock_owner and not lock.done:
-            del self._claims["lock:" + conversation.id]
+        self._release("lock:" + conversation.id, conversation.lock_owner)
 
     def release(self, key: str, owner: str) -> None:
         with self._lock:
-            current = self._claims.get(key)
-            if current is not None and current.owner == owner:
-                del self._claims[key]
+            self._release(key, owner)
+
+    def _release(self, key: str, owner: str) -> None:
+        """Drop ``owner``'s unfinished claim; a finished one keeps its answer. Hold the lock."""
+        current = self._claims.get(key)
+        if current is not None and current.owner == owner and not current.done:
+            del self._claims[key]
 
     def record_status(
         self, entry: StatusEntry, lease: float | None = None, replace: str = ""
     ) -> Applied:
         with self._lock:
-            claim, won = self._claim(entry.key, lease, replace, self._clock())
-            if not won:
-                return Applied(claim, False, None)
-            message = self._message(entry.message_sid, entry.correlation)
-            if entry.key in message.keys:
-                return Applied(claim, False, _status(message.status))
-            message.keys.add(entry.key)
-            message.history.append(entry)
-            at = entry.received_at
-            message.apply(entry.status, entry.rank, entry.error_code, at, entry.final)
-            return Applied(claim, True, _status(message.status))
+            if lease is None:  # no claim: the recorded callback itself is the key
+                claim = Claim(Outcome.DONE)
+            else:
+                claim = self._claim(entry.key, lease, replace, self._clock())
+                if claim.outcome is not Outcome.CLAIMED:
+                    return Applied(claim, False, None)
+            message = self._absorbed(entry.message_sid, entry.correlation)
+            if message is not None and any(e.key == entry.key for e in message.history):
+                return Applied(claim, False, _status(message.row) if lease else None)
+            message = self._save(entry_row(entry), None)
+            message.history += (entry,)
+            return Applied(claim, True, _status(message.row))
 
     def save_message(self, facts: MessageFacts, alias: str | None = None) -> None:
         with self._lock:
-            self._save(facts, alias)
+            self._save(facts_row(facts), alias)
 
-    def _save(self, facts: MessageFacts, alias: str | None) -> None:
-        self._message(facts.message_sid, alias).merge(facts)
+    def _save(self, row: Row, alias: str | None) -> _Message:
+        """Merge ``row`` into its record, after the one kept under ``alias``; hold the lock."""
+        sid = str(row[0])
+        message = self._absorbed(sid, alias)
+        if message is None:
+            message = self._messages[sid] = _Message(row)
+        else:
+            message.row = merge(message.row, row)
+        return message
 
-    def _message(self, sid: str, alias: str | None) -> _Message:
-        """The record of ``sid``, with the one kept under ``alias`` merged in; hold the lock."""
+    def _absorbed(self, sid: str, alias: str | None) -> _Message | None:
+        """The record of ``sid`` with the one kept under ``alias`` merged in; hold the lock."""
         message = self._messages.get(sid)
-        if message is None:  # not setdefault: that builds a record for every callback
-            message = self._messages[sid] = _Message()
         pending = self._messages.pop(alias, None) if alias and alias != sid else None
         if pending is not None:
-            message.absorb(pending)
+            row = (sid, *pending.row[1:])
+            if message is None:
+                message = self._messages[sid] = _Message(row)
+            else:
+                message.row = merge(message.row, row, given_wins=False)
         return message
 
     def get_message(self, message_sid: str) -> MessageRecord | None:
@@ -232,11 +218,12 @@ class MemoryStore:
             message = self._messages.get(message_sid)
             if message is None:
                 return None
-            return _record(message_sid, message, tuple(_event(e) for e in message.history))
+            history = sorted(message.history, key=lambda e: history_order(e.received_at, e.key))
+            return _record(message.row, tuple(map(_event, history)))
 
     def find_messages(self, query: Query) -> list[MessageRecord]:
         with self._lock:
-            records = [_record(sid, message, ()) for sid, message in self._messages.items()]
+            records = [_record(message.row, ()) for message in self._messages.values()]
         found = sorted(
             (record for record in records if query.matches(record)),
             key=lambda r: (r.created_at.timestamp() if r.created_at else 0.0, r.message_sid),
@@ -247,14 +234,17 @@ class MemoryStore:
     def get_conversation(self, id: str) -> bytes | None:
         with self._lock:
             saved = self._conversations.get(id)
-        return saved[0] if saved is not None and saved[1] >= self._clock() else None
+        return saved[0] if saved is not None and not lapsed(saved[1], self._clock()) else None
 
     def due_conversations(self, now: float, limit: int) -> list[str]:
+        current = self._clock()
         with self._lock:
-            due = [
-                id for id, (_, _, at) in self._conversations.items() if at is not None and at <= now
-            ]
-        return due[:limit]
+            due = sorted(
+                (at, id)
+                for id, (_, expires, at) in self._conversations.items()
+                if at is not None and at <= now and not lapsed(expires, current)
+            )
+        return [id for _, id in due[:limit]]
 
     def set_opt_out(self, record: OptOut) -> None:
         with self._lock:
@@ -287,19 +277,21 @@ class MemoryStore:
             ]
 
     def purge_address(self, address: str) -> int:
+        now = self._clock()
         with self._lock:
             conversations = [id for id in self._conversations if id.startswith(address + "|")]
+            live = 0
             for id in conversations:
-                del self._conversations[id]
+                live += not lapsed(self._conversations.pop(id)[1], now)
             messages = [
                 sid
                 for sid, message in self._messages.items()
-                if address in (message.facts.get("from_"), message.facts.get("to"))
+                if address in (message.row[_FROM], message.row[_TO])
                 or any(names_address(entry.form, address) for entry in message.history)
             ]
             for sid in messages:
                 del self._messages[sid]
-        return len(conversations) + len(messages)
+        return live + len(messages)
 
     # -- jobs (see webhook_kit.jobs.JobStore) ---------------------------------------------
 
@@ -308,9 +300,9 @@ class MemoryStore:
             now = self._clock()
             candidates = [self._jobs[key]] if key in self._jobs else []
             if key is None:
-                candidates = sorted(self._jobs.values(), key=lambda job: (job.created, job.key))
+                candidates = sorted(self._jobs.values(), key=lambda j: job_order(j.created, j.key))
             for job in candidates:
-                if _due(job, now):
+                if job_due(job.state.value, job.run_at, job.expires, now):
                     taken = dataclasses.replace(
                         job,
                         state=JobState.RUNNING,
@@ -344,13 +336,13 @@ class MemoryStore:
                 del self._jobs[key]
             else:
                 self._jobs[key] = dataclasses.replace(
-                    job, state=state, run_at=run_at, error=error, owner=""
+                    job, state=state, run_at=run_at, error=error or None, owner=""
                 )
             return True
 
     def list_jobs(self, state: JobState | None = None, limit: int = 100) -> list[Job]:
         with self._lock:
-            jobs = sorted(self._jobs.values(), key=lambda job: (job.created, job.key))
+            jobs = sorted(self._jobs.values(), key=lambda j: job_order(j.created, j.key))
         return [job for job in jobs if state is None or job.state is state][:limit]
 
     def retry_job(self, key: str) -> bool:
@@ -382,59 +374,36 @@ class MemoryStore:
             return
         with self._lock:
             self._next_purge = now + _PURGE_EVERY
-            self._claims = {key: c for key, c in self._claims.items() if c.expires >= now}
-            horizon = now - self._ledger_retention
-            self._messages = {sid: m for sid, m in self._messages.items() if m.updated >= horizon}
+            self._claims = {k: c for k, c in self._claims.items() if not lapsed(c.expires, now)}
+            horizon = ledger_horizon(now, self._ledger_retention)
+            self._messages = {
+                sid: m
+                for sid, m in self._messages.items()
+                if m.row[_UPDATED] > horizon  # type: ignore[operator]
+            }
             self._conversations = {
-                id: saved for id, saved in self._conversations.items() if saved[1] >= now
+                id: saved for id, saved in self._conversations.items() if not lapsed(saved[1], now)
             }
 
     def close(self) -> None:
         """Nothing to release."""
 
 
-def _due(job: Job, now: float) -> bool:
-    if job.state is JobState.PENDING:
-        return job.run_at <= now
-    return job.state is JobState.RUNNING and job.expires < now
+_FROM, _TO, _UPDATED, _STATUS = (
+    NAMES.index(name) for name in ("from_addr", "to_addr", "updated", "status")
+)
 
 
-def _status(value: str | None) -> MessageStatus | None:
-    return MessageStatus(value) if value else None
+def _status(row: Row) -> MessageStatus | None:
+    value = row[_STATUS]
+    return MessageStatus(value) if isinstance(value, str) and value else None
 
 
-def _record(sid: str, message: _Message, history: tuple[LedgerEvent, ...]) -> MessageRecord:
-    facts = message.facts
-    direction = facts.get("direction")
-    return MessageRecord(
-        sid,
-        _status(message.status),
-        message.error_code,
-        timestamp(message.updated),
-        optional_timestamp(message.final_at),
-        history,
-        direction=Direction(direction) if isinstance(direction, str) else None,
-        from_=_text(facts.get("from_")),
-        to=_text(facts.get("to")),
-        body=_text(facts.get("body")),
-        redacted=message.redacted,
-        num_segments=_number(facts.get("num_segments")),
-        num_media=_number(facts.get("num_media")),
-        created_at=optional_timestamp(message.created),
-        sent_at=optional_timestamp(message.sent_at),
-        price=_text(facts.get("price")),
-        price_unit=_text(facts.get("price_unit")),
-        ref=_text(facts.get("ref")),
-        in_reply_to=_text(facts.get("in_reply_to")),
-    )
+def _record(row: Row, history: tuple[LedgerEvent, ...]) -> MessageRecord:
+    return record_from_row([row[index] for index in _IN_RECORD_ORDER], history)
 
 
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _number(value: object) -> int | None:
-    return value if isinstance(value, int) else None
+_IN_RECORD_ORDER = tuple(NAMES.index(name) for name in RECORD_COLUMNS)
 
 
 def _event(entry: StatusEntry) -> LedgerEvent:

@@ -18,10 +18,9 @@ comes back is used again without restarting a worker. Expired rows are deleted, 
 claims released, by :meth:`PostgresStore.maintain` on the housekeeping thread or in
 ``webhook-kit maintenance``, never inside a request.
 
-The ledger follows the rules of the other stores: a given fact replaces the stored one, the
-status only moves to a higher rank (taking its error code with it), the created, sent and
-final times keep the earliest value, and redaction drops the body for good. A send's pending
-record (``WK…``) is merged into its SID's record in the same transaction that learns the SID.
+The ledger follows the rules every store runs (:mod:`.rules`, whose merge is this store's
+``ON CONFLICT`` clause); a send's pending record (``WK…``) is merged into its SID's record in
+the same transaction that learns the SID.
 """
 
 from __future__ import annotations
@@ -41,7 +40,8 @@ from typing import Any, Final
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from ..errors import ConfigurationError
-from ..jobs import JOB_COLUMNS, Job, JobState, job_from_row, job_row
+from ..jobs import Job, JobState, job_from_row
+from ..process import process
 from ..records import (
     LedgerEvent,
     MessageFacts,
@@ -55,7 +55,6 @@ from .base import (
     DEFAULT_LEDGER_RETENTION,
     DEFAULT_RETENTION,
     DEFAULT_TIMEOUT,
-    DESCRIPTIVE_COLUMNS,
     RECORD_COLUMNS,
     Abandoned,
     Applied,
@@ -64,13 +63,29 @@ from .base import (
     OptOut,
     Outcome,
     StoreErrors,
-    fact_columns,
     lost_claim,
-    marked_times,
     names_address,
     new_owner,
     query_equalities,
     record_from_row,
+)
+from .rules import (
+    HISTORY_ORDER_SQL,
+    LAPSED_SQL,
+    NAMES,
+    entry_row,
+    facts_row,
+    ledger_horizon,
+    merge_sql,
+)
+from .sql import (
+    POSTGRES_TYPES,
+    Dialect,
+    Statements,
+    conversation_writes,
+    job_params,
+    migrations,
+    opt_out_params,
 )
 
 try:
@@ -81,93 +96,10 @@ except ImportError as error:  # pragma: no cover - exercised without the extra i
         "the PostgreSQL store needs psycopg 3: pip install 'webhook_kit[postgres]'"
     ) from error
 
-#: The schema's history, oldest first; ``{schema}`` is the quoted schema name. To change the
-#: schema, append a step (never edit one that has shipped): every store applies the steps its
-#: database has not seen yet, in order, each recorded in ``wk_schema_version``.
-MIGRATIONS: Final[tuple[str, ...]] = (
-    """
-    CREATE TABLE {schema}.wk_claims (
-        key text PRIMARY KEY,
-        owner text NOT NULL,
-        done boolean NOT NULL,
-        answer bytea,
-        expires double precision NOT NULL
-    );
-    CREATE INDEX wk_claims_expires ON {schema}.wk_claims (expires);
-    CREATE TABLE {schema}.wk_messages (
-        sid text PRIMARY KEY,
-        status text,
-        rank integer NOT NULL,
-        error_code integer,
-        updated double precision NOT NULL,
-        final_at double precision
-    );
-    CREATE INDEX wk_messages_updated ON {schema}.wk_messages (updated);
-    CREATE TABLE {schema}.wk_events (
-        sid text NOT NULL,
-        key text NOT NULL,
-        status text NOT NULL,
-        error_code integer,
-        event_type text,
-        received double precision NOT NULL,
-        form text NOT NULL,
-        PRIMARY KEY (sid, key)
-    );
-    """,
-    """
-    CREATE TABLE {schema}.wk_conversations (
-        id text PRIMARY KEY,
-        data bytea NOT NULL,
-        expires double precision NOT NULL,
-        due double precision
-    );
-    CREATE INDEX wk_conversations_expires ON {schema}.wk_conversations (expires);
-    CREATE INDEX wk_conversations_due ON {schema}.wk_conversations (due) WHERE due IS NOT NULL;
-    CREATE TABLE {schema}.wk_opt_outs (
-        sender text NOT NULL,
-        address text NOT NULL,
-        opted_out boolean NOT NULL,
-        updated double precision NOT NULL,
-        source text NOT NULL,
-        PRIMARY KEY (sender, address)
-    );
-    """,
-    # The ledger as the record of every message: what the kit knows besides the status.
-    """
-    ALTER TABLE {schema}.wk_messages
-        ADD COLUMN created double precision,
-        ADD COLUMN sent_at double precision,
-        ADD COLUMN direction text,
-        ADD COLUMN from_addr text,
-        ADD COLUMN to_addr text,
-        ADD COLUMN body text,
-        ADD COLUMN redacted boolean NOT NULL DEFAULT false,
-        ADD COLUMN segments integer,
-        ADD COLUMN media integer,
-        ADD COLUMN price text,
-        ADD COLUMN price_unit text,
-        ADD COLUMN ref text,
-        ADD COLUMN reply_to text;
-    CREATE INDEX wk_messages_created
-        ON {schema}.wk_messages ((coalesce(created, 0)) DESC, (sid COLLATE "C") DESC);
-    CREATE INDEX wk_messages_ref ON {schema}.wk_messages (ref) WHERE ref IS NOT NULL;
-    """,
-    """
-    CREATE TABLE {schema}.wk_jobs (
-        key text PRIMARY KEY,
-        kind text NOT NULL,
-        handler text NOT NULL,
-        payload text NOT NULL,
-        created double precision NOT NULL,
-        state text NOT NULL,
-        attempts integer NOT NULL,
-        run_at double precision NOT NULL,
-        owner text NOT NULL,
-        expires double precision NOT NULL,
-        error text
-    );
-    CREATE INDEX wk_jobs_created ON {schema}.wk_jobs (created, key);
-    """,
+#: The schema's steps (:data:`.sql.MIGRATIONS`) in PostgreSQL's words, each one text of
+#: statements where ``{schema}`` is the quoted schema name.
+MIGRATIONS: Final[tuple[str, ...]] = tuple(
+    ";\n".join(step) for step in migrations("{schema}.", POSTGRES_TYPES, indexes=True)
 )
 
 log = logging.getLogger("webhook_kit")
@@ -198,42 +130,17 @@ INSERT INTO {schema}.wk_claims AS c (key, owner, done, answer, expires)
 SELECT %(key)s, %(owner)s, %(done)s, NULL, %(expires)s {commit}
 ON CONFLICT (key) DO UPDATE
 SET owner = excluded.owner, done = excluded.done, answer = NULL, expires = excluded.expires
-WHERE c.expires < %(now)s OR (NOT c.done AND c.owner = %(replace)s AND %(replace)s <> '')
+WHERE {lapsed} OR (NOT c.done AND c.owner = %(replace)s AND %(replace)s <> '')
 RETURNING true
-"""
-# Merging a new row into the stored one (``excluded`` holds the new values). GREATEST and
-# LEAST skip NULLs, so the times keep the earliest value given, and the status only moves to
-# a higher rank, with its error code. A descriptive column the preferred side leaves NULL
-# takes the other's: a save prefers the new values, an absorbed send the stored ones.
-
-
-def _merge(first: str, second: str) -> str:
-    """The ON CONFLICT clause, descriptive columns taken from ``first`` unless NULL."""
-    described = ",\n".join(
-        f"    {name} = coalesce({first}.{name}, {second}.{name})" for name in DESCRIPTIVE_COLUMNS
-    )
-    return f"""
-ON CONFLICT (sid) DO UPDATE SET
-    status = CASE WHEN excluded.rank > m.rank THEN excluded.status ELSE m.status END,
-    error_code = CASE WHEN excluded.rank > m.rank THEN excluded.error_code ELSE m.error_code END,
-    rank = greatest(m.rank, excluded.rank),
-    updated = greatest(m.updated, excluded.updated),
-    final_at = least(m.final_at, excluded.final_at),
-    created = least(m.created, excluded.created),
-    sent_at = least(m.sent_at, excluded.sent_at),
-    body = CASE WHEN m.redacted OR excluded.redacted THEN NULL
-                ELSE coalesce({first}.body, {second}.body) END,
-    redacted = m.redacted OR excluded.redacted,
-{described}
-"""
-
-
-_MERGE = _merge("excluded", "m")
-_COLUMNS = (
-    "sid", "status", "rank", "error_code", "updated", "final_at", "created", "sent_at",
-    "direction", "from_addr", "to_addr", "body", "redacted", "segments", "media", "price",
-    "price_unit", "ref", "reply_to",
-)  # fmt: skip
+""".replace("{lapsed}", LAPSED_SQL.format(ends="c.expires", now="%(now)s"))
+_BINARY = ' COLLATE "C"'
+# Merging a new row into the stored one (``excluded``: the new values) by the declared
+# rules (see .rules); a send's absorbed pending record keeps the SID's descriptive values.
+_MERGE = "\nON CONFLICT (sid) DO UPDATE SET\n    " + merge_sql(binary=_BINARY) + "\n"
+_MERGE_KEPT = (
+    "\nON CONFLICT (sid) DO UPDATE SET\n    " + merge_sql(given_wins=False, binary=_BINARY) + "\n"
+)
+_COLUMNS = NAMES
 _IN_RECORD_ORDER = itemgetter(*map(_COLUMNS.index, RECORD_COLUMNS))
 # MessageFacts saved (``{where}``: only if a claim in the same statement was won).
 _SAVE = (
@@ -262,7 +169,7 @@ _ABSORB = (
     + ") SELECT %(sid)s, "
     + ", ".join(_COLUMNS[1:])
     + " FROM alias"
-    + _merge("m", "excluded")
+    + _MERGE_KEPT
     + "RETURNING m.status"
 )
 # The claim (``{claim}``: a claim statement, or ``SELECT true`` when none is written), the
@@ -278,10 +185,11 @@ recorded AS (
     RETURNING true
 ),
 applied AS (
-    INSERT INTO {schema}.wk_messages AS m
-        (sid, status, rank, error_code, updated, final_at, created, sent_at)
-    SELECT %(sid)s, %(status)s, %(rank)s, %(error_code)s, %(received)s, %(final_at)s,
-        %(received)s, %(sent_at)s
+    INSERT INTO {schema}.wk_messages AS m ("""
+    + ", ".join(_COLUMNS)
+    + ") SELECT "
+    + ", ".join(f"%(row_{name})s" for name in _COLUMNS)
+    + """
     WHERE EXISTS (SELECT FROM recorded)"""
     + _MERGE
     + """
@@ -299,62 +207,23 @@ SELECT
 _RECORD_COLUMNS = ", ".join(f"m.{name}" for name in _COLUMNS)
 # set_config(..., true) lasts until the end of the statement's own transaction, its commit.
 _ASYNC_COMMIT = "WHERE set_config('synchronous_commit', 'off', true) IS NOT NULL"
-_LOST = "SELECT done, answer, owner FROM {schema}.wk_claims WHERE key = %s"
-_COMPLETE = """
-UPDATE {schema}.wk_claims SET done = true, answer = %s, expires = %s
-WHERE key = %s AND owner = %s AND NOT done
-"""
-_RELEASE = "DELETE FROM {schema}.wk_claims WHERE key = %s AND owner = %s AND NOT done"
 _GET = (
     "SELECT "
     + _RECORD_COLUMNS
     + """, e.status, e.received, e.error_code, e.event_type, e.key, e.form
 FROM {schema}.wk_messages AS m LEFT JOIN {schema}.wk_events AS e ON e.sid = m.sid
 WHERE m.sid = %s
-ORDER BY e.received, e.key
+ORDER BY {order}
 """
 )
-# Jobs (see webhook_kit.jobs.JobStore). Due: pending with its backoff over, or running with
-# its runner's lease over; SKIP LOCKED lets runners on many hosts take different jobs at once.
-_JOB_COLUMNS = ", ".join(JOB_COLUMNS)
-_INSERT_JOB = f"""
-INSERT INTO {{schema}}.wk_jobs ({_JOB_COLUMNS})
-VALUES ({", ".join(["%s"] * len(JOB_COLUMNS))}) ON CONFLICT DO NOTHING
-"""
-_TAKE_JOB = f"""
-UPDATE {{schema}}.wk_jobs
-SET state = 'running', owner = %(owner)s, expires = %(expires)s, attempts = attempts + 1
-WHERE key = (
-    SELECT key FROM {{schema}}.wk_jobs
-    WHERE (%(key)s::text IS NULL OR key = %(key)s)
-      AND ((state = 'pending' AND run_at <= %(now)s) OR (state = 'running' AND expires < %(now)s))
-    ORDER BY created, key LIMIT 1 FOR UPDATE SKIP LOCKED
-)
-RETURNING {_JOB_COLUMNS}
-"""
-_GET_JOB = f"SELECT {_JOB_COLUMNS} FROM {{schema}}.wk_jobs WHERE key = %s"
-_MINE = "WHERE key = %s AND owner = %s AND state = 'running'"
-_RENEW_JOB = "UPDATE {schema}.wk_jobs SET expires = %s " + _MINE
-_DELETE_JOB = "DELETE FROM {schema}.wk_jobs " + _MINE
-_SETTLE_JOB = "UPDATE {schema}.wk_jobs SET state = %s, run_at = %s, error = %s, owner = '' " + _MINE
-_LIST_JOBS = f"""
-SELECT {_JOB_COLUMNS} FROM {{schema}}.wk_jobs WHERE (%s::text IS NULL OR state = %s)
-ORDER BY created, key LIMIT %s
-"""
-_RETRY_JOB = """
-UPDATE {schema}.wk_jobs SET state = 'pending', attempts = 0, run_at = %s
-WHERE key = %s AND state = 'dead'
-"""
-_PURGE_JOBS = "DELETE FROM {schema}.wk_jobs WHERE state = %s"
 _FIND = "SELECT " + _RECORD_COLUMNS + " FROM {schema}.wk_messages AS m"
 _CREATED = "coalesce(m.created, 0)"
-_OPT_OUT_COLUMNS = "sender, address, opted_out, updated, source"
 # One batch of expired rows per statement, which returns how many went; SKIP LOCKED lets
 # every worker's housekeeping run at once without waiting on each other's rows (or a request's).
 _PURGE_EXPIRED = """
 WITH expired AS (
     DELETE FROM {schema}.{table} WHERE {key} IN (
-        SELECT {key} FROM {schema}.{table} WHERE expires < %s LIMIT %s FOR UPDATE SKIP LOCKED
+        SELECT {key} FROM {schema}.{table} WHERE {expired} LIMIT %s FOR UPDATE SKIP LOCKED
     )
     RETURNING true
 )
@@ -363,7 +232,7 @@ SELECT count(*) FROM expired
 _PURGE_MESSAGES = """
 WITH expired AS (
     DELETE FROM {schema}.wk_messages WHERE sid IN (
-        SELECT sid FROM {schema}.wk_messages WHERE updated < %s LIMIT %s FOR UPDATE SKIP LOCKED
+        SELECT sid FROM {schema}.wk_messages WHERE {outlived} LIMIT %s FOR UPDATE SKIP LOCKED
     )
     RETURNING sid
 ),
@@ -431,34 +300,31 @@ class PostgresStore:
             claim=_CLAIM.format(schema=quoted, commit=""), schema=quoted
         )
         self._record_unclaimed_sql = _RECORD.format(claim="SELECT true", schema=quoted)
-        self._lost_sql = _LOST.format(schema=quoted)
-        self._complete_sql = _COMPLETE.format(schema=quoted)
-        self._release_sql = _RELEASE.format(schema=quoted)
-        self._get_sql = _GET.format(schema=quoted)
+        # SKIP LOCKED lets runners on many hosts take different jobs at once.
+        self._sql = Statements(
+            Dialect(tables=f"{quoted}.", pyformat=True, lock_next=" FOR UPDATE SKIP LOCKED")
+        )
+        self._get_sql = _GET.format(schema=quoted, order=HISTORY_ORDER_SQL)
         self._find_sql = _FIND.format(schema=quoted)
+        expired = LAPSED_SQL.format(ends="expires", now="%s")
+        outlived = LAPSED_SQL.format(ends="updated", now="%s")
         self._purge_sql = (
-            (_PURGE_EXPIRED.format(schema=quoted, table="wk_claims", key="key"), 0.0),
-            (_PURGE_MESSAGES.format(schema=quoted), ledger_retention),
-            (_PURGE_EXPIRED.format(schema=quoted, table="wk_conversations", key="id"), 0.0),
+            (
+                _PURGE_EXPIRED.format(schema=quoted, table="wk_claims", key="key", expired=expired),
+                0.0,
+            ),
+            (_PURGE_MESSAGES.format(schema=quoted, outlived=outlived), ledger_retention),
+            (
+                _PURGE_EXPIRED.format(
+                    schema=quoted, table="wk_conversations", key="id", expired=expired
+                ),
+                0.0,
+            ),
         )
         self._compact_sql = _COMPACT.format(schema=quoted)
-        self._jobs_sql = {
-            name: sql.format(schema=quoted)
-            for name, sql in (
-                ("insert", _INSERT_JOB),
-                ("take", _TAKE_JOB),
-                ("get", _GET_JOB),
-                ("renew", _RENEW_JOB),
-                ("delete", _DELETE_JOB),
-                ("settle", _SETTLE_JOB),
-                ("list", _LIST_JOBS),
-                ("retry", _RETRY_JOB),
-                ("purge", _PURGE_JOBS),
-            )
-        }
         self._lock = threading.Lock()
         self._pool: ConnectionPool[_Connection] | None = None
-        self._pid = 0
+        self._forks = -1  # the fork generation its pool was opened in
         #: id(connection) -> (connection, deadline) while an operation uses it.
         self._busy: dict[int, tuple[_Connection, float]] = {}
         self._stuck_after = _STUCK_AFTER * timeout
@@ -520,39 +386,30 @@ class PostgresStore:
         jobs: Sequence[Job] = (),
     ) -> bool:
         now = self._clock()
-        values = (answer, now + self._retention, key, owner)
+        values = {
+            "answer": answer,
+            "expires": now + self._retention,
+            "key": key,
+            "owner": owner,
+            "now": now,
+        }
         with self._connection() as db:
             if conversation is None and not jobs:  # one statement: no transaction needed
-                return db.run(self._complete_sql, values).rowcount == 1
+                return db.run(self._sql.complete, values).rowcount == 1
             with db.transaction():
-                if db.execute(self._complete_sql, values).rowcount != 1:
+                if db.execute(self._sql.complete, values).rowcount != 1:
                     return False  # taken over: its new owner writes the conversation and jobs
                 if jobs:
                     with db.cursor() as cursor:
-                        cursor.executemany(self._jobs_sql["insert"], [job_row(j) for j in jobs])
+                        cursor.executemany(self._sql.insert_job, [job_params(j) for j in jobs])
                 if conversation is not None:
-                    self._save_conversation(db, conversation, now)
+                    for sql, params in conversation_writes(self._sql, conversation, now):
+                        db.execute(sql, params)
         return True
-
-    def _save_conversation(
-        self, db: psycopg.Connection[Any], conversation: ConversationWrite, now: float
-    ) -> None:
-        """Save (or delete) a conversation and release its lock, in the caller's transaction."""
-        schema = self._quoted
-        if conversation.data is None:
-            db.execute(f"DELETE FROM {schema}.wk_conversations WHERE id = %s", (conversation.id,))
-        else:
-            db.execute(
-                f"INSERT INTO {schema}.wk_conversations (id, data, expires, due)"
-                " VALUES (%s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET"
-                " data = excluded.data, expires = excluded.expires, due = excluded.due",
-                (conversation.id, conversation.data, now + conversation.ttl, conversation.due),
-            )
-        db.execute(self._release_sql, ("lock:" + conversation.id, conversation.lock_owner))
 
     def release(self, key: str, owner: str) -> None:
         with self._connection() as db:
-            db.execute(self._release_sql, (key, owner))
+            db.execute(self._sql.release, {"key": key, "owner": owner})
 
     def record_status(
         self, entry: StatusEntry, lease: float | None = None, replace: str = ""
@@ -577,9 +434,9 @@ class PostgresStore:
             "received": entry.received_at,
             "form": entry.form,
         }
-        params["final_at"], params["sent_at"] = marked_times(
-            entry.status, entry.final, entry.received_at
-        )
+        params |= {
+            f"row_{name}": value for name, value in zip(_COLUMNS, entry_row(entry), strict=True)
+        }
         sql = self._record_unclaimed_sql if lease is None else self._record_sql
         alias = entry.correlation if entry.correlation != entry.message_sid else None
         with (
@@ -656,35 +513,24 @@ class PostgresStore:
     def get_conversation(self, id: str) -> bytes | None:
         with self._connection() as db:
             row = db.execute(
-                f"SELECT data FROM {self._quoted}.wk_conversations WHERE id = %s AND expires >= %s",
-                (id, self._clock()),
+                self._sql.get_conversation, {"id": id, "now": self._clock()}
             ).fetchone()
         return bytes(row[0]) if row is not None else None
 
     def due_conversations(self, now: float, limit: int) -> list[str]:
+        due = {"due": now, "now": self._clock(), "limit": limit}
         with self._connection() as db:
-            rows = db.execute(
-                f"SELECT id FROM {self._quoted}.wk_conversations WHERE due <= %s LIMIT %s",
-                (now, limit),
-            ).fetchall()
+            rows = db.execute(self._sql.due_conversations, due).fetchall()
         return [row[0] for row in rows]
 
     def set_opt_out(self, record: OptOut) -> None:
         with self._connection() as db:
-            db.execute(
-                f"INSERT INTO {self._quoted}.wk_opt_outs"
-                " (sender, address, opted_out, updated, source) VALUES (%s, %s, %s, %s, %s)"
-                " ON CONFLICT (sender, address) DO UPDATE SET opted_out = excluded.opted_out,"
-                " updated = excluded.updated, source = excluded.source",
-                (record.sender, record.address, record.opted_out, record.updated_at, record.source),
-            )
+            db.execute(self._sql.set_opt_out, opt_out_params(record))
 
     def get_opt_out(self, sender: str, address: str) -> OptOut | None:
         with self._connection() as db:
             row = db.execute(
-                f"SELECT {_OPT_OUT_COLUMNS} FROM {self._quoted}.wk_opt_outs"
-                " WHERE sender = %s AND address = %s",
-                (sender, address),
+                self._sql.get_opt_out, {"sender": sender, "address": address}
             ).fetchone()
         return OptOut(*row) if row is not None else None
 
@@ -700,12 +546,11 @@ class PostgresStore:
         return row is not None
 
     def list_opt_outs(self, sender: str | None = None) -> list[OptOut]:
-        query = f"SELECT {_OPT_OUT_COLUMNS} FROM {self._quoted}.wk_opt_outs"
         with self._connection() as db:
             if sender is None:
-                cursor = db.execute(query + " ORDER BY sender, address")
+                cursor = db.execute(self._sql.list_opt_outs)
             else:
-                cursor = db.execute(query + " WHERE sender = %s ORDER BY address", (sender,))
+                cursor = db.execute(self._sql.list_opt_outs_of, {"sender": sender})
             rows = cursor.fetchall()
         return [OptOut(*row) for row in rows]
 
@@ -718,10 +563,11 @@ class PostgresStore:
         prefix = address + "|"
         with self._connection() as db, db.transaction():
             db.execute("SET LOCAL statement_timeout = 0")  # a scan of the whole ledger
-            removed = db.execute(
-                f"DELETE FROM {schema}.wk_conversations WHERE left(id, %s) = %s",
-                (len(prefix), prefix),
-            ).rowcount
+            purge = {"length": len(prefix), "prefix": prefix, "now": self._clock()}
+            # Those that had not expired: the others were gone already.
+            removed = sum(
+                bool(alive) for (alive,) in db.execute(self._sql.purge_conversations, purge)
+            )
             sids = {
                 sid
                 for sid, form in db.execute(f"SELECT sid, form FROM {schema}.wk_events")
@@ -744,41 +590,43 @@ class PostgresStore:
         now = self._clock()
         params = {"owner": new_owner(), "expires": now + lease, "key": key, "now": now}
         with self._connection() as db:
-            row = db.execute(self._jobs_sql["take"], params).fetchone()
+            row = db.execute(self._sql.take_job, params).fetchone()
         return job_from_row(row) if row is not None else None
 
     def get_job(self, key: str) -> Job | None:
         with self._connection() as db:
-            row = db.execute(self._jobs_sql["get"], (key,)).fetchone()
+            row = db.execute(self._sql.get_job, {"key": key}).fetchone()
         return job_from_row(row) if row is not None else None
 
     def renew_job(self, key: str, owner: str, lease: float) -> bool:
+        renewal = {"expires": self._clock() + lease, "key": key, "owner": owner}
         with self._connection() as db:
-            args = (self._clock() + lease, key, owner)
-            return db.execute(self._jobs_sql["renew"], args).rowcount == 1
+            return db.execute(self._sql.renew_job, renewal).rowcount == 1
 
     def finish_job(
         self, key: str, owner: str, state: JobState | None, run_at: float = 0.0, error: str = ""
     ) -> bool:
+        mine = {"key": key, "owner": owner}
         with self._connection() as db:
             if state is None:
-                return db.execute(self._jobs_sql["delete"], (key, owner)).rowcount == 1
-            args = (state.value, run_at, error, key, owner)
-            return db.execute(self._jobs_sql["settle"], args).rowcount == 1
+                return db.execute(self._sql.delete_job, mine).rowcount == 1
+            settled = mine | {"state": state.value, "run_at": run_at, "error": error}
+            return db.execute(self._sql.settle_job, settled).rowcount == 1
 
     def list_jobs(self, state: JobState | None = None, limit: int = 100) -> list[Job]:
-        value = state.value if state is not None else None
+        listed = {"state": state.value if state is not None else None, "limit": limit}
         with self._connection() as db:
-            rows = db.execute(self._jobs_sql["list"], (value, value, limit)).fetchall()
+            rows = db.execute(self._sql.list_jobs, listed).fetchall()
         return [job_from_row(row) for row in rows]
 
     def retry_job(self, key: str) -> bool:
         with self._connection() as db:
-            return db.execute(self._jobs_sql["retry"], (self._clock(), key)).rowcount == 1
+            retried = {"now": self._clock(), "key": key}
+            return db.execute(self._sql.retry_job, retried).rowcount == 1
 
     def purge_jobs(self, state: JobState = JobState.DEAD) -> int:
         with self._connection() as db:
-            return int(db.execute(self._jobs_sql["purge"], (state.value,)).rowcount)
+            return int(db.execute(self._sql.purge_jobs, {"state": state.value}).rowcount)
 
     def maintain(self, *, full: bool = False) -> None:
         """Release abandoned claims, drop broken connections, then expire a batch when due.
@@ -791,10 +639,10 @@ class PostgresStore:
         they must not open a pool of their own.
         """
         pool = self._pool
-        if not full and (pool is None or self._pid != os.getpid()):
+        if not full and (pool is None or self._forks != process.forks):
             return
         self._abandoned.release(self.release)
-        if self._suspect and pool is not None and self._pid == os.getpid():
+        if self._suspect and pool is not None and self._forks == process.forks:
             self._suspect = False
             with self._guard:
                 pool.check()  # drops every broken idle connection, so no request gets one
@@ -805,7 +653,7 @@ class PostgresStore:
         for sql, retention in self._purge_sql:
             while True:
                 with self._connection() as db:
-                    row = db.execute(sql, (now - retention, _PURGE_BATCH)).fetchone()
+                    row = db.execute(sql, (ledger_horizon(now, retention), _PURGE_BATCH)).fetchone()
                 if row is None or row[0] < _PURGE_BATCH:
                     break
                 if not full:
@@ -821,7 +669,7 @@ class PostgresStore:
 
     def close(self) -> None:
         with self._lock:
-            if self._pool is not None and self._pid == os.getpid():
+            if self._pool is not None and self._forks == process.forks:
                 self._pool.close()
             self._pool = None  # a forked child drops its parent's: psycopg leaves it open
 
@@ -832,7 +680,7 @@ class PostgresStore:
         ``watched``: cut by the watchdog if the operation outlasts the store timeout twice.
         """
         pool = self._pool
-        if pool is None or self._pid != os.getpid():
+        if pool is None or self._forks != process.forks:
             pool = self._open()
         with self._guard:
             # getconn/putconn rather than pool.connection(): its ``with conn`` only commits
@@ -859,7 +707,7 @@ class PostgresStore:
 
     def _open(self) -> ConnectionPool[_Connection]:
         with self._lock:
-            if self._pid != os.getpid():
+            if self._forks != process.forks:
                 # A connection must not cross a fork: a gunicorn worker forked from a master
                 # that used the store opens its own pool. psycopg closes a connection only in
                 # the process that opened it, so dropping the parent's pool is safe.
@@ -876,7 +724,7 @@ class PostgresStore:
                     open=True,
                     name=f"webhook_kit-{self.schema}",
                 )
-                self._pid = os.getpid()
+                self._forks = process.forks
                 self._busy = {}
                 watchdog = threading.Thread(
                     target=_watch,
@@ -932,7 +780,7 @@ class PostgresStore:
 
     def _lost(self, db: _Connection, key: str) -> Claim:
         """Why a claim on ``key`` was not won: a finished claim (with its answer) or a live one."""
-        row = db.run(self._lost_sql, (key,)).fetchone()
+        row = db.run(self._sql.lost, {"key": key}).fetchone()
         return lost_claim(row)
 
 
@@ -941,12 +789,8 @@ def _status(value: str | None) -> MessageStatus | None:
 
 
 def _fact_params(facts: MessageFacts) -> dict[str, object]:
-    """The columns of ``facts`` as :data:`_SAVE` takes them."""
-    return fact_columns(facts) | {
-        "updated": facts.at,
-        "body": None if facts.redact else facts.body,
-        "redacted": facts.redact,
-    }
+    """The row of ``facts`` as :data:`_SAVE` takes it."""
+    return dict(zip(_COLUMNS, facts_row(facts), strict=True))
 
 
 def _record(row: tuple[Any, ...], history: tuple[LedgerEvent, ...]) -> MessageRecord:

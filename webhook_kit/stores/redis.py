@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, cast
@@ -24,6 +23,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import ConfigurationError
 from ..jobs import JOB_COLUMNS, Job, JobState, job_from_row, job_row
+from ..process import process
 from ..records import (
     Direction,
     LedgerEvent,
@@ -49,6 +49,17 @@ from .base import (
     names_address,
     new_owner,
 )
+from .rules import (
+    LUA_MERGE,
+    Row,
+    entry_row,
+    facts_row,
+    history_order,
+    job_order,
+    lapsed,
+    ledger_horizon,
+    redis_pairs,
+)
 
 try:
     import redis
@@ -63,23 +74,66 @@ except ImportError as error:  # pragma: no cover - exercised without the extra i
 
 _PENDING, _DONE = b"P", b"D"
 
-# Finish a claim (KEYS[1]) owned by ARGV[1]; then, if ARGV[4] names a conversation, save it
-# (KEYS[2], ARGV[5] == '1') or delete it, release its lock (KEYS[3]) and set its due time
-# (KEYS[4]); then add the jobs: ARGV[10] is the hash prefix, ARGV[11] the number n of
-# columns (0 when there are no jobs), the next n their names, and the rest the jobs'
-# values, n per job, each job scheduled by run_at in KEYS[5].
-_COMPLETE = """
-if redis.call('GET', KEYS[1]) ~= 'P' .. ARGV[1] then
+# Claims and conversations carry their own end (the store's clock, as in the SQL stores):
+# a claim is "<P|D><expires>|<owner|answer>", a conversation "<expires>|<data>". A script
+# compares the end with the caller's ``now`` (see rules.lapsed), so expiry follows the one
+# rule whatever the server's clock; Redis drops the key itself at that time (PXAT).
+_LUA_CLAIMS = """
+local function ends(value)
+    local bar = string.find(value, '|', 1, true)
+    local expires = bar and tonumber(string.sub(value, 2, bar - 1))
+    if not expires then  -- written before ends were kept: it ends with its own TTL
+        return math.huge, string.sub(value, 2)
+    end
+    return expires, string.sub(value, bar + 1)
+end
+local function held(key, owner, now)
+    local current = redis.call('GET', key)
+    if not current or string.sub(current, 1, 1) ~= 'P' then return false end
+    local expires, holder = ends(current)
+    return holder == owner and expires > tonumber(now)
+end
+local function pxat(seconds)
+    return string.format('%.0f', math.ceil(tonumber(seconds) * 1000))
+end
+"""
+# take: set the claim key if free, lapsed, or unfinished and held by the dead owner ``dead``;
+# returns false when taken, else the current value.
+_LUA_TAKE = """
+local function take(key, state, expires, holder, now, dead)
+    local current = redis.call('GET', key)
+    if current then
+        local ends_at, owner = ends(current)
+        local mine = dead ~= '' and string.sub(current, 1, 1) == 'P' and owner == dead
+        if ends_at > tonumber(now) and not mine then
+            return current
+        end
+    end
+    redis.call('SET', key, state .. expires .. '|' .. holder, 'PXAT', pxat(expires))
+    return false
+end
+"""
+# Finish a claim (KEYS[1]) owned by ARGV[1] and not lapsed at ARGV[10]; then, if ARGV[4]
+# names a conversation, save it (KEYS[2], ARGV[5] == '1', until ARGV[7]) or delete it,
+# release its lock (KEYS[3]) and set its due time (KEYS[4]); then add the jobs: ARGV[11] is
+# the hash prefix, ARGV[12] the number n of columns (0 when there are no jobs), the next n
+# their names, and the rest the jobs' values, n per job, each job waiting for its run_at in
+# KEYS[5]. ARGV[2] is the answer, ARGV[3] when the finished key expires.
+_COMPLETE = (
+    _LUA_CLAIMS
+    + """
+local now = ARGV[10]
+if not held(KEYS[1], ARGV[1], now) then
     return 0
 end
-redis.call('SET', KEYS[1], 'D' .. ARGV[2], 'PX', ARGV[3])
+redis.call('SET', KEYS[1], 'D' .. ARGV[3] .. '|' .. ARGV[2], 'PXAT', pxat(ARGV[3]))
 if ARGV[4] ~= '' then
     if ARGV[5] == '1' then
-        redis.call('SET', KEYS[2], ARGV[6], 'PX', ARGV[7])
+        redis.call('SET', KEYS[2], ARGV[7] .. '|' .. ARGV[6], 'PXAT', pxat(ARGV[7]))
     else
         redis.call('DEL', KEYS[2])
     end
-    if redis.call('GET', KEYS[3]) == 'P' .. ARGV[8] then
+    if held(KEYS[3], ARGV[8], now) then
         redis.call('DEL', KEYS[3])
     end
     if ARGV[5] == '1' and ARGV[9] ~= '' then
@@ -88,17 +142,17 @@ if ARGV[4] ~= '' then
         redis.call('ZREM', KEYS[4], ARGV[4])
     end
 end
-local n = tonumber(ARGV[11])
+local n = tonumber(ARGV[12])
 local run_at
 for c = 1, n do
-    if ARGV[11 + c] == 'run_at' then run_at = c end
+    if ARGV[12 + c] == 'run_at' then run_at = c end
 end
-local i = 12 + n
+local i = 13 + n
 while i <= #ARGV do
-    local name = ARGV[10] .. ARGV[i]
+    local name = ARGV[11] .. ARGV[i]
     if redis.call('EXISTS', name) == 0 then
         for c = 1, n do
-            redis.call('HSET', name, ARGV[11 + c], ARGV[i + c - 1])
+            redis.call('HSET', name, ARGV[12 + c], ARGV[i + c - 1])
         end
         redis.call('ZADD', KEYS[5], ARGV[i + run_at - 1], ARGV[i])
     end
@@ -106,161 +160,123 @@ while i <= #ARGV do
 end
 return 1
 """
-# KEYS: claim. ARGV: owner.
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == 'P' .. ARGV[1] then
+)
+# KEYS: claim. ARGV: owner. An unfinished claim only: a finished one keeps its answer.
+_RELEASE = (
+    _LUA_CLAIMS
+    + """
+local current = redis.call('GET', KEYS[1])
+if current and string.sub(current, 1, 1) == 'P' and select(2, ends(current)) == ARGV[1] then
     redis.call('DEL', KEYS[1])
 end
 """
-# Shared by the scripts that take a claim. take: set the claim key if free, or if unfinished
-# and held by the dead owner ``dead``; returns false when taken, else the current value.
-_LUA_TAKE = """
-local function take(key, value, ttl, dead)
-    if redis.call('SET', key, value, 'NX', 'PX', ttl) then
-        return false
-    end
-    local current = redis.call('GET', key)
-    if dead ~= '' and current == 'P' .. dead then
-        redis.call('SET', key, value, 'PX', ttl)
-        return false
-    end
-    return current or ''
-end
-"""
-# KEYS: claim. ARGV: claim value, claim ttl ms, dead owner ('' for none).
+)
+# KEYS: claim. ARGV: owner, expires, now, dead owner ('' for none).
 # Returns 0 when the claim was won, else the current claim value.
-_CLAIM = _LUA_TAKE + "return take(KEYS[1], ARGV[1], ARGV[2], ARGV[3]) or 0"
-# Shared by the scripts that write a message hash. apply: the status moves to a higher rank
-# only; updated is the latest time, created/final_at/sent_at the earliest; one read and at
-# most one write of the hash; returns the status. absorb: merge the hash of a send kept under
-# its correlation id into the SID's, and drop it.
-_LUA_LEDGER = """
-local function earliest(fields, name, value, current)
-    if value ~= '' and (not current or tonumber(value) < tonumber(current)) then
-        fields[#fields + 1] = name
-        fields[#fields + 1] = value
-        return value
+_CLAIM = (
+    _LUA_CLAIMS + _LUA_TAKE + "return take(KEYS[1], 'P', ARGV[2], ARGV[1], ARGV[3], ARGV[4]) or 0"
+)
+# The ledger, by the declared rules (rules.LUA_MERGE). write: merge the row ``new`` (hash
+# field -> value) into the hash ``key`` and index its creation time; the hash and its
+# ``extra`` keys (history, event markers) are kept until ``keep`` (the store's clock plus the
+# ledger retention: at least as long as rules.ledger_horizon keeps them; maintain(full=True)
+# removes what that rule says has expired).
+# absorb: merge the hash of a send kept under its correlation id into the SID's, and drop it.
+_LUA_LEDGER = (
+    _LUA_CLAIMS
+    + LUA_MERGE
+    + """
+local function write(key, index, sid, new, given_wins, keep, extra)
+    local out, existed = merge(key, new, given_wins)
+    local fields, gone = {}, {}
+    for _, field in ipairs(FIELDS) do
+        if out[field] ~= nil then
+            fields[#fields + 1] = field
+            fields[#fields + 1] = out[field]
+        elseif existed then
+            gone[#gone + 1] = field
+        end
     end
-    return current
+    redis.call('HSET', key, unpack(fields))
+    if #gone > 0 then
+        redis.call('HDEL', key, unpack(gone))
+    end
+    redis.call('ZADD', index, out['created'], sid)
+    local until_ms = pxat(keep)
+    redis.call('PEXPIREAT', key, until_ms)
+    for _, name in ipairs(extra) do
+        redis.call('PEXPIREAT', name, until_ms)
+    end
+    return out['status'] or ''
 end
-local function apply(key, index, sid, status, rank, code, at, final_at, sent_at)
-    local old = redis.call('HMGET', key, 'rank', 'updated', 'status', 'created', 'final_at',
-                           'sent_at')
-    local current, fields = old[3], {}
-    if status ~= '' and tonumber(rank) > tonumber(old[1] or '-2') then
-        current = status
-        fields = {'status', status, 'rank', rank, 'error_code', code}
-    elseif not old[1] then
-        fields = {'rank', '-2'}
+local function pairs_of(args, first)
+    local new = {}
+    for i = first, #args, 2 do
+        new[args[i]] = args[i + 1]
     end
-    if tonumber(at) > tonumber(old[2] or '0') then
-        fields[#fields + 1] = 'updated'
-        fields[#fields + 1] = at
-    end
-    local created = earliest(fields, 'created', at, old[4])
-    earliest(fields, 'final_at', final_at, old[5])
-    earliest(fields, 'sent_at', sent_at, old[6])
-    if #fields > 0 then
-        redis.call('HSET', key, unpack(fields))
-    end
-    if created ~= old[4] then
-        redis.call('ZADD', index, created, sid)
-    end
-    return current
+    return new
 end
-local function absorb(key, index, sid, alias_key, alias)
+local function absorb(key, index, sid, alias_key, alias, keep)
     if alias == '' or alias == sid then return end
     local flat = redis.call('HGETALL', alias_key)
     if #flat == 0 then return end
-    local old = {}
-    for i = 1, #flat, 2 do old[flat[i]] = flat[i + 1] end
-    for name, value in pairs(old) do
-        if name == 'body' or name == 'direction' or name == 'from' or name == 'to'
-            or name == 'segments' or name == 'media' or name == 'price'
-            or name == 'price_unit' or name == 'ref' or name == 'reply_to' then
-            redis.call('HSETNX', key, name, value)
-        end
-    end
-    if old['redacted'] == '1' then
-        redis.call('HDEL', key, 'body')
-        redis.call('HSET', key, 'redacted', '1')
-    end
-    apply(key, index, sid, old['status'] or '', old['rank'] or '-2', old['error_code'] or '',
-          old['created'] or old['updated'], old['final_at'] or '', old['sent_at'] or '')
+    write(key, index, sid, pairs_of(flat, 1), false, keep, {})
     redis.call('DEL', alias_key)
     redis.call('ZREM', index, alias)
 end
 """
+)
 # KEYS: claim, event marker, message hash, history list, index, alias message hash.
-# ARGV: claim value ('' for no claim: the marker alone dedupes), claim ttl ms, status, rank,
-#       final (0/1), error code ('' for none), received, history entry, ledger ttl ms,
-#       dead owner ('' for none), sid, alias ('' for none).
+# ARGV: claim state ('' for no claim: the marker alone dedupes), claim expires, now, owner,
+#       dead owner ('' for none), history entry, kept until, sid, alias ('' for
+#       none), then the callback's row as field/value pairs.
 # Returns {0, current claim value} when the claim is lost, else {1, recorded, status}.
-# Few calls: the script's time is the server's, shared with every other client.
 _RECORD = (
-    _LUA_TAKE
-    + _LUA_LEDGER
+    _LUA_LEDGER
+    + _LUA_TAKE
     + """
 if ARGV[1] ~= '' then
-    local current = take(KEYS[1], ARGV[1], ARGV[2], ARGV[10])
+    local current = take(KEYS[1], ARGV[1], ARGV[2], ARGV[4], ARGV[3], ARGV[5])
     if current then
         return {0, current}
     end
 end
-absorb(KEYS[3], KEYS[5], ARGV[11], KEYS[6], ARGV[12])
-if not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[9]) then
+absorb(KEYS[3], KEYS[5], ARGV[8], KEYS[6], ARGV[9], ARGV[7])
+if redis.call('EXISTS', KEYS[2]) == 1 then
     return {1, 0, ARGV[1] ~= '' and redis.call('HGET', KEYS[3], 'status') or ''}
 end
-redis.call('RPUSH', KEYS[4], ARGV[8])
-local final_at = ARGV[5] == '1' and ARGV[7] or ''
-local sent_at = ARGV[3] == 'sent' and ARGV[7] or ''
-local status = apply(KEYS[3], KEYS[5], ARGV[11], ARGV[3], ARGV[4], ARGV[6], ARGV[7], final_at,
-                     sent_at)
-redis.call('PEXPIRE', KEYS[3], ARGV[9])
-redis.call('PEXPIRE', KEYS[4], ARGV[9])
-return {1, 1, status or ''}
+redis.call('SET', KEYS[2], '1')
+redis.call('RPUSH', KEYS[4], ARGV[6])
+local status = write(KEYS[3], KEYS[5], ARGV[8], pairs_of(ARGV, 10), true, ARGV[7],
+                     {KEYS[2], KEYS[4]})
+return {1, 1, status}
 """
 )
-# save(K, A): K = message hash, index, alias message hash; A = sid, alias, status, rank,
-# error code, at, final_at, sent_at, created, redact (0/1), ledger ttl ms, then name/value
-# pairs of the given descriptive fields.
+# save(K, A): K = message hash, index, alias message hash; A = sid, alias, kept until, then
+# the facts' row as field/value pairs.
 _LUA_SAVE = """
 local function save(K, A)
-    absorb(K[1], K[2], A[1], K[3], A[2])
-    for i = 12, #A, 2 do
-        redis.call('HSET', K[1], A[i], A[i + 1])
-    end
-    if A[10] == '1' or redis.call('HGET', K[1], 'redacted') == '1' then
-        redis.call('HDEL', K[1], 'body')  -- once redacted, a body is never stored again
-        redis.call('HSET', K[1], 'redacted', '1')
-    end
-    apply(K[1], K[2], A[1], A[3], A[4], A[5], A[6], A[7], A[8])
-    local fields = {}
-    local created = earliest(fields, 'created', A[9], redis.call('HGET', K[1], 'created'))
-    if #fields > 0 then
-        redis.call('HSET', K[1], unpack(fields))
-        redis.call('ZADD', K[2], created, A[1])
-    end
-    redis.call('PEXPIRE', K[1], A[11])
+    absorb(K[1], K[2], A[1], K[3], A[2], A[3])
+    write(K[1], K[2], A[1], pairs_of(A, 4), true, A[3], {})
 end
 """
 _SAVE = _LUA_LEDGER + _LUA_SAVE + "save(KEYS, ARGV)"
-# KEYS: claim, then save's, then the opt-out hashes of the senders to screen. ARGV: claim
-# value, claim ttl ms, dead owner, the message's sender, then save's.
+# KEYS: claim, then save's, then the opt-out hashes of the senders to screen. ARGV: owner,
+# claim expires, now, dead owner, the message's sender, then save's.
 # Returns the current claim value when the claim was lost, else 1 if the sender opted out
 # of any of those senders (an opt-out record starts with "1|"), else 0.
 _CLAIM_SAVE = (
-    _LUA_TAKE
-    + _LUA_LEDGER
+    _LUA_LEDGER
+    + _LUA_TAKE
     + _LUA_SAVE
     + """
-local current = take(KEYS[1], ARGV[1], ARGV[2], ARGV[3])
+local current = take(KEYS[1], 'P', ARGV[2], ARGV[1], ARGV[3], ARGV[4])
 if current then
     return current
 end
-save({KEYS[2], KEYS[3], KEYS[4]}, {unpack(ARGV, 5)})
+save({KEYS[2], KEYS[3], KEYS[4]}, {unpack(ARGV, 6)})
 for i = 5, #KEYS do
-    local record = redis.call('HGET', KEYS[i], ARGV[4])
+    local record = redis.call('HGET', KEYS[i], ARGV[5])
     if record and string.sub(record, 1, 2) == '1|' then
         return 1
     end
@@ -268,19 +284,6 @@ end
 return 0
 """
 )
-#: MessageFacts field -> hash field, for the descriptive fields.
-_FACT_FIELDS = {
-    "direction": "direction",
-    "from_": "from",
-    "to": "to",
-    "body": "body",
-    "num_segments": "segments",
-    "num_media": "media",
-    "price": "price",
-    "price_unit": "price_unit",
-    "ref": "ref",
-    "in_reply_to": "reply_to",
-}
 # KEYS: index, then the message hashes of ARGV's SIDs. Drops from the index each SID whose
 # hash has expired (checked here, so a record written again meanwhile keeps its entry).
 _DROP = """
@@ -292,35 +295,76 @@ for i = 2, #KEYS do
 end
 return dropped
 """
+# KEYS: conv-due. ARGV: conversation key prefix, due bound, now, limit. The due ids, in
+# (due, id) order, of conversations that have not expired; the others leave the set.
+_DUE_CONVERSATIONS = """
+local found = {}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])) do
+    local value = redis.call('GET', ARGV[1] .. id)
+    local bar = value and string.find(value, '|', 1, true)
+    local expires = bar and tonumber(string.sub(value, 1, bar - 1)) or math.huge
+    if not value or expires <= tonumber(ARGV[3]) then
+        redis.call('ZREM', KEYS[1], id)
+    elseif #found < tonumber(ARGV[4]) then
+        found[#found + 1] = id
+    end
+end
+return found
+"""
+# KEYS: index. ARGV: key prefix, horizon, SIDs. Removes each record whose last update is at
+# or before the horizon (rules.lapsed), with its history and event markers.
+_OUTLIVE = """
+for i = 3, #ARGV do
+    local tag = ARGV[1] .. '{' .. ARGV[i] .. '}'
+    local updated = redis.call('HGET', tag .. ':message', 'updated')
+    if not updated or tonumber(updated) <= tonumber(ARGV[2]) then
+        for _, raw in ipairs(redis.call('LRANGE', tag .. ':history', 0, -1)) do
+            if string.sub(raw, 1, 1) == '[' then
+                redis.call('DEL', tag .. ':event:' .. cjson.decode(raw)[1])
+            end
+        end
+        redis.call('DEL', tag .. ':message', tag .. ':history')
+        redis.call('ZREM', KEYS[1], ARGV[i])
+    end
+end
+"""
 _FIND_BATCH = 500
 _PRUNE_EVERY = 10.0
 
-# Jobs: a hash per job (JOB_COLUMNS), the keys of pending and running ones in the "due"
-# sorted set scored by when they are due (run_at; the lease end while running), the dead
-# ones in the "dead" set scored by creation. ARGV[1] is always the key prefix of the hashes.
-# KEYS: due. ARGV: prefix, now, owner, lease end, job key ('' for the next due), columns.
+# Jobs: a hash per job (JOB_COLUMNS). Pending and running jobs wait in the "due" sorted set
+# scored by when they are due (run_at; the lease end while running); a take first moves
+# every job due by then into the "ready" set, scored by creation, and leases the first there:
+# the oldest due job (rules.JOB_ORDER_SQL: created, then key, as a sorted set orders ties).
+# Dead jobs are in the "dead" set scored by creation. ARGV[1] is always the hashes' prefix.
+# KEYS: due, dead, ready. ARGV: prefix, now, owner, lease end, job key ('' for the oldest
+# due), columns.
 _TAKE = """
+for _, due in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])) do
+    redis.call('ZADD', KEYS[3], redis.call('HGET', ARGV[1] .. due, 'created'), due)
+    redis.call('ZREM', KEYS[1], due)
+end
 local key = ARGV[5]
 if key == '' then
-    local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'LIMIT', 0, 1)
-    if #due == 0 then return false end
-    key = due[1]
-else
-    local score = redis.call('ZSCORE', KEYS[1], key)
-    if not score or tonumber(score) > tonumber(ARGV[2]) then return false end
+    local first = redis.call('ZRANGE', KEYS[3], 0, 0)
+    if #first == 0 then return false end
+    key = first[1]
+elseif not redis.call('ZSCORE', KEYS[3], key) then
+    return false
 end
 local name = ARGV[1] .. key
 redis.call('HSET', name, 'state', 'running', 'owner', ARGV[3], 'expires', ARGV[4])
 redis.call('HINCRBY', name, 'attempts', 1)
+redis.call('ZREM', KEYS[3], key)
 redis.call('ZADD', KEYS[1], ARGV[4], key)
 return redis.call('HMGET', name, unpack(ARGV, 6))
 """
-# KEYS: due, dead. ARGV: prefix, key, owner, new state ('' deletes; 'renew' extends the
-# lease to ARGV[5]), run_at or lease end, error.
+# KEYS: due, dead, ready. ARGV: prefix, key, owner, new state ('' deletes; 'renew' extends
+# the lease to ARGV[5]), run_at or lease end, error.
 _FINISH = """
 local name = ARGV[1] .. ARGV[2]
 local mine = redis.call('HMGET', name, 'owner', 'state')
 if mine[1] ~= ARGV[3] or mine[2] ~= 'running' then return 0 end
+redis.call('ZREM', KEYS[3], ARGV[2])
 if ARGV[4] == 'renew' then
     redis.call('HSET', name, 'expires', ARGV[5])
     redis.call('ZADD', KEYS[1], ARGV[5], ARGV[2])
@@ -338,7 +382,7 @@ else
 end
 return 1
 """
-# KEYS: due, dead. ARGV: prefix, key, now.
+# KEYS: due, dead, ready. ARGV: prefix, key, now.
 _RETRY = """
 local name = ARGV[1] .. ARGV[2]
 if redis.call('HGET', name, 'state') ~= 'dead' then return 0 end
@@ -347,14 +391,16 @@ redis.call('ZREM', KEYS[2], ARGV[2])
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
 return 1
 """
-# KEYS: the set holding jobs in that state. ARGV: prefix, state.
+# KEYS: the sets that may hold jobs in that state. ARGV: prefix, state.
 _PURGE = """
 local n = 0
-for _, key in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-    if redis.call('HGET', ARGV[1] .. key, 'state') == ARGV[2] then
-        redis.call('DEL', ARGV[1] .. key)
-        redis.call('ZREM', KEYS[1], key)
-        n = n + 1
+for _, set in ipairs(KEYS) do
+    for _, key in ipairs(redis.call('ZRANGE', set, 0, -1)) do
+        if redis.call('HGET', ARGV[1] .. key, 'state') == ARGV[2] then
+            redis.call('DEL', ARGV[1] .. key)
+            redis.call('ZREM', set, key)
+            n = n + 1
+        end
     end
 end
 return n
@@ -369,17 +415,17 @@ class _Connections:
     exchange, or disconnected (it reconnects when used again), so none holds a reply.
     """
 
-    __slots__ = ("_idle", "_pid", "_pool")
+    __slots__ = ("_forks", "_idle", "_pool")
 
     def __init__(self, pool: ConnectionPool) -> None:
         self._pool = pool
         self._idle: list[redis.Connection] = []
-        self._pid = os.getpid()
+        self._forks = process.forks
 
     def exchange(self, command: bytes) -> Any:
         """Send ``command`` and read its reply (raised if it is an error)."""
-        if self._pid != os.getpid():  # forked: the parent's sockets are not this process's
-            self._idle, self._pid = [], os.getpid()
+        if self._forks != process.forks:  # forked: the parent's sockets are not ours
+            self._idle, self._forks = [], process.forks
         try:
             return self._exchange(command)
         except redis.ConnectionError:  # closed meanwhile (a Redis restart): once more, as
@@ -447,8 +493,8 @@ class RedisStore:
         url, prefix = _split_prefix(url)
         self.url = url
         self._prefix = prefix
-        self._retention_ms = int(retention * 1000)
-        self._ledger_ms = int(ledger_retention * 1000)
+        self._retention = retention
+        self._ledger_retention = ledger_retention
         self._clock = clock
         try:
             self._redis = redis.Redis.from_url(
@@ -474,10 +520,16 @@ class RedisStore:
         self._retry = _Script(scripts, _RETRY)
         self._purge = _Script(scripts, _PURGE)
         self._jobs = self._prefix + "job:"
-        self._job_sets = [self._prefix + "jobs:due", self._prefix + "jobs:dead"]
+        self._job_sets = [
+            self._prefix + "jobs:due",
+            self._prefix + "jobs:dead",
+            self._prefix + "jobs:ready",
+        ]
+        self._due_conversations = _Script(scripts, _DUE_CONVERSATIONS)
         self._save = _Script(scripts, _SAVE)
         self._claim_save = _Script(scripts, _CLAIM_SAVE)
         self._drop = _Script(scripts, _DROP)
+        self._outlive = _Script(scripts, _OUTLIVE)
         self._index = prefix + "messages"
         self._next_prune = 0.0
         self._pruned = 0  # index entries old enough to have expired, found still alive
@@ -492,12 +544,13 @@ class RedisStore:
         senders: Sequence[str] = (),
     ) -> Claim:
         owner = new_owner()
-        taking: list[Any] = [_PENDING + owner.encode(), int(lease * 1000), replace]
+        now = self._clock()
+        taking: list[Any] = [owner, repr(now + lease), repr(now), replace]
         with self._abandoned.guarding(key, owner), self._guard:
             if message is None:
                 value = self._claim(keys=[self._prefix + "claim:" + key], args=taking)
             else:
-                keys, args = self._save_call(message, None)
+                keys, args = self._save_call(facts_row(message), None)
                 screens = [self._opt_outs(sender) for sender in senders]
                 value = self._claim_save(
                     keys=[self._prefix + "claim:" + key, *keys, *screens],
@@ -525,12 +578,13 @@ class RedisStore:
         jobs: Sequence[Job] = (),
     ) -> bool:
         id = conversation.id if conversation is not None else ""
-        saved: list[Any] = ["", "0", b"", 1, "", ""]
+        now = self._clock()
+        saved: list[Any] = ["", "0", b"", "0", "", ""]
         if conversation is not None:
             due = "" if conversation.due is None else repr(conversation.due)
             save = "0" if conversation.data is None else "1"
-            ttl = max(1, int(conversation.ttl * 1000))
-            saved = [id, save, conversation.data or b"", ttl, conversation.lock_owner, due]
+            until = repr(now + conversation.ttl)
+            saved = [id, save, conversation.data or b"", until, conversation.lock_owner, due]
         columns = [self._jobs, len(JOB_COLUMNS), *JOB_COLUMNS] if jobs else [self._jobs, 0]
         values = [_text(value) for job in jobs for value in job_row(job)]
         keys = [
@@ -540,7 +594,8 @@ class RedisStore:
             self._prefix + "conv-due",
             self._job_sets[0],
         ]
-        args = [owner, answer, self._retention_ms, *saved, *columns, *values]
+        finished = repr(now + self._retention)
+        args = [owner, answer, finished, *saved, repr(now), *columns, *values]
         with self._guard:
             return bool(self._complete(keys=keys, args=args))
 
@@ -555,7 +610,7 @@ class RedisStore:
         callback was recorded before, so a duplicate is lost (DONE) without one.
         """
         owner = "" if lease is None else new_owner()
-        claim_value = b"" if lease is None else _PENDING + owner.encode()
+        now = self._clock()
         tag = self._prefix + "{" + entry.message_sid + "}"
         history_entry = json.dumps(
             [
@@ -578,18 +633,16 @@ class RedisStore:
                     self._hash(entry.correlation or ""),
                 ],
                 args=[
-                    claim_value,
-                    0 if lease is None else int(lease * 1000),
-                    entry.status,
-                    entry.rank,
-                    1 if entry.final else 0,
-                    "" if entry.error_code is None else entry.error_code,
-                    repr(entry.received_at),
-                    history_entry,
-                    self._ledger_ms,
+                    "" if lease is None else "P",
+                    repr(now + (lease or 0.0)),
+                    repr(now),
+                    owner,
                     replace,
+                    history_entry,
+                    repr(now + self._ledger_retention),
                     entry.message_sid,
                     entry.correlation or "",
+                    *redis_pairs(entry_row(entry)),
                 ],
             )
         if not result[0]:
@@ -615,10 +668,10 @@ class RedisStore:
             fields, history = pipe.execute()
         if not fields:
             return None
-        return _record(message_sid, fields, tuple(_event(raw) for raw in history))
+        return _record(message_sid, fields, _history([_bytes(raw) for raw in history]))
 
     def save_message(self, facts: MessageFacts, alias: str | None = None) -> None:
-        keys, args = self._save_call(facts, alias)
+        keys, args = self._save_call(facts_row(facts), alias)
         with self._guard:
             self._save(keys=keys, args=args)
 
@@ -663,39 +716,22 @@ class RedisStore:
     def _hash(self, sid: str) -> str:
         return self._prefix + "{" + sid + "}:message" if sid else ""
 
-    def _save_call(self, facts: MessageFacts, alias: str | None) -> tuple[list[str], list[Any]]:
-        """The keys and arguments of the save script for ``facts``."""
-        at = repr(facts.at)
-        pairs: list[Any] = []
-        for name, field in _FACT_FIELDS.items():
-            value = getattr(facts, name)
-            if value is not None:
-                pairs += [field, value]
-        keys = [self._hash(facts.message_sid), self._index, self._hash(alias or "")]
-        args = [
-            facts.message_sid,
-            alias or "",
-            facts.status or "",
-            facts.rank,
-            "" if facts.error_code is None else facts.error_code,
-            at,
-            at if facts.final else "",
-            at if facts.status == "sent" else "",
-            "" if facts.created_at is None else repr(facts.created_at),
-            1 if facts.redact else 0,
-            self._ledger_ms,
-            *pairs,
-        ]
-        return keys, args
+    def _save_call(self, row: Row, alias: str | None) -> tuple[list[str], list[Any]]:
+        """The keys and arguments of the save script for a ledger ``row``."""
+        sid = str(row[0])
+        keys = [self._hash(sid), self._index, self._hash(alias or "")]
+        until = repr(self._clock() + self._ledger_retention)
+        return keys, [sid, alias or "", until, *redis_pairs(row)]
 
     def get_conversation(self, id: str) -> bytes | None:
         with self._guard:
-            data = self._redis.get(self._prefix + "conv:" + id)
-        return None if data is None else _bytes(data)
+            value = self._redis.get(self._prefix + "conv:" + id)
+        return _conversation(value, self._clock())
 
     def due_conversations(self, now: float, limit: int) -> list[str]:
+        args = [self._prefix + "conv:", repr(now), repr(self._clock()), limit]
         with self._guard:
-            ids = self._redis.zrangebyscore(self._prefix + "conv-due", "-inf", now, 0, limit)
+            ids = self._due_conversations(keys=[self._prefix + "conv-due"], args=args)
         return [_bytes(id).decode() for id in cast("list[bytes]", ids)]
 
     def set_opt_out(self, record: OptOut) -> None:
@@ -749,8 +785,10 @@ class RedisStore:
         prefix = _glob_escape(self._prefix)
         removed = 0
         with self._guard:
+            now = self._clock()
             for name in self._redis.scan_iter(match=f"{prefix}conv:{_glob_escape(address)}|*"):
-                removed += self._redis.delete(name)
+                value = self._redis.getdel(name)
+                removed += _conversation(value, now) is not None  # expired: gone already
                 id = _bytes(name)[len(self._prefix + "conv:") :].decode()
                 self._redis.zrem(self._prefix + "conv-due", id)
             sids = [_bytes(sid).decode() for sid, _ in self._redis.zscan_iter(self._index)]
@@ -786,7 +824,7 @@ class RedisStore:
         now = self._clock()
         args = [self._jobs, repr(now), new_owner(), repr(now + lease), key or "", *JOB_COLUMNS]
         with self._guard:
-            row = self._take(keys=self._job_sets[:1], args=args)
+            row = self._take(keys=self._job_sets, args=args)
         return job_from_row(row) if row else None
 
     def get_job(self, key: str) -> Job | None:
@@ -817,7 +855,7 @@ class RedisStore:
                 pipe.hmget(self._jobs + key.decode(), JOB_COLUMNS)
             rows = pipe.execute()
         jobs = [job_from_row(row) for row in rows if row[0] is not None]
-        jobs.sort(key=lambda job: (job.created, job.key))
+        jobs.sort(key=lambda job: job_order(job.created, job.key))
         return [job for job in jobs if state is None or job.state is state][:limit]
 
     def retry_job(self, key: str) -> bool:
@@ -826,23 +864,30 @@ class RedisStore:
             return bool(self._retry(keys=self._job_sets, args=args))
 
     def purge_jobs(self, state: JobState = JobState.DEAD) -> int:
-        holder = self._job_sets[1] if state is JobState.DEAD else self._job_sets[0]
+        due, dead, ready = self._job_sets
+        holders = [dead] if state is JobState.DEAD else [due, ready]
         with self._guard:
-            return int(self._purge(keys=[holder], args=[self._jobs, state.value]))
+            return int(self._purge(keys=holders, args=[self._jobs, state.value]))
 
     def maintain(self, *, full: bool = False) -> None:
         """Release abandoned claims, then prune the index; Redis expires everything else.
 
-        The index is pruned a batch every ten seconds, or wholly with ``full``
-        (``webhook-kit maintenance``).
+        The index is pruned a batch every ten seconds. ``full`` (``webhook-kit
+        maintenance``) walks all of it and also removes every record past its retention by
+        the store's clock (the rule the SQL stores' sweep follows), whatever Redis's own.
         """
         self._abandoned.release(self.release)
         now = self._clock()
         if not full and now < self._next_prune:
             return
         self._next_prune = now + _PRUNE_EVERY
-        horizon = repr(now - self._ledger_ms / 1000)
+        horizon = repr(ledger_horizon(now, self._ledger_retention))
         with self._guard:
+            if full:
+                every = [_bytes(sid).decode() for sid, _ in self._redis.zscan_iter(self._index)]
+                for start in range(0, len(every), _FIND_BATCH):
+                    chunk = every[start : start + _FIND_BATCH]
+                    self._outlive(keys=[self._index], args=[self._prefix, horizon, *chunk])
             while True:
                 batch = cast(
                     list[bytes],
@@ -872,9 +917,30 @@ class RedisStore:
 
 def _lost(value: bytes) -> Claim:
     """Why a claim was not won: a finished claim (with its answer), or one still running."""
+    head, _, held = value[1:].partition(b"|")
+    if not _is_number(head):  # written before ends were kept
+        held = value[1:]
     if value[:1] == _DONE:
-        return Claim(Outcome.DONE, answer=value[1:])
-    return Claim(Outcome.BUSY, value[1:].decode())
+        return Claim(Outcome.DONE, answer=held)
+    return Claim(Outcome.BUSY, held.decode())
+
+
+def _conversation(value: bytes | str | None, now: float) -> bytes | None:
+    """A saved conversation's data, or None when there is none or it has expired."""
+    if value is None:
+        return None
+    until, _, data = _bytes(value).partition(b"|")
+    if not _is_number(until):  # written before ends were kept: it ends with its own TTL
+        return _bytes(value)
+    return None if lapsed(float(until), now) else data
+
+
+def _is_number(text: bytes) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _record(
@@ -882,7 +948,7 @@ def _record(
 ) -> MessageRecord:
     def text(name: str) -> str | None:
         value = fields.get(name.encode())
-        return value.decode() if value else None
+        return value.decode() if value is not None else None  # "" stays "": rules.GIVEN
 
     def number(name: str) -> float | None:
         value = fields.get(name.encode())
@@ -914,16 +980,29 @@ def _record(
 
 
 def _event(raw: bytes) -> LedgerEvent:
+    return _timed_event(raw)[1]
+
+
+def _history(items: list[bytes]) -> tuple[LedgerEvent, ...]:
+    """A history list's entries in the history order (rules.history_order), not as pushed."""
+    timed = sorted(map(_timed_event, items), key=lambda t: history_order(t[0], t[1].key))
+    return tuple(event for _, event in timed)
+
+
+def _timed_event(raw: bytes) -> tuple[float, LedgerEvent]:
+    """A history entry and its exact arrival time."""
     if raw[:1] == b"[":
         key, status, received, error_code, event_type, form = json.loads(raw)
-        return LedgerEvent(
+        event = LedgerEvent(
             MessageStatus(status), timestamp(received), error_code, event_type, key, form
         )
+        return received, event
     # Written by webhook_kit 0.1 (form-encoded), kept for the ledger retention after upgrading.
     item = dict(parse_qsl(raw.decode(), keep_blank_values=True))
-    return LedgerEvent(
+    received = float(item["received"])
+    return received, LedgerEvent(
         MessageStatus(item["status"]),
-        timestamp(float(item["received"])),
+        timestamp(received),
         int(item["error_code"]) if item["error_code"] else None,
         item["event_type"] or None,
         item["key"],

@@ -17,7 +17,6 @@ at once; ``timeout`` bounds the wait for another connection's write lock.
 from __future__ import annotations
 
 import functools
-import os
 import sqlite3
 import threading
 import time
@@ -27,7 +26,8 @@ from operator import itemgetter
 from typing import Any
 
 from ..errors import ConfigurationError
-from ..jobs import JOB_COLUMNS, Job, JobState, job_from_row, job_row
+from ..jobs import Job, JobState, job_from_row
+from ..process import process
 from ..records import (
     LedgerEvent,
     MessageFacts,
@@ -41,7 +41,6 @@ from .base import (
     DEFAULT_LEDGER_RETENTION,
     DEFAULT_RETENTION,
     DEFAULT_TIMEOUT,
-    DESCRIPTIVE_COLUMNS,
     RECORD_COLUMNS,
     Abandoned,
     Applied,
@@ -50,164 +49,71 @@ from .base import (
     OptOut,
     Outcome,
     StoreErrors,
-    fact_columns,
     lost_claim,
-    marked_times,
     names_address,
     new_owner,
     query_equalities,
     record_from_row,
 )
+from .rules import (
+    HISTORY_ORDER_SQL,
+    LAPSED_SQL,
+    NAMES,
+    entry_row,
+    facts_row,
+    ledger_horizon,
+    merge_sql,
+)
+from .sql import (
+    SQLITE_TYPES,
+    Dialect,
+    Statements,
+    conversation_writes,
+    job_params,
+    migrations,
+    opt_out_params,
+)
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS wk_claims (
-    key TEXT PRIMARY KEY,
-    owner TEXT NOT NULL,
-    done INTEGER NOT NULL,
-    answer BLOB,
-    expires REAL NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS wk_messages (
-    sid TEXT PRIMARY KEY,
-    status TEXT,
-    rank INTEGER NOT NULL,
-    error_code INTEGER,
-    updated REAL NOT NULL,
-    final_at REAL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS wk_events (
-    sid TEXT NOT NULL,
-    key TEXT NOT NULL,
-    status TEXT NOT NULL,
-    error_code INTEGER,
-    event_type TEXT,
-    received REAL NOT NULL,
-    form TEXT NOT NULL,
-    PRIMARY KEY (sid, key)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS wk_jobs (
-    key TEXT PRIMARY KEY,
-    kind TEXT NOT NULL,
-    handler TEXT NOT NULL,
-    payload TEXT NOT NULL,
-    created REAL NOT NULL,
-    state TEXT NOT NULL,
-    attempts INTEGER NOT NULL,
-    run_at REAL NOT NULL,
-    owner TEXT NOT NULL,
-    expires REAL NOT NULL,
-    error TEXT
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS wk_conversations (
-    id TEXT PRIMARY KEY,
-    data BLOB NOT NULL,
-    expires REAL NOT NULL,
-    due REAL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS wk_opt_outs (
-    sender TEXT NOT NULL,
-    address TEXT NOT NULL,
-    opted_out INTEGER NOT NULL,
-    updated REAL NOT NULL,
-    source TEXT NOT NULL,
-    PRIMARY KEY (sender, address)
-) WITHOUT ROWID;
-"""
+#: The schema's steps (:data:`.sql.MIGRATIONS`) in SQLite's words, without indexes.
+MIGRATIONS = migrations("", SQLITE_TYPES, indexes=False)
 
 # A new key, or one whose claim lapsed (a crashed worker's lease, a finished key past its
 # retention, or the unfinished claim of an owner known dead: ?6), is taken in one atomic
 # statement; rowcount (or the row it returns) tells who won.
-_CLAIM = """
+_CLAIM = f"""
 INSERT INTO wk_claims (key, owner, done, answer, expires) VALUES (?1, ?2, ?3, NULL, ?4)
 ON CONFLICT (key) DO UPDATE SET owner = ?2, done = ?3, answer = NULL, expires = ?4
-WHERE wk_claims.expires < ?5 OR (wk_claims.done = 0 AND wk_claims.owner = ?6 AND ?6 != '')
+WHERE {LAPSED_SQL.format(ends="wk_claims.expires", now="?5")}
+    OR (wk_claims.done = 0 AND wk_claims.owner = ?6 AND ?6 != '')
 """
+_COLUMNS = ", ".join(NAMES)
+_COLUMNS_AFTER_KEY = ", ".join(NAMES[1:])
+_MARKS = ", ".join(f"?{n}" for n in range(1, len(NAMES) + 1))
 _INSERT_EVENT = """
 INSERT INTO wk_events (sid, key, status, error_code, event_type, received, form)
 VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING
 """
-# The columns of what the kit knows about a message besides its status (MessageFacts),
-# added to files created by earlier versions when they are opened.
-_FACT_COLUMNS = {
-    "created": "REAL",
-    "sent_at": "REAL",
-    "direction": "TEXT",
-    "from_addr": "TEXT",
-    "to_addr": "TEXT",
-    "body": "TEXT",
-    "redacted": "INTEGER NOT NULL DEFAULT 0",
-    "segments": "INTEGER",
-    "media": "INTEGER",
-    "price": "TEXT",
-    "price_unit": "TEXT",
-    "ref": "TEXT",
-    "reply_to": "TEXT",
-}
-# Every expression in SET reads the old row, so the status only moves to a higher rank; the
-# first final time, the earliest creation and the earliest ``sent`` stay.
-_APPLY = """
-INSERT INTO wk_messages (sid, status, rank, error_code, updated, final_at, created, sent_at)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?5, ?7)
+# A row of the ledger merged into the stored one by the declared rules (see .rules); the
+# record's status after the merge comes back.
+_UPSERT = f"""
+INSERT INTO wk_messages AS m ({_COLUMNS}) VALUES ({_MARKS})
 ON CONFLICT (sid) DO UPDATE SET
-    status = CASE WHEN ?3 > rank THEN ?2 ELSE status END,
-    error_code = CASE WHEN ?3 > rank THEN ?4 ELSE error_code END,
-    rank = max(rank, ?3),
-    updated = max(updated, ?5),
-    final_at = coalesce(final_at, ?6),
-    created = min(coalesce(created, ?5), ?5),
-    sent_at = CASE WHEN ?7 IS NULL THEN sent_at ELSE min(coalesce(sent_at, ?7), ?7) END
+    {merge_sql()}
 RETURNING status
 """
-_JOB_COLUMNS = ", ".join(JOB_COLUMNS)
-# Due: pending and its backoff over, or running and its runner's lease over.
-_DUE = "((state = 'pending' AND run_at <= ?1) OR (state = 'running' AND expires < ?1))"
-_TAKE = f"""
-UPDATE wk_jobs SET state = 'running', owner = ?2, expires = ?3, attempts = attempts + 1
-WHERE key = ?4 AND {_DUE} RETURNING {_JOB_COLUMNS}
-"""
-
-
-def _save_sql(prefer_given: bool) -> str:
-    """The same rules for MessageFacts; a descriptive field comes from the preferred side
-    unless it has none there (a save prefers the given fields, an absorbed send the stored
-    ones); once redacted, a body is never stored again."""
-
-    def preferred(name: str) -> str:
-        return f"coalesce(:{name}, {name})" if prefer_given else f"coalesce({name}, :{name})"
-
-    described = ",\n".join(f"    {name} = {preferred(name)}" for name in DESCRIPTIVE_COLUMNS)
-    return f"""
-INSERT INTO wk_messages (sid, status, rank, error_code, updated, final_at, created, sent_at,
-    direction, from_addr, to_addr, body, redacted, segments, media, price, price_unit, ref,
-    reply_to)
-VALUES (:sid, :status, :rank, :error_code, :at, :final_at, :created, :sent_at, :direction,
-    :from_addr, :to_addr, CASE WHEN :redacted THEN NULL ELSE :body END, :redacted, :segments,
-    :media, :price, :price_unit, :ref, :reply_to)
+# The record kept under a send's correlation id (?2) merged into its SID's (?1), the SID's
+# descriptive values winning, and dropped.
+_ABSORB = f"""
+INSERT INTO wk_messages AS m ({_COLUMNS}) SELECT ?1, {_COLUMNS_AFTER_KEY} FROM wk_messages
+WHERE sid = ?2
 ON CONFLICT (sid) DO UPDATE SET
-    status = CASE WHEN :rank > rank THEN :status ELSE status END,
-    error_code = CASE WHEN :rank > rank THEN :error_code ELSE error_code END,
-    rank = max(rank, :rank),
-    updated = max(updated, :at),
-    final_at = CASE WHEN :final_at IS NULL THEN final_at
-        ELSE min(coalesce(final_at, :final_at), :final_at) END,
-    created = min(coalesce(created, :created), :created),
-    sent_at = CASE WHEN :sent_at IS NULL THEN sent_at
-        ELSE min(coalesce(sent_at, :sent_at), :sent_at) END,
-    body = CASE WHEN :redacted OR redacted THEN NULL ELSE {preferred("body")} END,
-    redacted = max(redacted, :redacted),
-{described}
+    {merge_sql(given_wins=False)}
 """
 
-
-_SAVE = _save_sql(prefer_given=True)
-_ABSORB = _save_sql(prefer_given=False)
-_COLUMN_NAMES = (
-    "sid", "status", "error_code", "updated", "final_at", "direction", "from_addr", "to_addr",
-    "body", "redacted", "segments", "media", "created", "sent_at", "price", "price_unit", "ref",
-    "reply_to", "rank",
-)  # fmt: skip
-_IN_RECORD_ORDER = itemgetter(*map(_COLUMN_NAMES.index, RECORD_COLUMNS))
-_RECORD_COLUMNS = ", ".join(_COLUMN_NAMES)
+_IN_RECORD_ORDER = itemgetter(*map(NAMES.index, RECORD_COLUMNS))
+_SQL = Statements(Dialect())
+_EXPIRED = LAPSED_SQL.format(ends="expires", now="?")
+_OUTLIVED = LAPSED_SQL.format(ends="updated", now="?")
 _PURGE_EVERY = 10.0
 _PURGE_BATCH = 5000
 # Checkpoints run on the housekeeping thread, on each of its rounds; the automatic one
@@ -270,13 +176,13 @@ class SQLiteStore:
                 if db.execute(_CLAIM, claim_row).rowcount == 1:
                     return Claim(Outcome.CLAIMED, owner)
                 return _lost(db, key)
-            facts = _fact_params(message)  # built before the write lock is taken
+            facts = facts_row(message)  # built before the write lock is taken
             screen = (*claim_row, message.from_ or "", *senders)
             with self._transaction() as db:
                 won = db.execute(_screened_claim(len(senders)), screen).fetchall()
                 if not won:
                     return _lost(db, key)
-                db.execute(_SAVE, facts)
+                db.execute(_UPSERT, facts).fetchone()
             return Claim(Outcome.CLAIMED, owner, opted_out=bool(won[0][0]))
 
     def complete(
@@ -289,33 +195,28 @@ class SQLiteStore:
         jobs: Sequence[Job] = (),
     ) -> bool:
         now = self._clock()
-        completion = (
-            "UPDATE wk_claims SET done = 1, answer = ?, expires = ?"
-            " WHERE key = ? AND owner = ? AND done = 0"
-        )
-        values = (answer, now + self._retention, key, owner)
+        values = {
+            "answer": answer,
+            "expires": now + self._retention,
+            "key": key,
+            "owner": owner,
+            "now": now,
+        }
         with self._guard:
             if conversation is None and not jobs:  # one statement: no transaction needed
-                return bool(self._connection().execute(completion, values).rowcount)
+                return bool(self._connection().execute(_SQL.complete, values).rowcount)
             with self._transaction() as db:
-                if db.execute(completion, values).rowcount != 1:
+                if db.execute(_SQL.complete, values).rowcount != 1:
                     return False  # taken over: its new owner writes the conversation and jobs
                 if jobs:
-                    marks = ", ".join("?" * len(JOB_COLUMNS))
-                    db.executemany(
-                        f"INSERT INTO wk_jobs ({_JOB_COLUMNS}) VALUES ({marks})"
-                        " ON CONFLICT DO NOTHING",
-                        [job_row(job) for job in jobs],
-                    )
+                    db.executemany(_SQL.insert_job, [job_params(job) for job in jobs])
                 if conversation is not None:
                     _save_conversation(db, conversation, now)
         return True
 
     def release(self, key: str, owner: str) -> None:
         with self._guard:
-            self._connection().execute(
-                "DELETE FROM wk_claims WHERE key = ? AND owner = ? AND done = 0", (key, owner)
-            )
+            self._connection().execute(_SQL.release, {"key": key, "owner": owner})
 
     def record_status(
         self, entry: StatusEntry, lease: float | None = None, replace: str = ""
@@ -355,25 +256,20 @@ class SQLiteStore:
 
     @staticmethod
     def _apply(db: sqlite3.Connection, entry: StatusEntry) -> tuple[str | None] | None:
-        """Move the message's status forward; returns its status row."""
-        at = entry.received_at
-        final_at, sent_at = marked_times(entry.status, entry.final, at)
-        applied = (entry.message_sid, entry.status, entry.rank, entry.error_code)
-        row: tuple[str | None] | None = db.execute(
-            _APPLY, (*applied, at, final_at, sent_at)
-        ).fetchone()
+        """Merge the callback into the message's record; returns its status row."""
+        row: tuple[str | None] | None = db.execute(_UPSERT, entry_row(entry)).fetchone()
         return row
 
     def get_message(self, message_sid: str) -> MessageRecord | None:
-        with self._guard, self._transaction() as db:
+        with self._guard, self._transaction(write=False) as db:
             row = db.execute(
-                f"SELECT {_RECORD_COLUMNS} FROM wk_messages WHERE sid = ?", (message_sid,)
+                f"SELECT {_COLUMNS} FROM wk_messages WHERE sid = ?", (message_sid,)
             ).fetchone()
             if row is None:
                 return None
             events = db.execute(
                 "SELECT status, received, error_code, event_type, key, form FROM wk_events"
-                " WHERE sid = ? ORDER BY received, key",
+                f" WHERE sid = ? ORDER BY {HISTORY_ORDER_SQL}",
                 (message_sid,),
             ).fetchall()
         history = tuple(
@@ -385,11 +281,11 @@ class SQLiteStore:
     def save_message(self, facts: MessageFacts, alias: str | None = None) -> None:
         with self._guard:
             if not alias:  # one statement: atomic without an explicit transaction
-                self._connection().execute(_SAVE, _fact_params(facts))
+                self._connection().execute(_UPSERT, facts_row(facts)).fetchone()
                 return
             with self._transaction() as db:
                 _absorb(db, facts.message_sid, alias)
-                db.execute(_SAVE, _fact_params(facts))
+                db.execute(_UPSERT, facts_row(facts)).fetchone()
 
     def find_messages(self, query: Query) -> list[MessageRecord]:
         equalities = query_equalities(query)
@@ -409,7 +305,7 @@ class SQLiteStore:
         if query.after is not None:
             where.append("(coalesce(created, 0) < ? OR (coalesce(created, 0) = ? AND sid < ?))")
             args.extend((query.after[0], query.after[0], query.after[1]))
-        sql = f"SELECT {_RECORD_COLUMNS} FROM wk_messages"
+        sql = f"SELECT {_COLUMNS} FROM wk_messages"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY coalesce(created, 0) DESC, sid DESC LIMIT ?"
@@ -421,10 +317,7 @@ class SQLiteStore:
         with self._guard:
             row = (
                 self._connection()
-                .execute(
-                    "SELECT data FROM wk_conversations WHERE id = ? AND expires >= ?",
-                    (id, self._clock()),
-                )
+                .execute(_SQL.get_conversation, {"id": id, "now": self._clock()})
                 .fetchone()
             )
         return bytes(row[0]) if row is not None else None
@@ -433,26 +326,19 @@ class SQLiteStore:
         """A scan of the conversations (no index on ``due``): run from maintenance only."""
         with self._guard:
             rows = self._connection().execute(
-                "SELECT id FROM wk_conversations WHERE due <= ? LIMIT ?", (now, limit)
+                _SQL.due_conversations, {"due": now, "now": self._clock(), "limit": limit}
             )
             return [row[0] for row in rows]
 
     def set_opt_out(self, record: OptOut) -> None:
         with self._guard:
-            self._connection().execute(
-                "INSERT OR REPLACE INTO wk_opt_outs (sender, address, opted_out, updated, source)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (record.sender, record.address, record.opted_out, record.updated_at, record.source),
-            )
+            self._connection().execute(_SQL.set_opt_out, opt_out_params(record))
 
     def get_opt_out(self, sender: str, address: str) -> OptOut | None:
         with self._guard:
             row = (
                 self._connection()
-                .execute(
-                    f"SELECT {_OPT_OUT_COLUMNS} FROM wk_opt_outs WHERE sender = ? AND address = ?",
-                    (sender, address),
-                )
+                .execute(_SQL.get_opt_out, {"sender": sender, "address": address})
                 .fetchone()
             )
         return _opt_out(row) if row is not None else None
@@ -469,23 +355,20 @@ class SQLiteStore:
         return bool(row[0])
 
     def list_opt_outs(self, sender: str | None = None) -> list[OptOut]:
-        query = f"SELECT {_OPT_OUT_COLUMNS} FROM wk_opt_outs"
         with self._guard:
             if sender is None:
-                rows = self._connection().execute(query + " ORDER BY sender, address")
+                rows = self._connection().execute(_SQL.list_opt_outs)
             else:
-                rows = self._connection().execute(
-                    query + " WHERE sender = ? ORDER BY address", (sender,)
-                )
+                rows = self._connection().execute(_SQL.list_opt_outs_of, {"sender": sender})
             return [_opt_out(row) for row in rows]
 
     def purge_address(self, address: str) -> int:
         """A scan of the ledger (no index by address): for rare data-subject requests."""
         prefix = address + "|"
         with self._guard, self._transaction() as db:
-            removed = db.execute(
-                "DELETE FROM wk_conversations WHERE substr(id, 1, ?) = ?", (len(prefix), prefix)
-            ).rowcount
+            purge = {"length": len(prefix), "prefix": prefix, "now": self._clock()}
+            # Those that had not expired: the others were gone already.
+            removed = sum(bool(alive) for (alive,) in db.execute(_SQL.purge_conversations, purge))
             sids = {
                 sid
                 for sid, form in db.execute("SELECT sid, form FROM wk_events")
@@ -509,78 +392,49 @@ class SQLiteStore:
         with self._guard:
             db = self._connection()
             if key is None:  # a read first: an idle poll never takes the write lock
-                row = db.execute(
-                    f"SELECT key FROM wk_jobs WHERE {_DUE} ORDER BY created, key LIMIT 1", (now,)
-                ).fetchone()
+                row = db.execute(_SQL.next_job, {"key": None, "now": now}).fetchone()
                 if row is None:
                     return None
                 key = str(row[0])
-            taken = db.execute(_TAKE, (now, new_owner(), now + lease, key)).fetchone()
+            taking = {"key": key, "now": now, "owner": new_owner(), "expires": now + lease}
+            taken = db.execute(_SQL.take_job, taking).fetchone()
         return job_from_row(taken) if taken is not None else None
 
     def get_job(self, key: str) -> Job | None:
         with self._guard:
-            row = (
-                self._connection()
-                .execute(f"SELECT {_JOB_COLUMNS} FROM wk_jobs WHERE key = ?", (key,))
-                .fetchone()
-            )
+            row = self._connection().execute(_SQL.get_job, {"key": key}).fetchone()
         return job_from_row(row) if row is not None else None
 
     def renew_job(self, key: str, owner: str, lease: float) -> bool:
+        renewal = {"expires": self._clock() + lease, "key": key, "owner": owner}
         with self._guard:
-            return bool(
-                self._connection()
-                .execute(
-                    "UPDATE wk_jobs SET expires = ? WHERE key = ? AND owner = ?"
-                    " AND state = 'running'",
-                    (self._clock() + lease, key, owner),
-                )
-                .rowcount
-            )
+            return bool(self._connection().execute(_SQL.renew_job, renewal).rowcount)
 
     def finish_job(
         self, key: str, owner: str, state: JobState | None, run_at: float = 0.0, error: str = ""
     ) -> bool:
-        mine = " WHERE key = ? AND owner = ? AND state = 'running'"
+        mine = {"key": key, "owner": owner}
         with self._guard:
             db = self._connection()
             if state is None:
-                return bool(db.execute("DELETE FROM wk_jobs" + mine, (key, owner)).rowcount)
-            return bool(
-                db.execute(
-                    "UPDATE wk_jobs SET state = ?, run_at = ?, error = ?, owner = ''" + mine,
-                    (state.value, run_at, error, key, owner),
-                ).rowcount
-            )
+                return bool(db.execute(_SQL.delete_job, mine).rowcount)
+            settled = mine | {"state": state.value, "run_at": run_at, "error": error}
+            return bool(db.execute(_SQL.settle_job, settled).rowcount)
 
     def list_jobs(self, state: JobState | None = None, limit: int = 100) -> list[Job]:
-        where, args = ("WHERE state = ?", (state.value, limit)) if state else ("", (limit,))
+        listed = {"state": state.value if state else None, "limit": limit}
         with self._guard:
-            rows = self._connection().execute(
-                f"SELECT {_JOB_COLUMNS} FROM wk_jobs {where} ORDER BY created, key LIMIT ?", args
-            )
+            rows = self._connection().execute(_SQL.list_jobs, listed)
             return [job_from_row(row) for row in rows]
 
     def retry_job(self, key: str) -> bool:
         with self._guard:
-            return bool(
-                self._connection()
-                .execute(
-                    "UPDATE wk_jobs SET state = 'pending', attempts = 0, run_at = ?"
-                    " WHERE key = ? AND state = 'dead'",
-                    (self._clock(), key),
-                )
-                .rowcount
-            )
+            retried = {"now": self._clock(), "key": key}
+            return bool(self._connection().execute(_SQL.retry_job, retried).rowcount)
 
     def purge_jobs(self, state: JobState = JobState.DEAD) -> int:
         with self._guard:
-            return int(
-                self._connection()
-                .execute("DELETE FROM wk_jobs WHERE state = ?", (state.value,))
-                .rowcount
-            )
+            return int(self._connection().execute(_SQL.purge_jobs, {"state": state.value}).rowcount)
 
     def maintain(self, *, full: bool = False) -> None:
         self._abandoned.release(self.release)
@@ -608,7 +462,7 @@ class SQLiteStore:
         local = self._local
         connection: sqlite3.Connection | None = getattr(local, "connection", None)
         # A connection must not cross a fork: gunicorn workers each open their own.
-        if connection is not None and local.pid == os.getpid():
+        if connection is not None and local.forks == process.forks:
             return connection
         connection = sqlite3.connect(
             self.path, timeout=self._timeout, isolation_level=None, check_same_thread=True
@@ -618,15 +472,15 @@ class SQLiteStore:
         connection.execute("PRAGMA journal_mode = WAL")
         connection.execute(f"PRAGMA synchronous = {self._synchronous}")
         connection.execute(f"PRAGMA wal_autocheckpoint = {_CHECKPOINT_PAGES}")
-        connection.executescript(_SCHEMA)
-        _add_fact_columns(connection)
-        local.connection, local.pid = connection, os.getpid()
+        _migrate(connection)
+        local.connection, local.forks = connection, process.forks
         return connection
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _transaction(self, *, write: bool = True) -> Iterator[sqlite3.Connection]:
+        """A transaction; ``write=False``: a read snapshot that never takes the write lock."""
         db = self._connection()
-        db.execute("BEGIN IMMEDIATE")
+        db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         try:
             yield db
         except BaseException:
@@ -641,19 +495,19 @@ class SQLiteStore:
         renewed in between is kept, and webhooks wait only for the deletes.
         """
         db = self._connection()
-        claims = self._sweep(db, "claims", "key", "expires < ?", now)
-        horizon = now - self._ledger_retention
-        messages = self._sweep(db, "messages", "sid", "updated < ?", horizon)
-        conversations = self._sweep(db, "conversations", "id", "expires < ?", now)
+        claims = self._sweep(db, "claims", "key", _EXPIRED, now)
+        horizon = ledger_horizon(now, self._ledger_retention)
+        messages = self._sweep(db, "messages", "sid", _OUTLIVED, horizon)
+        conversations = self._sweep(db, "conversations", "id", _EXPIRED, now)
         if not claims and not messages and not conversations:
             return
         with self._transaction() as db:
             db.executemany(
-                "DELETE FROM wk_claims WHERE key = ? AND expires < ?",
+                f"DELETE FROM wk_claims WHERE key = ? AND {_EXPIRED}",
                 [(key, now) for key in claims],
             )
             db.executemany(
-                "DELETE FROM wk_messages WHERE sid = ? AND updated < ?",
+                f"DELETE FROM wk_messages WHERE sid = ? AND {_OUTLIVED}",
                 [(sid, horizon) for sid in messages],
             )
             db.executemany(
@@ -662,7 +516,7 @@ class SQLiteStore:
                 [(sid,) for sid in messages],
             )
             db.executemany(
-                "DELETE FROM wk_conversations WHERE id = ? AND expires < ?",
+                f"DELETE FROM wk_conversations WHERE id = ? AND {_EXPIRED}",
                 [(id, now) for id in conversations],
             )
 
@@ -698,9 +552,6 @@ def _status(row: tuple[str | None] | None) -> MessageStatus | None:
     return MessageStatus(row[0]) if row and row[0] else None
 
 
-_OPT_OUT_COLUMNS = "sender, address, opted_out, updated, source"
-
-
 def _opt_out(row: tuple[str, str, int, float, str]) -> OptOut:
     sender, address, opted_out, updated, source = row
     return OptOut(sender, address, bool(opted_out), updated, source)
@@ -708,41 +559,36 @@ def _opt_out(row: tuple[str, str, int, float, str]) -> OptOut:
 
 def _lost(db: sqlite3.Connection, key: str) -> Claim:
     """Why a claim on ``key`` was not won: a finished claim (with its answer) or a live one."""
-    row = db.execute("SELECT done, answer, owner FROM wk_claims WHERE key = ?", (key,)).fetchone()
+    row = db.execute(_SQL.lost, {"key": key}).fetchone()
     return lost_claim(row)
 
 
-def _add_fact_columns(db: sqlite3.Connection) -> None:
-    """Bring a file created by an earlier version up to the current ``wk_messages`` columns."""
-    present = {row[1] for row in db.execute("PRAGMA table_info(wk_messages)")}
-    for name, kind in _FACT_COLUMNS.items():
-        if name not in present:
-            try:
-                db.execute(f"ALTER TABLE wk_messages ADD COLUMN {name} {kind}")
-            except sqlite3.OperationalError as error:  # another worker added it first
-                if "duplicate column" not in str(error):
-                    raise
-
-
-def _fact_params(facts: MessageFacts) -> dict[str, object]:
-    return fact_columns(facts) | {
-        "at": facts.at,
-        "body": facts.body,
-        "redacted": int(facts.redact),
-    }
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring the file up to :data:`MIGRATIONS`: one read of ``user_version`` when it is."""
+    if db.execute("PRAGMA user_version").fetchone()[0] >= len(MIGRATIONS):
+        return
+    db.execute("BEGIN IMMEDIATE")  # one process migrates; the others wait, then find it done
+    try:
+        done = db.execute("PRAGMA user_version").fetchone()[0]
+        for version in range(done, len(MIGRATIONS)):
+            for statement in MIGRATIONS[version]:
+                try:
+                    db.execute(statement)
+                except sqlite3.OperationalError as error:
+                    # A file from before versioning (0) may have its later columns already.
+                    if done or "duplicate column" not in str(error):
+                        raise
+        db.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
 def _absorb(db: sqlite3.Connection, sid: str, alias: str) -> None:
     """Merge the record kept under ``alias`` (a send before its SID was known) into ``sid``."""
-    if alias == sid:
-        return
-    row = db.execute(
-        f"DELETE FROM wk_messages WHERE sid = ? RETURNING {_RECORD_COLUMNS}", (alias,)
-    ).fetchone()
-    if row is not None:
-        params = dict(zip(_COLUMN_NAMES, row, strict=True))
-        params["sid"], params["at"] = sid, params.pop("updated")
-        db.execute(_ABSORB, params)
+    if alias != sid and db.execute(_ABSORB, (sid, alias)).rowcount:
+        db.execute("DELETE FROM wk_messages WHERE sid = ?", (alias,))
 
 
 def _record(row: tuple[Any, ...], history: tuple[LedgerEvent, ...]) -> MessageRecord:
@@ -751,14 +597,5 @@ def _record(row: tuple[Any, ...], history: tuple[LedgerEvent, ...]) -> MessageRe
 
 def _save_conversation(db: sqlite3.Connection, conversation: ConversationWrite, now: float) -> None:
     """Save (or delete) a conversation and release its lock, inside the caller's transaction."""
-    if conversation.data is None:
-        db.execute("DELETE FROM wk_conversations WHERE id = ?", (conversation.id,))
-    else:
-        db.execute(
-            "INSERT OR REPLACE INTO wk_conversations (id, data, expires, due) VALUES (?, ?, ?, ?)",
-            (conversation.id, conversation.data, now + conversation.ttl, conversation.due),
-        )
-    db.execute(
-        "DELETE FROM wk_claims WHERE key = ? AND owner = ? AND done = 0",
-        ("lock:" + conversation.id, conversation.lock_owner),
-    )
+    for sql, params in conversation_writes(_SQL, conversation, now):
+        db.execute(sql, params)
