@@ -33,6 +33,7 @@ from .errors import TwiMLError, WebhookKitError
 from .jobs import JobState
 from .ledger import Direction, Ledger, record_json
 from .optout import OptOuts
+from .pages import is_loopback
 from .sending import Sender
 from .signature import (
     ALGORITHMS,
@@ -720,6 +721,11 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     help="A number and its incoming-message URL; repeat for several.",
 )
 @click.option(
+    "--ledger-url",
+    metavar="URL",
+    help="The app's ledger page (WEBHOOK_KIT_LEDGER_PAGE=1), linked from the inspector.",
+)
+@click.option(
     "--throughput",
     "rates",
     multiple=True,
@@ -751,16 +757,23 @@ def emulator(
     speed: float,
     rate_limit: float | None,
     numbers: Sequence[str],
+    ledger_url: str | None,
     rates: Sequence[str],
     sinks: Sequence[str],
 ) -> None:
-    """Run the offline Twilio Messaging emulator (REST API, life cycle, webhooks)."""
+    """Run the offline Twilio Messaging emulator (REST API, life cycle, webhooks).
+
+    Its inspector page is at the base URL: open http://127.0.0.1:8010/ in a browser.
+    """
     if context.invoked_subcommand is not None:
         return
     from .emulator import Chaos
     from .emulator.core import Account
     from .emulator.serve import AccountServer, listen
     from .emulator.throughput import Throughput
+
+    if ledger_url is not None:
+        _check_url(ledger_url, "http://127.0.0.1:8000/twilio/ledger", "--ledger-url")
 
     def build(account: str | None, token: str | None) -> Account:
         built = Account(
@@ -778,6 +791,7 @@ def emulator(
         for entry in numbers:
             number, _, url = entry.partition("=")
             built.add_number(number, sms_url=url or None)
+        built.ledger_url = ledger_url
         for sink in sinks:
             built.streams.add_sink(sink)
         return built
@@ -794,6 +808,8 @@ def emulator(
     click.echo(f"Twilio emulator on {server.url} ({clock} clock, state {state})")
     click.echo(f"TWILIO_ACCOUNT_SID={account}")
     click.echo(f"TWILIO_AUTH_TOKEN={token}", nl=True)
+    access = "no credentials on loopback" if is_loopback(host) else "Basic auth: SID and token"
+    click.echo(f"Inspector: {server.url}/ ({access})")
     server.run()
 
 
@@ -971,12 +987,12 @@ def _post(url: str, payload: dict[str, str] | list[dict[str, Any]], sign: Signer
         sys.exit(1)
 
 
-def _check_url(url: str, example: str) -> None:
+def _check_url(url: str, example: str, option: str = "--url") -> None:
     """``--url`` must be a URL Twilio would call (the emulator's own rule, imported lazily)."""
     from .emulator.resource import is_url
 
     if not is_url(url):
-        _fail(f"--url {url!r} is not an http(s) URL, e.g. {example}")
+        _fail(f"{option} {url!r} is not an http(s) URL, e.g. {example}")
 
 
 def _show_body(body: bytes, content_type: str) -> None:

@@ -107,6 +107,11 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     "WEBHOOK_KIT_JOB_BACKOFF": (2.0, "seconds before a job's first retry, doubled each time"),
     "WEBHOOK_KIT_JOB_THREADS": (4, "embedded runner threads per process"),
     "WEBHOOK_KIT_JOB_POLL": (0.5, "seconds between the embedded runner's polls of the store"),
+    "WEBHOOK_KIT_LEDGER_PAGE": (
+        False,
+        "serve a read-only ledger page at <prefix>/ledger: open from loopback, else Basic "
+        "auth with the account SID and auth token",
+    ),
 }
 _RUNNERS = ("embedded", "celery", "off")
 PREFIX = "WEBHOOK_KIT_"
@@ -169,6 +174,10 @@ class Settings:
     jobs: JobSettings = field(default_factory=JobSettings)
     job_threads: int = 4
     job_poll: float = 0.5
+    #: The account (``WEBHOOK_KIT_ACCOUNT_SID``, default ``$TWILIO_ACCOUNT_SID``).
+    account_sid: str | None = None
+    #: Serve the read-only ledger page.
+    ledger_page: bool = False
     events_max_body: int = 1024 * 1024
     events_max_batch: int = 1000
     events_budget: float = 3.0
@@ -236,6 +245,11 @@ class Settings:
             ),
             job_threads=_number(config, "WEBHOOK_KIT_JOB_THREADS", int, minimum=1),
             job_poll=_number(config, "WEBHOOK_KIT_JOB_POLL", float, minimum=0.01),
+            account_sid=(
+                str(config["WEBHOOK_KIT_ACCOUNT_SID"] or environ.get("TWILIO_ACCOUNT_SID") or "")
+                or None
+            ),
+            ledger_page=_flag(config, "WEBHOOK_KIT_LEDGER_PAGE"),
             events_max_body=_number(config, "WEBHOOK_KIT_EVENTS_MAX_BODY", int, minimum=1),
             events_max_batch=_number(config, "WEBHOOK_KIT_EVENTS_MAX_BATCH", int, minimum=1),
             events_budget=_number(config, "WEBHOOK_KIT_EVENTS_BUDGET", float, minimum=0),

@@ -20,6 +20,7 @@ from .jobs import JobKind, Runner
 from .jobs.embedded import EmbeddedRunner
 from .jobs.execute import Executor
 from .ledger import Ledger, MessageRecord
+from .ledger_page import ledger_blueprint
 from .optout import OptOuts
 from .pipeline import DirectDispatch, Pipeline
 from .registry import Background, FinalHook, Registry, background_name
@@ -356,6 +357,8 @@ class WebhookKit:
 
         prefix = (url_prefix or self.url_prefix).rstrip("/")
         mount(app, pipeline, prefix)
+        if settings.ledger_page:
+            app.register_blueprint(ledger_blueprint(store, settings), url_prefix=prefix)
         self._prefixes[app] = prefix
         if direct:
             routes = {f"{prefix}/{name}": route for name, route in pipeline.routes.items()}

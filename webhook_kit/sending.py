@@ -268,7 +268,7 @@ class Sender:
 
         if client is None:
             client = _client(
-                account_sid=value("ACCOUNT_SID", "TWILIO_ACCOUNT_SID"),
+                account_sid=settings.account_sid,
                 auth_token=settings.auth_tokens[0] if settings.auth_tokens else None,
                 api_key=value("API_KEY", "TWILIO_API_KEY"),
                 api_secret=value("API_SECRET", "TWILIO_API_SECRET"),

@@ -15,12 +15,14 @@ Modules, state and life cycle apart from HTTP (moto's models and responses): ``m
 (records and their JSON), ``resource`` (create/list parameters, checked with Twilio's error
 codes), ``state`` (SQLite, in memory or a file), ``clock`` (real or manual time, the
 scheduler), ``lifecycle`` (statuses, rules, chaos, callback forms), ``delivery`` (signed
-POSTs, connection overrides, retries), ``core`` (the :class:`Account`, the model), ``http``
-(the Flask app, one module per resource family), ``server`` (the :class:`Emulator`: the
-account served over HTTP), ``serve`` (``webhook-kit emulator`` under gunicorn), ``client``
-(the official client, pointed here). What decides how a message leaves: ``outbound``
-(Messaging Services, templates, the WhatsApp window), ``services`` (pools and sender
-choice), ``content`` (templates and their rendering), ``throughput`` (sender queues). It shares
+POSTs, connection overrides, retries, and the record of each webhook), ``journal`` (the
+change counter watchers wait on), ``core`` (the :class:`Account`, the model), ``http`` (the
+Flask app, one module per resource family; ``http/inspector`` the page at the base URL, see
+docs/inspector.md), ``server`` (the :class:`Emulator`: the account served over HTTP),
+``serve`` (``webhook-kit emulator`` under gunicorn), ``client`` (the official client,
+pointed here). What decides how a message leaves: ``outbound`` (Messaging Services,
+templates, the WhatsApp window), ``services`` (pools and sender choice), ``content``
+(templates and their rendering), ``throughput`` (sender queues). It shares
 the kit's pure modules (signature, encoding, twiml, status), never its request path.
 """
 

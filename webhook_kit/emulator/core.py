@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urljoin
 
@@ -31,9 +32,11 @@ from .delivery import (
     Transport,
     post,
     split_userinfo,
+    withhold,
     wsgi_transport,
 )
 from .errors import ApiError, EmulatorError
+from .journal import Journal
 from .lifecycle import Chaos, Rule, Timing, callback_params, next_status, price_of
 from .media import Attachment, Fetched, fetch, guess_type, outbound_error, reachable_offline
 from .model import (
@@ -152,7 +155,11 @@ class Account:
         self.chaos = chaos
         self.rate_limit = rate_limit
         self.rules: list[Rule] = []
-        self.deliveries_log = DeliveryLog()
+        #: The change counter the inspector page waits on.
+        self.journal = Journal()
+        self.deliveries_log = DeliveryLog(self.journal.touch)
+        #: The ledger page of the app beside the emulator, linked from the inspector.
+        self.ledger_url: str | None = None
         self.dropped_callbacks = 0
         self._seed = seed
         self._rng = random.Random(seed)
@@ -183,6 +190,7 @@ class Account:
 
     def start(self) -> Account:
         """Start the clock, and on a real clock the pool that posts webhooks."""
+        self.journal.reopen()
         if not self.clock.manual and self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="emulator-hook")
             self._connections = Connections()
@@ -192,6 +200,7 @@ class Account:
     def stop(self) -> None:
         """Stop the clock; pending tasks are kept for :meth:`advance` or a restart."""
         self.scheduler.stop()
+        self.journal.close()  # ends the inspector's live streams, so the server can stop
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
@@ -237,6 +246,7 @@ class Account:
             self.state.put_number(entry)
             if messaging_service_sid is not None:
                 self._join_pool(messaging_service_sid, entry)
+        self.journal.touch()
         return entry
 
     def _join_pool(self, service_sid: str, entry: Number) -> None:
@@ -386,7 +396,15 @@ class Account:
         rule = Rule(status, error_code, to, body, probability)
         with self._lock:
             self.rules.append(rule)
+        self.journal.touch()
         return rule
+
+    def set_chaos(self, chaos: Chaos | None) -> None:
+        """Turn chaos on (with these settings, its generator seeded afresh) or off (None)."""
+        with self._lock:
+            self.chaos = chaos
+            self._chaos_rng.seed(chaos.seed if chaos else self._seed)
+        self.journal.touch()
 
     def mount(self, base_url: str, app: WSGIApplication) -> None:
         """Deliver webhooks for URLs under ``base_url`` to ``app`` in this process, not over HTTP.
@@ -423,12 +441,15 @@ class Account:
             self.streams.reset()
             self._rng.seed(self._seed)
             self._chaos_rng.seed(self.chaos.seed if self.chaos else self._seed)
+            self.journal.touch()
 
     # -- reading --------------------------------------------------------------------------
 
     def advance(self, seconds: float) -> int:
         """Move the manual clock forward; every transition and callback due runs before return."""
-        return self.scheduler.advance(seconds)
+        ran = self.scheduler.advance(seconds)
+        self.journal.touch()
+        return ran
 
     def history(self, sid: str) -> list[tuple[str, float]]:
         """Every status a message took, oldest first, with its emulated time."""
@@ -517,7 +538,7 @@ class Account:
             expired=slot.expired if slot else False,
             content_sid=request.content_sid,
         )
-        self.state.save(record)
+        self._save(record)
         for url, got in zip(request.media_urls, fetched, strict=True):
             media = MediaRecord(new_sid("ME"), sid, url, guess_type(url), now)
             if got is not None and got.error is None and got.content_type:
@@ -536,7 +557,7 @@ class Account:
         with self._lock:
             record = self._get(sid)
             record.feedback, record.feedback_at = outcome, self.clock.now()
-            self.state.save(record)
+            self._save(record)
         return record
 
     # -- media bytes ----------------------------------------------------------------------
@@ -607,7 +628,7 @@ class Account:
             record.set_status(status, now)
             if status in {"failed", "undelivered", "partially_delivered"}:
                 record.error_code = record.outcome_error
-            self.state.save(record, handed_over=True)  # only read from here on
+            self._save(record, handed_over=True)  # only read from here on
         self._callback(record)
         self._plan(record)
 
@@ -618,7 +639,7 @@ class Account:
             if record.status != "scheduled":
                 raise ApiError(30409, "This message cannot be canceled", 400)
             record.set_status("canceled", self.clock.now())
-            self.state.save(record)
+            self._save(record)
         self._callback(record)
         return record
 
@@ -632,7 +653,7 @@ class Account:
                 )
             record.body = ""
             record.date_updated = self.clock.now()
-            self.state.save(record)
+            self._save(record)
         return record
 
     def delete(self, sid: str) -> None:
@@ -641,6 +662,13 @@ class Account:
             if not record.is_final:
                 raise ApiError(20009, "Cannot delete this resource before it is complete", 409)
             self.state.delete(sid)
+        self.journal.touch()
+
+    def _save(self, record: EmulatedMessage, *, handed_over: bool = False) -> None:
+        """Store a new or changed record (``handed_over``: see :meth:`State.save`); whoever
+        watches the journal sees the change."""
+        self.state.save(record, handed_over=handed_over)
+        self.journal.touch()
 
     def _get(self, sid: str) -> EmulatedMessage:
         record = self.state.get(sid)
@@ -663,31 +691,42 @@ class Account:
         if url is None:
             return
         params = callback_params(record)
-        delays = [0.0]
+        plans: list[tuple[float, tuple[str, ...]]] = [(0.0, ())]
         chaos = self.chaos
         if chaos is not None:
             with self._lock:
                 rng = self._chaos_rng
                 if record.is_final and rng.random() < chaos.drop_final:
                     self.dropped_callbacks += 1
+                    now = self.clock.now()
+                    withhold(url, params, kind="status", now=now, log=self.deliveries_log)
                     return
-                delays = [self._chaos_delay(chaos, rng)]
+                plans = [self._chaos_delay(chaos, rng)]
                 if rng.random() < chaos.duplicate:
-                    delays.append(self._chaos_delay(chaos, rng))
-        for delay in delays:
+                    delay, marks = self._chaos_delay(chaos, rng)
+                    plans.append((delay, (*marks, "duplicate")))
+        for delay, marks in plans:
             if delay == 0 and self._pool is not None:  # now, on a real clock: no task needed
-                self._deliver(url, params, "status")
+                self._deliver(url, params, "status", marks)
             else:
-                self.scheduler.after(delay, lambda: self._deliver(url, params, "status"))
+                self.scheduler.after(delay, partial(self._deliver, url, params, "status", marks))
 
     @staticmethod
-    def _chaos_delay(chaos: Chaos, rng: random.Random) -> float:
-        delay = rng.uniform(0, chaos.jitter) if rng.random() < chaos.reorder else 0.0
+    def _chaos_delay(chaos: Chaos, rng: random.Random) -> tuple[float, tuple[str, ...]]:
+        """A callback's delay, and its marks: ``delayed`` (jitter), ``late``."""
+        marks: list[str] = []
+        delay = 0.0
+        if rng.random() < chaos.reorder:
+            delay = rng.uniform(0, chaos.jitter)
+            marks.append("delayed")
         if rng.random() < chaos.late:
             delay += chaos.late_by
-        return delay
+            marks.append("late")
+        return delay, tuple(marks)
 
-    def _deliver(self, url: str, params: list[tuple[str, str]], kind: str) -> None:
+    def _deliver(
+        self, url: str, params: list[tuple[str, str]], kind: str, chaos: tuple[str, ...] = ()
+    ) -> None:
         """Post a webhook: inline on a manual clock, on the delivery pool on a real one."""
         connections = self._connections
 
@@ -701,6 +740,7 @@ class Account:
                 now=now,
                 log=self.deliveries_log,
                 transport=self._transport(url),
+                chaos=chaos,
                 connections=connections,
                 signing=self.webhooks.signing(url, self.auth_token),
             )
@@ -767,10 +807,10 @@ class Account:
             num_media=len(media),
             history=[[first, now]],
         )
-        self.state.save(record)
+        self._save(record)
         if first == "receiving":
             record.set_status("received", self.clock.now())
-            self.state.save(record)
+            self._save(record)
         items: list[tuple[str, str]] = []
         for item in media:
             media_sid = new_sid("ME")

@@ -11,6 +11,7 @@ signed URL, as Twilio does; a :class:`Signing` says which key signs (see ``webho
 from __future__ import annotations
 
 import http.client
+import json
 import logging
 import threading
 import time
@@ -18,7 +19,7 @@ from base64 import b64encode
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from werkzeug.test import Client
@@ -103,6 +104,12 @@ class Signing:
             headers["Authorization"] = "Basic " + b64encode(":".join(basic).encode()).decode()
         return headers
 
+    def describe(self, userinfo: tuple[str, str] | None = None) -> str:
+        """How a request is signed, for people: the header, algorithm and key, and Basic."""
+        key = f"shared key {self.key_id}" if self.key_id else "auth token"
+        basic = " + HTTP Basic" if (self.basic or userinfo) else ""
+        return f"X-Twilio-Signature ({self.algorithm}, {key}){basic}"
+
 
 def split_userinfo(url: str) -> tuple[str, tuple[str, str] | None]:
     """The URL without ``user:password@``, and those credentials (percent-decoded)."""
@@ -123,7 +130,11 @@ class Response:
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """One webhook as delivered (after its retries): what was sent and how it ended."""
+    """One webhook as delivered (after its retries): what was sent and how it ended.
+
+    Under chaos a status callback may be withheld: it is logged all the same, with
+    ``attempts`` 0 and ``"dropped"`` in ``chaos``, so a watcher sees what never came.
+    """
 
     kind: str  # "status", "inbound", "fallback", "redirect"
     url: str
@@ -137,23 +148,79 @@ class Delivery:
     failure: str | None = None
     #: The body of a JSON webhook (Event Streams); form webhooks have ``params`` instead.
     body: bytes = b""
+    #: Wall-clock seconds from the first attempt's start to the last one's end.
+    latency: float = 0.0
+    #: How the request was signed (:meth:`Signing.describe`); empty if it never was.
+    signature: str = ""
+    #: What chaos did to it: ``delayed`` (jitter), ``late``, ``duplicate``, ``dropped``.
+    chaos: tuple[str, ...] = ()
 
     @property
     def form(self) -> dict[str, str]:
         """The posted parameters as a dict (each name once)."""
         return dict(self.params)
 
+    @property
+    def message_sid(self) -> str | None:
+        """The message the webhook was about."""
+        for name, value in self.params:
+            if name == "MessageSid":
+                return value
+        return None
+
+    @property
+    def dropped(self) -> bool:
+        """True when chaos withheld it: the app never got it."""
+        return "dropped" in self.chaos
+
+
+def delivery_json(delivery: Delivery) -> dict[str, Any]:
+    """A webhook as posted and how it ended (``status`` None: no answer, see ``failure``).
+
+    ``answer`` is what the app answered (its TwiML, for an incoming message), as text.
+    """
+    response = delivery.response
+    return {
+        "kind": delivery.kind,
+        "url": delivery.url,
+        "message_sid": delivery.message_sid,
+        "params": delivery.form,
+        "events": json.loads(delivery.body) if delivery.body else None,  # an Event Streams batch
+        "signature": delivery.signature,
+        "attempts": delivery.attempts,
+        "retries": max(delivery.attempts - 1, 0),
+        "status": response.status if response else None,
+        "failure": delivery.failure,
+        "latency": round(delivery.latency, 6),
+        "answer": (
+            {
+                "content_type": response.content_type,
+                "body": response.body.decode("utf-8", "replace"),
+            }
+            if response
+            else None
+        ),
+        "chaos": list(delivery.chaos),
+        "at": delivery.at,
+    }
+
 
 class DeliveryLog:
-    """The latest deliveries (``LOG_LIMIT``), in the order they finished (thread-safe)."""
+    """The latest deliveries (``LOG_LIMIT``), in the order they finished (thread-safe).
 
-    def __init__(self) -> None:
+    ``notify`` is called after each one is added (the emulator's journal counts it).
+    """
+
+    def __init__(self, notify: Callable[[], None] | None = None) -> None:
         self._items: deque[Delivery] = deque(maxlen=LOG_LIMIT)
         self._lock = threading.Lock()
+        self._notify = notify
 
     def add(self, delivery: Delivery) -> None:
         with self._lock:
             self._items.append(delivery)
+        if self._notify is not None:
+            self._notify()
 
     def all(self) -> list[Delivery]:
         with self._lock:
@@ -205,6 +272,7 @@ def post(
     signing: Signing | None = None,
     method: str = "POST",
     connections: Connections | None = None,
+    chaos: tuple[str, ...] = (),
 ) -> Delivery:
     """POST a signed form to ``url`` with Twilio's headers, retrying as its fragment says.
 
@@ -212,7 +280,7 @@ def post(
     instead, signed as part of the URL. ``transport`` delivers in-process instead of over
     HTTP (an app mounted on the emulator); ``signing`` replaces signing with ``auth_token``
     (a Webhooks configuration Setting); ``connections`` keeps connections alive between
-    webhooks.
+    webhooks; ``chaos`` is recorded with it (what chaos did to its timing).
     """
     target, overrides = split_overrides(url)
     target, userinfo = split_userinfo(target)
@@ -222,15 +290,17 @@ def post(
         signed, body = (), b""
     else:
         body = urlencode(params).encode()
+    signer = signing or Signing(auth_token)
     headers = {
-        **(signing or Signing(auth_token)).headers(target, signed, userinfo),
+        **signer.headers(target, signed, userinfo),
         "I-Twilio-Idempotency-Token": random_hex(),
         "User-Agent": USER_AGENT,
         "X-Home-Region": "us1",
     }
     if method == "POST":
         headers["Content-Type"] = "application/x-www-form-urlencoded"
-    deadline = time.monotonic() + overrides.total_time
+    started = time.monotonic()
+    deadline = started + overrides.total_time
     attempts = 0
     response: Response | None = None
     failure: str | None = None
@@ -255,7 +325,25 @@ def post(
         now,
         response,
         failure,
+        latency=time.monotonic() - started,
+        signature=signer.describe(userinfo),
+        chaos=chaos,
     )
+    log.add(delivery)
+    return delivery
+
+
+def withhold(
+    url: str,
+    params: Sequence[tuple[str, str]],
+    *,
+    kind: str,
+    now: float,
+    log: DeliveryLog,
+) -> Delivery:
+    """Log a webhook that chaos kept from being posted (never signed, no attempt, no answer)."""
+    target, _ = split_overrides(url)
+    delivery = Delivery(kind, target, tuple(params), "", 0, now, None, chaos=("dropped",))
     log.add(delivery)
     return delivery
 

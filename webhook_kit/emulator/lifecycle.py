@@ -98,6 +98,16 @@ class Chaos:
     late_by: float = 2.0
     drop_final: float = 0.0
 
+    def __post_init__(self) -> None:
+        for name in ("reorder", "duplicate", "late", "drop_final"):
+            value = getattr(self, name)
+            if not 0 <= value <= 1:
+                raise EmulatorError(f"chaos {name} must be between 0 and 1, not {value}")
+        for name in ("jitter", "late_by"):
+            value = getattr(self, name)
+            if not 0 <= value <= 3600:
+                raise EmulatorError(f"chaos {name} must be 0 to 3600 seconds, not {value}")
+
 
 def next_status(record: EmulatedMessage, timing: Timing) -> tuple[str, float] | None:
     """The status after the current one and how long until it, or None when done."""

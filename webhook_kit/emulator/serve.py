@@ -86,6 +86,7 @@ class AccountServer(BaseApplication):  # type: ignore[misc]
         self.build = build
         self.sockets = [api, media]  # gunicorn takes them over: their addresses are read now
         self.url, self.media_url = base_url(api), base_url(media)
+        self.bind: str = api.getsockname()[0]  # loopback or not: who may open the inspector
         self.media_port: int = media.getsockname()[1]
         self.threads = threads
         self.account: Account | None = None
@@ -104,7 +105,7 @@ class AccountServer(BaseApplication):  # type: ignore[misc]
         """In the worker: the account, its API app and its media host."""
         account = self.account = self.build()
         account.api_base = self.url
-        api = create_app(account, self.media_url)
+        api = create_app(account, self.media_url, bind=self.bind)
         return _by_port(api, create_media_app(account), self.media_port)
 
     def _started(self, worker: object) -> None:

@@ -58,7 +58,7 @@ class Emulator(Account):
         if not self._servers:
             media = self._serve(self.media_port, create_media_app(self))
             self.media_port = media.server_port
-            api = self._serve(self.port, create_app(self, self.media_base))
+            api = self._serve(self.port, create_app(self, self.media_base, bind=self.host))
             self.port = api.server_port
             self.api_base = self.url
         super().start()

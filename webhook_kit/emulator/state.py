@@ -268,6 +268,14 @@ class State:
             ).fetchall()
             return self._records(rows)
 
+    def pairs(self) -> list[tuple[str, str]]:
+        """Each distinct (to, from) of the messages, first seen first: who talked with whom."""
+        with self._locked() as db:
+            rows = db.execute(
+                "SELECT to_, from_ FROM messages GROUP BY to_, from_ ORDER BY MIN(seq)"
+            ).fetchall()
+        return [(str(to), str(from_)) for to, from_ in rows]
+
     # -- media ----------------------------------------------------------------------------
 
     def add_media(self, media: MediaRecord) -> None:

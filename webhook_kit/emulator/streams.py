@@ -349,14 +349,28 @@ class EventStreams:
         url = (
             target + ("&" if "?" in target else "?") + urlencode({"bodySHA256": body_sha256(body)})
         )
+        signer = self.signing(url)
         headers = {
             "Content-Type": "application/json",
-            **self.signing(url).headers(url, None, userinfo),
+            **signer.headers(url, None, userinfo),
             "User-Agent": USER_AGENT,
             "X-Home-Region": "us1",
         }
         response, failure = send_once(url, body, headers, self.transport(target), TIMEOUTS)
-        self.log.add(Delivery("events", url, (), "", batch.attempts, now, response, failure, body))
+        self.log.add(
+            Delivery(
+                "events",
+                url,
+                (),
+                "",
+                batch.attempts,
+                now,
+                response,
+                failure,
+                body,
+                signature=signer.describe(userinfo),
+            )
+        )
         if response is not None and 200 <= response.status < 300:
             with self._lock:
                 self.delivered += len(batch.events)

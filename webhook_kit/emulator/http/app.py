@@ -23,6 +23,7 @@ from .accounts import accounts_api
 from .content import content_api
 from .control import control_api
 from .domains import domain_of
+from .inspector import PageAccess, inspector_blueprint
 from .messages import messages_api
 from .numbers import numbers_api
 from .services import services_api
@@ -32,20 +33,26 @@ MAX_BODY = 1024 * 1024
 _HTTP_CODES = {404: 20404, 405: 20004, 413: 20001}
 
 
-def create_app(emulator: Account, media_base: str) -> Flask:
-    """The Flask app serving ``emulator``; media bytes redirect to ``media_base``."""
+def create_app(emulator: Account, media_base: str, *, bind: str) -> Flask:
+    """The Flask app serving ``emulator``; media bytes redirect to ``media_base``.
+
+    ``bind`` is the address the server listens on: on loopback the inspector page opens
+    without credentials (see :class:`~webhook_kit.emulator.http.inspector.PageAccess`).
+    """
     app = Flask("webhook_kit.emulator")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["emulator"] = emulator
     limiter = _RateLimiter(emulator.rate_limit)
+    page = PageAccess(bind)
 
     @app.before_request
     def authenticate() -> None:
         g.started = time.time()
         if request.path == "/_emulator/health":
             return
-        if not _authorised(emulator):
+        page.refuse_cross_site()
+        if not (page.allows() or _authorised(emulator)):
             raise ApiError(20003, "Authenticate", 401)
         if domain_of(request.path) is not None and not limiter.allow():
             raise ApiError(20429, "Too Many Requests", 429)
@@ -63,6 +70,8 @@ def create_app(emulator: Account, media_base: str) -> Flask:
                     g.get("started", time.time()),
                 )
             )
+        if request.method not in {"GET", "HEAD"}:  # numbers, settings...: the page re-reads
+            emulator.journal.touch()
         return response
 
     @app.errorhandler(ApiError)
@@ -99,6 +108,7 @@ def create_app(emulator: Account, media_base: str) -> Flask:
     app.register_blueprint(control_api(emulator))
     app.register_blueprint(webhooks_api(emulator.webhooks))
     app.register_blueprint(events_api(emulator.streams))
+    app.register_blueprint(inspector_blueprint(emulator, page))
     return app
 
 

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from flask import Blueprint, Response, jsonify, request
 
 from ..core import Account
-from ..delivery import Delivery
+from ..delivery import delivery_json
 from ..errors import EmulatorError
 from ..model import message_json, whole_number
 
@@ -71,7 +68,7 @@ def control_api(emulator: Account) -> Blueprint:
             {
                 "inbound": message_json(exchange.inbound),
                 "replies": [message_json(r) for r in exchange.replies],
-                "deliveries": [_delivery_json(d) for d in exchange.deliveries],
+                "deliveries": [delivery_json(d) for d in exchange.deliveries],
             }
         )
 
@@ -93,7 +90,7 @@ def control_api(emulator: Account) -> Blueprint:
 
     @control.get("/deliveries")
     def deliveries() -> Response:
-        return jsonify({"deliveries": [_delivery_json(d) for d in emulator.deliveries]})
+        return jsonify({"deliveries": [delivery_json(d) for d in emulator.deliveries]})
 
     @control.post("/reset")
     def reset() -> tuple[str, int]:
@@ -101,17 +98,3 @@ def control_api(emulator: Account) -> Blueprint:
         return "", 204
 
     return control
-
-
-def _delivery_json(delivery: Delivery) -> dict[str, Any]:
-    """A webhook as posted and how it ended (``status`` None: no answer, see ``failure``)."""
-    return {
-        "kind": delivery.kind,
-        "url": delivery.url,
-        "params": delivery.form,
-        "events": json.loads(delivery.body) if delivery.body else None,  # an Event Streams batch
-        "attempts": delivery.attempts,
-        "status": delivery.response.status if delivery.response else None,
-        "failure": delivery.failure,
-        "at": delivery.at,
-    }
