@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import pytest
 from flask import Flask
@@ -121,12 +120,3 @@ def test_a_handlers_module_that_cannot_load_names_the_ini_option(
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*webhook_kit_handlers = no_such_bot (the pytest ini option*"])
-
-
-def test_the_docs_example_passes(pytester: pytest.Pytester) -> None:
-    page = (Path(__file__).parent.parent / "docs" / "emulated-app.md").read_text()
-    example = page.split("<!-- emulated-app-example -->\n```python\n", 1)[1].split("```", 1)[0]
-    pytester.makepyfile(mybot=BOT, test_example=example)
-    pytester.makeini("[pytest]\nwebhook_kit_handlers = mybot\n")
-    # In a subprocess: requests' classes must not be imported twice in one process.
-    pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=3)
