@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
+import pytest
 from jsonschema import FormatChecker
 from openapi_schema_validator import OAS30Validator
+from twilio.base.exceptions import TwilioRestException
 from twilio.http.response import Response
 from twilio.rest import Client
 
@@ -168,3 +170,11 @@ class Receiver:
 
 #: Sender queues that never hold a message back, for tests about something else.
 UNTHROTTLED = Throughput.unqueued()
+
+
+def error_of(call: object) -> TwilioRestException:
+    """The Twilio error a client call raises (the call must raise one)."""
+    with pytest.raises(TwilioRestException) as caught:
+        assert callable(call)
+        call()
+    return caught.value

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
-from emulator_support import UNTHROTTLED, check_response, recording_client
+from emulator_support import UNTHROTTLED, check_response, error_of, recording_client
 from twilio.base.exceptions import TwilioRestException
 from twilio.rest import Client
 
@@ -45,13 +45,6 @@ def client(emulator: Emulator) -> Iterator[Client]:
     assert http.seen, "the test made no request"
     for seen in http.seen:
         check_response(*seen)
-
-
-def error_of(call: object) -> TwilioRestException:
-    with pytest.raises(TwilioRestException) as caught:
-        assert callable(call)
-        call()
-    return caught.value
 
 
 def test_create_and_fetch(client: Client, emulator: Emulator) -> None:

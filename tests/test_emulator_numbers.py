@@ -17,9 +17,9 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-from emulator_support import Receiver, RecordingHttpClient
+from emulator_support import Receiver, RecordingHttpClient, error_of
 from flask import Flask
-from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.base.exceptions import TwilioException
 from twilio.rest import Client
 
 from webhook_kit import InboundMedia, WebhookKit
@@ -54,13 +54,6 @@ def app() -> Iterator[Receiver]:
     receiver = Receiver()
     yield receiver
     receiver.close()
-
-
-def error_of(call: object) -> TwilioRestException:
-    with pytest.raises(TwilioRestException) as caught:
-        assert callable(call)
-        call()
-    return caught.value
 
 
 # -- IncomingPhoneNumbers ---------------------------------------------------------------

@@ -6,8 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from emulator_support import UNTHROTTLED, Receiver
-from twilio.base.exceptions import TwilioRestException
+from emulator_support import UNTHROTTLED, Receiver, error_of
 from twilio.rest import Client
 
 from webhook_kit.emulator import Emulator
@@ -37,13 +36,6 @@ def app() -> Iterator[Receiver]:
     receiver = Receiver()
     yield receiver
     receiver.close()
-
-
-def error_of(call: object) -> TwilioRestException:
-    with pytest.raises(TwilioRestException) as caught:
-        assert callable(call)
-        call()
-    return caught.value
 
 
 def pool(client: Client, service: str, *numbers: str) -> None:

@@ -7,9 +7,8 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from emulator_support import UNTHROTTLED, Receiver
+from emulator_support import UNTHROTTLED, Receiver, error_of
 from flask import Flask
-from twilio.base.exceptions import TwilioRestException
 from twilio.rest import Client
 from twilio.rest.content.v1.content import ContentList
 
@@ -43,13 +42,6 @@ def emulator(running: Emulator, app: Receiver) -> Emulator:
 @pytest.fixture
 def client(emulator: Emulator) -> Client:
     return emulator.client()
-
-
-def error_of(call: object) -> TwilioRestException:
-    with pytest.raises(TwilioRestException) as caught:
-        assert callable(call)
-        call()
-    return caught.value
 
 
 def template(client: Client, types: dict[str, object], variables: dict[str, str]) -> str:
