@@ -282,6 +282,45 @@ def test_the_embedded_runner_outlives_an_unexpected_error(
     assert len(failures) == 1 and failures[0].exc_info is not None  # once per streak
 
 
+class Blocking:
+    """An executor whose one job runs until ``release`` is set."""
+
+    def __init__(self) -> None:
+        self.started, self.release = threading.Event(), threading.Event()
+        self.settled: list[bool] = []
+
+    def run_next(self) -> bool:
+        if self.started.is_set():
+            return False
+        self.started.set()
+        self.settled.append(self.release.wait(5))
+        return True
+
+
+def test_stopping_the_embedded_runner_lets_the_running_job_settle() -> None:
+    from webhook_kit.jobs.embedded import EmbeddedRunner
+
+    executor = Blocking()
+    runner = EmbeddedRunner(executor, threads=1, poll=0.01, grace=5)  # type: ignore[arg-type]
+    runner.start()
+    assert executor.started.wait(5)
+    threading.Timer(0.2, executor.release.set).start()
+    runner.stop()  # a SIGTERM'd worker: the job finishes and is settled before the exit
+    assert executor.settled == [True]
+
+
+def test_stopping_the_embedded_runner_waits_no_longer_than_its_grace() -> None:
+    from webhook_kit.jobs.embedded import EmbeddedRunner
+
+    executor = Blocking()
+    runner = EmbeddedRunner(executor, threads=1, poll=0.01, grace=0.2)  # type: ignore[arg-type]
+    runner.start()
+    assert executor.started.wait(5)
+    runner.stop()  # the job still runs: it is left to its lease
+    assert executor.settled == []
+    executor.release.set()
+
+
 class TestRegistration:
     def test_ack_needs_background(self) -> None:
         with pytest.raises(ConfigurationError, match="ack="):

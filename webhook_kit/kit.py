@@ -392,7 +392,12 @@ class WebhookKit:
             return CeleryRunner(celery, executor)
         if runner == "off":
             return None
-        embedded = EmbeddedRunner(executor, threads=settings.job_threads, poll=settings.job_poll)
+        embedded = EmbeddedRunner(
+            executor,
+            threads=settings.job_threads,
+            poll=settings.job_poll,
+            grace=settings.jobs.lease,
+        )
         embedded.start()
         return embedded
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 
 from ..errors import StoreError
@@ -24,15 +25,21 @@ class EmbeddedRunner:
 
     A job submitted in this process wakes a thread at once; jobs enqueued by other
     processes are found by polling every ``poll`` seconds (an idle poll is one read).
-    Threads start lazily in each process (a fork never inherits them).
+    Threads start lazily in each process (a fork never inherits them). :meth:`stop` lets the
+    jobs being run finish, for up to ``grace`` seconds: a worker stopped by SIGTERM does not
+    leave a finished job leased, to run again once its lease ends.
     """
 
-    def __init__(self, executor: Executor, *, threads: int = 4, poll: float = 0.5) -> None:
+    def __init__(
+        self, executor: Executor, *, threads: int = 4, poll: float = 0.5, grace: float = 30.0
+    ) -> None:
         self.executor = executor
         self.threads = threads
         self.poll = poll
+        self.grace = grace
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._running: list[threading.Thread] = []
         self._started = process.service(self._start, self.stop)
         process.at_fork(self._after_fork)
 
@@ -45,13 +52,21 @@ class EmbeddedRunner:
 
     def _start(self) -> None:
         self._stop.clear()
-        for index in range(self.threads):
-            name = f"webhook_kit-jobs-{index}"
-            threading.Thread(target=self.run_forever, name=name, daemon=True).start()
+        self._running = [
+            threading.Thread(target=self.run_forever, name=f"webhook_kit-jobs-{index}", daemon=True)
+            for index in range(self.threads)
+        ]
+        for thread in self._running:
+            thread.start()
 
     def stop(self) -> None:
+        """Take no more jobs; wait up to ``grace`` seconds for the ones running to settle."""
         self._stop.set()
         self._wake.set()
+        deadline = time.monotonic() + self.grace
+        for thread in self._running:
+            if thread is not threading.current_thread():
+                thread.join(max(0.0, deadline - time.monotonic()))
 
     def run_forever(self) -> None:
         """Run due jobs until :meth:`stop`; ``webhook-kit worker`` calls this directly."""
@@ -76,3 +91,4 @@ class EmbeddedRunner:
         # The parent's threads are gone; its events' locks may have been held at the fork.
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._running = []
