@@ -640,13 +640,18 @@ def test_two_processes_racing_keep_every_invariant(
         "redis": request.getfixturevalue("redis_url") if kind == "redis" else "",
         "postgres": request.getfixturevalue("postgres_url") if kind == "postgres" else "",
     }[kind]
-    _open(url).get_message("none")  # schema and file exist before the race
-    start = time.time() + 0.3
+    schema = _open(url)
+    schema.get_message("none")  # schema and file exist before the race
     pool: Any
     if kind == "memory":  # a memory store is one process's: race two threads
+        start = time.time() + 0.3
         pool = ThreadPoolExecutor(2)
     else:
-        pool = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork"))
+        # SQLite's own rule: no connection may cross a fork (a forked child inherits the
+        # parent's in-process lock state, not its locks). Racers are spawned, not forked.
+        schema.close()
+        start = time.time() + 4  # the time two fresh interpreters take to import the kit
+        pool = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"))
     with pool:
         runs = list(pool.map(_race, [url, url], [0, 1], [start, start]))
     keys = [f"race:{n}" for n in range(RACE_KEYS)]
