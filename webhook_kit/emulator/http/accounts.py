@@ -9,7 +9,7 @@ from flask import Blueprint, Response, jsonify
 from ..core import Account
 from ..errors import ApiError
 from ..model import ACCOUNT_SID_RE, API_VERSION, rfc2822
-from .common import not_found
+from .common import sid_in_path
 
 
 def account_json(account: Account) -> dict[str, Any]:
@@ -39,9 +39,7 @@ def accounts_api(account: Account) -> Blueprint:
 
     @api.get("/<sid>.json")
     def fetch(sid: str) -> Response:
-        if not ACCOUNT_SID_RE.match(sid):
-            raise not_found()
-        if sid != account.account_sid:
+        if sid_in_path(sid, ACCOUNT_SID_RE) != account.account_sid:
             raise ApiError(20003, "Authenticate", 401)
         return jsonify(account_json(account))
 

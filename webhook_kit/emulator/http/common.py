@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import Blueprint, request
@@ -14,6 +15,18 @@ from ..model import ACCOUNT_SID_RE, API_VERSION
 def not_found() -> ApiError:
     """Twilio's 20404 for the requested path."""
     return ApiError(20404, f"The requested resource {request.path} was not found", 404)
+
+
+def sid_in_path(sid: str, pattern: re.Pattern[str]) -> str:
+    """``sid`` if it has the resource's SID form; else Twilio's 404 (never a lookup)."""
+    if not pattern.match(sid):
+        raise not_found()
+    return sid
+
+
+def host_base() -> str:
+    """The scheme and host the client called, for the URLs a v1 resource answers with."""
+    return request.host_url.rstrip("/")
 
 
 def account_blueprint(name: str, account: Account) -> Blueprint:

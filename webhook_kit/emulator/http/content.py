@@ -9,7 +9,7 @@ from ..core import Account
 from ..model import new_sid
 from ..paging import meta_envelope, parse_paging, window
 from ..resource import CONTENT_SID_RE
-from .common import not_found
+from .common import host_base, sid_in_path
 
 
 def content_api(account: Account) -> Blueprint:
@@ -17,36 +17,32 @@ def content_api(account: Account) -> Blueprint:
     api = Blueprint("content", __name__, url_prefix=CONTENT_BASE)
     outbound = account.outbound
 
-    def base() -> str:
-        return request.host_url.rstrip("/")
-
-    def checked(sid: str) -> str:
-        if not CONTENT_SID_RE.match(sid):
-            raise not_found()
-        return sid
-
     @api.post("")
     def create() -> tuple[Response, int]:
         payload = request.get_json(silent=True)
         content = parse_content(payload, new_sid("HX"), account.clock.now())
         outbound.add_content(content)
-        return jsonify(content_json(content, account.account_sid, base())), 201
+        return jsonify(content_json(content, account.account_sid, host_base())), 201
 
     @api.get("")
     def list_content() -> Response:
         paging = parse_paging(request.args)
         items, more = window(outbound.contents(), lambda c: c.sid, paging)
-        records = [content_json(c, account.account_sid, base()) for c in items]
-        url = base() + CONTENT_BASE
+        records = [content_json(c, account.account_sid, host_base()) for c in items]
+        url = host_base() + CONTENT_BASE
         return jsonify(meta_envelope("contents", records, paging, url=url, more=more))
 
     @api.get("/<sid>")
     def fetch(sid: str) -> Response:
-        return jsonify(content_json(outbound.content(checked(sid)), account.account_sid, base()))
+        return jsonify(
+            content_json(
+                outbound.content(sid_in_path(sid, CONTENT_SID_RE)), account.account_sid, host_base()
+            )
+        )
 
     @api.delete("/<sid>")
     def delete(sid: str) -> tuple[str, int]:
-        outbound.delete_content(checked(sid))
+        outbound.delete_content(sid_in_path(sid, CONTENT_SID_RE))
         return "", 204
 
     return api

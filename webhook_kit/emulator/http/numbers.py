@@ -8,7 +8,7 @@ from ..core import Account
 from ..model import API_VERSION
 from ..numbers import KINDS, PHONE_NUMBER_SID_RE, matches, number_json, number_type
 from ..paging import envelope, parse_paging, window
-from .common import account_blueprint, not_found
+from .common import account_blueprint, sid_in_path
 
 _FILTERS = ("PhoneNumber", "FriendlyName", "Beta", "Origin")
 
@@ -16,11 +16,6 @@ _FILTERS = ("PhoneNumber", "FriendlyName", "Beta", "Origin")
 def numbers_api(account: Account) -> Blueprint:
     """``IncomingPhoneNumbers.json`` and ``IncomingPhoneNumbers/{Sid}.json``."""
     api = account_blueprint("numbers", account)
-
-    def checked(sid: str) -> str:
-        if not PHONE_NUMBER_SID_RE.match(sid):
-            raise not_found()
-        return sid
 
     def kind_of(segment: str | None) -> str | None:
         return KINDS[segment] if segment else None
@@ -54,16 +49,20 @@ def numbers_api(account: Account) -> Blueprint:
 
     @api.get("/IncomingPhoneNumbers/<sid>.json")
     def fetch(sid: str) -> Response:
-        return jsonify(number_json(account.account_sid, account.number_by_sid(checked(sid))))
+        return jsonify(
+            number_json(
+                account.account_sid, account.number_by_sid(sid_in_path(sid, PHONE_NUMBER_SID_RE))
+            )
+        )
 
     @api.post("/IncomingPhoneNumbers/<sid>.json")
     def update(sid: str) -> Response:
-        entry = account.update_number(checked(sid), request.form)
+        entry = account.update_number(sid_in_path(sid, PHONE_NUMBER_SID_RE), request.form)
         return jsonify(number_json(account.account_sid, entry))
 
     @api.delete("/IncomingPhoneNumbers/<sid>.json")
     def delete(sid: str) -> tuple[str, int]:
-        account.release_number(checked(sid))
+        account.release_number(sid_in_path(sid, PHONE_NUMBER_SID_RE))
         return "", 204
 
     return api

@@ -25,7 +25,7 @@ from ..services import (
     sender_json,
     service_json,
 )
-from .common import not_found
+from .common import host_base, not_found, sid_in_path
 
 #: Subresource path -> (sender kind, SID pattern of its items).
 _POOLS = {
@@ -40,14 +40,6 @@ def services_api(account: Account) -> Blueprint:
     api = Blueprint("services", __name__, url_prefix=SERVICE_BASE)
     outbound = account.outbound
 
-    def base() -> str:
-        return request.host_url.rstrip("/")
-
-    def service_sid(sid: str) -> str:
-        if not SERVICE_SID_RE.match(sid):
-            raise not_found()
-        return sid
-
     def pool(path: str) -> str:
         if path not in _POOLS:
             raise not_found()
@@ -56,58 +48,58 @@ def services_api(account: Account) -> Blueprint:
     @api.post("")
     def create() -> tuple[Response, int]:
         service = outbound.create_service(request.form.to_dict())
-        return jsonify(service_json(service, account.account_sid, base())), 201
+        return jsonify(service_json(service, account.account_sid, host_base())), 201
 
     @api.get("")
     def list_services() -> Response:
         paging = parse_paging(request.args)
         items, more = window(outbound.services(), lambda s: s.sid, paging)
-        records = [service_json(s, account.account_sid, base()) for s in items]
-        url = base() + SERVICE_BASE
+        records = [service_json(s, account.account_sid, host_base()) for s in items]
+        url = host_base() + SERVICE_BASE
         return jsonify(meta_envelope("services", records, paging, url=url, more=more))
 
     @api.get("/<sid>")
     def fetch(sid: str) -> Response:
-        service = outbound.service(service_sid(sid))
-        return jsonify(service_json(service, account.account_sid, base()))
+        service = outbound.service(sid_in_path(sid, SERVICE_SID_RE))
+        return jsonify(service_json(service, account.account_sid, host_base()))
 
     @api.post("/<sid>")
     def update(sid: str) -> Response:
-        service = outbound.update_service(service_sid(sid), request.form.to_dict())
-        return jsonify(service_json(service, account.account_sid, base()))
+        service = outbound.update_service(sid_in_path(sid, SERVICE_SID_RE), request.form.to_dict())
+        return jsonify(service_json(service, account.account_sid, host_base()))
 
     @api.delete("/<sid>")
     def delete(sid: str) -> tuple[str, int]:
-        outbound.delete_service(service_sid(sid))
+        outbound.delete_service(sid_in_path(sid, SERVICE_SID_RE))
         return "", 204
 
     @api.post("/<sid>/<path>")
     def add(sid: str, path: str) -> tuple[Response, int]:
-        sender = _add(account, service_sid(sid), pool(path), request.form)
-        return jsonify(sender_json(sender, account.account_sid, base())), 201
+        sender = _add(account, sid_in_path(sid, SERVICE_SID_RE), pool(path), request.form)
+        return jsonify(sender_json(sender, account.account_sid, host_base())), 201
 
     @api.get("/<sid>/<path>")
     def list_pool(sid: str, path: str) -> Response:
-        kind, service = pool(path), service_sid(sid)
+        kind, service = pool(path), sid_in_path(sid, SERVICE_SID_RE)
         outbound.service(service)
         paging = parse_paging(request.args)
         items, more = window(outbound.senders(service, kind), lambda s: s.sid, paging)
-        records = [sender_json(s, account.account_sid, base()) for s in items]
+        records = [sender_json(s, account.account_sid, host_base()) for s in items]
         key = KINDS[kind][1]
-        url = f"{base()}{SERVICE_BASE}/{service}/{path}"
+        url = f"{host_base()}{SERVICE_BASE}/{service}/{path}"
         return jsonify(meta_envelope(key, records, paging, url=url, more=more))
 
     @api.get("/<sid>/<path>/<item>")
     def fetch_sender(sid: str, path: str, item: str) -> Response:
-        kind, service = pool(path), service_sid(sid)
+        kind, service = pool(path), sid_in_path(sid, SERVICE_SID_RE)
         if not _POOLS[path][1].match(item):
             raise not_found()
         sender = outbound.sender(service, kind, item)
-        return jsonify(sender_json(sender, account.account_sid, base()))
+        return jsonify(sender_json(sender, account.account_sid, host_base()))
 
     @api.delete("/<sid>/<path>/<item>")
     def remove_sender(sid: str, path: str, item: str) -> tuple[str, int]:
-        kind, service = pool(path), service_sid(sid)
+        kind, service = pool(path), sid_in_path(sid, SERVICE_SID_RE)
         if not _POOLS[path][1].match(item):
             raise not_found()
         outbound.remove_sender(service, kind, item)
