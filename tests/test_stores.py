@@ -619,6 +619,61 @@ def test_sqlite_new_files_use_small_pages(tmp_path: Path) -> None:
     assert store._connection().execute("PRAGMA page_size").fetchone()[0] == 2048
 
 
+def test_sqlite_store_used_before_a_fork_gets_fresh_connections_in_the_child(
+    tmp_path: Path,
+) -> None:
+    """gunicorn --preload: a store used at import time is forked into each worker. The child
+    abandons (never uses, never closes) every connection it inherited, even another thread's,
+    and opens its own; the parent carries on with its own."""
+    import os
+    import warnings
+
+    from webhook_kit.stores import sqlite as sqlite_module
+
+    store = SQLiteStore(str(tmp_path / "fork.db"))
+    assert store.claim("parent-before", 30).outcome is Outcome.CLAIMED
+    parent_connection = store._connection()
+    opened, done = threading.Event(), threading.Event()
+    others: list[sqlite3.Connection] = []
+
+    def hold_a_connection() -> None:
+        others.append(store._connection())
+        opened.set()
+        done.wait()
+
+    other_thread = threading.Thread(target=hold_a_connection)
+    other_thread.start()
+    opened.wait()
+    read, write = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the thread above: fork anyway
+        pid = os.fork()
+    if pid == 0:  # the child, as a gunicorn worker forked from a master that used the store
+        try:
+            inherited = sqlite_module._inherited
+            report = [
+                store.claim("child", 30).outcome.value,
+                store._connection() is not parent_connection,
+                any(kept is parent_connection for kept in inherited),
+                any(kept is others[0] for kept in inherited),
+            ]
+        except BaseException as error:  # reported to the parent
+            report = [repr(error)]
+        os.write(write, repr(report).encode())
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 1000).decode()
+    os.close(read)
+    os.waitpid(pid, 0)
+    done.set()
+    other_thread.join()
+    assert child == repr([Outcome.CLAIMED.value, True, True, True])
+    assert store._connection() is parent_connection  # the parent's own is untouched
+    assert store.claim("child", 30).outcome is Outcome.BUSY  # the child's claim is shared
+    assert store.claim("parent-after", 30).outcome is Outcome.CLAIMED
+    assert sqlite_module._inherited == []  # only a forked child abandons connections
+
+
 #: Ledger times in the tests: recent, so that no retention sweep removes them.
 T = float(int(time.time()) - 3600)
 

@@ -11,7 +11,9 @@ on every webhook. Expired rows are therefore swept a batch of primary keys at a 
 WAL checkpoints are taken, by :meth:`SQLiteStore.maintain` on the housekeeping thread (or
 ``webhook-kit maintenance``), never inside a request. A connection that fails is dropped
 and reopened by the next operation, so a file made read-only and then restored serves again
-at once; ``timeout`` bounds the wait for another connection's write lock.
+at once; ``timeout`` bounds the wait for another connection's write lock. A forked child
+(a gunicorn worker of a ``--preload`` master) abandons the connections it inherited and opens
+its own.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import functools
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from operator import itemgetter
@@ -124,6 +127,22 @@ _CHECKPOINT_EVERY = 0.5
 _CHECKPOINT_PAGES = 32000
 _PAGE_SIZE = 2048
 
+#: Every SQLite store of this process, for the reset that runs in a forked child.
+_stores: weakref.WeakSet[SQLiteStore] = weakref.WeakSet()
+#: Connections a forked child inherited: referenced until it exits so that they are never
+#: closed there (SQLite forbids using a connection across a fork; closing one could touch
+#: the parent's locks and WAL).
+_inherited: list[sqlite3.Connection] = []
+
+
+def _forked() -> None:
+    """In a forked child: every store drops its parent's connections and opens its own."""
+    for store in list(_stores):
+        store._abandon_connections()
+
+
+process.at_fork(_forked)
+
 
 class SQLiteStore:
     """Safe for many threads and worker processes on one host."""
@@ -149,6 +168,11 @@ class SQLiteStore:
         self._timeout = timeout
         self._clock = clock
         self._local = threading.local()
+        # Each thread's connection, also held here so that a fork can abandon them all (a
+        # forked child drops its parent's other threads, and their thread-locals with them).
+        self._connections: dict[threading.Thread, sqlite3.Connection] = {}
+        self._connections_lock = threading.Lock()
+        _stores.add(self)
         self._next_purge = 0.0
         self._next_checkpoint = 0.0
         # Where each table's next sweep starts.
@@ -455,14 +479,21 @@ class SQLiteStore:
         connection = getattr(self._local, "connection", None)
         self._local.connection = None
         if connection is not None:
+            with self._connections_lock:
+                self._connections.pop(threading.current_thread(), None)
             with suppress(sqlite3.Error):  # a broken connection is dropped all the same
                 connection.close()
 
+    def _abandon_connections(self) -> None:
+        """Forget the connections a forked child inherited, without closing them."""
+        _inherited.extend(self._connections.values())
+        self._connections = {}
+        self._connections_lock = threading.Lock()  # the parent's may have been held mid-fork
+        self._local = threading.local()
+
     def _connection(self) -> sqlite3.Connection:
-        local = self._local
-        connection: sqlite3.Connection | None = getattr(local, "connection", None)
-        # A connection must not cross a fork: gunicorn workers each open their own.
-        if connection is not None and local.forks == process.forks:
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is not None:  # never one of a parent process: see _abandon_connections
             return connection
         connection = sqlite3.connect(
             self.path, timeout=self._timeout, isolation_level=None, check_same_thread=True
@@ -473,7 +504,13 @@ class SQLiteStore:
         connection.execute(f"PRAGMA synchronous = {self._synchronous}")
         connection.execute(f"PRAGMA wal_autocheckpoint = {_CHECKPOINT_PAGES}")
         _migrate(connection)
-        local.connection, local.forks = connection, process.forks
+        with self._connections_lock:
+            # Threads that ended took their thread-local with them: let their connections go.
+            self._connections = {
+                thread: kept for thread, kept in self._connections.items() if thread.is_alive()
+            }
+            self._connections[threading.current_thread()] = connection
+        self._local.connection = connection
         return connection
 
     @contextmanager
