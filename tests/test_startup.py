@@ -61,6 +61,8 @@ def test_app_config_keys_are_checked_by_init_app(caplog: pytest.LogCaptureFixtur
         ("redis://:s3cret@cache:6379/0", "redis://:***@cache:6379/0"),
         ("redis://cache:6379/0", "redis://cache:6379/0"),
         ("memory://", "memory://"),
+        ("postgresql://kit:p@ss@db/kit", "postgresql://kit:***@db/kit"),
+        ("postgresql://kit:s3cret@[db/kit", "postgresql://***@[db/kit"),  # unparseable
     ],
 )  # fmt: skip
 def test_store_urls_are_shown_without_their_password(url: str, shown: str) -> None:

@@ -15,14 +15,13 @@ import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from importlib.metadata import version
-from urllib.parse import urlsplit, urlunsplit
 
 from flask import Flask
 
 from .config import DEFAULTS, SERVER_KEYS, Settings, unknown_keys
 from .errors import ConfigurationError, StoreError, WebhookKitError
 from .standalone import DEFAULT_HANDLERS, config_from_environ, create_app
-from .stores import Store, open_store, sqlite_path
+from .stores import Store, masked_url, open_store, sqlite_path
 
 log = logging.getLogger("webhook_kit")
 #: Loggers of store drivers that log the cause of a failed connection instead of raising it
@@ -104,16 +103,7 @@ def describe_store(url: str) -> str:
     if url.partition(":")[0].lower() == "sqlite":
         query = url.partition("?")[2]
         return f"sqlite:///{os.path.abspath(sqlite_path(url))}" + (f"?{query}" if query else "")
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:  # a malformed port: open_store says what is wrong with it
-        return url
-    if password is None:
-        return url
-    user = parts.username or ""
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    return masked_url(url)
 
 
 def open_for_command(url: str | None, *, create: bool = False) -> tuple[Store, str]:

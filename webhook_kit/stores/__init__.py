@@ -31,6 +31,7 @@ from .base import DEFAULT_TIMEOUT as DEFAULT_TIMEOUT
 from .base import Applied as Applied
 from .base import OptOut as OptOut
 from .base import StoreErrors as StoreErrors
+from .base import masked_url as masked_url
 
 log = logging.getLogger("webhook_kit")
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from ..errors import StoreError
 from ..once import Abandoned, Claim, ConversationWrite, Outcome, new_owner
@@ -38,6 +38,7 @@ __all__ = [
     "Outcome",
     "StoreErrors",
     "lost_claim",
+    "masked_url",
     "names_address",
     "new_owner",
     "query_equalities",
@@ -116,6 +117,21 @@ class StoreErrors:
             if self._on_error is not None:
                 self._on_error()
             raise StoreError(f"{self._store} failed: {error}") from error
+
+
+def masked_url(url: str) -> str:
+    """``url`` with any password shown as ``***``: store URLs end up in logs, error messages
+    and the start-up banner."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:  # unparseable: hide everything before the host
+        scheme, slashes, rest = url.partition("//")
+        return scheme + slashes + ("***@" + rest.rpartition("@")[2] if "@" in rest else rest)
+    if password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
 def names_address(form: str, address: str) -> bool:

@@ -64,6 +64,7 @@ from .base import (
     Outcome,
     StoreErrors,
     lost_claim,
+    masked_url,
     names_address,
     new_owner,
     query_equalities,
@@ -333,7 +334,7 @@ class PostgresStore:
         self._suspect = False  # an operation failed: idle connections may be broken too
         self._abandoned = Abandoned()
         self._guard = StoreErrors(
-            psycopg.Error, f"PostgreSQL store {_redacted(conninfo)!r}", self._suspect_pool
+            psycopg.Error, f"PostgreSQL store {masked_url(conninfo)!r}", self._suspect_pool
         )
 
     def claim(
@@ -743,7 +744,7 @@ class PostgresStore:
             if deadline < now and self._busy.get(key, (None, 0.0))[1] == deadline:
                 log.warning(
                     "PostgreSQL store %r: no answer in %.1f s; cutting the connection",
-                    _redacted(self._conninfo),
+                    masked_url(self._conninfo),
                     self._stuck_after,
                 )
                 _shut(db)
@@ -860,12 +861,3 @@ def _number(options: dict[str, str], name: str, default: float) -> float:
             f"PostgreSQL store option {name}={options[name]!r} must be a positive number"
         )
     return value
-
-
-def _redacted(conninfo: str) -> str:
-    """The URL without its password, for error messages and logs."""
-    parts = urlsplit(conninfo)
-    if parts.password is None:
-        return conninfo
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))

@@ -19,7 +19,7 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, cast
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from ..errors import ConfigurationError
 from ..jobs import JOB_COLUMNS, Job, JobState, job_from_row, job_row
@@ -46,6 +46,7 @@ from .base import (
     OptOut,
     Outcome,
     StoreErrors,
+    masked_url,
     names_address,
     new_owner,
 )
@@ -506,10 +507,10 @@ class RedisStore:
                 retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
             )
         except ValueError as error:  # an option redis-py cannot read
-            raise ConfigurationError(f"Redis store {_redacted(url)!r}: {error}") from None
+            raise ConfigurationError(f"Redis store {masked_url(url)!r}: {error}") from None
         self._abandoned = Abandoned()
         # OSError too: redis-py lets one through when a socket is closed under it (close()).
-        self._guard = StoreErrors((redis.RedisError, OSError), f"Redis store {_redacted(url)!r}")
+        self._guard = StoreErrors((redis.RedisError, OSError), f"Redis store {masked_url(url)!r}")
         scripts = _Connections(self._redis.connection_pool)
         self._claim = _Script(scripts, _CLAIM)
         self._complete = _Script(scripts, _COMPLETE)
@@ -1032,14 +1033,6 @@ def _glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
-def _redacted(url: str) -> str:
-    """The URL without its password, for messages that end up in logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")))
-
-
 def _split_prefix(url: str) -> tuple[str, str]:
     """``?prefix=name`` namespaces the keys (default ``webhook_kit:``); redis-py never sees it.
 
@@ -1059,7 +1052,7 @@ def _split_prefix(url: str) -> tuple[str, str]:
     database = parts.path.strip("/")
     if parts.scheme != "unix" and database and not database.isdigit():
         raise ConfigurationError(
-            f"Redis store URL {_redacted(base)!r}: the database after the host must be a "
+            f"Redis store URL {masked_url(base)!r}: the database after the host must be a "
             f"number, {example}"
         )
     if not prefix.rstrip(":"):
