@@ -3,10 +3,14 @@
 import http.client
 import sys
 import time
+from pathlib import Path
 from urllib.parse import urlencode
 
 from webhook_kit.signature import compute_signature
 from webhook_kit.testing import inbound_sms
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from server import wait_for_server  # the tests' helper, found through the line above
 
 port, log = int(sys.argv[1]), sys.argv[2]
 TOKEN = "your_auth_token"  # the README's command
@@ -37,15 +41,10 @@ def fail(message: str) -> None:
         sys.exit(f"{message}\n--- server log ---\n{file.read()}")
 
 
-deadline = time.monotonic() + 30
-while True:
-    try:
-        http.client.HTTPConnection("127.0.0.1", port, timeout=2).request("GET", "/healthz")
-        break
-    except OSError:
-        if time.monotonic() > deadline:
-            fail(f"nothing listens on $PORT={port} after 30 s")
-        time.sleep(0.1)
+try:
+    wait_for_server(port, name="the README's server ($PORT)", path="/healthz")
+except RuntimeError as error:
+    fail(str(error))
 
 status, body = post("hello")
 if status != 200 or "Echo: hello" not in body:

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -26,6 +26,40 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def wait_for_server(
+    port: int,
+    process: subprocess.Popen[bytes] | None = None,
+    name: str = "the server",
+    *,
+    path: str | None = None,
+    output: Callable[[], str] = lambda: "",
+    seconds: float = 30,
+) -> None:
+    """Return once 127.0.0.1:``port`` accepts connections (with ``path``: answers a GET of it
+    with 200). RuntimeError, with ``output()``, if ``process`` exits first; RuntimeError if
+    ``seconds`` pass: a server that never comes up fails its test rather than hanging it."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{name} exited early: {output()}")
+        try:
+            if path is None:
+                socket.create_connection(("127.0.0.1", port), timeout=2).close()
+                return
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            try:
+                connection.request("GET", path)
+                if connection.getresponse().status == 200:
+                    return
+            finally:
+                connection.close()
+        except OSError:
+            pass
+        time.sleep(0.05)
+    doing = f"answer {path}" if path else "listen"
+    raise RuntimeError(f"{name} did not {doing} on port {port} within {seconds:g} s")
 
 
 @dataclass
@@ -76,17 +110,14 @@ class Gunicorn:
         self.process = subprocess.Popen(
             self.args, env=self.env, stdout=subprocess.DEVNULL, stderr=self._log
         )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited early:\n{self.stderr()}")
-            try:
-                if self.get("/healthz").status == 200:
-                    return self
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("gunicorn did not answer /healthz within 30 s")
+        try:
+            wait_for_server(
+                self.port, self.process, "gunicorn", path="/healthz", output=self.stderr_so_far
+            )
+        except RuntimeError:
+            self.stop()
+            raise
+        return self
 
     def __exit__(
         self,

@@ -7,8 +7,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,7 +14,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from server import ROOT, TOKEN, Gunicorn, free_port
+from server import ROOT, TOKEN, Gunicorn, free_port, wait_for_server
 
 from webhook_kit.cli import main
 from webhook_kit.stores import open_store
@@ -145,15 +143,7 @@ def test_serve(mode: list[str]) -> None:
         command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
-                    assert r.status == 200
-                    break
-            except OSError:
-                assert time.monotonic() < deadline and process.poll() is None
-                time.sleep(0.1)
+        wait_for_server(port, process, "webhook-kit serve", path="/healthz")
     finally:
         process.terminate()
         process.wait(timeout=15)

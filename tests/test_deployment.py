@@ -16,7 +16,6 @@ import ssl
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from urllib.parse import urlencode
 
 import pytest
 from conftest import require_service
-from server import ROOT, free_port
+from server import ROOT, free_port, wait_for_server
 
 from webhook_kit.config import DEFAULTS, SERVER_KEYS, unknown_keys
 from webhook_kit.signature import compute_signature
@@ -129,7 +128,7 @@ def site(tmp_path: Path, upstream: int) -> Iterator[Site]:
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:
-        _wait_for_port(port, process, "nginx")
+        wait_for_server(port, process, "nginx")
         yield Site(port, cert, directory)
     finally:
         process.send_signal(signal.SIGQUIT)  # graceful: workers finish, then the master exits
@@ -165,7 +164,7 @@ class Service:
             self.args, cwd=self.directory, env=self.env, stdout=self.log, stderr=subprocess.STDOUT
         )
         port = int(self.env["WEBHOOK_KIT_BIND"].rpartition(":")[2])
-        _wait_for_port(port, self.process, "gunicorn", self.output)
+        wait_for_server(port, self.process, "gunicorn", output=self.output)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -196,24 +195,6 @@ def _assignments(text: str) -> Iterator[tuple[str, str]]:
         if line.strip() and not line.startswith(("#", "[")):
             name, _, value = line.partition("=")
             yield name.strip(), value.strip()
-
-
-def _wait_for_port(
-    port: int, process: subprocess.Popen[bytes], name: str, output: object = None
-) -> None:
-    import socket
-
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            said = output() if callable(output) else ""
-            raise RuntimeError(f"{name} exited early: {said}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"{name} did not listen on {port} within 30 s")
 
 
 @pytest.fixture

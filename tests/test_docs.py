@@ -18,18 +18,16 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from server import free_port
+from server import free_port, wait_for_server
 
 from webhook_kit.config import DEFAULTS, SERVER_KEYS
 
@@ -227,17 +225,6 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-c", "from webhook_kit.cli import main; main()", *args]
 
 
-def _wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"the server on port {port} exited"
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise AssertionError(f"nothing listens on port {port}")
-
-
 def test_the_emulator_walkthrough_shows_what_the_shell_shows(tmp_path: Path) -> None:
     """The three terminals of docs/guide/emulator.md, run: the command and the reply it shows."""
     page = (DOCS / "guide" / "emulator.md").read_text(encoding="utf-8")
@@ -273,7 +260,7 @@ def test_the_emulator_walkthrough_shows_what_the_shell_shows(tmp_path: Path) -> 
     ]
     try:
         for port, server in zip((emulator_port, app_port), servers, strict=True):
-            _wait_for_port(port, server)
+            wait_for_server(port, server)
         url = f"http://127.0.0.1:{emulator_port}"
         sent = subprocess.run(
             _cli(*command, "--url", url),

@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 
 import pytest
 from click.testing import CliRunner
-from server import ROOT, TOKEN, Gunicorn, free_port
+from server import ROOT, TOKEN, Gunicorn, free_port, wait_for_server
 from twilio.rest import Client
 
 from webhook_kit.cli import main
@@ -46,17 +46,17 @@ class EmulatorProcess:
         self.process = subprocess.Popen(
             [*command, *args], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"emulator exited: {self.process.stderr.read().decode()}")  # type: ignore[union-attr]
-            try:
-                with urllib.request.urlopen(f"{self.url}/_emulator/health", timeout=2):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("the emulator did not start within 30 s")
+        try:
+            wait_for_server(
+                self.port,
+                self.process,
+                "the emulator",
+                path="/_emulator/health",
+                output=lambda: self.process.stderr.read().decode(),  # type: ignore[union-attr]
+            )
+        except RuntimeError:
+            self.stop()
+            raise
 
     def control(self, path: str, fields: list[tuple[str, str]] | None = None) -> dict:
         request = urllib.request.Request(f"{self.url}{path}")

@@ -20,7 +20,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
-from server import ROOT, Gunicorn, free_port
+from server import ROOT, Gunicorn, free_port, wait_for_server
 from test_sending import SlowAnswers
 from twilio.rest import Client
 
@@ -61,15 +61,11 @@ class EmulatorProcess:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(self.url + "/_emulator/health", timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("the emulator did not start within 30 s")
+        try:
+            wait_for_server(self.port, self.process, "the emulator", path="/_emulator/health")
+        except RuntimeError:
+            self.stop()
+            raise
 
     def control(self, path: str, fields: dict[str, str]) -> None:
         auth = base64.b64encode(f"{ACCOUNT}:{TOKEN}".encode()).decode()
