@@ -4,10 +4,17 @@ import os
 import socket
 import uuid
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pgcluster
 import pytest
 from pgcluster import PrivateCluster
+
+if TYPE_CHECKING:
+    from emulator_support import Receiver
+    from twilio.rest import Client
+
+    from webhook_kit.emulator import Emulator
 
 pytest_plugins = ["pytester"]
 
@@ -93,3 +100,40 @@ def private_postgres() -> Iterator[PrivateCluster]:
     require_service(reason is None, reason or "")
     with PrivateCluster() as cluster:
         yield cluster
+
+
+# -- the emulator's tests: one emulator per module, reset for each test ------------------
+
+
+@pytest.fixture(scope="module")
+def running() -> Iterator[Emulator]:
+    """The module's emulator: a manual clock, no sender queues (override for other options)."""
+    from emulator_support import UNTHROTTLED
+
+    from webhook_kit.emulator import Emulator
+
+    with Emulator(clock="manual", throughput=UNTHROTTLED) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def emulator(running: Emulator) -> Emulator:
+    """The module's emulator, as new: starting one per test costs a server each."""
+    running.reset()
+    return running
+
+
+@pytest.fixture
+def client(emulator: Emulator) -> Client:
+    """Twilio's own Python client, talking to the emulator."""
+    return emulator.client()
+
+
+@pytest.fixture
+def app() -> Iterator[Receiver]:
+    """A loopback app that records what the emulator's webhooks deliver."""
+    from emulator_support import Receiver
+
+    receiver = Receiver()
+    yield receiver
+    receiver.close()

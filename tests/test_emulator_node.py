@@ -9,10 +9,8 @@ reason where node or npm is missing, unless ``WEBHOOK_KIT_REQUIRE_SERVICES=1``.
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from emulator_support import Receiver
 from flask import Flask
 from node_support import run_node
@@ -40,19 +38,6 @@ const failure = (error) => ({ status: error.status, code: error.code, message: e
 const attempt = async (call) => { try { return { ok: await call() }; }
                                   catch (error) { return { error: failure(error) }; } };
 """
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[Emulator]:
-    with Emulator(clock="manual") as running:
-        yield running
-
-
-@pytest.fixture
-def app() -> Iterator[Receiver]:
-    receiver = Receiver()
-    yield receiver
-    receiver.close()
 
 
 def node(emulator: Emulator, body: str, **payload: Any) -> Any:

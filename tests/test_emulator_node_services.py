@@ -17,17 +17,11 @@ HANDSET = "+14155550199"
 BUSINESS, USER = "whatsapp:+14155238886", "whatsapp:+15558675310"
 
 
-@pytest.fixture
-def emulator() -> Iterator[Emulator]:
-    with Emulator(clock="manual") as running:
-        yield running
-
-
-@pytest.fixture
-def app() -> Iterator[Receiver]:
-    receiver = Receiver()
-    yield receiver
-    receiver.close()
+@pytest.fixture(scope="module")
+def running() -> Iterator[Emulator]:
+    """With the sender queues: a burst drains at the long code's rate."""
+    with Emulator(clock="manual") as emulator:
+        yield emulator
 
 
 def test_service_pool_and_send(emulator: Emulator, app: Receiver) -> None:

@@ -32,30 +32,6 @@ HANDSET = "+15558675310"
 PICTURE = b"\x89PNG\r\n\x1a\n" + b"pixels" * 1000
 
 
-@pytest.fixture(scope="module")
-def running() -> Iterator[Emulator]:
-    with Emulator(clock="manual") as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def emulator(running: Emulator) -> Emulator:
-    running.reset()
-    return running
-
-
-@pytest.fixture
-def client(emulator: Emulator) -> Client:
-    return emulator.client()
-
-
-@pytest.fixture
-def app() -> Iterator[Receiver]:
-    receiver = Receiver()
-    yield receiver
-    receiver.close()
-
-
 # -- IncomingPhoneNumbers ---------------------------------------------------------------
 
 

@@ -3,39 +3,12 @@ its sender pool, how a sender is picked, and the settings a send through it take
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-from emulator_support import UNTHROTTLED, Receiver, error_of
+from emulator_support import Receiver, error_of
 from twilio.rest import Client
 
 from webhook_kit.emulator import Emulator
 
 HANDSET = "+14155550199"
-
-
-@pytest.fixture(scope="module")
-def running() -> Iterator[Emulator]:
-    with Emulator(clock="manual", throughput=UNTHROTTLED) as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def emulator(running: Emulator) -> Emulator:
-    running.reset()
-    return running
-
-
-@pytest.fixture
-def client(emulator: Emulator) -> Client:
-    return emulator.client()
-
-
-@pytest.fixture
-def app() -> Iterator[Receiver]:
-    receiver = Receiver()
-    yield receiver
-    receiver.close()
 
 
 def pool(client: Client, service: str, *numbers: str) -> None:

@@ -25,14 +25,8 @@ TO = "+15558675310"
 
 
 @pytest.fixture
-def app() -> Iterator[Receiver]:
-    receiver = Receiver()
-    yield receiver
-    receiver.close()
-
-
-@pytest.fixture
 def emulator() -> Iterator[Emulator]:
+    """A new emulator per test: these tests change its timing, which reset() keeps."""
     with Emulator(clock="manual", throughput=UNTHROTTLED) as running:
         yield running
 

@@ -4,10 +4,9 @@ message opens, 63016 outside it, Content templates rendered with their variables
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
-from emulator_support import UNTHROTTLED, Receiver, error_of
+from emulator_support import Receiver, error_of
 from flask import Flask
 from twilio.rest import Client
 from twilio.rest.content.v1.content import ContentList
@@ -19,29 +18,11 @@ BUSINESS = "whatsapp:+14155238886"
 USER = "whatsapp:+15558675310"
 
 
-@pytest.fixture(scope="module")
-def running() -> Iterator[Emulator]:
-    with Emulator(clock="manual", throughput=UNTHROTTLED) as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def app() -> Iterator[Receiver]:
-    receiver = Receiver()
-    yield receiver
-    receiver.close()
-
-
 @pytest.fixture
 def emulator(running: Emulator, app: Receiver) -> Emulator:
     running.reset()
     running.add_number(BUSINESS, sms_url=app.base + "/in")
     return running
-
-
-@pytest.fixture
-def client(emulator: Emulator) -> Client:
-    return emulator.client()
 
 
 def template(client: Client, types: dict[str, object], variables: dict[str, str]) -> str:
