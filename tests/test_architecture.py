@@ -146,6 +146,17 @@ def test_the_request_path_does_not_import_the_sending_half() -> None:
         assert not reachable(graph, module) & SENDING, module
 
 
+def test_the_emulators_blueprints_live_in_its_http_package() -> None:
+    """The emulator's models stay plain: only ``emulator/http/`` translates HTTP to them."""
+    emulator = PACKAGE / "emulator"
+    blueprints = [
+        name
+        for name, path in modules(emulator, "webhook_kit.emulator").items()
+        if "Blueprint(" in path.read_text() and path.parent != emulator / "http"
+    ]
+    assert blueprints == []
+
+
 def test_no_public_class_name_is_defined_twice() -> None:
     defined: dict[str, list[str]] = {}
     for name, path in modules(PACKAGE, "webhook_kit").items():

@@ -26,8 +26,6 @@ from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import urlencode
 
-from flask import Blueprint, Response, jsonify, request
-
 from ..signature import body_sha256
 from ..streams import MESSAGE_STATUS_PREFIX
 from .clock import Scheduler, Task
@@ -43,8 +41,7 @@ from .delivery import (
 )
 from .errors import ApiError
 from .lifecycle import Chaos
-from .model import API_VERSION, EmulatedMessage, new_sid
-from .paging import meta_envelope, parse_paging, window
+from .model import API_VERSION, EmulatedMessage, iso8601, new_sid
 from .resource import is_url
 
 BASE_URL: Final = "https://events.twilio.com/v1"
@@ -61,13 +58,9 @@ BATCH_WINDOW: Final = 0.05
 RETRY_FOR: Final = 4 * 3600.0
 #: Twilio waits 5 seconds for a sink's answer; connection overrides do not apply.
 TIMEOUTS: Final = Overrides(connect_timeout=5.0, read_timeout=5.0, total_time=5.0)
-_SINK_SID = re.compile(r"DG[0-9a-f]{32}")
-_SUBSCRIPTION_SID = re.compile(r"DF[0-9a-f]{32}")
+SINK_SID_RE: Final = re.compile(r"DG[0-9a-f]{32}")
+SUBSCRIPTION_SID_RE: Final = re.compile(r"DF[0-9a-f]{32}")
 _SINK_TYPES = ("kinesis", "webhook", "segment", "email")
-
-
-def _iso(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _iso_ms(seconds: float) -> str:
@@ -96,9 +89,9 @@ class Sink:
             "sink_configuration": self.configuration,
             "description": self.description,
             "sid": self.sid,
-            "date_created": _iso(self.created),
+            "date_created": iso8601(self.created),
             "sink_type": self.sink_type,
-            "date_updated": _iso(self.updated),
+            "date_updated": iso8601(self.updated),
             "url": url,
             "links": {"sink_test": f"{url}/Test", "sink_validate": f"{url}/Validate"},
         }
@@ -120,8 +113,8 @@ class Subscription:
         return {
             "account_sid": self.account_sid,
             "sid": self.sid,
-            "date_created": _iso(self.created),
-            "date_updated": _iso(self.updated),
+            "date_created": iso8601(self.created),
+            "date_updated": iso8601(self.updated),
             "sink_sid": self.sink_sid,
             "description": self.description,
             "url": url,
@@ -412,138 +405,3 @@ def _data(record: EmulatedMessage, kind: str) -> dict[str, Any]:
     if record.messaging_service_sid:
         data["messagingServiceSid"] = record.messaging_service_sid
     return data
-
-
-def events_api(streams: EventStreams) -> Blueprint:
-    """``/v1/Sinks`` and ``/v1/Subscriptions`` as events.twilio.com answers them."""
-    api = Blueprint("event_streams", __name__, url_prefix="/v1")
-    _sink_routes(api, streams)
-    _subscription_routes(api, streams)
-    return api
-
-
-def _listing(key: str, path: str, items: list[dict[str, Any]]) -> Response:
-    """One page of ``items`` (each with a ``sid``) in the v1 ``meta`` envelope, paged as Twilio."""
-    paging = parse_paging(request.args)
-    found, more = window(items, lambda item: str(item["sid"]), paging)
-    return jsonify(meta_envelope(key, found, paging, url=f"{BASE_URL}/{path}", more=more))
-
-
-def _sink_routes(api: Blueprint, streams: EventStreams) -> None:
-    @api.post("/Sinks")
-    def create_sink() -> tuple[Response, int]:
-        form = request.form
-        raw = form.get("SinkConfiguration", "")
-        try:
-            configuration = json.loads(raw)
-        except ValueError:
-            configuration = None
-        if not isinstance(configuration, dict):
-            raise ApiError(20001, "SinkConfiguration must be a JSON object")
-        sink = streams.create_sink(
-            form.get("Description", ""), configuration, form.get("SinkType", "")
-        )
-        return jsonify(sink.json()), 201
-
-    @api.get("/Sinks")
-    def list_sinks() -> Response:
-        status, in_use = request.args.get("Status"), request.args.get("InUse")
-        used = {s.sink_sid for s in streams.subscriptions.values()}
-        items = [
-            sink.json()
-            for sink in list(streams.sinks.values())
-            if (status is None or sink.status == status)
-            and (in_use is None or (sink.sid in used) == (in_use.lower() == "true"))
-        ]
-        return _listing("sinks", "Sinks", items)
-
-    @api.get("/Sinks/<sid>")
-    def fetch_sink(sid: str) -> Response:
-        return jsonify(streams.sink(sid).json() if _SINK_SID.fullmatch(sid) else _missing())
-
-    @api.post("/Sinks/<sid>")
-    def update_sink(sid: str) -> Response:
-        sink = streams.sink(sid) if _SINK_SID.fullmatch(sid) else _missing()
-        description = request.form.get("Description")
-        if not description:
-            raise ApiError(20001, "Missing required parameter Description in the post body")
-        sink.description, sink.updated = description, streams.now()
-        return jsonify(sink.json())
-
-    @api.delete("/Sinks/<sid>")
-    def delete_sink(sid: str) -> tuple[str, int]:
-        streams.delete_sink(sid)
-        return "", 204
-
-    @api.post("/Sinks/<sid>/Test")
-    def test_sink(sid: str) -> Response:
-        streams.test_sink(sid)
-        return jsonify({"result": "submitted"})
-
-    @api.post("/Sinks/<sid>/Validate")
-    def validate_sink(sid: str) -> Response:
-        streams.validate_sink(sid, request.form.get("TestId", ""))
-        return jsonify({"result": "valid"})
-
-
-def _subscription_routes(api: Blueprint, streams: EventStreams) -> None:
-    def subscription(sid: str) -> Subscription:
-        found = streams.subscriptions.get(sid) if _SUBSCRIPTION_SID.fullmatch(sid) else None
-        if found is None:
-            raise ApiError(20404, f"The requested resource {request.path} was not found", 404)
-        return found
-
-    @api.post("/Subscriptions")
-    def create_subscription() -> tuple[Response, int]:
-        form = request.form
-        types: list[tuple[str, int]] = []
-        for raw in form.getlist("Types"):
-            try:
-                item = json.loads(raw)
-            except ValueError:
-                item = None
-            if not isinstance(item, dict) or not isinstance(item.get("type"), str):
-                raise ApiError(20001, 'each Types value must be {"type": ..., "schema_version": N}')
-            version = item.get("schema_version", 1)
-            types.append((item["type"], version if isinstance(version, int) else 1))
-        created = streams.subscribe(form.get("SinkSid", ""), types, form.get("Description", ""))
-        return jsonify(created.json()), 201
-
-    @api.get("/Subscriptions")
-    def list_subscriptions() -> Response:
-        sink = request.args.get("SinkSid")
-        items = [
-            s.json()
-            for s in list(streams.subscriptions.values())
-            if sink is None or s.sink_sid == sink
-        ]
-        return _listing("subscriptions", "Subscriptions", items)
-
-    @api.get("/Subscriptions/<sid>")
-    def fetch_subscription(sid: str) -> Response:
-        return jsonify(subscription(sid).json())
-
-    @api.delete("/Subscriptions/<sid>")
-    def delete_subscription(sid: str) -> tuple[str, int]:
-        subscription(sid)
-        streams.subscriptions.pop(sid, None)
-        return "", 204
-
-    @api.get("/Subscriptions/<sid>/SubscribedEvents")
-    def subscribed_events(sid: str) -> Response:
-        found = subscription(sid)
-        items = [
-            {
-                "account_sid": found.account_sid,
-                "type": kind,
-                "schema_version": version,
-                "subscription_sid": sid,
-                "url": f"{BASE_URL}/Subscriptions/{sid}/SubscribedEvents/{kind}",
-            }
-            for kind, version in found.types.items()
-        ]
-        return _listing("types", f"Subscriptions/{sid}/SubscribedEvents", items)
-
-
-def _missing() -> Any:
-    raise ApiError(20404, f"The requested resource {request.path} was not found", 404)

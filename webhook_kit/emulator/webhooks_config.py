@@ -18,30 +18,26 @@ import random
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
-
-from flask import Blueprint, Response, jsonify, request
 
 from ..signature import ALGORITHMS
 from .delivery import Signing, split_userinfo
 from .errors import ProblemError
+from .model import iso8601
 from .resource import is_url
 
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 MATCH_TYPES = ("EXACT_MATCH", "PREFIX_MATCH", "DEFAULT")
 
 
-def _invalid(detail: str) -> ProblemError:
+def invalid(detail: str) -> ProblemError:
+    """The API's 400 for a request it cannot accept (an RFC 9457 problem, code 59000)."""
     return ProblemError(59000, detail, 400)
 
 
-def _new_id(prefix: str) -> str:
+def new_id(prefix: str) -> str:
+    """A resource ID as the API forms them: ``prefix`` and 26 Crockford base-32 characters."""
     return prefix + "".join(_CROCKFORD[byte % 32] for byte in os.urandom(26))
-
-
-def _iso(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(slots=True)
@@ -56,8 +52,8 @@ class SharedKey:
         body: dict[str, Any] = {
             "id": self.id,
             "friendlyName": self.friendly_name,
-            "createdAt": _iso(self.created_at),
-            "updatedAt": _iso(self.created_at),
+            "createdAt": iso8601(self.created_at),
+            "updatedAt": iso8601(self.created_at),
         }
         if secret:
             body["secret"] = self.secret
@@ -103,8 +99,8 @@ class Setting:
             "signature": self.signature,
             "connection": None,
             "edgeZones": None,
-            "createdAt": _iso(self.created_at),
-            "updatedAt": _iso(self.created_at),
+            "createdAt": iso8601(self.created_at),
+            "updatedAt": iso8601(self.created_at),
         }
 
 
@@ -136,8 +132,8 @@ class SigningRule:
             "description": self.description,
             "matchType": self.match_type,
             "settings": [{"settingId": s, "percentage": p} for s, p in self.settings],
-            "createdAt": _iso(self.created_at),
-            "updatedAt": _iso(self.created_at),
+            "createdAt": iso8601(self.created_at),
+            "updatedAt": iso8601(self.created_at),
         }
         if self.match_type == "EXACT_MATCH":
             body["value"] = self.pattern
@@ -190,7 +186,7 @@ class WebhooksConfig:
 
     def create_shared_key(self, friendly_name: str = "") -> SharedKey:
         key = SharedKey(
-            _new_id("webhooks_sharedkey_"), _text(friendly_name, "friendlyName", 255),
+            new_id("webhooks_sharedkey_"), _text(friendly_name, "friendlyName", 255),
             os.urandom(32).hex(), self.now(),
         )  # fmt: skip
         with self._lock:
@@ -203,12 +199,12 @@ class WebhooksConfig:
             "INLINE",
             "REFERENCE",
         ):
-            raise _invalid("auth is required: {source: INLINE, value: {...}} or REFERENCE")
+            raise invalid("auth is required: {source: INLINE, value: {...}} or REFERENCE")
         signature = payload.get("signature")
         if signature is not None and not isinstance(signature, dict):
-            raise _invalid("signature must be an object")
+            raise invalid("signature must be an object")
         setting = Setting(
-            _new_id("webhooks_setting_"),
+            new_id("webhooks_setting_"),
             _text(payload.get("friendlyName"), "friendlyName", 255),
             _text(payload.get("description"), "description", 1024),
             dict(auth),
@@ -219,10 +215,10 @@ class WebhooksConfig:
         if signature is not None and str(signature.get("type", "")).lower() != "none":
             algorithm = str(signature.get("algorithm", ""))
             if algorithm.upper() not in ALGORITHMS:
-                raise _invalid(f"signature.algorithm must be one of {', '.join(ALGORITHMS)}")
+                raise invalid(f"signature.algorithm must be one of {', '.join(ALGORITHMS)}")
             with self._lock:
                 if key_id is None or key_id not in self.shared_keys:
-                    raise _invalid(f"signature.sharedKeyId {key_id!r} is not a SharedKey")
+                    raise invalid(f"signature.sharedKeyId {key_id!r} is not a SharedKey")
         with self._lock:
             self.settings[setting.id] = setting
         return setting
@@ -230,31 +226,31 @@ class WebhooksConfig:
     def create_rule(self, payload: dict[str, Any]) -> SigningRule:
         match_type = str(payload.get("matchType", ""))
         if match_type not in MATCH_TYPES:
-            raise _invalid(f"matchType must be one of {', '.join(MATCH_TYPES)}")
+            raise invalid(f"matchType must be one of {', '.join(MATCH_TYPES)}")
         pattern = ""
         if match_type == "EXACT_MATCH":
             pattern = str(payload.get("value") or "")
             if not is_url(pattern) or pattern.endswith("/") or len(pattern) > 2048:
-                raise _invalid("value must be one URL, without a trailing slash")
+                raise invalid("value must be one URL, without a trailing slash")
         elif match_type == "PREFIX_MATCH":
             pattern = str(payload.get("prefix") or "")
             if not is_url(pattern) or not pattern.endswith("/") or len(pattern) > 2048:
-                raise _invalid("prefix must be a URL ending with '/'")
+                raise invalid("prefix must be a URL ending with '/'")
         references = payload.get("settings")
         if not isinstance(references, list) or not 1 <= len(references) <= 2:
-            raise _invalid("settings must list one or two {settingId, percentage}")
+            raise invalid("settings must list one or two {settingId, percentage}")
         settings: list[tuple[str, int]] = []
         for reference in references:
             if not isinstance(reference, dict):
-                raise _invalid("each of settings must be {settingId, percentage}")
+                raise invalid("each of settings must be {settingId, percentage}")
             setting_id, share = reference.get("settingId"), reference.get("percentage", 100)
             if not isinstance(share, int) or isinstance(share, bool) or not 0 <= share <= 100:
-                raise _invalid("percentage must be a whole number from 0 to 100")
+                raise invalid("percentage must be a whole number from 0 to 100")
             settings.append((str(setting_id), share))
         if sum(share for _, share in settings) != 100:
-            raise _invalid("the percentages of settings must sum to 100")
+            raise invalid("the percentages of settings must sum to 100")
         rule = SigningRule(
-            _new_id("webhooks_rule_"), match_type, pattern, settings,
+            new_id("webhooks_rule_"), match_type, pattern, settings,
             _text(payload.get("friendlyName"), "friendlyName", 255),
             _text(payload.get("description"), "description", 1024), self.now(),
         )  # fmt: skip
@@ -262,7 +258,7 @@ class WebhooksConfig:
             for setting_id, _ in settings:
                 setting = self.settings.get(setting_id)
                 if setting is None:
-                    raise _invalid(f"settingId {setting_id!r} is not a Setting")
+                    raise invalid(f"settingId {setting_id!r} is not a Setting")
                 if match_type == "DEFAULT" and setting.basic is not None:
                     raise ProblemError(59202, "Basic auth is not allowed on the DEFAULT rule", 400)
             for other in self.rules.values():
@@ -303,65 +299,5 @@ def _text(value: object, name: str, limit: int) -> str:
     if value is None:
         return ""
     if not isinstance(value, str) or len(value) > limit:
-        raise _invalid(f"{name} must be a string of at most {limit} characters")
+        raise invalid(f"{name} must be a string of at most {limit} characters")
     return value
-
-
-def webhooks_api(config: WebhooksConfig) -> Blueprint:
-    """``/v1/Webhooks/{SharedKeys,Settings,Rules}`` (webhooks.twilio.com)."""
-    api = Blueprint("webhooks_config", __name__, url_prefix="/v1/Webhooks")
-    kinds = {"SharedKeys": "shared_keys", "Settings": "settings", "Rules": "rules"}
-
-    def payload() -> dict[str, Any]:
-        body = request.get_json(silent=True)
-        if not isinstance(body, dict):
-            raise _invalid("the body must be a JSON object (Content-Type: application/json)")
-        return body
-
-    def listing(key: str, items: list[dict[str, Any]]) -> Response:
-        meta = {"key": key, "pageSize": len(items), "nextToken": None, "previousToken": None}
-        return jsonify({key: items, "meta": meta})
-
-    @api.post("/SharedKeys")
-    def create_shared_key() -> tuple[Response, int]:
-        key = config.create_shared_key(payload().get("friendlyName") or "")
-        return jsonify(key.json(secret=True)), 201
-
-    @api.post("/Settings")
-    def create_setting() -> tuple[Response, int]:
-        return jsonify(config.create_setting(payload()).json()), 201
-
-    @api.post("/Rules")
-    def create_rule() -> tuple[Response, int, dict[str, str]]:
-        rule = config.create_rule(payload())
-        operation = {
-            "id": _new_id("webhooks_operation_"),
-            "status": "COMPLETED",  # applied at once here; Twilio propagates in 30-60 s
-            "resourceId": rule.id,
-            "createdAt": _iso(rule.created_at),
-            "completedAt": _iso(rule.created_at),
-        }
-        body = {"operation": operation, "rule": rule.json()}
-        return jsonify(body), 202, {"Operation-Id": operation["id"]}
-
-    @api.get("/<kind>")
-    def list_(kind: str) -> Response:
-        if kind not in kinds:
-            raise ProblemError(20404, f"/v1/Webhooks/{kind} was not found", 404)
-        items = list(getattr(config, kinds[kind]).values())
-        return listing(kind[0].lower() + kind[1:], [item.json() for item in items])
-
-    @api.get("/<kind>/<id>")
-    def fetch(kind: str, id: str) -> Response:
-        if kind not in kinds:
-            raise ProblemError(20404, f"/v1/Webhooks/{kind} was not found", 404)
-        return jsonify(config.get(kinds[kind], id).json())
-
-    @api.delete("/<kind>/<id>")
-    def delete(kind: str, id: str) -> tuple[str, int]:
-        if kind not in kinds:
-            raise ProblemError(20404, f"/v1/Webhooks/{kind} was not found", 404)
-        config.delete(kinds[kind], id)
-        return "", 204
-
-    return api

@@ -1,7 +1,8 @@
 """The emulator's HTTP surface, one module per resource family (moto's "responses").
 
 ``messages`` serves the 2010-04-01 Message resource with its Feedback and Media, ``numbers``
-the IncomingPhoneNumber resource; ``media_host`` is the second origin that answers media
+the IncomingPhoneNumber resource, ``streams`` Event Streams' Sinks and Subscriptions,
+``webhooks`` the Webhooks configuration API; ``media_host`` is the second origin that answers media
 bytes without credentials; ``control`` the
 ``/_emulator`` API that drives what Twilio never exposes (clock, handsets, logs); ``app``
 assembles them behind Basic auth, the rate limit and Twilio-shaped errors. Each module only

@@ -17,8 +17,6 @@ from werkzeug.exceptions import HTTPException
 
 from ..core import Account, RequestRecord
 from ..errors import ApiError, EmulatorError
-from ..streams import events_api
-from ..webhooks_config import webhooks_api
 from .accounts import accounts_api
 from .content import content_api
 from .control import control_api
@@ -27,6 +25,8 @@ from .inspector import PageAccess, inspector_blueprint
 from .messages import messages_api
 from .numbers import numbers_api
 from .services import services_api
+from .streams import events_api
+from .webhooks import webhooks_api
 
 logger = logging.getLogger("webhook_kit.emulator")
 MAX_BODY = 1024 * 1024
