@@ -369,3 +369,20 @@ def test_sqlite_state_survives_a_restart(tmp_path: object) -> None:
         assert second.client().messages(sid).fetch().status == "queued"
         second.advance(1)  # the unfinished life cycle resumes
         assert second.client().messages(sid).fetch().status == "delivered"
+
+
+def test_the_emulator_takes_every_account_option_by_name() -> None:
+    """Its keywords are explicit (typed, documented), and the same as the account's."""
+    import inspect
+
+    from webhook_kit.emulator.core import Account
+
+    served = inspect.signature(Emulator).parameters
+    model = inspect.signature(Account).parameters
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in served.values())
+    assert {name: p.default for name, p in served.items() if name in model} == {
+        name: p.default for name, p in model.items()
+    }
+    assert set(served) - set(model) == {"host", "port", "media_port"}
+    documented = inspect.getdoc(Emulator) or ""
+    assert [name for name in served if f":param {name}:" not in documented] == []

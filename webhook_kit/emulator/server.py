@@ -7,7 +7,7 @@ The account (the model) never starts or imports a server; this module puts the F
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
@@ -17,6 +17,10 @@ from .http import create_app, create_media_app
 if TYPE_CHECKING:
     from flask import Flask
     from twilio.rest import Client
+
+    from .clock import Clock
+    from .lifecycle import Chaos, Timing
+    from .throughput import Throughput
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -29,15 +33,61 @@ class _QuietHandler(WSGIRequestHandler):
 class Emulator(Account):
     """An offline Twilio Messaging account: REST API, life cycle, signed webhooks.
 
-    Everything :class:`Account` takes, plus ``host:port`` to serve on (0: a free port) and
-    ``media_port`` for the media host (0: a free port), the second origin media bytes are
-    redirected to. Use it as a context manager (or :meth:`start`/:meth:`stop`).
+    Use it as a context manager (or :meth:`start`/:meth:`stop`).
+
+    :param host: The address to serve on.
+    :param port: The API's port (0: a free one; :attr:`url` tells which).
+    :param media_port: The media host's port (0: a free one), the second origin media bytes
+        are redirected to, as Twilio redirects them.
+    :param account_sid: The account's SID (default: one is made up).
+    :param auth_token: Its auth token, which signs webhooks (default: one is made up).
+    :param api_keys: ``{"SK...": secret}`` accepted as Basic credentials besides the token.
+    :param state: Where numbers, services and messages live: ``memory://`` or
+        ``sqlite:///path`` to keep them across restarts.
+    :param clock: ``"manual"`` freezes time until :meth:`advance`; ``"real"`` runs it; or a
+        :class:`~webhook_kit.emulator.clock.Clock` of your own.
+    :param speed: How much faster than real time a real clock runs the life cycle.
+    :param timing: How long each step of a message's life cycle takes.
+    :param chaos: Status callbacks out of order, duplicated, late or dropped (default: none).
+    :param seed: Seeds every random choice, so a run can be repeated.
+    :param rate_limit: API requests per second beyond which the API answers 429 (default: no
+        limit).
+    :param throughput: The sender queues' rates (default: Twilio's;
+        :meth:`Throughput.unqueued() <webhook_kit.emulator.throughput.Throughput.unqueued>`
+        never holds a message back).
     """
 
     def __init__(
-        self, *, host: str = "127.0.0.1", port: int = 0, media_port: int = 0, **options: Any
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        media_port: int = 0,
+        account_sid: str | None = None,
+        auth_token: str | None = None,
+        api_keys: dict[str, str] | None = None,
+        state: str = "memory://",
+        clock: Literal["real", "manual"] | Clock = "real",
+        speed: float = 1.0,
+        timing: Timing | None = None,
+        chaos: Chaos | None = None,
+        seed: int = 0,
+        rate_limit: float | None = None,
+        throughput: Throughput | None = None,
     ) -> None:
-        super().__init__(**options)
+        super().__init__(
+            account_sid=account_sid,
+            auth_token=auth_token,
+            api_keys=api_keys,
+            state=state,
+            clock=clock,
+            speed=speed,
+            timing=timing,
+            chaos=chaos,
+            seed=seed,
+            rate_limit=rate_limit,
+            throughput=throughput,
+        )
         self.host = host
         self.port = port
         self.media_port = media_port
