@@ -306,11 +306,14 @@ class TestBadInput:
         (tmp_path / "typo_bot.py").write_text("def f(:\n")
         monkeypatch.chdir(tmp_path)
         monkeypatch.syspath_prepend(str(tmp_path))
+        monkeypatch.delenv("WEBHOOK_KIT_HANDLERS", raising=False)
+        del env["WEBHOOK_KIT_HANDLERS"]  # so that the runner does not restore it either
         for module, where in (("broken_bot", "broken_bot.py:2"), ("typo_bot", "typo_bot.py:1")):
-            for command in (["serve", "--gunicorn"], ["maintenance"], ["worker"]):
+            for command in (["serve", "--gunicorn"], ["maintenance"], ["worker"], ["doctor"]):
                 result = runner.invoke(main, [*command, "--handlers", module], env=env)
                 refused(result, "error:", where)
                 assert "maintained" not in result.output  # the store was not touched first
+                assert "WEBHOOK_KIT_HANDLERS" not in os.environ  # passed on, never leaked
 
     @pytest.mark.parametrize(
         "url", ["http://127.0.0.1:abc/twilio/messages", "http://[::1/twilio/messages", "ftp://x/"]

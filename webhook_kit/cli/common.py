@@ -7,6 +7,7 @@ traceback.
 from __future__ import annotations
 
 import math
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -24,6 +25,12 @@ PORT = click.IntRange(0, 65535)
 STORE_OPTION = click.option(
     "--store", help="Store URL (default: WEBHOOK_KIT_STORE, else the SQLite default)."
 )
+
+
+def environment(handlers: str | None) -> dict[str, str]:
+    """The environment a command builds its app from: ``--handlers`` given explicitly, never
+    written to ``os.environ`` (a command run in-process would leak it to what runs next)."""
+    return {**os.environ, "WEBHOOK_KIT_HANDLERS": handlers} if handlers else dict(os.environ)
 
 
 @contextmanager

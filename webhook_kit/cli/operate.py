@@ -22,7 +22,17 @@ from ..jobs import JobState
 from ..sending import Sender
 from ..standalone import config_from_environ, create_app, load_kit
 from ..stores import Store
-from .common import JSON_OPTION, PORT, T, duration, fail, open_store, table, using_store
+from .common import (
+    JSON_OPTION,
+    PORT,
+    T,
+    duration,
+    environment,
+    fail,
+    open_store,
+    table,
+    using_store,
+)
 
 
 @click.command()
@@ -45,13 +55,12 @@ def serve(
     python:webhook_kit.gunicorn_conf webhook_kit.wsgi:app`: without --host and --port it
     listens on WEBHOOK_KIT_BIND, else 0.0.0.0:$PORT when PORT is set, else 127.0.0.1:8000.
     """
-    if handlers:
-        os.environ["WEBHOOK_KIT_HANDLERS"] = handlers
+    environ = environment(handlers)
     sys.path.insert(0, os.getcwd())  # the handlers module usually lives in the project
     address = f"{host or '127.0.0.1'}:{8000 if port is None else port}"
     if use_gunicorn:
         try:
-            create_app()  # a configuration error is one line here, before gunicorn is started
+            create_app(environ)  # a configuration error is one line here, before gunicorn starts
         except WebhookKitError as error:
             fail(str(error))
         args = [sys.executable, "-m", "gunicorn", "--config", "python:webhook_kit.gunicorn_conf"]
@@ -60,9 +69,9 @@ def serve(
             args += ["--bind", address]
         if workers:
             args += ["--workers", str(workers)]
-        os.execv(sys.executable, args)
+        os.execve(sys.executable, args, environ)
     try:
-        app = startup.start()
+        app = startup.start(environ)
     except WebhookKitError as error:
         fail(str(error))
     app.run(host=host or "127.0.0.1", port=8000 if port is None else port)
@@ -75,10 +84,8 @@ def doctor(*, handlers: str | None, numbers: tuple[str, ...]) -> None:
     """Check that the account's numbers and services call the URLs this app verifies."""
     from ..doctor import run
 
-    if handlers:
-        os.environ["WEBHOOK_KIT_HANDLERS"] = handlers
     sys.path.insert(0, os.getcwd())  # the handlers module usually lives in the project
-    sys.exit(run(numbers))
+    sys.exit(run(numbers, environment(handlers)))
 
 
 @click.command()
@@ -108,7 +115,7 @@ def maintenance(*, store: str | None, handlers: str | None) -> None:
     click.echo("maintained")
     if kit is None:
         return
-    environ = {**os.environ, "WEBHOOK_KIT_HANDLERS": str(handlers)}
+    environ = environment(handlers)
     if store:
         environ["WEBHOOK_KIT_STORE"] = store
     try:
@@ -150,14 +157,12 @@ def worker(*, handlers: str | None, threads: int | None) -> None:
     Serves no HTTP: start as many as you like, on any host that shares the store. Jobs a
     killed worker held are taken over once their lease (WEBHOOK_KIT_JOB_LEASE) ends.
     """
-    if handlers:
-        os.environ["WEBHOOK_KIT_HANDLERS"] = handlers
     sys.path.insert(0, os.getcwd())
     config: dict[str, Any] = {"WEBHOOK_KIT_RUNNER": "embedded"}
     if threads is not None:
         config["WEBHOOK_KIT_JOB_THREADS"] = threads
     try:
-        app = create_app(config=config)
+        app = create_app(environment(handlers), config=config)
         app.extensions["webhook_kit"].executor(app)  # fails clearly without background handlers
     except WebhookKitError as error:
         fail(str(error))
