@@ -205,19 +205,21 @@ def test_serve_gunicorn_runs_the_packaged_configuration(
     monkeypatch.chdir(tmp_path)
     ran: list[Any] = []
 
-    def execv(path: str, args: list[str]) -> None:
-        ran.append(args)
+    def execve(path: str, args: list[str], environ: dict[str, str]) -> None:
+        ran.append((args, environ))
         raise SystemExit(0)  # as the real one, it does not return
 
-    monkeypatch.setattr(os, "execv", execv)
+    monkeypatch.setattr(os, "execve", execve)
     monkeypatch.syspath_prepend(str(tmp_path))  # sys.path is restored afterwards
-    # --handlers sets WEBHOOK_KIT_HANDLERS: naming it here has the runner restore it.
-    env = {"TWILIO_AUTH_TOKEN": "t", "WEBHOOK_KIT_STORE": "memory://", "WEBHOOK_KIT_HANDLERS": ""}
+    monkeypatch.delenv("WEBHOOK_KIT_HANDLERS", raising=False)
+    env = {"TWILIO_AUTH_TOKEN": "t", "WEBHOOK_KIT_STORE": "memory://"}
     result = CliRunner().invoke(
         main, ["serve", "--gunicorn", "--handlers", "startup_bot", "--workers", "2"], env=env
     )
     assert result.exit_code == 0, result.output
-    (args,) = ran
+    ((args, environ),) = ran
+    assert environ["WEBHOOK_KIT_HANDLERS"] == "startup_bot"  # given to gunicorn, not os.environ
+    assert "WEBHOOK_KIT_HANDLERS" not in os.environ
     assert args[1:] == [
         "-m", "gunicorn", "--config", "python:webhook_kit.gunicorn_conf", "webhook_kit.wsgi:app",
         "--workers", "2",
@@ -253,3 +255,30 @@ class TestCommandsReadTheServersStore:
         result = CliRunner().invoke(main, ["jobs", "list"], env={"WEBHOOK_KIT_STORE": url})
         assert result.exit_code == 0
         assert result.stderr == f"store: {url}\n" and result.stdout == "no jobs\n"
+
+
+def test_the_standalone_app_takes_twilio_variables_from_the_environ_it_is_given(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Not from os.environ: the account, API key, region and edge a sender uses."""
+    from webhook_kit.standalone import TWILIO_DEFAULTS, create_app
+
+    for twilio in TWILIO_DEFAULTS.values():
+        monkeypatch.delenv(twilio, raising=False)
+    account = "AC" + "1" * 32
+    environ = {
+        "WEBHOOK_KIT_HANDLERS": "examples.echo_bot",
+        "WEBHOOK_KIT_STORE": "memory://",
+        "TWILIO_AUTH_TOKEN": "t",
+        "TWILIO_ACCOUNT_SID": account,
+        "TWILIO_API_KEY": "SK" + "2" * 32,
+        "TWILIO_API_SECRET": "s",
+        "TWILIO_REGION": "ie1",
+        "TWILIO_EDGE": "dublin",
+    }
+    app = create_app(environ)
+    kit = app.extensions["webhook_kit"]
+    assert kit.pipeline(app).settings.account_sid == account
+    client = kit.sender(app).client
+    assert (client.account_sid, client.username) == (account, "SK" + "2" * 32)
+    assert (client.region, client.edge) == ("ie1", "dublin")
