@@ -80,11 +80,25 @@ def __getattr__(name: str) -> Any:
     return celery
 
 
+#: The variables of Twilio's own tools that a ``WEBHOOK_KIT_*`` setting defaults to.
+TWILIO_DEFAULTS = {
+    "WEBHOOK_KIT_AUTH_TOKEN": "TWILIO_AUTH_TOKEN",
+    "WEBHOOK_KIT_ACCOUNT_SID": "TWILIO_ACCOUNT_SID",
+    "WEBHOOK_KIT_API_KEY": "TWILIO_API_KEY",
+    "WEBHOOK_KIT_API_SECRET": "TWILIO_API_SECRET",
+    "WEBHOOK_KIT_REGION": "TWILIO_REGION",
+    "WEBHOOK_KIT_EDGE": "TWILIO_EDGE",
+}
+
+
 def config_from_environ(environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
-    """The ``WEBHOOK_KIT_*`` settings the environment sets (the CLI reads them this way too)."""
+    """The ``WEBHOOK_KIT_*`` settings ``environ`` sets, the ``TWILIO_*`` defaults included
+    (so that an app built from a given environ never reads them from ``os.environ``; the CLI
+    reads the settings this way too)."""
     config: dict[str, Any] = {key: environ[key] for key in DEFAULTS if environ.get(key)}
-    if environ.get("TWILIO_AUTH_TOKEN") and "WEBHOOK_KIT_AUTH_TOKEN" not in config:
-        config["WEBHOOK_KIT_AUTH_TOKEN"] = environ["TWILIO_AUTH_TOKEN"]
+    for key, twilio in TWILIO_DEFAULTS.items():
+        if environ.get(twilio) and key not in config:
+            config[key] = environ[twilio]
     return config
 
 
