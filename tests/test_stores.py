@@ -1111,11 +1111,14 @@ def test_postgres_sessions_take_the_store_timeout_unless_the_url_says(
     store.close()
 
 
-def test_postgres_down_is_a_fast_store_error() -> None:
+def test_postgres_down_is_a_fast_store_error_that_says_what_to_check() -> None:
     store = open_store("postgresql://postgres:secret@127.0.0.1:1/test?pool_timeout=0.5")
     with pytest.raises(StoreError, match="PostgreSQL store") as caught:
         store.claim("k", 1)
-    assert "secret" not in str(caught.value) and ":***@" in str(caught.value)
+    said = str(caught.value)
+    assert "secret" not in said and ":***@" in said
+    assert "accepts connections at 127.0.0.1:1" in said  # where to look
+    assert "Connection refused" in said  # and libpq's own reason, which the pool only logged
     store.close()
 
 

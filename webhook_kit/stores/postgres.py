@@ -36,10 +36,10 @@ import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from operator import itemgetter
-from typing import Any, Final
+from typing import Any, Final, Self
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, StoreError
 from ..jobs import Job, JobState, job_from_row
 from ..process import process
 from ..records import (
@@ -91,7 +91,7 @@ from .sql import (
 
 try:
     import psycopg
-    from psycopg_pool import ConnectionPool
+    from psycopg_pool import ConnectionPool, PoolTimeout
 except ImportError as error:  # pragma: no cover - exercised without the extra installed
     raise ConfigurationError(
         "the PostgreSQL store needs psycopg 3: pip install 'webhook_kit[postgres]'"
@@ -246,10 +246,27 @@ _COMPACT = (
 )
 
 
+#: Why the last attempt to connect with each conninfo failed: the pool connects in the
+#: background and raises only "couldn't get a connection", so a log line names it from here.
+_connect_errors: dict[str, str] = {}
+
+
 class _Connection(psycopg.Connection[Any]):
     """A pooled connection that runs the webhook path's statements on one kept cursor."""
 
     _kept: psycopg.Cursor[Any] | None = None
+
+    @classmethod
+    def connect(cls, *args: Any, **kwargs: Any) -> Self:
+        """Connect, noting why it failed (see :func:`_unreachable`)."""
+        conninfo = str(args[0] if args else kwargs.get("conninfo", ""))
+        try:
+            connection = super().connect(*args, **kwargs)
+        except psycopg.Error as error:
+            _connect_errors[conninfo] = " ".join(str(error).split())
+            raise
+        _connect_errors.pop(conninfo, None)
+        return connection
 
     def run(self, query: str, params: Sequence[Any] | Mapping[str, Any]) -> psycopg.Cursor[Any]:
         """:meth:`execute` on the kept cursor: a new cursor per statement costs ~15 µs.
@@ -687,7 +704,11 @@ class PostgresStore:
             # getconn/putconn rather than pool.connection(): its ``with conn`` only commits
             # or rolls back, which an autocommit connection never needs (putconn rolls back
             # a transaction left open and drops a broken connection).
-            db = pool.getconn()
+            try:
+                db = pool.getconn()
+            except PoolTimeout as error:
+                self._suspect_pool()
+                raise _unreachable(self._conninfo, error) from error
             try:
                 if not self._migrated:
                     self._migrate(db)  # may take long: unwatched
@@ -821,6 +842,21 @@ def _shut(db: psycopg.Connection[Any]) -> None:
             sock.shutdown(socket.SHUT_RDWR)
     except (OSError, psycopg.Error):
         pass  # closed meanwhile: nothing left to cut
+
+
+def _unreachable(conninfo: str, error: PoolTimeout) -> StoreError:
+    """An outage as the log should say it: where, what to check, and the driver's own cause."""
+    parts = urlsplit(conninfo)
+    try:
+        port: object = parts.port or 5432
+    except ValueError:  # libpq read it, so this is not expected; say what the URL says
+        port = parts.netloc.rpartition(":")[2]
+    where = f"{parts.hostname}:{port}" if parts.hostname else "the local socket"
+    cause = _connect_errors.get(conninfo, "no connection attempt has finished yet")
+    return StoreError(
+        f"PostgreSQL store {masked_url(conninfo).partition('?')[0]!r}: {error}; check that "
+        f"PostgreSQL runs and accepts connections at {where} (last attempt: {cause})"
+    )
 
 
 def _split_options(url: str, timeout: float) -> tuple[str, dict[str, str]]:
