@@ -22,7 +22,7 @@ NUMBER = "+15017122661"
 PICTURE = b"GIF89a" + b"\x00" * 500
 
 #: Points every domain at the emulator with a RequestClient that swaps the origin, as
-#: docs/emulator-clients.md shows; `api` is also pointed the simple way (baseUrl).
+#: docs/guide/emulator.md shows; `api` is also pointed the simple way (baseUrl).
 PRELUDE = """
 const twilio = require("twilio");
 const read = () => JSON.parse(require("fs").readFileSync(0, "utf8"));
