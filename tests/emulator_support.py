@@ -17,12 +17,14 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import pytest
+from flask import Flask
 from jsonschema import FormatChecker
 from openapi_schema_validator import OAS30Validator
 from twilio.base.exceptions import TwilioRestException
 from twilio.http.response import Response
 from twilio.rest import Client
 
+from webhook_kit import WebhookKit
 from webhook_kit.emulator import Emulator
 from webhook_kit.emulator.client import EmulatorHttpClient
 from webhook_kit.emulator.throughput import Throughput
@@ -178,3 +180,18 @@ def error_of(call: object) -> TwilioRestException:
         assert callable(call)
         call()
     return caught.value
+
+
+def bot_app(kit: WebhookKit, emulator: Emulator, name: str = "bot") -> Flask:
+    """A Flask app serving ``kit`` as https://bot.test, sending through ``emulator`` with its
+    account (mount it there for the emulator's webhooks to reach it)."""
+    app = Flask(name)
+    app.config.update(
+        WEBHOOK_KIT_AUTH_TOKEN=emulator.auth_token,
+        WEBHOOK_KIT_ACCOUNT_SID=emulator.account_sid,
+        WEBHOOK_KIT_STORE="memory://",
+        WEBHOOK_KIT_PUBLIC_URL="https://bot.test",
+        WEBHOOK_KIT_TWILIO_BASE_URL=emulator.url,
+    )
+    kit.init_app(app)
+    return app

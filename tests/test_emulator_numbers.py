@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-from emulator_support import Receiver, RecordingHttpClient, error_of
+from emulator_support import Receiver, RecordingHttpClient, bot_app, error_of
 from flask import Flask
 from twilio.base.exceptions import TwilioException
 from twilio.rest import Client
@@ -265,15 +265,7 @@ def test_kit_download_through_the_redirect(emulator: Emulator, tmp_path: Path) -
     def keep(message: object) -> None:
         seen.extend(message.media)  # type: ignore[attr-defined]
 
-    app = Flask("bot")
-    app.config.update(
-        WEBHOOK_KIT_AUTH_TOKEN=emulator.auth_token,
-        WEBHOOK_KIT_ACCOUNT_SID=emulator.account_sid,
-        WEBHOOK_KIT_STORE="memory://",
-        WEBHOOK_KIT_PUBLIC_URL="https://bot.test",
-        WEBHOOK_KIT_TWILIO_BASE_URL=emulator.url,
-    )
-    kit.init_app(app)
+    app = bot_app(kit, emulator)
     emulator.mount("https://bot.test", app)
     emulator.handset(HANDSET).send("+15017122661", "pic", media=[Attachment(PICTURE, "image/png")])
     [media] = seen
@@ -363,15 +355,7 @@ def test_outbound_media_limits(
 
 def test_kit_confirm_and_delete(emulator: Emulator) -> None:
     kit = WebhookKit()
-    app = Flask("sender")
-    app.config.update(
-        WEBHOOK_KIT_AUTH_TOKEN=emulator.auth_token,
-        WEBHOOK_KIT_ACCOUNT_SID=emulator.account_sid,
-        WEBHOOK_KIT_STORE="memory://",
-        WEBHOOK_KIT_PUBLIC_URL="https://bot.test",
-        WEBHOOK_KIT_TWILIO_BASE_URL=emulator.url,
-    )
-    kit.init_app(app)
+    app = bot_app(kit, emulator, "sender")
     with app.app_context():
         sent = kit.send(HANDSET, "code 1234", from_="+15017122661", provide_feedback=True)
         assert kit.confirm(sent.sid) == "confirmed"

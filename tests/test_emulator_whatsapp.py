@@ -6,8 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from emulator_support import Receiver, error_of
-from flask import Flask
+from emulator_support import Receiver, bot_app, error_of
 from twilio.rest import Client
 from twilio.rest.content.v1.content import ContentList
 
@@ -163,15 +162,7 @@ def test_kit_send_falls_back_to_the_template_outside_the_window(emulator: Emulat
     def ignore(message: object) -> None:
         return None
 
-    app = Flask("bot")
-    app.config.update(
-        WEBHOOK_KIT_AUTH_TOKEN=emulator.auth_token,
-        WEBHOOK_KIT_ACCOUNT_SID=emulator.account_sid,
-        WEBHOOK_KIT_STORE="memory://",
-        WEBHOOK_KIT_PUBLIC_URL="https://bot.test",
-        WEBHOOK_KIT_TWILIO_BASE_URL=emulator.url,
-    )
-    kit.init_app(app)
+    app = bot_app(kit, emulator)
     emulator.mount("https://bot.test", app)
     emulator.handset(USER).send(BUSINESS, "hi")  # the ledger sees the user write
     reminder = Template(
