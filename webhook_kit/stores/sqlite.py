@@ -67,6 +67,7 @@ from .rules import (
     HISTORY_ORDER_SQL,
     LAPSED_SQL,
     NAMES,
+    claimable_sql,
     entry_row,
     facts_row,
     ledger_horizon,
@@ -91,8 +92,15 @@ MIGRATIONS = migrations("", SQLITE_TYPES, indexes=False)
 _CLAIM = f"""
 INSERT INTO wk_claims (key, owner, done, answer, expires) VALUES (?1, ?2, ?3, NULL, ?4)
 ON CONFLICT (key) DO UPDATE SET owner = ?2, done = ?3, answer = NULL, expires = ?4
-WHERE {LAPSED_SQL.format(ends="wk_claims.expires", now="?5")}
-    OR (wk_claims.done = 0 AND wk_claims.owner = ?6 AND ?6 != '')
+WHERE {
+    claimable_sql(
+        ends="wk_claims.expires",
+        done="wk_claims.done",
+        owner="wk_claims.owner",
+        now="?5",
+        dead="?6",
+    )
+}
 """
 _COLUMNS = ", ".join(NAMES)
 _COLUMNS_AFTER_KEY = ", ".join(NAMES[1:])
