@@ -34,9 +34,11 @@ from .base import (
 from .rules import (
     NAMES,
     Row,
+    claimable,
     entry_row,
     facts_row,
     history_order,
+    holds,
     job_due,
     job_order,
     lapsed,
@@ -113,11 +115,7 @@ class MemoryStore:
     def _claim(self, key: str, lease: float, replace: str, now: float) -> Claim:
         """Take ``key`` if free, lapsed, or unfinished and held by ``replace``; hold the lock."""
         current = self._claims.get(key)
-        if (
-            current is None
-            or lapsed(current.expires, now)
-            or (replace and not current.done and current.owner == replace)
-        ):
+        if current is None or claimable(current.expires, current.done, current.owner, now, replace):
             owner = new_owner()
             self._claims[key] = _Claim(owner, False, b"", now + lease)
             return Claim(Outcome.CLAIMED, owner)
@@ -137,11 +135,8 @@ class MemoryStore:
         with self._lock:
             current = self._claims.get(key)
             now = self._clock()
-            if (
-                current is None
-                or current.owner != owner
-                or current.done
-                or lapsed(current.expires, now)
+            if current is None or not holds(
+                current.expires, current.done, current.owner, now, owner
             ):
                 return False
             current.done, current.answer = True, answer

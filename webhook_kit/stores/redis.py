@@ -51,6 +51,7 @@ from .base import (
     new_owner,
 )
 from .rules import (
+    LUA_CLAIM_RULES,
     LUA_MERGE,
     Row,
     entry_row,
@@ -79,7 +80,9 @@ _PENDING, _DONE = b"P", b"D"
 # a claim is "<P|D><expires>|<owner|answer>", a conversation "<expires>|<data>". A script
 # compares the end with the caller's ``now`` (see rules.lapsed), so expiry follows the one
 # rule whatever the server's clock; Redis drops the key itself at that time (PXAT).
-_LUA_CLAIMS = """
+_LUA_CLAIMS = (
+    LUA_CLAIM_RULES
+    + """
 local function ends(value)
     local bar = string.find(value, '|', 1, true)
     local expires = bar and tonumber(string.sub(value, 2, bar - 1))
@@ -90,14 +93,15 @@ local function ends(value)
 end
 local function held(key, owner, now)
     local current = redis.call('GET', key)
-    if not current or string.sub(current, 1, 1) ~= 'P' then return false end
+    if not current then return false end
     local expires, holder = ends(current)
-    return holder == owner and expires > tonumber(now)
+    return holds(expires, string.sub(current, 1, 1) ~= 'P', holder, now, owner)
 end
 local function pxat(seconds)
     return string.format('%.0f', math.ceil(tonumber(seconds) * 1000))
 end
 """
+)
 # take: set the claim key if free, lapsed, or unfinished and held by the dead owner ``dead``;
 # returns false when taken, else the current value.
 _LUA_TAKE = """
@@ -105,8 +109,7 @@ local function take(key, state, expires, holder, now, dead)
     local current = redis.call('GET', key)
     if current then
         local ends_at, owner = ends(current)
-        local mine = dead ~= '' and string.sub(current, 1, 1) == 'P' and owner == dead
-        if ends_at > tonumber(now) and not mine then
+        if not claimable(ends_at, string.sub(current, 1, 1) ~= 'P', owner, now, dead) then
             return current
         end
     end

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from ..jobs import JOB_COLUMNS, Job, job_row
 from ..once import ConversationWrite
 from .base import OptOut
-from .rules import CONVERSATION_ORDER_SQL, JOB_DUE_SQL, JOB_ORDER_SQL, LAPSED_SQL
+from .rules import CONVERSATION_ORDER_SQL, JOB_DUE_SQL, JOB_ORDER_SQL, LAPSED_SQL, holds_sql
 
 _NAMED = re.compile(r":([a-z_]+)")
 _JOBS = ", ".join(JOB_COLUMNS)
@@ -81,7 +81,8 @@ class Statements:
             "lost": "SELECT done, answer, owner FROM {t}wk_claims WHERE key = :key",
             # Only the owner's unfinished claim whose lease has not ended (rules.lapsed).
             "complete": "UPDATE {t}wk_claims SET done = TRUE, answer = :answer,"
-            f" expires = :expires WHERE key = :key AND owner = :owner AND NOT done AND {live}",
+            " expires = :expires WHERE key = :key AND "
+            + holds_sql(ends="expires", done="done", owner="owner", now=":now", me=":owner"),
             # An unfinished claim only: a finished one keeps its answer.
             "release": "DELETE FROM {t}wk_claims WHERE key = :key AND owner = :owner AND NOT done",
             "save_conversation": "INSERT INTO {t}wk_conversations (id, data, expires, due)"
