@@ -521,9 +521,11 @@ class StoreMachine(RuleBasedStateMachine):
 
     # -- time and housekeeping ---------------------------------------------------------------
 
-    @rule(seconds=st.sampled_from([0.5, 6.0, 45.0, 120.0, 400.0]))
+    @rule(seconds=st.sampled_from([0.5, 5.0, 6.0, 40.0, 45.0, 100.0, 120.0, 400.0]))
     def advance(self, seconds: float) -> None:
-        """Time passes, and housekeeping runs (as ``webhook-kit maintenance`` does)."""
+        """Time passes, and housekeeping runs (as ``webhook-kit maintenance`` does). Steps
+        equal to the leases and the retention land exactly on their end (``ends == now``):
+        the boundary every store must agree on."""
         self.clock.now += seconds
         self.compare(
             f"advance({seconds}); maintain(full=True)",
