@@ -383,6 +383,11 @@ def test_a_sink_that_fails_is_retried_until_it_answers() -> None:
         assert [d.response.status for d in attempts if d.response] == [500, 500, 500, 200]
         assert [event.data["body"] for event in bot.inbound] == ["hello"]
         assert emulator.streams.delivered == 1 and emulator.streams.abandoned == 0
+        # The message came by its webhook and by Event Streams: one inbound record.
+        with bot.app.app_context():
+            (record,) = bot.kit.ledger.find()
+        assert record.message_sid == bot.inbound[0].message_sid
+        assert (record.direction, record.body, record.status) == ("inbound", "hello", "received")
         credentials = base64.b64encode(f"{emulator.account_sid}:{emulator.auth_token}".encode())
         request = urllib.request.Request(
             emulator.url + "/_emulator/deliveries",
