@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import multiprocessing
+import multiprocessing.synchronize
 import shutil
 import sqlite3
 import threading
@@ -20,7 +21,7 @@ from server import RedisServer
 from webhook_kit import ConfigurationError, MessageStatus, StoreError
 from webhook_kit.ledger import MessageFacts, Query, StatusEntry
 from webhook_kit.stores import Outcome, Store, open_store
-from webhook_kit.stores.sqlite import SQLiteStore
+from webhook_kit.stores.sqlite import SQLiteStore, WriterLock
 
 StoreFactory = Callable[..., Store]
 
@@ -612,6 +613,30 @@ def test_sqlite_full_maintenance_waits_for_a_writer_to_truncate_the_wal(tmp_path
     store.maintain(full=True)
     holder.join()
     assert Path(f"{path}-wal").stat().st_size == 0
+
+
+def _claim_in_a_child(path: str, key: str, done: multiprocessing.synchronize.Event) -> None:
+    SQLiteStore(path).claim(key, 30)
+    done.set()
+
+
+def test_sqlite_writers_take_turns_through_the_writer_lock(tmp_path: Path) -> None:
+    """A writer of another process waits in the kernel for the one holding the writer lock,
+    and goes on as soon as it is released (SQLite's busy handler would poll in 1 ms steps)."""
+    path = str(tmp_path / "turns.db")
+    SQLiteStore(path).claim("first", 30)  # the file and its schema exist
+    context = multiprocessing.get_context("spawn")
+    done = context.Event()
+    lock = WriterLock(path)
+    with lock.held():
+        child = context.Process(target=_claim_in_a_child, args=(path, "second", done))
+        child.start()
+        assert not done.wait(1.0), "a write went ahead while another writer held the lock"
+    assert done.wait(30.0), "the waiting writer never went on"
+    child.join(30.0)
+    assert child.exitcode == 0
+    lock.close()
+    assert SQLiteStore(path).claim("second", 30).outcome is Outcome.BUSY  # the child wrote it
 
 
 def test_sqlite_new_files_use_small_pages(tmp_path: Path) -> None:

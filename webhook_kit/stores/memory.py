@@ -36,9 +36,11 @@ from .base import (
 from .rules import (
     NAMES,
     Row,
+    claimable,
     entry_row,
     facts_row,
     history_order,
+    holds,
     job_due,
     job_order,
     lapsed,
@@ -115,11 +117,7 @@ class MemoryStore:
     def _claim(self, key: str, lease: float, replace: str, now: float) -> Claim:
         """Take ``key`` if free, lapsed, or unfinished and held by ``replace``; hold the lock."""
         current = self._claims.get(key)
-        if (
-            current is None
-            or lapsed(current.expires, now)
-            or (replace and not current.done and current.owner == replace)
-        ):
+        if current is None or claimable(current.expires, current.done, current.owner, now, replace):
             owner = new_owner()
             self._claims[key] = _Claim(owner, False, b"", now + lease)
             return Claim(Outcome.CLAIMED, owner)
@@ -139,11 +137,8 @@ class MemoryStore:
         with self._lock:
             current = self._claims.get(key)
             now = self._clock()
-            if (
-                current is None
-                or current.owner != owner
-                or current.done
-                or lapsed(current.expires, now)
+            if current is None or not holds(
+                current.expires, current.done, current.owner, now, owner
             ):
                 return False
             current.done, current.answer = True, answer
@@ -203,7 +198,9 @@ class MemoryStore:
     def _apply_event(self, write: EventWrite, now: float, undo: _Undo) -> EventApplied:
         """One write of :meth:`apply_events`, noting first what it changes; hold the lock."""
         current = self._claims.get(write.key)
-        if current is not None and not lapsed(current.expires, now):
+        if current is not None and not claimable(
+            current.expires, current.done, current.owner, now, ""
+        ):
             return EventApplied(False, False)
         undo.claims.setdefault(write.key, current)
         self._claims[write.key] = _Claim("", True, b"", now + self._retention)

@@ -75,6 +75,7 @@ from .rules import (
     HISTORY_ORDER_SQL,
     LAPSED_SQL,
     NAMES,
+    claimable_sql,
     entry_row,
     facts_row,
     ledger_horizon,
@@ -133,9 +134,14 @@ INSERT INTO {schema}.wk_claims AS c (key, owner, done, answer, expires)
 SELECT %(key)s, %(owner)s, %(done)s, NULL, %(expires)s {commit}
 ON CONFLICT (key) DO UPDATE
 SET owner = excluded.owner, done = excluded.done, answer = NULL, expires = excluded.expires
-WHERE {lapsed} OR (NOT c.done AND c.owner = %(replace)s AND %(replace)s <> '')
+WHERE {claimable}
 RETURNING true
-""".replace("{lapsed}", LAPSED_SQL.format(ends="c.expires", now="%(now)s"))
+""".replace(
+    "{claimable}",
+    claimable_sql(
+        ends="c.expires", done="c.done", owner="c.owner", now="%(now)s", dead="%(replace)s"
+    ),
+)
 _BINARY = ' COLLATE "C"'
 # Merging a new row into the stored one (``excluded``: the new values) by the declared
 # rules (see .rules); a send's absorbed pending record keeps the SID's descriptive values.

@@ -52,6 +52,7 @@ from .base import (
     new_owner,
 )
 from .rules import (
+    LUA_CLAIM_RULES,
     LUA_MERGE,
     Row,
     entry_row,
@@ -80,7 +81,9 @@ _PENDING, _DONE = b"P", b"D"
 # a claim is "<P|D><expires>|<owner|answer>", a conversation "<expires>|<data>". A script
 # compares the end with the caller's ``now`` (see rules.lapsed), so expiry follows the one
 # rule whatever the server's clock; Redis drops the key itself at that time (PXAT).
-_LUA_CLAIMS = """
+_LUA_CLAIMS = (
+    LUA_CLAIM_RULES
+    + """
 local function ends(value)
     local bar = string.find(value, '|', 1, true)
     local expires = bar and tonumber(string.sub(value, 2, bar - 1))
@@ -91,14 +94,15 @@ local function ends(value)
 end
 local function held(key, owner, now)
     local current = redis.call('GET', key)
-    if not current or string.sub(current, 1, 1) ~= 'P' then return false end
+    if not current then return false end
     local expires, holder = ends(current)
-    return holder == owner and expires > tonumber(now)
+    return holds(expires, string.sub(current, 1, 1) ~= 'P', holder, now, owner)
 end
 local function pxat(seconds)
     return string.format('%.0f', math.ceil(tonumber(seconds) * 1000))
 end
 """
+)
 # take: set the claim key if free, lapsed, or unfinished and held by the dead owner ``dead``;
 # returns false when taken, else the current value.
 _LUA_TAKE = """
@@ -106,8 +110,7 @@ local function take(key, state, expires, holder, now, dead)
     local current = redis.call('GET', key)
     if current then
         local ends_at, owner = ends(current)
-        local mine = dead ~= '' and string.sub(current, 1, 1) == 'P' and owner == dead
-        if ends_at > tonumber(now) and not mine then
+        if not claimable(ends_at, string.sub(current, 1, 1) ~= 'P', owner, now, dead) then
             return current
         end
     end
@@ -335,8 +338,15 @@ for k = 2, #KEYS, 5 do
     local facts_sid, facts_count = ARGV[a], tonumber(ARGV[a + 1])
     local facts_row = pairs_of(ARGV, a + 2, facts_count)
     a = a + 2 + 2 * facts_count
-    local current = not taken[claim] and redis.call('GET', claim)
-    local new = not taken[claim] and (not current or ends(current) <= now)
+    local new = false
+    if not taken[claim] then  -- a duplicate within the batch is not new
+        local current = redis.call('GET', claim)
+        new = not current
+        if current then
+            local ends_at, owner = ends(current)
+            new = claimable(ends_at, string.sub(current, 1, 1) ~= 'P', owner, now, '')
+        end
+    end
     local recorded = false
     if new then
         taken[claim] = true

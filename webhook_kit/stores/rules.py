@@ -4,10 +4,10 @@ A message's ledger record is a row of :data:`COLUMNS`; each column says how a st
 and a new one combine (:class:`Merge`). From that one declaration come the Python merge the
 memory store runs (:func:`merge`), the ``ON CONFLICT DO UPDATE SET`` clause both SQL stores
 run (:func:`merge_sql`, neutral SQL that SQLite and PostgreSQL read alike) and the Lua the
-Redis store's scripts run (:data:`LUA_MERGE`). Time boundaries (:func:`lapsed`), the
-retention horizon, the job queue's due order and the history order are here too, so that a
-rule changed here changes on every backend (``tests/test_store_differential.py`` checks
-that they agree).
+Redis store's scripts run (:data:`LUA_MERGE`). Time boundaries (:func:`lapsed`), who may
+take or complete a claim (:func:`claimable`, :func:`holds`), the retention horizon, the job
+queue's due order and the history order are here too, so that a rule changed here changes
+on every backend (``tests/test_store_differential.py`` checks that they agree).
 """
 
 from __future__ import annotations
@@ -277,6 +277,48 @@ LAPSED_SQL: Final = "{ends} <= {now}"
 def ledger_horizon(now: float, retention: float) -> float:
     """A record whose last update is at or before this time has outlived its retention."""
     return now - retention
+
+
+# -- claims ----------------------------------------------------------------------------------
+
+
+def claimable(ends: float, done: bool, owner: str, now: float, dead: str) -> bool:
+    """Whether a new request takes a stored claim: it lapsed (a dead worker's lease, a
+    finished key past its retention), or it is the unfinished claim of ``dead``, an owner
+    known dead (never ``""``)."""
+    return lapsed(ends, now) or (not done and dead != "" and owner == dead)
+
+
+def claimable_sql(*, ends: str, done: str, owner: str, now: str, dead: str) -> str:
+    """:func:`claimable` as SQL (each argument an expression)."""
+    lapsed_ = LAPSED_SQL.format(ends=ends, now=now)
+    return f"({lapsed_} OR (NOT {done} AND {dead} <> '' AND {owner} = {dead}))"
+
+
+def holds(ends: float, done: bool, owner: str, now: float, me: str) -> bool:
+    """Whether ``me`` still holds a claim: its own, unfinished, lease not over. Only the
+    holder completes a claim."""
+    return not done and owner == me and not lapsed(ends, now)
+
+
+def holds_sql(*, ends: str, done: str, owner: str, now: str, me: str) -> str:
+    """:func:`holds` as SQL (each argument an expression)."""
+    return f"(NOT {done} AND {owner} = {me} AND NOT {LAPSED_SQL.format(ends=ends, now=now)})"
+
+
+#: :func:`lapsed`, :func:`claimable` and :func:`holds` in Lua, for the Redis scripts (``now``
+#: is a string argument; ``ends`` a number).
+LUA_CLAIM_RULES: Final = """
+local function lapsed(ends, now)
+    return ends <= tonumber(now)
+end
+local function claimable(ends, done, owner, now, dead)
+    return lapsed(ends, now) or (not done and dead ~= '' and owner == dead)
+end
+local function holds(ends, done, owner, now, me)
+    return not done and owner == me and not lapsed(ends, now)
+end
+"""
 
 
 # -- the job queue ---------------------------------------------------------------------------

@@ -24,8 +24,10 @@ from .rules import (
     LAPSED_SQL,
     NAMES,
     Row,
+    claimable_sql,
     entry_row,
     facts_row,
+    holds_sql,
     merge_sql,
 )
 
@@ -98,7 +100,8 @@ class Statements:
             "lost": "SELECT done, answer, owner FROM {t}wk_claims WHERE key = :key",
             # Only the owner's unfinished claim whose lease has not ended (rules.lapsed).
             "complete": "UPDATE {t}wk_claims SET done = TRUE, answer = :answer,"
-            f" expires = :expires WHERE key = :key AND owner = :owner AND NOT done AND {live}",
+            " expires = :expires WHERE key = :key AND "
+            + holds_sql(ends="expires", done="done", owner="owner", now=":now", me=":owner"),
             # An unfinished claim only: a finished one keeps its answer.
             "release": "DELETE FROM {t}wk_claims WHERE key = :key AND owner = :owner AND NOT done",
             "save_conversation": "INSERT INTO {t}wk_conversations (id, data, expires, due)"
@@ -139,13 +142,16 @@ class Statements:
             "retry_job": "UPDATE {t}wk_jobs SET state = 'pending', attempts = 0, run_at = :now"
             " WHERE key = :key AND state = 'dead'",
             "purge_jobs": "DELETE FROM {t}wk_jobs WHERE state = :state",
-            # An Event Streams event's dedupe record: a finished claim, written unless one
-            # is there and has not lapsed (rules.lapsed).
+            # An Event Streams event's dedupe record: a finished claim, written where a new
+            # request may take the key (rules.claimable, no owner known dead).
             "claim_event": "INSERT INTO {t}wk_claims AS c (key, owner, done, answer, expires)"
             " VALUES (:key, '', TRUE, :answer, :expires) ON CONFLICT (key) DO UPDATE SET"
             " owner = excluded.owner, done = excluded.done, answer = excluded.answer,"
             " expires = excluded.expires"
-            f" WHERE {LAPSED_SQL.format(ends='c.expires', now=':now')}",
+            " WHERE "
+            + claimable_sql(
+                ends="c.expires", done="c.done", owner="c.owner", now=":now", dead="''"
+            ),
             # A status entry joins the history once, whichever channel brought it.
             "record_event": "INSERT INTO {t}wk_events"
             " (sid, key, status, error_code, event_type, received, form) VALUES"

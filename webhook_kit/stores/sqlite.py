@@ -12,11 +12,19 @@ WAL checkpoints are taken, by :meth:`SQLiteStore.maintain` on the housekeeping t
 ``webhook-kit maintenance``), never inside a request. A connection that fails is dropped
 and reopened by the next operation, so a file made read-only and then restored serves again
 at once; ``timeout`` bounds the wait for another connection's write lock.
+
+Writers take turns through :class:`WriterLock` (``flock`` on ``<file>-writer``) before they
+ask SQLite: its busy handler polls, sleeping 1 ms and then longer whatever the holder needs,
+so several workers writing at once convoy; a waiter blocked in the kernel is woken the moment
+the writer before it is done.
 """
 
 from __future__ import annotations
 
+import fcntl
 import functools
+import logging
+import os
 import sqlite3
 import threading
 import time
@@ -61,6 +69,7 @@ from .rules import (
     HISTORY_ORDER_SQL,
     LAPSED_SQL,
     NAMES,
+    claimable_sql,
     entry_row,
     facts_row,
     ledger_horizon,
@@ -86,8 +95,15 @@ MIGRATIONS = migrations("", SQLITE_TYPES, indexes=False)
 _CLAIM = f"""
 INSERT INTO wk_claims (key, owner, done, answer, expires) VALUES (?1, ?2, ?3, NULL, ?4)
 ON CONFLICT (key) DO UPDATE SET owner = ?2, done = ?3, answer = NULL, expires = ?4
-WHERE {LAPSED_SQL.format(ends="wk_claims.expires", now="?5")}
-    OR (wk_claims.done = 0 AND wk_claims.owner = ?6 AND ?6 != '')
+WHERE {
+    claimable_sql(
+        ends="wk_claims.expires",
+        done="wk_claims.done",
+        owner="wk_claims.owner",
+        now="?5",
+        dead="?6",
+    )
+}
 """
 _COLUMNS = ", ".join(NAMES)
 _COLUMNS_AFTER_KEY = ", ".join(NAMES[1:])
@@ -126,6 +142,44 @@ _PURGE_BATCH = 5000
 _CHECKPOINT_EVERY = 0.5
 _CHECKPOINT_PAGES = 32000
 _PAGE_SIZE = 2048
+
+log = logging.getLogger(__name__)
+
+
+class WriterLock:
+    """One writer at a time among this host's processes and threads, queued in the kernel.
+
+    Each thread of each process holds its own descriptor (``flock`` excludes open files, not
+    processes), opened after a fork like its connection. A killed holder's lock goes with it.
+    Writers outside webhook_kit (the sqlite3 shell) are still met by SQLite's busy timeout.
+    Without a writable lock file, writers fall back on that timeout alone.
+    """
+
+    __slots__ = ("_fd",)
+
+    def __init__(self, path: str) -> None:
+        try:
+            self._fd: int | None = os.open(path + "-writer", os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as error:
+            log.warning("%s-writer: %s; SQLite's busy timeout alone orders writers", path, error)
+            self._fd = None
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        fd = self._fd
+        if fd is None:
+            yield
+            return
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 class SQLiteStore:
@@ -175,10 +229,9 @@ class SQLiteStore:
         claim_row = (key, owner, 0, now + lease, now, replace)
         with self._abandoned.guarding(key, owner), self._guard:
             if message is None:
-                db = self._connection()
-                if db.execute(_CLAIM, claim_row).rowcount == 1:
-                    return Claim(Outcome.CLAIMED, owner)
-                return _lost(db, key)
+                with self._write() as db:
+                    taken = db.execute(_CLAIM, claim_row).rowcount == 1
+                return Claim(Outcome.CLAIMED, owner) if taken else _lost(db, key)
             facts = facts_row(message)  # built before the write lock is taken
             screen = (*claim_row, message.from_ or "", *senders)
             with self._transaction() as db:
@@ -207,7 +260,8 @@ class SQLiteStore:
         }
         with self._guard:
             if conversation is None and not jobs:  # one statement: no transaction needed
-                return bool(self._connection().execute(_SQL.complete, values).rowcount)
+                with self._write() as db:
+                    return bool(db.execute(_SQL.complete, values).rowcount)
             with self._transaction() as db:
                 if db.execute(_SQL.complete, values).rowcount != 1:
                     return False  # taken over: its new owner writes the conversation and jobs
@@ -218,8 +272,8 @@ class SQLiteStore:
         return True
 
     def release(self, key: str, owner: str) -> None:
-        with self._guard:
-            self._connection().execute(_SQL.release, {"key": key, "owner": owner})
+        with self._guard, self._write() as db:
+            db.execute(_SQL.release, {"key": key, "owner": owner})
 
     def record_status(
         self, entry: StatusEntry, lease: float | None = None, replace: str = ""
@@ -296,7 +350,9 @@ class SQLiteStore:
     def save_message(self, facts: MessageFacts, alias: str | None = None) -> None:
         with self._guard:
             if not alias:  # one statement: atomic without an explicit transaction
-                self._connection().execute(_UPSERT, facts_row(facts)).fetchone()
+                row = facts_row(facts)
+                with self._write() as db:
+                    db.execute(_UPSERT, row).fetchone()
                 return
             with self._transaction() as db:
                 _absorb(db, facts.message_sid, alias)
@@ -346,8 +402,8 @@ class SQLiteStore:
             return [row[0] for row in rows]
 
     def set_opt_out(self, record: OptOut) -> None:
-        with self._guard:
-            self._connection().execute(_SQL.set_opt_out, opt_out_params(record))
+        with self._guard, self._write() as db:
+            db.execute(_SQL.set_opt_out, opt_out_params(record))
 
     def get_opt_out(self, sender: str, address: str) -> OptOut | None:
         with self._guard:
@@ -412,7 +468,8 @@ class SQLiteStore:
                     return None
                 key = str(row[0])
             taking = {"key": key, "now": now, "owner": new_owner(), "expires": now + lease}
-            taken = db.execute(_SQL.take_job, taking).fetchone()
+            with self._write():
+                taken = db.execute(_SQL.take_job, taking).fetchone()
         return job_from_row(taken) if taken is not None else None
 
     def get_job(self, key: str) -> Job | None:
@@ -422,15 +479,14 @@ class SQLiteStore:
 
     def renew_job(self, key: str, owner: str, lease: float) -> bool:
         renewal = {"expires": self._clock() + lease, "key": key, "owner": owner}
-        with self._guard:
-            return bool(self._connection().execute(_SQL.renew_job, renewal).rowcount)
+        with self._guard, self._write() as db:
+            return bool(db.execute(_SQL.renew_job, renewal).rowcount)
 
     def finish_job(
         self, key: str, owner: str, state: JobState | None, run_at: float = 0.0, error: str = ""
     ) -> bool:
         mine = {"key": key, "owner": owner}
-        with self._guard:
-            db = self._connection()
+        with self._guard, self._write() as db:
             if state is None:
                 return bool(db.execute(_SQL.delete_job, mine).rowcount)
             settled = mine | {"state": state.value, "run_at": run_at, "error": error}
@@ -443,13 +499,13 @@ class SQLiteStore:
             return [job_from_row(row) for row in rows]
 
     def retry_job(self, key: str) -> bool:
-        with self._guard:
-            retried = {"now": self._clock(), "key": key}
-            return bool(self._connection().execute(_SQL.retry_job, retried).rowcount)
+        retried = {"now": self._clock(), "key": key}
+        with self._guard, self._write() as db:
+            return bool(db.execute(_SQL.retry_job, retried).rowcount)
 
     def purge_jobs(self, state: JobState = JobState.DEAD) -> int:
-        with self._guard:
-            return int(self._connection().execute(_SQL.purge_jobs, {"state": state.value}).rowcount)
+        with self._guard, self._write() as db:
+            return int(db.execute(_SQL.purge_jobs, {"state": state.value}).rowcount)
 
     def maintain(self, *, full: bool = False) -> None:
         self._abandoned.release(self.release)
@@ -479,6 +535,12 @@ class SQLiteStore:
         # A connection must not cross a fork: gunicorn workers each open their own.
         if connection is not None and local.forks == process.forks:
             return connection
+        if getattr(local, "forks", process.forks) != process.forks:
+            # Inherited: the parent's. Closing the descriptor leaves the parent's lock alone.
+            local.writer.close()
+            local.writer = None
+        if getattr(local, "writer", None) is None:
+            local.writer = WriterLock(self.path)
         connection = sqlite3.connect(
             self.path, timeout=self._timeout, isolation_level=None, check_same_thread=True
         )
@@ -492,16 +554,31 @@ class SQLiteStore:
         return connection
 
     @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """The connection, for one statement that writes, in this writer's turn."""
+        db = self._connection()
+        with self._local.writer.held():
+            yield db
+
+    @contextmanager
     def _transaction(self, *, write: bool = True) -> Iterator[sqlite3.Connection]:
         """A transaction; ``write=False``: a read snapshot that never takes the write lock."""
-        db = self._connection()
-        db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+        if not write:
+            db = self._connection()
+            db.execute("BEGIN")
+            try:
+                yield db
+            finally:
+                db.execute("ROLLBACK")
+            return
+        with self._write() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
 
     def _purge(self, now: float) -> None:
         """Sweep the next batch of claims and of messages for rows past their retention.
