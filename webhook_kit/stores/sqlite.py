@@ -37,6 +37,8 @@ from ..errors import ConfigurationError
 from ..jobs import Job, JobState, job_from_row
 from ..process import process
 from ..records import (
+    EventApplied,
+    EventWrite,
     LedgerEvent,
     MessageFacts,
     MessageRecord,
@@ -77,6 +79,7 @@ from .sql import (
     SQLITE_TYPES,
     Dialect,
     Statements,
+    apply_event_writes,
     conversation_writes,
     job_params,
     migrations,
@@ -297,6 +300,18 @@ class SQLiteStore:
                 sid = (entry.message_sid,)
                 row = db.execute("SELECT status FROM wk_messages WHERE sid = ?", sid).fetchone()
         return Applied(Claim(Outcome.CLAIMED, owner), recorded, _status(row))
+
+    def apply_events(self, writes: Sequence[EventWrite]) -> list[EventApplied]:
+        """One transaction: a failure rolls the whole batch back."""
+        now = self._clock()
+        with self._guard, self._transaction() as db:
+            return apply_event_writes(
+                lambda sql, params: db.execute(sql, params).rowcount,
+                _SQL,
+                writes,
+                now,
+                self._retention,
+            )
 
     @staticmethod
     def _record(db: sqlite3.Connection, entry: StatusEntry) -> bool:
