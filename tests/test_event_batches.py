@@ -292,3 +292,25 @@ def test_a_bad_inbound_event_is_a_400_and_nothing_of_its_batch_is_applied(
     bad = inbound_event(**data)
     assert bot.client().send_events([good, bad]).status_code == 400
     assert bot.nothing_applied()
+
+
+@pytest.mark.parametrize("count", ["99999999999999999999", "1e3"])
+def test_an_inbound_count_no_column_can_hold_is_recorded_as_unknown(
+    store_url: str, count: str
+) -> None:
+    """NumSegments past any integer column (or not digits) reads unknown: the webhook is
+    answered and recorded, never a 500 from the store."""
+    bot = Bot(store_url)
+
+    @bot.kit.on_message()
+    def reply(message: Any) -> str:
+        return "ok"
+
+    sid = new_sid()
+    fields = {"MessageSid": sid, "SmsMessageSid": sid, "SmsSid": sid, "NumSegments": count}
+    answer = bot.client().send_message("hello", fields=fields)
+    assert answer.status_code == 200 and answer.texts == ["ok"]
+    record = bot.record(sid)
+    assert record.num_segments is None and record.body == "hello"
+    if store_url != "memory://":
+        bot.kit.pipeline(bot.app).store.close()

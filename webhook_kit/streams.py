@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,7 +27,15 @@ from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from .errors import BadRequestError, ConfigurationError, PayloadTooLargeError
-from .events import Fields, InboundMessage, StatusCallback, StreamEvent, parse_inbound, parse_status
+from .events import (
+    NUMBER,
+    Fields,
+    InboundMessage,
+    StatusCallback,
+    StreamEvent,
+    parse_inbound,
+    parse_status,
+)
 from .records import STREAM_FIELD, EventWrite, MessageFacts, StatusEntry
 
 #: Types of outbound message status events (``.sent``, ``.delivered``, ``.read``...).
@@ -62,7 +69,6 @@ _INBOUND_FIELDS = (
 )
 #: Counts the ledger keeps (integer columns): nine digits at most, as ``ErrorCode``.
 _COUNTS = ("numSegments", "numMedia")
-_COUNT = re.compile(r"[0-9]{1,9}")
 
 EventHandler = Callable[[StreamEvent], None]
 
@@ -205,7 +211,7 @@ def _pairs(data: Mapping[str, Any], fields: tuple[tuple[str, str], ...]) -> list
     for name, field in fields:
         value = data.get(name)
         if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
-            if name in _COUNTS and not _COUNT.fullmatch(str(value)):
+            if name in _COUNTS and not NUMBER.fullmatch(str(value)):
                 raise BadRequestError(f"data.{name} must be a number from 0 to 999999999")
             pairs.append((field, str(value)))
         elif value is not None:
