@@ -28,8 +28,8 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Sequence
+from contextlib import suppress
 from operator import itemgetter
 from typing import Any
 
@@ -164,22 +164,50 @@ class WriterLock:
             log.warning("%s-writer: %s; SQLite's busy timeout alone orders writers", path, error)
             self._fd = None
 
-    @contextmanager
-    def held(self) -> Iterator[None]:
-        fd = self._fd
-        if fd is None:
-            yield
-            return
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+    def __enter__(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+class _Turn:
+    """``with`` a connection: in the writer's turn (``writer``), in a transaction
+    (``begin``), or both. A class, not a generator: it wraps every store call."""
+
+    __slots__ = ("_begin", "_db", "_writer")
+
+    def __init__(self, db: sqlite3.Connection, writer: WriterLock | None, begin: str) -> None:
+        self._db, self._writer, self._begin = db, writer, begin
+
+    def __enter__(self) -> sqlite3.Connection:
+        writer = self._writer
+        if writer is not None:
+            writer.__enter__()
+        if self._begin:
+            try:
+                self._db.execute(self._begin)
+            except BaseException:
+                if writer is not None:
+                    writer.__exit__()
+                raise
+        return self._db
+
+    def __exit__(self, kind: type[BaseException] | None, *exc_info: object) -> None:
+        try:
+            if self._begin:  # a read snapshot ends the same either way
+                ends = "COMMIT" if kind is None and self._writer is not None else "ROLLBACK"
+                self._db.execute(ends)
+        finally:
+            if self._writer is not None:
+                self._writer.__exit__()
 
 
 class SQLiteStore:
@@ -553,32 +581,17 @@ class SQLiteStore:
         local.connection, local.forks = connection, process.forks
         return connection
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _write(self) -> _Turn:
         """The connection, for one statement that writes, in this writer's turn."""
         db = self._connection()
-        with self._local.writer.held():
-            yield db
+        return _Turn(db, self._local.writer, "")
 
-    @contextmanager
-    def _transaction(self, *, write: bool = True) -> Iterator[sqlite3.Connection]:
+    def _transaction(self, *, write: bool = True) -> _Turn:
         """A transaction; ``write=False``: a read snapshot that never takes the write lock."""
-        if not write:
-            db = self._connection()
-            db.execute("BEGIN")
-            try:
-                yield db
-            finally:
-                db.execute("ROLLBACK")
-            return
-        with self._write() as db:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+        db = self._connection()
+        if write:
+            return _Turn(db, self._local.writer, "BEGIN IMMEDIATE")
+        return _Turn(db, None, "BEGIN")
 
     def _purge(self, now: float) -> None:
         """Sweep the next batch of claims and of messages for rows past their retention.
