@@ -232,7 +232,7 @@ def _store_env(session: Session, store: str | None) -> Iterator[dict[str, str]]:
         try:
             yield env
         finally:
-            for suffix in ("", "-wal", "-shm"):
+            for suffix in ("", "-wal", "-shm", "-writer"):
                 Path(f"{path}{suffix}").unlink(missing_ok=True)
     elif store == "postgres":
         schema = f"webhook_kit_bench_{session.starts}_{time.time_ns()}"

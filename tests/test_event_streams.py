@@ -25,11 +25,17 @@ from webhook_kit.emulator import Chaos, Emulator
 from webhook_kit.errors import BadRequestError, PayloadTooLargeError
 from webhook_kit.ledger import record_json
 from webhook_kit.signature import body_sha256, compute_signature
-from webhook_kit.streams import MESSAGE_STATUS_PREFIX, parse_batch
-from webhook_kit.testing import TwilioTestClient, cloud_event, message_event, new_sid
+from webhook_kit.streams import INBOUND_TYPE, MESSAGE_STATUS_PREFIX, parse_batch
+from webhook_kit.testing import (
+    TwilioTestClient,
+    cloud_event,
+    inbound_event,
+    message_event,
+    new_sid,
+)
 
 TOKEN = "event-streams-token"
-INBOUND = "com.twilio.messaging.inbound-message.received"
+INBOUND = INBOUND_TYPE
 
 
 class Bot:
@@ -141,7 +147,7 @@ def test_on_status_runs_once_whichever_channel_brings_it_first(bot: Bot, first: 
 
 
 def test_event_handlers_filter_by_type(bot: Bot) -> None:
-    inbound = cloud_event(INBOUND, {"messageSid": new_sid(), "body": "hi", "numMedia": 0})
+    inbound = inbound_event(body="hi")
     test = cloud_event("com.twilio.eventstreams.test-event", {"test_id": "t"})
     assert bot.client().send_events([inbound, test]).status_code == 200
     assert [event.id for event in bot.inbound] == [inbound["id"]]
@@ -377,6 +383,11 @@ def test_a_sink_that_fails_is_retried_until_it_answers() -> None:
         assert [d.response.status for d in attempts if d.response] == [500, 500, 500, 200]
         assert [event.data["body"] for event in bot.inbound] == ["hello"]
         assert emulator.streams.delivered == 1 and emulator.streams.abandoned == 0
+        # The message came by its webhook and by Event Streams: one inbound record.
+        with bot.app.app_context():
+            (record,) = bot.kit.ledger.find()
+        assert record.message_sid == bot.inbound[0].message_sid
+        assert (record.direction, record.body, record.status) == ("inbound", "hello", "received")
         credentials = base64.b64encode(f"{emulator.account_sid}:{emulator.auth_token}".encode())
         request = urllib.request.Request(
             emulator.url + "/_emulator/deliveries",
@@ -481,13 +492,19 @@ def test_every_store_applies_an_event_once(
 def test_a_batch_out_of_time_answers_503_and_the_retries_finish_it() -> None:
     bot = Bot(WEBHOOK_KIT_EVENTS_BUDGET=0)  # every event is past the budget: one per request
     batch = [message_event(new_sid(), "delivered") for _ in range(3)]
-    answers = [bot.client().send_events(batch) for _ in range(4)]
-    assert [a.status_code for a in answers] == [503, 503, 200, 200]
-    assert (
-        answers[0].get_data()
-        == b"applied 1 of 3 events within WEBHOOK_KIT_EVENTS_BUDGET; retry the rest\n"
+    first = bot.client().send_events(batch)
+    assert first.status_code == 503
+    assert first.get_data() == (
+        b"ran the handlers of 1 of 3 events within WEBHOOK_KIT_EVENTS_BUDGET; retry the rest\n"
     )
+    # The ledger step is the whole batch's: only handlers are left for the retries.
+    sids = [event["data"]["messageSid"] for event in batch]
+    assert all(bot.record(sid).status is MessageStatus.DELIVERED for sid in sids)
+    answers = [bot.client().send_events(batch) for _ in range(3)]
+    assert [a.status_code for a in answers] == [503, 200, 200]
     assert bot.events == [event["id"] for event in batch]
+    assert sorted(bot.statuses) == sorted((sid, "delivered") for sid in sids)
+    assert all(len(bot.record(sid).history) == 1 for sid in sids)
 
 
 def test_on_final_runs_once_when_the_final_status_comes_by_event_streams() -> None:

@@ -31,7 +31,7 @@ from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_a
 
 from webhook_kit import MessageStatus
 from webhook_kit.jobs import Job, JobKind, JobState
-from webhook_kit.records import MessageFacts, Query, StatusEntry
+from webhook_kit.records import EventWrite, MessageFacts, Query, StatusEntry
 from webhook_kit.stores import Applied, Claim, ConversationWrite, OptOut, Outcome, Store
 from webhook_kit.stores.memory import MemoryStore
 from webhook_kit.stores.postgres import PostgresStore
@@ -198,6 +198,13 @@ def status_entries(draw: st.DrawFn) -> dict[str, Any]:
         "address": draw(ADDRESSES),
         "correlation": draw(ALIASES),
     }
+
+
+EVENT_WRITES = st.tuples(
+    st.sampled_from(["e0", "e1", "k0"]),
+    st.one_of(st.none(), status_entries()),
+    st.one_of(st.none(), message_facts()),
+)
 
 
 @st.composite
@@ -378,13 +385,9 @@ class StoreMachine(RuleBasedStateMachine):
             values["created_at"] = now + values["created_at"]
         return MessageFacts(**values)
 
-    @rule(fields=status_entries(), lease=st.sampled_from([None, None, 5.0, 40.0]),
-          replace=st.one_of(st.none(), OWNER_REFS))  # fmt: skip
-    def record_status(
-        self, fields: dict[str, Any], lease: float | None, replace: int | None
-    ) -> None:
+    def entry(self, fields: dict[str, Any], correlation: bool = True) -> StatusEntry:
         sid, status = fields["sid"], MessageStatus(fields["status"])
-        entry = StatusEntry(
+        return StatusEntry(
             sid,
             f"{sid}:{status.value}:{fields['n']}",
             status.value,
@@ -394,14 +397,37 @@ class StoreMachine(RuleBasedStateMachine):
             fields["event_type"],
             self.clock.now + fields["at"],
             f"MessageSid={sid}&MessageStatus={status.value}&To={fields['address']}",
-            fields["correlation"],
+            fields["correlation"] if correlation else None,
         )
+
+    @rule(fields=status_entries(), lease=st.sampled_from([None, None, 5.0, 40.0]),
+          replace=st.one_of(st.none(), OWNER_REFS))  # fmt: skip
+    def record_status(
+        self, fields: dict[str, Any], lease: float | None, replace: int | None
+    ) -> None:
+        entry = self.entry(fields)
         self.compare_new(
             f"record_status({entry}, lease={lease}, replace={replace})",
             lambda name, store: store.record_status(
                 entry, lease, "" if replace is None else self.owners.owner(name, replace)
             ),
         )
+
+    # An Event Streams batch: its dedupe keys may meet a claim's ("k0"), its statuses the
+    # callbacks' (the same keys), its inbound messages any record.
+    @rule(writes=st.lists(EVENT_WRITES, max_size=4))
+    def apply_events(
+        self, writes: list[tuple[str, dict[str, Any] | None, dict[str, Any] | None]]
+    ) -> None:
+        made = [
+            EventWrite(
+                key,
+                None if status is None else self.entry(status, correlation=False),
+                None if facts is None else self.facts(facts),
+            )
+            for key, status, facts in writes
+        ]
+        self.compare(f"apply_events({made})", lambda name, store: store.apply_events(made))
 
     @rule(fields=message_facts(), alias=ALIASES)
     def save_message(self, fields: dict[str, Any], alias: str | None) -> None:
@@ -521,9 +547,11 @@ class StoreMachine(RuleBasedStateMachine):
 
     # -- time and housekeeping ---------------------------------------------------------------
 
-    @rule(seconds=st.sampled_from([0.5, 6.0, 45.0, 120.0, 400.0]))
+    @rule(seconds=st.sampled_from([0.5, 5.0, 6.0, 40.0, 45.0, 100.0, 120.0, 400.0]))
     def advance(self, seconds: float) -> None:
-        """Time passes, and housekeeping runs (as ``webhook-kit maintenance`` does)."""
+        """Time passes, and housekeeping runs (as ``webhook-kit maintenance`` does). Steps
+        equal to the leases and the retention land exactly on their end (``ends == now``):
+        the boundary every store must agree on."""
         self.clock.now += seconds
         self.compare(
             f"advance({seconds}); maintain(full=True)",
@@ -543,7 +571,7 @@ class StoreMachine(RuleBasedStateMachine):
             for id in ("+1|a", "+2|b"):
                 self.get_conversation(id)
             self.due_conversations(1000.0, 10)
-            for key in ("k0", "k1", "lock:+1|a", "SM0:delivered:0"):
+            for key in ("k0", "k1", "lock:+1|a", "SM0:delivered:0", "e0", "e1"):
                 self.compare_new(f"final claim({key!r})", lambda n, s, k=key: s.claim(k, 1.0))
         finally:
             self.stores["memory"].close()

@@ -40,7 +40,9 @@ _OTHER_SID_FIELDS = (
 _KNOWN_STATUSES = frozenset(status.value for status in MessageStatus)
 _STATUS = re.compile(r"[a-z][a-z_]*")
 _EVENT_TYPE = re.compile(r"[A-Z][A-Z_]*")
-_ERROR_CODE = re.compile(r"[0-9]{1,9}")
+#: A count or code as Twilio sends one (NumSegments, NumMedia, ErrorCode): 0 to 999999999,
+#: what every store keeps as an integer.
+NUMBER = re.compile(r"[0-9]{1,9}")
 
 
 class Fields(Mapping[str, str]):
@@ -389,7 +391,7 @@ def parse_status(raw: Fields) -> StatusCallback:
     if status not in _KNOWN_STATUSES:  # the common case needs no pattern
         _check_shape("MessageStatus", _STATUS, status, "a lower-case word")
     _check_shape("EventType", _EVENT_TYPE, raw.get("EventType"), "an upper-case word")
-    _check_shape("ErrorCode", _ERROR_CODE, raw.get("ErrorCode"), "a number")
+    _check_shape("ErrorCode", NUMBER, raw.get("ErrorCode"), "a number")
     code = _int(raw.get("ErrorCode"))
     from_, to = raw.get("From"), raw.get("To")
     prefix = raw.get("ChannelPrefix")
@@ -506,12 +508,8 @@ def _place(raw: Fields, end: str) -> Place:
 
 
 def _int(value: str | None) -> int | None:
-    if value is None:
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        return None
+    """A :data:`NUMBER`; anything else (absent, not digits, too large to store) is unknown."""
+    return int(value) if value is not None and NUMBER.fullmatch(value) else None
 
 
 def _float(value: str | None) -> float | None:

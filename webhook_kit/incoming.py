@@ -112,7 +112,11 @@ def parse_form(form: str) -> list[tuple[str, str]]:
         for piece in form.split("&"):
             name, _, value = piece.partition("=")
             if "%" in piece:  # strict: invalid UTF-8 after decoding is an error, not U+FFFD
-                append((unquote_to_bytes(name).decode(), unquote_to_bytes(value).decode()))
+                if "%" in name:
+                    name = unquote_to_bytes(name).decode()
+                if "%" in value:
+                    value = unquote_to_bytes(value).decode()
+                append((name, value))
             elif piece:
                 append((name, value))
     except UnicodeDecodeError:

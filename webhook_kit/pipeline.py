@@ -60,6 +60,7 @@ from .optout import OptOutPolicy, senders_of
 from .process import process
 from .routing import (
     MessageRouter,
+    StatusRoute,
     as_twiml,
     call_message_handler,
     call_status_handler,
@@ -355,6 +356,22 @@ class Pipeline:
                 _duplicate(environ, key)
                 return _REPLAYED  # a retry of a finished callback
             return _EMPTY  # claimed and recorded in the same step
+        final = bool(hooks) and applied.final
+        return self._run_status(environ, update, entry, claim, routes=routes, final=final)
+
+    def _run_status(
+        self,
+        environ: dict[str, Any],
+        update: StatusCallback,
+        entry: StatusEntry,
+        claim: Claim,
+        *,
+        routes: list[StatusRoute],
+        final: bool,
+    ) -> Answer:
+        """Under ``claim`` on ``entry.key``: the status handlers (or their jobs) and, when
+        ``final``, the final hooks; the claim completed, or released if they fail."""
+        key, now = entry.key, entry.received_at
         jobs: list[Job] = []
         try:
             for route in routes:
@@ -365,7 +382,7 @@ class Pipeline:
                     continue
                 with self._running("status", route.handler):
                     call_status_handler(route, update)
-            if hooks and applied.final:
+            if final:
                 self._finalise(update.message_sid)
             if jobs:
                 self._enqueue(key, claim, b"", jobs)
@@ -380,22 +397,39 @@ class Pipeline:
         return _EMPTY
 
     def events(self, environ: dict[str, Any]) -> Answer:
-        """Event Streams: a signed JSON array of CloudEvents, checked whole before any of it
-        is applied; answered 200 only when every event is (a retry skips those done)."""
+        """Event Streams: a signed JSON array of CloudEvents, checked whole, then its ledger
+        effects applied in one atomic store step (all or nothing: a failure is a 503 and
+        Twilio's retry applies it whole), then the handlers, each under its own claim.
+
+        A handler that fails (500) or a batch past ``WEBHOOK_KIT_EVENTS_BUDGET`` (503) has
+        Twilio retry it: its ledger step is then a no-op, and only the handlers that did not
+        finish run.
+        """
         deadline = time.monotonic() + self.settings.events_budget
         self._serving()
         try:
             incoming = read_batch(environ, self.settings.events_max_body)
             self.check(environ, incoming)
             batch = parse_batch(incoming.json_body or b"", self.settings.events_max_batch)
-            applied = False  # by this request: each retry makes progress, however slow
-            for done, received in enumerate(batch, 1):
-                answer = self._apply_event(environ, received)
-                if answer is not _REPLAYED:
+            now = ledger_now()  # each event a microsecond on: the history keeps their order
+            writes = [received.write(round(now + n / 1e6, 6)) for n, received in enumerate(batch)]
+            applied = self.store.apply_events(writes)
+        except _REJECTED as rejected:
+            return _reject(environ, rejected)
+        for write, result in zip(writes, applied, strict=True):
+            if not result.new:
+                _duplicate(environ, write.key)
+            elif result.recorded and write.status is not None and self.metrics is not None:
+                self.metrics.recorded(write.status)
+        ran = False  # by this request: each retry makes progress, however slow
+        try:
+            for done, (received, write) in enumerate(zip(batch, writes, strict=True), 1):
+                answer = self._handle_event(environ, received, write.status)
+                if answer is not None:
                     if answer.status != 200:
                         return answer
-                    applied = True
-                if applied and done < len(batch) and time.monotonic() > deadline:
+                    ran = True
+                if ran and done < len(batch) and time.monotonic() > deadline:
                     return _partial(environ, done, len(batch))
         except _REJECTED as rejected:
             return _reject(environ, rejected)
@@ -404,30 +438,43 @@ class Pipeline:
             return self._failed(failure, failure.event, environ)
         return _APPLIED
 
-    def _apply_event(self, environ: dict[str, Any], received: Received) -> Answer:
-        """Apply one event once by its id: its status to the ledger (as a callback would
-        be), then the ``on_event`` handlers. ``_REPLAYED`` if it was applied before; an
+    def _handle_event(
+        self, environ: dict[str, Any], received: Received, entry: StatusEntry | None
+    ) -> Answer | None:
+        """The handlers of one applied event: ``on_status`` (and the final hooks) under the
+        status's claim, the one a status callback takes, so they run once whichever channel
+        brings it first; then ``on_event`` under the event's. None if none had to run; an
         answer other than 200 stops the batch."""
-        key = received.key
-        claim = self.once.lock(key)
-        if claim.outcome is Outcome.DONE:
-            _duplicate(environ, key)
-            return _REPLAYED
-        try:
-            if received.update is not None:
-                answer = self._update(environ, received.update, None, None)
-                if answer.status != 200:
+        ran = False
+        update = received.update
+        if update is not None and entry is not None:
+            routes = [route for route in self.registry.status if route.accepts(update)]
+            # A final update leaves the record final: the ledger is monotonic.
+            final = update.status.is_final and bool(self.registry.final)
+            if routes or final:
+                claim = self.once.lock(entry.key)
+                if claim.outcome is Outcome.CLAIMED:
+                    answer = self._run_status(
+                        environ, update, entry, claim, routes=routes, final=final
+                    )
+                    if answer.status != 200:
+                        return answer
+                    ran = True
+        routes_of_event = [route for route in self.registry.events if route.accepts(received.event)]
+        if routes_of_event:
+            key = received.key
+            claim = self.once.lock(key)
+            if claim.outcome is Outcome.CLAIMED:
+                try:
+                    for route in routes_of_event:
+                        with self._running("event", route.handler, received.event):
+                            route.handler(received.event)
+                except BaseException:
                     self._release(key, claim)
-                    return answer
-            for route in self.registry.events:
-                if route.accepts(received.event):
-                    with self._running("event", route.handler, received.event):
-                        route.handler(received.event)
-        except BaseException:
-            self._release(key, claim)
-            raise
-        self.once.complete(key, claim, b"")
-        return _APPLIED
+                    raise
+                self.once.complete(key, claim, b"")
+                ran = True
+        return _APPLIED if ran else None
 
     # -- shared by the routes --------------------------------------------------------------
 
@@ -643,8 +690,12 @@ def _reject(environ: Mapping[str, Any], error: Rejection) -> Answer:
 
 
 def _partial(environ: Mapping[str, Any], done: int, total: int) -> Answer:
-    """A batch that ran out of time: Twilio retries it, and the retry skips what is done."""
-    message = f"applied {done} of {total} events within WEBHOOK_KIT_EVENTS_BUDGET; retry the rest"
+    """A batch whose handlers ran out of time (its ledger effects are all applied): Twilio
+    retries it, and the retry runs only the handlers not finished."""
+    message = (
+        f"ran the handlers of {done} of {total} events within WEBHOOK_KIT_EVENTS_BUDGET"
+        "; retry the rest"
+    )
     log.warning("%s: %s", environ.get("PATH_INFO"), message)
     return Answer(503, f"{message}\n".encode(), TEXT_TYPE, "partial")
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import parse_qsl, urlencode
 
 from .events import Fields
@@ -141,6 +141,30 @@ class MessageFacts:
 
 
 @dataclass(frozen=True, slots=True)
+class EventWrite:
+    """What one Event Streams event writes to the ledger, applied with the rest of its batch
+    in one atomic step (``Store.apply_events``)."""
+
+    #: The event's dedupe record: kept as a finished claim for the claims' retention, so a
+    #: retried or duplicated event finds it and writes nothing.
+    key: str
+    #: The status update it stands for, recorded as its callback would be.
+    status: StatusEntry | None = None
+    #: The inbound message it stands for, merged as the inbound webhook's record is.
+    message: MessageFacts | None = None
+
+
+class EventApplied(NamedTuple):
+    """What ``Store.apply_events`` did with one event."""
+
+    #: Its dedupe record was written by this call (False: applied before, or earlier in
+    #: the same batch), and so were its ledger effects.
+    new: bool
+    #: Its status joined the message's history (False too when a callback brought it first).
+    recorded: bool
+
+
+@dataclass(frozen=True, slots=True)
 class LedgerEvent:
     """One status callback in a message's history."""
 
@@ -250,7 +274,7 @@ class Query:
 def now() -> float:
     """The ledger's clock: epoch seconds in whole microseconds, so that the datetimes of
     records (and the paging cursors made from them) convert back to exactly what is stored."""
-    return round(time.time(), 6)
+    return time.time_ns() // 1000 / 1e6  # a division is correctly rounded; round() is slow
 
 
 def timestamp(seconds: float) -> datetime:

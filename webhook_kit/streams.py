@@ -8,25 +8,40 @@ same idempotency key, so each distinct status of a message is recorded and handl
 whichever channel brought it first; every event is also claimed by its id, so a retried or
 duplicated event is applied once across retries and hosts.
 
-This module parses and checks a batch (all of it, before anything is applied) and matches
-``@kit.on_event`` handlers; the request path (``pipeline``) applies it.
+An inbound message event (``inbound-message.received``) is written to the ledger as the
+inbound webhook writes its message: one record per MessageSid, whichever channel came first.
+
+This module parses and checks a batch (all of it, before anything is applied), says what
+each event writes to the ledger (:meth:`Received.write`) and matches ``@kit.on_event``
+handlers; the request path (``pipeline``) applies the batch in one store step.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from .errors import BadRequestError, ConfigurationError, PayloadTooLargeError
-from .events import Fields, StatusCallback, StreamEvent, parse_status
-from .records import STREAM_FIELD
+from .events import (
+    NUMBER,
+    Fields,
+    InboundMessage,
+    StatusCallback,
+    StreamEvent,
+    parse_inbound,
+    parse_status,
+)
+from .records import STREAM_FIELD, EventWrite, MessageFacts, StatusEntry
 
 #: Types of outbound message status events (``.sent``, ``.delivered``, ``.read``...).
 MESSAGE_STATUS_PREFIX = "com.twilio.messaging.message."
+#: The type of an inbound message event (``Messaging.InboundMessageV1``).
+INBOUND_TYPE = "com.twilio.messaging.inbound-message.received"
 #: The longest event id accepted (Twilio's are UUIDs; a CloudEvent id is any string).
 MAX_ID_LENGTH = 256
 #: ``Messaging.MessageStatus`` data fields -> the status callback's field of the same meaning.
@@ -40,21 +55,60 @@ _CALLBACK_FIELDS = (
     ("rawDlrDoneDate", "RawDlrDoneDate"),
     ("numberOfSegments", "NumSegments"),
 )
+#: ``Messaging.InboundMessageV1`` data fields -> the inbound webhook's field of the same meaning.
+_INBOUND_FIELDS = (
+    ("messageSid", "MessageSid"),
+    ("accountSid", "AccountSid"),
+    ("from", "From"),
+    ("to", "To"),
+    ("body", "Body"),
+    ("messagingServiceSid", "MessagingServiceSid"),
+    ("apiVersion", "ApiVersion"),
+    ("numSegments", "NumSegments"),
+    ("numMedia", "NumMedia"),
+)
+#: Counts the ledger keeps (integer columns): nine digits at most, as ``ErrorCode``.
+_COUNTS = ("numSegments", "numMedia")
 
 EventHandler = Callable[[StreamEvent], None]
 
 
 class Received(NamedTuple):
-    """One checked event of a batch, and the status update it stands for (if it is one)."""
+    """One checked event of a batch, and the status update or inbound message it stands for."""
 
     event: StreamEvent
     update: StatusCallback | None
+    inbound: InboundMessage | None = None
 
     @property
     def key(self) -> str:
-        """Its idempotency key: the event id, as CloudEvents makes ``(source, id)`` unique
-        and Twilio's ids are unique on their own."""
+        """The idempotency key of its ``on_event`` handlers: the event id, as CloudEvents
+        makes ``(source, id)`` unique and Twilio's ids are unique on their own."""
         return "event:" + self.event.id
+
+    @property
+    def ledger_key(self) -> str:
+        """Its dedupe record in the ledger step, apart from :attr:`key`: a retry finds its
+        ledger effects done, and still runs the handlers that did not finish."""
+        return "event-ledger:" + self.event.id
+
+    def write(self, at: float) -> EventWrite:
+        """What it writes to the ledger, learnt at ``at``: its status update as its callback
+        would record it, or its inbound message as the inbound webhook would."""
+        entry = None
+        if self.update is not None:
+            entry = StatusEntry.from_callback(self.update, StatusEntry.key_of(self.update), at)
+        facts = None
+        if self.inbound is not None:
+            facts = MessageFacts.inbound(self.inbound, at)
+            media = self.event.data.get("numMedia")
+            facts = dataclasses.replace(
+                facts,
+                # What the event leaves out is not known (not "no text", not "no media").
+                body=facts.body if "body" in self.event.data else None,
+                num_media=None if media is None else int(media),  # checked: digits
+            )
+        return EventWrite(self.ledger_key, entry, facts)
 
 
 def parse_batch(body: bytes, limit: int) -> list[Received]:
@@ -74,7 +128,7 @@ def parse_batch(body: bytes, limit: int) -> list[Received]:
     for index, item in enumerate(items):
         try:
             event = parse_event(item)
-            batch.append(Received(event, status_update(event)))
+            batch.append(Received(event, status_update(event), inbound_message(event)))
         except BadRequestError as error:
             raise BadRequestError(f"event {index}: {error}") from None
     return batch
@@ -124,13 +178,7 @@ def status_update(event: StreamEvent) -> StatusCallback | None:
     if not event.type.startswith(MESSAGE_STATUS_PREFIX):
         return None
     data = event.data
-    pairs = []
-    for name, field in _CALLBACK_FIELDS:
-        value = data.get(name)
-        if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
-            pairs.append((field, str(value)))
-        elif value is not None:
-            raise BadRequestError(f"data.{name} must be a string")
+    pairs = _pairs(data, _CALLBACK_FIELDS)
     status = data.get("messageStatus")
     if not isinstance(status, str) or not status:
         raise BadRequestError("data.messageStatus must be a non-empty string")
@@ -146,6 +194,29 @@ def status_update(event: StreamEvent) -> StatusCallback | None:
         raise BadRequestError("data.errorCode must be a number")
     pairs.append((STREAM_FIELD, json.dumps(dict(event.raw), separators=(",", ":"))))
     return parse_status(Fields(pairs))
+
+
+def inbound_message(event: StreamEvent) -> InboundMessage | None:
+    """The message an inbound message event stands for, read as its webhook's fields (the
+    same checks: a SID, ``from`` and ``to``); None for any other event."""
+    if event.type != INBOUND_TYPE:
+        return None
+    return parse_inbound(Fields(_pairs(event.data, _INBOUND_FIELDS)))
+
+
+def _pairs(data: Mapping[str, Any], fields: tuple[tuple[str, str], ...]) -> list[tuple[str, str]]:
+    """The webhook fields of ``data``'s fields: strings or numbers; a count the ledger keeps
+    is 0 to 999999999, as a number or its digits."""
+    pairs = []
+    for name, field in fields:
+        value = data.get(name)
+        if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
+            if name in _COUNTS and not NUMBER.fullmatch(str(value)):
+                raise BadRequestError(f"data.{name} must be a number from 0 to 999999999")
+            pairs.append((field, str(value)))
+        elif value is not None:
+            raise BadRequestError(f"data.{name} must be a string")
+    return pairs
 
 
 @dataclass(frozen=True, slots=True)

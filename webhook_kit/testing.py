@@ -39,7 +39,7 @@ from .signature import (
     body_sha256,
     compute_signature,
 )
-from .streams import MESSAGE_STATUS_PREFIX
+from .streams import INBOUND_TYPE, MESSAGE_STATUS_PREFIX
 from .twiml import Message, MessagingResponse, parse
 
 Fields = dict[str, str]
@@ -219,6 +219,34 @@ def message_event(
         fields["errorCode"] = error_code
     fields.update(data)
     return cloud_event(type, {k: v for k, v in fields.items() if v is not None}, id=id)
+
+
+def inbound_event(
+    message_sid: str | None = None,
+    body: str = "",
+    *,
+    from_: str = CUSTOMER,
+    to: str = TWILIO_NUMBER,
+    id: str | None = None,
+    **data: Any,
+) -> dict[str, Any]:
+    """An Event Streams inbound message event (``Messaging.InboundMessageV1``); keyword
+    arguments add or override ``data`` fields (``None`` removes one)."""
+    type = INBOUND_TYPE
+    fields: dict[str, Any] = {
+        "messageSid": message_sid or new_sid("SM"),
+        "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        "accountSid": ACCOUNT_SID,
+        "eventName": type,
+        "from": from_,
+        "to": to,
+        "body": body,
+        "numMedia": 0,
+    }
+    fields.update(data)
+    event = cloud_event(type, {k: v for k, v in fields.items() if v is not None}, id=id)
+    event["dataschema"] = "https://events-schemas.twilio.com/Messaging.InboundMessageV1/6"
+    return event
 
 
 def fallback_request(

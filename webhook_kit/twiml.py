@@ -24,6 +24,7 @@ import logging
 import re
 import threading
 from collections.abc import Iterator
+from copy import copy
 from dataclasses import dataclass
 from typing import ClassVar, Final, TypeVar, cast
 from urllib.parse import urlsplit
@@ -85,6 +86,8 @@ _removal_logged = threading.Event()
 
 # Bound once: these run for every verb of every reply.
 _Element: Final = etree.Element
+# Copying an empty element costs less than half of building one (a new lxml document each).
+_RESPONSE: Final = etree.Element("Response")
 _SubElement: Final = etree.SubElement
 _tostring: Final = etree.tostring
 _new_str: Final = str.__new__
@@ -512,7 +515,7 @@ class MessagingResponse(_Node):
     __slots__ = ("_redirected", "_verbs")
 
     def __init__(self) -> None:
-        self._el = _Element("Response")
+        self._el = copy(_RESPONSE)
         self._verbs: list[Message | Redirect] = []
         self._redirected = False
 

@@ -27,7 +27,7 @@ from typing import Any, Final
 from urllib.parse import urlencode
 
 from ..signature import body_sha256
-from ..streams import MESSAGE_STATUS_PREFIX
+from ..streams import INBOUND_TYPE, MESSAGE_STATUS_PREFIX
 from .clock import Scheduler, Task
 from .delivery import (
     USER_AGENT,
@@ -47,7 +47,6 @@ from .resource import is_url
 BASE_URL: Final = "https://events.twilio.com/v1"
 #: The statuses Event Streams reports (``messageStatus``, upper case in the event).
 STATUSES: Final = ("queued", "sent", "failed", "delivered", "undelivered", "read")
-INBOUND_TYPE: Final = "com.twilio.messaging.inbound-message.received"
 TEST_TYPE: Final = "com.twilio.eventstreams.test-event"
 MESSAGING_TYPES: Final = (*(MESSAGE_STATUS_PREFIX + s for s in STATUSES), INBOUND_TYPE)
 #: Events per request (Twilio's batch size is not documented; this is the emulator's).

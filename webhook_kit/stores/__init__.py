@@ -24,7 +24,7 @@ from ..once import ConversationWrite as ConversationWrite
 from ..once import Outcome as Outcome
 from ..once import new_owner as new_owner
 from ..process import process
-from ..records import MessageFacts, MessageRecord, Query, StatusEntry
+from ..records import EventApplied, EventWrite, MessageFacts, MessageRecord, Query, StatusEntry
 from .base import DEFAULT_LEDGER_RETENTION as DEFAULT_LEDGER_RETENTION
 from .base import DEFAULT_RETENTION as DEFAULT_RETENTION
 from .base import DEFAULT_TIMEOUT as DEFAULT_TIMEOUT
@@ -95,6 +95,18 @@ class Store(JobStore, Protocol):
         recorded event is the key, and a duplicate is DONE with ``status`` None). A lost
         claim records nothing. ``replace`` is as for :meth:`claim` (a callback already
         recorded is not recorded twice).
+        """
+
+    def apply_events(self, writes: Sequence[EventWrite]) -> list[EventApplied]:
+        """Apply the ledger effects of a whole Event Streams batch: all of them, or (when the
+        store fails, :class:`StoreError`) none.
+
+        In order, each write whose dedupe record (``write.key``) is absent or past its
+        retention is new: its record is written as a finished claim (kept for the
+        retention), its status recorded as :meth:`record_status` without a lease records it
+        (once per ``status.key``, whichever channel first), and its message merged as
+        :meth:`save_message` merges it. A write not new changes nothing. One answer per
+        write, in order; handlers run after, under their own claims.
         """
 
     def get_message(self, message_sid: str) -> MessageRecord | None:

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 from ..jobs import Job, JobState
 from ..records import (
+    EventApplied,
+    EventWrite,
     LedgerEvent,
     MessageFacts,
     MessageRecord,
@@ -176,11 +178,43 @@ class MemoryStore:
                 if claim.outcome is not Outcome.CLAIMED:
                     return Applied(claim, False, None)
             message = self._absorbed(entry.message_sid, entry.correlation)
-            if message is not None and any(e.key == entry.key for e in message.history):
+            if message is not None and _recorded(message, entry.key):
                 return Applied(claim, False, _status(message.row) if lease else None)
             message = self._save(entry_row(entry), None)
             message.history += (entry,)
             return Applied(claim, True, _status(message.row))
+
+    def apply_events(self, writes: Sequence[EventWrite]) -> list[EventApplied]:
+        """Under the lock; if a write raises, what the batch changed is put back."""
+        with self._lock:
+            now = self._clock()
+            undo = _Undo()
+            try:
+                return [self._apply_event(write, now, undo) for write in writes]
+            except BaseException:
+                undo.restore(self._claims, self._messages)
+                raise
+
+    def _apply_event(self, write: EventWrite, now: float, undo: _Undo) -> EventApplied:
+        """One write of :meth:`apply_events`, noting first what it changes; hold the lock."""
+        current = self._claims.get(write.key)
+        if current is not None and not claimable(
+            current.expires, current.done, current.owner, now, ""
+        ):
+            return EventApplied(False, False)
+        undo.claims.setdefault(write.key, current)
+        self._claims[write.key] = _Claim("", True, b"", now + self._retention)
+        recorded = False
+        entry, facts = write.status, write.message
+        if entry is not None:
+            message = undo.keep(self._messages, entry.message_sid)
+            if not _recorded(message, entry.key):
+                self._save(entry_row(entry), None).history += (entry,)
+                recorded = True
+        if facts is not None:
+            undo.keep(self._messages, facts.message_sid)
+            self._save(facts_row(facts), None)
+        return EventApplied(True, recorded)
 
     def save_message(self, facts: MessageFacts, alias: str | None = None) -> None:
         with self._lock:
@@ -387,6 +421,41 @@ class MemoryStore:
 _FROM, _TO, _UPDATED, _STATUS = (
     NAMES.index(name) for name in ("from_addr", "to_addr", "updated", "status")
 )
+
+
+class _Undo:
+    """What an Event Streams batch changed, as it was before: put back if the batch fails."""
+
+    __slots__ = ("claims", "messages")
+
+    def __init__(self) -> None:
+        self.claims: dict[str, _Claim | None] = {}
+        self.messages: dict[str, tuple[Row, tuple[StatusEntry, ...]] | None] = {}
+
+    def keep(self, messages: dict[str, _Message], sid: str) -> _Message | None:
+        """Note the record of ``sid`` before its first change; it, as it is now."""
+        message = messages.get(sid)
+        if sid not in self.messages:
+            self.messages[sid] = None if message is None else (message.row, message.history)
+        return message
+
+    def restore(self, claims: dict[str, _Claim], messages: dict[str, _Message]) -> None:
+        for key, claim in self.claims.items():
+            if claim is None:
+                claims.pop(key, None)
+            else:
+                claims[key] = claim
+        for sid, kept in self.messages.items():
+            if kept is None:
+                messages.pop(sid, None)
+            else:
+                message = messages[sid] = _Message(kept[0])
+                message.history = kept[1]
+
+
+def _recorded(message: _Message | None, key: str) -> bool:
+    """Whether the status entry ``key`` is in the history of ``message`` already."""
+    return message is not None and any(entry.key == key for entry in message.history)
 
 
 def _status(row: Row) -> MessageStatus | None:

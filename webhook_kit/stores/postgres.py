@@ -43,6 +43,8 @@ from ..errors import ConfigurationError, StoreError
 from ..jobs import Job, JobState, job_from_row
 from ..process import process
 from ..records import (
+    EventApplied,
+    EventWrite,
     LedgerEvent,
     MessageFacts,
     MessageRecord,
@@ -84,6 +86,7 @@ from .sql import (
     POSTGRES_TYPES,
     Dialect,
     Statements,
+    apply_event_writes,
     conversation_writes,
     job_params,
     migrations,
@@ -326,7 +329,12 @@ class PostgresStore:
         self._record_unclaimed_sql = _RECORD.format(claim="SELECT true", schema=quoted)
         # SKIP LOCKED lets runners on many hosts take different jobs at once.
         self._sql = Statements(
-            Dialect(tables=f"{quoted}.", pyformat=True, lock_next=" FOR UPDATE SKIP LOCKED")
+            Dialect(
+                tables=f"{quoted}.",
+                pyformat=True,
+                lock_next=" FOR UPDATE SKIP LOCKED",
+                binary=_BINARY,
+            )
         )
         self._get_sql = _GET.format(schema=quoted, order=HISTORY_ORDER_SQL)
         self._find_sql = _FIND.format(schema=quoted)
@@ -481,6 +489,18 @@ class PostgresStore:
                 return Applied(Claim(Outcome.DONE), False, None)
             return Applied(Claim(Outcome.DONE), True, _status(status))
         return Applied(Claim(Outcome.CLAIMED, owner), recorded, _status(status))
+
+    def apply_events(self, writes: Sequence[EventWrite]) -> list[EventApplied]:
+        """One transaction: a failure (a lost connection too) rolls the whole batch back."""
+        now = self._clock()
+        with self._connection() as db, db.transaction():
+            return apply_event_writes(
+                lambda sql, params: db.execute(sql, params).rowcount,
+                self._sql,
+                writes,
+                now,
+                self._retention,
+            )
 
     def get_message(self, message_sid: str) -> MessageRecord | None:
         with self._connection() as db:

@@ -26,6 +26,8 @@ from ..jobs import JOB_COLUMNS, Job, JobState, job_from_row, job_row
 from ..process import process
 from ..records import (
     Direction,
+    EventApplied,
+    EventWrite,
     LedgerEvent,
     MessageFacts,
     MessageRecord,
@@ -190,8 +192,7 @@ _LUA_LEDGER = (
     _LUA_CLAIMS
     + LUA_MERGE
     + """
-local function write(key, index, sid, new, given_wins, keep, extra)
-    local out, existed = merge(key, new, given_wins)
+local function store(key, index, sid, out, existed, keep, extra)
     local fields, gone = {}, {}
     for _, field in ipairs(FIELDS) do
         if out[field] ~= nil then
@@ -213,9 +214,13 @@ local function write(key, index, sid, new, given_wins, keep, extra)
     end
     return out['status'] or ''
 end
-local function pairs_of(args, first)
+local function write(key, index, sid, new, given_wins, keep, extra)
+    local out, existed = merge(key, new, given_wins)
+    return store(key, index, sid, out, existed, keep, extra)
+end
+local function pairs_of(args, first, count)
     local new = {}
-    for i = first, #args, 2 do
+    for i = first, count and first + 2 * count - 1 or #args, 2 do
         new[args[i]] = args[i + 1]
     end
     return new
@@ -286,6 +291,100 @@ for i = 5, #KEYS do
     end
 end
 return 0
+"""
+)
+# An Event Streams batch's ledger effects (Store.apply_events), all or nothing: Redis runs a
+# script whole, but keeps what it wrote before an error, so every read, merge and check
+# (each key's type included) comes first, and only then the writes, which cannot fail.
+# KEYS: index, then five per write: its dedupe claim, its status's event marker, message
+# hash and history list, and the message hash of its inbound message ('' where none).
+# ARGV: now, when a dedupe record ends, kept until (the ledger's); then per write: the
+# history entry ('' for no status), its SID, the number of its row's pairs and the pairs,
+# then the inbound message's SID ('' for none), the number of its row's pairs and the pairs.
+# Returns two numbers a write: new, recorded.
+_APPLY_EVENTS = (
+    _LUA_LEDGER
+    + """
+local now, finished, keep = tonumber(ARGV[1]), ARGV[2], ARGV[3]
+local function expect(key, kind)
+    local found = redis.call('TYPE', key)['ok']
+    if found ~= 'none' and found ~= kind then
+        error('WRONGTYPE ' .. key .. ' holds a ' .. found .. ', not a ' .. kind)
+    end
+end
+local rows, touched, claims, markers, lists, entries = {}, {}, {}, {}, {}, {}
+local function stage(hash, sid, new, extra)
+    local row = rows[hash]
+    if row == nil then
+        expect(hash, 'hash')
+        local old, existed = read(hash)
+        row = {sid = sid, out = old, existed = existed, extra = {}}
+        rows[hash] = row
+        touched[#touched + 1] = hash
+    end
+    row.out = merged(row.out, row.existed or row.merged, new, true)
+    row.merged = true
+    for _, name in ipairs(extra) do
+        row.extra[#row.extra + 1] = name
+    end
+end
+expect(KEYS[1], 'zset')
+local answers, taken, marked = {}, {}, {}
+local a = 4
+for k = 2, #KEYS, 5 do
+    local claim, marker, hash, history, facts_hash = unpack(KEYS, k, k + 4)
+    local entry, sid, count = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
+    local status_row = pairs_of(ARGV, a + 3, count)
+    a = a + 3 + 2 * count
+    local facts_sid, facts_count = ARGV[a], tonumber(ARGV[a + 1])
+    local facts_row = pairs_of(ARGV, a + 2, facts_count)
+    a = a + 2 + 2 * facts_count
+    local new = false
+    if not taken[claim] then  -- a duplicate within the batch is not new
+        local current = redis.call('GET', claim)
+        new = not current
+        if current then
+            local ends_at, owner = ends(current)
+            new = claimable(ends_at, string.sub(current, 1, 1) ~= 'P', owner, now, '')
+        end
+    end
+    local recorded = false
+    if new then
+        taken[claim] = true
+        claims[#claims + 1] = claim
+        if entry ~= '' and not marked[marker] and redis.call('EXISTS', marker) == 0 then
+            expect(history, 'list')
+            marked[marker] = true
+            markers[#markers + 1] = marker
+            if not entries[history] then
+                entries[history] = {}
+                lists[#lists + 1] = history
+            end
+            table.insert(entries[history], entry)
+            stage(hash, sid, status_row, {marker, history})
+            recorded = true
+        end
+        if facts_sid ~= '' then
+            stage(facts_hash, facts_sid, facts_row, {})
+        end
+    end
+    answers[#answers + 1] = new and 1 or 0
+    answers[#answers + 1] = recorded and 1 or 0
+end
+for _, claim in ipairs(claims) do
+    redis.call('SET', claim, 'D' .. finished .. '|', 'PXAT', pxat(finished))
+end
+for _, marker in ipairs(markers) do
+    redis.call('SET', marker, '1')
+end
+for _, history in ipairs(lists) do
+    redis.call('RPUSH', history, unpack(entries[history]))
+end
+for _, hash in ipairs(touched) do
+    local row = rows[hash]
+    store(hash, KEYS[1], row.sid, row.out, row.existed, keep, row.extra)
+end
+return answers
 """
 )
 # KEYS: index, then the message hashes of ARGV's SIDs. Drops from the index each SID whose
@@ -519,6 +618,7 @@ class RedisStore:
         self._complete = _Script(scripts, _COMPLETE)
         self._release = _Script(scripts, _RELEASE)
         self._record = _Script(scripts, _RECORD)
+        self._apply_events = _Script(scripts, _APPLY_EVENTS)
         self._take = _Script(scripts, _TAKE)
         self._finish = _Script(scripts, _FINISH)
         self._retry = _Script(scripts, _RETRY)
@@ -616,16 +716,7 @@ class RedisStore:
         owner = "" if lease is None else new_owner()
         now = self._clock()
         tag = self._prefix + "{" + entry.message_sid + "}"
-        history_entry = json.dumps(
-            [
-                entry.key,
-                entry.status,
-                entry.received_at,
-                entry.error_code,
-                entry.event_type,
-                entry.form,
-            ]
-        )
+        history_entry = _history_entry(entry)
         with self._abandoned.guarding(entry.key, owner), self._guard:
             result = self._record(
                 keys=[
@@ -662,6 +753,43 @@ class RedisStore:
         claim = Claim(Outcome.DONE) if lease is None else Claim(Outcome.CLAIMED, owner)
         status = result[2].decode()
         return Applied(claim, bool(result[1]), MessageStatus(status) if status else None)
+
+    def apply_events(self, writes: Sequence[EventWrite]) -> list[EventApplied]:
+        """One script (see ``_APPLY_EVENTS``): it checks everything before it writes.
+
+        If the reply is lost and the exchange sends the script again, the second run finds
+        every event applied and answers them not new: nothing is applied twice.
+        """
+        if not writes:
+            return []
+        now = self._clock()
+        keys = [self._index]
+        args: list[Any] = [
+            repr(now),
+            repr(now + self._retention),
+            repr(now + self._ledger_retention),
+        ]
+        for write in writes:
+            entry, facts = write.status, write.message
+            keys.append(self._prefix + "claim:" + write.key)
+            if entry is None:
+                keys += ["", "", ""]
+                args += ["", "", 0]
+            else:
+                tag = self._prefix + "{" + entry.message_sid + "}"
+                keys += [tag + ":event:" + entry.key, tag + ":message", tag + ":history"]
+                pairs = redis_pairs(entry_row(entry))
+                args += [_history_entry(entry), entry.message_sid, len(pairs) // 2, *pairs]
+            if facts is None:
+                keys.append("")
+                args += ["", 0]
+            else:
+                pairs = redis_pairs(facts_row(facts))
+                keys.append(self._hash(facts.message_sid))
+                args += [facts.message_sid, len(pairs) // 2, *pairs]
+        with self._guard:
+            flat = self._apply_events(keys=keys, args=args)
+        return [EventApplied(bool(flat[i]), bool(flat[i + 1])) for i in range(0, len(flat), 2)]
 
     def get_message(self, message_sid: str) -> MessageRecord | None:
         tag = self._prefix + "{" + message_sid + "}"
@@ -917,6 +1045,12 @@ class RedisStore:
 
     def close(self) -> None:
         self._redis.close()
+
+
+def _history_entry(entry: StatusEntry) -> str:
+    """A status entry as a history list holds it (see :func:`_timed_event`)."""
+    fields = [entry.key, entry.status, entry.received_at, entry.error_code, entry.event_type]
+    return json.dumps([*fields, entry.form])
 
 
 def _lost(value: bytes) -> Claim:

@@ -184,13 +184,15 @@ def merge_sql(
 def _lua_merge() -> str:
     """Lua ``merge(key, new, given_wins)``: ``new`` (hash field -> string, absent = NULL)
     merged into the hash ``key`` by the same rules; returns the merged table and whether the
-    hash existed. Numbers are compared as numbers; values are kept as given (exact)."""
+    hash existed. Numbers are compared as numbers; values are kept as given (exact).
+    ``read(key)`` and ``merged(old, exists, new, given_wins)`` are its two halves, for a
+    script that merges several rows before it writes any."""
     fields = ", ".join(f"'{field}'" for _, field, _ in COLUMNS[1:])
     kinds = ", ".join(f"['{field}'] = '{rule.value}'" for _, field, rule in COLUMNS[1:])
     return f"""
 local FIELDS = {{{fields}}}
 local KINDS = {{{kinds}}}
-local function merge(key, new, given_wins)
+local function read(key)
     local stored = redis.call('HMGET', key, unpack(FIELDS))
     local old, exists = {{}}, false
     for i, field in ipairs(FIELDS) do
@@ -199,8 +201,11 @@ local function merge(key, new, given_wins)
             exists = true
         end
     end
+    return old, exists
+end
+local function merged(old, exists, new, given_wins)
     if not exists then
-        return new, false
+        return new
     end
     local new_rank, old_rank = tonumber(new['rank']), tonumber(old['rank'])
     local new_status, old_status = new['status'] or '', old['status'] or ''
@@ -230,7 +235,11 @@ local function merge(key, new, given_wins)
             if first ~= nil then out[field] = first else out[field] = second end
         end
     end
-    return out, true
+    return out
+end
+local function merge(key, new, given_wins)
+    local old, exists = read(key)
+    return merged(old, exists, new, given_wins), exists
 end
 """
 

@@ -10,12 +10,26 @@ claim's single-statement forms, housekeeping); the rules the statements follow c
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ..jobs import JOB_COLUMNS, Job, job_row
 from ..once import ConversationWrite
+from ..records import EventApplied, EventWrite, StatusEntry
 from .base import OptOut
-from .rules import CONVERSATION_ORDER_SQL, JOB_DUE_SQL, JOB_ORDER_SQL, LAPSED_SQL, holds_sql
+from .rules import (
+    CONVERSATION_ORDER_SQL,
+    JOB_DUE_SQL,
+    JOB_ORDER_SQL,
+    LAPSED_SQL,
+    NAMES,
+    Row,
+    claimable_sql,
+    entry_row,
+    facts_row,
+    holds_sql,
+    merge_sql,
+)
 
 _NAMED = re.compile(r":([a-z_]+)")
 _JOBS = ", ".join(JOB_COLUMNS)
@@ -32,6 +46,8 @@ class Dialect:
     pyformat: bool = False
     #: Appended to the query that picks the next job (PostgreSQL: ``FOR UPDATE SKIP LOCKED``).
     lock_next: str = ""
+    #: The code-point collation clause (PostgreSQL: ``COLLATE "C"``; SQLite compares so).
+    binary: str = ""
 
     def __call__(self, sql: str) -> str:
         """``sql`` written with ``:name`` parameters and ``{t}`` before each table."""
@@ -66,6 +82,9 @@ class Statements:
     list_jobs: str = field(init=False)
     retry_job: str = field(init=False)
     purge_jobs: str = field(init=False)
+    claim_event: str = field(init=False)
+    record_event: str = field(init=False)
+    merge_message: str = field(init=False)
 
     def __post_init__(self) -> None:
         d = self.dialect
@@ -123,6 +142,25 @@ class Statements:
             "retry_job": "UPDATE {t}wk_jobs SET state = 'pending', attempts = 0, run_at = :now"
             " WHERE key = :key AND state = 'dead'",
             "purge_jobs": "DELETE FROM {t}wk_jobs WHERE state = :state",
+            # An Event Streams event's dedupe record: a finished claim, written where a new
+            # request may take the key (rules.claimable, no owner known dead).
+            "claim_event": "INSERT INTO {t}wk_claims AS c (key, owner, done, answer, expires)"
+            " VALUES (:key, '', TRUE, :answer, :expires) ON CONFLICT (key) DO UPDATE SET"
+            " owner = excluded.owner, done = excluded.done, answer = excluded.answer,"
+            " expires = excluded.expires"
+            " WHERE "
+            + claimable_sql(
+                ends="c.expires", done="c.done", owner="c.owner", now=":now", dead="''"
+            ),
+            # A status entry joins the history once, whichever channel brought it.
+            "record_event": "INSERT INTO {t}wk_events"
+            " (sid, key, status, error_code, event_type, received, form) VALUES"
+            " (:sid, :key, :status, :error_code, :event_type, :received, :form)"
+            " ON CONFLICT DO NOTHING",
+            # A row merged into the message's record by the declared rules (see .rules).
+            "merge_message": f"INSERT INTO {{t}}wk_messages AS m ({', '.join(NAMES)})"
+            f" VALUES ({', '.join(':' + name for name in NAMES)})"
+            f" ON CONFLICT (sid) DO UPDATE SET {merge_sql(binary=d.binary)}",
         }
         for name, sql in statements.items():
             object.__setattr__(self, name, d(sql))
@@ -142,6 +180,49 @@ def opt_out_params(record: OptOut) -> dict[str, object]:
         "updated": record.updated_at,
         "source": record.source,
     }
+
+
+def apply_event_writes(
+    execute: Callable[[str, dict[str, object]], int],
+    sql: Statements,
+    writes: Sequence[EventWrite],
+    now: float,
+    retention: float,
+) -> list[EventApplied]:
+    """``Store.apply_events`` inside the caller's one transaction; ``execute`` runs a
+    statement and returns its row count. A failure raises, and the caller rolls it all back."""
+    finished: dict[str, object] = {"answer": b"", "expires": now + retention, "now": now}
+    applied = []
+    for write in writes:
+        if execute(sql.claim_event, finished | {"key": write.key}) != 1:
+            applied.append(EventApplied(False, False))
+            continue
+        entry, facts = write.status, write.message
+        recorded = entry is not None and execute(sql.record_event, _event_params(entry)) == 1
+        if entry is not None and recorded:
+            execute(sql.merge_message, _row_params(entry_row(entry)))
+        if facts is not None:
+            execute(sql.merge_message, _row_params(facts_row(facts)))
+        applied.append(EventApplied(True, recorded))
+    return applied
+
+
+def _event_params(entry: StatusEntry) -> dict[str, object]:
+    """``entry`` as :attr:`Statements.record_event` takes it."""
+    return {
+        "sid": entry.message_sid,
+        "key": entry.key,
+        "status": entry.status,
+        "error_code": entry.error_code,
+        "event_type": entry.event_type,
+        "received": entry.received_at,
+        "form": entry.form,
+    }
+
+
+def _row_params(row: Row) -> dict[str, object]:
+    """A ledger row as :attr:`Statements.merge_message` takes it."""
+    return dict(zip(NAMES, row, strict=True))
 
 
 def conversation_writes(

@@ -31,8 +31,8 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Sequence
+from contextlib import suppress
 from operator import itemgetter
 from typing import Any
 
@@ -40,6 +40,8 @@ from ..errors import ConfigurationError
 from ..jobs import Job, JobState, job_from_row
 from ..process import process
 from ..records import (
+    EventApplied,
+    EventWrite,
     LedgerEvent,
     MessageFacts,
     MessageRecord,
@@ -80,6 +82,7 @@ from .sql import (
     SQLITE_TYPES,
     Dialect,
     Statements,
+    apply_event_writes,
     conversation_writes,
     job_params,
     migrations,
@@ -180,22 +183,50 @@ class WriterLock:
             log.warning("%s-writer: %s; SQLite's busy timeout alone orders writers", path, error)
             self._fd = None
 
-    @contextmanager
-    def held(self) -> Iterator[None]:
-        fd = self._fd
-        if fd is None:
-            yield
-            return
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+    def __enter__(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+class _Turn:
+    """``with`` a connection: in the writer's turn (``writer``), in a transaction
+    (``begin``), or both. A class, not a generator: it wraps every store call."""
+
+    __slots__ = ("_begin", "_db", "_writer")
+
+    def __init__(self, db: sqlite3.Connection, writer: WriterLock | None, begin: str) -> None:
+        self._db, self._writer, self._begin = db, writer, begin
+
+    def __enter__(self) -> sqlite3.Connection:
+        writer = self._writer
+        if writer is not None:
+            writer.__enter__()
+        if self._begin:
+            try:
+                self._db.execute(self._begin)
+            except BaseException:
+                if writer is not None:
+                    writer.__exit__()
+                raise
+        return self._db
+
+    def __exit__(self, kind: type[BaseException] | None, *exc_info: object) -> None:
+        try:
+            if self._begin:  # a read snapshot ends the same either way
+                ends = "COMMIT" if kind is None and self._writer is not None else "ROLLBACK"
+                self._db.execute(ends)
+        finally:
+            if self._writer is not None:
+                self._writer.__exit__()
 
 
 class SQLiteStore:
@@ -322,6 +353,18 @@ class SQLiteStore:
                 sid = (entry.message_sid,)
                 row = db.execute("SELECT status FROM wk_messages WHERE sid = ?", sid).fetchone()
         return Applied(Claim(Outcome.CLAIMED, owner), recorded, _status(row))
+
+    def apply_events(self, writes: Sequence[EventWrite]) -> list[EventApplied]:
+        """One transaction: a failure rolls the whole batch back."""
+        now = self._clock()
+        with self._guard, self._transaction() as db:
+            return apply_event_writes(
+                lambda sql, params: db.execute(sql, params).rowcount,
+                _SQL,
+                writes,
+                now,
+                self._retention,
+            )
 
     @staticmethod
     def _record(db: sqlite3.Connection, entry: StatusEntry) -> bool:
@@ -578,32 +621,17 @@ class SQLiteStore:
         local.connection = connection
         return connection
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _write(self) -> _Turn:
         """The connection, for one statement that writes, in this writer's turn."""
         db = self._connection()
-        with self._local.writer.held():
-            yield db
+        return _Turn(db, self._local.writer, "")
 
-    @contextmanager
-    def _transaction(self, *, write: bool = True) -> Iterator[sqlite3.Connection]:
+    def _transaction(self, *, write: bool = True) -> _Turn:
         """A transaction; ``write=False``: a read snapshot that never takes the write lock."""
-        if not write:
-            db = self._connection()
-            db.execute("BEGIN")
-            try:
-                yield db
-            finally:
-                db.execute("ROLLBACK")
-            return
-        with self._write() as db:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+        db = self._connection()
+        if write:
+            return _Turn(db, self._local.writer, "BEGIN IMMEDIATE")
+        return _Turn(db, None, "BEGIN")
 
     def _purge(self, now: float) -> None:
         """Sweep the next batch of claims and of messages for rows past their retention.
