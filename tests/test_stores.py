@@ -621,13 +621,13 @@ def _claim_in_a_child(path: str, key: str, done: multiprocessing.synchronize.Eve
 
 
 def test_sqlite_writers_take_turns_through_the_writer_lock(tmp_path: Path) -> None:
-    """A writer of another process waits in the kernel for the one holding the writer lock,
-    and goes on as soon as it is released (SQLite's busy handler would poll in 1 ms steps)."""
+    """A writer of another process waits for the one holding the writer's turn, and goes on
+    once it is released."""
     path = str(tmp_path / "turns.db")
     SQLiteStore(path).claim("first", 30)  # the file and its schema exist
     context = multiprocessing.get_context("spawn")
     done = context.Event()
-    lock = WriterLock(path)
+    lock = WriterLock(path, 30.0)
     with lock:
         child = context.Process(target=_claim_in_a_child, args=(path, "second", done))
         child.start()
@@ -637,6 +637,21 @@ def test_sqlite_writers_take_turns_through_the_writer_lock(tmp_path: Path) -> No
     assert child.exitcode == 0
     lock.close()
     assert SQLiteStore(path).claim("second", 30).outcome is Outcome.BUSY  # the child wrote it
+
+
+def test_sqlite_a_writer_kept_waiting_past_the_timeout_gets_a_store_error(
+    tmp_path: Path,
+) -> None:
+    """A writer that keeps its turn (a stopped process, say) costs the others a 503 after
+    the store timeout, as SQLite's own lock would, never a hang."""
+    path = str(tmp_path / "stuck.db")
+    store = SQLiteStore(path, timeout=0.3)
+    store.claim("first", 30)
+    stuck = WriterLock(path, 30.0)
+    with stuck, pytest.raises(StoreError, match="locked"):
+        store.claim("second", 30)
+    stuck.close()
+    assert store.claim("second", 30).outcome is Outcome.CLAIMED  # its turn comes at once
 
 
 def test_sqlite_new_files_use_small_pages(tmp_path: Path) -> None:
