@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import http.client
+import json
 import os
 import signal
 import socket
@@ -10,12 +12,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping
+import urllib.request
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+from webhook_kit.emulator.throughput import UNQUEUED
 from webhook_kit.signature import compute_signature
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -256,3 +261,58 @@ class RedisServer:
             self.process.kill()
             self.process.wait()
         self.process = None
+
+
+class EmulatorProcess:
+    """``webhook-kit emulator`` on a free loopback port, its senders unqueued (these tests are
+    about webhooks, not sender queues); what it logs is kept for a failure's message."""
+
+    def __init__(self, account: str, token: str, *args: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        basic = base64.b64encode(f"{account}:{token}".encode()).decode()
+        self._authorization = f"Basic {basic}"
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop()
+        command = [sys.executable, "-m", "webhook_kit.cli", "emulator", "--port", str(self.port)]
+        env = {**os.environ, "TWILIO_ACCOUNT_SID": account, "TWILIO_AUTH_TOKEN": token}
+        self.process = subprocess.Popen(
+            [*command, *UNQUEUED, *args],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=self._log,
+        )
+        try:
+            wait_for_server(
+                self.port, self.process, "the emulator", path="/_emulator/health", output=self.log
+            )
+        except RuntimeError:
+            self.stop()
+            raise
+
+    def log(self) -> str:
+        """What the emulator wrote to stderr so far."""
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace")
+
+    def control(
+        self, path: str, fields: Sequence[tuple[str, str]] | Mapping[str, str] | None = None
+    ) -> Any:
+        """GET (or, with ``fields``, POST) one of its control endpoints; the JSON answer."""
+        request = urllib.request.Request(self.url + path)
+        if fields is not None:
+            request.data = urlencode(fields).encode()
+        request.add_header("Authorization", self._authorization)
+        with urllib.request.urlopen(request, timeout=30) as response:
+            body = response.read()
+        return json.loads(body) if body else None
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()

@@ -3,26 +3,21 @@ under gunicorn, both subprocesses; the official twilio client sends through the 
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from urllib.parse import urlencode
 
 import pytest
 from click.testing import CliRunner
-from server import ROOT, TOKEN, Gunicorn, free_port, wait_for_server
+from server import TOKEN, EmulatorProcess, Gunicorn, free_port
 from twilio.rest import Client
 
 from webhook_kit.cli import main
 from webhook_kit.emulator.client import EmulatorHttpClient, emulator_client
-from webhook_kit.emulator.throughput import UNQUEUED
 from webhook_kit.ledger import Ledger
 from webhook_kit.stores import open_store
 
@@ -34,51 +29,9 @@ HANDSET = "+15558675309"
 CREDENTIALS = ("--account-sid", ACCOUNT, "--auth-token", TOKEN)
 
 
-class EmulatorProcess:
-    """``webhook-kit emulator`` on a free port; stopped with SIGTERM."""
-
-    def __init__(self, *args: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        command = [sys.executable, "-m", "webhook_kit.cli", "emulator", "--port", str(self.port)]
-        command += UNQUEUED  # these tests are about webhooks, not sender queues
-        env = {**os.environ, "TWILIO_ACCOUNT_SID": ACCOUNT, "TWILIO_AUTH_TOKEN": TOKEN}
-        self.process = subprocess.Popen(
-            [*command, *args], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-        )
-        try:
-            wait_for_server(
-                self.port,
-                self.process,
-                "the emulator",
-                path="/_emulator/health",
-                output=lambda: self.process.stderr.read().decode(),  # type: ignore[union-attr]
-            )
-        except RuntimeError:
-            self.stop()
-            raise
-
-    def control(self, path: str, fields: list[tuple[str, str]] | None = None) -> dict:
-        request = urllib.request.Request(f"{self.url}{path}")
-        if fields is not None:
-            request.data = urlencode(fields).encode()
-        request.add_header("Authorization", _basic())
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read())
-
-    def stop(self) -> str:
-        self.process.terminate()
-        out, _ = self.process.communicate(timeout=15)
-        return out.decode()
-
-
 def _tail(app: Gunicorn) -> str:
     """The end of the app's stderr, to tell why a delivery found no answer."""
     return app.stderr_so_far()[-4000:]
-
-
-def _basic() -> str:
-    return "Basic " + base64.b64encode(f"{ACCOUNT}:{TOKEN}".encode()).decode()
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +47,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gunicorn]:
 
 
 def test_500_messages_in_chaos_mode_end_in_the_same_state(app: Gunicorn) -> None:
-    emulator = EmulatorProcess("--chaos", "--seed", "42")
+    emulator = EmulatorProcess(ACCOUNT, TOKEN, "--chaos", "--seed", "42")
     try:
         emulator.control(
             "/_emulator/rules",
@@ -134,7 +87,12 @@ def test_500_messages_in_chaos_mode_end_in_the_same_state(app: Gunicorn) -> None
 def test_handset_help_reaches_the_app_and_the_reply_comes_back(app: Gunicorn) -> None:
     key = "SK" + "9" * 32
     emulator = EmulatorProcess(
-        "--number", f"{NUMBER}={app.base}/twilio/messages", "--api-key", f"{key}:secret"
+        ACCOUNT,
+        TOKEN,
+        "--number",
+        f"{NUMBER}={app.base}/twilio/messages",
+        "--api-key",
+        f"{key}:secret",
     )
     try:
         result = CliRunner().invoke(
@@ -169,7 +127,7 @@ def test_handset_help_reaches_the_app_and_the_reply_comes_back(app: Gunicorn) ->
 
 def test_a_webhook_that_fails_makes_emulator_send_fail() -> None:
     dead = f"http://127.0.0.1:{free_port()}/twilio/messages"  # nothing listens there
-    emulator = EmulatorProcess("--number", f"{NUMBER}={dead}")
+    emulator = EmulatorProcess(ACCOUNT, TOKEN, "--number", f"{NUMBER}={dead}")
     try:
         args = ["--url", emulator.url, "--from", HANDSET, "--to", NUMBER, "--body", "HELP"]
         result = CliRunner().invoke(main, ["emulator", "send", *args, *CREDENTIALS])

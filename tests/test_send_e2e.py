@@ -7,26 +7,22 @@ official client, as a worker outside any request would.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from urllib.parse import urlencode
 
 import pytest
-from server import ROOT, Gunicorn, free_port, wait_for_server
+from server import ROOT, EmulatorProcess, Gunicorn
 from test_sending import SlowAnswers
 from twilio.rest import Client
 
 from webhook_kit import MessageStatus
 from webhook_kit.correlation import Correlator
-from webhook_kit.emulator.throughput import UNQUEUED
 from webhook_kit.errors import InvalidToError
 from webhook_kit.ledger import Ledger, MessageFacts, now
 from webhook_kit.sending import Sender
@@ -39,51 +35,11 @@ ACCOUNT, TOKEN = "AC" + "e2e0" * 8, "e2e-emulator-token"
 CUSTOMERS = [f"+1415555{index:04d}" for index in range(50)]
 
 
-class EmulatorProcess:
-    """``webhook-kit emulator`` as a subprocess on a free port."""
-
-    def __init__(self, *flags: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "TWILIO_ACCOUNT_SID": ACCOUNT, "TWILIO_AUTH_TOKEN": TOKEN}
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "webhook_kit.cli",
-                "emulator",
-                "--port",
-                str(self.port),
-                *UNQUEUED,
-                *flags,
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            wait_for_server(self.port, self.process, "the emulator", path="/_emulator/health")
-        except RuntimeError:
-            self.stop()
-            raise
-
-    def control(self, path: str, fields: dict[str, str]) -> None:
-        auth = base64.b64encode(f"{ACCOUNT}:{TOKEN}".encode()).decode()
-        request = urllib.request.Request(
-            self.url + path, urlencode(fields).encode(), {"Authorization": f"Basic {auth}"}
-        )
-        with urllib.request.urlopen(request, timeout=10):
-            pass
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=15)
-
-
 @pytest.fixture
 def emulator() -> Iterator[EmulatorProcess]:
-    running = EmulatorProcess("--chaos", "--drop-final", "0.1", "--seed", "11", "--speed", "1000")
+    running = EmulatorProcess(
+        ACCOUNT, TOKEN, "--chaos", "--drop-final", "0.1", "--seed", "11", "--speed", "1000"
+    )
     yield running
     running.stop()
 
