@@ -78,7 +78,52 @@ class Reply:
         return self.body.decode()
 
 
-class Gunicorn:
+class ServerProcess:
+    """A server subprocess on a free loopback port, its stderr kept in a file (an unread pipe
+    could fill and stall it); stopped with SIGTERM, killed if it lingers."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
+        self._output = ""
+
+    def _start(
+        self, args: list[str], env: Mapping[str, str], name: str, health: str, cwd: Path | None
+    ) -> None:
+        """Start it and return once ``health`` answers 200; stopped again if it never does."""
+        self.process = subprocess.Popen(
+            args, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=self._log
+        )
+        try:
+            wait_for_server(self.port, self.process, name, path=health, output=self.stderr_so_far)
+        except RuntimeError:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if not self._log.closed and self.process is not None and self.process.poll() is not None:
+            self._output = self.stderr_so_far()
+            self._log.close()
+
+    def stderr(self) -> str:
+        """Everything it wrote to stderr; stops it first."""
+        self.stop()
+        return self._output
+
+    def stderr_so_far(self) -> str:
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace")
+
+
+class Gunicorn(ServerProcess):
     """A gunicorn process serving wsgi:app; stops (and reaps its workers) on exit."""
 
     def __init__(
@@ -89,7 +134,7 @@ class Gunicorn:
         extra: Iterable[str] = (),
         wrapper: Iterable[str] = (),
     ):
-        self.port = free_port()
+        super().__init__()
         self.base = f"http://127.0.0.1:{self.port}"
         self.env = {
             **os.environ,
@@ -107,21 +152,9 @@ class Gunicorn:
             "--log-level", "warning",
             *extra,
         ]  # fmt: skip
-        self.process: subprocess.Popen[bytes] | None = None
-        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
-        self._output = ""
 
     def __enter__(self) -> Gunicorn:
-        self.process = subprocess.Popen(
-            self.args, env=self.env, stdout=subprocess.DEVNULL, stderr=self._log
-        )
-        try:
-            wait_for_server(
-                self.port, self.process, "gunicorn", path="/healthz", output=self.stderr_so_far
-            )
-        except RuntimeError:
-            self.stop()
-            raise
+        self._start(self.args, self.env, "gunicorn", "/healthz", None)
         return self
 
     def __exit__(
@@ -132,31 +165,10 @@ class Gunicorn:
     ) -> None:
         self.stop()
 
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if not self._log.closed and self.process is not None and self.process.poll() is not None:
-            self._output = self.stderr_so_far()
-            self._log.close()
-
     def worker_pids(self) -> list[int]:
         assert self.process is not None
         children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
         return [int(pid) for pid in children.read_text().split()]
-
-    def stderr(self) -> str:
-        """Everything gunicorn wrote to stderr; stops the server first."""
-        self.stop()
-        return self._output
-
-    def stderr_so_far(self) -> str:
-        self._log.seek(0)
-        return self._log.read().decode(errors="replace")
 
     # -- HTTP -----------------------------------------------------------------------------
 
@@ -263,37 +275,18 @@ class RedisServer:
         self.process = None
 
 
-class EmulatorProcess:
+class EmulatorProcess(ServerProcess):
     """``webhook-kit emulator`` on a free loopback port, its senders unqueued (these tests are
-    about webhooks, not sender queues); what it logs is kept for a failure's message."""
+    about webhooks, not sender queues)."""
 
     def __init__(self, account: str, token: str, *args: str) -> None:
-        self.port = free_port()
+        super().__init__()
         self.url = f"http://127.0.0.1:{self.port}"
         basic = base64.b64encode(f"{account}:{token}".encode()).decode()
         self._authorization = f"Basic {basic}"
-        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop()
         command = [sys.executable, "-m", "webhook_kit.cli", "emulator", "--port", str(self.port)]
         env = {**os.environ, "TWILIO_ACCOUNT_SID": account, "TWILIO_AUTH_TOKEN": token}
-        self.process = subprocess.Popen(
-            [*command, *UNQUEUED, *args],
-            env=env,
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=self._log,
-        )
-        try:
-            wait_for_server(
-                self.port, self.process, "the emulator", path="/_emulator/health", output=self.log
-            )
-        except RuntimeError:
-            self.stop()
-            raise
-
-    def log(self) -> str:
-        """What the emulator wrote to stderr so far."""
-        self._log.seek(0)
-        return self._log.read().decode(errors="replace")
+        self._start([*command, *UNQUEUED, *args], env, "the emulator", "/_emulator/health", ROOT)
 
     def control(
         self, path: str, fields: Sequence[tuple[str, str]] | Mapping[str, str] | None = None
@@ -306,13 +299,3 @@ class EmulatorProcess:
         with urllib.request.urlopen(request, timeout=30) as response:
             body = response.read()
         return json.loads(body) if body else None
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log.close()
