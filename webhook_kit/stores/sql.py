@@ -198,7 +198,7 @@ def apply_event_writes(
             applied.append(EventApplied(False, False))
             continue
         entry, facts = write.status, write.message
-        recorded = entry is not None and execute(sql.record_event, _event_params(entry)) == 1
+        recorded = entry is not None and execute(sql.record_event, event_params(entry)) == 1
         if entry is not None and recorded:
             execute(sql.merge_message, _row_params(entry_row(entry)))
         if facts is not None:
@@ -207,8 +207,9 @@ def apply_event_writes(
     return applied
 
 
-def _event_params(entry: StatusEntry) -> dict[str, object]:
-    """``entry`` as :attr:`Statements.record_event` takes it."""
+def event_params(entry: StatusEntry) -> dict[str, object]:
+    """``entry`` as :attr:`Statements.record_event` takes it (a status callback joining a
+    message's history, on SQLite or in a batch)."""
     return {
         "sid": entry.message_sid,
         "key": entry.key,

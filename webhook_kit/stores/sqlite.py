@@ -84,6 +84,7 @@ from .sql import (
     Statements,
     apply_event_writes,
     conversation_writes,
+    event_params,
     job_params,
     migrations,
     opt_out_params,
@@ -111,10 +112,6 @@ WHERE {
 _COLUMNS = ", ".join(NAMES)
 _COLUMNS_AFTER_KEY = ", ".join(NAMES[1:])
 _MARKS = ", ".join(f"?{n}" for n in range(1, len(NAMES) + 1))
-_INSERT_EVENT = """
-INSERT INTO wk_events (sid, key, status, error_code, event_type, received, form)
-VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING
-"""
 # A row of the ledger merged into the stored one by the declared rules (see .rules); the
 # record's status after the merge comes back.
 _UPSERT = f"""
@@ -401,8 +398,7 @@ class SQLiteStore:
     def _record(db: sqlite3.Connection, entry: StatusEntry) -> bool:
         """Add the callback to the history and merge the send's pending record into the
         message's; False if the callback is there already."""
-        event = (entry.message_sid, entry.key, entry.status, entry.error_code, entry.event_type)
-        recorded = db.execute(_INSERT_EVENT, (*event, entry.received_at, entry.form)).rowcount == 1
+        recorded = db.execute(_SQL.record_event, event_params(entry)).rowcount == 1
         if entry.correlation:
             _absorb(db, entry.message_sid, entry.correlation)
         return recorded

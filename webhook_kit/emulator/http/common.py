@@ -1,15 +1,19 @@
-"""What every resource module shares: the account in the path, and Twilio's 404."""
+"""What every resource module shares: the account in the path, Twilio's 404, v1 list pages."""
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
-from flask import Blueprint, request
+from flask import Blueprint, Response, jsonify, request
 
 from ..core import Account
 from ..errors import ApiError
 from ..model import ACCOUNT_SID_RE, API_VERSION
+from ..paging import meta_envelope, parse_paging, window
+
+T = TypeVar("T")
 
 
 def not_found() -> ApiError:
@@ -22,6 +26,21 @@ def sid_in_path(sid: str, pattern: re.Pattern[str]) -> str:
     if not pattern.match(sid):
         raise not_found()
     return sid
+
+
+def meta_page(
+    key: str,
+    items: Sequence[T],
+    sid: Callable[[T], str],
+    to_json: Callable[[T], dict[str, Any]],
+    url: str,
+) -> Response:
+    """The request's page of ``items`` (in list order) in the v1 ``meta`` envelope, each as
+    ``to_json`` shows it, paged by ``sid`` as Twilio pages."""
+    paging = parse_paging(request.args)
+    found, more = window(items, sid, paging)
+    records = [to_json(item) for item in found]
+    return jsonify(meta_envelope(key, records, paging, url=url, more=more))
 
 
 def host_base() -> str:

@@ -7,9 +7,8 @@ from flask import Blueprint, Response, jsonify, request
 from ..content import CONTENT_BASE, content_json, parse_content
 from ..core import Account
 from ..model import new_sid
-from ..paging import meta_envelope, parse_paging, window
 from ..resource import CONTENT_SID_RE
-from .common import host_base, sid_in_path
+from .common import host_base, meta_page, sid_in_path
 
 
 def content_api(account: Account) -> Blueprint:
@@ -26,11 +25,14 @@ def content_api(account: Account) -> Blueprint:
 
     @api.get("")
     def list_content() -> Response:
-        paging = parse_paging(request.args)
-        items, more = window(outbound.contents(), lambda c: c.sid, paging)
-        records = [content_json(c, account.account_sid, host_base()) for c in items]
-        url = host_base() + CONTENT_BASE
-        return jsonify(meta_envelope("contents", records, paging, url=url, more=more))
+        base = host_base()
+        return meta_page(
+            "contents",
+            outbound.contents(),
+            lambda c: c.sid,
+            lambda c: content_json(c, account.account_sid, base),
+            base + CONTENT_BASE,
+        )
 
     @api.get("/<sid>")
     def fetch(sid: str) -> Response:

@@ -14,7 +14,6 @@ from ..core import Account
 from ..errors import ApiError
 from ..model import SERVICE_SID_RE
 from ..numbers import PHONE_NUMBER_SID_RE
-from ..paging import meta_envelope, parse_paging, window
 from ..resource import bad
 from ..services import (
     ALPHA_SENDER_SID_RE,
@@ -25,7 +24,7 @@ from ..services import (
     sender_json,
     service_json,
 )
-from .common import host_base, not_found, sid_in_path
+from .common import host_base, meta_page, not_found, sid_in_path
 
 #: Subresource path -> (sender kind, SID pattern of its items).
 _POOLS = {
@@ -52,11 +51,14 @@ def services_api(account: Account) -> Blueprint:
 
     @api.get("")
     def list_services() -> Response:
-        paging = parse_paging(request.args)
-        items, more = window(outbound.services(), lambda s: s.sid, paging)
-        records = [service_json(s, account.account_sid, host_base()) for s in items]
-        url = host_base() + SERVICE_BASE
-        return jsonify(meta_envelope("services", records, paging, url=url, more=more))
+        base = host_base()
+        return meta_page(
+            "services",
+            outbound.services(),
+            lambda s: s.sid,
+            lambda s: service_json(s, account.account_sid, base),
+            base + SERVICE_BASE,
+        )
 
     @api.get("/<sid>")
     def fetch(sid: str) -> Response:
@@ -82,12 +84,14 @@ def services_api(account: Account) -> Blueprint:
     def list_pool(sid: str, path: str) -> Response:
         kind, service = pool(path), sid_in_path(sid, SERVICE_SID_RE)
         outbound.service(service)
-        paging = parse_paging(request.args)
-        items, more = window(outbound.senders(service, kind), lambda s: s.sid, paging)
-        records = [sender_json(s, account.account_sid, host_base()) for s in items]
-        key = KINDS[kind][1]
-        url = f"{host_base()}{SERVICE_BASE}/{service}/{path}"
-        return jsonify(meta_envelope(key, records, paging, url=url, more=more))
+        base = host_base()
+        return meta_page(
+            KINDS[kind][1],
+            outbound.senders(service, kind),
+            lambda s: s.sid,
+            lambda s: sender_json(s, account.account_sid, base),
+            f"{base}{SERVICE_BASE}/{service}/{path}",
+        )
 
     @api.get("/<sid>/<path>/<item>")
     def fetch_sender(sid: str, path: str, item: str) -> Response:

@@ -8,9 +8,8 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from ..errors import ApiError
-from ..paging import meta_envelope, parse_paging, window
 from ..streams import BASE_URL, SINK_SID_RE, SUBSCRIPTION_SID_RE, EventStreams, Subscription
-from .common import not_found, sid_in_path
+from .common import meta_page, not_found, sid_in_path
 
 
 def events_api(streams: EventStreams) -> Blueprint:
@@ -23,9 +22,7 @@ def events_api(streams: EventStreams) -> Blueprint:
 
 def _listing(key: str, path: str, items: list[dict[str, Any]]) -> Response:
     """One page of ``items`` (each with a ``sid``) in the v1 ``meta`` envelope, paged as Twilio."""
-    paging = parse_paging(request.args)
-    found, more = window(items, lambda item: str(item["sid"]), paging)
-    return jsonify(meta_envelope(key, found, paging, url=f"{BASE_URL}/{path}", more=more))
+    return meta_page(key, items, lambda item: str(item["sid"]), dict, f"{BASE_URL}/{path}")
 
 
 def _sink_routes(api: Blueprint, streams: EventStreams) -> None:
